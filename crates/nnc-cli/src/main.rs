@@ -1,1 +1,273 @@
-fn main() {}
+//! The `nnc` command line: a thin shell over `nnc_driver::compile`.
+//!
+//! Exit codes: 0 on success, 1 on any user error (a bad program, a missing
+//! file, a bad flag) and on internal errors; never a panic.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use nnc_diag::{render_terminal, Diagnostic, SourceFile};
+use nnc_driver::{compile, CompileError, Compiled, Observer, Options, PassError, PassInfo, Stage};
+use nnc_ir::{Mode, Module};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "nnc", version, about = "A compiler for neural-network models written in the .nn language")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check a model, reporting every problem with its place.
+    Check {
+        /// The model file (.nn).
+        file: PathBuf,
+    },
+    /// Print a model's IR at a stage, or after chosen passes.
+    Ir {
+        /// The model file (.nn).
+        file: PathBuf,
+        /// Which function to build.
+        #[arg(long, value_enum, default_value_t = ModeArg::Infer)]
+        mode: ModeArg,
+        /// How far to compile: the AST, the lowered IR or the optimized IR.
+        #[arg(long, value_enum, default_value_t = StageArg::Optimized)]
+        stage: StageArg,
+        /// Run these passes (comma-separated) instead of the mode's default pipeline.
+        #[arg(long, value_delimiter = ',', value_name = "PASS,...")]
+        passes: Option<Vec<String>>,
+        /// Print the IR after this pass (repeatable) instead of the final IR.
+        #[arg(long, value_name = "PASS")]
+        after: Vec<String>,
+        /// Print the IR after every pass.
+        #[arg(long)]
+        after_all: bool,
+        /// Print the IR after every pass that changed it.
+        #[arg(long)]
+        after_change: bool,
+    },
+    /// List the passes and each mode's default pipeline.
+    Passes,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Train,
+    Infer,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StageArg {
+    Ast,
+    Lowered,
+    Optimized,
+}
+
+/// A failure already worth one line to the user (diagnostics are printed
+/// before it is returned).
+struct Failure(String);
+
+/// Dumps the IR after the passes the user asked for.
+struct Dumps<'a> {
+    mode: Mode,
+    after: &'a [String],
+    all: bool,
+    change: bool,
+    text: String,
+}
+
+impl Observer for Dumps<'_> {
+    fn after_pass(&mut self, pass: &PassInfo, changed: bool, module: &Module) {
+        let wanted = self.all || (self.change && changed) || self.after.iter().any(|a| a == pass.name);
+        if !wanted {
+            return;
+        }
+        let note = if changed { "" } else { " (unchanged)" };
+        self.text.push_str(&format!("// nnc ir · {} · {} · after {}{note}\n", module.name, self.mode, pass.name));
+        self.text.push_str(&nnc_ir::text::print_module(module));
+        self.text.push('\n');
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are successes; every other flag problem is a
+            // user error (exit 1, not clap's 2).
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
+    let result = match cli.command {
+        Command::Check { file } => check(&file),
+        Command::Ir { file, mode, stage, passes, after, after_all, after_change } => {
+            let mode = match mode {
+                ModeArg::Train => Mode::Train,
+                ModeArg::Infer => Mode::Infer,
+            };
+            let stage = match stage {
+                StageArg::Ast => Stage::Ast,
+                StageArg::Lowered => Stage::Lowered,
+                StageArg::Optimized => Stage::Optimized,
+            };
+            ir(&file, mode, stage, passes, &after, after_all, after_change)
+        }
+        Command::Passes => Ok(passes_table()),
+    };
+    match result {
+        Ok(text) => {
+            // A closed pipe (`nnc ir m.nn | head`) is not an error worth a panic.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(Failure(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn read_source(file: &PathBuf) -> Result<SourceFile, Failure> {
+    match std::fs::read(file) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Ok(SourceFile::new(file.display().to_string(), text)),
+            Err(e) => Err(Failure(format!(
+                "error: {} is not UTF-8 text (invalid byte at offset {})",
+                file.display(),
+                e.utf8_error().valid_up_to()
+            ))),
+        },
+        Err(e) => Err(Failure(format!("error: cannot read {}: {e}", file.display()))),
+    }
+}
+
+fn print_diagnostics(diagnostics: &[Diagnostic], source: &SourceFile) {
+    if diagnostics.is_empty() {
+        return;
+    }
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = std::io::stderr().lock().write_all(render_terminal(diagnostics, source, color).as_bytes());
+}
+
+/// Compiles, printing warnings or diagnostics; a failure carries the
+/// closing line.
+fn run_compile(source: &SourceFile, options: &Options, observer: &mut dyn Observer) -> Result<Compiled, Failure> {
+    match compile(source, options, observer) {
+        Ok(compiled) => {
+            print_diagnostics(&compiled.warnings, source);
+            Ok(compiled)
+        }
+        Err(CompileError::Program(diagnostics)) => {
+            print_diagnostics(&diagnostics, source);
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            let plural = if errors == 1 { "" } else { "s" };
+            Err(Failure(format!("error: {} has {errors} error{plural}", source.name())))
+        }
+        Err(CompileError::Pass(e @ PassError::VerifyFailed { .. })) => {
+            Err(Failure(format!("internal error (a bug in nnc, please report it): {e}")))
+        }
+        Err(CompileError::Pass(e)) => Err(Failure(format!("error: {e}"))),
+    }
+}
+
+fn check(file: &PathBuf) -> Result<String, Failure> {
+    let source = read_source(file)?;
+    let options = Options { modes: Mode::ALL.to_vec(), stage: Stage::Optimized, passes: None };
+    let compiled = run_compile(&source, &options, &mut nnc_driver::Quiet)?;
+    let Some(module) = compiled.module else { return Ok(String::new()) };
+    Ok(summary(&module))
+}
+
+/// `SeedMlp: ok · f32[N,800] → f32[N,300] · 5,210,300 parameters in 20 tensors`.
+fn summary(module: &Module) -> String {
+    let stored: Vec<_> = module.params.iter().filter(|p| !p.is_derived()).collect();
+    let count: usize = stored.iter().map(|p| p.shape.iter().product::<usize>()).sum();
+    let io = module.function(Mode::Infer).map(|f| format!(" · {} → {}", f.value_type(f.input), f.value_type(f.output)));
+    format!(
+        "{}: ok{} · {} parameters in {} tensors\n",
+        module.name,
+        io.unwrap_or_default(),
+        group_thousands(count),
+        stored.len()
+    )
+}
+
+fn group_thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ir(
+    file: &PathBuf,
+    mode: Mode,
+    stage: Stage,
+    passes: Option<Vec<String>>,
+    after: &[String],
+    after_all: bool,
+    after_change: bool,
+) -> Result<String, Failure> {
+    let dumping = !after.is_empty() || after_all || after_change;
+    if dumping && stage != Stage::Optimized {
+        return Err(Failure("error: --after, --after-all and --after-change need --stage optimized".into()));
+    }
+    if passes.is_some() && stage != Stage::Optimized {
+        return Err(Failure("error: --passes needs --stage optimized".into()));
+    }
+    let pipeline: Vec<String> = match &passes {
+        Some(list) => list.clone(),
+        None => nnc_passes::pipeline(mode).iter().map(|s| s.to_string()).collect(),
+    };
+    for name in after {
+        if nnc_passes::lookup(name).is_none() {
+            let known: Vec<&str> = nnc_passes::PASSES.iter().map(|p| p.name).collect();
+            return Err(Failure(format!("error: --after {name}: no such pass (known: {})", known.join(", "))));
+        }
+        if !pipeline.contains(name) {
+            return Err(Failure(format!(
+                "error: --after {name}: that pass is not in the {mode} pipeline ({}); add it with --passes",
+                pipeline.join(", ")
+            )));
+        }
+    }
+    let source = read_source(file)?;
+    let options = Options { modes: vec![mode], stage, passes };
+    let mut dumps = Dumps { mode, after, all: after_all, change: after_change, text: String::new() };
+    let compiled = run_compile(&source, &options, &mut dumps)?;
+    if dumping {
+        return Ok(dumps.text);
+    }
+    let stage_name = match stage {
+        Stage::Ast => "ast",
+        Stage::Lowered => "lowered",
+        Stage::Optimized => "optimized",
+    };
+    let banner = format!("// nnc ir · {} · {mode} · {stage_name}\n", compiled.ast.name.name);
+    match compiled.module {
+        Some(module) => Ok(banner + &nnc_ir::text::print_module(&module)),
+        None => Ok(banner + &nnc_syntax::dump(&compiled.ast, &source)),
+    }
+}
+
+fn passes_table() -> String {
+    let mut out = String::from("passes:\n");
+    let width = nnc_passes::PASSES.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for pass in nnc_passes::PASSES {
+        let modes: Vec<&str> = pass.modes.iter().map(|m| m.name()).collect();
+        out.push_str(&format!("  {:width$}  [{}]  {}\n", pass.name, modes.join(", "), pass.summary));
+    }
+    out.push_str("\ndefault pipelines:\n");
+    for mode in Mode::ALL {
+        out.push_str(&format!("  {mode}: {}\n", nnc_passes::pipeline(mode).join(", ")));
+    }
+    out
+}

@@ -1,1 +1,106 @@
-//! placeholder
+//! `compile`: the one place that knows nnc's stage order.
+//!
+//! ```text
+//! source ─parse─▶ AST ─lower─▶ IR (one function per mode) ─passes─▶ optimized IR
+//! ```
+//!
+//! The command line, the `model!` macro and the tests all call [`compile`],
+//! so the order of stages is written once (Cranelift's `Context::optimize`,
+//! naga's `Frontend::inner`).
+
+use nnc_diag::{Diagnostic, SourceFile};
+use nnc_ir::{Mode, Module};
+pub use nnc_passes::{Observer, PassError, PassInfo};
+use nnc_syntax::ast;
+use std::fmt;
+
+/// How far to take a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Parse only.
+    Ast,
+    /// Parse, check and lower; no passes.
+    Lowered,
+    /// Lower, then run the passes.
+    Optimized,
+}
+
+/// What to compile and how.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The functions to build, in this order.
+    pub modes: Vec<Mode>,
+    pub stage: Stage,
+    /// Passes to run instead of each mode's default pipeline.
+    pub passes: Option<Vec<String>>,
+}
+
+/// A compiled program: the AST, the module at the requested stage (absent
+/// for [`Stage::Ast`]) and the warnings met on the way.
+#[derive(Debug)]
+pub struct Compiled {
+    pub ast: ast::Model,
+    pub module: Option<Module>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Why compiling failed.
+#[derive(Debug)]
+pub enum CompileError {
+    /// The program is wrong: every diagnostic, errors and warnings, in
+    /// source order.
+    Program(Vec<Diagnostic>),
+    /// A pass list is wrong (an unknown name, a pass for another mode), or
+    /// a pass broke the IR (a compiler bug, reported with the IR before it).
+    Pass(PassError),
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { modes: vec![Mode::Infer], stage: Stage::Optimized, passes: None }
+    }
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileError::Program(d) => {
+                let errors = d.iter().filter(|d| d.is_error()).count();
+                write!(f, "the program has {errors} error(s)")
+            }
+            CompileError::Pass(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// The no-op observer, for callers that dump nothing between passes.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn after_pass(&mut self, _pass: &PassInfo, _changed: bool, _module: &Module) {}
+}
+
+/// Parses, checks, lowers and optimizes `source` as far as `options` ask,
+/// calling `observer` after each pass.
+pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observer) -> Result<Compiled, CompileError> {
+    let ast = nnc_syntax::parse(source).map_err(CompileError::Program)?;
+    if options.stage == Stage::Ast {
+        return Ok(Compiled { ast, module: None, warnings: Vec::new() });
+    }
+    let lowered = nnc_lower::lower(&ast, source, &options.modes);
+    let Some(mut module) = lowered.module else {
+        return Err(CompileError::Program(lowered.diagnostics));
+    };
+    if options.stage == Stage::Optimized {
+        for mode in &options.modes {
+            let names: Vec<&str> = match &options.passes {
+                Some(list) => list.iter().map(String::as_str).collect(),
+                None => nnc_passes::pipeline(*mode).to_vec(),
+            };
+            nnc_passes::run_passes(&mut module, *mode, &names, observer).map_err(CompileError::Pass)?;
+        }
+    }
+    Ok(Compiled { ast, module: Some(module), warnings: lowered.diagnostics })
+}

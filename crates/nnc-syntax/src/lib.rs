@@ -2,6 +2,8 @@
 //! typed AST with spans. This crate knows nothing of the IR.
 
 pub mod ast;
+mod dump;
 mod parse;
 
+pub use dump::dump;
 pub use parse::parse;

@@ -1,0 +1,147 @@
+//! The `nnc` binary as a user runs it: exit codes (0 or 1, never clap's 2
+//! or a panic's 101), where output goes, and what the flags do.
+//! (These live in `nnc-cli` because Cargo sets `CARGO_BIN_EXE_nnc` only for
+//! the package that owns the binary.)
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn nnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnc")).args(args).current_dir(root()).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_every_model() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("models")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = nnc(&["check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), stderr(&out));
+        assert!(stdout(&out).contains(": ok"), "{}", stdout(&out));
+        n += 1;
+    }
+    assert!(n >= 12);
+}
+
+#[test]
+fn check_summarises_the_model() {
+    let out = nnc(&["check", "models/seed_relu_he.nn"]);
+    let text = stdout(&out);
+    // 800·750 + 750 + ... + 350·300 + 300 weights and biases.
+    let sizes: Vec<usize> = (0..11).map(|i| 800 - 50 * i).collect();
+    let count: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+    let grouped = format!("{},{:03},{:03}", count / 1_000_000, count / 1000 % 1000, count % 1000);
+    assert!(text.contains(&grouped), "{text} lacks {grouped}");
+    assert!(text.contains("f32[N,800] → f32[N,300]"), "{text}");
+}
+
+#[test]
+fn check_rejects_a_bad_program_with_its_position() {
+    let out = nnc(&["check", "tests/errors/size_mismatch.nn"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("tests/errors/size_mismatch.nn:5:11"), "{err}");
+    assert!(err.contains("dense 800 -> 750"), "{err}");
+    assert!(err.contains("previous layer yields 700"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn user_errors_exit_with_1() {
+    let cases: &[&[&str]] = &[
+        &["check", "no/such/file.nn"],
+        &["check", "models"],
+        &["check"],
+        &["frobnicate"],
+        &["ir", "models/seed_relu_he.nn", "--mode", "sideways"],
+        &["ir", "models/seed_relu_he.nn", "--stage", "assembly"],
+        &["ir", "models/seed_relu_he.nn", "--passes", "fold-batchnorm,constant-fold"],
+        &["ir", "models/seed_relu_he.nn", "--after", "constant-fold"],
+        &["ir", "models/seed_relu_he.nn", "--mode", "train", "--passes", "eliminate-dropout"],
+        &["ir", "models/seed_relu_he.nn", "--mode", "train", "--after", "fold-batchnorm"],
+        &["ir", "models/seed_relu_he.nn", "--stage", "lowered", "--after", "dce"],
+    ];
+    for args in cases {
+        let out = nnc(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty(), "{args:?} said nothing");
+    }
+}
+
+#[test]
+fn an_unknown_pass_lists_the_known_ones() {
+    let out = nnc(&["ir", "models/seed_relu_he.nn", "--after", "fold-bn"]);
+    assert!(stderr(&out).contains("fold-batchnorm"), "{}", stderr(&out));
+}
+
+#[test]
+fn non_utf8_input_is_a_clean_error() {
+    let dir = std::env::temp_dir().join(format!("nnc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("binary.nn");
+    std::fs::write(&path, [0x6d, 0xff, 0xfe, 0x00]).unwrap();
+    let out = nnc(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not UTF-8"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_and_version_succeed() {
+    assert_eq!(nnc(&["--help"]).status.code(), Some(0));
+    assert_eq!(nnc(&["--version"]).status.code(), Some(0));
+    assert!(stdout(&nnc(&["ir", "--help"])).contains("--after"));
+}
+
+#[test]
+fn ir_in_infer_mode_has_folded_batch_norm_and_no_dropout() {
+    let out = nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--mode", "infer"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("// nnc ir · SeedEluBn · infer · optimized\n"), "{text}");
+    assert!(!text.contains("batch_norm") && !text.contains("dropout"), "{text}");
+    assert!(text.contains("@layer0.weight': f32[750,800] weight = derive scale_rows(@layer0.weight"), "{text}");
+    assert!(text.contains("epilogue(elu alpha=1)"), "{text}");
+}
+
+#[test]
+fn ir_stages_and_modes() {
+    let lowered = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--stage", "lowered"]));
+    assert!(lowered.contains("batch_norm[layer0]") && lowered.contains("dropout[layer0]"), "{lowered}");
+    let train = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--mode", "train"]));
+    assert!(train.contains("func @train(") && train.contains("batch_norm[layer9]"), "{train}");
+    let ast = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--stage", "ast"]));
+    assert!(ast.contains("dense 800 -> 750 @5:5") && ast.contains("norm=batch"), "{ast}");
+}
+
+#[test]
+fn ir_after_a_pass_dumps_under_a_banner() {
+    let out = nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--after", "eliminate-dropout"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("// nnc ir · SeedEluBn · infer · after eliminate-dropout\n"), "{text}");
+    assert!(!text.contains("dropout[") && text.contains("batch_norm["), "{text}");
+    let all = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--after-all"]));
+    assert_eq!(all.matches("// nnc ir · SeedEluBn · infer · after ").count(), 4, "{all}");
+    let chosen = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--passes", "eliminate-dropout,dce", "--after-change"]));
+    assert_eq!(chosen.matches("// nnc ir").count(), 1, "dce changes nothing here: {chosen}");
+}
+
+#[test]
+fn passes_lists_every_pass_and_the_pipelines() {
+    let text = stdout(&nnc(&["passes"]));
+    for name in ["eliminate-dropout", "fold-batchnorm", "fuse-activation", "drop-redundant-bias", "dce"] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    assert!(text.contains("infer: eliminate-dropout, fold-batchnorm, fuse-activation, dce"), "{text}");
+}

@@ -1,0 +1,209 @@
+//! `fold-batchnorm` (infer): at inference a batch norm is a fixed
+//! per-channel affine map, `BN(x) = x·s + t` with
+//! `s = γ / √(running_var + eps)` and `t = β − running_mean·s`
+//! (Ioffe & Szegedy 2015, §3.1; PyTorch `torch.nn.utils.fusion`). Each batch
+//! norm, in program order, is folded into the weights next to it:
+//!
+//! - **(A) into the linear or conv that produces its input**:
+//!   `W' = scale_rows(W, s)`, `b' = (b − running_mean)·s + β` (or
+//!   `β − running_mean·s` without a bias). Dropconnect does not matter: its
+//!   mask is element-wise and commutes with scaling rows.
+//! - **(B) into the linear or conv that reads its result**:
+//!   `W' = scale_cols(W, s)`, `b' = b + mat_vec(W, t)` (or `mat_vec(W, t)`),
+//!   since `W(x·s + t) + b = (W·diag s)x + (Wt + b)`. This is the "batch norm
+//!   after an activation" layout, folded into the next dense (as in
+//!   TensorRT's and ONNX Runtime's fusions).
+//! - **(C) otherwise** it becomes `affine` with derived parameters
+//!   `<layer>.norm.scale = s` and `<layer>.norm.shift = t`.
+//!
+//! New numbers are *derived parameters* (primed names, `layer0.weight'`)
+//! whose derivation loaders evaluate, so the pass needs no weights.
+//!
+//! Must not fire:
+//! - (A) when the producer has an epilogue (an activation sits between the
+//!   weights and the norm) or its result has another reader, who would see
+//!   the folded numbers;
+//! - (B) when the normalised value has another reader or is the output;
+//!   when that conv is padded: padding injects zeros where the norm would
+//!   have produced `t`, so `Wt` in the bias is wrong at the borders; when it
+//!   is grouped, because output `o` reads only its group's channels while
+//!   `scale_cols` and `mat_vec` index the weight's columns; when dropconnect
+//!   is set, because the mask would hit `W` but not the folded `Wt`;
+//! - at all in train mode, where a batch norm uses batch statistics.
+//!
+//! ```text
+//! %1: f32[N,4] = linear[layer0] %0, @layer0.weight, @layer0.bias loc(2:1)
+//! %2: f32[N,4] = batch_norm[layer0] %1, @layer0.norm.weight, @layer0.norm.bias, @layer0.norm.running_mean, @layer0.norm.running_var eps=0.00001 momentum=0.1 loc(2:1)
+//! ```
+//! becomes (A)
+//! ```text
+//! @layer0.weight': f32[4,8] weight = scale_rows(@layer0.weight, @layer0.norm.weight / sqrt(@layer0.norm.running_var + 0.00001))
+//! @layer0.bias': f32[4] bias = (@layer0.bias - @layer0.norm.running_mean) * (@layer0.norm.weight / sqrt(@layer0.norm.running_var + 0.00001)) + @layer0.norm.bias
+//! %1: f32[N,4] = linear[layer0] %0, @layer0.weight', @layer0.bias' loc(2:1)
+//! ```
+
+use crate::rewrite::{add_derived, param, remove_forwarding, set_weights, sole_user, weights, with_function};
+use nnc_ir::{BinaryOp, Derivation, Function, Mode, Module, Op, OpData, ParamId, ParamRole};
+
+/// Folds every batch norm of the `mode` function; true if anything changed.
+pub fn fold_batchnorm(module: &mut Module, mode: Mode) -> bool {
+    // Train-mode batch norm normalises with batch statistics: not constant.
+    if mode != Mode::Infer {
+        return false;
+    }
+    with_function(module, mode, |module, f| {
+        let mut changed = false;
+        // Each round replaces one batch norm, so the loop ends.
+        while let Some((index, norm)) = f.ops.iter().enumerate().find_map(|(i, o)| Norm::of(o).map(|n| (i, n))) {
+            if !(fold_into_producer(module, f, index, &norm) || fold_into_user(module, f, index, &norm)) {
+                replace_by_affine(module, f, index, &norm);
+            }
+            changed = true;
+        }
+        changed
+    })
+}
+
+/// The parameters of one batch norm, and the derivations of its `s` and `t`.
+struct Norm {
+    gamma: ParamId,
+    beta: ParamId,
+    mean: ParamId,
+    var: ParamId,
+    eps: f32,
+}
+
+impl Norm {
+    fn of(op: &OpData) -> Option<Norm> {
+        match op.op {
+            Op::BatchNorm { weight, bias, running_mean, running_var, eps, .. } => Some(Norm {
+                gamma: weight,
+                beta: bias,
+                mean: running_mean,
+                var: running_var,
+                eps,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `s = γ / sqrt(running_var + eps)`.
+    fn scale(&self) -> Derivation {
+        let var_eps = Derivation::binary(BinaryOp::Add, Derivation::param(self.var), Derivation::Const(self.eps));
+        Derivation::binary(BinaryOp::Div, Derivation::param(self.gamma), Derivation::sqrt(var_eps))
+    }
+
+    /// `t = β − running_mean·s`.
+    fn shift(&self) -> Derivation {
+        let mean_s = Derivation::binary(BinaryOp::Mul, Derivation::param(self.mean), self.scale());
+        Derivation::binary(BinaryOp::Sub, Derivation::param(self.beta), mean_s)
+    }
+}
+
+/// (A): folds the norm at `index` into the linear or conv producing its input.
+fn fold_into_producer(module: &mut Module, f: &mut Function, index: usize, norm: &Norm) -> bool {
+    let Some(&x) = f.ops[index].args.first() else {
+        return false;
+    };
+    // The function's input has no weights to fold into.
+    let Some(producer) = f.producer(x).map(|p| p.0 as usize) else {
+        return false;
+    };
+    // Another reader of x would see the folded numbers (a producer after
+    // its reader is broken IR, the verifier's to report).
+    if f.use_count(x) != 1 || producer >= index {
+        return false;
+    }
+    let producer_op = &f.ops[producer];
+    // An epilogue (an activation) sits between the weights and the norm.
+    if !matches!(&producer_op.op, Op::Linear { epilogue, .. } | Op::Conv2d { epilogue, .. } if epilogue.is_empty()) {
+        return false;
+    }
+    let Some((weight, bias)) = weights(&producer_op.op) else {
+        return false;
+    };
+    let Some(w) = param(module, weight).cloned() else {
+        return false;
+    };
+    let layer = producer_op.layer.clone();
+    let p = Derivation::param;
+    let new_bias = match bias {
+        // (b − μ)·s + β
+        Some(b) => {
+            let centred = Derivation::binary(BinaryOp::Sub, p(b), p(norm.mean));
+            let scaled = Derivation::binary(BinaryOp::Mul, centred, norm.scale());
+            Derivation::binary(BinaryOp::Add, scaled, p(norm.beta))
+        }
+        // β − μ·s
+        None => norm.shift(),
+    };
+    let bias_name = bias_name(module, bias, &layer);
+    let out = w.shape.first().copied().unwrap_or(0);
+    let w2 = add_derived(module, &w.name, w.shape.clone(), ParamRole::Weight, Derivation::scale_rows(p(weight), norm.scale()));
+    let b2 = add_derived(module, &bias_name, vec![out], ParamRole::Bias, new_bias);
+    set_weights(&mut f.ops[producer].op, w2, Some(b2));
+    if let Some(removed) = remove_forwarding(f, index) {
+        f.ops[producer].absorb_locs(&removed.locs);
+    }
+    true
+}
+
+/// (B): folds the norm at `index` into the linear or conv reading its result.
+fn fold_into_user(module: &mut Module, f: &mut Function, index: usize, norm: &Norm) -> bool {
+    // The normalised value has another reader or is the output.
+    let Some(user) = sole_user(f, f.ops[index].result) else {
+        return false;
+    };
+    // A reader before its producer is broken IR, the verifier's to report.
+    if user <= index {
+        return false;
+    }
+    let user_op = &f.ops[user];
+    match &user_op.op {
+        Op::Linear { dropconnect: None, .. } => {}
+        // Grouped: output o reads only its group's channels. Padded: the
+        // zeros padding adds would have been t. Both break Wt in the bias.
+        Op::Conv2d { geometry, dropconnect: None, .. } if geometry.groups == 1 && geometry.pads == [0; 4] => {}
+        // Not weights, or a dropconnect mask that would hit W but not Wt.
+        _ => return false,
+    }
+    let Some((weight, bias)) = weights(&user_op.op) else {
+        return false;
+    };
+    let Some(w) = param(module, weight).cloned() else {
+        return false;
+    };
+    let layer = user_op.layer.clone();
+    let p = Derivation::param;
+    let shift_through_w = Derivation::mat_vec(p(weight), norm.shift());
+    let new_bias = match bias {
+        Some(b) => Derivation::binary(BinaryOp::Add, p(b), shift_through_w),
+        None => shift_through_w,
+    };
+    let bias_name = bias_name(module, bias, &layer);
+    let out = w.shape.first().copied().unwrap_or(0);
+    let w2 = add_derived(module, &w.name, w.shape.clone(), ParamRole::Weight, Derivation::scale_cols(p(weight), norm.scale()));
+    let b2 = add_derived(module, &bias_name, vec![out], ParamRole::Bias, new_bias);
+    set_weights(&mut f.ops[user].op, w2, Some(b2));
+    let locs = f.ops[index].locs.clone();
+    f.ops[user].absorb_locs(&locs);
+    remove_forwarding(f, index).is_some()
+}
+
+/// (C): replaces the norm at `index` by a per-channel affine.
+fn replace_by_affine(module: &mut Module, f: &mut Function, index: usize, norm: &Norm) {
+    let channels = param(module, norm.gamma).map(|g| g.shape.clone()).unwrap_or_default();
+    let layer = f.ops[index].layer.clone();
+    let scale = add_derived(module, &format!("{layer}.norm.scale"), channels.clone(), ParamRole::Scale, norm.scale());
+    let shift = add_derived(module, &format!("{layer}.norm.shift"), channels, ParamRole::Shift, norm.shift());
+    f.ops[index].op = Op::Affine { scale, shift };
+}
+
+/// The name a folded bias takes: the old bias's, else `<layer>.bias`; both
+/// primed until free.
+fn bias_name(module: &Module, bias: Option<ParamId>, layer: &str) -> String {
+    match bias.and_then(|b| param(module, b)) {
+        Some(b) => b.name.clone(),
+        None => format!("{layer}.bias"),
+    }
+}

@@ -1,0 +1,75 @@
+//! The one list of passes: names, summaries, modes and entry points. `nnc
+//! passes` prints it; `--passes a,b` and `--after NAME` look names up here;
+//! the default pipelines are data, not code (tract's `declutter()` list, MLIR's
+//! `Passes.td`).
+
+use crate::{dce, drop_redundant_bias, eliminate_dropout, fold_batchnorm, fuse_activation};
+use nnc_ir::{Mode, Module};
+
+/// One pass as the registry lists it.
+#[derive(Debug)]
+pub struct PassInfo {
+    /// The kebab-case name users type: `fold-batchnorm`.
+    pub name: &'static str,
+    /// One line for `nnc passes`.
+    pub summary: &'static str,
+    /// The modes whose function the pass may run on.
+    pub modes: &'static [Mode],
+    /// The entry point: rewrites the function of that mode; true if anything
+    /// changed.
+    pub run: fn(&mut Module, Mode) -> bool,
+}
+
+/// Every pass, in the order `nnc passes` lists them.
+pub static PASSES: &[PassInfo] = &[
+    PassInfo {
+        name: "eliminate-dropout",
+        summary: "remove dropout, alpha dropout and dropblock, and clear dropconnect (identities at inference)",
+        modes: &[Mode::Infer],
+        run: eliminate_dropout,
+    },
+    PassInfo {
+        name: "fold-batchnorm",
+        summary: "fold batch norm into the dense or conv before or after it, else into a per-channel affine",
+        modes: &[Mode::Infer],
+        run: fold_batchnorm,
+    },
+    PassInfo {
+        name: "fuse-activation",
+        summary: "move affines and element-wise activations after a dense or conv into its epilogue",
+        modes: &[Mode::Infer],
+        run: fuse_activation,
+    },
+    PassInfo {
+        name: "drop-redundant-bias",
+        summary: "remove a bias that the batch norm right after it cancels",
+        modes: &[Mode::Train, Mode::Infer],
+        run: drop_redundant_bias,
+    },
+    PassInfo {
+        name: "dce",
+        summary: "remove unused ops, values and parameters, and renumber",
+        modes: &[Mode::Train, Mode::Infer],
+        run: dce,
+    },
+];
+
+/// The pass with this name.
+pub fn lookup(name: &str) -> Option<&'static PassInfo> {
+    PASSES.iter().find(|p| p.name == name)
+}
+
+/// The default pipeline of a mode, by pass name, in order.
+pub fn pipeline(mode: Mode) -> &'static [&'static str] {
+    match mode {
+        Mode::Infer => &["eliminate-dropout", "fold-batchnorm", "fuse-activation", "dce"],
+        Mode::Train => &["drop-redundant-bias", "dce"],
+    }
+}
+
+impl PassInfo {
+    /// True if the pass may run on the function of `mode`.
+    pub fn runs_in(&self, mode: Mode) -> bool {
+        self.modes.contains(&mode)
+    }
+}

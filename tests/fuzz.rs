@@ -1,0 +1,122 @@
+//! Property tests: random and mutated programs go through parse, check,
+//! lower and both pass pipelines without a panic, and whatever compiles
+//! verifies and round-trips through the IR text. Bounded: `PROPTEST_CASES`
+//! (default 256 per property) keeps CI short; raise it locally to dig.
+
+use nnc_diag::SourceFile;
+use nnc_driver::{compile, Options, Quiet, Stage};
+use nnc_ir::Mode;
+use proptest::prelude::*;
+
+/// Compiles `text` in both modes; anything but a panic is fine, and a
+/// success must verify and round-trip.
+fn survives(text: &str) {
+    let source = SourceFile::new("fuzz.nn", text);
+    let options = Options { modes: Mode::ALL.to_vec(), stage: Stage::Optimized, passes: None };
+    if let Ok(compiled) = compile(&source, &options, &mut Quiet) {
+        let module = compiled.module.unwrap();
+        nnc_ir::verify::verify(&module).unwrap();
+        let printed = nnc_ir::text::print_module(&module);
+        let reparsed = nnc_ir::text::parse_module(&printed).unwrap();
+        assert_eq!(nnc_ir::text::print_module(&reparsed), printed);
+    }
+    // Rendering must not panic either, whatever the spans.
+    if let Err(nnc_driver::CompileError::Program(d)) = compile(&source, &options, &mut Quiet) {
+        let _ = nnc_diag::render_plain(&d, &source);
+    }
+}
+
+fn models() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut texts: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    texts.sort();
+    texts
+}
+
+/// Words and symbols programs are made of, valid and not.
+const TOKENS: &[&str] = &[
+    "input", "dense", "conv", "maxpool", "avgpool", "globalavgpool", "flatten", "act", "norm", "dropout", "residual",
+    "{", "}", "[", "]", "(", ")", ",", "->", "=", "k", "stride", "pad", "dilation", "groups", "init", "gain", "bias",
+    "bias_init", "act", "norm_pos", "name", "l1", "l2", "relu", "tanh", "softmax", "maxout", "prelu", "rrelu", "elu",
+    "selu", "gelu", "batch", "layer", "instance", "group", "lrn", "same", "valid", "alpha", "dropblock", "dropconnect",
+    "he", "xavier", "orthogonal", "normal", "uniform", "variance_scaling", "auto", "true", "false", "post", "0", "1",
+    "2", "3", "4", "8", "16", "28", "0.5", "1.5", "-1", "1e-5", "1/8", "99999999999", "#", "//", "\n",
+];
+
+fn token_program() -> impl Strategy<Value = String> {
+    let body = prop::collection::vec(prop::sample::select(TOKENS), 0..40);
+    let input = prop::sample::select(&["input 8", "input [1, 8, 8]", "input [4, 6, 6]", "input 16", ""][..]);
+    (input, body).prop_map(|(input, body)| format!("model F {{ {input} {} }}", body.join(" ")))
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    Delete(usize, usize),
+    Insert(usize, char),
+    Duplicate(usize, usize),
+    Token(usize, &'static str),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1usize..12).prop_map(|(at, len)| Mutation::Delete(at, len)),
+        (any::<usize>(), any::<char>()).prop_map(|(at, c)| Mutation::Insert(at, c)),
+        (any::<usize>(), 1usize..30).prop_map(|(at, len)| Mutation::Duplicate(at, len)),
+        (any::<usize>(), prop::sample::select(TOKENS)).prop_map(|(at, t)| Mutation::Token(at, t)),
+    ]
+}
+
+/// Applies a mutation at a char boundary derived from its position.
+fn mutate(text: &str, m: &Mutation) -> String {
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+    let at = |i: usize| bounds[i % bounds.len()];
+    let mut out = text.to_string();
+    match m {
+        Mutation::Delete(i, len) => {
+            let start = at(*i);
+            let end = bounds.iter().copied().find(|b| *b >= start + len).unwrap_or(text.len());
+            out.replace_range(start..end, "");
+        }
+        Mutation::Insert(i, c) => out.insert(at(*i), *c),
+        Mutation::Duplicate(i, len) => {
+            let start = at(*i);
+            let end = bounds.iter().copied().find(|b| *b >= start + len).unwrap_or(text.len());
+            let piece = text[start..end].to_string();
+            out.insert_str(start, &piece);
+        }
+        Mutation::Token(i, t) => out.insert_str(at(*i), &format!(" {t} ")),
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn random_token_programs_never_panic(text in token_program()) {
+        survives(&text);
+    }
+
+    #[test]
+    fn mutated_models_never_panic(idx in any::<usize>(), mutations in prop::collection::vec(mutation(), 1..4)) {
+        let models = models();
+        let mut text = models[idx % models.len()].clone();
+        for m in &mutations {
+            text = mutate(&text, m);
+        }
+        survives(&text);
+    }
+}
+
+#[test]
+fn every_model_survives_every_single_token_deletion() {
+    // Exhaustive where it is cheap: drop each whitespace-separated token once.
+    for text in models() {
+        let tokens: Vec<&str> = text.split_whitespace().collect();
+        for skip in 0..tokens.len() {
+            let mutated: Vec<&str> = tokens.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, t)| *t).collect();
+            survives(&mutated.join(" "));
+        }
+    }
+}
