@@ -12,7 +12,11 @@ use proptest::prelude::*;
 /// success must verify and round-trip.
 fn survives(text: &str) {
     let source = SourceFile::new("fuzz.nn", text);
-    let options = Options { modes: Mode::ALL.to_vec(), stage: Stage::Optimized, passes: None };
+    let options = Options {
+        modes: Mode::ALL.to_vec(),
+        stage: Stage::Optimized,
+        passes: None,
+    };
     if let Ok(compiled) = compile(&source, &options, &mut Quiet) {
         let module = compiled.module.unwrap();
         nnc_ir::verify::verify(&module).unwrap();
@@ -38,17 +42,99 @@ fn models() -> Vec<String> {
 
 /// Words and symbols programs are made of, valid and not.
 const TOKENS: &[&str] = &[
-    "input", "dense", "conv", "maxpool", "avgpool", "globalavgpool", "flatten", "act", "norm", "dropout", "residual",
-    "{", "}", "[", "]", "(", ")", ",", "->", "=", "k", "stride", "pad", "dilation", "groups", "init", "gain", "bias",
-    "bias_init", "act", "norm_pos", "name", "l1", "l2", "relu", "tanh", "softmax", "maxout", "prelu", "rrelu", "elu",
-    "selu", "gelu", "batch", "layer", "instance", "group", "lrn", "same", "valid", "alpha", "dropblock", "dropconnect",
-    "he", "xavier", "orthogonal", "normal", "uniform", "variance_scaling", "auto", "true", "false", "post", "0", "1",
-    "2", "3", "4", "8", "16", "28", "0.5", "1.5", "-1", "1e-5", "1/8", "99999999999", "#", "//", "\n",
+    "input",
+    "dense",
+    "conv",
+    "maxpool",
+    "avgpool",
+    "globalavgpool",
+    "flatten",
+    "act",
+    "norm",
+    "dropout",
+    "residual",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    ",",
+    "->",
+    "=",
+    "k",
+    "stride",
+    "pad",
+    "dilation",
+    "groups",
+    "init",
+    "gain",
+    "bias",
+    "bias_init",
+    "act",
+    "norm_pos",
+    "name",
+    "l1",
+    "l2",
+    "relu",
+    "tanh",
+    "softmax",
+    "maxout",
+    "prelu",
+    "rrelu",
+    "elu",
+    "selu",
+    "gelu",
+    "batch",
+    "layer",
+    "instance",
+    "group",
+    "lrn",
+    "same",
+    "valid",
+    "alpha",
+    "dropblock",
+    "dropconnect",
+    "he",
+    "xavier",
+    "orthogonal",
+    "normal",
+    "uniform",
+    "variance_scaling",
+    "auto",
+    "true",
+    "false",
+    "post",
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "8",
+    "16",
+    "28",
+    "0.5",
+    "1.5",
+    "-1",
+    "1e-5",
+    "1/8",
+    "99999999999",
+    "#",
+    "//",
+    "\n",
 ];
 
 fn token_program() -> impl Strategy<Value = String> {
     let body = prop::collection::vec(prop::sample::select(TOKENS), 0..40);
-    let input = prop::sample::select(&["input 8", "input [1, 8, 8]", "input [4, 6, 6]", "input 16", ""][..]);
+    let input = prop::sample::select(
+        &[
+            "input 8",
+            "input [1, 8, 8]",
+            "input [4, 6, 6]",
+            "input 16",
+            "",
+        ][..],
+    );
     (input, body).prop_map(|(input, body)| format!("model F {{ {input} {} }}", body.join(" ")))
 }
 
@@ -71,19 +157,31 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 /// Applies a mutation at a char boundary derived from its position.
 fn mutate(text: &str, m: &Mutation) -> String {
-    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+    let bounds: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([text.len()])
+        .collect();
     let at = |i: usize| bounds[i % bounds.len()];
     let mut out = text.to_string();
     match m {
         Mutation::Delete(i, len) => {
             let start = at(*i);
-            let end = bounds.iter().copied().find(|b| *b >= start + len).unwrap_or(text.len());
+            let end = bounds
+                .iter()
+                .copied()
+                .find(|b| *b >= start + len)
+                .unwrap_or(text.len());
             out.replace_range(start..end, "");
         }
         Mutation::Insert(i, c) => out.insert(at(*i), *c),
         Mutation::Duplicate(i, len) => {
             let start = at(*i);
-            let end = bounds.iter().copied().find(|b| *b >= start + len).unwrap_or(text.len());
+            let end = bounds
+                .iter()
+                .copied()
+                .find(|b| *b >= start + len)
+                .unwrap_or(text.len());
             let piece = text[start..end].to_string();
             out.insert_str(start, &piece);
         }
@@ -115,7 +213,12 @@ fn every_model_survives_every_single_token_deletion() {
     for text in models() {
         let tokens: Vec<&str> = text.split_whitespace().collect();
         for skip in 0..tokens.len() {
-            let mutated: Vec<&str> = tokens.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, t)| *t).collect();
+            let mutated: Vec<&str> = tokens
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, t)| *t)
+                .collect();
             survives(&mutated.join(" "));
         }
     }

@@ -12,17 +12,32 @@ use nnc_ir::{Mode, Module, Op};
 fn build(path: &std::path::Path, mode: Mode, stage: Stage) -> Module {
     let text = std::fs::read_to_string(path).unwrap();
     let source = SourceFile::new(path.display().to_string(), text);
-    let options = Options { modes: vec![mode], stage, passes: None };
-    let compiled = compile(&source, &options, &mut Quiet).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-    assert!(compiled.warnings.is_empty(), "{}: unexpected warnings {:?}", path.display(), compiled.warnings);
+    let options = Options {
+        modes: vec![mode],
+        stage,
+        passes: None,
+    };
+    let compiled = compile(&source, &options, &mut Quiet)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    assert!(
+        compiled.warnings.is_empty(),
+        "{}: unexpected warnings {:?}",
+        path.display(),
+        compiled.warnings
+    );
     compiled.module.unwrap()
 }
 
 fn check_text(module: &Module, what: &str) -> String {
     nnc_ir::verify::verify(module).unwrap_or_else(|e| panic!("{what}: does not verify: {e:?}"));
     let text = print_module(module);
-    let reparsed = parse_module(&text).unwrap_or_else(|e| panic!("{what}: printed IR does not parse: {e}\n{text}"));
-    assert_eq!(print_module(&reparsed), text, "{what}: IR text does not round-trip");
+    let reparsed = parse_module(&text)
+        .unwrap_or_else(|e| panic!("{what}: printed IR does not parse: {e}\n{text}"));
+    assert_eq!(
+        print_module(&reparsed),
+        text,
+        "{what}: IR text does not round-trip"
+    );
     text
 }
 
@@ -39,9 +54,17 @@ fn models_lower_and_optimize() {
                 for op in ops {
                     let leftover = matches!(
                         op.op,
-                        Op::BatchNorm { .. } | Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. }
+                        Op::BatchNorm { .. }
+                            | Op::Dropout { .. }
+                            | Op::AlphaDropout { .. }
+                            | Op::DropBlock { .. }
                     );
-                    assert!(!leftover, "{}: {} survived the infer pipeline", path.display(), op.op.name());
+                    assert!(
+                        !leftover,
+                        "{}: {} survived the infer pipeline",
+                        path.display(),
+                        op.op.name()
+                    );
                 }
             }
             insta::assert_snapshot!(format!("optimized-{mode}"), text);

@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "nnc", version, about = "A compiler for neural-network models written in the .nn language")]
+#[command(
+    name = "nnc",
+    version,
+    about = "A compiler for neural-network models written in the .nn language"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,12 +84,16 @@ struct Dumps<'a> {
 
 impl Observer for Dumps<'_> {
     fn after_pass(&mut self, pass: &PassInfo, changed: bool, module: &Module) {
-        let wanted = self.all || (self.change && changed) || self.after.iter().any(|a| a == pass.name);
+        let wanted =
+            self.all || (self.change && changed) || self.after.iter().any(|a| a == pass.name);
         if !wanted {
             return;
         }
         let note = if changed { "" } else { " (unchanged)" };
-        self.text.push_str(&format!("// nnc ir · {} · {} · after {}{note}\n", module.name, self.mode, pass.name));
+        self.text.push_str(&format!(
+            "// nnc ir · {} · {} · after {}{note}\n",
+            module.name, self.mode, pass.name
+        ));
         self.text.push_str(&nnc_ir::text::print_module(module));
         self.text.push('\n');
     }
@@ -98,12 +106,24 @@ fn main() -> ExitCode {
             let _ = e.print();
             // Help and version are successes; every other flag problem is a
             // user error (exit 1, not clap's 2).
-            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let result = match cli.command {
         Command::Check { file } => check(&file),
-        Command::Ir { file, mode, stage, passes, after, after_all, after_change } => {
+        Command::Ir {
+            file,
+            mode,
+            stage,
+            passes,
+            after,
+            after_all,
+            after_change,
+        } => {
             let mode = match mode {
                 ModeArg::Train => Mode::Train,
                 ModeArg::Infer => Mode::Infer,
@@ -140,7 +160,10 @@ fn read_source(file: &PathBuf) -> Result<SourceFile, Failure> {
                 e.utf8_error().valid_up_to()
             ))),
         },
-        Err(e) => Err(Failure(format!("error: cannot read {}: {e}", file.display()))),
+        Err(e) => Err(Failure(format!(
+            "error: cannot read {}: {e}",
+            file.display()
+        ))),
     }
 }
 
@@ -149,12 +172,18 @@ fn print_diagnostics(diagnostics: &[Diagnostic], source: &SourceFile) {
         return;
     }
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = std::io::stderr().lock().write_all(render_terminal(diagnostics, source, color).as_bytes());
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(render_terminal(diagnostics, source, color).as_bytes());
 }
 
 /// Compiles, printing warnings or diagnostics; a failure carries the
 /// closing line.
-fn run_compile(source: &SourceFile, options: &Options, observer: &mut dyn Observer) -> Result<Compiled, Failure> {
+fn run_compile(
+    source: &SourceFile,
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<Compiled, Failure> {
     match compile(source, options, observer) {
         Ok(compiled) => {
             print_diagnostics(&compiled.warnings, source);
@@ -164,28 +193,42 @@ fn run_compile(source: &SourceFile, options: &Options, observer: &mut dyn Observ
             print_diagnostics(&diagnostics, source);
             let errors = diagnostics.iter().filter(|d| d.is_error()).count();
             let plural = if errors == 1 { "" } else { "s" };
-            Err(Failure(format!("error: {} has {errors} error{plural}", source.name())))
+            Err(Failure(format!(
+                "error: {} has {errors} error{plural}",
+                source.name()
+            )))
         }
-        Err(CompileError::Pass(e @ PassError::VerifyFailed { .. })) => {
-            Err(Failure(format!("internal error (a bug in nnc, please report it): {e}")))
-        }
+        Err(CompileError::Pass(e @ PassError::VerifyFailed { .. })) => Err(Failure(format!(
+            "internal error (a bug in nnc, please report it): {e}"
+        ))),
         Err(CompileError::Pass(e)) => Err(Failure(format!("error: {e}"))),
     }
 }
 
 fn check(file: &PathBuf) -> Result<String, Failure> {
     let source = read_source(file)?;
-    let options = Options { modes: Mode::ALL.to_vec(), stage: Stage::Optimized, passes: None };
+    let options = Options {
+        modes: Mode::ALL.to_vec(),
+        stage: Stage::Optimized,
+        passes: None,
+    };
     let compiled = run_compile(&source, &options, &mut nnc_driver::Quiet)?;
-    let Some(module) = compiled.module else { return Ok(String::new()) };
+    let Some(module) = compiled.module else {
+        return Ok(String::new());
+    };
     Ok(summary(&module))
 }
 
 /// `SeedMlp: ok · f32[N,800] → f32[N,300] · 5,210,300 parameters in 20 tensors`.
 fn summary(module: &Module) -> String {
     let stored: Vec<_> = module.params.iter().filter(|p| !p.is_derived()).collect();
-    let count: usize = stored.iter().map(|p| p.shape.iter().product::<usize>()).sum();
-    let io = module.function(Mode::Infer).map(|f| format!(" · {} → {}", f.value_type(f.input), f.value_type(f.output)));
+    let count: usize = stored
+        .iter()
+        .map(|p| p.shape.iter().product::<usize>())
+        .sum();
+    let io = module
+        .function(Mode::Infer)
+        .map(|f| format!(" · {} → {}", f.value_type(f.input), f.value_type(f.output)));
     format!(
         "{}: ok{} · {} parameters in {} tensors\n",
         module.name,
@@ -218,19 +261,27 @@ fn ir(
 ) -> Result<String, Failure> {
     let dumping = !after.is_empty() || after_all || after_change;
     if dumping && stage != Stage::Optimized {
-        return Err(Failure("error: --after, --after-all and --after-change need --stage optimized".into()));
+        return Err(Failure(
+            "error: --after, --after-all and --after-change need --stage optimized".into(),
+        ));
     }
     if passes.is_some() && stage != Stage::Optimized {
         return Err(Failure("error: --passes needs --stage optimized".into()));
     }
     let pipeline: Vec<String> = match &passes {
         Some(list) => list.clone(),
-        None => nnc_passes::pipeline(mode).iter().map(|s| s.to_string()).collect(),
+        None => nnc_passes::pipeline(mode)
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
     };
     for name in after {
         if nnc_passes::lookup(name).is_none() {
             let known: Vec<&str> = nnc_passes::PASSES.iter().map(|p| p.name).collect();
-            return Err(Failure(format!("error: --after {name}: no such pass (known: {})", known.join(", "))));
+            return Err(Failure(format!(
+                "error: --after {name}: no such pass (known: {})",
+                known.join(", ")
+            )));
         }
         if !pipeline.contains(name) {
             return Err(Failure(format!(
@@ -240,8 +291,18 @@ fn ir(
         }
     }
     let source = read_source(file)?;
-    let options = Options { modes: vec![mode], stage, passes };
-    let mut dumps = Dumps { mode, after, all: after_all, change: after_change, text: String::new() };
+    let options = Options {
+        modes: vec![mode],
+        stage,
+        passes,
+    };
+    let mut dumps = Dumps {
+        mode,
+        after,
+        all: after_all,
+        change: after_change,
+        text: String::new(),
+    };
     let compiled = run_compile(&source, &options, &mut dumps)?;
     if dumping {
         return Ok(dumps.text);
@@ -251,7 +312,10 @@ fn ir(
         Stage::Lowered => "lowered",
         Stage::Optimized => "optimized",
     };
-    let banner = format!("// nnc ir · {} · {mode} · {stage_name}\n", compiled.ast.name.name);
+    let banner = format!(
+        "// nnc ir · {} · {mode} · {stage_name}\n",
+        compiled.ast.name.name
+    );
     match compiled.module {
         Some(module) => Ok(banner + &nnc_ir::text::print_module(&module)),
         None => Ok(banner + &nnc_syntax::dump(&compiled.ast, &source)),
@@ -260,14 +324,26 @@ fn ir(
 
 fn passes_table() -> String {
     let mut out = String::from("passes:\n");
-    let width = nnc_passes::PASSES.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let width = nnc_passes::PASSES
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0);
     for pass in nnc_passes::PASSES {
         let modes: Vec<&str> = pass.modes.iter().map(|m| m.name()).collect();
-        out.push_str(&format!("  {:width$}  [{}]  {}\n", pass.name, modes.join(", "), pass.summary));
+        out.push_str(&format!(
+            "  {:width$}  [{}]  {}\n",
+            pass.name,
+            modes.join(", "),
+            pass.summary
+        ));
     }
     out.push_str("\ndefault pipelines:\n");
     for mode in Mode::ALL {
-        out.push_str(&format!("  {mode}: {}\n", nnc_passes::pipeline(mode).join(", ")));
+        out.push_str(&format!(
+            "  {mode}: {}\n",
+            nnc_passes::pipeline(mode).join(", ")
+        ));
     }
     out
 }

@@ -11,7 +11,11 @@ fn root() -> PathBuf {
 }
 
 fn nnc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nnc")).args(args).current_dir(root()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -28,7 +32,13 @@ fn check_accepts_every_model() {
     for entry in std::fs::read_dir(root().join("models")).unwrap() {
         let path = entry.unwrap().path();
         let out = nnc(&["check", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            stderr(&out)
+        );
         assert!(stdout(&out).contains(": ok"), "{}", stdout(&out));
         n += 1;
     }
@@ -42,7 +52,12 @@ fn check_summarises_the_model() {
     // 800·750 + 750 + ... + 350·300 + 300 weights and biases.
     let sizes: Vec<usize> = (0..11).map(|i| 800 - 50 * i).collect();
     let count: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
-    let grouped = format!("{},{:03},{:03}", count / 1_000_000, count / 1000 % 1000, count % 1000);
+    let grouped = format!(
+        "{},{:03},{:03}",
+        count / 1_000_000,
+        count / 1000 % 1000,
+        count % 1000
+    );
     assert!(text.contains(&grouped), "{text} lacks {grouped}");
     assert!(text.contains("f32[N,800] → f32[N,300]"), "{text}");
 }
@@ -67,11 +82,37 @@ fn user_errors_exit_with_1() {
         &["frobnicate"],
         &["ir", "models/seed_relu_he.nn", "--mode", "sideways"],
         &["ir", "models/seed_relu_he.nn", "--stage", "assembly"],
-        &["ir", "models/seed_relu_he.nn", "--passes", "fold-batchnorm,constant-fold"],
+        &[
+            "ir",
+            "models/seed_relu_he.nn",
+            "--passes",
+            "fold-batchnorm,constant-fold",
+        ],
         &["ir", "models/seed_relu_he.nn", "--after", "constant-fold"],
-        &["ir", "models/seed_relu_he.nn", "--mode", "train", "--passes", "eliminate-dropout"],
-        &["ir", "models/seed_relu_he.nn", "--mode", "train", "--after", "fold-batchnorm"],
-        &["ir", "models/seed_relu_he.nn", "--stage", "lowered", "--after", "dce"],
+        &[
+            "ir",
+            "models/seed_relu_he.nn",
+            "--mode",
+            "train",
+            "--passes",
+            "eliminate-dropout",
+        ],
+        &[
+            "ir",
+            "models/seed_relu_he.nn",
+            "--mode",
+            "train",
+            "--after",
+            "fold-batchnorm",
+        ],
+        &[
+            "ir",
+            "models/seed_relu_he.nn",
+            "--stage",
+            "lowered",
+            "--after",
+            "dce",
+        ],
     ];
     for args in cases {
         let out = nnc(args);
@@ -109,39 +150,111 @@ fn ir_in_infer_mode_has_folded_batch_norm_and_no_dropout() {
     let out = nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--mode", "infer"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("// nnc ir · SeedEluBn · infer · optimized\n"), "{text}");
-    assert!(!text.contains("batch_norm") && !text.contains("dropout"), "{text}");
-    assert!(text.contains("@layer0.weight': f32[750,800] weight = derive scale_rows(@layer0.weight"), "{text}");
+    assert!(
+        text.starts_with("// nnc ir · SeedEluBn · infer · optimized\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("batch_norm") && !text.contains("dropout"),
+        "{text}"
+    );
+    assert!(
+        text.contains("@layer0.weight': f32[750,800] weight = derive scale_rows(@layer0.weight"),
+        "{text}"
+    );
     assert!(text.contains("epilogue(elu alpha=1)"), "{text}");
 }
 
 #[test]
 fn ir_stages_and_modes() {
-    let lowered = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--stage", "lowered"]));
-    assert!(lowered.contains("batch_norm[layer0]") && lowered.contains("dropout[layer0]"), "{lowered}");
-    let train = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--mode", "train"]));
-    assert!(train.contains("func @train(") && train.contains("batch_norm[layer9]"), "{train}");
-    let ast = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--stage", "ast"]));
-    assert!(ast.contains("dense 800 -> 750 @5:5") && ast.contains("norm=batch"), "{ast}");
+    let lowered = stdout(&nnc(&[
+        "ir",
+        "models/seed_elu_bn_dropout.nn",
+        "--stage",
+        "lowered",
+    ]));
+    assert!(
+        lowered.contains("batch_norm[layer0]") && lowered.contains("dropout[layer0]"),
+        "{lowered}"
+    );
+    let train = stdout(&nnc(&[
+        "ir",
+        "models/seed_elu_bn_dropout.nn",
+        "--mode",
+        "train",
+    ]));
+    assert!(
+        train.contains("func @train(") && train.contains("batch_norm[layer9]"),
+        "{train}"
+    );
+    let ast = stdout(&nnc(&[
+        "ir",
+        "models/seed_elu_bn_dropout.nn",
+        "--stage",
+        "ast",
+    ]));
+    assert!(
+        ast.contains("dense 800 -> 750 @5:5") && ast.contains("norm=batch"),
+        "{ast}"
+    );
 }
 
 #[test]
 fn ir_after_a_pass_dumps_under_a_banner() {
-    let out = nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--after", "eliminate-dropout"]);
+    let out = nnc(&[
+        "ir",
+        "models/seed_elu_bn_dropout.nn",
+        "--after",
+        "eliminate-dropout",
+    ]);
     let text = stdout(&out);
-    assert!(text.starts_with("// nnc ir · SeedEluBn · infer · after eliminate-dropout\n"), "{text}");
-    assert!(!text.contains("dropout[") && text.contains("batch_norm["), "{text}");
-    let all = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--after-all"]));
-    assert_eq!(all.matches("// nnc ir · SeedEluBn · infer · after ").count(), 4, "{all}");
-    let chosen = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--passes", "eliminate-dropout,dce", "--after-change"]));
-    assert_eq!(chosen.matches("// nnc ir").count(), 1, "dce changes nothing here: {chosen}");
+    assert!(
+        text.starts_with("// nnc ir · SeedEluBn · infer · after eliminate-dropout\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("dropout[") && text.contains("batch_norm["),
+        "{text}"
+    );
+    let all = stdout(&nnc(&[
+        "ir",
+        "models/seed_elu_bn_dropout.nn",
+        "--after-all",
+    ]));
+    assert_eq!(
+        all.matches("// nnc ir · SeedEluBn · infer · after ")
+            .count(),
+        4,
+        "{all}"
+    );
+    let chosen = stdout(&nnc(&[
+        "ir",
+        "models/seed_elu_bn_dropout.nn",
+        "--passes",
+        "eliminate-dropout,dce",
+        "--after-change",
+    ]));
+    assert_eq!(
+        chosen.matches("// nnc ir").count(),
+        1,
+        "dce changes nothing here: {chosen}"
+    );
 }
 
 #[test]
 fn passes_lists_every_pass_and_the_pipelines() {
     let text = stdout(&nnc(&["passes"]));
-    for name in ["eliminate-dropout", "fold-batchnorm", "fuse-activation", "drop-redundant-bias", "dce"] {
+    for name in [
+        "eliminate-dropout",
+        "fold-batchnorm",
+        "fuse-activation",
+        "drop-redundant-bias",
+        "dce",
+    ] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
-    assert!(text.contains("infer: eliminate-dropout, fold-batchnorm, fuse-activation, dce"), "{text}");
+    assert!(
+        text.contains("infer: eliminate-dropout, fold-batchnorm, fuse-activation, dce"),
+        "{text}"
+    );
 }

@@ -57,7 +57,11 @@ pub enum CompileError {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { modes: vec![Mode::Infer], stage: Stage::Optimized, passes: None }
+        Options {
+            modes: vec![Mode::Infer],
+            stage: Stage::Optimized,
+            passes: None,
+        }
     }
 }
 
@@ -84,10 +88,18 @@ impl Observer for Quiet {
 
 /// Parses, checks, lowers and optimizes `source` as far as `options` ask,
 /// calling `observer` after each pass.
-pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observer) -> Result<Compiled, CompileError> {
+pub fn compile(
+    source: &SourceFile,
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<Compiled, CompileError> {
     let ast = nnc_syntax::parse(source).map_err(CompileError::Program)?;
     if options.stage == Stage::Ast {
-        return Ok(Compiled { ast, module: None, warnings: Vec::new() });
+        return Ok(Compiled {
+            ast,
+            module: None,
+            warnings: Vec::new(),
+        });
     }
     let lowered = nnc_lower::lower(&ast, source, &options.modes);
     let Some(mut module) = lowered.module else {
@@ -99,8 +111,13 @@ pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observ
                 Some(list) => list.iter().map(String::as_str).collect(),
                 None => nnc_passes::pipeline(*mode).to_vec(),
             };
-            nnc_passes::run_passes(&mut module, *mode, &names, observer).map_err(CompileError::Pass)?;
+            nnc_passes::run_passes(&mut module, *mode, &names, observer)
+                .map_err(CompileError::Pass)?;
         }
     }
-    Ok(Compiled { ast, module: Some(module), warnings: lowered.diagnostics })
+    Ok(Compiled {
+        ast,
+        module: Some(module),
+        warnings: lowered.diagnostics,
+    })
 }

@@ -190,15 +190,12 @@ impl Function {
 
     /// The ops that use `value` as an argument.
     pub fn users(&self, value: ValueId) -> Vec<OpId> {
-        let mut users: Vec<OpId> = self
-            .ops
+        self.ops
             .iter()
             .enumerate()
             .filter(|(_, o)| o.args.contains(&value))
             .map(|(i, _)| OpId(i as u32))
-            .collect();
-        users.dedup();
-        users
+            .collect()
     }
 
     /// How many places read `value`: op arguments, plus one if it is the

@@ -220,7 +220,7 @@ impl Act {
             Act::Maxout { pieces } => {
                 let pieces = *pieces as usize;
                 let c = x.channels();
-                if pieces == 0 || c % pieces != 0 {
+                if x.dims.is_empty() || pieces == 0 || !c.is_multiple_of(pieces) {
                     bail!("maxout with {pieces} pieces needs a multiple of {pieces} features, got {c}");
                 }
                 let mut dims = x.dims.clone();
@@ -469,7 +469,12 @@ impl Op {
                 let g = geometry.groups as usize;
                 let k = geometry.kernel as usize;
                 let [c, h, wd] = image(x, "conv2d")?;
-                if g == 0 || *kh != k || *kw != k || in_per_group * g != c || out % g != 0 {
+                if g == 0
+                    || *kh != k
+                    || *kw != k
+                    || in_per_group.checked_mul(g) != Some(c)
+                    || !out.is_multiple_of(g)
+                {
                     bail!(
                         "conv2d weight {w:?} does not fit input {x} with kernel {k} and {g} groups"
                     );
@@ -545,7 +550,7 @@ impl Op {
                 eps,
             } => {
                 let [c, _, _] = image(x, "group_norm")?;
-                if *groups == 0 || c % *groups as usize != 0 {
+                if *groups == 0 || !c.is_multiple_of(*groups as usize) {
                     bail!("group_norm: {groups} groups do not divide {c} channels");
                 }
                 check_channel_param(params, *weight, c, "weight", false)?;
@@ -606,8 +611,14 @@ pub fn window_output(
     if kernel == 0 || stride == 0 || dilation == 0 {
         bail!("kernel, stride and dilation must be at least 1");
     }
-    let span = dilation as usize * (kernel as usize - 1) + 1;
-    let padded = size + pad_total as usize;
+    // Checked: shapes come from untrusted IR text too, where any size may appear.
+    let span = (dilation as usize)
+        .checked_mul(kernel as usize - 1)
+        .and_then(|s| s.checked_add(1));
+    let padded = size.checked_add(pad_total as usize);
+    let (Some(span), Some(padded)) = (span, padded) else {
+        bail!("window arithmetic overflows")
+    };
     if padded < span {
         bail!("a window of {span} does not fit in {padded}");
     }

@@ -20,9 +20,13 @@ impl ValueType {
         self.dims.first().copied().unwrap_or(1)
     }
 
-    /// The number of elements per sample.
+    /// The number of elements per sample (saturating: a count that does not
+    /// fit is as good as infinite for every check that uses it).
     pub fn numel(&self) -> usize {
-        self.dims.iter().product()
+        self.dims
+            .iter()
+            .try_fold(1usize, |n, d| n.checked_mul(*d))
+            .unwrap_or(usize::MAX)
     }
 
     /// True for `[C, H, W]` images.

@@ -8,8 +8,20 @@ use nnc_ir::Act;
 use nnc_syntax::ast::{Value, ValueKind};
 
 const NAMES: &[&str] = &[
-    "linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu", "selu", "softplus", "gelu", "silu",
-    "maxout", "softmax",
+    "linear",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "prelu",
+    "rrelu",
+    "elu",
+    "selu",
+    "softplus",
+    "gelu",
+    "silu",
+    "maxout",
+    "softmax",
 ];
 
 /// A resolved activation. PReLU is apart because its slopes are a
@@ -19,7 +31,10 @@ pub(crate) enum ActChoice {
     /// `linear`: no op at all.
     Identity,
     Plain(Act),
-    Prelu { init: f32, shared: bool },
+    Prelu {
+        init: f32,
+        shared: bool,
+    },
 }
 
 /// An activation with where it was written.
@@ -31,7 +46,10 @@ pub(crate) struct ActSpec {
 
 impl ActSpec {
     pub(crate) fn identity(span: Span) -> ActSpec {
-        ActSpec { choice: ActChoice::Identity, span }
+        ActSpec {
+            choice: ActChoice::Identity,
+            span,
+        }
     }
 
     /// Maxout's pieces, 1 for everything else.
@@ -48,7 +66,12 @@ impl ActSpec {
             self.choice,
             ActChoice::Prelu { .. }
                 | ActChoice::Plain(
-                    Act::Relu | Act::LeakyRelu { .. } | Act::Rrelu { .. } | Act::Elu { .. } | Act::Gelu | Act::Silu
+                    Act::Relu
+                        | Act::LeakyRelu { .. }
+                        | Act::Rrelu { .. }
+                        | Act::Elu { .. }
+                        | Act::Gelu
+                        | Act::Silu
                 )
         )
     }
@@ -64,7 +87,9 @@ impl ActSpec {
         match self.choice {
             ActChoice::Plain(Act::Tanh) => 5.0 / 3.0,
             ActChoice::Plain(Act::Relu) => 2f64.sqrt(),
-            ActChoice::Plain(Act::LeakyRelu { alpha }) => (2.0 / (1.0 + f64::from(alpha).powi(2))).sqrt(),
+            ActChoice::Plain(Act::LeakyRelu { alpha }) => {
+                (2.0 / (1.0 + f64::from(alpha).powi(2))).sqrt()
+            }
             ActChoice::Plain(Act::Selu) => 0.75,
             _ => 1.0,
         }
@@ -75,7 +100,12 @@ impl ActSpec {
 pub(crate) fn resolve_act(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<ActSpec> {
     let Some(name) = value.name() else {
         let msg = "an activation must be a name such as `relu` or `leaky_relu(0.1)`";
-        diags.push(Diagnostic::error(codes::BAD_ARGUMENT, msg, value.span, "expected an activation"));
+        diags.push(Diagnostic::error(
+            codes::BAD_ARGUMENT,
+            msg,
+            value.span,
+            "expected an activation",
+        ));
         return None;
     };
     let f = |x: f64| x as f32;
@@ -116,11 +146,20 @@ pub(crate) fn resolve_act(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<
             let lower = opt_real(args.get(0), "rrelu's lower", 1.0 / 8.0, diags)?;
             let upper = opt_real(args.get(1), "rrelu's upper", 1.0 / 3.0, diags)?;
             if !(0.0 <= lower && lower <= upper) {
-                let msg = format!("rrelu needs 0 ≤ lower ≤ upper, got lower={lower}, upper={upper}");
-                diags.push(Diagnostic::error(codes::OUT_OF_RANGE, msg, value.span, "out of range"));
+                let msg =
+                    format!("rrelu needs 0 ≤ lower ≤ upper, got lower={lower}, upper={upper}");
+                diags.push(Diagnostic::error(
+                    codes::OUT_OF_RANGE,
+                    msg,
+                    value.span,
+                    "out of range",
+                ));
                 return None;
             }
-            ActChoice::Plain(Act::Rrelu { lower: f(lower), upper: f(upper) })
+            ActChoice::Plain(Act::Rrelu {
+                lower: f(lower),
+                upper: f(upper),
+            })
         }
         "maxout" => {
             let args = bind(value, name, &["pieces"], diags)?;
@@ -137,14 +176,20 @@ pub(crate) fn resolve_act(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<
                 Some(v) => word(v, "prelu's shared", &["true", "false"], diags)? == "true",
                 None => false,
             };
-            ActChoice::Prelu { init: f(init), shared }
+            ActChoice::Prelu {
+                init: f(init),
+                shared,
+            }
         }
         other => {
             diags.push(unknown_name("activation", other, value, NAMES));
             return None;
         }
     };
-    Some(ActSpec { choice, span: value.span })
+    Some(ActSpec {
+        choice,
+        span: value.span,
+    })
 }
 
 fn no_args(value: &Value, name: &str, diags: &mut Vec<Diagnostic>) -> Option<()> {
@@ -154,7 +199,12 @@ fn no_args(value: &Value, name: &str, diags: &mut Vec<Diagnostic>) -> Option<()>
     }
 }
 
-fn opt_real(value: Option<&Value>, what: &str, default: f64, diags: &mut Vec<Diagnostic>) -> Option<f64> {
+fn opt_real(
+    value: Option<&Value>,
+    what: &str,
+    default: f64,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<f64> {
     match value {
         Some(v) => real(v, what, diags),
         None => Some(default),

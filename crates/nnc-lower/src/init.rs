@@ -17,9 +17,30 @@ const TRUNCATED_NORMAL_STD: f64 = 0.879_625_661_034_239_8;
 
 /// Every name `init=` accepts, aliases included.
 const NAMES: &[&str] = &[
-    "auto", "zeros", "ones", "constant", "normal", "uniform", "xavier_uniform", "xavier", "glorot", "glorot_uniform",
-    "xavier_normal", "glorot_normal", "he_normal", "he", "kaiming", "kaiming_normal", "msra", "he_uniform",
-    "kaiming_uniform", "lecun_normal", "lecun", "lecun_uniform", "variance_scaling", "orthogonal",
+    "auto",
+    "zeros",
+    "ones",
+    "constant",
+    "normal",
+    "uniform",
+    "xavier_uniform",
+    "xavier",
+    "glorot",
+    "glorot_uniform",
+    "xavier_normal",
+    "glorot_normal",
+    "he_normal",
+    "he",
+    "kaiming",
+    "kaiming_normal",
+    "msra",
+    "he_uniform",
+    "kaiming_uniform",
+    "lecun_normal",
+    "lecun",
+    "lecun_uniform",
+    "variance_scaling",
+    "orthogonal",
 ];
 
 /// The fans of a weight: fan_in = IN·K·K/G, fan_out = OUT·K·K (PyTorch).
@@ -90,22 +111,42 @@ pub(crate) fn resolve_weight_init(
 }
 
 /// Resolves `bias_init=`: `zeros` (the default) or `constant(V)`.
-pub(crate) fn resolve_bias_init(value: Option<&Value>, diags: &mut Vec<Diagnostic>) -> Option<Init> {
-    let Some(value) = value else { return Some(Init::constant("zeros", 0.0)) };
+pub(crate) fn resolve_bias_init(
+    value: Option<&Value>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Init> {
+    let Some(value) = value else {
+        return Some(Init::constant("zeros", 0.0));
+    };
     match value.name() {
-        Some("zeros") if matches!(value.kind, ValueKind::Word(_)) => Some(Init::constant("zeros", 0.0)),
+        Some("zeros") if matches!(value.kind, ValueKind::Word(_)) => {
+            Some(Init::constant("zeros", 0.0))
+        }
         Some("constant") => {
             let args = bind(value, "constant", &["value"], diags)?;
             let v = required(args.get(0), "constant", "value", value, diags)?;
-            Some(Init::constant("constant", real(v, "the constant", diags)? as f32))
+            Some(Init::constant(
+                "constant",
+                real(v, "the constant", diags)? as f32,
+            ))
         }
         Some(other) => {
-            diags.push(unknown_name("bias init", other, value, &["zeros", "constant"]));
+            diags.push(unknown_name(
+                "bias init",
+                other,
+                value,
+                &["zeros", "constant"],
+            ));
             None
         }
         None => {
             let msg = "bias_init must be `zeros` or `constant(V)`";
-            diags.push(Diagnostic::error(codes::BAD_ARGUMENT, msg, value.span, "expected an init"));
+            diags.push(Diagnostic::error(
+                codes::BAD_ARGUMENT,
+                msg,
+                value.span,
+                "expected an init",
+            ));
             None
         }
     }
@@ -115,7 +156,12 @@ pub(crate) fn resolve_bias_init(value: Option<&Value>, diags: &mut Vec<Diagnosti
 fn scheme_name(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<&'static str> {
     let Some(name) = value.name() else {
         let msg = "an init must be a scheme such as `he`, `xavier` or `normal(std=0.01)`";
-        diags.push(Diagnostic::error(codes::BAD_ARGUMENT, msg, value.span, "expected an init scheme"));
+        diags.push(Diagnostic::error(
+            codes::BAD_ARGUMENT,
+            msg,
+            value.span,
+            "expected an init scheme",
+        ));
         return None;
     };
     let canonical = match name {
@@ -134,7 +180,13 @@ fn scheme_name(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<&'static st
     };
     let takes_args = matches!(
         canonical,
-        "constant" | "normal" | "uniform" | "variance_scaling" | "orthogonal" | "xavier_uniform" | "xavier_normal"
+        "constant"
+            | "normal"
+            | "uniform"
+            | "variance_scaling"
+            | "orthogonal"
+            | "xavier_uniform"
+            | "xavier_normal"
     );
     if !takes_args && matches!(value.kind, ValueKind::Call { .. }) {
         bind(value, name, &[], diags)?;
@@ -153,8 +205,13 @@ fn resolve_gain(
     let takes_gain = matches!(scheme, "xavier_uniform" | "xavier_normal" | "orthogonal");
     let value = match (option, inner) {
         (Some(option), Some(inner)) => {
-            let d = Diagnostic::error(codes::GAIN, "gain given twice", option.span, "given again here")
-                .with_secondary(inner.span, "first given here");
+            let d = Diagnostic::error(
+                codes::GAIN,
+                "gain given twice",
+                option.span,
+                "given again here",
+            )
+            .with_secondary(inner.span, "first given here");
             diags.push(d);
             return None;
         }
@@ -175,7 +232,12 @@ fn resolve_gain(
     }
 }
 
-fn explicit_dist(scheme: &str, value: &Value, fans: Fans, diags: &mut Vec<Diagnostic>) -> Option<Dist> {
+fn explicit_dist(
+    scheme: &str,
+    value: &Value,
+    fans: Fans,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Dist> {
     let f = |x: f64| x as f32;
     match scheme {
         "zeros" => Some(Dist::Constant { value: 0.0 }),
@@ -183,7 +245,9 @@ fn explicit_dist(scheme: &str, value: &Value, fans: Fans, diags: &mut Vec<Diagno
         "constant" => {
             let args = bind(value, scheme, &["value"], diags)?;
             let v = required(args.get(0), scheme, "value", value, diags)?;
-            Some(Dist::Constant { value: f(real(v, "the constant", diags)?) })
+            Some(Dist::Constant {
+                value: f(real(v, "the constant", diags)?),
+            })
         }
         "normal" => {
             let args = bind(value, scheme, &["std", "mean"], diags)?;
@@ -193,7 +257,10 @@ fn explicit_dist(scheme: &str, value: &Value, fans: Fans, diags: &mut Vec<Diagno
                 Some(m) => real(m, "mean", diags)?,
                 None => 0.0,
             };
-            Some(Dist::Normal { mean: f(mean), std: f(std) })
+            Some(Dist::Normal {
+                mean: f(mean),
+                std: f(std),
+            })
         }
         "uniform" => {
             // `uniform(A)` is U(−A, A); `uniform(LO, HI)` is U(LO, HI).
@@ -206,10 +273,18 @@ fn explicit_dist(scheme: &str, value: &Value, fans: Fans, diags: &mut Vec<Diagno
             };
             if low >= high {
                 let msg = format!("uniform needs low < high, got low={low}, high={high}");
-                diags.push(Diagnostic::error(codes::OUT_OF_RANGE, msg, value.span, "empty range"));
+                diags.push(Diagnostic::error(
+                    codes::OUT_OF_RANGE,
+                    msg,
+                    value.span,
+                    "empty range",
+                ));
                 return None;
             }
-            Some(Dist::Uniform { low: f(low), high: f(high) })
+            Some(Dist::Uniform {
+                low: f(low),
+                high: f(high),
+            })
         }
         "variance_scaling" => variance_scaling(value, fans, diags),
         _ => None,
@@ -242,23 +317,45 @@ fn variance_scaling(value: &Value, fans: Fans, diags: &mut Vec<Diagnostic>) -> O
         "uniform" => uniform((3.0 * variance).sqrt()),
         _ => {
             let std = variance.sqrt() / TRUNCATED_NORMAL_STD;
-            Dist::TruncatedNormal { mean: 0.0, std: std as f32, low: (-2.0 * std) as f32, high: (2.0 * std) as f32 }
+            Dist::TruncatedNormal {
+                mean: 0.0,
+                std: std as f32,
+                low: (-2.0 * std) as f32,
+                high: (2.0 * std) as f32,
+            }
         }
     })
 }
 
 fn normal(std: f64) -> Dist {
-    Dist::Normal { mean: 0.0, std: std as f32 }
+    Dist::Normal {
+        mean: 0.0,
+        std: std as f32,
+    }
 }
 
 fn uniform(bound: f64) -> Dist {
-    Dist::Uniform { low: -bound as f32, high: bound as f32 }
+    Dist::Uniform {
+        low: -bound as f32,
+        high: bound as f32,
+    }
 }
 
-fn required<'a>(arg: Option<&'a Value>, func: &str, name: &str, call: &Value, diags: &mut Vec<Diagnostic>) -> Option<&'a Value> {
+fn required<'a>(
+    arg: Option<&'a Value>,
+    func: &str,
+    name: &str,
+    call: &Value,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'a Value> {
     if arg.is_none() {
         let msg = format!("`{func}` needs its `{name}` argument");
-        diags.push(Diagnostic::error(codes::MISSING, msg, call.span, format!("missing `{name}`")));
+        diags.push(Diagnostic::error(
+            codes::MISSING,
+            msg,
+            call.span,
+            format!("missing `{name}`"),
+        ));
     }
     arg
 }

@@ -9,8 +9,8 @@ use crate::values::{boolean, real_in, uint, whole, word, MAX_DIM};
 use crate::Lowered;
 use nnc_diag::{Diagnostic, Loc, SourceFile, Span};
 use nnc_ir::{
-    window_output, Act, ConvGeometry, Epilogue, Function, Init, Mode, Module, Op, ParamData, ParamId, ParamRole,
-    PoolGeometry, ValueId, ValueType,
+    window_output, Act, ConvGeometry, Epilogue, Function, Init, Mode, Module, Op, ParamData,
+    ParamId, ParamRole, PoolGeometry, ValueId, ValueType,
 };
 use nnc_syntax::ast::{Model, Number, Stmt, StmtKind, ValueKind};
 
@@ -80,8 +80,14 @@ impl<'s> Lowerer<'s> {
     }
 
     fn finish(mut self, modes: &[Mode]) -> Lowered {
+        // A softmax error is found only when the next op arrives; report in
+        // source order regardless.
+        self.diags.sort_by_key(|d| d.primary.span.start);
         if self.has_errors() {
-            return Lowered { module: None, diagnostics: self.diags };
+            return Lowered {
+                module: None,
+                diagnostics: self.diags,
+            };
         }
         if self.func.ops.is_empty() {
             // An input-only model is the identity; it still needs a value
@@ -90,9 +96,15 @@ impl<'s> Lowerer<'s> {
         }
         self.module.functions = modes
             .iter()
-            .map(|mode| Function { mode: *mode, ..self.func.clone() })
+            .map(|mode| Function {
+                mode: *mode,
+                ..self.func.clone()
+            })
             .collect();
-        Lowered { module: Some(self.module), diagnostics: self.diags }
+        Lowered {
+            module: Some(self.module),
+            diagnostics: self.diags,
+        }
     }
 
     fn has_errors(&self) -> bool {
@@ -104,17 +116,46 @@ impl<'s> Lowerer<'s> {
     }
 
     fn input(&mut self, stmt: &Stmt) {
-        let StmtKind::Input { shape } = &stmt.kind else { return };
+        let StmtKind::Input { shape } = &stmt.kind else {
+            return;
+        };
         Options::collect(stmt, &mut self.diags);
         if shape.len() != 1 && shape.len() != 3 {
-            let msg = format!("an input is 1-D (`input 784`) or `[C, H, W]`, not {}-D", shape.len());
-            let span = shape.first().map_or(stmt.keyword_span, |f| f.span).to(shape.last().map_or(stmt.span, |l| l.span));
-            self.error(Diagnostic::error(codes::INPUT_RANK, msg, span, "unsupported rank"));
+            let msg = format!(
+                "an input is 1-D (`input 784`) or `[C, H, W]`, not {}-D",
+                shape.len()
+            );
+            let span = shape
+                .first()
+                .map_or(stmt.keyword_span, |f| f.span)
+                .to(shape.last().map_or(stmt.span, |l| l.span));
+            self.error(Diagnostic::error(
+                codes::INPUT_RANK,
+                msg,
+                span,
+                "unsupported rank",
+            ));
             return;
         }
-        let dims: Option<Vec<usize>> = shape.iter().map(|n| self.size(n, "an input size")).collect();
+        let dims: Option<Vec<usize>> = shape
+            .iter()
+            .map(|n| self.size(n, "an input size"))
+            .collect();
         if let Some(dims) = dims {
             let ty = ValueType::new(dims);
+            if ty.numel() > MAX_NUMEL {
+                let msg = format!(
+                    "{} elements per sample is more than nnc supports ({MAX_NUMEL})",
+                    ty.numel()
+                );
+                self.error(Diagnostic::error(
+                    codes::TOO_LARGE,
+                    msg,
+                    stmt.keyword_span,
+                    "too large",
+                ));
+                return;
+            }
             self.func = Function::new(Mode::Train, ty.clone());
             self.cur = self.func.input;
             self.shape = Some(ty);
@@ -129,18 +170,33 @@ impl<'s> Lowerer<'s> {
 
     fn stmt(&mut self, stmt: &Stmt) {
         if let StmtKind::Input { .. } = stmt.kind {
-            let d = Diagnostic::error(codes::INPUT, "`input` must be the model's first statement, and only one", stmt.keyword_span, "misplaced input")
-                .with_help("a model has exactly one input, declared before any layer");
+            let d = Diagnostic::error(
+                codes::INPUT,
+                "`input` must be the model's first statement, and only one",
+                stmt.keyword_span,
+                "misplaced input",
+            )
+            .with_help("a model has exactly one input, declared before any layer");
             self.error(d);
             return;
         }
         let opts = Options::collect(stmt, &mut self.diags);
         let name = self.layer_name(stmt, &opts);
-        let at = At { stmt, name, loc: self.source.loc(stmt.span.start) };
+        let at = At {
+            stmt,
+            name,
+            loc: self.source.loc(stmt.span.start),
+        };
         match &stmt.kind {
             StmtKind::Input { .. } => {}
-            StmtKind::Dense { in_features, out_features } => self.dense(&at, &opts, in_features.as_ref(), out_features),
-            StmtKind::Conv { in_channels, out_channels } => self.conv(&at, &opts, in_channels.as_ref(), out_channels),
+            StmtKind::Dense {
+                in_features,
+                out_features,
+            } => self.dense(&at, &opts, in_features.as_ref(), out_features),
+            StmtKind::Conv {
+                in_channels,
+                out_channels,
+            } => self.conv(&at, &opts, in_channels.as_ref(), out_channels),
             StmtKind::MaxPool | StmtKind::AvgPool => self.pool(&at, &opts),
             StmtKind::GlobalAvgPool => {
                 if let Some([c, _, _]) = self.need_image(&at, "globalavgpool") {
@@ -149,7 +205,12 @@ impl<'s> Lowerer<'s> {
             }
             StmtKind::Flatten => {
                 if let Some(shape) = self.shape.clone() {
-                    self.emit(&at, Op::Flatten, vec![self.cur], ValueType::new([shape.numel()]));
+                    self.emit(
+                        &at,
+                        Op::Flatten,
+                        vec![self.cur],
+                        ValueType::new([shape.numel()]),
+                    );
                 }
             }
             StmtKind::Act(value) => {
@@ -163,9 +224,18 @@ impl<'s> Lowerer<'s> {
                 }
             }
             StmtKind::Dropout(value) => match resolve_dropout(value, &mut self.diags) {
-                Some(DropSpec { kind: DropKind::Connect, span, .. }) => {
-                    let d = Diagnostic::error(codes::OPTION_NOT_HERE, "dropconnect masks a layer's weights, so it cannot stand alone", span, "not a standalone dropout")
-                        .with_help("write it on the layer: `dense 256 dropout=dropconnect(0.5)`");
+                Some(DropSpec {
+                    kind: DropKind::Connect,
+                    span,
+                    ..
+                }) => {
+                    let d = Diagnostic::error(
+                        codes::OPTION_NOT_HERE,
+                        "dropconnect masks a layer's weights, so it cannot stand alone",
+                        span,
+                        "not a standalone dropout",
+                    )
+                    .with_help("write it on the layer: `dense 256 dropout=dropconnect(0.5)`");
                     self.error(d);
                 }
                 Some(drop) => self.apply_dropout(&at, &drop),
@@ -183,7 +253,12 @@ impl<'s> Lowerer<'s> {
             Some(opt) => match &opt.value.kind {
                 ValueKind::Word(w) => (w.clone(), opt.value.span),
                 _ => {
-                    let d = Diagnostic::error(codes::BAD_ARGUMENT, "a layer name must be an identifier", opt.value.span, "expected a name");
+                    let d = Diagnostic::error(
+                        codes::BAD_ARGUMENT,
+                        "a layer name must be an identifier",
+                        opt.value.span,
+                        "expected a name",
+                    );
                     self.error(d);
                     return format!("layer{index}");
                 }
@@ -191,9 +266,14 @@ impl<'s> Lowerer<'s> {
             None => (format!("layer{index}"), stmt.keyword_span),
         };
         if let Some((_, first)) = self.names.iter().find(|(n, _)| *n == name) {
-            let d = Diagnostic::error(codes::DUPLICATE_NAME, format!("two layers are named `{name}`"), span, "name used again here")
-                .with_secondary(*first, "first used here")
-                .with_help("parameter names derive from layer names, so each must be unique");
+            let d = Diagnostic::error(
+                codes::DUPLICATE_NAME,
+                format!("two layers are named `{name}`"),
+                span,
+                "name used again here",
+            )
+            .with_secondary(*first, "first used here")
+            .with_help("parameter names derive from layer names, so each must be unique");
             self.error(d);
         } else {
             self.names.push((name.clone(), span));
@@ -211,8 +291,16 @@ impl<'s> Lowerer<'s> {
             self.error(d);
         }
         if shape.numel() > MAX_NUMEL {
-            let msg = format!("{} elements per sample is more than nnc supports ({MAX_NUMEL})", shape.numel());
-            self.error(Diagnostic::error(codes::TOO_LARGE, msg, at.stmt.keyword_span, "too large"));
+            let msg = format!(
+                "{} elements per sample is more than nnc supports ({MAX_NUMEL})",
+                shape.numel()
+            );
+            self.error(Diagnostic::error(
+                codes::TOO_LARGE,
+                msg,
+                at.stmt.keyword_span,
+                "too large",
+            ));
             self.shape = None;
             return;
         }
@@ -220,21 +308,38 @@ impl<'s> Lowerer<'s> {
         if self.has_errors() {
             return;
         }
-        match self.func.push(&self.module.params, op, args, at.name.clone(), vec![at.loc]) {
+        match self
+            .func
+            .push(&self.module.params, op, args, at.name.clone(), vec![at.loc])
+        {
             Ok(v) if *self.func.value_type(v) == shape => self.cur = v,
             Ok(v) => {
-                let msg = format!("internal: checker computed {shape} but the IR shape rule gives {}", self.func.value_type(v));
-                self.error(Diagnostic::error(codes::INTERNAL, msg, at.stmt.keyword_span, "while lowering this"));
+                let msg = format!(
+                    "internal: checker computed {shape} but the IR shape rule gives {}",
+                    self.func.value_type(v)
+                );
+                self.error(Diagnostic::error(
+                    codes::INTERNAL,
+                    msg,
+                    at.stmt.keyword_span,
+                    "while lowering this",
+                ));
             }
             Err(e) => {
                 let msg = format!("internal: {e}");
-                self.error(Diagnostic::error(codes::INTERNAL, msg, at.stmt.keyword_span, "while lowering this"));
+                self.error(Diagnostic::error(
+                    codes::INTERNAL,
+                    msg,
+                    at.stmt.keyword_span,
+                    "while lowering this",
+                ));
             }
         }
     }
 
     fn param(&mut self, name: String, shape: Vec<usize>, role: ParamRole, init: Init) -> ParamId {
-        self.module.add_param(ParamData::init(name, shape, role, init))
+        self.module
+            .add_param(ParamData::init(name, shape, role, init))
     }
 
     /// A size written as a bare number (`dense 800`, `input [1, 28, 28]`).
@@ -247,8 +352,13 @@ impl<'s> Lowerer<'s> {
         match self.shape.as_ref()?.dims.as_slice() {
             [f] => Some(*f),
             dims => {
-                let d = Diagnostic::error(codes::RANK_MISMATCH, format!("{what} needs 1-D features"), span, format!("the previous layer yields {}", dims_text(dims)))
-                    .with_help("add `flatten` or `globalavgpool` before it");
+                let d = Diagnostic::error(
+                    codes::RANK_MISMATCH,
+                    format!("{what} needs 1-D features"),
+                    span,
+                    format!("the previous layer yields {}", dims_text(dims)),
+                )
+                .with_help("add `flatten` or `globalavgpool` before it");
                 self.error(d);
                 let _ = at;
                 None
@@ -276,9 +386,12 @@ impl<'s> Lowerer<'s> {
     /// Checks a declared input size against the current one.
     fn check_in(&mut self, declared: Option<&Number>, actual: usize, unit: &str) {
         let Some(declared) = declared else { return };
-        let Some(n) = self.size(declared, "an input size") else { return };
+        let Some(n) = self.size(declared, "an input size") else {
+            return;
+        };
         if n != actual {
-            let msg = format!("this layer expects {n} {unit}s, but the previous layer yields {actual}");
+            let msg =
+                format!("this layer expects {n} {unit}s, but the previous layer yields {actual}");
             let d = Diagnostic::error(codes::SIZE_MISMATCH, msg, declared.span, format!("expected {actual}"))
                 .with_help(format!("previous layer yields {actual} {unit}s; write {actual} here or leave it out to infer it"));
             self.error(d);
@@ -290,18 +403,29 @@ impl<'s> Lowerer<'s> {
             .get("act")
             .and_then(|o| resolve_act(&o.value, &mut self.diags))
             .unwrap_or_else(|| ActSpec::identity(span));
-        let norm = opts.get("norm").and_then(|o| resolve_norm(&o.value, &mut self.diags).ok().flatten());
+        let norm = opts
+            .get("norm")
+            .and_then(|o| resolve_norm(&o.value, &mut self.diags).ok().flatten());
         let post = opts
             .get("norm_pos")
             .and_then(|o| word(&o.value, "norm_pos", &["pre", "post"], &mut self.diags))
             .is_some_and(|w| w == "post");
-        let dropout = opts.get("dropout").and_then(|o| resolve_dropout(&o.value, &mut self.diags));
-        Tail { norm, post, act, dropout }
+        let dropout = opts
+            .get("dropout")
+            .and_then(|o| resolve_dropout(&o.value, &mut self.diags));
+        Tail {
+            norm,
+            post,
+            act,
+            dropout,
+        }
     }
 
     /// Bias flag, bias init and weight penalties, shared by dense and conv.
     fn bias_and_penalties(&mut self, opts: &Options) -> (Option<Init>, f32, f32) {
-        let has_bias = opts.get("bias").map_or(Some(true), |o| boolean(&o.value, "bias", &mut self.diags));
+        let has_bias = opts
+            .get("bias")
+            .map_or(Some(true), |o| boolean(&o.value, "bias", &mut self.diags));
         let bias_init = resolve_bias_init(opts.get("bias_init").map(|o| &o.value), &mut self.diags);
         let penalty = |key: &str, diags: &mut Vec<Diagnostic>| {
             opts.get(key)
@@ -310,15 +434,39 @@ impl<'s> Lowerer<'s> {
         };
         let l1 = penalty("l1", &mut self.diags);
         let l2 = penalty("l2", &mut self.diags);
-        (if has_bias == Some(true) { bias_init } else { None }, l1, l2)
+        (
+            if has_bias == Some(true) {
+                bias_init
+            } else {
+                None
+            },
+            l1,
+            l2,
+        )
     }
 
-    fn dense(&mut self, at: &At, opts: &Options, in_features: Option<&Number>, out_features: &Number) {
+    fn dense(
+        &mut self,
+        at: &At,
+        opts: &Options,
+        in_features: Option<&Number>,
+        out_features: &Number,
+    ) {
         let out = self.size(out_features, "an output size");
         let tail = self.tail(opts, at.stmt.keyword_span);
-        if let Some(DropSpec { kind: DropKind::Block { .. }, span, .. }) = &tail.dropout {
-            let d = Diagnostic::error(codes::OPTION_NOT_HERE, "dropblock drops squares of feature maps: conv layers only", *span, "not for dense")
-                .with_help("use `dropout=P` on dense layers");
+        if let Some(DropSpec {
+            kind: DropKind::Block { .. },
+            span,
+            ..
+        }) = &tail.dropout
+        {
+            let d = Diagnostic::error(
+                codes::OPTION_NOT_HERE,
+                "dropblock drops squares of feature maps: conv layers only",
+                *span,
+                "not for dense",
+            )
+            .with_help("use `dropout=P` on dense layers");
             self.error(d);
         }
         let (bias_init, l1, l2) = self.bias_and_penalties(opts);
@@ -336,17 +484,37 @@ impl<'s> Lowerer<'s> {
             return self.tail_ops(at, &tail);
         };
         let rows = self.rows(out, &tail.act, out_features.span);
-        let fans = Fans { fan_in: inp, fan_out: rows };
-        let Some(init) = resolve_weight_init(opts.get("init").map(|o| &o.value), opts.get("gain").map(|o| &o.value), &tail.act, fans, &mut self.diags) else {
+        let fans = Fans {
+            fan_in: inp,
+            fan_out: rows,
+        };
+        let Some(init) = resolve_weight_init(
+            opts.get("init").map(|o| &o.value),
+            opts.get("gain").map(|o| &o.value),
+            &tail.act,
+            fans,
+            &mut self.diags,
+        ) else {
             self.shape = Some(ValueType::new([rows]));
             return self.tail_ops(at, &tail);
         };
-        let weight = self.param(format!("{}.weight", at.name), vec![rows, inp], ParamRole::Weight, init);
+        let weight = self.param(
+            format!("{}.weight", at.name),
+            vec![rows, inp],
+            ParamRole::Weight,
+            init,
+        );
         self.module.params[weight.0 as usize].l1 = l1;
         self.module.params[weight.0 as usize].l2 = l2;
-        let bias = bias_init.map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
+        let bias = bias_init
+            .map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
         let dropconnect = dropconnect(&tail);
-        let op = Op::Linear { weight, bias, dropconnect, epilogue: Epilogue::default() };
+        let op = Op::Linear {
+            weight,
+            bias,
+            dropconnect,
+            epilogue: Epilogue::default(),
+        };
         self.emit(at, op, vec![self.cur], ValueType::new([rows]));
         self.tail_ops(at, &tail);
     }
@@ -355,7 +523,10 @@ impl<'s> Lowerer<'s> {
     fn rows(&mut self, out: usize, act: &ActSpec, span: Span) -> usize {
         let rows = out * act.pieces();
         if rows as u64 > MAX_DIM {
-            let msg = format!("{out} outputs × {} maxout pieces is more units than nnc supports ({MAX_DIM})", act.pieces());
+            let msg = format!(
+                "{out} outputs × {} maxout pieces is more units than nnc supports ({MAX_DIM})",
+                act.pieces()
+            );
             self.error(Diagnostic::error(codes::TOO_LARGE, msg, span, "too large"));
         }
         rows
@@ -376,20 +547,35 @@ impl<'s> Lowerer<'s> {
             self.apply_act(at, &tail.act);
         }
         match &tail.dropout {
-            Some(DropSpec { kind: DropKind::Connect, .. }) | None => {}
+            Some(DropSpec {
+                kind: DropKind::Connect,
+                ..
+            })
+            | None => {}
             Some(drop) => self.apply_dropout(at, drop),
         }
     }
 
-    fn conv(&mut self, at: &At, opts: &Options, in_channels: Option<&Number>, out_channels: &Number) {
+    fn conv(
+        &mut self,
+        at: &At,
+        opts: &Options,
+        in_channels: Option<&Number>,
+        out_channels: &Number,
+    ) {
         let out = self.size(out_channels, "an output channel count");
         let tail = self.tail(opts, at.stmt.keyword_span);
         let (bias_init, l1, l2) = self.bias_and_penalties(opts);
         let kernel = match opts.get("k") {
             Some(o) => uint(&o.value, "the kernel size k", 1, &mut self.diags),
             None => {
-                let d = Diagnostic::error(codes::MISSING, "conv needs a kernel size", at.stmt.keyword_span, "missing `k=`")
-                    .with_help("add `k=3` (or another odd size)");
+                let d = Diagnostic::error(
+                    codes::MISSING,
+                    "conv needs a kernel size",
+                    at.stmt.keyword_span,
+                    "missing `k=`",
+                )
+                .with_help("add `k=3` (or another odd size)");
                 self.error(d);
                 None
             }
@@ -402,13 +588,22 @@ impl<'s> Lowerer<'s> {
             self.check_in(in_channels, c, "input channel");
         }
         let rows = out.map(|o| self.rows(o, &tail.act, out_channels.span));
-        if let (Some(g), Some([c, _, _]), Some(rows), Some(opt)) = (groups, image, rows, opts.get("groups")) {
+        if let (Some(g), Some([c, _, _]), Some(rows), Some(opt)) =
+            (groups, image, rows, opts.get("groups"))
+        {
             if c % g as usize != 0 || rows % g as usize != 0 {
                 let msg = format!("{g} groups must divide both the {c} input channels and the {rows} output channels");
-                self.error(Diagnostic::error(codes::GROUPS, msg, opt.value.span, "does not divide"));
+                self.error(Diagnostic::error(
+                    codes::GROUPS,
+                    msg,
+                    opt.value.span,
+                    "does not divide",
+                ));
             }
         }
-        let (Some(k), Some(s), Some(d), Some(g), Some([c, h, w]), Some(rows)) = (kernel, stride, dilation, groups, image, rows) else {
+        let (Some(k), Some(s), Some(d), Some(g), Some([c, h, w]), Some(rows)) =
+            (kernel, stride, dilation, groups, image, rows)
+        else {
             self.shape = None;
             return self.tail_ops(at, &tail);
         };
@@ -416,23 +611,50 @@ impl<'s> Lowerer<'s> {
             self.shape = None;
             return self.tail_ops(at, &tail);
         };
-        let geometry = ConvGeometry { kernel: k, stride: s, dilation: d, groups: g, pads };
+        let geometry = ConvGeometry {
+            kernel: k,
+            stride: s,
+            dilation: d,
+            groups: g,
+            pads,
+        };
         let span = opts.get("k").map_or(at.stmt.keyword_span, |o| o.value.span);
         let Some((ho, wo)) = self.window([h, w], pads, k, s, d, span) else {
             self.shape = None;
             return self.tail_ops(at, &tail);
         };
         let (k, g) = (k as usize, g as usize);
-        let fans = Fans { fan_in: c / g * k * k, fan_out: rows * k * k };
-        let Some(init) = resolve_weight_init(opts.get("init").map(|o| &o.value), opts.get("gain").map(|o| &o.value), &tail.act, fans, &mut self.diags) else {
+        let fans = Fans {
+            fan_in: c / g * k * k,
+            fan_out: rows * k * k,
+        };
+        let Some(init) = resolve_weight_init(
+            opts.get("init").map(|o| &o.value),
+            opts.get("gain").map(|o| &o.value),
+            &tail.act,
+            fans,
+            &mut self.diags,
+        ) else {
             self.shape = Some(ValueType::new([rows, ho, wo]));
             return self.tail_ops(at, &tail);
         };
-        let weight = self.param(format!("{}.weight", at.name), vec![rows, c / g, k, k], ParamRole::Weight, init);
+        let weight = self.param(
+            format!("{}.weight", at.name),
+            vec![rows, c / g, k, k],
+            ParamRole::Weight,
+            init,
+        );
         self.module.params[weight.0 as usize].l1 = l1;
         self.module.params[weight.0 as usize].l2 = l2;
-        let bias = bias_init.map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
-        let op = Op::Conv2d { weight, bias, geometry, dropconnect: dropconnect(&tail), epilogue: Epilogue::default() };
+        let bias = bias_init
+            .map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
+        let op = Op::Conv2d {
+            weight,
+            bias,
+            geometry,
+            dropconnect: dropconnect(&tail),
+            epilogue: Epilogue::default(),
+        };
         self.emit(at, op, vec![self.cur], ValueType::new([rows, ho, wo]));
         self.tail_ops(at, &tail);
     }
@@ -446,8 +668,17 @@ impl<'s> Lowerer<'s> {
 
     /// `pad=valid` (0), `pad=P`, or `pad=same`: ⌈H/S⌉ outputs, the odd
     /// pixel of padding at the bottom/right (ONNX `SAME_UPPER`).
-    fn conv_pads(&mut self, opts: &Options, [h, w]: [usize; 2], k: u32, s: u32, d: u32) -> Option<[u32; 4]> {
-        let Some(opt) = opts.get("pad") else { return Some([0; 4]) };
+    fn conv_pads(
+        &mut self,
+        opts: &Options,
+        [h, w]: [usize; 2],
+        k: u32,
+        s: u32,
+        d: u32,
+    ) -> Option<[u32; 4]> {
+        let Some(opt) = opts.get("pad") else {
+            return Some([0; 4]);
+        };
         if let ValueKind::Number(_) = opt.value.kind {
             let p = whole_or_zero(&opt.value, "the padding", &mut self.diags)?;
             return Some([p; 4]);
@@ -466,7 +697,15 @@ impl<'s> Lowerer<'s> {
     }
 
     /// The output size of a sliding window over `[h, w]`, or E0303.
-    fn window(&mut self, [h, w]: [usize; 2], pads: [u32; 4], k: u32, s: u32, d: u32, span: Span) -> Option<(usize, usize)> {
+    fn window(
+        &mut self,
+        [h, w]: [usize; 2],
+        pads: [u32; 4],
+        k: u32,
+        s: u32,
+        d: u32,
+        span: Span,
+    ) -> Option<(usize, usize)> {
         let ho = window_output(h, pads[0] + pads[2], k, s, d);
         let wo = window_output(w, pads[1] + pads[3], k, s, d);
         match (ho, wo) {
@@ -475,7 +714,9 @@ impl<'s> Lowerer<'s> {
                 let reach = d as usize * (k as usize - 1) + 1;
                 let msg = format!("a window of {reach}×{reach} does not fit the {h}×{w} feature map: the shape reaches zero");
                 let d = Diagnostic::error(codes::ZERO_SIZE, msg, span, "window too large")
-                    .with_help("use a smaller kernel, padding, or fewer pooling steps before this layer");
+                    .with_help(
+                        "use a smaller kernel, padding, or fewer pooling steps before this layer",
+                    );
                 self.error(d);
                 None
             }
@@ -487,8 +728,13 @@ impl<'s> Lowerer<'s> {
         let kernel = match opts.get("k") {
             Some(o) => uint(&o.value, "the window size k", 1, &mut self.diags),
             None => {
-                let d = Diagnostic::error(codes::MISSING, format!("{what} needs a window size"), at.stmt.keyword_span, "missing `k=`")
-                    .with_help("add `k=2`");
+                let d = Diagnostic::error(
+                    codes::MISSING,
+                    format!("{what} needs a window size"),
+                    at.stmt.keyword_span,
+                    "missing `k=`",
+                )
+                .with_help("add `k=2`");
                 self.error(d);
                 None
             }
@@ -498,17 +744,28 @@ impl<'s> Lowerer<'s> {
             None => kernel,
         };
         let pad = match opts.get("pad") {
-            Some(o) => whole_or_zero(&o.value, "the padding", &mut self.diags).map(|p| (p, o.value.span)),
+            Some(o) => {
+                whole_or_zero(&o.value, "the padding", &mut self.diags).map(|p| (p, o.value.span))
+            }
             None => Some((0, at.stmt.keyword_span)),
         };
         let image = self.need_image(at, what);
-        let (Some(k), Some(s), Some((p, pad_span)), Some([c, h, w])) = (kernel, stride, pad, image) else {
+        let (Some(k), Some(s), Some((p, pad_span)), Some([c, h, w])) = (kernel, stride, pad, image)
+        else {
             self.shape = None;
             return;
         };
         if p > k / 2 {
-            let msg = format!("a pool's padding must be at most half its window ({}), got {p}", k / 2);
-            self.error(Diagnostic::error(codes::POOL_PAD, msg, pad_span, "too much padding"));
+            let msg = format!(
+                "a pool's padding must be at most half its window ({}), got {p}",
+                k / 2
+            );
+            self.error(Diagnostic::error(
+                codes::POOL_PAD,
+                msg,
+                pad_span,
+                "too much padding",
+            ));
             self.shape = None;
             return;
         }
@@ -517,7 +774,11 @@ impl<'s> Lowerer<'s> {
             self.shape = None;
             return;
         };
-        let geometry = PoolGeometry { kernel: k, stride: s, pads: [p; 4] };
+        let geometry = PoolGeometry {
+            kernel: k,
+            stride: s,
+            pads: [p; 4],
+        };
         let op = match at.stmt.kind {
             StmtKind::MaxPool => Op::MaxPool(geometry),
             _ => Op::AvgPool(geometry),
@@ -526,20 +787,34 @@ impl<'s> Lowerer<'s> {
     }
 
     fn apply_act(&mut self, at: &At, act: &ActSpec) {
-        let Some(shape) = self.shape.clone() else { return };
+        let Some(shape) = self.shape.clone() else {
+            return;
+        };
         match &act.choice {
             ActChoice::Identity => {}
             ActChoice::Plain(Act::Maxout { pieces }) => {
                 let c = shape.channels();
                 if c % *pieces as usize != 0 {
-                    let msg = format!("maxout with {pieces} pieces needs a multiple of {pieces} units, got {c}");
-                    self.error(Diagnostic::error(codes::MAXOUT_PIECES, msg, act.span, "does not divide"));
+                    let msg = format!(
+                        "maxout with {pieces} pieces needs a multiple of {pieces} units, got {c}"
+                    );
+                    self.error(Diagnostic::error(
+                        codes::MAXOUT_PIECES,
+                        msg,
+                        act.span,
+                        "does not divide",
+                    ));
                     self.shape = None;
                     return;
                 }
                 let mut dims = shape.dims.clone();
                 dims[0] = c / *pieces as usize;
-                self.emit(at, Op::Act(Act::Maxout { pieces: *pieces }), vec![self.cur], ValueType::new(dims));
+                self.emit(
+                    at,
+                    Op::Act(Act::Maxout { pieces: *pieces }),
+                    vec![self.cur],
+                    ValueType::new(dims),
+                );
             }
             ActChoice::Plain(a) => {
                 self.emit(at, Op::Act(a.clone()), vec![self.cur], shape);
@@ -549,7 +824,12 @@ impl<'s> Lowerer<'s> {
             }
             ActChoice::Prelu { init, shared } => {
                 let slopes = if *shared { 1 } else { shape.channels() };
-                let weight = self.param(format!("{}.act.weight", at.name), vec![slopes], ParamRole::ActWeight, Init::constant("constant", *init));
+                let weight = self.param(
+                    format!("{}.act.weight", at.name),
+                    vec![slopes],
+                    ParamRole::ActWeight,
+                    Init::constant("constant", *init),
+                );
                 self.emit(at, Op::Act(Act::Prelu { weight }), vec![self.cur], shape);
             }
         }
@@ -562,20 +842,49 @@ impl<'s> Lowerer<'s> {
                 return;
             }
         }
-        let Some(shape) = self.shape.clone() else { return };
+        let Some(shape) = self.shape.clone() else {
+            return;
+        };
         let c = shape.channels();
         let name = &at.name;
         let affine = |this: &mut Self, shape: Vec<usize>| {
-            let w = this.param(format!("{name}.norm.weight"), shape.clone(), ParamRole::NormWeight, Init::constant("ones", 1.0));
-            let b = this.param(format!("{name}.norm.bias"), shape, ParamRole::NormBias, Init::constant("zeros", 0.0));
+            let w = this.param(
+                format!("{name}.norm.weight"),
+                shape.clone(),
+                ParamRole::NormWeight,
+                Init::constant("ones", 1.0),
+            );
+            let b = this.param(
+                format!("{name}.norm.bias"),
+                shape,
+                ParamRole::NormBias,
+                Init::constant("zeros", 0.0),
+            );
             (w, b)
         };
         let op = match norm.kind {
             NormKind::Batch { eps, momentum } => {
                 let (weight, bias) = affine(self, vec![c]);
-                let running_mean = self.param(format!("{name}.norm.running_mean"), vec![c], ParamRole::RunningMean, Init::constant("zeros", 0.0));
-                let running_var = self.param(format!("{name}.norm.running_var"), vec![c], ParamRole::RunningVar, Init::constant("ones", 1.0));
-                Op::BatchNorm { weight, bias, running_mean, running_var, eps, momentum }
+                let running_mean = self.param(
+                    format!("{name}.norm.running_mean"),
+                    vec![c],
+                    ParamRole::RunningMean,
+                    Init::constant("zeros", 0.0),
+                );
+                let running_var = self.param(
+                    format!("{name}.norm.running_var"),
+                    vec![c],
+                    ParamRole::RunningVar,
+                    Init::constant("ones", 1.0),
+                );
+                Op::BatchNorm {
+                    weight,
+                    bias,
+                    running_mean,
+                    running_var,
+                    eps,
+                    momentum,
+                }
             }
             NormKind::Layer { eps } => {
                 let (weight, bias) = affine(self, shape.dims.clone());
@@ -588,13 +897,31 @@ impl<'s> Lowerer<'s> {
             NormKind::Group { groups, eps } => {
                 if c % groups as usize != 0 {
                     let msg = format!("group norm with {groups} groups needs a multiple of {groups} channels, got {c}");
-                    self.error(Diagnostic::error(codes::GROUPS, msg, norm.span, "does not divide").with_help(format!("choose groups that divide {c}")));
+                    self.error(
+                        Diagnostic::error(codes::GROUPS, msg, norm.span, "does not divide")
+                            .with_help(format!("choose groups that divide {c}")),
+                    );
                     return;
                 }
                 let (weight, bias) = affine(self, vec![c]);
-                Op::GroupNorm { weight, bias, groups, eps }
+                Op::GroupNorm {
+                    weight,
+                    bias,
+                    groups,
+                    eps,
+                }
             }
-            NormKind::Lrn { size, alpha, beta, bias } => Op::Lrn { size, alpha, beta, bias },
+            NormKind::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            } => Op::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            },
         };
         self.emit(at, op, vec![self.cur], shape);
     }
@@ -605,33 +932,63 @@ impl<'s> Lowerer<'s> {
             DropKind::Alpha => Op::AlphaDropout { p: drop.p },
             DropKind::Connect => return,
             DropKind::Block { block } => {
-                let Some([_, h, w]) = self.need_image_at("dropblock", drop.span) else { return };
+                let Some([_, h, w]) = self.need_image_at("dropblock", drop.span) else {
+                    return;
+                };
                 if block as usize > h.min(w) {
-                    let msg = format!("a dropblock block of {block} is larger than the {h}×{w} feature map");
-                    self.error(Diagnostic::error(codes::BLOCK_TOO_LARGE, msg, drop.span, "block too large"));
+                    let msg = format!(
+                        "a dropblock block of {block} is larger than the {h}×{w} feature map"
+                    );
+                    self.error(Diagnostic::error(
+                        codes::BLOCK_TOO_LARGE,
+                        msg,
+                        drop.span,
+                        "block too large",
+                    ));
                     return;
                 }
                 Op::DropBlock { p: drop.p, block }
             }
         };
-        let Some(shape) = self.shape.clone() else { return };
+        let Some(shape) = self.shape.clone() else {
+            return;
+        };
         self.emit(at, op, vec![self.cur], shape);
     }
 
     fn residual(&mut self, at: &At, body: &[Stmt]) {
         if body.is_empty() {
-            let d = Diagnostic::error(codes::EMPTY_BLOCK, "a residual block needs at least one statement", at.stmt.span, "empty block")
-                .with_help("`residual { dense 64 act=relu }` computes x + f(x)");
+            let d = Diagnostic::error(
+                codes::EMPTY_BLOCK,
+                "a residual block needs at least one statement",
+                at.stmt.span,
+                "empty block",
+            )
+            .with_help("`residual { dense 64 act=relu }` computes x + f(x)");
             self.error(d);
             return;
         }
         let (x, x_shape) = (self.cur, self.shape.clone());
         self.stmts(body);
-        let (Some(x_shape), Some(y_shape)) = (x_shape, self.shape.clone()) else { return };
+        let (Some(x_shape), Some(y_shape)) = (x_shape, self.shape.clone()) else {
+            return;
+        };
         if x_shape != y_shape {
-            let msg = format!("a residual block must keep its input's shape: it takes {} but yields {}", dims_text(&x_shape.dims), dims_text(&y_shape.dims));
-            let d = Diagnostic::error(codes::RESIDUAL_SHAPE, msg, at.stmt.keyword_span, "shapes differ")
-                .with_help(format!("y = x + f(x) needs f(x) shaped like x: make the block's last layer yield {}", dims_text(&x_shape.dims)));
+            let msg = format!(
+                "a residual block must keep its input's shape: it takes {} but yields {}",
+                dims_text(&x_shape.dims),
+                dims_text(&y_shape.dims)
+            );
+            let d = Diagnostic::error(
+                codes::RESIDUAL_SHAPE,
+                msg,
+                at.stmt.keyword_span,
+                "shapes differ",
+            )
+            .with_help(format!(
+                "y = x + f(x) needs f(x) shaped like x: make the block's last layer yield {}",
+                dims_text(&x_shape.dims)
+            ));
             self.error(d);
             self.shape = None;
             return;
@@ -642,13 +999,21 @@ impl<'s> Lowerer<'s> {
 
 fn dropconnect(tail: &Tail) -> Option<f32> {
     match &tail.dropout {
-        Some(DropSpec { kind: DropKind::Connect, p, .. }) => Some(*p),
+        Some(DropSpec {
+            kind: DropKind::Connect,
+            p,
+            ..
+        }) => Some(*p),
         _ => None,
     }
 }
 
 /// A padding: a whole number ≥ 0.
-fn whole_or_zero(value: &nnc_syntax::ast::Value, what: &str, diags: &mut Vec<Diagnostic>) -> Option<u32> {
+fn whole_or_zero(
+    value: &nnc_syntax::ast::Value,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<u32> {
     match value.kind {
         ValueKind::Number(n) => whole(n, value.span, what, 0, diags),
         _ => uint(value, what, 0, diags),
@@ -662,4 +1027,3 @@ fn dims_text(dims: &[usize]) -> String {
         _ => format!("{dims:?}"),
     }
 }
-

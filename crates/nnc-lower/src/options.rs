@@ -8,13 +8,53 @@ use nnc_syntax::ast::{Opt, Stmt, StmtKind};
 /// Every option the language knows, for "did you mean" and for telling an
 /// unknown option from one that does not apply here.
 const ALL: &[&str] = &[
-    "init", "gain", "bias", "bias_init", "act", "norm", "norm_pos", "dropout", "l1", "l2", "name", "k", "stride",
-    "pad", "dilation", "groups",
+    "init",
+    "gain",
+    "bias",
+    "bias_init",
+    "act",
+    "norm",
+    "norm_pos",
+    "dropout",
+    "l1",
+    "l2",
+    "name",
+    "k",
+    "stride",
+    "pad",
+    "dilation",
+    "groups",
 ];
-const DENSE: &[&str] = &["init", "gain", "bias", "bias_init", "act", "norm", "norm_pos", "dropout", "l1", "l2", "name"];
+const DENSE: &[&str] = &[
+    "init",
+    "gain",
+    "bias",
+    "bias_init",
+    "act",
+    "norm",
+    "norm_pos",
+    "dropout",
+    "l1",
+    "l2",
+    "name",
+];
 const CONV: &[&str] = &[
-    "init", "gain", "bias", "bias_init", "act", "norm", "norm_pos", "dropout", "l1", "l2", "name", "k", "stride",
-    "pad", "dilation", "groups",
+    "init",
+    "gain",
+    "bias",
+    "bias_init",
+    "act",
+    "norm",
+    "norm_pos",
+    "dropout",
+    "l1",
+    "l2",
+    "name",
+    "k",
+    "stride",
+    "pad",
+    "dilation",
+    "groups",
 ];
 const POOL: &[&str] = &["k", "stride", "pad", "name"];
 const NAME_ONLY: &[&str] = &["name"];
@@ -34,8 +74,13 @@ impl<'a> Options<'a> {
             let key = opt.key.name.as_str();
             if let Some(first) = opts.iter().find(|o| o.key.name == key) {
                 diags.push(
-                    Diagnostic::error(codes::DUPLICATE_OPTION, format!("option `{key}` given twice"), opt.key.span, "given again here")
-                        .with_secondary(first.key.span, "first given here"),
+                    Diagnostic::error(
+                        codes::DUPLICATE_OPTION,
+                        format!("option `{key}` given twice"),
+                        opt.key.span,
+                        "given again here",
+                    )
+                    .with_secondary(first.key.span, "first given here"),
                 );
             } else if allowed.contains(&key) {
                 opts.push(opt);
@@ -48,7 +93,12 @@ impl<'a> Options<'a> {
                 );
                 diags.push(d.with_help(format!("`{keyword}` takes {}", list(allowed))));
             } else {
-                let d = Diagnostic::error(codes::UNKNOWN_OPTION, format!("unknown option `{key}`"), opt.key.span, "unknown option");
+                let d = Diagnostic::error(
+                    codes::UNKNOWN_OPTION,
+                    format!("unknown option `{key}`"),
+                    opt.key.span,
+                    "unknown option",
+                );
                 let d = match did_you_mean(key, allowed.iter().copied()) {
                     Some(near) => d.with_help(format!("did you mean `{near}`?")),
                     None => d.with_help(format!("`{keyword}` takes {}", list(allowed))),

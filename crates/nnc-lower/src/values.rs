@@ -21,19 +21,40 @@ impl<'a> Args<'a> {
 }
 
 /// A whole number ≥ `min` (and ≤ 2^20).
-pub(crate) fn uint(value: &Value, what: &str, min: u64, diags: &mut Vec<Diagnostic>) -> Option<u32> {
+pub(crate) fn uint(
+    value: &Value,
+    what: &str,
+    min: u64,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<u32> {
     let ValueKind::Number(n) = value.kind else {
-        diags.push(Diagnostic::error(codes::BAD_ARGUMENT, format!("{what} must be a whole number"), value.span, "expected a number"));
+        diags.push(Diagnostic::error(
+            codes::BAD_ARGUMENT,
+            format!("{what} must be a whole number"),
+            value.span,
+            "expected a number",
+        ));
         return None;
     };
     whole(n, value.span, what, min, diags)
 }
 
 /// Checks that `n`, written at `span`, is a whole number in `min..=2^20`.
-pub(crate) fn whole(n: f64, span: Span, what: &str, min: u64, diags: &mut Vec<Diagnostic>) -> Option<u32> {
+pub(crate) fn whole(
+    n: f64,
+    span: Span,
+    what: &str,
+    min: u64,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<u32> {
     if n.fract() != 0.0 || n < min as f64 {
         let msg = format!("{what} must be a whole number of at least {min}, got {n}");
-        diags.push(Diagnostic::error(codes::OUT_OF_RANGE, msg, span, "out of range"));
+        diags.push(Diagnostic::error(
+            codes::OUT_OF_RANGE,
+            msg,
+            span,
+            "out of range",
+        ));
         return None;
     }
     if n > MAX_DIM as f64 {
@@ -49,11 +70,21 @@ pub(crate) fn real(value: &Value, what: &str, diags: &mut Vec<Diagnostic>) -> Op
     match value.kind {
         ValueKind::Number(n) if n.is_finite() => Some(n),
         ValueKind::Number(_) => {
-            diags.push(Diagnostic::error(codes::OUT_OF_RANGE, format!("{what} must be finite"), value.span, "out of range"));
+            diags.push(Diagnostic::error(
+                codes::OUT_OF_RANGE,
+                format!("{what} must be finite"),
+                value.span,
+                "out of range",
+            ));
             None
         }
         _ => {
-            diags.push(Diagnostic::error(codes::BAD_ARGUMENT, format!("{what} must be a number"), value.span, "expected a number"));
+            diags.push(Diagnostic::error(
+                codes::BAD_ARGUMENT,
+                format!("{what} must be a number"),
+                value.span,
+                "expected a number",
+            ));
             None
         }
     }
@@ -71,15 +102,30 @@ pub(crate) fn real_in(
     if ok(n) {
         return Some(n);
     }
-    diags.push(Diagnostic::error(codes::OUT_OF_RANGE, format!("{what} must be {range}, got {n}"), value.span, "out of range"));
+    diags.push(Diagnostic::error(
+        codes::OUT_OF_RANGE,
+        format!("{what} must be {range}, got {n}"),
+        value.span,
+        "out of range",
+    ));
     None
 }
 
 /// One of a fixed set of words, with a "did you mean" for near misses.
-pub(crate) fn word<'v>(value: &'v Value, what: &str, choices: &[&str], diags: &mut Vec<Diagnostic>) -> Option<&'v str> {
+pub(crate) fn word<'v>(
+    value: &'v Value,
+    what: &str,
+    choices: &[&str],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'v str> {
     let ValueKind::Word(w) = &value.kind else {
         let msg = format!("{what} must be one of {}", list(choices));
-        diags.push(Diagnostic::error(codes::BAD_ARGUMENT, msg, value.span, "expected a word"));
+        diags.push(Diagnostic::error(
+            codes::BAD_ARGUMENT,
+            msg,
+            value.span,
+            "expected a word",
+        ));
         return None;
     };
     if choices.contains(&w.as_str()) {
@@ -96,7 +142,12 @@ pub(crate) fn boolean(value: &Value, what: &str, diags: &mut Vec<Diagnostic>) ->
 
 /// The E0104 diagnostic for a name outside `choices`.
 pub(crate) fn unknown_name(what: &str, name: &str, value: &Value, choices: &[&str]) -> Diagnostic {
-    let d = Diagnostic::error(codes::UNKNOWN_NAME, format!("unknown {what} `{name}`"), value.name_span(), format!("not a known {what}"));
+    let d = Diagnostic::error(
+        codes::UNKNOWN_NAME,
+        format!("unknown {what} `{name}`"),
+        value.name_span(),
+        format!("not a known {what}"),
+    );
     match did_you_mean(name, choices.iter().copied()) {
         Some(near) => d.with_help(format!("did you mean `{near}`?")),
         None => d.with_help(format!("known: {}", list(choices))),
@@ -105,7 +156,12 @@ pub(crate) fn unknown_name(what: &str, name: &str, value: &Value, choices: &[&st
 
 /// Binds a word or call to `signature` (argument names in positional
 /// order). A word binds no arguments; a number is the caller's business.
-pub(crate) fn bind<'a>(value: &'a Value, func: &str, signature: &[&str], diags: &mut Vec<Diagnostic>) -> Option<Args<'a>> {
+pub(crate) fn bind<'a>(
+    value: &'a Value,
+    func: &str,
+    signature: &[&str],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Args<'a>> {
     let mut slots: Vec<Option<&Value>> = vec![None; signature.len()];
     let mut ok = true;
     let mut seen_keyword = false;
@@ -116,7 +172,12 @@ pub(crate) fn bind<'a>(value: &'a Value, func: &str, signature: &[&str], diags: 
                 match signature.iter().position(|s| *s == key.name) {
                     Some(slot) => slot,
                     None => {
-                        let d = Diagnostic::error(codes::BAD_ARGUMENT, format!("`{func}` has no argument `{}`", key.name), key.span, "unknown argument");
+                        let d = Diagnostic::error(
+                            codes::BAD_ARGUMENT,
+                            format!("`{func}` has no argument `{}`", key.name),
+                            key.span,
+                            "unknown argument",
+                        );
                         let d = match did_you_mean(&key.name, signature.iter().copied()) {
                             Some(near) => d.with_help(format!("did you mean `{near}`?")),
                             None => d.with_help(format!("`{func}` takes {}", list(signature))),
@@ -129,16 +190,29 @@ pub(crate) fn bind<'a>(value: &'a Value, func: &str, signature: &[&str], diags: 
             }
             None if seen_keyword => {
                 let msg = "a positional argument cannot follow a keyword argument";
-                diags.push(Diagnostic::error(codes::BAD_ARGUMENT, msg, arg.span, "positional after keyword"));
+                diags.push(Diagnostic::error(
+                    codes::BAD_ARGUMENT,
+                    msg,
+                    arg.span,
+                    "positional after keyword",
+                ));
                 ok = false;
                 continue;
             }
             None if idx >= signature.len() => {
                 let msg = match signature.len() {
                     0 => format!("`{func}` takes no arguments"),
-                    n => format!("`{func}` takes at most {n} argument(s): {}", list(signature)),
+                    n => format!(
+                        "`{func}` takes at most {n} argument(s): {}",
+                        list(signature)
+                    ),
                 };
-                diags.push(Diagnostic::error(codes::BAD_ARGUMENT, msg, arg.span, "extra argument"));
+                diags.push(Diagnostic::error(
+                    codes::BAD_ARGUMENT,
+                    msg,
+                    arg.span,
+                    "extra argument",
+                ));
                 ok = false;
                 continue;
             }
@@ -146,7 +220,12 @@ pub(crate) fn bind<'a>(value: &'a Value, func: &str, signature: &[&str], diags: 
         };
         if slots[slot].is_some() {
             let msg = format!("argument `{}` of `{func}` given twice", signature[slot]);
-            diags.push(Diagnostic::error(codes::BAD_ARGUMENT, msg, arg.span, "given again here"));
+            diags.push(Diagnostic::error(
+                codes::BAD_ARGUMENT,
+                msg,
+                arg.span,
+                "given again here",
+            ));
             ok = false;
             continue;
         }

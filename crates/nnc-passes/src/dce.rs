@@ -11,14 +11,27 @@
 //!    loaders need them to compute `layer0.weight'`). Every `ParamId` in the
 //!    ops of all functions and in derivations is renumbered.
 //!
-//! Must not remove a train-mode `batch_norm` even when its result is unused:
-//! it updates the running statistics, which are saved with the weights.
+//! Must not remove a train-mode `batch_norm` even when its result is unused
+//! (it updates the running statistics, which are saved with the weights),
+//! nor a parameter read only by the derivation of a live one.
 //!
 //! ```text
-//! @layer0.weight: f32[4,8] weight …      @layer0.weight: f32[4,8] weight …
-//! @unused.weight: f32[4,8] weight …  →   %1: f32[N,4] = linear[layer0] %0, @layer0.weight loc(2:1)
-//! %1: f32[N,4] = linear[layer0] %0, @layer0.weight loc(2:1)
-//! %2: f32[N,4] = relu[layer1] %0 loc(3:1)
+//! param @layer0.weight: f32[4,8] weight = init he_normal fan_in=8 fan_out=4 normal(mean=0, std=0.5)
+//! param @layer1.weight: f32[3,8] weight = init he_normal fan_in=8 fan_out=3 normal(mean=0, std=0.5)
+//! func @infer(%0: f32[N,8]) -> f32[N,3] {
+//!   %1: f32[N,4] = linear[layer0] %0, @layer0.weight loc(2:1)
+//!   %2: f32[N,4] = relu[layer0] %1 loc(2:1)
+//!   %3: f32[N,3] = linear[layer1] %0, @layer1.weight loc(3:1)
+//!   return %3
+//! }
+//! ```
+//! becomes
+//! ```text
+//! param @layer1.weight: f32[3,8] weight = init he_normal fan_in=8 fan_out=3 normal(mean=0, std=0.5)
+//! func @infer(%0: f32[N,8]) -> f32[N,3] {
+//!   %1: f32[N,3] = linear[layer1] %0, @layer1.weight loc(3:1)
+//!   return %1
+//! }
 //! ```
 
 use nnc_ir::{Function, Mode, Module, Op, OpData, ParamId, ParamSource, ValueId};
@@ -75,7 +88,11 @@ fn compact_values(f: &mut Function) -> bool {
             values.push(f.values[old.0 as usize].clone());
         }
     }
-    let identity = values.len() == f.values.len() && new_id.iter().enumerate().all(|(i, n)| *n == Some(ValueId(i as u32)));
+    let identity = values.len() == f.values.len()
+        && new_id
+            .iter()
+            .enumerate()
+            .all(|(i, n)| *n == Some(ValueId(i as u32)));
     if identity {
         return false;
     }
@@ -93,7 +110,11 @@ fn compact_values(f: &mut Function) -> bool {
 /// Removes the parameters no function reads, directly or by derivation.
 fn remove_dead_params(module: &mut Module) -> bool {
     let mut live = vec![false; module.params.len()];
-    let mut work: Vec<ParamId> = module.functions.iter().flat_map(|f| f.ops.iter().flat_map(|o| o.op.params())).collect();
+    let mut work: Vec<ParamId> = module
+        .functions
+        .iter()
+        .flat_map(|f| f.ops.iter().flat_map(|o| o.op.params()))
+        .collect();
     while let Some(id) = work.pop() {
         let Some(slot) = live.get_mut(id.0 as usize) else {
             continue;

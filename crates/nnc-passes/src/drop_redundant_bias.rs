@@ -25,13 +25,15 @@
 //! ```
 //! becomes, in infer mode,
 //! ```text
-//! @layer0.norm.running_mean': f32[4] running_mean = @layer0.norm.running_mean - @layer0.bias
+//! param @layer0.norm.running_mean': f32[4] running_mean = derive @layer0.norm.running_mean - @layer0.bias
 //! %1: f32[N,4] = linear[layer0] %0, @layer0.weight loc(2:1)
 //! %2: f32[N,4] = batch_norm[layer0] %1, @layer0.norm.weight, @layer0.norm.bias, @layer0.norm.running_mean', @layer0.norm.running_var eps=0.00001 momentum=0.1 loc(2:1)
 //! ```
 
-use crate::rewrite::{add_derived, param, set_weights, sole_user, weights, with_function};
-use nnc_ir::{BinaryOp, Derivation, Dist, Function, Mode, Module, Op, ParamSource};
+use crate::rewrite::{
+    add_derived, is_bare_weights, param, set_weights, sole_user, weights, with_function,
+};
+use nnc_ir::{BinaryOp, Derivation, Dist, Function, Mode, Module, Op, ParamId, ParamSource};
 
 /// Drops the biases that a batch norm cancels in the `mode` function; true if
 /// anything changed.
@@ -48,8 +50,8 @@ pub fn drop_redundant_bias(module: &mut Module, mode: Mode) -> bool {
 /// Drops the bias of the op at `index` if the batch norm reading it cancels it.
 fn drop_bias(module: &mut Module, f: &mut Function, index: usize) -> bool {
     let op = &f.ops[index];
-    // An activation between bias and norm keeps the bias from cancelling.
-    if !matches!(&op.op, Op::Linear { epilogue, .. } | Op::Conv2d { epilogue, .. } if epilogue.is_empty()) {
+    // Not weights, or an activation between bias and norm: no cancelling.
+    if !is_bare_weights(&op.op) {
         return false;
     }
     // Nothing to drop.
@@ -81,17 +83,27 @@ fn drop_bias(module: &mut Module, f: &mut Function, index: usize) -> bool {
             let Some(mean) = param(module, running_mean).cloned() else {
                 return false;
             };
-            let shifted = Derivation::binary(BinaryOp::Sub, Derivation::param(running_mean), Derivation::param(bias));
+            let shifted = Derivation::binary(
+                BinaryOp::Sub,
+                Derivation::param(running_mean),
+                Derivation::param(bias),
+            );
             let new_mean = add_derived(module, &mean.name, mean.shape, mean.role, shifted);
             if let Op::BatchNorm { running_mean, .. } = &mut f.ops[norm_index].op {
                 *running_mean = new_mean;
             }
             let new_name = module.param(new_mean).name.clone();
-            format!("batch norm {norm_layer} subtracts it through @{new_name} = @{} - @{bias_name}", mean.name)
+            format!(
+                "batch norm {norm_layer} subtracts it through @{new_name} = @{} - @{bias_name}",
+                mean.name
+            )
         }
     };
     set_weights(&mut f.ops[index].op, weight, None);
-    let note = format!("drop-redundant-bias: removed @{bias_name} from {} ({why})", f.mode);
+    let note = format!(
+        "drop-redundant-bias: removed @{bias_name} from {} ({why})",
+        f.mode
+    );
     if !module.notes.contains(&note) {
         module.notes.push(note);
     }
@@ -99,7 +111,7 @@ fn drop_bias(module: &mut Module, f: &mut Function, index: usize) -> bool {
 }
 
 /// True for a stored bias drawn from the constant 0.
-fn is_zero_init(module: &Module, bias: nnc_ir::ParamId) -> bool {
+fn is_zero_init(module: &Module, bias: ParamId) -> bool {
     matches!(
         param(module, bias).map(|b| &b.source),
         Some(ParamSource::Init(init)) if matches!(init.dist, Dist::Constant { value } if value == 0.0)

@@ -42,19 +42,20 @@ pub fn eliminate_dropout(module: &mut Module, mode: Mode) -> bool {
     let mut changed = false;
     let mut index = 0;
     while index < f.ops.len() {
-        match &mut f.ops[index].op {
-            Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. } => {
-                // The next op slides into `index`: do not advance.
-                if remove_forwarding(f, index).is_some() {
-                    changed = true;
-                    continue;
-                }
-            }
-            Op::Linear { dropconnect, .. } | Op::Conv2d { dropconnect, .. } if dropconnect.is_some() => {
-                *dropconnect = None;
-                changed = true;
-            }
-            _ => {}
+        let op = &f.ops[index].op;
+        let is_dropout = matches!(
+            op,
+            Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. }
+        );
+        // The next op slides into `index`: do not advance.
+        if is_dropout && remove_forwarding(f, index).is_some() {
+            changed = true;
+            continue;
+        }
+        if let Op::Linear { dropconnect, .. } | Op::Conv2d { dropconnect, .. } =
+            &mut f.ops[index].op
+        {
+            changed |= dropconnect.take().is_some();
         }
         index += 1;
     }

@@ -23,12 +23,12 @@
 //! - (A) when the producer has an epilogue (an activation sits between the
 //!   weights and the norm) or its result has another reader, who would see
 //!   the folded numbers;
-//! - (B) when the normalised value has another reader or is the output;
-//!   when that conv is padded: padding injects zeros where the norm would
-//!   have produced `t`, so `Wt` in the bias is wrong at the borders; when it
-//!   is grouped, because output `o` reads only its group's channels while
-//!   `scale_cols` and `mat_vec` index the weight's columns; when dropconnect
-//!   is set, because the mask would hit `W` but not the folded `Wt`;
+//! - (B) when the normalised value has another reader or is the output; on
+//!   a padded conv (padding injects zeros where the norm would have produced
+//!   `t`, so `Wt` in the bias is wrong at the borders); on a grouped conv
+//!   (output `o` reads only its group's channels, while `scale_cols` and
+//!   `mat_vec` index the weight's columns); with dropconnect set (its mask
+//!   would hit `W` but not the folded `Wt`);
 //! - at all in train mode, where a batch norm uses batch statistics.
 //!
 //! ```text
@@ -37,13 +37,17 @@
 //! ```
 //! becomes (A)
 //! ```text
-//! @layer0.weight': f32[4,8] weight = scale_rows(@layer0.weight, @layer0.norm.weight / sqrt(@layer0.norm.running_var + 0.00001))
-//! @layer0.bias': f32[4] bias = (@layer0.bias - @layer0.norm.running_mean) * (@layer0.norm.weight / sqrt(@layer0.norm.running_var + 0.00001)) + @layer0.norm.bias
+//! param @layer0.weight': f32[4,8] weight = derive scale_rows(@layer0.weight, @layer0.norm.weight / sqrt(@layer0.norm.running_var + 0.00001))
+//! param @layer0.bias': f32[4] bias = derive (@layer0.bias - @layer0.norm.running_mean) * (@layer0.norm.weight / sqrt(@layer0.norm.running_var + 0.00001)) + @layer0.norm.bias
 //! %1: f32[N,4] = linear[layer0] %0, @layer0.weight', @layer0.bias' loc(2:1)
 //! ```
 
-use crate::rewrite::{add_derived, param, remove_forwarding, set_weights, sole_user, weights, with_function};
-use nnc_ir::{BinaryOp, Derivation, Function, Mode, Module, Op, OpData, ParamId, ParamRole};
+use crate::rewrite::{
+    add_derived, is_bare_weights, param, remove_forwarding, set_weights, sole_user, weights,
+    with_function,
+};
+use nnc_ir::BinaryOp::{Add, Div, Mul, Sub};
+use nnc_ir::{Derivation, Function, Mode, Module, Op, OpData, ParamId, ParamRole};
 
 /// Folds every batch norm of the `mode` function; true if anything changed.
 pub fn fold_batchnorm(module: &mut Module, mode: Mode) -> bool {
@@ -54,8 +58,15 @@ pub fn fold_batchnorm(module: &mut Module, mode: Mode) -> bool {
     with_function(module, mode, |module, f| {
         let mut changed = false;
         // Each round replaces one batch norm, so the loop ends.
-        while let Some((index, norm)) = f.ops.iter().enumerate().find_map(|(i, o)| Norm::of(o).map(|n| (i, n))) {
-            if !(fold_into_producer(module, f, index, &norm) || fold_into_user(module, f, index, &norm)) {
+        while let Some((index, norm)) = f
+            .ops
+            .iter()
+            .enumerate()
+            .find_map(|(i, o)| Norm::of(o).map(|n| (i, n)))
+        {
+            if !(fold_into_producer(module, f, index, &norm)
+                || fold_into_user(module, f, index, &norm))
+            {
                 replace_by_affine(module, f, index, &norm);
             }
             changed = true;
@@ -76,7 +87,14 @@ struct Norm {
 impl Norm {
     fn of(op: &OpData) -> Option<Norm> {
         match op.op {
-            Op::BatchNorm { weight, bias, running_mean, running_var, eps, .. } => Some(Norm {
+            Op::BatchNorm {
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                eps,
+                ..
+            } => Some(Norm {
                 gamma: weight,
                 beta: bias,
                 mean: running_mean,
@@ -89,14 +107,15 @@ impl Norm {
 
     /// `s = γ / sqrt(running_var + eps)`.
     fn scale(&self) -> Derivation {
-        let var_eps = Derivation::binary(BinaryOp::Add, Derivation::param(self.var), Derivation::Const(self.eps));
-        Derivation::binary(BinaryOp::Div, Derivation::param(self.gamma), Derivation::sqrt(var_eps))
+        let (gamma, var) = (Derivation::param(self.gamma), Derivation::param(self.var));
+        let std = Derivation::sqrt(Derivation::binary(Add, var, Derivation::Const(self.eps)));
+        Derivation::binary(Div, gamma, std)
     }
 
     /// `t = β − running_mean·s`.
     fn shift(&self) -> Derivation {
-        let mean_s = Derivation::binary(BinaryOp::Mul, Derivation::param(self.mean), self.scale());
-        Derivation::binary(BinaryOp::Sub, Derivation::param(self.beta), mean_s)
+        let mean_s = Derivation::binary(Mul, Derivation::param(self.mean), self.scale());
+        Derivation::binary(Sub, Derivation::param(self.beta), mean_s)
     }
 }
 
@@ -114,34 +133,29 @@ fn fold_into_producer(module: &mut Module, f: &mut Function, index: usize, norm:
     if f.use_count(x) != 1 || producer >= index {
         return false;
     }
-    let producer_op = &f.ops[producer];
-    // An epilogue (an activation) sits between the weights and the norm.
-    if !matches!(&producer_op.op, Op::Linear { epilogue, .. } | Op::Conv2d { epilogue, .. } if epilogue.is_empty()) {
+    // Not weights, or an epilogue (an activation) between them and the norm.
+    if !is_bare_weights(&f.ops[producer].op) {
         return false;
     }
-    let Some((weight, bias)) = weights(&producer_op.op) else {
-        return false;
-    };
-    let Some(w) = param(module, weight).cloned() else {
-        return false;
-    };
-    let layer = producer_op.layer.clone();
     let p = Derivation::param;
-    let new_bias = match bias {
-        // (b − μ)·s + β
-        Some(b) => {
-            let centred = Derivation::binary(BinaryOp::Sub, p(b), p(norm.mean));
-            let scaled = Derivation::binary(BinaryOp::Mul, centred, norm.scale());
-            Derivation::binary(BinaryOp::Add, scaled, p(norm.beta))
-        }
-        // β − μ·s
-        None => norm.shift(),
-    };
-    let bias_name = bias_name(module, bias, &layer);
-    let out = w.shape.first().copied().unwrap_or(0);
-    let w2 = add_derived(module, &w.name, w.shape.clone(), ParamRole::Weight, Derivation::scale_rows(p(weight), norm.scale()));
-    let b2 = add_derived(module, &bias_name, vec![out], ParamRole::Bias, new_bias);
-    set_weights(&mut f.ops[producer].op, w2, Some(b2));
+    let folded = derive_weights(
+        module,
+        &mut f.ops[producer],
+        |w| Derivation::scale_rows(w, norm.scale()),
+        |b| match b {
+            // (b − μ)·s + β
+            Some(b) => {
+                let centred = Derivation::binary(Sub, b, p(norm.mean));
+                let scaled = Derivation::binary(Mul, centred, norm.scale());
+                Derivation::binary(Add, scaled, p(norm.beta))
+            }
+            // β − μ·s
+            None => norm.shift(),
+        },
+    );
+    if !folded {
+        return false;
+    }
     if let Some(removed) = remove_forwarding(f, index) {
         f.ops[producer].absorb_locs(&removed.locs);
     }
@@ -158,52 +172,93 @@ fn fold_into_user(module: &mut Module, f: &mut Function, index: usize, norm: &No
     if user <= index {
         return false;
     }
-    let user_op = &f.ops[user];
-    match &user_op.op {
-        Op::Linear { dropconnect: None, .. } => {}
+    match &f.ops[user].op {
+        Op::Linear {
+            dropconnect: None, ..
+        } => {}
         // Grouped: output o reads only its group's channels. Padded: the
         // zeros padding adds would have been t. Both break Wt in the bias.
-        Op::Conv2d { geometry, dropconnect: None, .. } if geometry.groups == 1 && geometry.pads == [0; 4] => {}
+        Op::Conv2d {
+            geometry,
+            dropconnect: None,
+            ..
+        } if geometry.groups == 1 && geometry.pads == [0; 4] => {}
         // Not weights, or a dropconnect mask that would hit W but not Wt.
         _ => return false,
     }
-    let Some((weight, bias)) = weights(&user_op.op) else {
+    let Some((weight, _)) = weights(&f.ops[user].op) else {
         return false;
     };
-    let Some(w) = param(module, weight).cloned() else {
+    let shift_through_w = Derivation::mat_vec(Derivation::param(weight), norm.shift());
+    let folded = derive_weights(
+        module,
+        &mut f.ops[user],
+        |w| Derivation::scale_cols(w, norm.scale()),
+        |b| match b {
+            Some(b) => Derivation::binary(Add, b, shift_through_w),
+            None => shift_through_w,
+        },
+    );
+    if !folded {
         return false;
-    };
-    let layer = user_op.layer.clone();
-    let p = Derivation::param;
-    let shift_through_w = Derivation::mat_vec(p(weight), norm.shift());
-    let new_bias = match bias {
-        Some(b) => Derivation::binary(BinaryOp::Add, p(b), shift_through_w),
-        None => shift_through_w,
-    };
-    let bias_name = bias_name(module, bias, &layer);
-    let out = w.shape.first().copied().unwrap_or(0);
-    let w2 = add_derived(module, &w.name, w.shape.clone(), ParamRole::Weight, Derivation::scale_cols(p(weight), norm.scale()));
-    let b2 = add_derived(module, &bias_name, vec![out], ParamRole::Bias, new_bias);
-    set_weights(&mut f.ops[user].op, w2, Some(b2));
+    }
     let locs = f.ops[index].locs.clone();
     f.ops[user].absorb_locs(&locs);
     remove_forwarding(f, index).is_some()
 }
 
-/// (C): replaces the norm at `index` by a per-channel affine.
-fn replace_by_affine(module: &mut Module, f: &mut Function, index: usize, norm: &Norm) {
-    let channels = param(module, norm.gamma).map(|g| g.shape.clone()).unwrap_or_default();
-    let layer = f.ops[index].layer.clone();
-    let scale = add_derived(module, &format!("{layer}.norm.scale"), channels.clone(), ParamRole::Scale, norm.scale());
-    let shift = add_derived(module, &format!("{layer}.norm.shift"), channels, ParamRole::Shift, norm.shift());
-    f.ops[index].op = Op::Affine { scale, shift };
+/// Gives the linear or conv `op` derived parameters `W' = weight(W)` and
+/// `b' = bias(b)` (`bias(None)` without a bias). Names prime the old ones; a
+/// new bias is `<layer>.bias`, primed until free.
+fn derive_weights(
+    module: &mut Module,
+    op: &mut OpData,
+    weight: impl FnOnce(Derivation) -> Derivation,
+    bias: impl FnOnce(Option<Derivation>) -> Derivation,
+) -> bool {
+    let Some((w, b)) = weights(&op.op) else {
+        return false;
+    };
+    let Some(w_param) = param(module, w).cloned() else {
+        return false;
+    };
+    let b_name = match b.and_then(|b| param(module, b)) {
+        Some(b) => b.name.clone(),
+        None => format!("{}.bias", op.layer),
+    };
+    let out = w_param.shape.first().copied().unwrap_or(0);
+    let new_w = weight(Derivation::param(w));
+    let new_w = add_derived(
+        module,
+        &w_param.name,
+        w_param.shape,
+        ParamRole::Weight,
+        new_w,
+    );
+    let new_b = bias(b.map(Derivation::param));
+    let new_b = add_derived(module, &b_name, vec![out], ParamRole::Bias, new_b);
+    set_weights(&mut op.op, new_w, Some(new_b))
 }
 
-/// The name a folded bias takes: the old bias's, else `<layer>.bias`; both
-/// primed until free.
-fn bias_name(module: &Module, bias: Option<ParamId>, layer: &str) -> String {
-    match bias.and_then(|b| param(module, b)) {
-        Some(b) => b.name.clone(),
-        None => format!("{layer}.bias"),
-    }
+/// (C): replaces the norm at `index` by a per-channel affine.
+fn replace_by_affine(module: &mut Module, f: &mut Function, index: usize, norm: &Norm) {
+    let channels = param(module, norm.gamma)
+        .map(|g| g.shape.clone())
+        .unwrap_or_default();
+    let layer = f.ops[index].layer.clone();
+    let scale = add_derived(
+        module,
+        &format!("{layer}.norm.scale"),
+        channels.clone(),
+        ParamRole::Scale,
+        norm.scale(),
+    );
+    let shift = add_derived(
+        module,
+        &format!("{layer}.norm.shift"),
+        channels,
+        ParamRole::Shift,
+        norm.shift(),
+    );
+    f.ops[index].op = Op::Affine { scale, shift };
 }

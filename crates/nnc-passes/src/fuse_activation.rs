@@ -72,7 +72,10 @@ fn fuse_next(f: &mut Function, index: usize) -> bool {
         return false;
     }
     let step = match &f.ops[user].op {
-        Op::Affine { scale, shift } => EpilogueStep::Affine { scale: *scale, shift: *shift },
+        Op::Affine { scale, shift } => EpilogueStep::Affine {
+            scale: *scale,
+            shift: *shift,
+        },
         Op::Act(act) if act.is_elementwise() => EpilogueStep::Act(act.clone()),
         // Softmax and maxout are not element-wise; anything else is no step.
         _ => return false,

@@ -4,7 +4,7 @@
 //! `--after-all` and `--after-change`.
 
 use crate::registry::{lookup, PassInfo, PASSES};
-use nnc_ir::text::print_module;
+use nnc_ir::text::{print_module, print_module_with_errors};
 use nnc_ir::verify::{verify, VerifyError};
 use nnc_ir::{Mode, Module};
 use std::fmt;
@@ -23,28 +23,66 @@ impl Observer for () {
 #[derive(Debug)]
 pub enum PassError {
     /// A name the registry does not know (a user error).
-    UnknownPass { name: String, known: Vec<&'static str> },
+    UnknownPass {
+        name: String,
+        known: Vec<&'static str>,
+    },
     /// A pass asked for in a mode it does not support (a user error).
     WrongMode { pass: &'static str, mode: Mode },
-    /// The module was already invalid before any pass ran (a compiler bug in
-    /// whatever built it).
-    InvalidInput { errors: Vec<VerifyError> },
+    /// The module was already invalid before any pass ran: a compiler bug in
+    /// whatever built it (lowering, or a hand-written IR file).
+    InvalidInput {
+        errors: Vec<VerifyError>,
+        ir: String,
+    },
     /// The IR is invalid after a pass: a compiler bug in that pass.
-    VerifyFailed { pass: &'static str, errors: Vec<VerifyError>, ir_before: String },
+    /// `ir_before` is what the pass was given; `ir_after` what it made, with
+    /// each error as a `// error:` line after the line it is about.
+    VerifyFailed {
+        pass: &'static str,
+        errors: Vec<VerifyError>,
+        ir_before: String,
+        ir_after: String,
+    },
 }
 
 /// Runs the passes named in `names`, in order, on the `mode` function of
 /// `module`. Every name is checked before any pass runs; the module is
 /// verified before the first pass and after each one.
-pub fn run_passes(module: &mut Module, mode: Mode, names: &[&str], observer: &mut dyn Observer) -> Result<(), PassError> {
+pub fn run_passes(
+    module: &mut Module,
+    mode: Mode,
+    names: &[&str],
+    observer: &mut dyn Observer,
+) -> Result<(), PassError> {
     let passes = resolve(names, mode)?;
-    verify(module).map_err(|errors| PassError::InvalidInput { errors })?;
+    run_resolved(module, mode, &passes, observer)
+}
+
+/// Runs passes already looked up: [`run_passes`] after the names check, and
+/// what tests call with a pass that is not in the registry.
+pub(crate) fn run_resolved(
+    module: &mut Module,
+    mode: Mode,
+    passes: &[&PassInfo],
+    observer: &mut dyn Observer,
+) -> Result<(), PassError> {
+    if let Err(errors) = verify(module) {
+        let ir = print_module_with_errors(module, &errors);
+        return Err(PassError::InvalidInput { errors, ir });
+    }
     for pass in passes {
         // Kept so a failure can show what the pass was given.
         let before = module.clone();
         let changed = (pass.run)(module, mode);
         if let Err(errors) = verify(module) {
-            return Err(PassError::VerifyFailed { pass: pass.name, errors, ir_before: print_module(&before) });
+            let ir_after = print_module_with_errors(module, &errors);
+            return Err(PassError::VerifyFailed {
+                pass: pass.name,
+                errors,
+                ir_before: print_module(&before),
+                ir_after,
+            });
         }
         observer.after_pass(pass, changed, module);
     }
@@ -61,7 +99,10 @@ fn resolve(names: &[&str], mode: Mode) -> Result<Vec<&'static PassInfo>, PassErr
                 known: PASSES.iter().map(|p| p.name).collect(),
             })?;
             if !pass.runs_in(mode) {
-                return Err(PassError::WrongMode { pass: pass.name, mode });
+                return Err(PassError::WrongMode {
+                    pass: pass.name,
+                    mode,
+                });
             }
             Ok(pass)
         })
@@ -72,21 +113,46 @@ impl fmt::Display for PassError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PassError::UnknownPass { name, known } => {
-                write!(f, "unknown pass `{name}`; the passes are: {}", known.join(", "))
+                write!(
+                    f,
+                    "unknown pass `{name}`; the passes are: {}",
+                    known.join(", ")
+                )
             }
             PassError::WrongMode { pass, mode } => {
-                let modes: Vec<&str> = lookup(pass).map(|p| p.modes.iter().map(|m| m.name()).collect()).unwrap_or_default();
-                write!(f, "pass `{pass}` does not run in {mode} mode; it runs in: {}", modes.join(", "))
+                let modes: Vec<&str> = lookup(pass)
+                    .map(|p| p.modes.iter().map(|m| m.name()).collect())
+                    .unwrap_or_default();
+                write!(
+                    f,
+                    "pass `{pass}` does not run in {mode} mode; it runs in: {}",
+                    modes.join(", ")
+                )
             }
-            PassError::InvalidInput { errors } => {
-                writeln!(f, "internal compiler error: the IR is invalid before any pass ran:")?;
-                write_errors(f, errors)
-            }
-            PassError::VerifyFailed { pass, errors, ir_before } => {
-                writeln!(f, "internal compiler error: the IR is invalid after pass `{pass}`:")?;
+            PassError::InvalidInput { errors, ir } => {
+                writeln!(
+                    f,
+                    "the IR is invalid before any pass ran (a bug in what built it):"
+                )?;
                 write_errors(f, errors)?;
-                writeln!(f, "the IR before `{pass}` was:")?;
-                f.write_str(ir_before)
+                writeln!(f, "--- the IR, errors marked ---")?;
+                f.write_str(ir)
+            }
+            PassError::VerifyFailed {
+                pass,
+                errors,
+                ir_before,
+                ir_after,
+            } => {
+                writeln!(
+                    f,
+                    "the IR is invalid after pass `{pass}` (a bug in that pass):"
+                )?;
+                write_errors(f, errors)?;
+                writeln!(f, "--- the IR before `{pass}` ---")?;
+                f.write_str(ir_before)?;
+                writeln!(f, "--- the IR after `{pass}`, errors marked ---")?;
+                f.write_str(ir_after)
             }
         }
     }
@@ -94,7 +160,7 @@ impl fmt::Display for PassError {
 
 fn write_errors(f: &mut fmt::Formatter<'_>, errors: &[VerifyError]) -> fmt::Result {
     for e in errors {
-        writeln!(f, "  - {}", e.message)?;
+        writeln!(f, "  - {e}")?;
     }
     Ok(())
 }

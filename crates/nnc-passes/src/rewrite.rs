@@ -2,7 +2,10 @@
 //! of its module, finding the one reader of a value, removing an op that
 //! forwards its argument, adding derived parameters.
 
-use nnc_ir::{Derivation, Function, Mode, Module, Op, OpData, ParamData, ParamId, ParamRole, ValueId};
+use nnc_ir::{
+    Derivation, Epilogue, Function, Mode, Module, Op, OpData, ParamData, ParamId, ParamRole,
+    ValueId,
+};
 
 /// Runs `rewrite` on the function of `mode` with the rest of the module
 /// beside it, so a pass can add parameters while it edits ops. False (and
@@ -77,4 +80,18 @@ pub(crate) fn set_weights(op: &mut Op, new_weight: ParamId, new_bias: Option<Par
         }
         _ => false,
     }
+}
+
+/// The epilogue of a linear or conv, the two ops that have one.
+pub(crate) fn epilogue(op: &Op) -> Option<&Epilogue> {
+    match op {
+        Op::Linear { epilogue, .. } | Op::Conv2d { epilogue, .. } => Some(epilogue),
+        _ => None,
+    }
+}
+
+/// True for a linear or conv with nothing after its bias: what a batch norm
+/// right after it can cancel into or fold into.
+pub(crate) fn is_bare_weights(op: &Op) -> bool {
+    epilogue(op).is_some_and(Epilogue::is_empty)
 }

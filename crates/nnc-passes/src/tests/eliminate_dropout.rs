@@ -25,11 +25,28 @@ fn removes_every_kind_and_rewires_readers() {
     assert!(run_twice(eliminate_dropout, &mut m, Mode::Infer));
     assert_eq!(op_names(&m, Mode::Infer), ["flatten", "linear", "selu"]);
     let f = func(&m, Mode::Infer);
-    assert_eq!(f.ops[0].args, [f.input], "flatten reads the input the dropblock read");
+    assert_eq!(
+        f.ops[0].args,
+        [f.input],
+        "flatten reads the input the dropblock read"
+    );
     assert_eq!(f.ops[1].args, [f.ops[0].result]);
-    assert_eq!(f.ops[2].args, [f.ops[1].result], "selu reads the linear the dropout read");
-    assert_eq!(f.output, f.ops[2].result, "the output was the alpha dropout's");
-    assert!(matches!(f.ops[1].op, Op::Linear { dropconnect: None, .. }));
+    assert_eq!(
+        f.ops[2].args,
+        [f.ops[1].result],
+        "selu reads the linear the dropout read"
+    );
+    assert_eq!(
+        f.output, f.ops[2].result,
+        "the output was the alpha dropout's"
+    );
+    assert!(matches!(
+        f.ops[1].op,
+        Op::Linear {
+            dropconnect: None,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -42,7 +59,13 @@ fn clears_dropconnect_alone() {
         *dropconnect = Some(0.3);
     }
     assert!(run_twice(eliminate_dropout, &mut m, Mode::Infer));
-    assert!(matches!(func(&m, Mode::Infer).ops[0].op, Op::Linear { dropconnect: None, .. }));
+    assert!(matches!(
+        func(&m, Mode::Infer).ops[0].op,
+        Op::Linear {
+            dropconnect: None,
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! `Vec<f32>`), and one sample run through linear, conv, batch norm (infer)
 //! and affine ops, written from the formulas rather than from the passes.
 
-use nnc_ir::{BinaryOp, Derivation, EpilogueStep, Function, Module, Op, ParamId, ParamRole, ParamSource};
+use nnc_ir::{
+    BinaryOp, Derivation, EpilogueStep, Function, Module, Op, ParamId, ParamRole, ParamSource,
+};
 
 /// A dense row-major tensor; a scalar has shape `[]`.
 #[derive(Clone, Debug)]
@@ -35,7 +37,10 @@ pub fn param_value(m: &Module, id: ParamId) -> Tensor {
             if p.role == ParamRole::RunningVar {
                 data.iter_mut().for_each(|v| *v = v.abs() + 0.25);
             }
-            Tensor { shape: p.shape.clone(), data }
+            Tensor {
+                shape: p.shape.clone(),
+                data,
+            }
         }
     }
 }
@@ -43,7 +48,10 @@ pub fn param_value(m: &Module, id: ParamId) -> Tensor {
 fn derive(m: &Module, d: &Derivation) -> Tensor {
     match d {
         Derivation::Param(p) => param_value(m, *p),
-        Derivation::Const(c) => Tensor { shape: vec![], data: vec![*c] },
+        Derivation::Const(c) => Tensor {
+            shape: vec![],
+            data: vec![*c],
+        },
         Derivation::Sqrt(x) => {
             let mut t = derive(m, x);
             t.data.iter_mut().for_each(|v| *v = v.sqrt());
@@ -51,9 +59,19 @@ fn derive(m: &Module, d: &Derivation) -> Tensor {
         }
         Derivation::Binary { op, lhs, rhs } => {
             let (a, b) = (derive(m, lhs), derive(m, rhs));
-            let shape = if a.shape.is_empty() { b.shape.clone() } else { a.shape.clone() };
+            let shape = if a.shape.is_empty() {
+                b.shape.clone()
+            } else {
+                a.shape.clone()
+            };
             let n = a.data.len().max(b.data.len());
-            let at = |t: &Tensor, i: usize| if t.data.len() == 1 { t.data[0] } else { t.data[i] };
+            let at = |t: &Tensor, i: usize| {
+                if t.data.len() == 1 {
+                    t.data[0]
+                } else {
+                    t.data[i]
+                }
+            };
             let data = (0..n)
                 .map(|i| {
                     let (x, y) = (at(&a, i), at(&b, i));
@@ -70,14 +88,20 @@ fn derive(m: &Module, d: &Derivation) -> Tensor {
         Derivation::ScaleRows { matrix, scale } => {
             let (mut w, s) = (derive(m, matrix), derive(m, scale));
             let inner = w.data.len() / w.shape[0];
-            w.data.iter_mut().enumerate().for_each(|(i, v)| *v *= s.data[i / inner]);
+            w.data
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v *= s.data[i / inner]);
             w
         }
         Derivation::ScaleCols { matrix, scale } => {
             let (mut w, s) = (derive(m, matrix), derive(m, scale));
             let rest: usize = w.shape[2..].iter().product();
             let cols = w.shape[1];
-            w.data.iter_mut().enumerate().for_each(|(i, v)| *v *= s.data[(i / rest) % cols]);
+            w.data
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v *= s.data[(i / rest) % cols]);
             w
         }
         Derivation::MatVec { matrix, vector } => {
@@ -85,9 +109,16 @@ fn derive(m: &Module, d: &Derivation) -> Tensor {
             let (rows, cols) = (w.shape[0], w.shape[1]);
             let rest: usize = w.shape[2..].iter().product();
             let data = (0..rows)
-                .map(|o| (0..cols * rest).map(|j| w.data[o * cols * rest + j] * v.data[j / rest]).sum())
+                .map(|o| {
+                    (0..cols * rest)
+                        .map(|j| w.data[o * cols * rest + j] * v.data[j / rest])
+                        .sum()
+                })
                 .collect();
-            Tensor { shape: vec![rows], data }
+            Tensor {
+                shape: vec![rows],
+                data,
+            }
         }
     }
 }
@@ -99,9 +130,22 @@ pub fn run(m: &Module, f: &Function, x: &Tensor) -> Tensor {
     for op in &f.ops {
         let x = values[op.args[0].0 as usize].clone().unwrap();
         let y = match &op.op {
-            Op::Linear { weight, bias, epilogue, .. } | Op::Conv2d { weight, bias, epilogue, .. } => {
+            Op::Linear {
+                weight,
+                bias,
+                epilogue,
+                ..
+            }
+            | Op::Conv2d {
+                weight,
+                bias,
+                epilogue,
+                ..
+            } => {
                 let mut y = match &op.op {
-                    Op::Conv2d { geometry, .. } => conv(&x, &param_value(m, *weight), geometry.pads),
+                    Op::Conv2d { geometry, .. } => {
+                        conv(&x, &param_value(m, *weight), geometry.pads)
+                    }
                     _ => linear(&x, &param_value(m, *weight)),
                 };
                 if let Some(b) = bias {
@@ -115,7 +159,14 @@ pub fn run(m: &Module, f: &Function, x: &Tensor) -> Tensor {
                 }
                 y
             }
-            Op::BatchNorm { weight, bias, running_mean, running_var, eps, .. } => {
+            Op::BatchNorm {
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                eps,
+                ..
+            } => {
                 let y = per_channel(&x, &param_value(m, *running_mean), |v, mu| v - mu);
                 let var = param_value(m, *running_var);
                 let y = per_channel(&y, &var, |v, var| v / (var + eps).sqrt());
@@ -132,7 +183,10 @@ pub fn run(m: &Module, f: &Function, x: &Tensor) -> Tensor {
 
 /// The input a check feeds in: the fill for seed 1000.
 pub fn input(shape: &[usize]) -> Tensor {
-    Tensor { shape: shape.to_vec(), data: fill(shape.iter().product(), 1000) }
+    Tensor {
+        shape: shape.to_vec(),
+        data: fill(shape.iter().product(), 1000),
+    }
 }
 
 pub fn assert_close(a: &Tensor, b: &Tensor) {
@@ -150,14 +204,27 @@ fn affine(m: &Module, x: &Tensor, scale: ParamId, shift: ParamId) -> Tensor {
 /// Applies `f(value, c[channel])` along the first axis.
 fn per_channel(x: &Tensor, c: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
     let inner = x.data.len() / x.shape[0];
-    let data = x.data.iter().enumerate().map(|(i, v)| f(*v, c.data[i / inner])).collect();
-    Tensor { shape: x.shape.clone(), data }
+    let data = x
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| f(*v, c.data[i / inner]))
+        .collect();
+    Tensor {
+        shape: x.shape.clone(),
+        data,
+    }
 }
 
 fn linear(x: &Tensor, w: &Tensor) -> Tensor {
     let (out, inp) = (w.shape[0], w.shape[1]);
-    let data = (0..out).map(|o| (0..inp).map(|i| w.data[o * inp + i] * x.data[i]).sum()).collect();
-    Tensor { shape: vec![out], data }
+    let data = (0..out)
+        .map(|o| (0..inp).map(|i| w.data[o * inp + i] * x.data[i]).sum())
+        .collect();
+    Tensor {
+        shape: vec![out],
+        data,
+    }
 }
 
 /// Stride 1, one group, zero padding `[top, left, bottom, right]`.
@@ -180,7 +247,9 @@ fn conv(x: &Tensor, w: &Tensor, pads: [u32; 4]) -> Tensor {
                                 continue;
                             }
                             let wi = ((o * c + ci) as isize * k + ky) * k + kx;
-                            sum += w.data[wi as usize] * x.data[(ci as isize * h + iy) as usize * wd as usize + ix as usize];
+                            sum += w.data[wi as usize]
+                                * x.data
+                                    [(ci as isize * h + iy) as usize * wd as usize + ix as usize];
                         }
                     }
                 }
@@ -188,5 +257,8 @@ fn conv(x: &Tensor, w: &Tensor, pads: [u32; 4]) -> Tensor {
             }
         }
     }
-    Tensor { shape: vec![out, ho as usize, wo as usize], data }
+    Tensor {
+        shape: vec![out, ho as usize, wo as usize],
+        data,
+    }
 }

@@ -38,7 +38,7 @@ fn conv_after_activation(pad: u32, groups: u32) -> Module {
     let x = b.conv(b.input(), "layer0", 4, 3, 1, 1);
     let x = b.op(Op::Act(Act::Relu), &[x], "layer0");
     let x = b.bn(x, "layer1");
-    b.conv(x, "layer2", 3, 2, pad, groups);
+    b.conv(x, "layer2", 4, 2, pad, groups);
     b.finish()
 }
 
@@ -50,12 +50,22 @@ fn folds_into_the_linear_before() {
     let linear = output_op(&m, Mode::Infer);
     let (w, b) = weight_and_bias(linear);
     assert_eq!(name(&m, w), "layer0.weight'");
-    assert_eq!(derivation(&m, w), format!("scale_rows(@layer0.weight, {S0})"));
+    assert_eq!(
+        derivation(&m, w),
+        format!("scale_rows(@layer0.weight, {S0})")
+    );
     let b = b.unwrap();
     assert_eq!(name(&m, b), "layer0.bias'");
     assert_eq!(m.param(b).role, ParamRole::Bias);
-    assert_eq!(derivation(&m, b), format!("(((@layer0.bias - @layer0.norm.running_mean) * {S0}) + @layer0.norm.bias)"));
-    assert_eq!(lines(linear), [2, 3], "the linear absorbs the norm's location");
+    assert_eq!(
+        derivation(&m, b),
+        format!("(((@layer0.bias - @layer0.norm.running_mean) * {S0}) + @layer0.norm.bias)")
+    );
+    assert_eq!(
+        lines(linear),
+        [2, 3],
+        "the linear absorbs the norm's location"
+    );
 }
 
 #[test]
@@ -65,7 +75,10 @@ fn folds_into_a_linear_without_bias() {
     let (_, b) = weight_and_bias(output_op(&m, Mode::Infer));
     let b = b.unwrap();
     assert_eq!(name(&m, b), "layer0.bias");
-    assert_eq!(derivation(&m, b), format!("(@layer0.norm.bias - (@layer0.norm.running_mean * {S0}))"));
+    assert_eq!(
+        derivation(&m, b),
+        format!("(@layer0.norm.bias - (@layer0.norm.running_mean * {S0}))")
+    );
 }
 
 #[test]
@@ -76,9 +89,15 @@ fn folds_into_the_dense_after_an_activation() {
     let dense = output_op(&m, Mode::Infer);
     let (w, b) = weight_and_bias(dense);
     assert_eq!(name(&m, w), "layer2.weight'");
-    assert_eq!(derivation(&m, w), format!("scale_cols(@layer2.weight, {S1})"));
+    assert_eq!(
+        derivation(&m, w),
+        format!("scale_cols(@layer2.weight, {S1})")
+    );
     let t1 = format!("(@layer1.norm.bias - (@layer1.norm.running_mean * {S1}))");
-    assert_eq!(derivation(&m, b.unwrap()), format!("(@layer2.bias + mat_vec(@layer2.weight, {t1}))"));
+    assert_eq!(
+        derivation(&m, b.unwrap()),
+        format!("(@layer2.bias + mat_vec(@layer2.weight, {t1}))")
+    );
     assert_eq!(lines(dense), [5, 4]);
 }
 
@@ -88,7 +107,10 @@ fn folds_into_an_unpadded_ungrouped_conv_after() {
     assert!(run_twice(fold_batchnorm, &mut m, Mode::Infer));
     assert_eq!(op_names(&m, Mode::Infer), ["conv2d", "relu", "conv2d"]);
     let (w, _) = weight_and_bias(output_op(&m, Mode::Infer));
-    assert_eq!(derivation(&m, w), format!("scale_cols(@layer2.weight, {S1})"));
+    assert_eq!(
+        derivation(&m, w),
+        format!("scale_cols(@layer2.weight, {S1})")
+    );
 }
 
 /// Asserts that op `index` is the affine the norm of `layer` became.
@@ -99,27 +121,43 @@ fn assert_affine(m: &Module, index: usize, layer: &str) {
     };
     assert_eq!(name(m, scale), format!("{layer}.norm.scale"));
     assert_eq!(name(m, shift), format!("{layer}.norm.shift"));
-    assert_eq!((m.param(scale).role, m.param(shift).role), (ParamRole::Scale, ParamRole::Shift));
+    assert_eq!(
+        (m.param(scale).role, m.param(shift).role),
+        (ParamRole::Scale, ParamRole::Shift)
+    );
     let s = format!("(@{layer}.norm.weight / sqrt((@{layer}.norm.running_var + 0.00001)))");
     assert_eq!(derivation(m, scale), s);
-    assert_eq!(derivation(m, shift), format!("(@{layer}.norm.bias - (@{layer}.norm.running_mean * {s}))"));
+    assert_eq!(
+        derivation(m, shift),
+        format!("(@{layer}.norm.bias - (@{layer}.norm.running_mean * {s}))")
+    );
 }
 
 #[test]
 fn padded_conv_after_gets_an_affine() {
     let mut m = conv_after_activation(1, 1);
     assert!(run_twice(fold_batchnorm, &mut m, Mode::Infer));
-    assert_eq!(op_names(&m, Mode::Infer), ["conv2d", "relu", "affine", "conv2d"]);
+    assert_eq!(
+        op_names(&m, Mode::Infer),
+        ["conv2d", "relu", "affine", "conv2d"]
+    );
     assert_affine(&m, 2, "layer1");
     let (w, _) = weight_and_bias(output_op(&m, Mode::Infer));
-    assert_eq!(name(&m, w), "layer2.weight", "the padded conv keeps its weights");
+    assert_eq!(
+        name(&m, w),
+        "layer2.weight",
+        "the padded conv keeps its weights"
+    );
 }
 
 #[test]
 fn grouped_conv_after_gets_an_affine() {
     let mut m = conv_after_activation(0, 2);
     assert!(run_twice(fold_batchnorm, &mut m, Mode::Infer));
-    assert_eq!(op_names(&m, Mode::Infer), ["conv2d", "relu", "affine", "conv2d"]);
+    assert_eq!(
+        op_names(&m, Mode::Infer),
+        ["conv2d", "relu", "affine", "conv2d"]
+    );
 }
 
 #[test]
@@ -130,7 +168,10 @@ fn dense_with_dropconnect_after_gets_an_affine() {
         *dropconnect = Some(0.5);
     }
     assert!(run_twice(fold_batchnorm, &mut m, Mode::Infer));
-    assert_eq!(op_names(&m, Mode::Infer), ["linear", "relu", "affine", "linear"]);
+    assert_eq!(
+        op_names(&m, Mode::Infer),
+        ["linear", "relu", "affine", "linear"]
+    );
 }
 
 #[test]

@@ -11,8 +11,8 @@ mod fuse_activation;
 mod manager;
 
 use nnc_ir::{
-    ConvGeometry, Derivation, Dist, Epilogue, Function, Init, Mode, Module, Op, OpData, ParamData, ParamId,
-    ParamRole, ParamSource, ValueId, ValueType,
+    ConvGeometry, Derivation, Dist, Epilogue, Function, Init, Mode, Module, Op, OpData, ParamData,
+    ParamId, ParamRole, ParamSource, ValueId, ValueType,
 };
 
 /// Builds a one-function module op by op; each op gets `loc(k:1)` with `k`
@@ -24,7 +24,10 @@ pub struct Build {
 
 impl Build {
     pub fn new(mode: Mode, input: &[usize]) -> Build {
-        Build { m: Module::new("Test"), f: Function::new(mode, ValueType::new(input)) }
+        Build {
+            m: Module::new("Test"),
+            f: Function::new(mode, ValueType::new(input)),
+        }
     }
 
     pub fn input(&self) -> ValueId {
@@ -33,17 +36,39 @@ impl Build {
 
     /// A stored parameter drawn from a normal.
     pub fn stored(&mut self, name: &str, shape: &[usize], role: ParamRole) -> ParamId {
-        let init = Init { scheme: "normal".into(), fan_in: None, fan_out: None, dist: Dist::Normal { mean: 0.0, std: 0.1 } };
+        let init = Init {
+            scheme: "normal".into(),
+            fan_in: None,
+            fan_out: None,
+            dist: Dist::Normal {
+                mean: 0.0,
+                std: 0.1,
+            },
+        };
         self.m.add_param(ParamData::init(name, shape, role, init))
     }
 
     /// A stored parameter initialised to a constant.
-    pub fn constant(&mut self, name: &str, shape: &[usize], role: ParamRole, value: f32) -> ParamId {
-        self.m.add_param(ParamData::init(name, shape, role, Init::constant("constant", value)))
+    pub fn constant(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        role: ParamRole,
+        value: f32,
+    ) -> ParamId {
+        self.m.add_param(ParamData::init(
+            name,
+            shape,
+            role,
+            Init::constant("constant", value),
+        ))
     }
 
     pub fn op(&mut self, op: Op, args: &[ValueId], layer: &str) -> ValueId {
-        let v = self.f.push(&self.m.params, op, args.to_vec(), layer, Vec::new()).unwrap();
+        let v = self
+            .f
+            .push(&self.m.params, op, args.to_vec(), layer, Vec::new())
+            .unwrap();
         let line = self.f.ops.len() as u32 + 1;
         let last = self.f.ops.last_mut().unwrap();
         last.locs.push(Default::default());
@@ -57,17 +82,54 @@ impl Build {
         let inp = self.f.value_type(x).dims[0];
         let weight = self.stored(&format!("{layer}.weight"), &[out, inp], ParamRole::Weight);
         let bias = bias.then(|| self.stored(&format!("{layer}.bias"), &[out], ParamRole::Bias));
-        self.op(Op::Linear { weight, bias, dropconnect: None, epilogue: Epilogue::default() }, &[x], layer)
+        self.op(
+            Op::Linear {
+                weight,
+                bias,
+                dropconnect: None,
+                epilogue: Epilogue::default(),
+            },
+            &[x],
+            layer,
+        )
     }
 
     /// `conv2d[layer]`, stride 1, with a bias.
-    pub fn conv(&mut self, x: ValueId, layer: &str, out: usize, kernel: u32, pad: u32, groups: u32) -> ValueId {
+    pub fn conv(
+        &mut self,
+        x: ValueId,
+        layer: &str,
+        out: usize,
+        kernel: u32,
+        pad: u32,
+        groups: u32,
+    ) -> ValueId {
         let c = self.f.value_type(x).dims[0];
         let k = kernel as usize;
-        let weight = self.stored(&format!("{layer}.weight"), &[out, c / groups as usize, k, k], ParamRole::Weight);
+        let weight = self.stored(
+            &format!("{layer}.weight"),
+            &[out, c / groups as usize, k, k],
+            ParamRole::Weight,
+        );
         let bias = Some(self.stored(&format!("{layer}.bias"), &[out], ParamRole::Bias));
-        let geometry = ConvGeometry { kernel, stride: 1, dilation: 1, groups, pads: [pad; 4] };
-        self.op(Op::Conv2d { weight, bias, geometry, dropconnect: None, epilogue: Epilogue::default() }, &[x], layer)
+        let geometry = ConvGeometry {
+            kernel,
+            stride: 1,
+            dilation: 1,
+            groups,
+            pads: [pad; 4],
+        };
+        self.op(
+            Op::Conv2d {
+                weight,
+                bias,
+                geometry,
+                dropconnect: None,
+                epilogue: Epilogue::default(),
+            },
+            &[x],
+            layer,
+        )
     }
 
     /// `batch_norm[layer]` with fresh `layer.norm.*` parameters.
@@ -76,8 +138,18 @@ impl Build {
         let op = Op::BatchNorm {
             weight: self.stored(&format!("{layer}.norm.weight"), &c, ParamRole::NormWeight),
             bias: self.stored(&format!("{layer}.norm.bias"), &c, ParamRole::NormBias),
-            running_mean: self.constant(&format!("{layer}.norm.running_mean"), &c, ParamRole::RunningMean, 0.0),
-            running_var: self.constant(&format!("{layer}.norm.running_var"), &c, ParamRole::RunningVar, 1.0),
+            running_mean: self.constant(
+                &format!("{layer}.norm.running_mean"),
+                &c,
+                ParamRole::RunningMean,
+                0.0,
+            ),
+            running_var: self.constant(
+                &format!("{layer}.norm.running_var"),
+                &c,
+                ParamRole::RunningVar,
+                1.0,
+            ),
             eps: 1e-5,
             momentum: 0.1,
         };
@@ -139,10 +211,18 @@ fn show(m: &Module, d: &Derivation) -> String {
     match d {
         Derivation::Param(p) => format!("@{}", name(m, *p)),
         Derivation::Const(c) => format!("{c}"),
-        Derivation::Binary { op, lhs, rhs } => format!("({} {} {})", show(m, lhs), op.symbol(), show(m, rhs)),
+        Derivation::Binary { op, lhs, rhs } => {
+            format!("({} {} {})", show(m, lhs), op.symbol(), show(m, rhs))
+        }
         Derivation::Sqrt(x) => format!("sqrt({})", show(m, x)),
-        Derivation::ScaleRows { matrix, scale } => format!("scale_rows({}, {})", show(m, matrix), show(m, scale)),
-        Derivation::ScaleCols { matrix, scale } => format!("scale_cols({}, {})", show(m, matrix), show(m, scale)),
-        Derivation::MatVec { matrix, vector } => format!("mat_vec({}, {})", show(m, matrix), show(m, vector)),
+        Derivation::ScaleRows { matrix, scale } => {
+            format!("scale_rows({}, {})", show(m, matrix), show(m, scale))
+        }
+        Derivation::ScaleCols { matrix, scale } => {
+            format!("scale_cols({}, {})", show(m, matrix), show(m, scale))
+        }
+        Derivation::MatVec { matrix, vector } => {
+            format!("mat_vec({}, {})", show(m, matrix), show(m, vector))
+        }
     }
 }
