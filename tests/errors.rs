@@ -27,10 +27,7 @@ fn expectations(text: &str) -> Vec<(String, String)> {
 fn every_invalid_program_fails_where_it_says() {
     insta::glob!("errors/*.nn", |path| {
         let text = std::fs::read_to_string(path).unwrap();
-        let name = format!(
-            "tests/errors/{}",
-            path.file_name().unwrap().to_string_lossy()
-        );
+        let name = format!("tests/errors/{}", path.file_name().unwrap().to_string_lossy());
         let source = SourceFile::new(name.clone(), text.clone());
         let options = Options {
             modes: Mode::ALL.to_vec(),
@@ -45,12 +42,7 @@ fn every_invalid_program_fails_where_it_says() {
         let found: Vec<(String, String)> = diagnostics
             .iter()
             .filter(|d| d.is_error())
-            .map(|d| {
-                (
-                    d.code.to_string(),
-                    source.loc(d.primary.span.start).to_string(),
-                )
-            })
+            .map(|d| (d.code.to_string(), source.loc(d.primary.span.start).to_string()))
             .collect();
         assert_eq!(
             found,
@@ -62,10 +54,7 @@ fn every_invalid_program_fails_where_it_says() {
             rendered.contains(&format!("{name}:{}", found[0].1)),
             "{name}: rendering lacks file:line:col\n{rendered}"
         );
-        assert!(
-            rendered.contains('^'),
-            "{name}: rendering lacks a caret\n{rendered}"
-        );
+        assert!(rendered.contains('^'), "{name}: rendering lacks a caret\n{rendered}");
         insta::assert_snapshot!(rendered);
     });
 }
@@ -82,14 +71,10 @@ fn there_are_enough_error_programs_to_cover_every_class() {
     }
     assert!(count >= 30, "only {count} error programs");
     let every_class = [
-        "E0001", "E0002", "E0101", "E0102", "E0103", "E0104", "E0105", "E0106", "E0107", "E0108",
-        "E0201", "E0202", "E0301", "E0302", "E0303", "E0304", "E0305", "E0306", "E0307", "E0308",
-        "E0401", "E0402", "E0403", "E0404",
+        "E0001", "E0002", "E0101", "E0102", "E0103", "E0104", "E0105", "E0106", "E0107", "E0108", "E0201", "E0202",
+        "E0301", "E0302", "E0303", "E0304", "E0305", "E0306", "E0307", "E0308", "E0401", "E0402", "E0403", "E0404",
     ];
     for code in every_class {
-        assert!(
-            codes.contains(code),
-            "no program in tests/errors exercises {code}"
-        );
+        assert!(codes.contains(code), "no program in tests/errors exercises {code}");
     }
 }

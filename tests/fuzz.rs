@@ -126,15 +126,7 @@ const TOKENS: &[&str] = &[
 
 fn token_program() -> impl Strategy<Value = String> {
     let body = prop::collection::vec(prop::sample::select(TOKENS), 0..40);
-    let input = prop::sample::select(
-        &[
-            "input 8",
-            "input [1, 8, 8]",
-            "input [4, 6, 6]",
-            "input 16",
-            "",
-        ][..],
-    );
+    let input = prop::sample::select(&["input 8", "input [1, 8, 8]", "input [4, 6, 6]", "input 16", ""][..]);
     (input, body).prop_map(|(input, body)| format!("model F {{ {input} {} }}", body.join(" ")))
 }
 
@@ -157,31 +149,19 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 /// Applies a mutation at a char boundary derived from its position.
 fn mutate(text: &str, m: &Mutation) -> String {
-    let bounds: Vec<usize> = text
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain([text.len()])
-        .collect();
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
     let at = |i: usize| bounds[i % bounds.len()];
     let mut out = text.to_string();
     match m {
         Mutation::Delete(i, len) => {
             let start = at(*i);
-            let end = bounds
-                .iter()
-                .copied()
-                .find(|b| *b >= start + len)
-                .unwrap_or(text.len());
+            let end = bounds.iter().copied().find(|b| *b >= start + len).unwrap_or(text.len());
             out.replace_range(start..end, "");
         }
         Mutation::Insert(i, c) => out.insert(at(*i), *c),
         Mutation::Duplicate(i, len) => {
             let start = at(*i);
-            let end = bounds
-                .iter()
-                .copied()
-                .find(|b| *b >= start + len)
-                .unwrap_or(text.len());
+            let end = bounds.iter().copied().find(|b| *b >= start + len).unwrap_or(text.len());
             let piece = text[start..end].to_string();
             out.insert_str(start, &piece);
         }

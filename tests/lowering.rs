@@ -53,11 +53,7 @@ fn seed_mlp_in_inference_is_ten_fused_dense_tanh_ops() {
 
 #[test]
 fn batch_norm_and_dropout_vanish_in_inference_leaving_folded_parameters() {
-    let module = build(
-        &model("seed_elu_bn_dropout.nn"),
-        Mode::Infer,
-        Stage::Optimized,
-    );
+    let module = build(&model("seed_elu_bn_dropout.nn"), Mode::Infer, Stage::Optimized);
     let ops = &module.function(Mode::Infer).unwrap().ops;
     assert_eq!(ops.len(), 10, "one fused op per dense layer");
     for (i, op) in ops.iter().enumerate() {
@@ -70,10 +66,7 @@ fn batch_norm_and_dropout_vanish_in_inference_leaving_folded_parameters() {
         else {
             panic!("{}", op.op.name())
         };
-        assert_eq!(
-            epilogue.steps,
-            vec![EpilogueStep::Act(Act::Elu { alpha: 1.0 })]
-        );
+        assert_eq!(epilogue.steps, vec![EpilogueStep::Act(Act::Elu { alpha: 1.0 })]);
         let (w, b) = (module.param(*weight), module.param(*bias));
         assert_eq!(w.name, format!("layer{i}.weight'"));
         assert_eq!(b.name, format!("layer{i}.bias'"));
@@ -88,17 +81,10 @@ fn batch_norm_and_dropout_vanish_in_inference_leaving_folded_parameters() {
 
 #[test]
 fn training_keeps_batch_norm_and_dropout() {
-    let module = build(
-        &model("seed_elu_bn_dropout.nn"),
-        Mode::Train,
-        Stage::Optimized,
-    );
+    let module = build(&model("seed_elu_bn_dropout.nn"), Mode::Train, Stage::Optimized);
     let ops = &module.function(Mode::Train).unwrap().ops;
     let count = |name: &str| ops.iter().filter(|o| o.op.name() == name).count();
-    assert_eq!(
-        (count("batch_norm"), count("dropout"), count("elu")),
-        (10, 9, 10)
-    );
+    assert_eq!((count("batch_norm"), count("dropout"), count("elu")), (10, 9, 10));
 }
 
 #[test]
@@ -119,13 +105,7 @@ fn init_numbers_follow_the_published_formulas() {
     };
     assert!(close(high, (6.0f64 / (750.0 + 700.0)).sqrt()) && low == -high);
     let module = build(&model("seed_tanh_normal.nn"), Mode::Infer, Stage::Lowered);
-    assert_eq!(
-        dist(&module, "layer9.weight"),
-        Dist::Normal {
-            mean: 0.0,
-            std: 0.01
-        }
-    );
+    assert_eq!(dist(&module, "layer9.weight"), Dist::Normal { mean: 0.0, std: 0.01 });
 }
 
 #[test]
@@ -161,10 +141,7 @@ fn auto_init_and_auto_gain_follow_the_activation() {
     assert!(close(high, 5.0 / 3.0 * (6.0f64 / 50.0).sqrt()));
     // calculate_gain('leaky_relu', 0.2) = sqrt(2 / (1 + 0.2²)).
     let gain = (2.0f64 / (1.0 + 0.04)).sqrt();
-    assert!(close(
-        std_of("layer4.weight") as f32,
-        gain * (2.0f64 / 30.0).sqrt()
-    ));
+    assert!(close(std_of("layer4.weight") as f32, gain * (2.0f64 / 30.0).sqrt()));
     // Keras VarianceScaling, truncated normal: std = sqrt(scale / n) / .87962566103423978, cut at 2 std.
     let Dist::TruncatedNormal { std, low, high, .. } = dist(&module, "layer5.weight") else {
         panic!()
@@ -185,9 +162,7 @@ fn conv_fans_and_same_padding_follow_pytorch_and_onnx() {
     };
     assert!(close(high, (6.0f64 / 18.0).sqrt()));
     assert_eq!(
-        module
-            .param(module.param_by_name("layer0.weight").unwrap())
-            .shape,
+        module.param(module.param_by_name("layer0.weight").unwrap()).shape,
         vec![8, 2, 3, 3]
     );
     let func = module.function(Mode::Infer).unwrap();
@@ -225,15 +200,10 @@ fn default_names_count_every_statement_depth_first() {
         .iter()
         .map(|o| o.layer.as_str())
         .collect();
-    assert!(
-        layers.contains(&"layer1") && layers.contains(&"block2"),
-        "{layers:?}"
-    );
+    assert!(layers.contains(&"layer1") && layers.contains(&"block2"), "{layers:?}");
     // Layer norm's affine has the per-sample shape.
     assert_eq!(
-        module
-            .param(module.param_by_name("layer6.norm.weight").unwrap())
-            .shape,
+        module.param(module.param_by_name("layer6.norm.weight").unwrap()).shape,
         vec![128]
     );
 }
@@ -242,9 +212,7 @@ fn default_names_count_every_statement_depth_first() {
 fn maxout_computes_out_times_pieces_units() {
     let module = build(&model("maxout_mlp.nn"), Mode::Infer, Stage::Lowered);
     assert_eq!(
-        module
-            .param(module.param_by_name("layer0.weight").unwrap())
-            .shape,
+        module.param(module.param_by_name("layer0.weight").unwrap()).shape,
         vec![1200, 784]
     );
     let func = module.function(Mode::Infer).unwrap();
@@ -262,10 +230,7 @@ fn prelu_slopes_are_per_unit_or_shared() {
     let shape = |n: &str| module.param(module.param_by_name(n).unwrap()).shape.clone();
     assert_eq!(shape("layer1.act.weight"), vec![128]);
     assert_eq!(shape("layer2.act.weight"), vec![1]);
-    assert_eq!(
-        dist(&module, "layer1.act.weight"),
-        Dist::Constant { value: 0.25 }
-    );
+    assert_eq!(dist(&module, "layer1.act.weight"), Dist::Constant { value: 0.25 });
 }
 
 #[test]

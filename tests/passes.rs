@@ -157,7 +157,9 @@ fn run_case(pass: &PassInfo, path: &Path) -> Result<String, String> {
             ));
         }
         if output != input {
-            return Err(format!("a -no-fire case, but the output differs\n--- input ---\n{input}\n--- output ---\n{output}"));
+            return Err(format!(
+                "a -no-fire case, but the output differs\n--- input ---\n{input}\n--- output ---\n{output}"
+            ));
         }
     }
     if run_pass(pass, &mut module)? {
@@ -213,11 +215,7 @@ impl Check {
         let check_nots = |nots: &mut Vec<&str>, from: usize, to: usize| -> Result<(), String> {
             for pattern in nots.drain(..) {
                 if let Some(k) = (from..to).find(|&k| lines[k].contains(pattern)) {
-                    return Err(format!(
-                        "check-not `{pattern}` matched line {}: {}",
-                        k + 1,
-                        lines[k]
-                    ));
+                    return Err(format!("check-not `{pattern}` matched line {}: {}", k + 1, lines[k]));
                 }
             }
             Ok(())
@@ -226,12 +224,8 @@ impl Check {
             match check {
                 Check::Not(pattern) => nots.push(pattern),
                 Check::Has(pattern) => {
-                    let Some(found) =
-                        (next..lines.len()).find(|&k| lines[k].contains(pattern.as_str()))
-                    else {
-                        return Err(format!(
-                            "check `{pattern}` matched no line after line {next}"
-                        ));
+                    let Some(found) = (next..lines.len()).find(|&k| lines[k].contains(pattern.as_str())) else {
+                        return Err(format!("check `{pattern}` matched no line after line {next}"));
                     };
                     check_nots(&mut nots, next, found)?;
                     next = found + 1;
@@ -248,10 +242,7 @@ fn the_matcher_follows_filecheck_order() {
     let ok = |s: &str| Check::apply(&Check::parse(s).unwrap(), out);
     assert!(ok("// check: a\n// check: c").is_ok());
     assert!(ok("// check: c\n// check: a").is_err(), "order matters");
-    assert!(
-        ok("// check: a\n// check: a").is_err(),
-        "one line matches once"
-    );
+    assert!(ok("// check: a\n// check: a").is_err(), "one line matches once");
     assert!(ok("// check: a\n// check-not: b\n// check: c").is_err());
     assert!(
         ok("// check: a\n// check-not: a\n// check: c").is_ok(),

@@ -17,8 +17,7 @@ fn build(path: &std::path::Path, mode: Mode, stage: Stage) -> Module {
         stage,
         passes: None,
     };
-    let compiled = compile(&source, &options, &mut Quiet)
-        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    let compiled = compile(&source, &options, &mut Quiet).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
     assert!(
         compiled.warnings.is_empty(),
         "{}: unexpected warnings {:?}",
@@ -31,13 +30,8 @@ fn build(path: &std::path::Path, mode: Mode, stage: Stage) -> Module {
 fn check_text(module: &Module, what: &str) -> String {
     nnc_ir::verify::verify(module).unwrap_or_else(|e| panic!("{what}: does not verify: {e:?}"));
     let text = print_module(module);
-    let reparsed = parse_module(&text)
-        .unwrap_or_else(|e| panic!("{what}: printed IR does not parse: {e}\n{text}"));
-    assert_eq!(
-        print_module(&reparsed),
-        text,
-        "{what}: IR text does not round-trip"
-    );
+    let reparsed = parse_module(&text).unwrap_or_else(|e| panic!("{what}: printed IR does not parse: {e}\n{text}"));
+    assert_eq!(print_module(&reparsed), text, "{what}: IR text does not round-trip");
     text
 }
 
@@ -54,10 +48,7 @@ fn models_lower_and_optimize() {
                 for op in ops {
                     let leftover = matches!(
                         op.op,
-                        Op::BatchNorm { .. }
-                            | Op::Dropout { .. }
-                            | Op::AlphaDropout { .. }
-                            | Op::DropBlock { .. }
+                        Op::BatchNorm { .. } | Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. }
                     );
                     assert!(
                         !leftover,

@@ -84,8 +84,7 @@ struct Dumps<'a> {
 
 impl Observer for Dumps<'_> {
     fn after_pass(&mut self, pass: &PassInfo, changed: bool, module: &Module) {
-        let wanted =
-            self.all || (self.change && changed) || self.after.iter().any(|a| a == pass.name);
+        let wanted = self.all || (self.change && changed) || self.after.iter().any(|a| a == pass.name);
         if !wanted {
             return;
         }
@@ -160,10 +159,7 @@ fn read_source(file: &PathBuf) -> Result<SourceFile, Failure> {
                 e.utf8_error().valid_up_to()
             ))),
         },
-        Err(e) => Err(Failure(format!(
-            "error: cannot read {}: {e}",
-            file.display()
-        ))),
+        Err(e) => Err(Failure(format!("error: cannot read {}: {e}", file.display()))),
     }
 }
 
@@ -179,11 +175,7 @@ fn print_diagnostics(diagnostics: &[Diagnostic], source: &SourceFile) {
 
 /// Compiles, printing warnings or diagnostics; a failure carries the
 /// closing line.
-fn run_compile(
-    source: &SourceFile,
-    options: &Options,
-    observer: &mut dyn Observer,
-) -> Result<Compiled, Failure> {
+fn run_compile(source: &SourceFile, options: &Options, observer: &mut dyn Observer) -> Result<Compiled, Failure> {
     match compile(source, options, observer) {
         Ok(compiled) => {
             print_diagnostics(&compiled.warnings, source);
@@ -193,14 +185,11 @@ fn run_compile(
             print_diagnostics(&diagnostics, source);
             let errors = diagnostics.iter().filter(|d| d.is_error()).count();
             let plural = if errors == 1 { "" } else { "s" };
-            Err(Failure(format!(
-                "error: {} has {errors} error{plural}",
-                source.name()
-            )))
+            Err(Failure(format!("error: {} has {errors} error{plural}", source.name())))
         }
-        Err(CompileError::Pass(e @ PassError::VerifyFailed { .. })) => Err(Failure(format!(
-            "internal error (a bug in nnc, please report it): {e}"
-        ))),
+        Err(CompileError::Pass(e @ PassError::VerifyFailed { .. })) => {
+            Err(Failure(format!("internal error (a bug in nnc, please report it): {e}")))
+        }
         Err(CompileError::Pass(e)) => Err(Failure(format!("error: {e}"))),
     }
 }
@@ -222,10 +211,7 @@ fn check(file: &PathBuf) -> Result<String, Failure> {
 /// `SeedMlp: ok · f32[N,800] → f32[N,300] · 5,210,300 parameters in 20 tensors`.
 fn summary(module: &Module) -> String {
     let stored: Vec<_> = module.params.iter().filter(|p| !p.is_derived()).collect();
-    let count: usize = stored
-        .iter()
-        .map(|p| p.shape.iter().product::<usize>())
-        .sum();
+    let count: usize = stored.iter().map(|p| p.shape.iter().product::<usize>()).sum();
     let io = module
         .function(Mode::Infer)
         .map(|f| format!(" · {} → {}", f.value_type(f.input), f.value_type(f.output)));
@@ -242,7 +228,7 @@ fn group_thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -270,10 +256,7 @@ fn ir(
     }
     let pipeline: Vec<String> = match &passes {
         Some(list) => list.clone(),
-        None => nnc_passes::pipeline(mode)
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        None => nnc_passes::pipeline(mode).iter().map(|s| s.to_string()).collect(),
     };
     for name in after {
         if nnc_passes::lookup(name).is_none() {
@@ -312,10 +295,7 @@ fn ir(
         Stage::Lowered => "lowered",
         Stage::Optimized => "optimized",
     };
-    let banner = format!(
-        "// nnc ir · {} · {mode} · {stage_name}\n",
-        compiled.ast.name.name
-    );
+    let banner = format!("// nnc ir · {} · {mode} · {stage_name}\n", compiled.ast.name.name);
     match compiled.module {
         Some(module) => Ok(banner + &nnc_ir::text::print_module(&module)),
         None => Ok(banner + &nnc_syntax::dump(&compiled.ast, &source)),
@@ -324,11 +304,7 @@ fn ir(
 
 fn passes_table() -> String {
     let mut out = String::from("passes:\n");
-    let width = nnc_passes::PASSES
-        .iter()
-        .map(|p| p.name.len())
-        .max()
-        .unwrap_or(0);
+    let width = nnc_passes::PASSES.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for pass in nnc_passes::PASSES {
         let modes: Vec<&str> = pass.modes.iter().map(|m| m.name()).collect();
         out.push_str(&format!(
@@ -340,10 +316,7 @@ fn passes_table() -> String {
     }
     out.push_str("\ndefault pipelines:\n");
     for mode in Mode::ALL {
-        out.push_str(&format!(
-            "  {mode}: {}\n",
-            nnc_passes::pipeline(mode).join(", ")
-        ));
+        out.push_str(&format!("  {mode}: {}\n", nnc_passes::pipeline(mode).join(", ")));
     }
     out
 }

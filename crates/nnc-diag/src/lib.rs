@@ -116,10 +116,7 @@ impl SourceFile {
         };
         let line_start = self.line_starts[line_idx] as usize;
         let end = (offset as usize).max(line_start);
-        let col = self
-            .text
-            .get(line_start..end)
-            .map_or(1, |s| s.chars().count() + 1);
+        let col = self.text.get(line_start..end).map_or(1, |s| s.chars().count() + 1);
         Loc {
             line: line_idx as u32 + 1,
             col: col as u32,
@@ -131,10 +128,7 @@ impl SourceFile {
         let line_start = *self.line_starts.get(loc.line.checked_sub(1)? as usize)? as usize;
         let line = &self.text[line_start..];
         let line = line.split('\n').next().unwrap_or("");
-        let mut chars = line
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(line.len()));
+        let mut chars = line.char_indices().map(|(i, _)| i).chain(std::iter::once(line.len()));
         let in_line = chars.nth(loc.col.checked_sub(1)? as usize)?;
         Some((line_start + in_line) as u32)
     }
@@ -150,12 +144,7 @@ impl Label {
 }
 
 impl Diagnostic {
-    pub fn error(
-        code: &'static str,
-        message: impl Into<String>,
-        span: Span,
-        label: impl Into<String>,
-    ) -> Diagnostic {
+    pub fn error(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -167,12 +156,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(
-        code: &'static str,
-        message: impl Into<String>,
-        span: Span,
-        label: impl Into<String>,
-    ) -> Diagnostic {
+    pub fn warning(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, message, span, label)
@@ -203,9 +187,7 @@ impl Diagnostic {
             Severity::Error => cs::Severity::Error,
             Severity::Warning => cs::Severity::Warning,
         };
-        let mut labels =
-            vec![cs::Label::primary((), self.primary.span.range())
-                .with_message(&self.primary.message)];
+        let mut labels = vec![cs::Label::primary((), self.primary.span.range()).with_message(&self.primary.message)];
         labels.extend(
             self.secondary
                 .iter()
@@ -249,11 +231,8 @@ pub fn render_terminal(diagnostics: &[Diagnostic], source: &SourceFile, color: b
     let mut out = term::termcolor::Ansi::new(Vec::new());
     for diagnostic in diagnostics {
         let mut styled = term::StylesWriter::new(&mut out, &styles);
-        if term::emit_to_write_style(&mut styled, &config, &file, &diagnostic.to_codespan())
-            .is_err()
-        {
-            out.get_mut()
-                .extend_from_slice(fallback(diagnostic, source).as_bytes());
+        if term::emit_to_write_style(&mut styled, &config, &file, &diagnostic.to_codespan()).is_err() {
+            out.get_mut().extend_from_slice(fallback(diagnostic, source).as_bytes());
         }
     }
     String::from_utf8_lossy(&out.into_inner()).into_owned()
@@ -270,16 +249,11 @@ fn fallback(diagnostic: &Diagnostic, source: &SourceFile) -> String {
 }
 
 /// The closest candidate to a misspelled word, for "did you mean …?" hints.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|&(d, c)| {
-            d > 0 && d <= (c.len().max(word.len()) / 3).max(1) + usize::from(c.len() > 5)
-        })
+        .filter(|&(d, c)| d > 0 && d <= (c.len().max(word.len()) / 3).max(1) + usize::from(c.len() > 5))
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
 }
@@ -316,9 +290,6 @@ mod tests {
         assert!(text.contains("m.nn:3:9"), "{text}");
         assert!(text.contains("dense 9 -> 2"), "{text}");
         assert!(text.contains('^'), "{text}");
-        assert!(
-            text.contains("help: previous layer yields 8 features"),
-            "{text}"
-        );
+        assert!(text.contains("help: previous layer yields 8 features"), "{text}");
     }
 }

@@ -88,11 +88,7 @@ impl Observer for Quiet {
 
 /// Parses, checks, lowers and optimizes `source` as far as `options` ask,
 /// calling `observer` after each pass.
-pub fn compile(
-    source: &SourceFile,
-    options: &Options,
-    observer: &mut dyn Observer,
-) -> Result<Compiled, CompileError> {
+pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observer) -> Result<Compiled, CompileError> {
     let ast = nnc_syntax::parse(source).map_err(CompileError::Program)?;
     if options.stage == Stage::Ast {
         return Ok(Compiled {
@@ -111,8 +107,7 @@ pub fn compile(
                 Some(list) => list.iter().map(String::as_str).collect(),
                 None => nnc_passes::pipeline(*mode).to_vec(),
             };
-            nnc_passes::run_passes(&mut module, *mode, &names, observer)
-                .map_err(CompileError::Pass)?;
+            nnc_passes::run_passes(&mut module, *mode, &names, observer).map_err(CompileError::Pass)?;
         }
     }
     Ok(Compiled {

@@ -211,10 +211,7 @@ impl Function {
 
     /// The op that defines `value`, if an op does (the input has none).
     pub fn producer(&self, value: ValueId) -> Option<OpId> {
-        self.ops
-            .iter()
-            .position(|o| o.result == value)
-            .map(|i| OpId(i as u32))
+        self.ops.iter().position(|o| o.result == value).map(|i| OpId(i as u32))
     }
 
     /// Makes every reader of `old` (op arguments and the output) read `new`.

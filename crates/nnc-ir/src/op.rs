@@ -48,17 +48,9 @@ pub enum Op {
         momentum: f32,
     },
     /// Per sample over all non-batch axes, element-wise affine.
-    LayerNorm {
-        weight: ParamId,
-        bias: ParamId,
-        eps: f32,
-    },
+    LayerNorm { weight: ParamId, bias: ParamId, eps: f32 },
     /// Per sample and channel over H, W; affine per channel.
-    InstanceNorm {
-        weight: ParamId,
-        bias: ParamId,
-        eps: f32,
-    },
+    InstanceNorm { weight: ParamId, bias: ParamId, eps: f32 },
     /// Per sample over groups of C/G channels; affine per channel.
     GroupNorm {
         weight: ParamId,
@@ -270,10 +262,7 @@ impl Epilogue {
                     check_channel_param(params, *shift, channels, "affine shift", false)?;
                 }
                 EpilogueStep::Act(act) if !act.is_elementwise() => {
-                    bail!(
-                        "{} is not element-wise and cannot be in an epilogue",
-                        act.name()
-                    )
+                    bail!("{} is not element-wise and cannot be in an epilogue", act.name())
                 }
                 EpilogueStep::Act(act) => {
                     for p in act.params() {
@@ -323,16 +312,10 @@ impl Op {
         let mut out = Vec::new();
         match self {
             Op::Linear {
-                weight,
-                bias,
-                epilogue,
-                ..
+                weight, bias, epilogue, ..
             }
             | Op::Conv2d {
-                weight,
-                bias,
-                epilogue,
-                ..
+                weight, bias, epilogue, ..
             } => {
                 out.push(*weight);
                 out.extend(*bias);
@@ -369,16 +352,10 @@ impl Op {
         let mut out: Vec<&mut ParamId> = Vec::new();
         match self {
             Op::Linear {
-                weight,
-                bias,
-                epilogue,
-                ..
+                weight, bias, epilogue, ..
             }
             | Op::Conv2d {
-                weight,
-                bias,
-                epilogue,
-                ..
+                weight, bias, epilogue, ..
             } => {
                 out.push(weight);
                 out.extend(bias.as_mut());
@@ -411,26 +388,13 @@ impl Op {
 
     /// The shape rule: the result type for these argument types, given the
     /// shapes of the module's parameters (indexed by `ParamId`).
-    pub fn output_type(
-        &self,
-        args: &[&ValueType],
-        params: &[&[usize]],
-    ) -> Result<ValueType, ShapeError> {
+    pub fn output_type(&self, args: &[&ValueType], params: &[&[usize]]) -> Result<ValueType, ShapeError> {
         if args.len() != self.arity() {
-            bail!(
-                "{} takes {} argument(s), got {}",
-                self.name(),
-                self.arity(),
-                args.len()
-            );
+            bail!("{} takes {} argument(s), got {}", self.name(), self.arity(), args.len());
         }
         for p in self.params() {
             if p.0 as usize >= params.len() {
-                bail!(
-                    "{} refers to parameter #{} which does not exist",
-                    self.name(),
-                    p.0
-                );
+                bail!("{} refers to parameter #{} which does not exist", self.name(), p.0);
             }
         }
         let x = args[0];
@@ -469,15 +433,8 @@ impl Op {
                 let g = geometry.groups as usize;
                 let k = geometry.kernel as usize;
                 let [c, h, wd] = image(x, "conv2d")?;
-                if g == 0
-                    || *kh != k
-                    || *kw != k
-                    || in_per_group.checked_mul(g) != Some(c)
-                    || !out.is_multiple_of(g)
-                {
-                    bail!(
-                        "conv2d weight {w:?} does not fit input {x} with kernel {k} and {g} groups"
-                    );
+                if g == 0 || *kh != k || *kw != k || in_per_group.checked_mul(g) != Some(c) || !out.is_multiple_of(g) {
+                    bail!("conv2d weight {w:?} does not fit input {x} with kernel {k} and {g} groups");
                 }
                 if let Some(b) = bias {
                     check_channel_param(params, *b, *out, "bias", false)?;
@@ -578,20 +535,13 @@ impl Op {
                 let [_, h, w] = image(x, "dropblock")?;
                 check_probability(Some(*p))?;
                 if *block == 0 || *block as usize > h.min(w) || block % 2 == 0 {
-                    bail!(
-                        "dropblock block must be odd and at most {}, got {block}",
-                        h.min(w)
-                    );
+                    bail!("dropblock block must be odd and at most {}, got {block}", h.min(w));
                 }
                 Ok(x.clone())
             }
             Op::Add => {
                 if args[0] != args[1] {
-                    bail!(
-                        "add needs two values of one type, got {} and {}",
-                        args[0],
-                        args[1]
-                    );
+                    bail!("add needs two values of one type, got {} and {}", args[0], args[1]);
                 }
                 Ok(x.clone())
             }

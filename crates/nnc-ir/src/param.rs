@@ -132,12 +132,7 @@ pub enum BinaryOp {
 
 impl ParamData {
     /// A stored parameter with an initialiser and no penalties.
-    pub fn init(
-        name: impl Into<String>,
-        shape: impl Into<Vec<usize>>,
-        role: ParamRole,
-        init: Init,
-    ) -> ParamData {
+    pub fn init(name: impl Into<String>, shape: impl Into<Vec<usize>>, role: ParamRole, init: Init) -> ParamData {
         ParamData {
             name: name.into(),
             shape: shape.into(),
@@ -288,18 +283,9 @@ impl Derivation {
             Derivation::Param(_) | Derivation::Const(_) => {}
             Derivation::Sqrt(x) => x.visit(f),
             Derivation::Binary { lhs: a, rhs: b, .. }
-            | Derivation::ScaleRows {
-                matrix: a,
-                scale: b,
-            }
-            | Derivation::ScaleCols {
-                matrix: a,
-                scale: b,
-            }
-            | Derivation::MatVec {
-                matrix: a,
-                vector: b,
-            } => {
+            | Derivation::ScaleRows { matrix: a, scale: b }
+            | Derivation::ScaleCols { matrix: a, scale: b }
+            | Derivation::MatVec { matrix: a, vector: b } => {
                 a.visit(f);
                 b.visit(f);
             }
@@ -313,18 +299,9 @@ impl Derivation {
             Derivation::Const(_) => Vec::new(),
             Derivation::Sqrt(x) => x.params_mut(),
             Derivation::Binary { lhs: a, rhs: b, .. }
-            | Derivation::ScaleRows {
-                matrix: a,
-                scale: b,
-            }
-            | Derivation::ScaleCols {
-                matrix: a,
-                scale: b,
-            }
-            | Derivation::MatVec {
-                matrix: a,
-                vector: b,
-            } => {
+            | Derivation::ScaleRows { matrix: a, scale: b }
+            | Derivation::ScaleCols { matrix: a, scale: b }
+            | Derivation::MatVec { matrix: a, vector: b } => {
                 let mut out = a.params_mut();
                 out.extend(b.params_mut());
                 out
@@ -336,9 +313,10 @@ impl Derivation {
     /// scalar has shape `[]`.
     pub fn shape(&self, params: &[&[usize]]) -> Result<Vec<usize>, ShapeError> {
         match self {
-            Derivation::Param(p) => params.get(p.0 as usize).map(|s| s.to_vec()).ok_or_else(|| {
-                ShapeError(format!("derivation refers to missing parameter #{}", p.0))
-            }),
+            Derivation::Param(p) => params
+                .get(p.0 as usize)
+                .map(|s| s.to_vec())
+                .ok_or_else(|| ShapeError(format!("derivation refers to missing parameter #{}", p.0))),
             Derivation::Const(_) => Ok(Vec::new()),
             Derivation::Sqrt(x) => x.shape(params),
             Derivation::Binary { op, lhs, rhs } => {

@@ -172,11 +172,7 @@ fn check_ids(module: &Module, errors: &mut Vec<VerifyError>) {
             }
             for p in op.op.params() {
                 if p.0 as usize >= n_params {
-                    let msg = format!(
-                        "{} reads parameter #{} but the table has {n_params}",
-                        op.op.name(),
-                        p.0
-                    );
+                    let msg = format!("{} reads parameter #{} but the table has {n_params}", op.op.name(), p.0);
                     errors.push(VerifyError::op(f.mode, at, msg));
                 }
             }
@@ -198,10 +194,7 @@ fn check_names(module: &Module, errors: &mut Vec<VerifyError>) {
     for f in &module.functions {
         for (i, op) in f.ops.iter().enumerate() {
             if !op.layer.chars().all(is_layer_char) {
-                let msg = format!(
-                    "layer name `{}` has characters outside [A-Za-z0-9_.]",
-                    op.layer
-                );
+                let msg = format!("layer name `{}` has characters outside [A-Za-z0-9_.]", op.layer);
                 errors.push(VerifyError::op(f.mode, OpId(i as u32), msg));
             }
         }
@@ -210,9 +203,7 @@ fn check_names(module: &Module, errors: &mut Vec<VerifyError>) {
 
 fn is_ident(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -230,15 +221,9 @@ fn check_params(module: &Module, errors: &mut Vec<VerifyError>) {
     for (i, p) in module.params.iter().enumerate() {
         let id = ParamId(i as u32);
         if p.name.is_empty() {
-            errors.push(VerifyError::param(
-                id,
-                format!("parameter #{i} has an empty name"),
-            ));
+            errors.push(VerifyError::param(id, format!("parameter #{i} has an empty name")));
         } else if !p.name.chars().all(is_param_name_char) {
-            let msg = format!(
-                "parameter name `{}` has characters outside [A-Za-z0-9_.']",
-                p.name
-            );
+            let msg = format!("parameter name `{}` has characters outside [A-Za-z0-9_.']", p.name);
             errors.push(VerifyError::param(id, msg));
         }
         if let Some(first) = module.params.iter().position(|q| q.name == p.name) {
@@ -347,10 +332,7 @@ fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) 
         let name = op.op.name();
         for arg in &op.args {
             if !defined[arg.0 as usize] {
-                error(format!(
-                    "{name} reads value #{} before it is defined",
-                    arg.0
-                ));
+                error(format!("{name} reads value #{} before it is defined", arg.0));
             }
         }
         let result = op.result.0 as usize;
@@ -373,9 +355,7 @@ fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) 
         // Shape rules index the first per-sample axis; do not run them on
         // a type without one.
         if declared.dims.is_empty() || arg_types.iter().any(|t| t.dims.is_empty()) {
-            error(format!(
-                "{name} has a value of type f32[N] with no per-sample axis"
-            ));
+            error(format!("{name} has a value of type f32[N] with no per-sample axis"));
             continue;
         }
         match op.op.output_type(&arg_types, &shapes) {

@@ -6,9 +6,7 @@
 mod common;
 
 use common::{everything, seed_mlp, SEED_MLP};
-use nnc_ir::text::{
-    parse_module, print_function, print_function_with_marker, print_module, ParseError,
-};
+use nnc_ir::text::{parse_module, print_function, print_function_with_marker, print_module, ParseError};
 use nnc_ir::verify::verify;
 use nnc_ir::{Function, Mode, Module, OpId, ValueType};
 
@@ -119,8 +117,7 @@ fn selected_lines_print_exactly() {
 fn empty_sections_print_no_blank_lines() {
     let mut m = Module::new("Empty");
     assert_eq!(round_trip(&m), "model Empty\n");
-    m.functions
-        .push(Function::new(Mode::Infer, ValueType::new([3])));
+    m.functions.push(Function::new(Mode::Infer, ValueType::new([3])));
     assert_eq!(
         round_trip(&m),
         "model Empty\n\nfunc @infer(%0: f32[N,3]) -> f32[N,3] {\n  return %0\n}\n"
@@ -200,10 +197,7 @@ fn derivations_parse_with_precedence_and_left_associativity() {
         param @c: f32[2] bias = derive (@a + @a) * (@a - @a) / sqrt(@a)\n";
     let m = parse_module(text).unwrap();
     let printed = print_module(&m);
-    assert!(
-        printed.contains("derive @a + @a * @a - @a / 2 * 3\n"),
-        "{printed}"
-    );
+    assert!(printed.contains("derive @a + @a * @a - @a / 2 * 3\n"), "{printed}");
     assert!(
         printed.contains("derive (@a + @a) * (@a - @a) / sqrt(@a)\n"),
         "{printed}"
@@ -217,14 +211,9 @@ fn print_function_and_marker() {
     let plain = print_function(&m, f);
     assert!(plain.starts_with("func @infer(%0: f32[N,800]) -> f32[N,10] {\n"));
     let marked = print_function_with_marker(&m, f, Some(OpId(1)), "bad\nthing");
-    assert!(
-        marked.contains("loc(4:5)\n  // error: bad thing\n  %3:"),
-        "{marked}"
-    );
+    assert!(marked.contains("loc(4:5)\n  // error: bad thing\n  %3:"), "{marked}");
     let marked = print_function_with_marker(&m, f, None, "no output");
-    assert!(
-        marked.starts_with("func @infer(%0: f32[N,800]) -> f32[N,10] {\n  // error: no output\n")
-    );
+    assert!(marked.starts_with("func @infer(%0: f32[N,800]) -> f32[N,10] {\n  // error: no output\n"));
 }
 
 #[test]
@@ -237,23 +226,15 @@ fn printer_survives_dangling_ids() {
         shift: nnc_ir::ParamId(0),
     };
     let text = print_module(&m);
-    assert!(
-        text.contains("affine[layer0] %0, @?77, @layer0.weight"),
-        "{text}"
-    );
-    assert!(
-        text.contains("linear[layer1] %?99, @layer1.weight"),
-        "{text}"
-    );
+    assert!(text.contains("affine[layer0] %0, @?77, @layer0.weight"), "{text}");
+    assert!(text.contains("linear[layer1] %?99, @layer1.weight"), "{text}");
 }
 
 /// Asserts that `text` fails at line `line`, at the first occurrence of
 /// `at` in that line, with a message containing `needle`.
 fn assert_error(text: &str, line: usize, at: &str, needle: &str) {
     let source_line = text.split('\n').nth(line - 1).unwrap_or("");
-    let col = source_line
-        .find(at)
-        .map(|i| source_line[..i].chars().count() + 1);
+    let col = source_line.find(at).map(|i| source_line[..i].chars().count() + 1);
     assert_error_at(text, line, col.unwrap_or(0), needle);
 }
 
@@ -265,7 +246,8 @@ fn assert_error_at(text: &str, line: usize, col: usize, needle: &str) {
     );
 }
 
-const TINY: &str = "model T\n\nparam @w: f32[2,3] weight = init zeros constant(value=0)\n\nfunc @infer(%0: f32[N,3]) -> f32[N,2] {\n";
+const TINY: &str =
+    "model T\n\nparam @w: f32[2,3] weight = init zeros constant(value=0)\n\nfunc @infer(%0: f32[N,3]) -> f32[N,2] {\n";
 
 #[test]
 fn unknown_names_are_errors_at_their_position() {
@@ -406,12 +388,7 @@ fn bad_attributes_and_operands_are_errors() {
         "@w",
         "`alpha` takes a number",
     );
-    assert_error(
-        &t("  %1: f32[N,3] = maxout[l] %0 pieces=1.5"),
-        6,
-        "1.5",
-        "whole number",
-    );
+    assert_error(&t("  %1: f32[N,3] = maxout[l] %0 pieces=1.5"), 6, "1.5", "whole number");
     assert_error(
         &t("  %1: f32[N,3] = maxout[l] %0 pieces=99999999999"),
         6,
@@ -584,8 +561,8 @@ impl Lcg {
 
 /// Characters the grammar cares about, plus a few it does not.
 const ALPHABET: &[char] = &[
-    '%', '@', '(', ')', '[', ']', ',', ':', '=', '-', '+', '*', '/', '.', '\'', ' ', '\n', '\r',
-    '\t', '0', '1', '9', 'N', 'e', 'f', '3', '2', '{', '}', 'é', '\u{0}', '>',
+    '%', '@', '(', ')', '[', ']', ',', ':', '=', '-', '+', '*', '/', '.', '\'', ' ', '\n', '\r', '\t', '0', '1', '9',
+    'N', 'e', 'f', '3', '2', '{', '}', 'é', '\u{0}', '>',
 ];
 
 fn mutate(rng: &mut Lcg, text: &str) -> String {
@@ -601,15 +578,7 @@ fn mutate(rng: &mut Lcg, text: &str) -> String {
             3 => chars.truncate(at),
             4 if at < chars.len() && chars[at].is_ascii_digit() => {
                 // Big and odd numbers where numbers are.
-                let n = [
-                    "0",
-                    "4294967296",
-                    "99999999999999999999",
-                    "1e39",
-                    "-0",
-                    "NaN",
-                    "7",
-                ];
+                let n = ["0", "4294967296", "99999999999999999999", "1e39", "-0", "NaN", "7"];
                 chars.splice(at..at + 1, n[rng.below(n.len())].chars());
             }
             5 => {

@@ -9,8 +9,8 @@ use common::{everything, seed_mlp};
 use nnc_ir::text::{parse_module, print_module, print_module_with_errors};
 use nnc_ir::verify::{verify, VerifyError};
 use nnc_ir::{
-    BinaryOp, Derivation, Function, Mode, Module, Op, OpId, ParamData, ParamId, ParamRole,
-    ParamSource, ValueId, ValueType,
+    BinaryOp, Derivation, Function, Mode, Module, Op, OpId, ParamData, ParamId, ParamRole, ParamSource, ValueId,
+    ValueType,
 };
 
 /// The errors of a module that must fail verification.
@@ -79,8 +79,12 @@ fn use_before_def() {
     let later = f.ops[1].result;
     f.ops[1].args[0] = later;
     let errors = errors(&m);
-    assert!(errors.iter().any(|e| e.op == Some(OpId(1))
-        && e.message == format!("linear reads value #{} before it is defined", later.0)));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.op == Some(OpId(1))
+                && e.message == format!("linear reads value #{} before it is defined", later.0))
+    );
 }
 
 #[test]
@@ -158,10 +162,7 @@ fn dangling_ids_are_reported_first_and_alone() {
         ParamRole::Bias,
         Derivation::sqrt(Derivation::param(ParamId(1000))),
     ));
-    let e = only_error(
-        &m,
-        "derivation of @ghost' reads parameter #1000 but the table has 9",
-    );
+    let e = only_error(&m, "derivation of @ghost' reads parameter #1000 but the table has 9");
     assert_eq!(e.param, Some(ParamId(8)));
 }
 
@@ -177,12 +178,7 @@ fn cyclic_derivations() {
         ParamRole::Bias,
         Derivation::binary(BinaryOp::Add, Derivation::param(var), Derivation::param(b)),
     ));
-    m.add_param(ParamData::derived(
-        "b'",
-        [750],
-        ParamRole::Bias,
-        Derivation::param(a),
-    ));
+    m.add_param(ParamData::derived("b'", [750], ParamRole::Bias, Derivation::param(a)));
     let e = only_error(&m, "derivations form a cycle: @a' -> @b' -> @a'");
     assert_eq!(e.param, Some(a));
 
@@ -225,19 +221,12 @@ fn derivation_shape_mismatch_and_error() {
     let errors = errors(&m);
     assert_eq!(
         errors[0],
-        VerifyError::param(
-            id,
-            "@layer0.bias' is declared [751] but its derivation gives [750]"
-        )
+        VerifyError::param(id, "@layer0.bias' is declared [751] but its derivation gives [750]")
     );
     // The declared shape is what ops see, so the linear reading it fails too.
     assert_eq!(
         errors[1],
-        VerifyError::op(
-            Mode::Infer,
-            OpId(0),
-            "linear: bias must have shape [750], got [751]"
-        )
+        VerifyError::op(Mode::Infer, OpId(0), "linear: bias must have shape [750], got [751]")
     );
     let mut m = seed_mlp();
     let w = param_id(&m, "layer0.weight");
@@ -284,8 +273,7 @@ fn values_without_a_per_sample_axis() {
         .any(|e| e.op == Some(OpId(0)) && e.message.contains("no per-sample axis")));
 
     let mut m = Module::new("M");
-    m.functions
-        .push(Function::new(Mode::Train, ValueType::new(Vec::new())));
+    m.functions.push(Function::new(Mode::Train, ValueType::new(Vec::new())));
     only_error(&m, "the input has type f32[N]");
 }
 
@@ -316,14 +304,8 @@ fn text_form_names() {
 fn errors_display_where_they_are() {
     let op = VerifyError::op(Mode::Train, OpId(3), "bad");
     assert_eq!(op.to_string(), "@train, op 3: bad");
-    assert_eq!(
-        VerifyError::function(Mode::Infer, "x").to_string(),
-        "@infer: x"
-    );
-    assert_eq!(
-        VerifyError::param(ParamId(2), "y").to_string(),
-        "param #2: y"
-    );
+    assert_eq!(VerifyError::function(Mode::Infer, "x").to_string(), "@infer: x");
+    assert_eq!(VerifyError::param(ParamId(2), "y").to_string(), "param #2: y");
     assert_eq!(VerifyError::module("z").to_string(), "z");
 }
 

@@ -66,12 +66,7 @@ impl ActSpec {
             self.choice,
             ActChoice::Prelu { .. }
                 | ActChoice::Plain(
-                    Act::Relu
-                        | Act::LeakyRelu { .. }
-                        | Act::Rrelu { .. }
-                        | Act::Elu { .. }
-                        | Act::Gelu
-                        | Act::Silu
+                    Act::Relu | Act::LeakyRelu { .. } | Act::Rrelu { .. } | Act::Elu { .. } | Act::Gelu | Act::Silu
                 )
         )
     }
@@ -87,9 +82,7 @@ impl ActSpec {
         match self.choice {
             ActChoice::Plain(Act::Tanh) => 5.0 / 3.0,
             ActChoice::Plain(Act::Relu) => 2f64.sqrt(),
-            ActChoice::Plain(Act::LeakyRelu { alpha }) => {
-                (2.0 / (1.0 + f64::from(alpha).powi(2))).sqrt()
-            }
+            ActChoice::Plain(Act::LeakyRelu { alpha }) => (2.0 / (1.0 + f64::from(alpha).powi(2))).sqrt(),
             ActChoice::Plain(Act::Selu) => 0.75,
             _ => 1.0,
         }
@@ -146,14 +139,8 @@ pub(crate) fn resolve_act(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<
             let lower = opt_real(args.get(0), "rrelu's lower", 1.0 / 8.0, diags)?;
             let upper = opt_real(args.get(1), "rrelu's upper", 1.0 / 3.0, diags)?;
             if !(0.0 <= lower && lower <= upper) {
-                let msg =
-                    format!("rrelu needs 0 ≤ lower ≤ upper, got lower={lower}, upper={upper}");
-                diags.push(Diagnostic::error(
-                    codes::OUT_OF_RANGE,
-                    msg,
-                    value.span,
-                    "out of range",
-                ));
+                let msg = format!("rrelu needs 0 ≤ lower ≤ upper, got lower={lower}, upper={upper}");
+                diags.push(Diagnostic::error(codes::OUT_OF_RANGE, msg, value.span, "out of range"));
                 return None;
             }
             ActChoice::Plain(Act::Rrelu {
@@ -176,10 +163,7 @@ pub(crate) fn resolve_act(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<
                 Some(v) => word(v, "prelu's shared", &["true", "false"], diags)? == "true",
                 None => false,
             };
-            ActChoice::Prelu {
-                init: f(init),
-                shared,
-            }
+            ActChoice::Prelu { init: f(init), shared }
         }
         other => {
             diags.push(unknown_name("activation", other, value, NAMES));
@@ -199,12 +183,7 @@ fn no_args(value: &Value, name: &str, diags: &mut Vec<Diagnostic>) -> Option<()>
     }
 }
 
-fn opt_real(
-    value: Option<&Value>,
-    what: &str,
-    default: f64,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<f64> {
+fn opt_real(value: Option<&Value>, what: &str, default: f64, diags: &mut Vec<Diagnostic>) -> Option<f64> {
     match value {
         Some(v) => real(v, what, diags),
         None => Some(default),

@@ -97,8 +97,9 @@ pub(crate) fn resolve_weight_init(
     };
     if let (Dist::Constant { value: v }, Some(init)) = (&dist, init) {
         let msg = format!("init={scheme} gives every unit of this layer the same weights ({v})");
-        let d = Diagnostic::warning(codes::CONSTANT_INIT, msg, init.span, "constant init")
-            .with_help("identical units receive identical gradients and never break symmetry; use `auto`, `he` or `xavier`");
+        let d = Diagnostic::warning(codes::CONSTANT_INIT, msg, init.span, "constant init").with_help(
+            "identical units receive identical gradients and never break symmetry; use `auto`, `he` or `xavier`",
+        );
         diags.push(d);
     }
     let uses_fans = !matches!(dist, Dist::Constant { .. });
@@ -111,32 +112,19 @@ pub(crate) fn resolve_weight_init(
 }
 
 /// Resolves `bias_init=`: `zeros` (the default) or `constant(V)`.
-pub(crate) fn resolve_bias_init(
-    value: Option<&Value>,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Init> {
+pub(crate) fn resolve_bias_init(value: Option<&Value>, diags: &mut Vec<Diagnostic>) -> Option<Init> {
     let Some(value) = value else {
         return Some(Init::constant("zeros", 0.0));
     };
     match value.name() {
-        Some("zeros") if matches!(value.kind, ValueKind::Word(_)) => {
-            Some(Init::constant("zeros", 0.0))
-        }
+        Some("zeros") if matches!(value.kind, ValueKind::Word(_)) => Some(Init::constant("zeros", 0.0)),
         Some("constant") => {
             let args = bind(value, "constant", &["value"], diags)?;
             let v = required(args.get(0), "constant", "value", value, diags)?;
-            Some(Init::constant(
-                "constant",
-                real(v, "the constant", diags)? as f32,
-            ))
+            Some(Init::constant("constant", real(v, "the constant", diags)? as f32))
         }
         Some(other) => {
-            diags.push(unknown_name(
-                "bias init",
-                other,
-                value,
-                &["zeros", "constant"],
-            ));
+            diags.push(unknown_name("bias init", other, value, &["zeros", "constant"]));
             None
         }
         None => {
@@ -180,13 +168,7 @@ fn scheme_name(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<&'static st
     };
     let takes_args = matches!(
         canonical,
-        "constant"
-            | "normal"
-            | "uniform"
-            | "variance_scaling"
-            | "orthogonal"
-            | "xavier_uniform"
-            | "xavier_normal"
+        "constant" | "normal" | "uniform" | "variance_scaling" | "orthogonal" | "xavier_uniform" | "xavier_normal"
     );
     if !takes_args && matches!(value.kind, ValueKind::Call { .. }) {
         bind(value, name, &[], diags)?;
@@ -205,13 +187,8 @@ fn resolve_gain(
     let takes_gain = matches!(scheme, "xavier_uniform" | "xavier_normal" | "orthogonal");
     let value = match (option, inner) {
         (Some(option), Some(inner)) => {
-            let d = Diagnostic::error(
-                codes::GAIN,
-                "gain given twice",
-                option.span,
-                "given again here",
-            )
-            .with_secondary(inner.span, "first given here");
+            let d = Diagnostic::error(codes::GAIN, "gain given twice", option.span, "given again here")
+                .with_secondary(inner.span, "first given here");
             diags.push(d);
             return None;
         }
@@ -220,8 +197,9 @@ fn resolve_gain(
     };
     if !takes_gain {
         let msg = format!("`{scheme}` takes no gain");
-        let d = Diagnostic::error(codes::GAIN, msg, value.span, "gain not allowed here")
-            .with_help("gain= goes with xavier_uniform, xavier_normal and orthogonal; He and LeCun fix their own scale");
+        let d = Diagnostic::error(codes::GAIN, msg, value.span, "gain not allowed here").with_help(
+            "gain= goes with xavier_uniform, xavier_normal and orthogonal; He and LeCun fix their own scale",
+        );
         diags.push(d);
         return None;
     }
@@ -232,12 +210,7 @@ fn resolve_gain(
     }
 }
 
-fn explicit_dist(
-    scheme: &str,
-    value: &Value,
-    fans: Fans,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Dist> {
+fn explicit_dist(scheme: &str, value: &Value, fans: Fans, diags: &mut Vec<Diagnostic>) -> Option<Dist> {
     let f = |x: f64| x as f32;
     match scheme {
         "zeros" => Some(Dist::Constant { value: 0.0 }),
@@ -273,12 +246,7 @@ fn explicit_dist(
             };
             if low >= high {
                 let msg = format!("uniform needs low < high, got low={low}, high={high}");
-                diags.push(Diagnostic::error(
-                    codes::OUT_OF_RANGE,
-                    msg,
-                    value.span,
-                    "empty range",
-                ));
+                diags.push(Diagnostic::error(codes::OUT_OF_RANGE, msg, value.span, "empty range"));
                 return None;
             }
             Some(Dist::Uniform {

@@ -9,8 +9,8 @@ use crate::values::{boolean, real_in, uint, whole, word, MAX_DIM};
 use crate::Lowered;
 use nnc_diag::{Diagnostic, Loc, SourceFile, Span};
 use nnc_ir::{
-    window_output, Act, ConvGeometry, Epilogue, Function, Init, Mode, Module, Op, ParamData,
-    ParamId, ParamRole, PoolGeometry, ValueId, ValueType,
+    window_output, Act, ConvGeometry, Epilogue, Function, Init, Mode, Module, Op, ParamData, ParamId, ParamRole,
+    PoolGeometry, ValueId, ValueType,
 };
 use nnc_syntax::ast::{Model, Number, Stmt, StmtKind, ValueKind};
 
@@ -69,8 +69,13 @@ impl<'s> Lowerer<'s> {
                 rest
             }
             _ => {
-                let d = Diagnostic::error(codes::INPUT, "the model has no `input` statement first", model.name.span, "no input")
-                    .with_help("start the model with its per-sample input shape, e.g. `input 784` or `input [1, 28, 28]`");
+                let d = Diagnostic::error(
+                    codes::INPUT,
+                    "the model has no `input` statement first",
+                    model.name.span,
+                    "no input",
+                )
+                .with_help("start the model with its per-sample input shape, e.g. `input 784` or `input [1, 28, 28]`");
                 this.diags.push(d);
                 &model.body[..]
             }
@@ -121,26 +126,15 @@ impl<'s> Lowerer<'s> {
         };
         Options::collect(stmt, &mut self.diags);
         if shape.len() != 1 && shape.len() != 3 {
-            let msg = format!(
-                "an input is 1-D (`input 784`) or `[C, H, W]`, not {}-D",
-                shape.len()
-            );
+            let msg = format!("an input is 1-D (`input 784`) or `[C, H, W]`, not {}-D", shape.len());
             let span = shape
                 .first()
                 .map_or(stmt.keyword_span, |f| f.span)
                 .to(shape.last().map_or(stmt.span, |l| l.span));
-            self.error(Diagnostic::error(
-                codes::INPUT_RANK,
-                msg,
-                span,
-                "unsupported rank",
-            ));
+            self.error(Diagnostic::error(codes::INPUT_RANK, msg, span, "unsupported rank"));
             return;
         }
-        let dims: Option<Vec<usize>> = shape
-            .iter()
-            .map(|n| self.size(n, "an input size"))
-            .collect();
+        let dims: Option<Vec<usize>> = shape.iter().map(|n| self.size(n, "an input size")).collect();
         if let Some(dims) = dims {
             let ty = ValueType::new(dims);
             if ty.numel() > MAX_NUMEL {
@@ -148,12 +142,7 @@ impl<'s> Lowerer<'s> {
                     "{} elements per sample is more than nnc supports ({MAX_NUMEL})",
                     ty.numel()
                 );
-                self.error(Diagnostic::error(
-                    codes::TOO_LARGE,
-                    msg,
-                    stmt.keyword_span,
-                    "too large",
-                ));
+                self.error(Diagnostic::error(codes::TOO_LARGE, msg, stmt.keyword_span, "too large"));
                 return;
             }
             self.func = Function::new(Mode::Train, ty.clone());
@@ -205,12 +194,7 @@ impl<'s> Lowerer<'s> {
             }
             StmtKind::Flatten => {
                 if let Some(shape) = self.shape.clone() {
-                    self.emit(
-                        &at,
-                        Op::Flatten,
-                        vec![self.cur],
-                        ValueType::new([shape.numel()]),
-                    );
+                    self.emit(&at, Op::Flatten, vec![self.cur], ValueType::new([shape.numel()]));
                 }
             }
             StmtKind::Act(value) => {
@@ -285,9 +269,16 @@ impl<'s> Lowerer<'s> {
     /// the IR is built only while the program has no error.
     fn emit(&mut self, at: &At, op: Op, args: Vec<ValueId>, shape: ValueType) {
         if let Some(softmax) = self.softmax.take() {
-            let d = Diagnostic::error(codes::SOFTMAX_NOT_LAST, "softmax must be the model's last operation", softmax, "softmax here")
-                .with_secondary(at.stmt.keyword_span, "but this comes after it")
-                .with_help("softmax turns scores into probabilities at the very end; apply it last, or use a different activation");
+            let d = Diagnostic::error(
+                codes::SOFTMAX_NOT_LAST,
+                "softmax must be the model's last operation",
+                softmax,
+                "softmax here",
+            )
+            .with_secondary(at.stmt.keyword_span, "but this comes after it")
+            .with_help(
+                "softmax turns scores into probabilities at the very end; apply it last, or use a different activation",
+            );
             self.error(d);
         }
         if shape.numel() > MAX_NUMEL {
@@ -338,8 +329,7 @@ impl<'s> Lowerer<'s> {
     }
 
     fn param(&mut self, name: String, shape: Vec<usize>, role: ParamRole, init: Init) -> ParamId {
-        self.module
-            .add_param(ParamData::init(name, shape, role, init))
+        self.module.add_param(ParamData::init(name, shape, role, init))
     }
 
     /// A size written as a bare number (`dense 800`, `input [1, 28, 28]`).
@@ -375,8 +365,15 @@ impl<'s> Lowerer<'s> {
         match self.shape.as_ref()?.dims.as_slice() {
             [c, h, w] => Some([*c, *h, *w]),
             dims => {
-                let d = Diagnostic::error(codes::RANK_MISMATCH, format!("{what} needs [C, H, W] feature maps"), span, format!("the previous layer yields 1-D features {}", dims_text(dims)))
-                    .with_help(format!("{what} works on images; on 1-D features use `dense` layers and batch or layer norm"));
+                let d = Diagnostic::error(
+                    codes::RANK_MISMATCH,
+                    format!("{what} needs [C, H, W] feature maps"),
+                    span,
+                    format!("the previous layer yields 1-D features {}", dims_text(dims)),
+                )
+                .with_help(format!(
+                    "{what} works on images; on 1-D features use `dense` layers and batch or layer norm"
+                ));
                 self.error(d);
                 None
             }
@@ -390,10 +387,11 @@ impl<'s> Lowerer<'s> {
             return;
         };
         if n != actual {
-            let msg =
-                format!("this layer expects {n} {unit}s, but the previous layer yields {actual}");
+            let msg = format!("this layer expects {n} input {unit}s, but the previous layer yields {actual}");
             let d = Diagnostic::error(codes::SIZE_MISMATCH, msg, declared.span, format!("expected {actual}"))
-                .with_help(format!("previous layer yields {actual} {unit}s; write {actual} here or leave it out to infer it"));
+                .with_help(format!(
+                    "the previous layer yields {actual} {unit}s; write {actual} here or leave it out to infer it"
+                ));
             self.error(d);
         }
     }
@@ -434,26 +432,12 @@ impl<'s> Lowerer<'s> {
         };
         let l1 = penalty("l1", &mut self.diags);
         let l2 = penalty("l2", &mut self.diags);
-        (
-            if has_bias == Some(true) {
-                bias_init
-            } else {
-                None
-            },
-            l1,
-            l2,
-        )
+        (if has_bias == Some(true) { bias_init } else { None }, l1, l2)
     }
 
-    fn dense(
-        &mut self,
-        at: &At,
-        opts: &Options,
-        in_features: Option<&Number>,
-        out_features: &Number,
-    ) {
+    fn dense(&mut self, at: &At, opts: &Options, in_features: Option<&Number>, out_features: &Number) {
         let out = self.size(out_features, "an output size");
-        let tail = self.tail(opts, at.stmt.keyword_span);
+        let mut tail = self.tail(opts, at.stmt.keyword_span);
         if let Some(DropSpec {
             kind: DropKind::Block { .. },
             span,
@@ -468,12 +452,13 @@ impl<'s> Lowerer<'s> {
             )
             .with_help("use `dropout=P` on dense layers");
             self.error(d);
+            tail.dropout = None;
         }
         let (bias_init, l1, l2) = self.bias_and_penalties(opts);
         let span = in_features.map_or(at.stmt.keyword_span, |n| n.span);
         let inp = match self.need_features(at, "dense", span) {
             Some(f) => {
-                self.check_in(in_features, f, "input feature");
+                self.check_in(in_features, f, "feature");
                 Some(f)
             }
             None if self.shape.is_none() => in_features.and_then(|n| self.size(n, "an input size")),
@@ -498,16 +483,10 @@ impl<'s> Lowerer<'s> {
             self.shape = Some(ValueType::new([rows]));
             return self.tail_ops(at, &tail);
         };
-        let weight = self.param(
-            format!("{}.weight", at.name),
-            vec![rows, inp],
-            ParamRole::Weight,
-            init,
-        );
+        let weight = self.param(format!("{}.weight", at.name), vec![rows, inp], ParamRole::Weight, init);
         self.module.params[weight.0 as usize].l1 = l1;
         self.module.params[weight.0 as usize].l2 = l2;
-        let bias = bias_init
-            .map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
+        let bias = bias_init.map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
         let dropconnect = dropconnect(&tail);
         let op = Op::Linear {
             weight,
@@ -556,13 +535,7 @@ impl<'s> Lowerer<'s> {
         }
     }
 
-    fn conv(
-        &mut self,
-        at: &At,
-        opts: &Options,
-        in_channels: Option<&Number>,
-        out_channels: &Number,
-    ) {
+    fn conv(&mut self, at: &At, opts: &Options, in_channels: Option<&Number>, out_channels: &Number) {
         let out = self.size(out_channels, "an output channel count");
         let tail = self.tail(opts, at.stmt.keyword_span);
         let (bias_init, l1, l2) = self.bias_and_penalties(opts);
@@ -585,20 +558,13 @@ impl<'s> Lowerer<'s> {
         let groups = self.uint_opt(opts, "groups", "groups", 1);
         let image = self.need_image(at, "conv");
         if let Some([c, _, _]) = image {
-            self.check_in(in_channels, c, "input channel");
+            self.check_in(in_channels, c, "channel");
         }
         let rows = out.map(|o| self.rows(o, &tail.act, out_channels.span));
-        if let (Some(g), Some([c, _, _]), Some(rows), Some(opt)) =
-            (groups, image, rows, opts.get("groups"))
-        {
+        if let (Some(g), Some([c, _, _]), Some(rows), Some(opt)) = (groups, image, rows, opts.get("groups")) {
             if c % g as usize != 0 || rows % g as usize != 0 {
                 let msg = format!("{g} groups must divide both the {c} input channels and the {rows} output channels");
-                self.error(Diagnostic::error(
-                    codes::GROUPS,
-                    msg,
-                    opt.value.span,
-                    "does not divide",
-                ));
+                self.error(Diagnostic::error(codes::GROUPS, msg, opt.value.span, "does not divide"));
             }
         }
         let (Some(k), Some(s), Some(d), Some(g), Some([c, h, w]), Some(rows)) =
@@ -646,8 +612,7 @@ impl<'s> Lowerer<'s> {
         );
         self.module.params[weight.0 as usize].l1 = l1;
         self.module.params[weight.0 as usize].l2 = l2;
-        let bias = bias_init
-            .map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
+        let bias = bias_init.map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
         let op = Op::Conv2d {
             weight,
             bias,
@@ -668,14 +633,7 @@ impl<'s> Lowerer<'s> {
 
     /// `pad=valid` (0), `pad=P`, or `pad=same`: ⌈H/S⌉ outputs, the odd
     /// pixel of padding at the bottom/right (ONNX `SAME_UPPER`).
-    fn conv_pads(
-        &mut self,
-        opts: &Options,
-        [h, w]: [usize; 2],
-        k: u32,
-        s: u32,
-        d: u32,
-    ) -> Option<[u32; 4]> {
+    fn conv_pads(&mut self, opts: &Options, [h, w]: [usize; 2], k: u32, s: u32, d: u32) -> Option<[u32; 4]> {
         let Some(opt) = opts.get("pad") else {
             return Some([0; 4]);
         };
@@ -712,11 +670,10 @@ impl<'s> Lowerer<'s> {
             (Ok(ho), Ok(wo)) => Some((ho, wo)),
             _ => {
                 let reach = d as usize * (k as usize - 1) + 1;
-                let msg = format!("a window of {reach}×{reach} does not fit the {h}×{w} feature map: the shape reaches zero");
+                let msg =
+                    format!("a window of {reach}×{reach} does not fit the {h}×{w} feature map: the shape reaches zero");
                 let d = Diagnostic::error(codes::ZERO_SIZE, msg, span, "window too large")
-                    .with_help(
-                        "use a smaller kernel, padding, or fewer pooling steps before this layer",
-                    );
+                    .with_help("use a smaller kernel, padding, or fewer pooling steps before this layer");
                 self.error(d);
                 None
             }
@@ -744,28 +701,17 @@ impl<'s> Lowerer<'s> {
             None => kernel,
         };
         let pad = match opts.get("pad") {
-            Some(o) => {
-                whole_or_zero(&o.value, "the padding", &mut self.diags).map(|p| (p, o.value.span))
-            }
+            Some(o) => whole_or_zero(&o.value, "the padding", &mut self.diags).map(|p| (p, o.value.span)),
             None => Some((0, at.stmt.keyword_span)),
         };
         let image = self.need_image(at, what);
-        let (Some(k), Some(s), Some((p, pad_span)), Some([c, h, w])) = (kernel, stride, pad, image)
-        else {
+        let (Some(k), Some(s), Some((p, pad_span)), Some([c, h, w])) = (kernel, stride, pad, image) else {
             self.shape = None;
             return;
         };
         if p > k / 2 {
-            let msg = format!(
-                "a pool's padding must be at most half its window ({}), got {p}",
-                k / 2
-            );
-            self.error(Diagnostic::error(
-                codes::POOL_PAD,
-                msg,
-                pad_span,
-                "too much padding",
-            ));
+            let msg = format!("a pool's padding must be at most half its window ({}), got {p}", k / 2);
+            self.error(Diagnostic::error(codes::POOL_PAD, msg, pad_span, "too much padding"));
             self.shape = None;
             return;
         }
@@ -795,9 +741,7 @@ impl<'s> Lowerer<'s> {
             ActChoice::Plain(Act::Maxout { pieces }) => {
                 let c = shape.channels();
                 if c % *pieces as usize != 0 {
-                    let msg = format!(
-                        "maxout with {pieces} pieces needs a multiple of {pieces} units, got {c}"
-                    );
+                    let msg = format!("maxout with {pieces} pieces needs a multiple of {pieces} units, got {c}");
                     self.error(Diagnostic::error(
                         codes::MAXOUT_PIECES,
                         msg,
@@ -936,9 +880,7 @@ impl<'s> Lowerer<'s> {
                     return;
                 };
                 if block as usize > h.min(w) {
-                    let msg = format!(
-                        "a dropblock block of {block} is larger than the {h}×{w} feature map"
-                    );
+                    let msg = format!("a dropblock block of {block} is larger than the {h}×{w} feature map");
                     self.error(Diagnostic::error(
                         codes::BLOCK_TOO_LARGE,
                         msg,
@@ -979,16 +921,12 @@ impl<'s> Lowerer<'s> {
                 dims_text(&x_shape.dims),
                 dims_text(&y_shape.dims)
             );
-            let d = Diagnostic::error(
-                codes::RESIDUAL_SHAPE,
-                msg,
-                at.stmt.keyword_span,
-                "shapes differ",
-            )
-            .with_help(format!(
-                "y = x + f(x) needs f(x) shaped like x: make the block's last layer yield {}",
-                dims_text(&x_shape.dims)
-            ));
+            let d = Diagnostic::error(codes::RESIDUAL_SHAPE, msg, at.stmt.keyword_span, "shapes differ").with_help(
+                format!(
+                    "y = x + f(x) needs f(x) shaped like x: make the block's last layer yield {}",
+                    dims_text(&x_shape.dims)
+                ),
+            );
             self.error(d);
             self.shape = None;
             return;
@@ -1009,11 +947,7 @@ fn dropconnect(tail: &Tail) -> Option<f32> {
 }
 
 /// A padding: a whole number ≥ 0.
-fn whole_or_zero(
-    value: &nnc_syntax::ast::Value,
-    what: &str,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<u32> {
+fn whole_or_zero(value: &nnc_syntax::ast::Value, what: &str, diags: &mut Vec<Diagnostic>) -> Option<u32> {
     match value.kind {
         ValueKind::Number(n) => whole(n, value.span, what, 0, diags),
         _ => uint(value, what, 0, diags),

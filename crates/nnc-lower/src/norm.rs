@@ -79,10 +79,7 @@ impl NormKind {
 }
 
 /// Resolves `norm=VALUE` or `norm VALUE`; `Ok(None)` is `none`.
-pub(crate) fn resolve_norm(
-    value: &Value,
-    diags: &mut Vec<Diagnostic>,
-) -> Result<Option<NormSpec>, ()> {
+pub(crate) fn resolve_norm(value: &Value, diags: &mut Vec<Diagnostic>) -> Result<Option<NormSpec>, ()> {
     let Some(name) = value.name() else {
         let msg = "a normalisation must be a name such as `batch` or `group(groups=8)`";
         diags.push(Diagnostic::error(
@@ -103,14 +100,7 @@ pub(crate) fn resolve_norm(
             let args = bind(value, name, &["eps", "momentum"], diags).ok_or(())?;
             let eps = eps_of(args.get(0), diags).ok_or(())?;
             let momentum = match args.get(1) {
-                Some(v) => real_in(
-                    v,
-                    "momentum",
-                    |m| (0.0..=1.0).contains(&m),
-                    "in [0, 1]",
-                    diags,
-                )
-                .ok_or(())?,
+                Some(v) => real_in(v, "momentum", |m| (0.0..=1.0).contains(&m), "in [0, 1]", diags).ok_or(())?,
                 None => MOMENTUM,
             };
             NormKind::Batch {
@@ -134,12 +124,7 @@ pub(crate) fn resolve_norm(
             let args = bind(value, name, &["groups", "eps"], diags).ok_or(())?;
             let Some(groups) = args.get(0) else {
                 let msg = "group norm needs its number of groups: `group(groups=G)`";
-                diags.push(Diagnostic::error(
-                    codes::MISSING,
-                    msg,
-                    value.span,
-                    "missing `groups`",
-                ));
+                diags.push(Diagnostic::error(codes::MISSING, msg, value.span, "missing `groups`"));
                 return Err(());
             };
             let groups = uint(groups, "groups", 1, diags).ok_or(())?;
@@ -164,15 +149,10 @@ pub(crate) fn resolve_norm(
                 ));
                 return Err(());
             }
-            let real_or =
-                |slot: usize, what: &str, default: f64, diags: &mut Vec<Diagnostic>| match args
-                    .get(slot)
-                {
-                    Some(v) => {
-                        real_in(v, what, |x| x.is_finite(), "finite", diags).map(|x| x as f32)
-                    }
-                    None => Some(default as f32),
-                };
+            let real_or = |slot: usize, what: &str, default: f64, diags: &mut Vec<Diagnostic>| match args.get(slot) {
+                Some(v) => real_in(v, what, |x| x.is_finite(), "finite", diags).map(|x| x as f32),
+                None => Some(default as f32),
+            };
             let alpha = real_or(1, "lrn's alpha", 1e-4, diags).ok_or(())?;
             let beta = real_or(2, "lrn's beta", 0.75, diags).ok_or(())?;
             let bias = real_or(3, "lrn's bias", 1.0, diags).ok_or(())?;
@@ -188,24 +168,14 @@ pub(crate) fn resolve_norm(
             return Err(());
         }
     };
-    Ok(Some(NormSpec {
-        kind,
-        span: value.span,
-    }))
+    Ok(Some(NormSpec { kind, span: value.span }))
 }
 
 /// Resolves `dropout=VALUE` or `dropout VALUE`: a probability, or
 /// `alpha(P)`, `dropconnect(P)`, `dropblock(P, block=B)`.
 pub(crate) fn resolve_dropout(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<DropSpec> {
     let prob = |v: &Value, diags: &mut Vec<Diagnostic>| {
-        real_in(
-            v,
-            "a drop probability",
-            |p| (0.0..1.0).contains(&p),
-            "in [0, 1)",
-            diags,
-        )
-        .map(|p| p as f32)
+        real_in(v, "a drop probability", |p| (0.0..1.0).contains(&p), "in [0, 1)", diags).map(|p| p as f32)
     };
     let (kind, p) = match &value.kind {
         ValueKind::Number(_) => (DropKind::Inverted, prob(value, diags)?),
@@ -250,25 +220,13 @@ pub(crate) fn resolve_dropout(value: &Value, diags: &mut Vec<Diagnostic>) -> Opt
                 _ => {
                     let Some(block) = args.get(1) else {
                         let msg = "dropblock needs its block size: `dropblock(P, block=B)`";
-                        diags.push(Diagnostic::error(
-                            codes::MISSING,
-                            msg,
-                            value.span,
-                            "missing `block`",
-                        ));
+                        diags.push(Diagnostic::error(codes::MISSING, msg, value.span, "missing `block`"));
                         return None;
                     };
                     let size = uint(block, "dropblock's block", 1, diags)?;
                     if size % 2 == 0 {
-                        let msg = format!(
-                            "dropblock's block must be odd (as in torchvision), got {size}"
-                        );
-                        diags.push(Diagnostic::error(
-                            codes::OUT_OF_RANGE,
-                            msg,
-                            block.span,
-                            "even block",
-                        ));
+                        let msg = format!("dropblock's block must be odd (as in torchvision), got {size}");
+                        diags.push(Diagnostic::error(codes::OUT_OF_RANGE, msg, block.span, "even block"));
                         return None;
                     }
                     DropKind::Block { block: size }

@@ -21,12 +21,7 @@ impl<'a> Args<'a> {
 }
 
 /// A whole number ≥ `min` (and ≤ 2^20).
-pub(crate) fn uint(
-    value: &Value,
-    what: &str,
-    min: u64,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<u32> {
+pub(crate) fn uint(value: &Value, what: &str, min: u64, diags: &mut Vec<Diagnostic>) -> Option<u32> {
     let ValueKind::Number(n) = value.kind else {
         diags.push(Diagnostic::error(
             codes::BAD_ARGUMENT,
@@ -40,21 +35,10 @@ pub(crate) fn uint(
 }
 
 /// Checks that `n`, written at `span`, is a whole number in `min..=2^20`.
-pub(crate) fn whole(
-    n: f64,
-    span: Span,
-    what: &str,
-    min: u64,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<u32> {
+pub(crate) fn whole(n: f64, span: Span, what: &str, min: u64, diags: &mut Vec<Diagnostic>) -> Option<u32> {
     if n.fract() != 0.0 || n < min as f64 {
         let msg = format!("{what} must be a whole number of at least {min}, got {n}");
-        diags.push(Diagnostic::error(
-            codes::OUT_OF_RANGE,
-            msg,
-            span,
-            "out of range",
-        ));
+        diags.push(Diagnostic::error(codes::OUT_OF_RANGE, msg, span, "out of range"));
         return None;
     }
     if n > MAX_DIM as f64 {
@@ -112,12 +96,7 @@ pub(crate) fn real_in(
 }
 
 /// One of a fixed set of words, with a "did you mean" for near misses.
-pub(crate) fn word<'v>(
-    value: &'v Value,
-    what: &str,
-    choices: &[&str],
-    diags: &mut Vec<Diagnostic>,
-) -> Option<&'v str> {
+pub(crate) fn word<'v>(value: &'v Value, what: &str, choices: &[&str], diags: &mut Vec<Diagnostic>) -> Option<&'v str> {
     let ValueKind::Word(w) = &value.kind else {
         let msg = format!("{what} must be one of {}", list(choices));
         diags.push(Diagnostic::error(
@@ -202,17 +181,9 @@ pub(crate) fn bind<'a>(
             None if idx >= signature.len() => {
                 let msg = match signature.len() {
                     0 => format!("`{func}` takes no arguments"),
-                    n => format!(
-                        "`{func}` takes at most {n} argument(s): {}",
-                        list(signature)
-                    ),
+                    n => format!("`{func}` takes at most {n} argument(s): {}", list(signature)),
                 };
-                diags.push(Diagnostic::error(
-                    codes::BAD_ARGUMENT,
-                    msg,
-                    arg.span,
-                    "extra argument",
-                ));
+                diags.push(Diagnostic::error(codes::BAD_ARGUMENT, msg, arg.span, "extra argument"));
                 ok = false;
                 continue;
             }

@@ -43,7 +43,9 @@ pub fn dce(module: &mut Module, mode: Mode) -> bool {
         return false;
     };
     let mut changed = remove_dead_ops(f);
-    changed |= compact_values(f);
+    // Renumbering is invisible in the text form (the printer numbers values
+    // in program order), so it does not count as a change.
+    compact_values(f);
     changed |= remove_dead_params(module);
     changed
 }
@@ -88,11 +90,8 @@ fn compact_values(f: &mut Function) -> bool {
             values.push(f.values[old.0 as usize].clone());
         }
     }
-    let identity = values.len() == f.values.len()
-        && new_id
-            .iter()
-            .enumerate()
-            .all(|(i, n)| *n == Some(ValueId(i as u32)));
+    let identity =
+        values.len() == f.values.len() && new_id.iter().enumerate().all(|(i, n)| *n == Some(ValueId(i as u32)));
     if identity {
         return false;
     }

@@ -30,9 +30,7 @@
 //! %2: f32[N,4] = batch_norm[layer0] %1, @layer0.norm.weight, @layer0.norm.bias, @layer0.norm.running_mean', @layer0.norm.running_var eps=0.00001 momentum=0.1 loc(2:1)
 //! ```
 
-use crate::rewrite::{
-    add_derived, is_bare_weights, param, set_weights, sole_user, weights, with_function,
-};
+use crate::rewrite::{add_derived, is_bare_weights, param, set_weights, sole_user, weights, with_function};
 use nnc_ir::{BinaryOp, Derivation, Dist, Function, Mode, Module, Op, ParamId, ParamSource};
 
 /// Drops the biases that a batch norm cancels in the `mode` function; true if
@@ -83,11 +81,7 @@ fn drop_bias(module: &mut Module, f: &mut Function, index: usize) -> bool {
             let Some(mean) = param(module, running_mean).cloned() else {
                 return false;
             };
-            let shifted = Derivation::binary(
-                BinaryOp::Sub,
-                Derivation::param(running_mean),
-                Derivation::param(bias),
-            );
+            let shifted = Derivation::binary(BinaryOp::Sub, Derivation::param(running_mean), Derivation::param(bias));
             let new_mean = add_derived(module, &mean.name, mean.shape, mean.role, shifted);
             if let Op::BatchNorm { running_mean, .. } = &mut f.ops[norm_index].op {
                 *running_mean = new_mean;
@@ -100,10 +94,7 @@ fn drop_bias(module: &mut Module, f: &mut Function, index: usize) -> bool {
         }
     };
     set_weights(&mut f.ops[index].op, weight, None);
-    let note = format!(
-        "drop-redundant-bias: removed @{bias_name} from {} ({why})",
-        f.mode
-    );
+    let note = format!("drop-redundant-bias: removed @{bias_name} from {} ({why})", f.mode);
     if !module.notes.contains(&note) {
         module.notes.push(note);
     }

@@ -43,18 +43,13 @@ pub fn eliminate_dropout(module: &mut Module, mode: Mode) -> bool {
     let mut index = 0;
     while index < f.ops.len() {
         let op = &f.ops[index].op;
-        let is_dropout = matches!(
-            op,
-            Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. }
-        );
+        let is_dropout = matches!(op, Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. });
         // The next op slides into `index`: do not advance.
         if is_dropout && remove_forwarding(f, index).is_some() {
             changed = true;
             continue;
         }
-        if let Op::Linear { dropconnect, .. } | Op::Conv2d { dropconnect, .. } =
-            &mut f.ops[index].op
-        {
+        if let Op::Linear { dropconnect, .. } | Op::Conv2d { dropconnect, .. } = &mut f.ops[index].op {
             changed |= dropconnect.take().is_some();
         }
         index += 1;

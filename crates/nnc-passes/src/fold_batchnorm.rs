@@ -43,8 +43,7 @@
 //! ```
 
 use crate::rewrite::{
-    add_derived, is_bare_weights, param, remove_forwarding, set_weights, sole_user, weights,
-    with_function,
+    add_derived, is_bare_weights, param, remove_forwarding, set_weights, sole_user, weights, with_function,
 };
 use nnc_ir::BinaryOp::{Add, Div, Mul, Sub};
 use nnc_ir::{Derivation, Function, Mode, Module, Op, OpData, ParamId, ParamRole};
@@ -58,15 +57,8 @@ pub fn fold_batchnorm(module: &mut Module, mode: Mode) -> bool {
     with_function(module, mode, |module, f| {
         let mut changed = false;
         // Each round replaces one batch norm, so the loop ends.
-        while let Some((index, norm)) = f
-            .ops
-            .iter()
-            .enumerate()
-            .find_map(|(i, o)| Norm::of(o).map(|n| (i, n)))
-        {
-            if !(fold_into_producer(module, f, index, &norm)
-                || fold_into_user(module, f, index, &norm))
-            {
+        while let Some((index, norm)) = f.ops.iter().enumerate().find_map(|(i, o)| Norm::of(o).map(|n| (i, n))) {
+            if !(fold_into_producer(module, f, index, &norm) || fold_into_user(module, f, index, &norm)) {
                 replace_by_affine(module, f, index, &norm);
             }
             changed = true;
@@ -173,9 +165,7 @@ fn fold_into_user(module: &mut Module, f: &mut Function, index: usize, norm: &No
         return false;
     }
     match &f.ops[user].op {
-        Op::Linear {
-            dropconnect: None, ..
-        } => {}
+        Op::Linear { dropconnect: None, .. } => {}
         // Grouped: output o reads only its group's channels. Padded: the
         // zeros padding adds would have been t. Both break Wt in the bias.
         Op::Conv2d {
@@ -228,13 +218,7 @@ fn derive_weights(
     };
     let out = w_param.shape.first().copied().unwrap_or(0);
     let new_w = weight(Derivation::param(w));
-    let new_w = add_derived(
-        module,
-        &w_param.name,
-        w_param.shape,
-        ParamRole::Weight,
-        new_w,
-    );
+    let new_w = add_derived(module, &w_param.name, w_param.shape, ParamRole::Weight, new_w);
     let new_b = bias(b.map(Derivation::param));
     let new_b = add_derived(module, &b_name, vec![out], ParamRole::Bias, new_b);
     set_weights(&mut op.op, new_w, Some(new_b))
@@ -242,9 +226,7 @@ fn derive_weights(
 
 /// (C): replaces the norm at `index` by a per-channel affine.
 fn replace_by_affine(module: &mut Module, f: &mut Function, index: usize, norm: &Norm) {
-    let channels = param(module, norm.gamma)
-        .map(|g| g.shape.clone())
-        .unwrap_or_default();
+    let channels = param(module, norm.gamma).map(|g| g.shape.clone()).unwrap_or_default();
     let layer = f.ops[index].layer.clone();
     let scale = add_derived(
         module,

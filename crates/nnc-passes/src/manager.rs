@@ -23,18 +23,12 @@ impl Observer for () {
 #[derive(Debug)]
 pub enum PassError {
     /// A name the registry does not know (a user error).
-    UnknownPass {
-        name: String,
-        known: Vec<&'static str>,
-    },
+    UnknownPass { name: String, known: Vec<&'static str> },
     /// A pass asked for in a mode it does not support (a user error).
     WrongMode { pass: &'static str, mode: Mode },
     /// The module was already invalid before any pass ran: a compiler bug in
     /// whatever built it (lowering, or a hand-written IR file).
-    InvalidInput {
-        errors: Vec<VerifyError>,
-        ir: String,
-    },
+    InvalidInput { errors: Vec<VerifyError>, ir: String },
     /// The IR is invalid after a pass: a compiler bug in that pass.
     /// `ir_before` is what the pass was given; `ir_after` what it made, with
     /// each error as a `// error:` line after the line it is about.
@@ -99,10 +93,7 @@ fn resolve(names: &[&str], mode: Mode) -> Result<Vec<&'static PassInfo>, PassErr
                 known: PASSES.iter().map(|p| p.name).collect(),
             })?;
             if !pass.runs_in(mode) {
-                return Err(PassError::WrongMode {
-                    pass: pass.name,
-                    mode,
-                });
+                return Err(PassError::WrongMode { pass: pass.name, mode });
             }
             Ok(pass)
         })
@@ -113,11 +104,7 @@ impl fmt::Display for PassError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PassError::UnknownPass { name, known } => {
-                write!(
-                    f,
-                    "unknown pass `{name}`; the passes are: {}",
-                    known.join(", ")
-                )
+                write!(f, "unknown pass `{name}`; the passes are: {}", known.join(", "))
             }
             PassError::WrongMode { pass, mode } => {
                 let modes: Vec<&str> = lookup(pass)
@@ -130,10 +117,7 @@ impl fmt::Display for PassError {
                 )
             }
             PassError::InvalidInput { errors, ir } => {
-                writeln!(
-                    f,
-                    "the IR is invalid before any pass ran (a bug in what built it):"
-                )?;
+                writeln!(f, "the IR is invalid before any pass ran (a bug in what built it):")?;
                 write_errors(f, errors)?;
                 writeln!(f, "--- the IR, errors marked ---")?;
                 f.write_str(ir)
@@ -144,10 +128,7 @@ impl fmt::Display for PassError {
                 ir_before,
                 ir_after,
             } => {
-                writeln!(
-                    f,
-                    "the IR is invalid after pass `{pass}` (a bug in that pass):"
-                )?;
+                writeln!(f, "the IR is invalid after pass `{pass}` (a bug in that pass):")?;
                 write_errors(f, errors)?;
                 writeln!(f, "--- the IR before `{pass}` ---")?;
                 f.write_str(ir_before)?;

@@ -62,12 +62,7 @@ pub fn lookup(name: &str) -> Option<&'static PassInfo> {
 /// The default pipeline of a mode, by pass name, in order.
 pub fn pipeline(mode: Mode) -> &'static [&'static str] {
     match mode {
-        Mode::Infer => &[
-            "eliminate-dropout",
-            "fold-batchnorm",
-            "fuse-activation",
-            "dce",
-        ],
+        Mode::Infer => &["eliminate-dropout", "fold-batchnorm", "fuse-activation", "dce"],
         Mode::Train => &["drop-redundant-bias", "dce"],
     }
 }

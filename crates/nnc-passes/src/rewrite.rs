@@ -2,10 +2,7 @@
 //! of its module, finding the one reader of a value, removing an op that
 //! forwards its argument, adding derived parameters.
 
-use nnc_ir::{
-    Derivation, Epilogue, Function, Mode, Module, Op, OpData, ParamData, ParamId, ParamRole,
-    ValueId,
-};
+use nnc_ir::{Derivation, Epilogue, Function, Mode, Module, Op, OpData, ParamData, ParamId, ParamRole, ValueId};
 
 /// Runs `rewrite` on the function of `mode` with the rest of the module
 /// beside it, so a pass can add parameters while it edits ops. False (and

@@ -7,11 +7,7 @@ use std::fmt::Write;
 
 /// Dumps `model` as an indented tree.
 pub fn dump(model: &Model, source: &SourceFile) -> String {
-    let mut out = format!(
-        "model {} @{}\n",
-        model.name.name,
-        source.loc(model.span.start)
-    );
+    let mut out = format!("model {} @{}\n", model.name.name, source.loc(model.span.start));
     for stmt in &model.body {
         stmt_lines(stmt, source, 1, &mut out);
     }
@@ -37,11 +33,9 @@ fn stmt_lines(stmt: &Stmt, source: &SourceFile, depth: usize, out: &mut String) 
             None => format!(" {}", out_n.value),
         },
         StmtKind::Act(v) | StmtKind::Norm(v) | StmtKind::Dropout(v) => format!(" {}", value(v)),
-        StmtKind::MaxPool
-        | StmtKind::AvgPool
-        | StmtKind::GlobalAvgPool
-        | StmtKind::Flatten
-        | StmtKind::Residual(_) => String::new(),
+        StmtKind::MaxPool | StmtKind::AvgPool | StmtKind::GlobalAvgPool | StmtKind::Flatten | StmtKind::Residual(_) => {
+            String::new()
+        }
     };
     let _ = writeln!(
         out,

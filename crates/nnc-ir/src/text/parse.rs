@@ -10,9 +10,8 @@
 //! [`MAX_NESTING`] open parentheses on a line, which also bounds recursion.
 
 use crate::{
-    Act, BinaryOp, ConvGeometry, Derivation, Dist, Epilogue, EpilogueStep, Function, Init, Mode,
-    Module, Op, OpData, ParamData, ParamId, ParamRole, ParamSource, PoolGeometry, ValueId,
-    ValueType,
+    Act, BinaryOp, ConvGeometry, Derivation, Dist, Epilogue, EpilogueStep, Function, Init, Mode, Module, Op, OpData,
+    ParamData, ParamId, ParamRole, ParamSource, PoolGeometry, ValueId, ValueType,
 };
 use nnc_diag::Loc;
 use pest::error::LineColLocation;
@@ -142,11 +141,7 @@ fn describe(rule: &Rule) -> String {
         Rule::scheme => "an init scheme",
         Rule::fan_in => "`fan_in=`",
         Rule::fan_out => "`fan_out=`",
-        Rule::constant
-        | Rule::normal
-        | Rule::truncated_normal
-        | Rule::uniform
-        | Rule::orthogonal => "a distribution",
+        Rule::constant | Rule::normal | Rule::truncated_normal | Rule::uniform | Rule::orthogonal => "a distribution",
         Rule::expr | Rule::term => "an expression",
         Rule::add_op => "`+` or `-`",
         Rule::mul_op => "`*` or `/`",
@@ -268,10 +263,7 @@ fn read_module(pair: Pair<'_, Rule>) -> Result<Module> {
     for function in functions {
         let (span, function) = reader.function(&module, function)?;
         if module.function(function.mode).is_some() {
-            return Err(error_at(
-                span,
-                format!("a second @{} function", function.mode),
-            ));
+            return Err(error_at(span, format!("a second @{} function", function.mode)));
         }
         module.functions.push(function);
     }
@@ -285,12 +277,9 @@ fn param_name<'i>(pair: &Pair<'i, Rule>) -> &'i str {
 }
 
 fn f32_of(pair: &Pair<'_, Rule>) -> Result<f32> {
-    pair.as_str().parse::<f32>().map_err(|_| {
-        error_at(
-            pair.as_span(),
-            format!("`{}` is not a number", pair.as_str()),
-        )
-    })
+    pair.as_str()
+        .parse::<f32>()
+        .map_err(|_| error_at(pair.as_span(), format!("`{}` is not a number", pair.as_str())))
 }
 
 /// A whole number no larger than `max`.
@@ -321,9 +310,7 @@ fn value_number(pair: &Pair<'_, Rule>) -> Result<u32> {
 /// Dimensions from `uint` children, at most [`MAX_ELEMENTS`] in all.
 fn dims_of(pair: Pair<'_, Rule>) -> Result<Vec<usize>> {
     let span = pair.as_span();
-    let dims: Vec<usize> = Items::new(pair)
-        .map(|d| usize_of(&d))
-        .collect::<Result<_>>()?;
+    let dims: Vec<usize> = Items::new(pair).map(|d| usize_of(&d)).collect::<Result<_>>()?;
     let mut total: u64 = 1;
     for d in &dims {
         total = total.saturating_mul(*d as u64);
@@ -348,9 +335,7 @@ fn value_type_of(pair: Pair<'_, Rule>) -> Result<ValueType> {
 /// The exactly `N` numbers inside a pair (a distribution's arguments).
 fn numbers<const N: usize>(pair: Pair<'_, Rule>) -> Result<[f32; N]> {
     let span = pair.as_span();
-    let values: Vec<f32> = Items::new(pair)
-        .map(|p| f32_of(&p))
-        .collect::<Result<_>>()?;
+    let values: Vec<f32> = Items::new(pair).map(|p| f32_of(&p)).collect::<Result<_>>()?;
     <[f32; N]>::try_from(values).map_err(|_| error_at(span, "internal: wrong number of numbers"))
 }
 
@@ -414,9 +399,7 @@ impl<'i> Reader<'i> {
         match pair.as_rule() {
             Rule::expr | Rule::term => {
                 let mut items = Items::new(pair);
-                let first = items
-                    .next()
-                    .ok_or_else(|| error_at(items.span, "internal: empty"))?;
+                let first = items.next().ok_or_else(|| error_at(items.span, "internal: empty"))?;
                 let mut acc = self.derivation(first)?;
                 // `a - b - c` is `(a - b) - c`: fold to the left.
                 while let Some(op) = items.next() {
@@ -526,10 +509,7 @@ impl<'r, 'i> Body<'r, 'i> {
         let result = items.expect(Rule::value_ref)?;
         let number = value_number(&result)?;
         if self.values.contains_key(&number) {
-            return Err(error_at(
-                result.as_span(),
-                format!("%{number} is defined twice"),
-            ));
+            return Err(error_at(result.as_span(), format!("%{number} is defined twice")));
         }
         let declared_pair = items.expect(Rule::value_type)?;
         let declared_span = declared_pair.as_span();
@@ -601,10 +581,7 @@ impl<'r, 'i> Body<'r, 'i> {
             } else if params.is_empty() {
                 args.push(self.value(&operand)?);
             } else {
-                return Err(error_at(
-                    operand.as_span(),
-                    "value arguments come before parameters",
-                ));
+                return Err(error_at(operand.as_span(), "value arguments come before parameters"));
             }
         }
         Ok((args, params))
@@ -630,12 +607,8 @@ impl<'r, 'i> Body<'r, 'i> {
                     "prelu" => Some(attrs.param("weight", self.reader)?),
                     _ => None,
                 };
-                let act = act_of(name, &mut attrs, slope)?.ok_or_else(|| {
-                    error_at(
-                        name_pair.as_span(),
-                        format!("unknown epilogue step `{name}`"),
-                    )
-                })?;
+                let act = act_of(name, &mut attrs, slope)?
+                    .ok_or_else(|| error_at(name_pair.as_span(), format!("unknown epilogue step `{name}`")))?;
                 EpilogueStep::Act(act)
             };
             attrs.finish()?;
@@ -677,12 +650,7 @@ fn init_of(pair: Pair<'_, Rule>) -> Result<Init> {
         }
         Rule::truncated_normal => {
             let [mean, std, low, high] = numbers(dist)?;
-            Dist::TruncatedNormal {
-                mean,
-                std,
-                low,
-                high,
-            }
+            Dist::TruncatedNormal { mean, std, low, high }
         }
         Rule::uniform => {
             let [low, high] = numbers(dist)?;
@@ -829,8 +797,7 @@ fn build_op(
                 }
                 _ => None,
             };
-            let act = act_of(name, attrs, slope)?
-                .ok_or_else(|| error_at(head, format!("unknown op `{name}`")))?;
+            let act = act_of(name, attrs, slope)?.ok_or_else(|| error_at(head, format!("unknown op `{name}`")))?;
             if slope.is_none() {
                 let [] = exactly(name, head, params)?;
             }
@@ -877,27 +844,16 @@ fn act_of(name: &str, attrs: &mut Attrs<'_>, slope: Option<ParamId>) -> Result<O
 }
 
 /// Exactly `N` parameter operands.
-fn exactly<const N: usize>(
-    name: &str,
-    head: Span<'_>,
-    params: &[(ParamId, Span<'_>)],
-) -> Result<[ParamId; N]> {
+fn exactly<const N: usize>(name: &str, head: Span<'_>, params: &[(ParamId, Span<'_>)]) -> Result<[ParamId; N]> {
     let ids: Vec<ParamId> = params.iter().map(|(id, _)| *id).collect();
     <[ParamId; N]>::try_from(ids).map_err(|ids| {
         let at = params.get(N).map_or(head, |(_, span)| *span);
-        error_at(
-            at,
-            format!("{name} takes {N} parameter(s), got {}", ids.len()),
-        )
+        error_at(at, format!("{name} takes {N} parameter(s), got {}", ids.len()))
     })
 }
 
 /// A weight and an optional bias.
-fn weight_bias(
-    name: &str,
-    head: Span<'_>,
-    params: &[(ParamId, Span<'_>)],
-) -> Result<(ParamId, Option<ParamId>)> {
+fn weight_bias(name: &str, head: Span<'_>, params: &[(ParamId, Span<'_>)]) -> Result<(ParamId, Option<ParamId>)> {
     match params {
         [(weight, _)] => Ok((*weight, None)),
         [(weight, _), (bias, _)] => Ok((*weight, Some(*bias))),
@@ -966,13 +922,7 @@ impl<'i> Attrs<'i> {
     }
 
     /// The value, which must be a `rule` (`what` says which kind).
-    fn of_kind(
-        &self,
-        key: &str,
-        value: Pair<'i, Rule>,
-        rule: Rule,
-        what: &str,
-    ) -> Result<Pair<'i, Rule>> {
+    fn of_kind(&self, key: &str, value: Pair<'i, Rule>, rule: Rule, what: &str) -> Result<Pair<'i, Rule>> {
         if value.as_rule() == rule {
             Ok(value)
         } else {
@@ -987,12 +937,7 @@ impl<'i> Attrs<'i> {
 
     fn opt_f32(&mut self, key: &str) -> Result<Option<f32>> {
         match self.take(key) {
-            Some(value) => Ok(Some(f32_of(&self.of_kind(
-                key,
-                value,
-                Rule::number,
-                "a number",
-            )?)?)),
+            Some(value) => Ok(Some(f32_of(&self.of_kind(key, value, Rule::number, "a number")?)?)),
             None => Ok(None),
         }
     }
@@ -1016,12 +961,8 @@ impl<'i> Attrs<'i> {
         let pads: Vec<u32> = Items::new(value)
             .map(|p| uint_of(&p, MAX_ATTR).map(|n| n as u32))
             .collect::<Result<_>>()?;
-        <[u32; 4]>::try_from(pads).map_err(|_| {
-            error_at(
-                span,
-                format!("`{key}` takes four numbers: [top,left,bottom,right]"),
-            )
-        })
+        <[u32; 4]>::try_from(pads)
+            .map_err(|_| error_at(span, format!("`{key}` takes four numbers: [top,left,bottom,right]")))
     }
 
     fn param(&mut self, key: &str, reader: &Reader<'i>) -> Result<ParamId> {

@@ -5,8 +5,7 @@
 use crate::types::fmt_param_shape;
 use crate::verify::VerifyError;
 use crate::{
-    Act, Derivation, Dist, Epilogue, EpilogueStep, Function, Module, Op, OpId, ParamData, ParamId,
-    ParamSource, ValueId,
+    Act, Derivation, Dist, Epilogue, EpilogueStep, Function, Module, Op, OpId, ParamData, ParamId, ParamSource, ValueId,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -46,12 +45,7 @@ pub fn print_function(module: &Module, function: &Function) -> String {
 /// Prints one function with a `// error: MESSAGE` line after op `op` (or
 /// after the `func` line when `op` is `None`): how a pass manager shows
 /// which op a verifier failure is about.
-pub fn print_function_with_marker(
-    module: &Module,
-    function: &Function,
-    op: Option<OpId>,
-    message: &str,
-) -> String {
+pub fn print_function_with_marker(module: &Module, function: &Function, op: Option<OpId>, message: &str) -> String {
     let mut marks = FunctionMarks::default();
     match op {
         Some(op) => marks.ops.entry(op.0 as usize).or_default().push(message),
@@ -82,11 +76,7 @@ pub fn print_module_with_errors(module: &Module, errors: &[VerifyError]) -> Stri
                 }
             }
         } else if let Some(param) = error.param {
-            marks
-                .params
-                .entry(param.0 as usize)
-                .or_default()
-                .push(message);
+            marks.params.entry(param.0 as usize).or_default().push(message);
         } else {
             marks.header.push(message);
         }
@@ -130,12 +120,7 @@ fn write_marks(out: &mut String, indent: &str, marks: &[&str]) {
 }
 
 fn param_line(module: &Module, p: &ParamData) -> String {
-    let mut line = format!(
-        "param @{}: {} {} = ",
-        p.name,
-        fmt_param_shape(&p.shape),
-        p.role.name()
-    );
+    let mut line = format!("param @{}: {} {} = ", p.name, fmt_param_shape(&p.shape), p.role.name());
     match &p.source {
         ParamSource::Init(init) => {
             let _ = write!(line, "init {}", init.scheme);
@@ -166,12 +151,9 @@ fn dist_text(dist: &Dist) -> String {
     match dist {
         Dist::Constant { value } => format!("constant(value={value})"),
         Dist::Normal { mean, std } => format!("normal(mean={mean}, std={std})"),
-        Dist::TruncatedNormal {
-            mean,
-            std,
-            low,
-            high,
-        } => format!("truncated_normal(mean={mean}, std={std}, low={low}, high={high})"),
+        Dist::TruncatedNormal { mean, std, low, high } => {
+            format!("truncated_normal(mean={mean}, std={std}, low={low}, high={high})")
+        }
         Dist::Uniform { low, high } => format!("uniform(low={low}, high={high})"),
         Dist::Orthogonal { gain } => format!("orthogonal(gain={gain})"),
     }
@@ -196,12 +178,8 @@ fn write_derivation(out: &mut String, module: &Module, d: &Derivation) {
             write_derivation(out, module, x);
             out.push(')');
         }
-        Derivation::ScaleRows { matrix, scale } => {
-            write_call(out, module, "scale_rows", matrix, scale)
-        }
-        Derivation::ScaleCols { matrix, scale } => {
-            write_call(out, module, "scale_cols", matrix, scale)
-        }
+        Derivation::ScaleRows { matrix, scale } => write_call(out, module, "scale_rows", matrix, scale),
+        Derivation::ScaleCols { matrix, scale } => write_call(out, module, "scale_cols", matrix, scale),
         Derivation::MatVec { matrix, vector } => write_call(out, module, "mat_vec", matrix, vector),
     }
 }
@@ -211,9 +189,7 @@ fn write_derivation(out: &mut String, module: &Module, d: &Derivation) {
 /// the right (`a - (b - c)`), since parsing groups to the left.
 fn write_operand(out: &mut String, module: &Module, d: &Derivation, parent: u8, right: bool) {
     let parens = match d {
-        Derivation::Binary { op, .. } => {
-            op.precedence() < parent || (right && op.precedence() == parent)
-        }
+        Derivation::Binary { op, .. } => op.precedence() < parent || (right && op.precedence() == parent),
         _ => false,
     };
     if parens {
@@ -278,12 +254,7 @@ fn function_text(module: &Module, function: &Function, marks: &FunctionMarks<'_>
     );
     write_marks(&mut out, "  ", &marks.header);
     for (i, op) in function.ops.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "  %{}: {}",
-            i + 1,
-            op_text(module, function, &numbers, op)
-        );
+        let _ = writeln!(out, "  %{}: {}", i + 1, op_text(module, function, &numbers, op));
         if let Some(m) = marks.ops.get(&i) {
             write_marks(&mut out, "  ", m);
         }
@@ -295,18 +266,8 @@ fn function_text(module: &Module, function: &Function, marks: &FunctionMarks<'_>
 
 /// Everything after `%R: `: the type, the op, its operands, attributes,
 /// epilogue and locations.
-fn op_text(
-    module: &Module,
-    function: &Function,
-    numbers: &HashMap<ValueId, usize>,
-    op: &crate::OpData,
-) -> String {
-    let mut line = format!(
-        "{} = {}[{}]",
-        value_type(function, op.result),
-        op.op.name(),
-        op.layer
-    );
+fn op_text(module: &Module, function: &Function, numbers: &HashMap<ValueId, usize>, op: &crate::OpData) -> String {
+    let mut line = format!("{} = {}[{}]", value_type(function, op.result), op.op.name(), op.layer);
     let (params, attrs, epilogue) = op_parts(&op.op);
     let operands: Vec<String> = op
         .args
@@ -322,11 +283,7 @@ fn op_text(
         let _ = write!(line, " {key}={value}");
     }
     if let Some(epilogue) = epilogue.filter(|e| !e.is_empty()) {
-        let steps: Vec<String> = epilogue
-            .steps
-            .iter()
-            .map(|s| step_text(module, s))
-            .collect();
+        let steps: Vec<String> = epilogue.steps.iter().map(|s| step_text(module, s)).collect();
         let _ = write!(line, " epilogue({})", steps.join(", "));
     }
     if !op.locs.is_empty() {
@@ -425,9 +382,7 @@ fn op_parts(op: &Op) -> (Vec<ParamId>, Attrs, Option<&Epilogue>) {
             None,
         ),
         Op::Affine { scale, shift } => (vec![*scale, *shift], Attrs::new(), None),
-        Op::Dropout { p } | Op::AlphaDropout { p } => {
-            (Vec::new(), vec![("p", p.to_string())], None)
-        }
+        Op::Dropout { p } | Op::AlphaDropout { p } => (Vec::new(), vec![("p", p.to_string())], None),
         Op::DropBlock { p, block } => (
             Vec::new(),
             vec![("p", p.to_string()), ("block", block.to_string())],
@@ -457,14 +412,9 @@ fn act_attrs(act: &Act) -> Attrs {
         }
         Act::Softplus { beta } => vec![("beta", beta.to_string())],
         Act::Maxout { pieces } => vec![("pieces", pieces.to_string())],
-        Act::Sigmoid
-        | Act::Tanh
-        | Act::Relu
-        | Act::Prelu { .. }
-        | Act::Selu
-        | Act::Gelu
-        | Act::Silu
-        | Act::Softmax => Attrs::new(),
+        Act::Sigmoid | Act::Tanh | Act::Relu | Act::Prelu { .. } | Act::Selu | Act::Gelu | Act::Silu | Act::Softmax => {
+            Attrs::new()
+        }
     }
 }
 

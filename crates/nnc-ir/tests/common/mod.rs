@@ -5,8 +5,8 @@
 
 use nnc_diag::Loc;
 use nnc_ir::{
-    Act, BinaryOp, ConvGeometry, Derivation, Dist, Epilogue, EpilogueStep, Function, Init, Mode,
-    Module, Op, ParamData, ParamId, ParamRole, PoolGeometry, ValueId, ValueType,
+    Act, BinaryOp, ConvGeometry, Derivation, Dist, Epilogue, EpilogueStep, Function, Init, Mode, Module, Op, ParamData,
+    ParamId, ParamRole, PoolGeometry, ValueId, ValueType,
 };
 
 pub fn loc(line: u32, col: u32) -> Loc {
@@ -34,14 +34,7 @@ pub fn push(m: &mut Module, mode: Mode, op: Op, args: Vec<ValueId>, layer: &str)
     push_at(m, mode, op, args, layer, Vec::new())
 }
 
-pub fn push_at(
-    m: &mut Module,
-    mode: Mode,
-    op: Op,
-    args: Vec<ValueId>,
-    layer: &str,
-    locs: Vec<Loc>,
-) -> ValueId {
+pub fn push_at(m: &mut Module, mode: Mode, op: Op, args: Vec<ValueId>, layer: &str, locs: Vec<Loc>) -> ValueId {
     let params = m.params.clone();
     let f = m.function_mut(mode).unwrap();
     f.push(&params, op, args, layer, locs).unwrap()
@@ -51,9 +44,8 @@ pub fn push_at(
 /// linear layer, with a note.
 pub fn seed_mlp() -> Module {
     let mut m = Module::new("SeedMlp");
-    m.notes.push(
-        "drop-redundant-bias: removed @layer0.bias (batch norm layer0 subtracts the mean)".into(),
-    );
+    m.notes
+        .push("drop-redundant-bias: removed @layer0.bias (batch norm layer0 subtracts the mean)".into());
     let w0 = m.add_param(ParamData::init(
         "layer0.weight",
         [750, 800],
@@ -76,37 +68,16 @@ pub fn seed_mlp() -> Module {
             scheme: "he_normal".into(),
             fan_in: Some(750),
             fan_out: Some(10),
-            dist: Dist::Normal {
-                mean: 0.0,
-                std: 0.05,
-            },
+            dist: Dist::Normal { mean: 0.0, std: 0.05 },
         },
     );
     w1.l1 = 0.001;
     w1.l2 = 0.0001;
     let w1 = m.add_param(w1);
-    let gamma = add(
-        &mut m,
-        "layer0.norm.weight",
-        &[750],
-        ParamRole::NormWeight,
-        1.0,
-    );
+    let gamma = add(&mut m, "layer0.norm.weight", &[750], ParamRole::NormWeight, 1.0);
     let beta = add(&mut m, "layer0.norm.bias", &[750], ParamRole::NormBias, 0.0);
-    let mean = add(
-        &mut m,
-        "layer0.norm.running_mean",
-        &[750],
-        ParamRole::RunningMean,
-        0.0,
-    );
-    let var = add(
-        &mut m,
-        "layer0.norm.running_var",
-        &[750],
-        ParamRole::RunningVar,
-        1.0,
-    );
+    let mean = add(&mut m, "layer0.norm.running_mean", &[750], ParamRole::RunningMean, 0.0);
+    let var = add(&mut m, "layer0.norm.running_var", &[750], ParamRole::RunningVar, 1.0);
     // γ / sqrt(σ² + ε)
     let factor = || {
         bin(
@@ -125,14 +96,9 @@ pub fn seed_mlp() -> Module {
         "layer0.bias'",
         [750],
         ParamRole::Bias,
-        bin(
-            BinaryOp::Sub,
-            p(beta),
-            bin(BinaryOp::Mul, p(mean), factor()),
-        ),
+        bin(BinaryOp::Sub, p(beta), bin(BinaryOp::Mul, p(mean), factor())),
     ));
-    m.functions
-        .push(Function::new(Mode::Infer, ValueType::new([800])));
+    m.functions.push(Function::new(Mode::Infer, ValueType::new([800])));
     let linear = |weight, bias, act: Option<Act>| Op::Linear {
         weight,
         bias,
@@ -196,8 +162,7 @@ func @infer(%0: f32[N,800]) -> f32[N,10] {
 pub fn everything() -> Module {
     let mut m = Module::new("Everything");
     m.notes.push("fold-batchnorm: folded bn into c1".into());
-    m.notes
-        .push("  a note with leading spaces, (parens) and @signs".into());
+    m.notes.push("  a note with leading spaces, (parens) and @signs".into());
 
     // Image side (train).
     let mut c1w = ParamData::init(
@@ -239,33 +204,15 @@ pub fn everything() -> Module {
     let bn = [
         add(&mut m, "bn.norm.weight", &[4], ParamRole::NormWeight, 1.0),
         add(&mut m, "bn.norm.bias", &[4], ParamRole::NormBias, 0.0),
-        add(
-            &mut m,
-            "bn.norm.running_mean",
-            &[4],
-            ParamRole::RunningMean,
-            0.0,
-        ),
-        add(
-            &mut m,
-            "bn.norm.running_var",
-            &[4],
-            ParamRole::RunningVar,
-            1.0,
-        ),
+        add(&mut m, "bn.norm.running_mean", &[4], ParamRole::RunningMean, 0.0),
+        add(&mut m, "bn.norm.running_var", &[4], ParamRole::RunningVar, 1.0),
     ];
     let inw = add(&mut m, "in.norm.weight", &[4], ParamRole::NormWeight, 1.0);
     let inb = add(&mut m, "in.norm.bias", &[4], ParamRole::NormBias, 0.0);
     let gnw = add(&mut m, "gn.norm.weight", &[4], ParamRole::NormWeight, 1.0);
     let gnb = add(&mut m, "gn.norm.bias", &[4], ParamRole::NormBias, 0.0);
     let prw = add(&mut m, "pr.act.weight", &[1], ParamRole::ActWeight, 0.25);
-    let lnw = add(
-        &mut m,
-        "ln.norm.weight",
-        &[4, 4, 4],
-        ParamRole::NormWeight,
-        1.0,
-    );
+    let lnw = add(&mut m, "ln.norm.weight", &[4, 4, 4], ParamRole::NormWeight, 1.0);
     let lnb = add(&mut m, "ln.norm.bias", &[4, 4, 4], ParamRole::NormBias, 0.0);
     let afs = add(&mut m, "af.scale", &[4], ParamRole::Scale, 1.0);
     let aft = add(&mut m, "af.shift", &[4], ParamRole::Shift, 0.0);
@@ -309,9 +256,8 @@ pub fn everything() -> Module {
     // Derivations: every form, and the precedence cases.
     use BinaryOp::{Add, Div, Mul, Sub};
     let (a, b, c) = (fc1b, fc1s, fc1t);
-    let derived = |m: &mut Module, name: &str, shape: &[usize], role, d| {
-        m.add_param(ParamData::derived(name, shape, role, d))
-    };
+    let derived =
+        |m: &mut Module, name: &str, shape: &[usize], role, d| m.add_param(ParamData::derived(name, shape, role, d));
     let folded = derived(
         &mut m,
         "fc1.weight'",
@@ -319,11 +265,7 @@ pub fn everything() -> Module {
         ParamRole::Weight,
         Derivation::scale_rows(
             p(fc1w),
-            bin(
-                Div,
-                p(b),
-                Derivation::sqrt(bin(Add, p(c), Derivation::Const(0.00001))),
-            ),
+            bin(Div, p(b), Derivation::sqrt(bin(Add, p(c), Derivation::Const(0.00001)))),
         ),
     );
     derived(
@@ -388,8 +330,7 @@ pub fn everything() -> Module {
     );
 
     // Train: the image ops, then every activation standalone.
-    m.functions
-        .push(Function::new(Mode::Train, ValueType::new([3, 8, 8])));
+    m.functions.push(Function::new(Mode::Train, ValueType::new([3, 8, 8])));
     let t = Mode::Train;
     let conv1 = Op::Conv2d {
         weight: c1w,
@@ -404,22 +345,12 @@ pub fn everything() -> Module {
         dropconnect: Some(0.25),
         epilogue: Epilogue {
             steps: vec![
-                EpilogueStep::Affine {
-                    scale: c1s,
-                    shift: c1t,
-                },
+                EpilogueStep::Affine { scale: c1s, shift: c1t },
                 EpilogueStep::Act(Act::Relu),
             ],
         },
     };
-    let mut x = push_at(
-        &mut m,
-        t,
-        conv1,
-        vec![ValueId(0)],
-        "c1",
-        vec![loc(2, 3), loc(3, 3)],
-    );
+    let mut x = push_at(&mut m, t, conv1, vec![ValueId(0)], "c1", vec![loc(2, 3), loc(3, 3)]);
     let conv2 = Op::Conv2d {
         weight: c2w,
         bias: None,
@@ -507,13 +438,7 @@ pub fn everything() -> Module {
         ),
         (Op::GlobalAvgPool, "gap"),
         (Op::Flatten, "flat"),
-        (
-            Op::Affine {
-                scale: afs,
-                shift: aft,
-            },
-            "af",
-        ),
+        (Op::Affine { scale: afs, shift: aft }, "af"),
         (Op::Dropout { p: 0.5 }, "drop"),
         (Op::AlphaDropout { p: 0.05 }, "adrop"),
         (Op::Act(Act::Sigmoid), "a1"),
@@ -540,8 +465,7 @@ pub fn everything() -> Module {
     }
 
     // Infer: a linear with a long epilogue, one without bias or epilogue.
-    m.functions
-        .push(Function::new(Mode::Infer, ValueType::new([4])));
+    m.functions.push(Function::new(Mode::Infer, ValueType::new([4])));
     let i = Mode::Infer;
     let fc1 = Op::Linear {
         weight: fc1w,

@@ -43,11 +43,7 @@ fn train_drops_a_zero_initialised_bias() {
 #[test]
 fn train_keeps_a_bias_with_another_init() {
     for init in [None, Some(0.1)] {
-        assert_no_fire(
-            drop_redundant_bias,
-            &mut linear_bn(Mode::Train, init),
-            Mode::Train,
-        );
+        assert_no_fire(drop_redundant_bias, &mut linear_bn(Mode::Train, init), Mode::Train);
     }
 }
 
@@ -88,15 +84,9 @@ fn both_modes_edit_only_their_own_function() {
     infer.mode = Mode::Infer;
     m.functions.push(infer);
     assert!(run_twice(drop_redundant_bias, &mut m, Mode::Train));
-    assert!(
-        bias_of(&m, Mode::Infer).is_some(),
-        "infer untouched by the train run"
-    );
+    assert!(bias_of(&m, Mode::Infer).is_some(), "infer untouched by the train run");
     assert!(run_twice(drop_redundant_bias, &mut m, Mode::Infer));
-    assert_eq!(
-        (bias_of(&m, Mode::Train), bias_of(&m, Mode::Infer)),
-        (None, None)
-    );
+    assert_eq!((bias_of(&m, Mode::Train), bias_of(&m, Mode::Infer)), (None, None));
     assert_eq!(m.notes.len(), 2);
 }
 

@@ -25,28 +25,15 @@ fn removes_every_kind_and_rewires_readers() {
     assert!(run_twice(eliminate_dropout, &mut m, Mode::Infer));
     assert_eq!(op_names(&m, Mode::Infer), ["flatten", "linear", "selu"]);
     let f = func(&m, Mode::Infer);
-    assert_eq!(
-        f.ops[0].args,
-        [f.input],
-        "flatten reads the input the dropblock read"
-    );
+    assert_eq!(f.ops[0].args, [f.input], "flatten reads the input the dropblock read");
     assert_eq!(f.ops[1].args, [f.ops[0].result]);
     assert_eq!(
         f.ops[2].args,
         [f.ops[1].result],
         "selu reads the linear the dropout read"
     );
-    assert_eq!(
-        f.output, f.ops[2].result,
-        "the output was the alpha dropout's"
-    );
-    assert!(matches!(
-        f.ops[1].op,
-        Op::Linear {
-            dropconnect: None,
-            ..
-        }
-    ));
+    assert_eq!(f.output, f.ops[2].result, "the output was the alpha dropout's");
+    assert!(matches!(f.ops[1].op, Op::Linear { dropconnect: None, .. }));
 }
 
 #[test]
@@ -61,10 +48,7 @@ fn clears_dropconnect_alone() {
     assert!(run_twice(eliminate_dropout, &mut m, Mode::Infer));
     assert!(matches!(
         func(&m, Mode::Infer).ops[0].op,
-        Op::Linear {
-            dropconnect: None,
-            ..
-        }
+        Op::Linear { dropconnect: None, .. }
     ));
 }
 

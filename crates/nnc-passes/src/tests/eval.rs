@@ -3,9 +3,7 @@
 //! `Vec<f32>`), and one sample run through linear, conv, batch norm (infer)
 //! and affine ops, written from the formulas rather than from the passes.
 
-use nnc_ir::{
-    BinaryOp, Derivation, EpilogueStep, Function, Module, Op, ParamId, ParamRole, ParamSource,
-};
+use nnc_ir::{BinaryOp, Derivation, EpilogueStep, Function, Module, Op, ParamId, ParamRole, ParamSource};
 
 /// A dense row-major tensor; a scalar has shape `[]`.
 #[derive(Clone, Debug)]
@@ -88,10 +86,7 @@ fn derive(m: &Module, d: &Derivation) -> Tensor {
         Derivation::ScaleRows { matrix, scale } => {
             let (mut w, s) = (derive(m, matrix), derive(m, scale));
             let inner = w.data.len() / w.shape[0];
-            w.data
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, v)| *v *= s.data[i / inner]);
+            w.data.iter_mut().enumerate().for_each(|(i, v)| *v *= s.data[i / inner]);
             w
         }
         Derivation::ScaleCols { matrix, scale } => {
@@ -131,21 +126,13 @@ pub fn run(m: &Module, f: &Function, x: &Tensor) -> Tensor {
         let x = values[op.args[0].0 as usize].clone().unwrap();
         let y = match &op.op {
             Op::Linear {
-                weight,
-                bias,
-                epilogue,
-                ..
+                weight, bias, epilogue, ..
             }
             | Op::Conv2d {
-                weight,
-                bias,
-                epilogue,
-                ..
+                weight, bias, epilogue, ..
             } => {
                 let mut y = match &op.op {
-                    Op::Conv2d { geometry, .. } => {
-                        conv(&x, &param_value(m, *weight), geometry.pads)
-                    }
+                    Op::Conv2d { geometry, .. } => conv(&x, &param_value(m, *weight), geometry.pads),
                     _ => linear(&x, &param_value(m, *weight)),
                 };
                 if let Some(b) = bias {
@@ -221,10 +208,7 @@ fn linear(x: &Tensor, w: &Tensor) -> Tensor {
     let data = (0..out)
         .map(|o| (0..inp).map(|i| w.data[o * inp + i] * x.data[i]).sum())
         .collect();
-    Tensor {
-        shape: vec![out],
-        data,
-    }
+    Tensor { shape: vec![out], data }
 }
 
 /// Stride 1, one group, zero padding `[top, left, bottom, right]`.
@@ -248,8 +232,7 @@ fn conv(x: &Tensor, w: &Tensor, pads: [u32; 4]) -> Tensor {
                             }
                             let wi = ((o * c + ci) as isize * k + ky) * k + kx;
                             sum += w.data[wi as usize]
-                                * x.data
-                                    [(ci as isize * h + iy) as usize * wd as usize + ix as usize];
+                                * x.data[(ci as isize * h + iy) as usize * wd as usize + ix as usize];
                         }
                     }
                 }

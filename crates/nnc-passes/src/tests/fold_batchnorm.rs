@@ -50,10 +50,7 @@ fn folds_into_the_linear_before() {
     let linear = output_op(&m, Mode::Infer);
     let (w, b) = weight_and_bias(linear);
     assert_eq!(name(&m, w), "layer0.weight'");
-    assert_eq!(
-        derivation(&m, w),
-        format!("scale_rows(@layer0.weight, {S0})")
-    );
+    assert_eq!(derivation(&m, w), format!("scale_rows(@layer0.weight, {S0})"));
     let b = b.unwrap();
     assert_eq!(name(&m, b), "layer0.bias'");
     assert_eq!(m.param(b).role, ParamRole::Bias);
@@ -61,11 +58,7 @@ fn folds_into_the_linear_before() {
         derivation(&m, b),
         format!("(((@layer0.bias - @layer0.norm.running_mean) * {S0}) + @layer0.norm.bias)")
     );
-    assert_eq!(
-        lines(linear),
-        [2, 3],
-        "the linear absorbs the norm's location"
-    );
+    assert_eq!(lines(linear), [2, 3], "the linear absorbs the norm's location");
 }
 
 #[test]
@@ -89,10 +82,7 @@ fn folds_into_the_dense_after_an_activation() {
     let dense = output_op(&m, Mode::Infer);
     let (w, b) = weight_and_bias(dense);
     assert_eq!(name(&m, w), "layer2.weight'");
-    assert_eq!(
-        derivation(&m, w),
-        format!("scale_cols(@layer2.weight, {S1})")
-    );
+    assert_eq!(derivation(&m, w), format!("scale_cols(@layer2.weight, {S1})"));
     let t1 = format!("(@layer1.norm.bias - (@layer1.norm.running_mean * {S1}))");
     assert_eq!(
         derivation(&m, b.unwrap()),
@@ -107,10 +97,7 @@ fn folds_into_an_unpadded_ungrouped_conv_after() {
     assert!(run_twice(fold_batchnorm, &mut m, Mode::Infer));
     assert_eq!(op_names(&m, Mode::Infer), ["conv2d", "relu", "conv2d"]);
     let (w, _) = weight_and_bias(output_op(&m, Mode::Infer));
-    assert_eq!(
-        derivation(&m, w),
-        format!("scale_cols(@layer2.weight, {S1})")
-    );
+    assert_eq!(derivation(&m, w), format!("scale_cols(@layer2.weight, {S1})"));
 }
 
 /// Asserts that op `index` is the affine the norm of `layer` became.
@@ -137,27 +124,17 @@ fn assert_affine(m: &Module, index: usize, layer: &str) {
 fn padded_conv_after_gets_an_affine() {
     let mut m = conv_after_activation(1, 1);
     assert!(run_twice(fold_batchnorm, &mut m, Mode::Infer));
-    assert_eq!(
-        op_names(&m, Mode::Infer),
-        ["conv2d", "relu", "affine", "conv2d"]
-    );
+    assert_eq!(op_names(&m, Mode::Infer), ["conv2d", "relu", "affine", "conv2d"]);
     assert_affine(&m, 2, "layer1");
     let (w, _) = weight_and_bias(output_op(&m, Mode::Infer));
-    assert_eq!(
-        name(&m, w),
-        "layer2.weight",
-        "the padded conv keeps its weights"
-    );
+    assert_eq!(name(&m, w), "layer2.weight", "the padded conv keeps its weights");
 }
 
 #[test]
 fn grouped_conv_after_gets_an_affine() {
     let mut m = conv_after_activation(0, 2);
     assert!(run_twice(fold_batchnorm, &mut m, Mode::Infer));
-    assert_eq!(
-        op_names(&m, Mode::Infer),
-        ["conv2d", "relu", "affine", "conv2d"]
-    );
+    assert_eq!(op_names(&m, Mode::Infer), ["conv2d", "relu", "affine", "conv2d"]);
 }
 
 #[test]
@@ -168,10 +145,7 @@ fn dense_with_dropconnect_after_gets_an_affine() {
         *dropconnect = Some(0.5);
     }
     assert!(run_twice(fold_batchnorm, &mut m, Mode::Infer));
-    assert_eq!(
-        op_names(&m, Mode::Infer),
-        ["linear", "relu", "affine", "linear"]
-    );
+    assert_eq!(op_names(&m, Mode::Infer), ["linear", "relu", "affine", "linear"]);
 }
 
 #[test]

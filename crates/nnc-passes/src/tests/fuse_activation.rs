@@ -33,10 +33,7 @@ fn fuses_a_whole_chain() {
             EpilogueStep::Act(Act::Sigmoid)
         ]
     );
-    assert_eq!(
-        fused.locs.iter().map(|l| l.line).collect::<Vec<_>>(),
-        [2, 3, 4, 5]
-    );
+    assert_eq!(fused.locs.iter().map(|l| l.line).collect::<Vec<_>>(), [2, 3, 4, 5]);
     assert_eq!(f.ops[1].args, [fused.result]);
 }
 
@@ -50,10 +47,7 @@ fn fuses_into_a_conv_with_prelu_and_keeps_the_output() {
     assert!(run_twice(fuse_activation, &mut m, Mode::Infer));
     assert_eq!(op_names(&m, Mode::Infer), ["conv2d"]);
     let f = func(&m, Mode::Infer);
-    assert_eq!(
-        epilogue(&f.ops[0]),
-        [EpilogueStep::Act(Act::Prelu { weight })]
-    );
+    assert_eq!(epilogue(&f.ops[0]), [EpilogueStep::Act(Act::Prelu { weight })]);
     assert_eq!(f.output, f.ops[0].result);
 }
 

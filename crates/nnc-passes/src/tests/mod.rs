@@ -11,8 +11,8 @@ mod fuse_activation;
 mod manager;
 
 use nnc_ir::{
-    ConvGeometry, Derivation, Dist, Epilogue, Function, Init, Mode, Module, Op, OpData, ParamData,
-    ParamId, ParamRole, ParamSource, ValueId, ValueType,
+    ConvGeometry, Derivation, Dist, Epilogue, Function, Init, Mode, Module, Op, OpData, ParamData, ParamId, ParamRole,
+    ParamSource, ValueId, ValueType,
 };
 
 /// Builds a one-function module op by op; each op gets `loc(k:1)` with `k`
@@ -40,28 +40,15 @@ impl Build {
             scheme: "normal".into(),
             fan_in: None,
             fan_out: None,
-            dist: Dist::Normal {
-                mean: 0.0,
-                std: 0.1,
-            },
+            dist: Dist::Normal { mean: 0.0, std: 0.1 },
         };
         self.m.add_param(ParamData::init(name, shape, role, init))
     }
 
     /// A stored parameter initialised to a constant.
-    pub fn constant(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        role: ParamRole,
-        value: f32,
-    ) -> ParamId {
-        self.m.add_param(ParamData::init(
-            name,
-            shape,
-            role,
-            Init::constant("constant", value),
-        ))
+    pub fn constant(&mut self, name: &str, shape: &[usize], role: ParamRole, value: f32) -> ParamId {
+        self.m
+            .add_param(ParamData::init(name, shape, role, Init::constant("constant", value)))
     }
 
     pub fn op(&mut self, op: Op, args: &[ValueId], layer: &str) -> ValueId {
@@ -95,15 +82,7 @@ impl Build {
     }
 
     /// `conv2d[layer]`, stride 1, with a bias.
-    pub fn conv(
-        &mut self,
-        x: ValueId,
-        layer: &str,
-        out: usize,
-        kernel: u32,
-        pad: u32,
-        groups: u32,
-    ) -> ValueId {
+    pub fn conv(&mut self, x: ValueId, layer: &str, out: usize, kernel: u32, pad: u32, groups: u32) -> ValueId {
         let c = self.f.value_type(x).dims[0];
         let k = kernel as usize;
         let weight = self.stored(
@@ -138,18 +117,8 @@ impl Build {
         let op = Op::BatchNorm {
             weight: self.stored(&format!("{layer}.norm.weight"), &c, ParamRole::NormWeight),
             bias: self.stored(&format!("{layer}.norm.bias"), &c, ParamRole::NormBias),
-            running_mean: self.constant(
-                &format!("{layer}.norm.running_mean"),
-                &c,
-                ParamRole::RunningMean,
-                0.0,
-            ),
-            running_var: self.constant(
-                &format!("{layer}.norm.running_var"),
-                &c,
-                ParamRole::RunningVar,
-                1.0,
-            ),
+            running_mean: self.constant(&format!("{layer}.norm.running_mean"), &c, ParamRole::RunningMean, 0.0),
+            running_var: self.constant(&format!("{layer}.norm.running_var"), &c, ParamRole::RunningVar, 1.0),
             eps: 1e-5,
             momentum: 0.1,
         };
