@@ -42,6 +42,13 @@ struct At<'a> {
     loc: Loc,
 }
 
+/// The bias and penalties of a dense or conv layer's weight.
+struct WeightSpec {
+    bias_init: Option<Init>,
+    l1: f32,
+    l2: f32,
+}
+
 /// What follows the linear part of a dense or conv layer.
 struct Tail {
     norm: Option<NormSpec>,
@@ -420,7 +427,7 @@ impl<'s> Lowerer<'s> {
     }
 
     /// Bias flag, bias init and weight penalties, shared by dense and conv.
-    fn bias_and_penalties(&mut self, opts: &Options) -> (Option<Init>, f32, f32) {
+    fn weight_spec(&mut self, opts: &Options) -> WeightSpec {
         let has_bias = opts
             .get("bias")
             .map_or(Some(true), |o| boolean(&o.value, "bias", &mut self.diags));
@@ -432,7 +439,35 @@ impl<'s> Lowerer<'s> {
         };
         let l1 = penalty("l1", &mut self.diags);
         let l2 = penalty("l2", &mut self.diags);
-        (if has_bias == Some(true) { bias_init } else { None }, l1, l2)
+        WeightSpec {
+            bias_init: if has_bias == Some(true) { bias_init } else { None },
+            l1,
+            l2,
+        }
+    }
+
+    /// Resolves the weight's init for its fans and activation, and adds the
+    /// weight (`[rows, ...]`) and bias (`[rows]`) parameters.
+    fn weight_and_bias(
+        &mut self,
+        at: &At,
+        opts: &Options,
+        act: &ActSpec,
+        fans: Fans,
+        shape: Vec<usize>,
+        spec: WeightSpec,
+    ) -> Option<(ParamId, Option<ParamId>)> {
+        let init = opts.get("init").map(|o| &o.value);
+        let gain = opts.get("gain").map(|o| &o.value);
+        let init = resolve_weight_init(init, gain, act, fans, &mut self.diags)?;
+        let rows = shape.first().copied().unwrap_or(1);
+        let mut weight = ParamData::init(format!("{}.weight", at.name), shape, ParamRole::Weight, init);
+        (weight.l1, weight.l2) = (spec.l1, spec.l2);
+        let weight = self.module.add_param(weight);
+        let bias = spec
+            .bias_init
+            .map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
+        Some((weight, bias))
     }
 
     fn dense(&mut self, at: &At, opts: &Options, in_features: Option<&Number>, out_features: &Number) {
@@ -454,7 +489,7 @@ impl<'s> Lowerer<'s> {
             self.error(d);
             tail.dropout = None;
         }
-        let (bias_init, l1, l2) = self.bias_and_penalties(opts);
+        let spec = self.weight_spec(opts);
         let span = in_features.map_or(at.stmt.keyword_span, |n| n.span);
         let inp = match self.need_features(at, "dense", span) {
             Some(f) => {
@@ -473,20 +508,10 @@ impl<'s> Lowerer<'s> {
             fan_in: inp,
             fan_out: rows,
         };
-        let Some(init) = resolve_weight_init(
-            opts.get("init").map(|o| &o.value),
-            opts.get("gain").map(|o| &o.value),
-            &tail.act,
-            fans,
-            &mut self.diags,
-        ) else {
+        let Some((weight, bias)) = self.weight_and_bias(at, opts, &tail.act, fans, vec![rows, inp], spec) else {
             self.shape = Some(ValueType::new([rows]));
             return self.tail_ops(at, &tail);
         };
-        let weight = self.param(format!("{}.weight", at.name), vec![rows, inp], ParamRole::Weight, init);
-        self.module.params[weight.0 as usize].l1 = l1;
-        self.module.params[weight.0 as usize].l2 = l2;
-        let bias = bias_init.map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
         let dropconnect = dropconnect(&tail);
         let op = Op::Linear {
             weight,
@@ -538,7 +563,7 @@ impl<'s> Lowerer<'s> {
     fn conv(&mut self, at: &At, opts: &Options, in_channels: Option<&Number>, out_channels: &Number) {
         let out = self.size(out_channels, "an output channel count");
         let tail = self.tail(opts, at.stmt.keyword_span);
-        let (bias_init, l1, l2) = self.bias_and_penalties(opts);
+        let spec = self.weight_spec(opts);
         let kernel = match opts.get("k") {
             Some(o) => uint(&o.value, "the kernel size k", 1, &mut self.diags),
             None => {
@@ -594,25 +619,11 @@ impl<'s> Lowerer<'s> {
             fan_in: c / g * k * k,
             fan_out: rows * k * k,
         };
-        let Some(init) = resolve_weight_init(
-            opts.get("init").map(|o| &o.value),
-            opts.get("gain").map(|o| &o.value),
-            &tail.act,
-            fans,
-            &mut self.diags,
-        ) else {
+        let shape = vec![rows, c / g, k, k];
+        let Some((weight, bias)) = self.weight_and_bias(at, opts, &tail.act, fans, shape, spec) else {
             self.shape = Some(ValueType::new([rows, ho, wo]));
             return self.tail_ops(at, &tail);
         };
-        let weight = self.param(
-            format!("{}.weight", at.name),
-            vec![rows, c / g, k, k],
-            ParamRole::Weight,
-            init,
-        );
-        self.module.params[weight.0 as usize].l1 = l1;
-        self.module.params[weight.0 as usize].l2 = l2;
-        let bias = bias_init.map(|b| self.param(format!("{}.bias", at.name), vec![rows], ParamRole::Bias, b));
         let op = Op::Conv2d {
             weight,
             bias,

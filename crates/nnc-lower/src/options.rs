@@ -5,27 +5,8 @@ use crate::codes;
 use nnc_diag::{did_you_mean, Diagnostic};
 use nnc_syntax::ast::{Opt, Stmt, StmtKind};
 
-/// Every option the language knows, for "did you mean" and for telling an
-/// unknown option from one that does not apply here.
-const ALL: &[&str] = &[
-    "init",
-    "gain",
-    "bias",
-    "bias_init",
-    "act",
-    "norm",
-    "norm_pos",
-    "dropout",
-    "l1",
-    "l2",
-    "name",
-    "k",
-    "stride",
-    "pad",
-    "dilation",
-    "groups",
-];
-const DENSE: &[&str] = &[
+/// The options of `dense`, and of `conv` too.
+const LAYER: &[&str] = &[
     "init",
     "gain",
     "bias",
@@ -38,24 +19,8 @@ const DENSE: &[&str] = &[
     "l2",
     "name",
 ];
-const CONV: &[&str] = &[
-    "init",
-    "gain",
-    "bias",
-    "bias_init",
-    "act",
-    "norm",
-    "norm_pos",
-    "dropout",
-    "l1",
-    "l2",
-    "name",
-    "k",
-    "stride",
-    "pad",
-    "dilation",
-    "groups",
-];
+/// The options only `conv` has.
+const GEOMETRY: &[&str] = &["k", "stride", "pad", "dilation", "groups"];
 const POOL: &[&str] = &["k", "stride", "pad", "name"];
 const NAME_ONLY: &[&str] = &["name"];
 
@@ -84,14 +49,14 @@ impl<'a> Options<'a> {
                 );
             } else if allowed.contains(&key) {
                 opts.push(opt);
-            } else if ALL.contains(&key) {
+            } else if LAYER.contains(&key) || GEOMETRY.contains(&key) {
                 let d = Diagnostic::error(
                     codes::OPTION_NOT_HERE,
                     format!("`{keyword}` takes no option `{key}`"),
                     opt.key.span,
                     "not an option of this statement",
                 );
-                diags.push(d.with_help(format!("`{keyword}` takes {}", list(allowed))));
+                diags.push(d.with_help(format!("`{keyword}` takes {}", list(&allowed))));
             } else {
                 let d = Diagnostic::error(
                     codes::UNKNOWN_OPTION,
@@ -101,7 +66,7 @@ impl<'a> Options<'a> {
                 );
                 let d = match did_you_mean(key, allowed.iter().copied()) {
                     Some(near) => d.with_help(format!("did you mean `{near}`?")),
-                    None => d.with_help(format!("`{keyword}` takes {}", list(allowed))),
+                    None => d.with_help(format!("`{keyword}` takes {}", list(&allowed))),
                 };
                 diags.push(d);
             }
@@ -114,10 +79,10 @@ impl<'a> Options<'a> {
     }
 }
 
-fn allowed(kind: &StmtKind) -> &'static [&'static str] {
-    match kind {
-        StmtKind::Dense { .. } => DENSE,
-        StmtKind::Conv { .. } => CONV,
+fn allowed(kind: &StmtKind) -> Vec<&'static str> {
+    let list: &[&str] = match kind {
+        StmtKind::Dense { .. } => LAYER,
+        StmtKind::Conv { .. } => return [LAYER, GEOMETRY].concat(),
         StmtKind::MaxPool | StmtKind::AvgPool => POOL,
         StmtKind::Input { .. }
         | StmtKind::GlobalAvgPool
@@ -126,7 +91,8 @@ fn allowed(kind: &StmtKind) -> &'static [&'static str] {
         | StmtKind::Norm(_)
         | StmtKind::Dropout(_)
         | StmtKind::Residual(_) => NAME_ONLY,
-    }
+    };
+    list.to_vec()
 }
 
 /// `a`, `a` and `b`, `a`, `b` and `c`: options in prose.
