@@ -170,7 +170,105 @@ fn mutate(text: &str, m: &Mutation) -> String {
     out
 }
 
+const ACTS: &[&str] = &[
+    "relu",
+    "tanh",
+    "sigmoid",
+    "softmax",
+    "leaky_relu(0.1)",
+    "prelu",
+    "prelu(shared=true)",
+    "rrelu",
+    "elu",
+    "selu",
+    "softplus(2)",
+    "gelu",
+    "silu",
+    "maxout(2)",
+    "maxout(pieces=3)",
+    "linear",
+];
+const NORMS: &[&str] = &[
+    "batch",
+    "layer",
+    "instance",
+    "group(groups=2)",
+    "group(4)",
+    "lrn",
+    "lrn(3)",
+    "none",
+];
+const DROPS: &[&str] = &[
+    "0.5",
+    "0",
+    "alpha(0.1)",
+    "dropconnect(0.2)",
+    "dropblock(0.1, block=3)",
+    "1",
+];
+const INITS: &[&str] = &[
+    "auto",
+    "he",
+    "xavier",
+    "lecun",
+    "orthogonal",
+    "zeros",
+    "normal(0.1)",
+    "variance_scaling(2, fan_out, uniform)",
+];
+
+/// A statement built from real keywords and options with small sizes, so
+/// that most programs get past the parser and into the checker and passes.
+fn statement(depth: u32) -> BoxedStrategy<String> {
+    let size = prop::sample::select(&[1usize, 2, 3, 4, 6, 8, 16][..]);
+    let option = prop_oneof![
+        prop::sample::select(ACTS).prop_map(|a| format!("act={a}")),
+        prop::sample::select(NORMS).prop_map(|n| format!("norm={n}")),
+        prop::sample::select(DROPS).prop_map(|d| format!("dropout={d}")),
+        prop::sample::select(INITS).prop_map(|i| format!("init={i}")),
+        Just("norm_pos=post".to_string()),
+        Just("bias=false".to_string()),
+        Just("gain=auto".to_string()),
+        Just("l2=0.01".to_string()),
+    ];
+    let options = prop::collection::vec(option, 0..4).prop_map(|o| o.join(" "));
+    let conv_geometry = (
+        1u32..5,
+        1u32..3,
+        prop::sample::select(&["", "pad=same", "pad=1", "groups=2", "dilation=2"][..]),
+    )
+        .prop_map(|(k, s, extra)| format!("k={k} stride={s} {extra}"));
+    let leaf = prop_oneof![
+        (size.clone(), options.clone()).prop_map(|(n, o)| format!("dense {n} {o}")),
+        (size.clone(), conv_geometry, options).prop_map(|(n, g, o)| format!("conv {n} {g} {o}")),
+        (1u32..4, 0u32..2).prop_map(|(k, p)| format!("maxpool k={k} pad={p}")),
+        (1u32..4, 1u32..3).prop_map(|(k, s)| format!("avgpool k={k} stride={s}")),
+        Just("globalavgpool".to_string()),
+        Just("flatten".to_string()),
+        prop::sample::select(ACTS).prop_map(|a| format!("act {a}")),
+        prop::sample::select(NORMS).prop_map(|n| format!("norm {n}")),
+        prop::sample::select(DROPS).prop_map(|d| format!("dropout {d}")),
+    ];
+    if depth == 0 {
+        return leaf.boxed();
+    }
+    let block =
+        prop::collection::vec(statement(depth - 1), 1..3).prop_map(|b| format!("residual {{ {} }}", b.join(" ")));
+    prop_oneof![4 => leaf, 1 => block].boxed()
+}
+
+fn structured_program() -> impl Strategy<Value = String> {
+    let input = prop::sample::select(&["input 8", "input [4, 8, 8]", "input [2, 5, 5]", "input 6"][..]);
+    (input, prop::collection::vec(statement(2), 0..7))
+        .prop_map(|(input, body)| format!("model S {{ {input} {} }}", body.join(" ")))
+}
+
 proptest! {
+    #[test]
+    fn structured_programs_never_panic(text in structured_program()) {
+        survives(&text);
+    }
+
     #[test]
     fn random_token_programs_never_panic(text in token_program()) {
         survives(&text);
@@ -202,4 +300,27 @@ fn every_model_survives_every_single_token_deletion() {
             survives(&mutated.join(" "));
         }
     }
+}
+
+#[test]
+fn the_structured_generator_reaches_the_passes() {
+    // Guards the generator itself: a good share of its programs must compile,
+    // or the property above would only ever exercise the error paths.
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = structured_program();
+    let compiled = (0..300)
+        .filter(|_| {
+            let text = strategy.new_tree(&mut runner).unwrap().current();
+            let source = SourceFile::new("s.nn", text);
+            let options = Options {
+                modes: Mode::ALL.to_vec(),
+                stage: Stage::Optimized,
+                passes: None,
+            };
+            compile(&source, &options, &mut Quiet).is_ok()
+        })
+        .count();
+    assert!(compiled >= 30, "only {compiled} of 300 structured programs compile");
 }
