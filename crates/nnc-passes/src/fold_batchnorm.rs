@@ -2,7 +2,9 @@
 //! per-channel affine map, `BN(x) = x·s + t` with
 //! `s = γ / √(running_var + eps)` and `t = β − running_mean·s`
 //! (Ioffe & Szegedy 2015, §3.1; PyTorch `torch.nn.utils.fusion`). Each batch
-//! norm, in program order, is folded into the weights next to it:
+//! norm is folded into the weights next to it: first every norm that can be
+//! folded into its producer (A, in program order), then the rest into their
+//! readers (B, last first), so chains of norms fold as far as they can:
 //!
 //! - **(A) into the linear or conv that produces its input**:
 //!   `W' = scale_rows(W, s)`, `b' = (b − running_mean)·s + β` (or
@@ -56,9 +58,27 @@ pub fn fold_batchnorm(module: &mut Module, mode: Mode) -> bool {
     }
     with_function(module, mode, |module, f| {
         let mut changed = false;
-        // Each round replaces one batch norm, so the loop ends.
-        while let Some((index, norm)) = f.ops.iter().enumerate().find_map(|(i, o)| Norm::of(o).map(|n| (i, n))) {
-            if !(fold_into_producer(module, f, index, &norm) || fold_into_user(module, f, index, &norm)) {
+        // Phase 1, in program order: into producers, so `linear → BN → BN`
+        // folds both norms back into the linear.
+        let mut index = 0;
+        while index < f.ops.len() {
+            match Norm::of(&f.ops[index]) {
+                // The norm is gone; the next op slid into `index`.
+                Some(norm) if fold_into_producer(module, f, index, &norm) => changed = true,
+                _ => index += 1,
+            }
+        }
+        // Phase 2, last norm first: into readers, so `BN → BN → linear` folds
+        // both forward (the second leaves the linear as the first's reader).
+        // Each round removes or replaces one batch norm, so the loop ends.
+        while let Some((index, norm)) = f
+            .ops
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, o)| Norm::of(o).map(|n| (i, n)))
+        {
+            if !fold_into_user(module, f, index, &norm) {
                 replace_by_affine(module, f, index, &norm);
             }
             changed = true;
