@@ -1,0 +1,4 @@
+//! Weight files (safetensors) and arrays (npy).
+
+pub mod npy;
+pub mod weights;
