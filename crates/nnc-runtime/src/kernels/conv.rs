@@ -1,1 +1,448 @@
-//! (being written)
+//! 2-D convolution (NCHW, square kernels) by im2col + GEMM, with the dense
+//! epilogue applied to each output channel's plane straight after its product.
+//!
+//! For each sample and group, the receptive fields are unrolled into a
+//! `[in/groups · k · k, out_h · out_w]` column matrix in the scratch buffer
+//! (skipped for a 1×1, stride-1, unpadded conv, whose input already is that
+//! matrix), and `y_group = w_group · col` is one SGEMM whose output is the
+//! group's output planes in place.
+
+use super::dense::{sgemm, split, Gemm};
+use super::epilogue::Epilogue;
+
+/// The shape of a conv2d: input `[in_channels, height, width]` per sample,
+/// `out_channels` square `kernel`s, and the padding added around the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub groups: usize,
+    /// top, left, bottom, right
+    pub pads: [usize; 4],
+}
+
+impl ConvGeometry {
+    pub fn out_height(&self) -> usize {
+        out_size(self.height, self.pads[0] + self.pads[2], self.span(), self.stride)
+    }
+
+    pub fn out_width(&self) -> usize {
+        out_size(self.width, self.pads[1] + self.pads[3], self.span(), self.stride)
+    }
+
+    /// f32s of scratch conv2d needs for `threads` threads
+    pub fn scratch_len(&self, threads: usize) -> usize {
+        if self.is_pointwise() {
+            return 0;
+        }
+        threads.max(1) * self.col_rows() * self.out_height() * self.out_width()
+    }
+
+    /// The extent of one dilated kernel: `dilation·(kernel − 1) + 1`.
+    fn span(&self) -> usize {
+        self.dilation.max(1) * self.kernel.saturating_sub(1) + 1
+    }
+
+    /// Rows of the column matrix: the inputs of one group times the kernel area.
+    fn col_rows(&self) -> usize {
+        self.in_channels / self.groups.max(1) * self.kernel * self.kernel
+    }
+
+    /// A 1×1, stride-1, unpadded conv: the input planes already are the columns.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.pads == [0; 4]
+    }
+}
+
+fn out_size(input: usize, pads: usize, span: usize, stride: usize) -> usize {
+    (input + pads)
+        .checked_sub(span)
+        .map_or(0, |room| room / stride.max(1) + 1)
+}
+
+/// NCHW conv; weight [out, in/groups, k, k]; epilogue per output channel; scratch from scratch_len.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &[f32],
+    batch: usize,
+    g: &ConvGeometry,
+    weight: &[f32],
+    epilogue: &Epilogue,
+    y: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    let groups = g.groups.max(1);
+    let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
+    debug_assert_eq!((g.in_channels % groups, g.out_channels % groups), (0, 0));
+    debug_assert_eq!(x.len(), batch * g.in_channels * in_plane);
+    debug_assert_eq!(weight.len(), g.out_channels * g.col_rows());
+    debug_assert_eq!(y.len(), batch * g.out_channels * out_plane);
+    debug_assert!(scratch.len() >= g.scratch_len(threads));
+    debug_assert!(epilogue.fits(g.out_channels));
+    if batch == 0 || g.out_channels == 0 || out_plane == 0 {
+        return;
+    }
+    let conv = Conv { g, weight, epilogue };
+    let (x_len, y_len) = (g.in_channels * in_plane, g.out_channels * out_plane);
+    let col_len = g.scratch_len(1);
+    let threads = threads.clamp(1, batch);
+    if threads == 1 {
+        for (xs, ys) in x.chunks_exact(x_len).zip(y.chunks_exact_mut(y_len)) {
+            conv.sample(xs, ys, &mut scratch[..col_len]);
+        }
+        return;
+    }
+    std::thread::scope(|scope| {
+        let (mut y_rest, mut scratch_rest) = (y, scratch);
+        for t in 0..threads {
+            let samples = split(batch, threads, t, 1);
+            let (ys, y_tail) = std::mem::take(&mut y_rest).split_at_mut(samples.len() * y_len);
+            let (col, s_tail) = std::mem::take(&mut scratch_rest).split_at_mut(col_len);
+            (y_rest, scratch_rest) = (y_tail, s_tail);
+            let xs = &x[samples.start * x_len..samples.end * x_len];
+            let conv = &conv;
+            scope.spawn(move || {
+                for (xs, ys) in xs.chunks_exact(x_len).zip(ys.chunks_exact_mut(y_len)) {
+                    conv.sample(xs, ys, col);
+                }
+            });
+        }
+    });
+}
+
+/// One conv layer's parameters.
+struct Conv<'a> {
+    g: &'a ConvGeometry,
+    weight: &'a [f32],
+    epilogue: &'a Epilogue<'a>,
+}
+
+impl Conv<'_> {
+    /// One sample: `x` is `[in_channels, H, W]`, `y` is `[out_channels, oh, ow]`.
+    fn sample(&self, x: &[f32], y: &mut [f32], col: &mut [f32]) {
+        let g = self.g;
+        let groups = g.groups.max(1);
+        let (in_group, out_group) = (g.in_channels / groups, g.out_channels / groups);
+        let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
+        let k = g.col_rows();
+        for group in 0..groups {
+            let xg = &x[group * in_group * in_plane..(group + 1) * in_group * in_plane];
+            let columns: &[f32] = if g.is_pointwise() {
+                xg
+            } else {
+                im2col(g, xg, in_group, col);
+                col
+            };
+            let channels = group * out_group..(group + 1) * out_group;
+            let wg = &self.weight[channels.start * k..channels.end * k];
+            let yg = &mut y[channels.start * out_plane..channels.end * out_plane];
+            sgemm(
+                Gemm {
+                    m: out_group,
+                    k,
+                    n: out_plane,
+                },
+                wg,
+                (k, 1),
+                columns,
+                (out_plane, 1),
+                yg,
+                out_plane,
+            );
+            for (plane, channel) in yg.chunks_exact_mut(out_plane).zip(channels) {
+                self.epilogue.apply_channel(plane, channel);
+            }
+        }
+    }
+}
+
+/// Unrolls the receptive fields of `channels` input planes into `col`
+/// `[channels · k · k, oh · ow]`: row `(c, ki, kj)` holds, for each output
+/// position, the input under kernel tap `(ki, kj)`, or 0 in the padding.
+fn im2col(g: &ConvGeometry, x: &[f32], channels: usize, col: &mut [f32]) {
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let (stride, dilation) = (g.stride.max(1), g.dilation.max(1));
+    let [pad_top, pad_left, ..] = g.pads;
+    let mut rows = col.chunks_exact_mut(oh * ow);
+    for plane in x.chunks_exact(g.height * g.width).take(channels) {
+        for ki in 0..g.kernel {
+            for kj in 0..g.kernel {
+                let Some(row) = rows.next() else { return };
+                // The output columns whose input column `q·s + kj·d − pad_left` is inside the image.
+                let offset = kj * dilation;
+                let first = pad_left.saturating_sub(offset).div_ceil(stride).min(ow);
+                let end = (g.width + pad_left)
+                    .checked_sub(offset)
+                    .map_or(0, |room| room.div_ceil(stride))
+                    .min(ow);
+                let end = end.max(first);
+                for (r, out_row) in row.chunks_exact_mut(ow).enumerate() {
+                    let ih = (r * stride + ki * dilation)
+                        .checked_sub(pad_top)
+                        .filter(|&ih| ih < g.height);
+                    let Some(ih) = ih else {
+                        out_row.fill(0.0);
+                        continue;
+                    };
+                    let input = &plane[ih * g.width..(ih + 1) * g.width];
+                    out_row[..first].fill(0.0);
+                    out_row[end..].fill(0.0);
+                    let start = first * stride + offset - pad_left;
+                    if stride == 1 {
+                        out_row[first..end].copy_from_slice(&input[start..start + (end - first)]);
+                    } else {
+                        let taps = input[start..].iter().step_by(stride);
+                        out_row[first..end].iter_mut().zip(taps).for_each(|(o, v)| *o = *v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::act::Activation;
+    use crate::kernels::epilogue::EpilogueStep;
+    use crate::Rng;
+
+    fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect()
+    }
+
+    /// The definition, in f64: every output position sums its kernel taps
+    /// over the group's input channels, skipping taps in the padding.
+    fn reference(x: &[f32], batch: usize, g: &ConvGeometry, w: &[f32], e: &Epilogue) -> Vec<f64> {
+        let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
+        let (icg, ocg) = (g.in_channels / g.groups, g.out_channels / g.groups);
+        let mut y = vec![0.0f64; batch * g.out_channels * oh * ow];
+        for n in 0..batch {
+            for o in 0..g.out_channels {
+                let group = o / ocg;
+                for r in 0..oh {
+                    for q in 0..ow {
+                        let mut s = 0.0f64;
+                        for c in 0..icg {
+                            for ki in 0..k {
+                                for kj in 0..k {
+                                    let ih = (r * g.stride + ki * g.dilation) as isize - g.pads[0] as isize;
+                                    let iw = (q * g.stride + kj * g.dilation) as isize - g.pads[1] as isize;
+                                    if ih < 0 || iw < 0 || ih >= g.height as isize || iw >= g.width as isize {
+                                        continue;
+                                    }
+                                    let ic = group * icg + c;
+                                    let xi =
+                                        ((n * g.in_channels + ic) * g.height + ih as usize) * g.width + iw as usize;
+                                    let wi = ((o * icg + c) * k + ki) * k + kj;
+                                    s += x[xi] as f64 * w[wi] as f64;
+                                }
+                            }
+                        }
+                        s += e.bias.map_or(0.0, |b| b[o] as f64);
+                        for step in e.steps {
+                            s = match *step {
+                                EpilogueStep::Affine { scale, shift } => s * scale[o] as f64 + shift[o] as f64,
+                                EpilogueStep::Act(Activation::Tanh) => s.tanh(),
+                                EpilogueStep::Act(act) => act.apply(s as f32, o) as f64,
+                            };
+                        }
+                        y[((n * g.out_channels + o) * oh + r) * ow + q] = s;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn check(g: ConvGeometry, with_epilogue: bool) {
+        let mut rng = Rng::new(11, (g.in_channels * 7919 + g.kernel * 31 + g.groups) as u64);
+        let w = random(&mut rng, g.out_channels * g.col_rows());
+        let (bias, scale, shift, slopes) = (
+            random(&mut rng, g.out_channels),
+            random(&mut rng, g.out_channels),
+            random(&mut rng, g.out_channels),
+            random(&mut rng, g.out_channels),
+        );
+        let steps = [
+            EpilogueStep::Affine {
+                scale: &scale,
+                shift: &shift,
+            },
+            EpilogueStep::Act(Activation::Prelu { slopes: &slopes }),
+        ];
+        let epilogue = if with_epilogue {
+            Epilogue {
+                bias: Some(&bias),
+                steps: &steps,
+            }
+        } else {
+            Epilogue::NONE
+        };
+        assert!(g.out_height() > 0 && g.out_width() > 0, "{g:?} has an empty output");
+        for batch in [1, 3] {
+            let x = random(&mut rng, batch * g.in_channels * g.height * g.width);
+            let want = reference(&x, batch, &g, &w, &epilogue);
+            for threads in [1, 2] {
+                let mut y = vec![f32::NAN; want.len()];
+                let mut scratch = vec![f32::NAN; g.scratch_len(threads)];
+                conv2d(&x, batch, &g, &w, &epilogue, &mut y, &mut scratch, threads);
+                for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                    let tol = 1e-5 * want.abs().max(1.0);
+                    assert!(
+                        (*got as f64 - want).abs() <= tol,
+                        "{g:?} batch {batch} threads {threads}: element {i}: got {got}, want {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn geometry(in_channels: usize, size: usize, out_channels: usize, kernel: usize) -> ConvGeometry {
+        ConvGeometry {
+            in_channels,
+            height: size,
+            width: size + 2,
+            out_channels,
+            kernel,
+            stride: 1,
+            dilation: 1,
+            groups: 1,
+            pads: [0; 4],
+        }
+    }
+
+    #[test]
+    fn output_sizes() {
+        let g = ConvGeometry {
+            stride: 2,
+            pads: [0, 1, 1, 1],
+            ..geometry(3, 7, 4, 3)
+        };
+        // (7 + 1 − 3) / 2 + 1 = 3 rows; (9 + 2 − 3) / 2 + 1 = 5 columns.
+        assert_eq!((g.out_height(), g.out_width()), (3, 5));
+        let dilated = ConvGeometry {
+            dilation: 3,
+            ..geometry(1, 7, 1, 3)
+        };
+        // span 7: one row, three columns.
+        assert_eq!((dilated.out_height(), dilated.out_width()), (1, 3));
+        assert_eq!(geometry(1, 2, 1, 3).out_height(), 0);
+    }
+
+    #[test]
+    fn plain_and_pointwise() {
+        for e in [false, true] {
+            check(geometry(3, 6, 5, 3), e);
+            check(geometry(4, 5, 7, 1), e);
+            check(
+                ConvGeometry {
+                    pads: [1, 0, 0, 1],
+                    ..geometry(4, 5, 7, 1)
+                },
+                e,
+            );
+        }
+    }
+
+    #[test]
+    fn stride_padding_and_dilation() {
+        for e in [false, true] {
+            // SAME_UPPER-like: more padding at the bottom/right than at the top/left.
+            check(
+                ConvGeometry {
+                    stride: 2,
+                    pads: [0, 1, 1, 2],
+                    ..geometry(3, 9, 4, 3)
+                },
+                e,
+            );
+            check(
+                ConvGeometry {
+                    stride: 2,
+                    pads: [2, 2, 2, 2],
+                    ..geometry(2, 8, 3, 5)
+                },
+                e,
+            );
+            check(
+                ConvGeometry {
+                    dilation: 2,
+                    pads: [2, 1, 2, 3],
+                    ..geometry(2, 9, 3, 3)
+                },
+                e,
+            );
+            check(
+                ConvGeometry {
+                    stride: 3,
+                    dilation: 2,
+                    pads: [1, 1, 0, 0],
+                    ..geometry(2, 11, 2, 3)
+                },
+                e,
+            );
+            // Kernel larger than the stride, stride larger than the kernel.
+            check(
+                ConvGeometry {
+                    stride: 2,
+                    ..geometry(3, 10, 4, 4)
+                },
+                e,
+            );
+            check(
+                ConvGeometry {
+                    stride: 3,
+                    pads: [1, 1, 1, 1],
+                    ..geometry(3, 10, 4, 2)
+                },
+                e,
+            );
+        }
+    }
+
+    #[test]
+    fn groups_and_depthwise() {
+        for e in [false, true] {
+            check(
+                ConvGeometry {
+                    groups: 2,
+                    pads: [1; 4],
+                    ..geometry(4, 6, 6, 3)
+                },
+                e,
+            );
+            check(
+                ConvGeometry {
+                    groups: 6,
+                    pads: [1; 4],
+                    stride: 2,
+                    ..geometry(6, 7, 6, 3)
+                },
+                e,
+            );
+            // Depthwise with a channel multiplier of 2.
+            check(
+                ConvGeometry {
+                    groups: 3,
+                    pads: [0, 1, 2, 1],
+                    ..geometry(3, 6, 6, 3)
+                },
+                e,
+            );
+            check(
+                ConvGeometry {
+                    groups: 2,
+                    ..geometry(4, 5, 2, 1)
+                },
+                e,
+            );
+        }
+    }
+}
