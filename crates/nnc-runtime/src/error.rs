@@ -8,7 +8,11 @@ pub enum Error {
     /// A tensor the model needs is not in the weight file.
     MissingTensor { name: String, expected: Vec<usize> },
     /// A tensor has the wrong shape.
-    WrongShape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    WrongShape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     /// A tensor or array has a dtype other than f32.
     WrongDtype { name: String, found: String },
     /// A file that is not a valid safetensors or npy file (truncated,
@@ -24,7 +28,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::MissingTensor { name, expected } => {
-                write!(f, "tensor `{name}` is missing from the weights (expected shape {expected:?})")
+                write!(
+                    f,
+                    "tensor `{name}` is missing from the weights (expected shape {expected:?})"
+                )
             }
             Error::WrongShape { name, expected, found } => {
                 write!(f, "tensor `{name}` has shape {found:?}, expected {expected:?}")

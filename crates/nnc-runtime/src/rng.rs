@@ -56,7 +56,9 @@ impl Rng {
 
 /// 64-bit FNV-1a.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -66,9 +68,18 @@ mod tests {
     #[test]
     fn same_seed_same_numbers_other_stream_other_numbers() {
         let draw = |mut r: Rng| (0..8).map(|_| r.next_u32()).collect::<Vec<_>>();
-        assert_eq!(draw(Rng::for_name(7, "layer0.weight")), draw(Rng::for_name(7, "layer0.weight")));
-        assert_ne!(draw(Rng::for_name(7, "layer0.weight")), draw(Rng::for_name(7, "layer1.weight")));
-        assert_ne!(draw(Rng::for_name(7, "layer0.weight")), draw(Rng::for_name(8, "layer0.weight")));
+        assert_eq!(
+            draw(Rng::for_name(7, "layer0.weight")),
+            draw(Rng::for_name(7, "layer0.weight"))
+        );
+        assert_ne!(
+            draw(Rng::for_name(7, "layer0.weight")),
+            draw(Rng::for_name(7, "layer1.weight"))
+        );
+        assert_ne!(
+            draw(Rng::for_name(7, "layer0.weight")),
+            draw(Rng::for_name(8, "layer0.weight"))
+        );
     }
 
     #[test]

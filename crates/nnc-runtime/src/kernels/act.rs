@@ -14,12 +14,20 @@ pub enum Activation<'a> {
     Sigmoid,
     Tanh,
     Relu,
-    LeakyRelu { alpha: f32 },
-    Prelu { slopes: &'a [f32] },
-    Elu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
+    Prelu {
+        slopes: &'a [f32],
+    },
+    Elu {
+        alpha: f32,
+    },
     Selu,
     /// `log(1 + exp(beta·x)) / beta`.
-    Softplus { beta: f32 },
+    Softplus {
+        beta: f32,
+    },
     /// The exact erf form `x·Φ(x)`.
     Gelu,
     Silu,
@@ -117,5 +125,69 @@ mod tests {
         assert!((Activation::Selu.apply(-100.0, 0) + 1.758_099_3).abs() < 1e-6);
         let slopes = [0.1, 0.2];
         assert_eq!(Activation::Prelu { slopes: &slopes }.apply(-1.0, 1), -0.2);
+    }
+}
+
+/// Softmax over channels (axis 1) of `[n, channels, inner]`, with the
+/// maximum subtracted first so no exponential overflows.
+pub fn softmax(x: &[f32], n: usize, channels: usize, inner: usize, y: &mut [f32]) {
+    let per_sample = channels * inner;
+    for s in 0..n {
+        for i in 0..inner {
+            let at = |c: usize| s * per_sample + c * inner + i;
+            let max = (0..channels).map(|c| x[at(c)]).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for c in 0..channels {
+                let e = (x[at(c)] - max).exp();
+                y[at(c)] = e;
+                sum += e;
+            }
+            for c in 0..channels {
+                y[at(c)] /= sum;
+            }
+        }
+    }
+}
+
+/// Maxout: output channel j is the max of input channels
+/// `j·pieces .. j·pieces + pieces` (Goodfellow et al. 2013).
+pub fn maxout(x: &[f32], n: usize, channels: usize, inner: usize, pieces: usize, y: &mut [f32]) {
+    let pieces = pieces.max(1);
+    let out_channels = channels / pieces;
+    for s in 0..n {
+        for j in 0..out_channels {
+            for i in 0..inner {
+                let at = |c: usize| s * channels * inner + c * inner + i;
+                let best = (0..pieces)
+                    .map(|k| x[at(j * pieces + k)])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                y[s * out_channels * inner + j * inner + i] = best;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod softmax_tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_survives_large_inputs() {
+        let x = [1000.0, 1001.0, 1002.0, -5.0, 0.0, 5.0];
+        let mut y = [0.0; 6];
+        softmax(&x, 2, 3, 1, &mut y);
+        for row in y.chunks(3) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{row:?}");
+        }
+        // e^0 / (e^-2 + e^-1 + e^0) = 0.66524096 (closed form).
+        assert!((y[2] - 0.665_240_96).abs() < 1e-6);
+    }
+
+    #[test]
+    fn maxout_takes_the_max_of_each_group() {
+        let x = [1.0, 5.0, -2.0, 3.0, 7.0, 0.0];
+        let mut y = [0.0; 3];
+        maxout(&x, 1, 6, 1, 2, &mut y);
+        assert_eq!(y, [5.0, 3.0, 7.0]);
     }
 }

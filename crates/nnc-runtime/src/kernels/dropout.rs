@@ -1,1 +1,152 @@
-//! (being written)
+//! Training-mode dropouts and RReLU. Every draw comes from the caller's
+//! [`Rng`], element by element in order, so a seed fixes every mask.
+//! Inference callers skip these: there, all of them are the identity.
+
+use crate::kernels::act::{SELU_ALPHA, SELU_LAMBDA};
+use crate::Rng;
+
+/// Inverted dropout: keep with probability 1 − p and scale by 1/(1 − p).
+pub fn dropout(x: &[f32], p: f32, rng: &mut Rng, y: &mut [f32]) {
+    let scale = 1.0 / (1.0 - p);
+    for (out, v) in y.iter_mut().zip(x) {
+        *out = if rng.uniform() < p { 0.0 } else { v * scale };
+    }
+}
+
+/// Alpha dropout (Klambauer et al. 2017, as PyTorch's `AlphaDropout`):
+/// dropped units take SELU's negative saturation α' = −λα, then `a·y + b`
+/// with `a = ((1 − p)(1 + p·α'²))^(−1/2)`, `b = −a·α'·p` restores mean 0 and
+/// variance 1.
+pub fn alpha_dropout(x: &[f32], p: f32, rng: &mut Rng, y: &mut [f32]) {
+    let saturation = -f64::from(SELU_LAMBDA) * f64::from(SELU_ALPHA);
+    let pd = f64::from(p);
+    let a = ((1.0 - pd) * (1.0 + pd * saturation * saturation)).powf(-0.5);
+    let b = -a * saturation * pd;
+    for (out, v) in y.iter_mut().zip(x) {
+        let kept = if rng.uniform() < p { saturation } else { f64::from(*v) };
+        *out = (a * kept + b) as f32;
+    }
+}
+
+/// DropBlock (Ghiasi et al. 2018) as torchvision's `drop_block2d`: block
+/// seeds are drawn with rate `γ = p·H·W / (B²·(H−B+1)(W−B+1))` where a whole
+/// block fits, each seed drops the B×B square centred on it, and the kept
+/// values are scaled by (all elements / kept elements). `mask` is scratch of
+/// `n·c·h·w`.
+#[allow(clippy::too_many_arguments)]
+pub fn dropblock(
+    x: &[f32],
+    n: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    p: f32,
+    block: usize,
+    rng: &mut Rng,
+    y: &mut [f32],
+    mask: &mut [f32],
+) {
+    let block = block.max(1);
+    let (fit_h, fit_w) = ((height + 1).saturating_sub(block), (width + 1).saturating_sub(block));
+    let total = n * channels * height * width;
+    let gamma = if fit_h * fit_w == 0 {
+        0.0
+    } else {
+        f64::from(p) * (height * width) as f64 / ((block * block) as f64 * (fit_h * fit_w) as f64)
+    };
+    let mask = &mut mask[..total];
+    mask.fill(1.0);
+    for plane in mask.chunks_mut((height * width).max(1)) {
+        for i in 0..fit_h {
+            for j in 0..fit_w {
+                if rng.uniform_f64() >= gamma {
+                    continue;
+                }
+                // The seed sits at (i + B/2, j + B/2); its square starts at (i, j).
+                for di in 0..block.min(height - i) {
+                    for dj in 0..block.min(width - j) {
+                        plane[(i + di) * width + (j + dj)] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+    let kept: f64 = mask.iter().map(|m| f64::from(*m)).sum();
+    let scale = if kept > 0.0 { (total as f64 / kept) as f32 } else { 0.0 };
+    for ((out, v), m) in y.iter_mut().zip(x).zip(mask.iter()) {
+        *out = v * m * scale;
+    }
+}
+
+/// DropConnect (Wan et al. 2013): masks weights with drop probability p and
+/// scales the kept ones by 1/(1 − p).
+pub fn dropconnect(weight: &[f32], p: f32, rng: &mut Rng, masked: &mut [f32]) {
+    dropout(weight, p, rng, masked);
+}
+
+/// RReLU in training: each negative element gets a slope drawn from
+/// U(lower, upper).
+pub fn rrelu_train(x: &[f32], lower: f32, upper: f32, rng: &mut Rng, y: &mut [f32]) {
+    for (out, v) in y.iter_mut().zip(x) {
+        let slope = lower + (upper - lower) * rng.uniform();
+        *out = if *v >= 0.0 { *v } else { v * slope };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(v: &[f32]) -> (f64, f64) {
+        let n = v.len() as f64;
+        let mean = v.iter().map(|x| f64::from(*x)).sum::<f64>() / n;
+        (mean, v.iter().map(|x| (f64::from(*x) - mean).powi(2)).sum::<f64>() / n)
+    }
+
+    #[test]
+    fn alpha_dropout_keeps_mean_zero_and_variance_one() {
+        let mut rng = Rng::new(1, 0);
+        let x: Vec<f32> = (0..200_000).map(|_| rng.normal() as f32).collect();
+        let mut y = vec![0.0; x.len()];
+        alpha_dropout(&x, 0.2, &mut rng, &mut y);
+        let (mean, var) = stats(&y);
+        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.02, "mean {mean} var {var}");
+    }
+
+    #[test]
+    fn dropblock_drops_about_p_in_whole_squares() {
+        let (n, c, h, w, b) = (4, 8, 32, 32, 5);
+        let x = vec![1.0f32; n * c * h * w];
+        let (mut y, mut mask) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        dropblock(&x, n, c, h, w, 0.1, b, &mut Rng::new(3, 0), &mut y, &mut mask);
+        let dropped = mask.iter().filter(|m| **m == 0.0).count() as f64 / mask.len() as f64;
+        // Overlapping squares make it a little less than p.
+        assert!((0.07..0.11).contains(&dropped), "dropped {dropped}");
+        let (mean, _) = stats(&y);
+        assert!((mean - 1.0).abs() < 1e-4, "kept values are rescaled: mean {mean}");
+        // Every dropped pixel lies in some all-dropped B×B square.
+        let plane = &mask[..h * w];
+        for i in 0..h {
+            for j in 0..w {
+                if plane[i * w + j] != 0.0 {
+                    continue;
+                }
+                let covered = (i.saturating_sub(b - 1)..=i.min(h - b)).any(|si| {
+                    (j.saturating_sub(b - 1)..=j.min(w - b))
+                        .any(|sj| (0..b).all(|di| (0..b).all(|dj| plane[(si + di) * w + sj + dj] == 0.0)))
+                });
+                assert!(covered, "pixel ({i}, {j}) dropped outside a block");
+            }
+        }
+    }
+
+    #[test]
+    fn dropconnect_masks_like_dropout() {
+        let w = vec![1.0f32; 10_000];
+        let mut m = vec![0.0; w.len()];
+        dropconnect(&w, 0.5, &mut Rng::new(0, 1), &mut m);
+        let kept = m.iter().filter(|v| **v == 2.0).count();
+        assert_eq!(kept + m.iter().filter(|v| **v == 0.0).count(), w.len());
+        assert!((4_700..5_300).contains(&kept), "kept {kept}");
+    }
+}

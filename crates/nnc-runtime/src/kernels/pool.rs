@@ -1,1 +1,148 @@
-//! (being written)
+//! Pooling over `[n, c, h, w]`: max (padding counts as −∞), average
+//! (padding not counted, ONNX `count_include_pad=0`) and global average.
+
+/// A pooling window. `pads` are `[top, left, bottom, right]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pads: [usize; 4],
+}
+
+impl PoolGeometry {
+    pub fn out_height(&self) -> usize {
+        (self.height + self.pads[0] + self.pads[2]).saturating_sub(self.kernel) / self.stride.max(1) + 1
+    }
+
+    pub fn out_width(&self) -> usize {
+        (self.width + self.pads[1] + self.pads[3]).saturating_sub(self.kernel) / self.stride.max(1) + 1
+    }
+
+    /// Calls `f(sum_or_max_input, count)` for each output position, folding
+    /// the in-bounds inputs of its window with `fold` from `init`.
+    fn each_window(
+        &self,
+        plane: &[f32],
+        out: &mut [f32],
+        init: f32,
+        fold: impl Fn(f32, f32) -> f32,
+        finish: impl Fn(f32, usize) -> f32,
+    ) {
+        let (oh, ow) = (self.out_height(), self.out_width());
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (mut acc, mut count) = (init, 0usize);
+                for ky in 0..self.kernel {
+                    let Some(iy) = (oy * self.stride + ky)
+                        .checked_sub(self.pads[0])
+                        .filter(|v| *v < self.height)
+                    else {
+                        continue;
+                    };
+                    for kx in 0..self.kernel {
+                        let Some(ix) = (ox * self.stride + kx)
+                            .checked_sub(self.pads[1])
+                            .filter(|v| *v < self.width)
+                        else {
+                            continue;
+                        };
+                        acc = fold(acc, plane[iy * self.width + ix]);
+                        count += 1;
+                    }
+                }
+                out[oy * ow + ox] = finish(acc, count);
+            }
+        }
+    }
+
+    fn planes<'a>(&self, x: &'a [f32], n: usize, y: &'a mut [f32]) -> impl Iterator<Item = (&'a [f32], &'a mut [f32])> {
+        let (in_plane, out_plane) = (self.height * self.width, self.out_height() * self.out_width());
+        let count = n * self.channels;
+        x.chunks(in_plane.max(1))
+            .zip(y.chunks_mut(out_plane.max(1)))
+            .take(count)
+    }
+}
+
+pub fn max_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
+    for (plane, out) in g.planes(x, n, y) {
+        g.each_window(plane, out, f32::NEG_INFINITY, f32::max, |m, _| m);
+    }
+}
+
+pub fn avg_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
+    for (plane, out) in g.planes(x, n, y) {
+        g.each_window(
+            plane,
+            out,
+            0.0,
+            |a, v| a + v,
+            |s, count| if count == 0 { 0.0 } else { s / count as f32 },
+        );
+    }
+}
+
+/// The mean of each `[inner]` run: `[n, c, h·w]` → `[n, c]`.
+pub fn global_avg_pool(x: &[f32], n: usize, channels: usize, inner: usize, y: &mut [f32]) {
+    for (run, out) in x.chunks(inner.max(1)).zip(y.iter_mut()).take(n * channels) {
+        *out = run.iter().sum::<f32>() / inner.max(1) as f32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid() -> Vec<f32> {
+        (1..=16).map(|v| v as f32).collect()
+    }
+
+    #[test]
+    fn max_and_average_of_hand_computed_windows() {
+        let g = PoolGeometry {
+            channels: 1,
+            height: 4,
+            width: 4,
+            kernel: 2,
+            stride: 2,
+            pads: [0; 4],
+        };
+        let mut y = [0.0; 4];
+        max_pool2d(&grid(), 1, &g, &mut y);
+        assert_eq!(y, [6.0, 8.0, 14.0, 16.0]);
+        avg_pool2d(&grid(), 1, &g, &mut y);
+        assert_eq!(y, [3.5, 5.5, 11.5, 13.5]);
+    }
+
+    #[test]
+    fn padding_is_minus_infinity_for_max_and_not_counted_for_average() {
+        // 3×3 windows, stride 2, pad 1 on a 4×4 grid → 2×2 outputs.
+        let g = PoolGeometry {
+            channels: 1,
+            height: 4,
+            width: 4,
+            kernel: 3,
+            stride: 2,
+            pads: [1; 4],
+        };
+        let mut y = [0.0; 4];
+        let neg: Vec<f32> = grid().iter().map(|v| -v).collect();
+        max_pool2d(&neg, 1, &g, &mut y);
+        // Top-left window covers rows 0..1, cols 0..1: max(-1,-2,-5,-6) = -1, not the padding's 0.
+        assert_eq!(y, [-1.0, -2.0, -5.0, -6.0]);
+        avg_pool2d(&grid(), 1, &g, &mut y);
+        // Top-left: (1+2+5+6)/4; top-right: cols 1..3 rows 0..1 → (2+3+4+6+7+8)/6.
+        assert_eq!(y[0], 3.5);
+        assert_eq!(y[1], 5.0);
+    }
+
+    #[test]
+    fn global_average() {
+        let mut y = [0.0; 2];
+        global_avg_pool(&[1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0], 1, 2, 4, &mut y);
+        assert_eq!(y, [2.5, 25.0]);
+    }
+}
