@@ -54,6 +54,43 @@ enum Command {
     },
     /// List the passes and each mode's default pipeline.
     Passes,
+    /// Draw every parameter from its declared initialiser and write them.
+    Init {
+        /// The model file (.nn).
+        file: PathBuf,
+        /// The seed: the same seed gives the same bytes on every machine.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the weights (.safetensors).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Run a model on an array of inputs.
+    Run {
+        /// The model file (.nn).
+        file: PathBuf,
+        /// The weights (.safetensors), e.g. from `nnc init`.
+        #[arg(long)]
+        weights: PathBuf,
+        /// The inputs: an f32 .npy array of shape [N, ...input shape].
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the outputs (.npy).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Inference (running statistics, no dropout) or the training forward pass.
+        #[arg(long, value_enum, default_value_t = ModeArg::Infer)]
+        mode: ModeArg,
+        /// The seed of dropout masks and RReLU slopes in train mode.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Run the lowered IR, without the optimisation passes.
+        #[arg(long)]
+        no_opt: bool,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,9 +106,11 @@ enum StageArg {
     Optimized,
 }
 
+mod run;
+
 /// A failure already worth one line to the user (diagnostics are printed
 /// before it is returned).
-struct Failure(String);
+pub(crate) struct Failure(String);
 
 /// Dumps the IR after the passes the user asked for.
 struct Dumps<'a> {
@@ -135,6 +174,23 @@ fn main() -> ExitCode {
             ir(&file, mode, stage, passes, &after, after_all, after_change)
         }
         Command::Passes => Ok(passes_table()),
+        Command::Init { file, seed, output } => run::init(&file, seed, &output),
+        Command::Run {
+            file,
+            weights,
+            input,
+            output,
+            mode,
+            seed,
+            no_opt,
+            threads,
+        } => {
+            let mode = match mode {
+                ModeArg::Train => Mode::Train,
+                ModeArg::Infer => Mode::Infer,
+            };
+            run::run(&file, &weights, &input, &output, mode, seed, no_opt, threads)
+        }
     };
     match result {
         Ok(text) => {
@@ -149,7 +205,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_source(file: &PathBuf) -> Result<SourceFile, Failure> {
+pub(crate) fn read_source(file: &PathBuf) -> Result<SourceFile, Failure> {
     match std::fs::read(file) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok(SourceFile::new(file.display().to_string(), text)),
@@ -175,7 +231,11 @@ fn print_diagnostics(diagnostics: &[Diagnostic], source: &SourceFile) {
 
 /// Compiles, printing warnings or diagnostics; a failure carries the
 /// closing line.
-fn run_compile(source: &SourceFile, options: &Options, observer: &mut dyn Observer) -> Result<Compiled, Failure> {
+pub(crate) fn run_compile(
+    source: &SourceFile,
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<Compiled, Failure> {
     match compile(source, options, observer) {
         Ok(compiled) => {
             print_diagnostics(&compiled.warnings, source);

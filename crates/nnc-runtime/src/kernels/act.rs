@@ -2,8 +2,8 @@
 //! by the standalone kernels and by the dense and conv epilogues alike.
 
 /// SELU's constants (Klambauer et al. 2017).
-pub const SELU_LAMBDA: f32 = 1.050_700_987_355_480_5;
-pub const SELU_ALPHA: f32 = 1.673_263_242_354_377_3;
+pub const SELU_LAMBDA: f32 = 1.050_701;
+pub const SELU_ALPHA: f32 = 1.673_263_2;
 
 /// An element-wise activation. PReLU's slopes are per channel (`[C]`) or
 /// shared (`[1]`); RReLU at inference is a leaky ReLU with the mean slope,

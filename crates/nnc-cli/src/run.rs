@@ -1,0 +1,151 @@
+//! `nnc init` and `nnc run`: the commands that touch numbers.
+//! Every output is written atomically (a temporary file, then a rename), so
+//! a failing command never leaves a partial file.
+
+use crate::{read_source, run_compile, Failure};
+use nnc_driver::{Options, Quiet, Stage};
+use nnc_interp::Interpreter;
+use nnc_ir::{Dist, Mode, Module, ParamSource};
+use nnc_runtime::init::{fill, Distribution};
+use nnc_runtime::io::npy::{check_input, read_npy, write_npy};
+use nnc_runtime::io::weights::{read_safetensors, write_safetensors, Expected, Tensor, Weights};
+use nnc_runtime::Rng;
+use std::path::{Path, PathBuf};
+
+/// The module with every declared parameter: both modes, lowered. Weight
+/// files hold exactly these.
+fn declared(file: &PathBuf) -> Result<Module, Failure> {
+    let source = read_source(file)?;
+    let options = Options {
+        modes: Mode::ALL.to_vec(),
+        stage: Stage::Lowered,
+        passes: None,
+    };
+    let compiled = run_compile(&source, &options, &mut Quiet)?;
+    compiled
+        .module
+        .ok_or_else(|| Failure("internal error: lowering produced no module".into()))
+}
+
+fn compiled(file: &PathBuf, mode: Mode, stage: Stage, passes: Option<Vec<String>>) -> Result<Module, Failure> {
+    let source = read_source(file)?;
+    let options = Options {
+        modes: vec![mode],
+        stage,
+        passes,
+    };
+    let compiled = run_compile(&source, &options, &mut Quiet)?;
+    compiled
+        .module
+        .ok_or_else(|| Failure("internal error: compiling produced no module".into()))
+}
+
+fn distribution(dist: &Dist) -> Distribution {
+    match *dist {
+        Dist::Constant { value } => Distribution::Constant(value),
+        Dist::Normal { mean, std } => Distribution::Normal { mean, std },
+        Dist::TruncatedNormal { mean, std, low, high } => Distribution::TruncatedNormal { mean, std, low, high },
+        Dist::Uniform { low, high } => Distribution::Uniform { low, high },
+        Dist::Orthogonal { gain } => Distribution::Orthogonal { gain },
+    }
+}
+
+pub(crate) fn init(file: &PathBuf, seed: u64, output: &Path) -> Result<String, Failure> {
+    let module = declared(file)?;
+    let mut weights = Weights::default();
+    for p in &module.params {
+        let ParamSource::Init(init) = &p.source else { continue };
+        let mut data = vec![0.0; p.shape.iter().product()];
+        // Each parameter draws from its own stream, named after it.
+        fill(
+            &distribution(&init.dist),
+            &p.shape,
+            &mut Rng::for_name(seed, &p.name),
+            &mut data,
+        );
+        weights.tensors.insert(
+            p.name.clone(),
+            Tensor {
+                shape: p.shape.clone(),
+                data,
+            },
+        );
+    }
+    let bytes = write_safetensors(&weights).map_err(|e| Failure(format!("error: {e}")))?;
+    write_atomic(output, &bytes)?;
+    let count: usize = weights.tensors.values().map(|t| t.data.len()).sum();
+    eprintln!(
+        "wrote {} ({} tensors, {count} parameters, seed {seed})",
+        output.display(),
+        weights.tensors.len()
+    );
+    Ok(String::new())
+}
+
+/// Reads a weight file and checks it against every declared parameter.
+fn load_weights(file: &PathBuf, path: &Path) -> Result<Weights, Failure> {
+    let module = declared(file)?;
+    let expected: Vec<Expected> = module
+        .params
+        .iter()
+        .filter(|p| !p.is_derived())
+        .map(|p| Expected {
+            name: &p.name,
+            shape: &p.shape,
+        })
+        .collect();
+    let bytes = std::fs::read(path).map_err(|e| Failure(format!("error: cannot read {}: {e}", path.display())))?;
+    let what = path.display().to_string();
+    let (weights, warnings) =
+        read_safetensors(&bytes, &what, &expected).map_err(|e| Failure(format!("error: {what}: {e}")))?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(weights)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    file: &PathBuf,
+    weights_path: &Path,
+    input: &Path,
+    output: &Path,
+    mode: Mode,
+    seed: u64,
+    no_opt: bool,
+    threads: Option<usize>,
+) -> Result<String, Failure> {
+    let stage = if no_opt { Stage::Lowered } else { Stage::Optimized };
+    let module = compiled(file, mode, stage, None)?;
+    let weights = load_weights(file, weights_path)?;
+    let bytes = std::fs::read(input).map_err(|e| Failure(format!("error: cannot read {}: {e}", input.display())))?;
+    let what = input.display().to_string();
+    let (shape, data) = read_npy(&bytes, &what).map_err(|e| Failure(format!("error: {what}: {e}")))?;
+    let mut interp = Interpreter::new(&module, mode, &weights).map_err(|e| Failure(format!("error: {e}")))?;
+    let batch = check_input(&shape, interp.input_shape()).map_err(|e| Failure(format!("error: {what}: {e}")))?;
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let y = interp
+        .run(&data, batch, threads, seed)
+        .map_err(|e| Failure(format!("error: {e}")))?;
+    let out_shape: Vec<usize> = std::iter::once(batch)
+        .chain(interp.output_shape().iter().copied())
+        .collect();
+    let bytes = write_npy(&out_shape, &y).map_err(|e| Failure(format!("error: {e}")))?;
+    write_atomic(output, &bytes)?;
+    Ok(String::new())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and
+/// a rename, so readers never see a partial file and failures leave none.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Failure(format!("error: cannot write {}: {e}", path.display()))
+    })
+}

@@ -1,0 +1,63 @@
+//! The seed MLP (800 → 750 → … → 300, tanh) forward through the
+//! interpreter, at the batch sizes and thread counts of
+//! `../shared/bench/peers.py`, so the medians compare with ONNX Runtime's
+//! (see the README's performance section for the ratio and how to rerun).
+
+#![allow(clippy::panic)] // A benchmark that cannot set up has nothing to measure.
+
+use nnc_diag::SourceFile;
+use nnc_driver::{compile, Options, Quiet, Stage};
+use nnc_interp::Interpreter;
+use nnc_ir::{Mode, ParamSource};
+use nnc_runtime::init::{fill, Distribution};
+use nnc_runtime::io::weights::{Tensor, Weights};
+use nnc_runtime::Rng;
+
+fn main() {
+    divan::main();
+}
+
+fn seed_mlp() -> Interpreter {
+    let text = include_str!("../../../models/seed_tanh_xavier.nn");
+    let source = SourceFile::new("seed_tanh_xavier.nn", text);
+    let options = Options {
+        modes: vec![Mode::Infer],
+        stage: Stage::Optimized,
+        passes: None,
+    };
+    let Ok(compiled) = compile(&source, &options, &mut Quiet) else {
+        panic!("the seed MLP compiles")
+    };
+    let Some(module) = compiled.module else {
+        panic!("a module")
+    };
+    let mut weights = Weights::default();
+    for p in &module.params {
+        if let ParamSource::Init(_) = p.source {
+            let mut data = vec![0.0; p.shape.iter().product()];
+            let dist = Distribution::Normal { mean: 0.0, std: 0.05 };
+            fill(&dist, &p.shape, &mut Rng::for_name(0, &p.name), &mut data);
+            weights.tensors.insert(
+                p.name.clone(),
+                Tensor {
+                    shape: p.shape.clone(),
+                    data,
+                },
+            );
+        }
+    }
+    match Interpreter::new(&module, Mode::Infer, &weights) {
+        Ok(it) => it,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[divan::bench(args = [1, 64, 2000], consts = [1, 2])]
+fn seed_mlp_forward<const THREADS: usize>(bencher: divan::Bencher, batch: usize) {
+    let mut it = seed_mlp();
+    let x = vec![0.1f32; batch * 800];
+    let mut y = vec![0.0f32; batch * 300];
+    // The first run plans the buffers; the measured ones allocate nothing.
+    let _ = it.run_into(&x, batch, THREADS, 0, &mut y);
+    bencher.bench_local(|| it.run_into(divan::black_box(&x), batch, THREADS, 0, &mut y));
+}

@@ -1,0 +1,288 @@
+//! The one place IR ops meet kernels: an exhaustive `match` from
+//! `nnc_ir::Op` onto `nnc_runtime` calls.
+
+use crate::plan::conv_geometry;
+use crate::{Error, Interpreter};
+use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId};
+use nnc_runtime::kernels::act::{maxout, softmax, Activation};
+use nnc_runtime::kernels::conv::conv2d;
+use nnc_runtime::kernels::dense::dense;
+use nnc_runtime::kernels::dropout::{alpha_dropout, dropblock, dropconnect, dropout, rrelu_train};
+use nnc_runtime::kernels::epilogue::{Epilogue, EpilogueStep};
+use nnc_runtime::kernels::norm::{
+    add, affine, batch_norm_infer, batch_norm_train, group_norm, instance_norm, layer_norm, lrn,
+};
+use nnc_runtime::kernels::pool::{avg_pool2d, global_avg_pool, max_pool2d, PoolGeometry};
+use nnc_runtime::Rng;
+
+/// The longest epilogue the interpreter runs without allocating.
+const MAX_STEPS: usize = 16;
+
+/// Runs op `index` of the interpreter's function.
+pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, threads: usize, seed: u64) -> Result<(), Error> {
+    let train = it.func.mode == Mode::Train;
+    let op = &it.func.ops[index];
+    let x_ty = it.func.value_type(op.args[0]);
+    let y_ty = it.func.value_type(op.result);
+    let (channels, inner) = (x_ty.channels(), x_ty.dims.iter().skip(1).product::<usize>());
+    let x_len = batch * x_ty.numel();
+    let y_len = batch * y_ty.numel();
+    // The output buffer leaves the table while the op writes it, so the
+    // inputs can be borrowed from the table at the same time (no copy: an
+    // empty Vec does not allocate).
+    let out_slot = it.plan.slot(op.result);
+    let mut out = std::mem::take(&mut it.buffers[out_slot]);
+    let y = &mut out[..y_len];
+    let x = &it.buffers[it.plan.slot(op.args[0])][..x_len];
+    let p = |id: &ParamId| it.params[id.0 as usize].as_slice();
+    let mut rng = Rng::new(seed, (1 << 63) | index as u64);
+    let result = match &op.op {
+        Op::Linear {
+            weight,
+            bias,
+            dropconnect: drop,
+            epilogue,
+        } => {
+            let (n_out, n_in) = (y_ty.channels(), x_ty.numel());
+            let mut steps = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
+            let n = epilogue_steps(&epilogue.steps, &it.params, &mut steps)?;
+            let ep = Epilogue {
+                bias: bias.as_ref().map(p),
+                steps: &steps[..n],
+            };
+            let w = match drop {
+                Some(rate) if train => {
+                    let masked = &mut it.scratch[..p(weight).len()];
+                    dropconnect(p(weight), *rate, &mut rng, masked);
+                    &it.scratch[..p(weight).len()]
+                }
+                _ => p(weight),
+            };
+            dense(x, batch, n_in, w, n_out, &ep, y, threads);
+            Ok(())
+        }
+        Op::Conv2d {
+            weight,
+            bias,
+            geometry,
+            dropconnect: drop,
+            epilogue,
+        } => {
+            let g = conv_geometry(&x_ty.dims, p(weight).len(), geometry, &y_ty.dims);
+            let mut steps = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
+            let n = epilogue_steps(&epilogue.steps, &it.params, &mut steps)?;
+            let ep = Epilogue {
+                bias: bias.as_ref().map(p),
+                steps: &steps[..n],
+            };
+            let w_len = p(weight).len();
+            let (w_part, cols) = it.scratch.split_at_mut(if drop.is_some() && train { w_len } else { 0 });
+            let w: &[f32] = match drop {
+                Some(rate) if train => {
+                    dropconnect(p(weight), *rate, &mut rng, w_part);
+                    w_part
+                }
+                _ => p(weight),
+            };
+            conv2d(x, batch, &g, w, &ep, y, &mut cols[..g.scratch_len(threads)], threads);
+            Ok(())
+        }
+        Op::MaxPool(g) | Op::AvgPool(g) => {
+            let geometry = PoolGeometry {
+                channels,
+                height: x_ty.dims.get(1).copied().unwrap_or(1),
+                width: x_ty.dims.get(2).copied().unwrap_or(1),
+                kernel: g.kernel as usize,
+                stride: g.stride as usize,
+                pads: g.pads.map(|v| v as usize),
+            };
+            if let Op::MaxPool(_) = op.op {
+                max_pool2d(x, batch, &geometry, y);
+            } else {
+                avg_pool2d(x, batch, &geometry, y);
+            }
+            Ok(())
+        }
+        Op::GlobalAvgPool => {
+            global_avg_pool(x, batch, channels, inner, y);
+            Ok(())
+        }
+        Op::Flatten => {
+            y.copy_from_slice(x);
+            Ok(())
+        }
+        Op::Act(act) => run_act(act, x, batch, channels, inner, &it.params, train, &mut rng, y),
+        Op::BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps,
+            momentum,
+        } => {
+            if train {
+                // The running statistics leave the table while the kernel
+                // updates them; γ and β are read from it meanwhile.
+                let mut mean = std::mem::take(&mut it.params[running_mean.0 as usize]);
+                let mut var = std::mem::take(&mut it.params[running_var.0 as usize]);
+                let (gamma, beta) = (&it.params[weight.0 as usize], &it.params[bias.0 as usize]);
+                batch_norm_train(
+                    x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y,
+                );
+                it.params[running_mean.0 as usize] = mean;
+                it.params[running_var.0 as usize] = var;
+            } else {
+                batch_norm_infer(
+                    x,
+                    batch,
+                    channels,
+                    inner,
+                    p(weight),
+                    p(bias),
+                    p(running_mean),
+                    p(running_var),
+                    *eps,
+                    y,
+                );
+            }
+            Ok(())
+        }
+        Op::LayerNorm { weight, bias, eps } => {
+            layer_norm(x, batch, x_ty.numel(), p(weight), p(bias), *eps, y);
+            Ok(())
+        }
+        Op::InstanceNorm { weight, bias, eps } => {
+            instance_norm(x, batch, channels, inner, p(weight), p(bias), *eps, y);
+            Ok(())
+        }
+        Op::GroupNorm {
+            weight,
+            bias,
+            groups,
+            eps,
+        } => {
+            group_norm(x, batch, channels, inner, *groups as usize, p(weight), p(bias), *eps, y);
+            Ok(())
+        }
+        Op::Lrn {
+            size,
+            alpha,
+            beta,
+            bias,
+        } => {
+            lrn(x, batch, channels, inner, *size as usize, *alpha, *beta, *bias, y);
+            Ok(())
+        }
+        Op::Affine { scale, shift } => {
+            affine(x, batch, channels, inner, p(scale), p(shift), y);
+            Ok(())
+        }
+        Op::Dropout { p: rate } if train => {
+            dropout(x, *rate, &mut rng, y);
+            Ok(())
+        }
+        Op::AlphaDropout { p: rate } if train => {
+            alpha_dropout(x, *rate, &mut rng, y);
+            Ok(())
+        }
+        Op::DropBlock { p: rate, block } if train => {
+            let (h, w) = (
+                x_ty.dims.get(1).copied().unwrap_or(1),
+                x_ty.dims.get(2).copied().unwrap_or(1),
+            );
+            let mask = &mut it.scratch[..x_len];
+            dropblock(x, batch, channels, h, w, *rate, *block as usize, &mut rng, y, mask);
+            Ok(())
+        }
+        // Inference: every dropout is the identity.
+        Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. } => {
+            y.copy_from_slice(x);
+            Ok(())
+        }
+        Op::Add => {
+            let b = &it.buffers[it.plan.slot(op.args[1])][..x_len];
+            add(x, b, y);
+            Ok(())
+        }
+    };
+    it.buffers[out_slot] = out;
+    result
+}
+
+/// A standalone activation.
+#[allow(clippy::too_many_arguments)]
+fn run_act(
+    act: &Act,
+    x: &[f32],
+    batch: usize,
+    channels: usize,
+    inner: usize,
+    params: &[Vec<f32>],
+    train: bool,
+    rng: &mut Rng,
+    y: &mut [f32],
+) -> Result<(), Error> {
+    match act {
+        Act::Softmax => softmax(x, batch, channels, inner, y),
+        Act::Maxout { pieces } => maxout(x, batch, channels, inner, *pieces as usize, y),
+        Act::Rrelu { lower, upper } if train => rrelu_train(x, *lower, *upper, rng, y),
+        elementwise => {
+            let a = activation(elementwise, params)?;
+            y.copy_from_slice(x);
+            a.apply_slice(y, channels, inner);
+        }
+    }
+    Ok(())
+}
+
+/// The runtime's activation for an element-wise IR activation. RReLU here
+/// is its inference form, the mean slope.
+fn activation<'p>(act: &Act, params: &'p [Vec<f32>]) -> Result<Activation<'p>, Error> {
+    Ok(match act {
+        Act::Sigmoid => Activation::Sigmoid,
+        Act::Tanh => Activation::Tanh,
+        Act::Relu => Activation::Relu,
+        Act::LeakyRelu { alpha } => Activation::LeakyRelu { alpha: *alpha },
+        Act::Prelu { weight } => Activation::Prelu {
+            slopes: &params[weight.0 as usize],
+        },
+        Act::Rrelu { lower, upper } => Activation::LeakyRelu {
+            alpha: (lower + upper) / 2.0,
+        },
+        Act::Elu { alpha } => Activation::Elu { alpha: *alpha },
+        Act::Selu => Activation::Selu,
+        Act::Softplus { beta } => Activation::Softplus { beta: *beta },
+        Act::Gelu => Activation::Gelu,
+        Act::Silu => Activation::Silu,
+        Act::Maxout { .. } | Act::Softmax => {
+            return Err(Error::Unsupported(format!(
+                "{} as an element-wise activation",
+                act.name()
+            )))
+        }
+    })
+}
+
+/// Fills `out` with the runtime form of an IR epilogue; returns how many.
+fn epilogue_steps<'p>(
+    steps: &[IrStep],
+    params: &'p [Vec<f32>],
+    out: &mut [EpilogueStep<'p>; MAX_STEPS],
+) -> Result<usize, Error> {
+    if steps.len() > MAX_STEPS {
+        return Err(Error::Unsupported(format!(
+            "an epilogue of {} steps (at most {MAX_STEPS})",
+            steps.len()
+        )));
+    }
+    for (slot, step) in out.iter_mut().zip(steps) {
+        *slot = match step {
+            IrStep::Affine { scale, shift } => EpilogueStep::Affine {
+                scale: &params[scale.0 as usize],
+                shift: &params[shift.0 as usize],
+            },
+            IrStep::Act(act) => EpilogueStep::Act(activation(act, params)?),
+        };
+    }
+    Ok(steps.len())
+}

@@ -1,0 +1,184 @@
+//! The interpreter: runs a function of an nnc module on the runtime's
+//! kernels.
+//!
+//! Loading does the one-time work: it takes the stored parameters from a
+//! weight file, evaluates derived parameters (folded batch norms) in f64,
+//! and plans which buffer each value lives in (a value's buffer is reused
+//! once its last reader has run). Running allocates only when the batch
+//! size or thread count grows; a forward pass at a planned size allocates
+//! nothing. The `infer` function uses running statistics and no dropout;
+//! the `train` function's forward pass uses batch statistics (updating the
+//! running ones with PyTorch's momentum rule) and draws dropout masks and
+//! RReLU slopes from the seed.
+
+mod derive;
+mod exec;
+mod plan;
+
+use nnc_ir::{Function, Mode, Module, ParamSource};
+use nnc_runtime::io::weights::Weights;
+use plan::Plan;
+use std::fmt;
+
+/// A function ready to run, with its parameters and buffers.
+pub struct Interpreter {
+    func: Function,
+    /// Every parameter's values, indexed by `ParamId`.
+    params: Vec<Vec<f32>>,
+    names: Vec<String>,
+    plan: Plan,
+    /// Buffers for `planned` (batch, threads); one per plan slot.
+    buffers: Vec<Vec<f32>>,
+    scratch: Vec<f32>,
+    planned: (usize, usize),
+}
+
+/// Why a module cannot be loaded or run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The module has no function for the mode.
+    NoFunction(Mode),
+    /// A stored parameter is not among the weights.
+    MissingParam(String),
+    /// A derivation could not be evaluated (a compiler bug).
+    Derivation { param: String, reason: String },
+    /// The IR uses something the interpreter cannot run (a compiler bug or
+    /// a hand-written IR file), naming the op.
+    Unsupported(String),
+    /// The input does not fit the function.
+    Input(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoFunction(mode) => write!(f, "the module has no {mode} function"),
+            Error::MissingParam(name) => write!(f, "parameter `{name}` has no value"),
+            Error::Derivation { param, reason } => write!(f, "cannot compute `{param}`: {reason}"),
+            Error::Unsupported(what) => write!(f, "cannot run {what}"),
+            Error::Input(what) => write!(f, "bad input: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Interpreter {
+    /// Loads `module`'s `mode` function with stored parameters from
+    /// `weights` (by their §7 names) and evaluates the derived ones.
+    pub fn new(module: &Module, mode: Mode, weights: &Weights) -> Result<Interpreter, Error> {
+        let func = module.function(mode).ok_or(Error::NoFunction(mode))?.clone();
+        let shapes: Vec<Vec<usize>> = module.params.iter().map(|p| p.shape.clone()).collect();
+        let mut params: Vec<Vec<f32>> = vec![Vec::new(); module.params.len()];
+        // Stored first: derivations read them.
+        for (i, p) in module.params.iter().enumerate() {
+            if let ParamSource::Init(_) = p.source {
+                let t = weights
+                    .tensors
+                    .get(&p.name)
+                    .ok_or_else(|| Error::MissingParam(p.name.clone()))?;
+                params[i] = t.data.clone();
+            }
+        }
+        // Derived parameters only read earlier ones (passes append them after
+        // their sources), so table order is an evaluation order.
+        for (i, p) in module.params.iter().enumerate() {
+            if let ParamSource::Derived(d) = &p.source {
+                params[i] = derive::evaluate(d, &shapes, &params).map_err(|reason| Error::Derivation {
+                    param: p.name.clone(),
+                    reason,
+                })?;
+            }
+        }
+        let plan = Plan::new(&func)?;
+        let names = module.params.iter().map(|p| p.name.clone()).collect();
+        Ok(Interpreter {
+            func,
+            params,
+            names,
+            plan,
+            buffers: Vec::new(),
+            scratch: Vec::new(),
+            planned: (0, 0),
+        })
+    }
+
+    /// The per-sample input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.func.value_type(self.func.input).dims
+    }
+
+    /// The per-sample output shape.
+    pub fn output_shape(&self) -> &[usize] {
+        &self.func.value_type(self.func.output).dims
+    }
+
+    /// A parameter's current values (running statistics move in train mode).
+    pub fn param(&self, name: &str) -> Option<&[f32]> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| self.params[i].as_slice())
+    }
+
+    /// Runs the function on `batch` samples of `input` (batch-major), with
+    /// `threads` threads and, in train mode, masks drawn from `seed`;
+    /// returns the output (batch-major).
+    pub fn run(&mut self, input: &[f32], batch: usize, threads: usize, seed: u64) -> Result<Vec<f32>, Error> {
+        let mut out = vec![0.0; batch * self.output_shape().iter().product::<usize>()];
+        self.run_into(input, batch, threads, seed, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Interpreter::run`] into a caller's buffer: once a batch size and
+    /// thread count have been planned, this allocates nothing.
+    pub fn run_into(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        threads: usize,
+        seed: u64,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let per_sample: usize = self.input_shape().iter().product();
+        if batch == 0 || input.len() != batch * per_sample {
+            return Err(Error::Input(format!(
+                "{} values for a batch of {batch} samples of {per_sample}",
+                input.len()
+            )));
+        }
+        let out_len = batch * self.output_shape().iter().product::<usize>();
+        if out.len() != out_len {
+            return Err(Error::Input(format!(
+                "an output buffer of {} values for {out_len}",
+                out.len()
+            )));
+        }
+        let threads = threads.max(1);
+        if self.planned != (batch, threads) {
+            self.buffers = self.plan.allocate(&self.func, batch);
+            self.scratch = vec![0.0; self.plan.scratch_len(&self.func, &self.params, batch, threads)];
+            self.planned = (batch, threads);
+        }
+        self.forward(input, batch, threads, seed, out)
+    }
+
+    /// The forward pass into `out`, with buffers already planned.
+    fn forward(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        threads: usize,
+        seed: u64,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let input_slot = self.plan.slot(self.func.input);
+        self.buffers[input_slot][..input.len()].copy_from_slice(input);
+        for index in 0..self.func.ops.len() {
+            exec::run_op(self, index, batch, threads, seed)?;
+        }
+        let output_slot = self.plan.slot(self.func.output);
+        out.copy_from_slice(&self.buffers[output_slot][..out.len()]);
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! The interpreter's numbers. The optimized and unoptimized inference
+//! functions must agree (that is what proves batch-norm folding and fusion
+//! right); the training forward pass must show batch statistics, the
+//! momentum rule, dropout rates and RReLU ranges that PyTorch documents.
+
+use nnc_diag::SourceFile;
+use nnc_driver::{compile, Options, Quiet, Stage};
+use nnc_interp::Interpreter;
+use nnc_ir::{Mode, Module, ParamSource};
+use nnc_runtime::init::fill;
+use nnc_runtime::io::weights::{Tensor, Weights};
+use nnc_runtime::Rng;
+
+fn module(text: &str, mode: Mode, stage: Stage) -> Module {
+    let source = SourceFile::new("t.nn", text);
+    let options = Options {
+        modes: vec![mode],
+        stage,
+        passes: None,
+    };
+    compile(&source, &options, &mut Quiet).unwrap().module.unwrap()
+}
+
+/// Weights as `nnc init` draws them, with the norm and PReLU parameters
+/// moved away from their trivial starting values so folding is exercised.
+fn weights(text: &str, seed: u64) -> Weights {
+    let declared = module(text, Mode::Infer, Stage::Lowered);
+    let mut weights = Weights::default();
+    let mut rng = Rng::new(seed, 99);
+    for p in &declared.params {
+        let ParamSource::Init(init) = &p.source else { continue };
+        let mut data = vec![0.0; p.shape.iter().product()];
+        fill(
+            &runtime_dist(&init.dist),
+            &p.shape,
+            &mut Rng::for_name(seed, &p.name),
+            &mut data,
+        );
+        let jitter = |lo: f32, hi: f32, rng: &mut Rng| lo + (hi - lo) * rng.uniform();
+        for v in data.iter_mut() {
+            if p.name.ends_with(".running_var") || p.name.ends_with(".norm.weight") {
+                *v = jitter(0.5, 2.0, &mut rng);
+            } else if p.name.ends_with(".running_mean") || p.name.ends_with(".norm.bias") || p.name.ends_with(".bias") {
+                *v = jitter(-0.3, 0.3, &mut rng);
+            } else if p.name.ends_with(".act.weight") {
+                *v = jitter(0.05, 0.4, &mut rng);
+            }
+        }
+        weights.tensors.insert(
+            p.name.clone(),
+            Tensor {
+                shape: p.shape.clone(),
+                data,
+            },
+        );
+    }
+    weights
+}
+
+fn runtime_dist(d: &nnc_ir::Dist) -> nnc_runtime::init::Distribution {
+    use nnc_runtime::init::Distribution as R;
+    match *d {
+        nnc_ir::Dist::Constant { value } => R::Constant(value),
+        nnc_ir::Dist::Normal { mean, std } => R::Normal { mean, std },
+        nnc_ir::Dist::TruncatedNormal { mean, std, low, high } => R::TruncatedNormal { mean, std, low, high },
+        nnc_ir::Dist::Uniform { low, high } => R::Uniform { low, high },
+        nnc_ir::Dist::Orthogonal { gain } => R::Orthogonal { gain },
+    }
+}
+
+fn input(per_sample: usize, batch: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed, 7);
+    (0..per_sample * batch).map(|_| rng.normal() as f32).collect()
+}
+
+fn models() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&path).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn optimized_and_unoptimized_inference_agree_on_every_model() {
+    for (name, text) in models() {
+        let w = weights(&text, 3);
+        let mut optimized = Interpreter::new(&module(&text, Mode::Infer, Stage::Optimized), Mode::Infer, &w).unwrap();
+        let mut lowered = Interpreter::new(&module(&text, Mode::Infer, Stage::Lowered), Mode::Infer, &w).unwrap();
+        for batch in [1, 7] {
+            let x = input(optimized.input_shape().iter().product(), batch, 11);
+            let a = optimized.run(&x, batch, 1, 0).unwrap();
+            let b = lowered.run(&x, batch, 2, 0).unwrap();
+            let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let diff = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(a.iter().all(|v| v.is_finite()), "{name}: non-finite output");
+            assert!(
+                diff <= 1e-5 * scale,
+                "{name} batch {batch}: optimized and lowered differ by {diff} (scale {scale})"
+            );
+        }
+    }
+}
+
+#[test]
+fn threads_do_not_change_the_answer() {
+    let text = std::fs::read_to_string(format!("{}/models/digits_cnn.nn", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let w = weights(&text, 5);
+    let mut it = Interpreter::new(&module(&text, Mode::Infer, Stage::Optimized), Mode::Infer, &w).unwrap();
+    let x = input(784, 9, 1);
+    let one = it.run(&x, 9, 1, 0).unwrap();
+    let two = it.run(&x, 9, 2, 0).unwrap();
+    let diff = one.iter().zip(&two).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(diff <= 1e-6, "1 vs 2 threads differ by {diff}");
+}
+
+#[test]
+fn batch_norm_in_training_uses_batch_statistics_and_the_momentum_rule() {
+    let text = "model B { input 16 dense 16 -> 8 norm=batch(momentum=0.1) }";
+    let w = weights(text, 1);
+    let m = module(text, Mode::Train, Stage::Lowered);
+    let mut it = Interpreter::new(&m, Mode::Train, &w).unwrap();
+    let batch = 64;
+    let x = input(16, batch, 2);
+    let y = it.run(&x, batch, 1, 0).unwrap();
+    // The linear part by hand, in f64.
+    let (wt, b) = (&w.tensors["layer0.weight"].data, &w.tensors["layer0.bias"].data);
+    let (gamma, beta) = (
+        &w.tensors["layer0.norm.weight"].data,
+        &w.tensors["layer0.norm.bias"].data,
+    );
+    let (mean0, var0) = (
+        &w.tensors["layer0.norm.running_mean"].data,
+        &w.tensors["layer0.norm.running_var"].data,
+    );
+    for o in 0..8 {
+        let z: Vec<f64> = (0..batch)
+            .map(|n| {
+                f64::from(b[o])
+                    + (0..16)
+                        .map(|i| f64::from(wt[o * 16 + i]) * f64::from(x[n * 16 + i]))
+                        .sum::<f64>()
+            })
+            .collect();
+        let mean = z.iter().sum::<f64>() / batch as f64;
+        let biased = z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / batch as f64;
+        let unbiased = biased * batch as f64 / (batch as f64 - 1.0);
+        // Normalised with the biased variance, then γ, β.
+        let out: Vec<f64> = (0..batch).map(|n| f64::from(y[n * 8 + o])).collect();
+        let out_mean = out.iter().sum::<f64>() / batch as f64;
+        let out_var = out.iter().map(|v| (v - out_mean).powi(2)).sum::<f64>() / batch as f64;
+        assert!(
+            (out_mean - f64::from(beta[o])).abs() < 1e-4,
+            "channel {o}: mean {out_mean} vs β {}",
+            beta[o]
+        );
+        let expected_var = f64::from(gamma[o]).powi(2) * biased / (biased + 1e-5);
+        assert!(
+            (out_var - expected_var).abs() < 1e-3 * expected_var.max(1.0),
+            "channel {o}: var {out_var}"
+        );
+        // PyTorch: running = (1 − m)·running + m·batch, with the unbiased variance.
+        let rm = 0.9 * f64::from(mean0[o]) + 0.1 * mean;
+        let rv = 0.9 * f64::from(var0[o]) + 0.1 * unbiased;
+        let got = (
+            it.param("layer0.norm.running_mean").unwrap()[o],
+            it.param("layer0.norm.running_var").unwrap()[o],
+        );
+        assert!(
+            (f64::from(got.0) - rm).abs() < 1e-5 * rm.abs().max(1.0),
+            "running mean {o}: {} vs {rm}",
+            got.0
+        );
+        assert!(
+            (f64::from(got.1) - rv).abs() < 1e-5 * rv.abs().max(1.0),
+            "running var {o}: {} vs {rv}",
+            got.1
+        );
+    }
+}
+
+#[test]
+fn dropout_in_training_keeps_one_minus_p_and_preserves_the_mean() {
+    let text = "model D { input 1000 dropout 0.3 }";
+    let mut it = Interpreter::new(
+        &module(text, Mode::Train, Stage::Lowered),
+        Mode::Train,
+        &Weights::default(),
+    )
+    .unwrap();
+    let x = vec![2.0f32; 100_000];
+    let y = it.run(&x, 100, 1, 42).unwrap();
+    let kept = y.iter().filter(|v| **v != 0.0).count() as f64 / y.len() as f64;
+    // 3σ of a binomial proportion over 100k draws is about 0.0044.
+    assert!((kept - 0.7).abs() < 0.005, "kept {kept}");
+    assert!(
+        y.iter().all(|v| *v == 0.0 || (v - 2.0 / 0.7).abs() < 1e-5),
+        "kept values are scaled by 1/(1-p)"
+    );
+    let mean = y.iter().map(|v| f64::from(*v)).sum::<f64>() / y.len() as f64;
+    assert!((mean - 2.0).abs() < 0.02, "mean {mean}");
+    // Same seed, same mask; another seed, another.
+    assert_eq!(it.run(&x, 100, 1, 42).unwrap(), y);
+    assert_ne!(it.run(&x, 100, 1, 43).unwrap(), y);
+    // Inference is the identity.
+    let mut infer = Interpreter::new(
+        &module(text, Mode::Infer, Stage::Lowered),
+        Mode::Infer,
+        &Weights::default(),
+    )
+    .unwrap();
+    assert_eq!(infer.run(&x, 100, 1, 42).unwrap(), x);
+}
+
+#[test]
+fn rrelu_slopes_lie_between_lower_and_upper_in_training_and_are_the_mean_in_inference() {
+    let text = "model R { input 1000 act rrelu(0.1, 0.3) }";
+    let x = vec![-1.0f32; 1000];
+    let mut train = Interpreter::new(
+        &module(text, Mode::Train, Stage::Lowered),
+        Mode::Train,
+        &Weights::default(),
+    )
+    .unwrap();
+    let y = train.run(&x, 1, 1, 3).unwrap();
+    assert!(y.iter().all(|v| (-0.3..=-0.1).contains(v)), "slopes outside [0.1, 0.3]");
+    let spread = y.iter().fold(0f32, |m, v| m.max(*v)) - y.iter().fold(0f32, |m, v| m.min(*v));
+    assert!(spread > 0.15, "slopes barely vary: {spread}");
+    let mut infer = Interpreter::new(
+        &module(text, Mode::Infer, Stage::Optimized),
+        Mode::Infer,
+        &Weights::default(),
+    )
+    .unwrap();
+    assert!(infer.run(&x, 1, 1, 3).unwrap().iter().all(|v| (v + 0.2).abs() < 1e-6));
+}
