@@ -91,6 +91,17 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Export the inference graph to ONNX, parameters as initializers.
+    Export {
+        /// The model file (.nn).
+        file: PathBuf,
+        /// The weights (.safetensors).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Where to write the model (.onnx).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -191,6 +202,7 @@ fn main() -> ExitCode {
             };
             run::run(&file, &weights, &input, &output, mode, seed, no_opt, threads)
         }
+        Command::Export { file, weights, output } => run::export(&file, &weights, &output),
     };
     match result {
         Ok(text) => {

@@ -1,4 +1,4 @@
-//! `nnc init` and `nnc run`: the commands that touch numbers.
+//! `nnc init`, `nnc run` and `nnc export`: the commands that touch numbers.
 //! Every output is written atomically (a temporary file, then a rename), so
 //! a failing command never leaves a partial file.
 
@@ -131,6 +131,23 @@ pub(crate) fn run(
         .chain(interp.output_shape().iter().copied())
         .collect();
     let bytes = write_npy(&out_shape, &y).map_err(|e| Failure(format!("error: {e}")))?;
+    write_atomic(output, &bytes)?;
+    Ok(String::new())
+}
+
+pub(crate) fn export(file: &PathBuf, weights_path: &Path, output: &Path) -> Result<String, Failure> {
+    // The inference graph with batch norms unfolded: ONNX Runtime then
+    // computes from the raw parameters, which checks our folding too.
+    let passes = Some(vec!["eliminate-dropout".to_string(), "dce".to_string()]);
+    let module = compiled(file, Mode::Infer, Stage::Optimized, passes)?;
+    let weights = load_weights(file, weights_path)?;
+    let lookup = |name: &str| {
+        weights.tensors.get(name).map(|t| nnc_onnx::TensorData {
+            shape: &t.shape,
+            data: &t.data,
+        })
+    };
+    let bytes = nnc_onnx::export(&module, &lookup).map_err(|e| Failure(format!("error: {e}")))?;
     write_atomic(output, &bytes)?;
     Ok(String::new())
 }

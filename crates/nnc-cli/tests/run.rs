@@ -208,4 +208,6 @@ fn a_bad_program_or_flag_leaves_no_output() {
     refused(&out, "bad.nn:1:25", &w);
     let out = nnc(&["run", &bad, "--weights", s(&w), "--input", s(&w), "-o", s(&w)]);
     refused(&out, "bad.nn", &w);
+    let out = nnc(&["export", &bad, "--weights", s(&w), "-o", s(&w)]);
+    refused(&out, "bad.nn", &w);
 }
