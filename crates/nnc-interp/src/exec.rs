@@ -6,7 +6,7 @@ use crate::{Error, Interpreter};
 use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId};
 use nnc_runtime::kernels::act::{maxout, softmax, Activation};
 use nnc_runtime::kernels::conv::conv2d;
-use nnc_runtime::kernels::dense::dense;
+use nnc_runtime::kernels::dense::{dense, dense_weight};
 use nnc_runtime::kernels::dropout::{alpha_dropout, dropblock, dropconnect, dropout, rrelu_train};
 use nnc_runtime::kernels::epilogue::{Epilogue, EpilogueStep};
 use nnc_runtime::kernels::norm::{
@@ -19,7 +19,7 @@ use nnc_runtime::Rng;
 const MAX_STEPS: usize = 16;
 
 /// Runs op `index` of the interpreter's function.
-pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, threads: usize, seed: u64) -> Result<(), Error> {
+pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, seed: u64) -> Result<(), Error> {
     let train = it.func.mode == Mode::Train;
     let op = &it.func.ops[index];
     let x_ty = it.func.value_type(op.args[0]);
@@ -50,15 +50,16 @@ pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, threads: 
                 bias: bias.as_ref().map(p),
                 steps: &steps[..n],
             };
-            let w = match drop {
-                Some(rate) if train => {
+            match (drop, &it.dense_weights[weight.0 as usize]) {
+                (Some(rate), _) if train => {
+                    // A fresh mask each pass, so the masked weight is used once, as rows.
                     let masked = &mut it.scratch[..p(weight).len()];
                     dropconnect(p(weight), *rate, &mut rng, masked);
-                    &it.scratch[..p(weight).len()]
+                    dense(x, batch, n_in, &it.scratch[..p(weight).len()], n_out, &ep, y, &it.team);
                 }
-                _ => p(weight),
-            };
-            dense(x, batch, n_in, w, n_out, &ep, y, threads);
+                (_, Some(laid_out)) => dense_weight(x, batch, laid_out, &ep, y, &it.team),
+                (_, None) => dense(x, batch, n_in, p(weight), n_out, &ep, y, &it.team),
+            }
             Ok(())
         }
         Op::Conv2d {
@@ -84,7 +85,16 @@ pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, threads: 
                 }
                 _ => p(weight),
             };
-            conv2d(x, batch, &g, w, &ep, y, &mut cols[..g.scratch_len(threads)], threads);
+            conv2d(
+                x,
+                batch,
+                &g,
+                w,
+                &ep,
+                y,
+                &mut cols[..g.scratch_len(it.team.threads())],
+                &it.team,
+            );
             Ok(())
         }
         Op::MaxPool(g) | Op::AvgPool(g) => {

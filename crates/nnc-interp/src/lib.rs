@@ -15,8 +15,10 @@ mod derive;
 mod exec;
 mod plan;
 
-use nnc_ir::{Function, Mode, Module, ParamSource};
+use nnc_ir::{Function, Mode, Module, Op, ParamSource};
 use nnc_runtime::io::weights::Weights;
+use nnc_runtime::kernels::dense::DenseWeight;
+use nnc_runtime::Team;
 use plan::Plan;
 use std::fmt;
 
@@ -25,7 +27,13 @@ pub struct Interpreter {
     func: Function,
     /// Every parameter's values, indexed by `ParamId`.
     params: Vec<Vec<f32>>,
+    /// Dense weights laid out for this CPU's kernel, indexed by `ParamId`
+    /// (`None` for parameters that are not a dense layer's weight).
+    dense_weights: Vec<Option<DenseWeight>>,
     names: Vec<String>,
+    /// The threads of the planned thread count, kept between runs so that
+    /// no forward pass starts a thread.
+    team: Team,
     plan: Plan,
     /// Buffers for `planned` (batch, threads); one per plan slot.
     buffers: Vec<Vec<f32>>,
@@ -47,6 +55,8 @@ pub enum Error {
     Unsupported(String),
     /// The input does not fit the function.
     Input(String),
+    /// The worker threads could not be started.
+    Threads(String),
 }
 
 impl fmt::Display for Error {
@@ -57,6 +67,7 @@ impl fmt::Display for Error {
             Error::Derivation { param, reason } => write!(f, "cannot compute `{param}`: {reason}"),
             Error::Unsupported(what) => write!(f, "cannot run {what}"),
             Error::Input(what) => write!(f, "bad input: {what}"),
+            Error::Threads(why) => f.write_str(why),
         }
     }
 }
@@ -91,11 +102,21 @@ impl Interpreter {
             }
         }
         let plan = Plan::new(&func)?;
+        let mut dense_weights = vec![None; params.len()];
+        for op in &func.ops {
+            if let Op::Linear { weight, .. } = &op.op {
+                let (w, shape) = (&params[weight.0 as usize], &shapes[weight.0 as usize]);
+                let (out, n_in) = (shape.first().copied().unwrap_or(0), shape.iter().skip(1).product());
+                dense_weights[weight.0 as usize] = Some(DenseWeight::new(w, out, n_in));
+            }
+        }
         let names = module.params.iter().map(|p| p.name.clone()).collect();
         Ok(Interpreter {
             func,
             params,
+            dense_weights,
             names,
+            team: Team::single(),
             plan,
             buffers: Vec::new(),
             scratch: Vec::new(),
@@ -156,26 +177,23 @@ impl Interpreter {
         }
         let threads = threads.max(1);
         if self.planned != (batch, threads) {
+            if self.team.threads() != threads {
+                self.team =
+                    Team::new(threads).map_err(|e| Error::Threads(format!("cannot start {threads} threads: {e}")))?;
+            }
             self.buffers = self.plan.allocate(&self.func, batch);
             self.scratch = vec![0.0; self.plan.scratch_len(&self.func, &self.params, batch, threads)];
             self.planned = (batch, threads);
         }
-        self.forward(input, batch, threads, seed, out)
+        self.forward(input, batch, seed, out)
     }
 
     /// The forward pass into `out`, with buffers already planned.
-    fn forward(
-        &mut self,
-        input: &[f32],
-        batch: usize,
-        threads: usize,
-        seed: u64,
-        out: &mut [f32],
-    ) -> Result<(), Error> {
+    fn forward(&mut self, input: &[f32], batch: usize, seed: u64, out: &mut [f32]) -> Result<(), Error> {
         let input_slot = self.plan.slot(self.func.input);
         self.buffers[input_slot][..input.len()].copy_from_slice(input);
         for index in 0..self.func.ops.len() {
-            exec::run_op(self, index, batch, threads, seed)?;
+            exec::run_op(self, index, batch, seed)?;
         }
         let output_slot = self.plan.slot(self.func.output);
         out.copy_from_slice(&self.buffers[output_slot][..out.len()]);

@@ -14,6 +14,8 @@ pub mod init;
 pub mod io;
 pub mod kernels;
 pub mod rng;
+pub mod team;
 
 pub use error::Error;
 pub use rng::Rng;
+pub use team::Team;

@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(Activation::Softplus { beta: 1.0 }.apply(100.0, 0), 100.0);
         assert!((Activation::Softplus { beta: 1.0 }.apply(0.0, 0) - std::f32::consts::LN_2).abs() < 1e-7);
         // GELU(1) = Φ(1) = 0.8413447460685429 (standard normal CDF table value).
-        assert!((Activation::Gelu.apply(1.0, 0) - 0.841_344_75).abs() < 1e-6);
+        assert!((Activation::Gelu.apply(1.0, 0) as f64 - 0.841_344_746_068_542_9).abs() < 1e-6);
         // SELU(-∞) → −λα ≈ −1.7580993408473766.
         assert!((Activation::Selu.apply(-100.0, 0) + 1.758_099_3).abs() < 1e-6);
         let slopes = [0.1, 0.2];

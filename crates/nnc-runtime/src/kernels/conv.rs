@@ -9,6 +9,7 @@
 
 use super::dense::{sgemm, split, Gemm};
 use super::epilogue::Epilogue;
+use crate::team::{Disjoint, Team};
 
 /// The shape of a conv2d: input `[in_channels, height, width]` per sample,
 /// `out_channels` square `kernel`s, and the padding added around the input.
@@ -75,7 +76,7 @@ pub fn conv2d(
     epilogue: &Epilogue,
     y: &mut [f32],
     scratch: &mut [f32],
-    threads: usize,
+    team: &Team,
 ) {
     let groups = g.groups.max(1);
     let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
@@ -83,7 +84,7 @@ pub fn conv2d(
     debug_assert_eq!(x.len(), batch * g.in_channels * in_plane);
     debug_assert_eq!(weight.len(), g.out_channels * g.col_rows());
     debug_assert_eq!(y.len(), batch * g.out_channels * out_plane);
-    debug_assert!(scratch.len() >= g.scratch_len(threads));
+    debug_assert!(scratch.len() >= g.scratch_len(team.threads()));
     debug_assert!(epilogue.fits(g.out_channels));
     if batch == 0 || g.out_channels == 0 || out_plane == 0 {
         return;
@@ -91,27 +92,20 @@ pub fn conv2d(
     let conv = Conv { g, weight, epilogue };
     let (x_len, y_len) = (g.in_channels * in_plane, g.out_channels * out_plane);
     let col_len = g.scratch_len(1);
-    let threads = threads.clamp(1, batch);
-    if threads == 1 {
-        for (xs, ys) in x.chunks_exact(x_len).zip(y.chunks_exact_mut(y_len)) {
-            conv.sample(xs, ys, &mut scratch[..col_len]);
-        }
-        return;
-    }
-    std::thread::scope(|scope| {
-        let (mut y_rest, mut scratch_rest) = (y, scratch);
-        for t in 0..threads {
-            let samples = split(batch, threads, t, 1);
-            let (ys, y_tail) = std::mem::take(&mut y_rest).split_at_mut(samples.len() * y_len);
-            let (col, s_tail) = std::mem::take(&mut scratch_rest).split_at_mut(col_len);
-            (y_rest, scratch_rest) = (y_tail, s_tail);
-            let xs = &x[samples.start * x_len..samples.end * x_len];
-            let conv = &conv;
-            scope.spawn(move || {
-                for (xs, ys) in xs.chunks_exact(x_len).zip(ys.chunks_exact_mut(y_len)) {
-                    conv.sample(xs, ys, col);
-                }
-            });
+    let parts = team.threads().min(batch);
+    let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
+    team.run(parts, &|t| {
+        let samples = split(batch, parts, t, 1);
+        // SAFETY: parts own disjoint samples of y and their own column buffer.
+        let (ys, col) = unsafe {
+            (
+                y.piece(samples.start * y_len..samples.end * y_len),
+                scratch.piece(t * col_len..(t + 1) * col_len),
+            )
+        };
+        let xs = &x[samples.start * x_len..samples.end * x_len];
+        for (xs, ys) in xs.chunks_exact(x_len).zip(ys.chunks_exact_mut(y_len)) {
+            conv.sample(xs, ys, col);
         }
     });
 }
@@ -292,7 +286,16 @@ mod tests {
             for threads in [1, 2] {
                 let mut y = vec![f32::NAN; want.len()];
                 let mut scratch = vec![f32::NAN; g.scratch_len(threads)];
-                conv2d(&x, batch, &g, &w, &epilogue, &mut y, &mut scratch, threads);
+                conv2d(
+                    &x,
+                    batch,
+                    &g,
+                    &w,
+                    &epilogue,
+                    &mut y,
+                    &mut scratch,
+                    &crate::Team::new(threads).unwrap(),
+                );
                 for (i, (got, want)) in y.iter().zip(&want).enumerate() {
                     let tol = 1e-5 * want.abs().max(1.0);
                     assert!(

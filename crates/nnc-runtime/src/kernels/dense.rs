@@ -1,17 +1,100 @@
 //! Dense (fully connected) layers: `y = epilogue(x · wᵀ)`.
 //!
-//! Two paths. Small batches (≤ [`GEMV_MAX_BATCH`]) are bound by reading the
-//! weights once, so they run a GEMV that streams the weights row by row
-//! against the input, with the output features split between threads.
-//! Larger batches run matrixmultiply's packed SGEMM on tiles of rows small
-//! enough that a tile of the output stays in L2 while its epilogue runs,
-//! with the batch split between threads. Threads are spawned per call
-//! (`std::thread::scope`), so a call only uses several when each has at
-//! least `WORK_PER_THREAD` multiply-adds.
+//! A weight that stays fixed across calls is best held as a [`DenseWeight`],
+//! which packs it once into column panels where the CPU has AVX-512 (see
+//! [`super::panel`]) and otherwise keeps PyTorch's `[out, in]` rows.
+//!
+//! On rows there are two paths. Small batches (≤ [`GEMV_MAX_BATCH`]) are
+//! bound by reading the weights once, so they run a GEMV that streams the
+//! weights row by row against the input, with the output features split
+//! between threads. Larger batches run matrixmultiply's packed SGEMM on tiles
+//! of rows small enough that a tile of the output stays in L2 while its
+//! epilogue runs, with the batch split between threads.
+//!
+//! Parts of a call run on the caller's [`Team`], and a call only splits
+//! when each part has at least `WORK_PER_THREAD` multiply-adds.
 
 use std::ops::Range;
 
 use super::epilogue::Epilogue;
+use super::panel::{self, Panels};
+use crate::team::{Disjoint, Team};
+
+/// A dense layer's weight `[out, in]`, laid out once for this CPU's fastest
+/// kernel.
+#[derive(Clone, Debug)]
+pub struct DenseWeight {
+    in_features: usize,
+    out_features: usize,
+    layout: Layout,
+}
+
+#[derive(Clone, Debug)]
+enum Layout {
+    /// PyTorch's `[out, in]`, row-major.
+    Rows(Vec<f32>),
+    /// Column panels for the AVX-512 kernel.
+    Panels(Panels),
+}
+
+impl DenseWeight {
+    /// `weight` is `[out_features, in_features]`, row-major.
+    pub fn new(weight: &[f32], out_features: usize, in_features: usize) -> DenseWeight {
+        if panel::available() && in_features > 0 {
+            DenseWeight::panels(weight, out_features, in_features)
+        } else {
+            DenseWeight::rows(weight, out_features, in_features)
+        }
+    }
+
+    /// Keeps the rows as they are, whatever the CPU (the portable path).
+    pub fn rows(weight: &[f32], out_features: usize, in_features: usize) -> DenseWeight {
+        DenseWeight {
+            in_features,
+            out_features,
+            layout: Layout::Rows(weight.to_vec()),
+        }
+    }
+
+    /// Packs into panels; only call where [`DenseWeight::has_panels`] holds.
+    fn panels(weight: &[f32], out_features: usize, in_features: usize) -> DenseWeight {
+        DenseWeight {
+            in_features,
+            out_features,
+            layout: Layout::Panels(Panels::pack(weight, out_features, in_features)),
+        }
+    }
+
+    /// Whether this CPU can run packed panels (x86-64 with AVX-512F).
+    pub fn has_panels() -> bool {
+        panel::available()
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+}
+
+/// [`dense`] on a weight laid out by [`DenseWeight`].
+pub fn dense_weight(x: &[f32], batch: usize, w: &DenseWeight, epilogue: &Epilogue, y: &mut [f32], team: &Team) {
+    let (n_in, n_out) = (w.in_features, w.out_features);
+    match &w.layout {
+        Layout::Rows(rows) => dense(x, batch, n_in, rows, n_out, epilogue, y, team),
+        Layout::Panels(panels) => {
+            debug_assert_eq!(x.len(), batch * n_in);
+            debug_assert_eq!(y.len(), batch * n_out);
+            debug_assert!(epilogue.fits(n_out));
+            let fits = x.len() >= batch * n_in && y.len() >= batch * n_out;
+            if fits && batch > 0 && n_out > 0 {
+                panel::dense(x, batch, panels, epilogue, y, team);
+            }
+        }
+    }
+}
 
 /// Batches up to this size take the GEMV path (measured on the 800×750
 /// layer: GEMV 183 µs at batch 4, ~40 µs per further sample; SGEMM ~290 µs
@@ -20,9 +103,9 @@ pub const GEMV_MAX_BATCH: usize = 6;
 /// Partial sums of the GEMV's dot products: four SSE registers, enough
 /// independent additions to hide their latency.
 const LANES: usize = 16;
-/// Multiply-adds a thread must have before another one is worth spawning
-/// (a spawn costs tens of µs, the time of ~2M multiply-adds).
-const WORK_PER_THREAD: usize = 4 << 20;
+/// Multiply-adds a part must have before another one is worth starting
+/// (handing a part to a spinning worker costs ~1 µs, ~60k multiply-adds).
+pub(crate) const WORK_PER_THREAD: usize = 1 << 16;
 /// Bytes of output a GEMM tile may span, so that the tile stays in L2 between
 /// the product and the epilogue.
 const TILE_BYTES: usize = 512 * 1024;
@@ -37,7 +120,7 @@ pub fn dense(
     out_features: usize,
     epilogue: &Epilogue,
     y: &mut [f32],
-    threads: usize,
+    team: &Team,
 ) {
     debug_assert_eq!(x.len(), batch * in_features);
     debug_assert_eq!(weight.len(), out_features * in_features);
@@ -53,7 +136,6 @@ pub fn dense(
             .for_each(|row| epilogue.apply_row(row, 0));
         return;
     }
-    let threads = threads.max(1);
     let layer = Layer {
         in_features,
         weight,
@@ -61,9 +143,9 @@ pub fn dense(
         epilogue,
     };
     if batch <= GEMV_MAX_BATCH {
-        gemv_threaded(&layer, x, batch, y, threads);
+        gemv_threaded(&layer, x, batch, y, team);
     } else {
-        gemm_threaded(&layer, x, batch, y, threads);
+        gemm_threaded(&layer, x, batch, y, team);
     }
 }
 
@@ -84,29 +166,22 @@ pub(crate) fn split(n: usize, parts: usize, part: usize, align: usize) -> Range<
 }
 
 /// The GEMV path: threads take contiguous ranges of output features.
-fn gemv_threaded(layer: &Layer, x: &[f32], batch: usize, y: &mut [f32], threads: usize) {
+fn gemv_threaded(layer: &Layer, x: &[f32], batch: usize, y: &mut [f32], team: &Team) {
     let out = layer.out_features;
-    let threads = threads.min(batch * out * layer.in_features / WORK_PER_THREAD).max(1);
-    // One row of y per sample; each thread splits off its part of every row.
-    let mut rest: [&mut [f32]; GEMV_MAX_BATCH] = Default::default();
-    for (slot, row) in rest.iter_mut().zip(y.chunks_exact_mut(out)) {
-        *slot = row;
-    }
-    std::thread::scope(|scope| {
-        for t in 0..threads {
-            let outputs = split(out, threads, t, 16);
-            let mut mine: [&mut [f32]; GEMV_MAX_BATCH] = Default::default();
-            for (slot, row) in mine.iter_mut().zip(rest.iter_mut()).take(batch) {
-                let (head, tail) = std::mem::take(row).split_at_mut(outputs.len());
-                *slot = head;
-                *row = tail;
-            }
-            if t + 1 == threads {
-                gemv(layer, x, batch, outputs, &mut mine);
-            } else {
-                scope.spawn(move || gemv(layer, x, batch, outputs, &mut mine));
-            }
+    let parts = team
+        .threads()
+        .min(batch * out * layer.in_features / WORK_PER_THREAD)
+        .max(1);
+    let y = Disjoint::new(y);
+    team.run(parts, &|t| {
+        let outputs = split(out, parts, t, 16);
+        // Part t's columns of every sample's row.
+        let mut mine: [&mut [f32]; GEMV_MAX_BATCH] = Default::default();
+        for (b, slot) in mine.iter_mut().enumerate().take(batch) {
+            // SAFETY: parts own disjoint column ranges of each row.
+            *slot = unsafe { y.piece(b * out + outputs.start..b * out + outputs.end) };
         }
+        gemv(layer, x, batch, outputs, &mut mine);
     });
 }
 
@@ -162,23 +237,16 @@ fn horizontal_sum(acc: [f32; LANES]) -> f32 {
 }
 
 /// The GEMM path: threads take contiguous ranges of samples.
-fn gemm_threaded(layer: &Layer, x: &[f32], batch: usize, y: &mut [f32], threads: usize) {
+fn gemm_threaded(layer: &Layer, x: &[f32], batch: usize, y: &mut [f32], team: &Team) {
     let (n_in, out) = (layer.in_features, layer.out_features);
     let work = batch * out * n_in / WORK_PER_THREAD;
-    let threads = threads.min(batch.div_ceil(16)).min(work).max(1);
-    std::thread::scope(|scope| {
-        let mut rest = y;
-        for t in 0..threads {
-            let rows = split(batch, threads, t, 8);
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(rows.len() * out);
-            rest = tail;
-            let xs = &x[rows.start * n_in..rows.end * n_in];
-            if t + 1 == threads {
-                gemm_tiles(layer, xs, mine);
-            } else {
-                scope.spawn(move || gemm_tiles(layer, xs, mine));
-            }
-        }
+    let parts = team.threads().min(batch.div_ceil(16)).min(work).max(1);
+    let y = Disjoint::new(y);
+    team.run(parts, &|t| {
+        let rows = split(batch, parts, t, 8);
+        // SAFETY: parts own disjoint ranges of rows.
+        let mine = unsafe { y.piece(rows.start * out..rows.end * out) };
+        gemm_tiles(layer, &x[rows.start * n_in..rows.end * n_in], mine);
     });
 }
 
@@ -326,14 +394,33 @@ mod tests {
             steps,
         };
         let want = reference(&x, batch, n_in, &w, out, &epilogue);
+        let mut layouts = vec![("rows", DenseWeight::rows(&w, out, n_in))];
+        if DenseWeight::has_panels() {
+            layouts.push(("panels", DenseWeight::new(&w, out, n_in)));
+        }
         for threads in [1, 2, 3] {
+            let team = Team::new(threads).unwrap();
             let mut y = vec![f32::NAN; batch * out];
-            dense(&x, batch, n_in, &w, out, &epilogue, &mut y, threads);
-            assert_close(
-                &y,
-                &want,
-                &format!("batch {batch}, {n_in}→{out}, threads {threads}, {steps:?}"),
-            );
+            dense(&x, batch, n_in, &w, out, &epilogue, &mut y, &team);
+            let what = format!("batch {batch}, {n_in}→{out}, threads {threads}, {steps:?}");
+            assert_close(&y, &want, &what);
+            for (name, weight) in &layouts {
+                let mut y = vec![f32::NAN; batch * out];
+                dense_weight(&x, batch, weight, &epilogue, &mut y, &team);
+                assert_close(&y, &want, &format!("{name}: {what}"));
+            }
+        }
+    }
+
+    #[test]
+    fn panel_edges() {
+        // Partial last panels (out % 32 ≠ 0), every micro-tile height,
+        // several KC slices, and more samples than one row tile holds.
+        for (batch, n_in, out) in [(9, 300, 33), (15, 257, 31), (17, 1, 64), (300, 1100, 70), (2, 600, 95)] {
+            check(batch, n_in, out, true, &[EpilogueStep::Act(Activation::Tanh)]);
+        }
+        if !DenseWeight::has_panels() {
+            eprintln!("no AVX-512 here: the panel layout was not exercised");
         }
     }
 
@@ -400,7 +487,7 @@ mod tests {
         };
         for batch in [1, 9] {
             let mut y = vec![f32::NAN; batch * 2];
-            dense(&[], batch, 0, &[], 2, &epilogue, &mut y, 2);
+            dense(&[], batch, 0, &[], 2, &epilogue, &mut y, &Team::new(2).unwrap());
             assert!(y.chunks(2).all(|r| r == [1.0, 0.0]), "{y:?}");
         }
     }

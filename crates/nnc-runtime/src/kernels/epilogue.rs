@@ -27,6 +27,31 @@ impl Epilogue<'_> {
     /// Applies the epilogue to `row`, whose element `j` belongs to output
     /// channel `first_channel + j` (a row of a dense output, or a part of it).
     pub fn apply_row(&self, row: &mut [f32], first_channel: usize) {
+        #[cfg(target_arch = "x86_64")]
+        match super::simd::Level::detect() {
+            // SAFETY: the CPU has the variant's features.
+            super::simd::Level::Avx512 => return unsafe { self.apply_row_avx512(row, first_channel) },
+            super::simd::Level::Avx2 => return unsafe { self.apply_row_avx2(row, first_channel) },
+            super::simd::Level::Base => {}
+        }
+        self.apply_row_any(row, first_channel)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply_row_avx512(&self, row: &mut [f32], first_channel: usize) {
+        self.apply_row_any(row, first_channel)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn apply_row_avx2(&self, row: &mut [f32], first_channel: usize) {
+        self.apply_row_any(row, first_channel)
+    }
+
+    /// The body of [`Epilogue::apply_row`], for any vector width.
+    #[inline(always)]
+    fn apply_row_any(&self, row: &mut [f32], first_channel: usize) {
         let channels = first_channel..first_channel + row.len();
         if let Some(bias) = self.bias {
             row.iter_mut().zip(&bias[channels.clone()]).for_each(|(v, b)| *v += b);
@@ -51,6 +76,31 @@ impl Epilogue<'_> {
     /// Applies the epilogue to `run`, whose values all belong to output
     /// channel `channel` (one output plane of a conv).
     pub fn apply_channel(&self, run: &mut [f32], channel: usize) {
+        #[cfg(target_arch = "x86_64")]
+        match super::simd::Level::detect() {
+            // SAFETY: the CPU has the variant's features.
+            super::simd::Level::Avx512 => return unsafe { self.apply_channel_avx512(run, channel) },
+            super::simd::Level::Avx2 => return unsafe { self.apply_channel_avx2(run, channel) },
+            super::simd::Level::Base => {}
+        }
+        self.apply_channel_any(run, channel)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply_channel_avx512(&self, run: &mut [f32], channel: usize) {
+        self.apply_channel_any(run, channel)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn apply_channel_avx2(&self, run: &mut [f32], channel: usize) {
+        self.apply_channel_any(run, channel)
+    }
+
+    /// The body of [`Epilogue::apply_channel`], for any vector width.
+    #[inline(always)]
+    fn apply_channel_any(&self, run: &mut [f32], channel: usize) {
         if let Some(bias) = self.bias {
             let b = bias[channel];
             run.iter_mut().for_each(|v| *v += b);
@@ -85,6 +135,7 @@ impl Epilogue<'_> {
 /// Applies an activation that does not depend on the channel to every value
 /// of `values`, with the dispatch hoisted out of the loop so that the cheap
 /// ones vectorise.
+#[inline(always)]
 fn apply_uniform(act: &Activation, values: &mut [f32]) {
     match *act {
         Activation::Identity => {}
@@ -103,7 +154,7 @@ fn apply_uniform(act: &Activation, values: &mut [f32]) {
 /// dense layer's product). Near 0 the Taylor series (7 terms; the first
 /// omitted one is < 2e-9 relative for |x| < 0.4); elsewhere
 /// `1 − 2 / (e^{2|x|} + 1)` with the sign restored.
-#[inline]
+#[inline(always)]
 pub fn tanh_fast(x: f32) -> f32 {
     let ax = x.abs();
     let x2 = x * x;
@@ -127,19 +178,23 @@ pub fn tanh_fast(x: f32) -> f32 {
 /// `e^y` for `0 ≤ y ≤ 40`: `y = n·ln 2 + r` with |r| ≤ ln 2 / 2 (Cody–Waite
 /// split of ln 2), the degree-7 Taylor polynomial of `e^r` (error < 6e-9
 /// relative), scaled by `2^n` built from its exponent bits.
-#[inline]
+#[inline(always)]
 fn exp_positive(y: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    // Rounds to nearest for y ≥ 0 by truncating y/ln 2 + 1/2.
-    let n = (y * std::f32::consts::LOG2_E + 0.5) as i32;
-    let nf = n as f32;
+    // Adding 1.5·2²³ rounds y/ln 2 (< 2²²) to the nearest integer, which
+    // then sits in the low mantissa bits: no float→int conversion, whose
+    // saturating `as` keeps the loop from vectorising.
+    const SHIFTER: f32 = 12_582_912.0;
+    let t = y * std::f32::consts::LOG2_E + SHIFTER;
+    let nf = t - SHIFTER;
+    let n = t.to_bits().wrapping_sub(SHIFTER.to_bits());
     let r = (y - nf * LN2_HI) - nf * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (1.0 / 2.0
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n + 127) as u32) << 23);
+    let scale = f32::from_bits((n + 127) << 23);
     p * scale
 }
 

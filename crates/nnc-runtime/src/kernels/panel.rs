@@ -1,0 +1,217 @@
+//! Dense layers on weights packed once into column panels, with an AVX-512
+//! micro-kernel.
+//!
+//! A dense weight `w[out, in]` is constant, so it is rearranged once, at
+//! load, into the order the product reads it: `⌈out / NR⌉` panels, panel `p`
+//! holding `w[p·NR + j, k]` at `k·NR + j` (zero for `p·NR + j ≥ out`). A
+//! micro-tile of the output, `MR` samples × `NR` features, then lives in
+//! 2·MR vector registers while the kernel walks down `k`: per step it loads
+//! two vectors of the panel, broadcasts one input value per sample and does
+//! 2·MR fused multiply-adds. With one sample this is the GEMV that streams
+//! the weights at memory speed; with many it is a register-blocked GEMM
+//! whose panel slice (`KC` deep) stays in L1 while every sample of a row
+//! tile passes over it.
+//!
+//! Threads take contiguous ranges of panels, so each reads only its share
+//! of the weights, whatever the batch.
+
+use std::ops::Range;
+
+use super::dense::{split, WORK_PER_THREAD};
+use super::epilogue::Epilogue;
+use crate::team::{Disjoint, Team};
+
+/// Output features per panel: two 16-lane registers.
+pub const NR: usize = 32;
+/// Samples per micro-tile: 2·MR = 16 accumulators, enough independent
+/// multiply-adds to cover the FMA latency on two ports.
+const MR: usize = 8;
+/// Depth of one pass over a panel when several micro-tiles share it: a
+/// 32 KiB slice, which stays in L1.
+const KC: usize = 256;
+/// Bytes of input and output rows per row tile: they stay in L2 while every
+/// panel of the thread passes over the inputs, and until the epilogue has
+/// run on the outputs.
+const ROW_TILE_BYTES: usize = 1 << 20;
+/// Floats of padding so that panels can start on a 64-byte line.
+const ALIGN_FLOATS: usize = 16;
+
+/// A weight packed into panels. Only built where [`available`] holds.
+#[derive(Clone, Debug)]
+pub struct Panels {
+    data: Vec<f32>,
+    /// Where the first panel starts in `data` (64-byte aligned).
+    start: usize,
+    in_features: usize,
+    out_features: usize,
+}
+
+/// Whether this CPU runs the panel kernel.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl Panels {
+    /// Packs `weight` ([out, in], row-major).
+    pub fn pack(weight: &[f32], out_features: usize, in_features: usize) -> Panels {
+        debug_assert_eq!(weight.len(), out_features * in_features);
+        let panels = out_features.div_ceil(NR);
+        let mut data = vec![0.0f32; panels * NR * in_features + ALIGN_FLOATS];
+        let start = data.as_ptr().align_offset(64).min(ALIGN_FLOATS);
+        let packed = &mut data[start..];
+        for (o, row) in weight.chunks_exact(in_features.max(1)).take(out_features).enumerate() {
+            let (p, j) = (o / NR, o % NR);
+            let panel = &mut packed[p * NR * in_features..(p + 1) * NR * in_features];
+            for (k, &v) in row.iter().enumerate() {
+                panel[k * NR + j] = v;
+            }
+        }
+        Panels {
+            data,
+            start,
+            in_features,
+            out_features,
+        }
+    }
+
+    fn panel(&self, p: usize) -> &[f32] {
+        let len = NR * self.in_features;
+        &self.data[self.start + p * len..self.start + (p + 1) * len]
+    }
+
+    fn count(&self) -> usize {
+        self.out_features.div_ceil(NR)
+    }
+}
+
+/// `y = epilogue(x · wᵀ)` for `batch` samples, on `threads` threads. The
+/// caller guarantees [`available`] and the slice lengths.
+pub fn dense(x: &[f32], batch: usize, w: &Panels, epilogue: &Epilogue, y: &mut [f32], team: &Team) {
+    let work = batch * w.out_features * w.in_features;
+    let parts = team.threads().min(work / WORK_PER_THREAD).min(w.count()).max(1);
+    let y = Disjoint::new(y);
+    team.run(parts, &|t| {
+        let panels = split(w.count(), parts, t, 1);
+        // SAFETY: the caller checked `available()`; parts write disjoint
+        // column ranges (their panels) of y.
+        unsafe { panels_avx512(x, batch, w, panels, epilogue, y) }
+    });
+}
+
+/// Panels `panels` of every sample: row tiles, then per panel a pass per
+/// `KC` slice over the tile's micro-tiles, then the epilogue on the tile's
+/// block of the output while it is in L2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn panels_avx512(x: &[f32], batch: usize, w: &Panels, panels: Range<usize>, epilogue: &Epilogue, y: Disjoint) {
+    let (k_total, out) = (w.in_features, w.out_features);
+    debug_assert!(x.len() >= batch * k_total && y.len() >= batch * out);
+    let tile_rows = (ROW_TILE_BYTES / (4 * (k_total + out))).clamp(MR, 1024) / MR * MR;
+    // One pass when a single micro-tile covers the tile: nothing to share the slice with.
+    for rows in (0..batch).step_by(tile_rows).map(|r| r..(r + tile_rows).min(batch)) {
+        let kc = if rows.len() <= MR { k_total } else { KC };
+        for p in panels.clone() {
+            let panel = w.panel(p);
+            let cols = p * NR..((p + 1) * NR).min(out);
+            let mask = lane_masks(cols.len());
+            for k0 in (0..k_total).step_by(kc.max(1)) {
+                let depth = kc.min(k_total - k0);
+                for i in rows.clone().step_by(MR) {
+                    let m = MR.min(rows.end - i);
+                    let tile = MicroTile {
+                        depth,
+                        a: x.as_ptr().add(i * k_total + k0),
+                        lda: k_total,
+                        b: panel.as_ptr().add(k0 * NR),
+                        c: y.as_mut_ptr().add(i * out + cols.start),
+                        ldc: out,
+                        mask,
+                        accumulate: k0 > 0,
+                    };
+                    match m {
+                        8 => micro::<8>(&tile),
+                        7 => micro::<7>(&tile),
+                        6 => micro::<6>(&tile),
+                        5 => micro::<5>(&tile),
+                        4 => micro::<4>(&tile),
+                        3 => micro::<3>(&tile),
+                        2 => micro::<2>(&tile),
+                        _ => micro::<1>(&tile),
+                    }
+                }
+            }
+        }
+        // The epilogue on the tile's rows across all of this thread's panels,
+        // still in L2: long rows let the activation's dependency chains of
+        // neighbouring vectors overlap (on one 32-wide panel they would not).
+        let cols = panels.start * NR..(panels.end * NR).min(out);
+        for i in rows {
+            let row = std::slice::from_raw_parts_mut(y.as_mut_ptr().add(i * out + cols.start), cols.len());
+            epilogue.apply_row(row, cols.start);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn panels_avx512(_: &[f32], _: usize, _: &Panels, _: Range<usize>, _: &Epilogue, _: Disjoint) {
+    unreachable!("panels are only built where AVX-512 is available")
+}
+
+/// The store masks of a panel's two registers for `cols` valid columns.
+fn lane_masks(cols: usize) -> [u16; 2] {
+    let low = |n: usize| ((1u32 << n.min(16)) - 1) as u16;
+    [low(cols), low(cols.saturating_sub(16))]
+}
+
+/// One call of the micro-kernel: `C[m, cols] (+)= A[m, depth] · B[depth, NR]`.
+struct MicroTile {
+    depth: usize,
+    /// Row i, step k of A at `a + i·lda + k`.
+    a: *const f32,
+    lda: usize,
+    /// Step k of the panel slice at `b + k·NR` (NR floats).
+    b: *const f32,
+    /// Row i of the output block at `c + i·ldc`, its valid lanes in `mask`.
+    c: *mut f32,
+    ldc: usize,
+    mask: [u16; 2],
+    /// Add to C (a later `KC` slice) rather than overwrite it.
+    accumulate: bool,
+}
+
+/// M rows × NR columns in 2·M registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn micro<const M: usize>(t: &MicroTile) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; M];
+    if t.accumulate {
+        for (i, row) in acc.iter_mut().enumerate() {
+            let c = t.c.add(i * t.ldc);
+            row[0] = _mm512_maskz_loadu_ps(t.mask[0], c);
+            row[1] = _mm512_maskz_loadu_ps(t.mask[1], c.add(16));
+        }
+    }
+    for k in 0..t.depth {
+        let b = t.b.add(k * NR);
+        let (b0, b1) = (_mm512_load_ps(b), _mm512_load_ps(b.add(16)));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let a = _mm512_set1_ps(*t.a.add(i * t.lda + k));
+            row[0] = _mm512_fmadd_ps(a, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(a, b1, row[1]);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        let c = t.c.add(i * t.ldc);
+        _mm512_mask_storeu_ps(c, t.mask[0], row[0]);
+        _mm512_mask_storeu_ps(c.add(16), t.mask[1], row[1]);
+    }
+}

@@ -1,0 +1,34 @@
+//! Which vector extension to compile a loop for.
+//!
+//! The crate is built for baseline x86-64 (SSE2), so a plain loop over
+//! `tanh_fast` runs 4 lanes at a time. A kernel that wants more keeps its
+//! body in an `#[inline(always)]` function and calls it from thin wrappers
+//! marked `#[target_feature(enable = "avx512f")]` and `"avx2,fma"`, chosen
+//! by [`Level::detect`]; the body and everything it inlines (mark the helpers
+//! `#[inline(always)]` too) is then vectorised for 16 or 8 lanes. (A closure
+//! passed to such a wrapper is not inlined into it, so that shortcut fails.)
+
+/// The widest vector extension this CPU has, as far as the kernels care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    Avx512,
+    Avx2,
+    Base,
+}
+
+impl Level {
+    /// This CPU's level (the standard library caches the CPUID query).
+    #[inline]
+    pub(crate) fn detect() -> Level {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Level::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Level::Avx2;
+            }
+        }
+        Level::Base
+    }
+}

@@ -1,0 +1,323 @@
+//! A fixed team of threads for the kernels' fork-join, built once and kept
+//! for every forward pass.
+//!
+//! A batch-1 layer of the seed MLP takes ~50 µs; waking a sleeping thread
+//! through the kernel takes 10–50 µs on a virtual machine, so a pool whose
+//! workers sleep between layers (rayon's, or spawning per call) loses most
+//! of what a second thread gains. Between jobs this team's workers spin for
+//! a while before they park, so consecutive layers find them awake, as
+//! ONNX Runtime's intra-op pool does.
+//!
+//! The calling thread is a member: [`Team::run`] publishes a job of `parts`
+//! numbered parts, every member (the caller included) claims parts from a
+//! shared counter until none is left, and `run` returns once all are done.
+//! A team of one thread has no workers and runs the parts in order.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+/// Spin iterations before an idle worker parks (~100 µs): long enough to
+/// bridge the gaps between layers, short enough not to burn a core between
+/// forward passes.
+const SPIN_ROUNDS: usize = 1 << 14;
+
+/// The threads that run kernel parts.
+pub struct Team {
+    threads: usize,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// A job: a part function whose lifetime `run` erases and guarantees.
+type PartFn = dyn Fn(usize) + Sync;
+
+/// What the members share.
+struct Shared {
+    /// Even: no job open; odd: job `epoch / 2` open. Publishing and
+    /// closing a job each add one.
+    epoch: AtomicUsize,
+    /// Workers between announcing interest in a job and leaving it; the
+    /// caller waits for zero before it closes a job's borrow.
+    joined: AtomicUsize,
+    /// The next part to claim, and how many are finished.
+    next: AtomicUsize,
+    done: AtomicUsize,
+    /// The open job; written only while no worker is joined.
+    job: UnsafeCell<Job>,
+    /// Parked workers wait here for a new epoch.
+    parked: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
+    stop: AtomicBool,
+}
+
+#[derive(Clone, Copy)]
+struct Job {
+    parts: usize,
+    f: Option<&'static PartFn>,
+}
+
+// SAFETY: `job` is written by the caller of `run` only while `joined` is
+// zero and the epoch is even (no worker reads it then), and read by workers
+// only while they are joined and have seen an odd epoch, which the caller
+// publishes after writing; every access to it is ordered by the SeqCst
+// operations on `epoch` and `joined`.
+unsafe impl Sync for Shared {}
+
+impl Team {
+    /// A team of `threads` threads (the caller and `threads − 1` workers).
+    pub fn new(threads: usize) -> std::io::Result<Team> {
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared::new());
+        let mut team = Team {
+            threads,
+            shared,
+            workers: Vec::new(),
+        };
+        for i in 1..threads {
+            let shared = Arc::clone(&team.shared);
+            let worker = std::thread::Builder::new()
+                .name(format!("nnc-worker-{i}"))
+                .spawn(move || shared.work())?;
+            // On an error `team` drops here and stops the workers started so far.
+            team.workers.push(worker);
+        }
+        Ok(team)
+    }
+
+    /// A team of one: runs every part on the calling thread.
+    pub fn single() -> Team {
+        Team {
+            threads: 1,
+            shared: Arc::new(Shared::new()),
+            workers: Vec::new(),
+        }
+    }
+
+    /// How many threads run parts, the caller included.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(0) … f(parts − 1)`, spread over the team, and returns when
+    /// all have run. Parts must not depend on each other's order.
+    pub fn run<'a>(&self, parts: usize, f: &'a (dyn Fn(usize) + Sync + 'a)) {
+        if parts <= 1 || self.workers.is_empty() {
+            (0..parts).for_each(f);
+            return;
+        }
+        let s = &*self.shared;
+        // SAFETY: the borrow of `f` outlives its use: every worker that can
+        // read the job has left it (`joined` is zero, below) before `run`
+        // returns, so the 'static the slot claims is never relied on.
+        let f: &'static PartFn = unsafe { std::mem::transmute::<&'a (dyn Fn(usize) + Sync + 'a), &'static PartFn>(f) };
+        // SAFETY: no job is open and no worker is joined (the previous `run`
+        // waited for that), so nobody reads the slot while it is written.
+        unsafe { *s.job.get() = Job { parts, f: Some(f) } };
+        s.next.store(0, SeqCst);
+        s.done.store(0, SeqCst);
+        s.epoch.fetch_add(1, SeqCst); // open
+        if s.parked.load(SeqCst) > 0 {
+            let _guard = s.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            s.wake.notify_all();
+        }
+        s.claim_parts(parts, f);
+        while s.done.load(SeqCst) < parts {
+            std::hint::spin_loop();
+        }
+        s.epoch.fetch_add(1, SeqCst); // close
+        while s.joined.load(SeqCst) > 0 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            epoch: AtomicUsize::new(0),
+            joined: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            job: UnsafeCell::new(Job { parts: 0, f: None }),
+            parked: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Claims and runs parts until none is left.
+    fn claim_parts(&self, parts: usize, f: &PartFn) {
+        loop {
+            let part = self.next.fetch_add(1, SeqCst);
+            if part >= parts {
+                return;
+            }
+            f(part);
+            self.done.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// A worker's life: wait for an open job, join it, claim parts, leave.
+    fn work(&self) {
+        let mut seen = self.epoch.load(SeqCst);
+        loop {
+            let epoch = self.wait_for_change(seen);
+            if self.stop.load(SeqCst) {
+                return;
+            }
+            seen = epoch;
+            if epoch.is_multiple_of(2) {
+                continue;
+            }
+            self.joined.fetch_add(1, SeqCst);
+            // Still the same open job? Only then may the slot be read.
+            if self.epoch.load(SeqCst) == epoch {
+                // SAFETY: joined while the job is open (see `unsafe impl Sync`).
+                let job = unsafe { *self.job.get() };
+                if let Some(f) = job.f {
+                    self.claim_parts(job.parts, f);
+                }
+            }
+            self.joined.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// Spins, then parks, until the epoch differs from `seen` or the team stops.
+    fn wait_for_change(&self, seen: usize) -> usize {
+        for _ in 0..SPIN_ROUNDS {
+            let epoch = self.epoch.load(SeqCst);
+            if epoch != seen || self.stop.load(SeqCst) {
+                return epoch;
+            }
+            std::hint::spin_loop();
+        }
+        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.parked.fetch_add(1, SeqCst);
+        loop {
+            let epoch = self.epoch.load(SeqCst);
+            if epoch != seen || self.stop.load(SeqCst) {
+                self.parked.fetch_sub(1, SeqCst);
+                return epoch;
+            }
+            guard = self.wake.wait(guard).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, SeqCst);
+        {
+            let _guard = self.shared.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.shared.wake.notify_all();
+        }
+        for worker in self.workers.drain(..) {
+            // A worker that panicked has nothing left to clean up.
+            let _ = worker.join();
+        }
+    }
+}
+
+/// A mutable slice that the parts of one [`Team::run`] write in disjoint
+/// pieces (which a closure shared by all parts cannot borrow otherwise).
+#[derive(Clone, Copy)]
+pub(crate) struct Disjoint<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _borrow: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: parts only form non-overlapping pieces (the contract of `piece`).
+unsafe impl Send for Disjoint<'_> {}
+unsafe impl Sync for Disjoint<'_> {}
+
+impl<'a> Disjoint<'a> {
+    pub(crate) fn new(slice: &'a mut [f32]) -> Disjoint<'a> {
+        Disjoint {
+            ptr: slice.as_mut_ptr(),
+            len: slice.len(),
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The whole slice as a pointer, for kernels whose pieces are not
+    /// contiguous (column blocks of a row-major matrix).
+    pub(crate) fn as_mut_ptr(&self) -> *mut f32 {
+        self.ptr
+    }
+
+    /// Elements `range`, clamped to the slice.
+    ///
+    /// # Safety
+    /// No two live pieces (of any part) may overlap.
+    pub(crate) unsafe fn piece(&self, range: std::ops::Range<usize>) -> &'a mut [f32] {
+        let end = range.end.min(self.len);
+        let start = range.start.min(end);
+        std::slice::from_raw_parts_mut(self.ptr.add(start), end - start)
+    }
+}
+
+impl std::fmt::Debug for Team {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Team({} threads)", self.threads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_runs_once_per_job() {
+        for threads in [1, 2, 3, 5] {
+            let team = Team::new(threads).unwrap();
+            assert_eq!(team.threads(), threads);
+            for parts in [0, 1, 2, 7, 64] {
+                for _ in 0..200 {
+                    let counts: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+                    team.run(parts, &|p| {
+                        counts[p].fetch_add(1, SeqCst);
+                    });
+                    assert!(
+                        counts.iter().all(|c| c.load(SeqCst) == 1),
+                        "{threads} threads, {parts} parts"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parked_workers_wake_for_a_new_job() {
+        let team = Team::new(2).unwrap();
+        // Long enough for the worker to stop spinning and park.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let ran = AtomicUsize::new(0);
+        team.run(8, &|_| {
+            ran.fetch_add(1, SeqCst);
+        });
+        assert_eq!(ran.load(SeqCst), 8);
+    }
+
+    #[test]
+    fn parts_really_run_on_several_threads() {
+        let team = Team::new(2).unwrap();
+        let ids = Mutex::new(std::collections::HashSet::new());
+        // Each part waits a little, so the worker gets to claim some.
+        for _ in 0..20 {
+            team.run(16, &|_| {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                ids.lock().unwrap().insert(std::thread::current().id());
+            });
+        }
+        assert_eq!(ids.lock().unwrap().len(), 2);
+    }
+}
