@@ -5,10 +5,13 @@
 //! `[in/groups · k · k, out_h · out_w]` column matrix in the scratch buffer
 //! (skipped for a 1×1, stride-1, unpadded conv, whose input already is that
 //! matrix), and `y_group = w_group · col` is one SGEMM whose output is the
-//! group's output planes in place.
+//! group's output planes in place. Where the CPU has AVX-512 the columns
+//! are packed into panels and multiplied by the dense kernel's micro-kernel
+//! (which needs no allocation); elsewhere matrixmultiply's SGEMM runs.
 
 use super::dense::{sgemm, split, Gemm};
 use super::epilogue::Epilogue;
+use super::panel;
 use crate::team::{Disjoint, Team};
 
 /// The shape of a conv2d: input `[in_channels, height, width]` per sample,
@@ -38,10 +41,20 @@ impl ConvGeometry {
 
     /// f32s of scratch conv2d needs for `threads` threads
     pub fn scratch_len(&self, threads: usize) -> usize {
-        if self.is_pointwise() {
-            return 0;
-        }
-        threads.max(1) * self.col_rows() * self.out_height() * self.out_width()
+        threads.max(1) * self.scratch_per_thread()
+    }
+
+    /// The column matrix (none for a pointwise conv), and where the panel
+    /// kernel runs, the same columns packed into panels.
+    fn scratch_per_thread(&self) -> usize {
+        let (k, pixels) = (self.col_rows(), self.out_height() * self.out_width());
+        let col = if self.is_pointwise() { 0 } else { k * pixels };
+        let packed = if panel::available() {
+            panel::packed_len(k, pixels)
+        } else {
+            0
+        };
+        col + packed
     }
 
     /// The extent of one dilated kernel: `dilation·(kernel − 1) + 1`.
@@ -91,7 +104,7 @@ pub fn conv2d(
     }
     let conv = Conv { g, weight, epilogue };
     let (x_len, y_len) = (g.in_channels * in_plane, g.out_channels * out_plane);
-    let col_len = g.scratch_len(1);
+    let col_len = g.scratch_per_thread();
     let parts = team.threads().min(batch);
     let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
     team.run(parts, &|t| {
@@ -125,6 +138,7 @@ impl Conv<'_> {
         let (in_group, out_group) = (g.in_channels / groups, g.out_channels / groups);
         let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
         let k = g.col_rows();
+        let (col, packed) = col.split_at_mut(if g.is_pointwise() { 0 } else { k * out_plane });
         for group in 0..groups {
             let xg = &x[group * in_group * in_plane..(group + 1) * in_group * in_plane];
             let columns: &[f32] = if g.is_pointwise() {
@@ -136,19 +150,26 @@ impl Conv<'_> {
             let channels = group * out_group..(group + 1) * out_group;
             let wg = &self.weight[channels.start * k..channels.end * k];
             let yg = &mut y[channels.start * out_plane..channels.end * out_plane];
-            sgemm(
-                Gemm {
-                    m: out_group,
-                    k,
-                    n: out_plane,
-                },
-                wg,
-                (k, 1),
-                columns,
-                (out_plane, 1),
-                yg,
-                out_plane,
-            );
+            if panel::available() {
+                // The columns change with every sample, so they are the
+                // operand packed here; the weight rows are broadcast from.
+                panel::pack_columns(columns, k, out_plane, packed);
+                panel::matmul(wg, out_group, k, packed, out_plane, yg, out_plane);
+            } else {
+                sgemm(
+                    Gemm {
+                        m: out_group,
+                        k,
+                        n: out_plane,
+                    },
+                    wg,
+                    (k, 1),
+                    columns,
+                    (out_plane, 1),
+                    yg,
+                    out_plane,
+                );
+            }
             for (plane, channel) in yg.chunks_exact_mut(out_plane).zip(channels) {
                 self.epilogue.apply_channel(plane, channel);
             }

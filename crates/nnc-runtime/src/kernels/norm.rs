@@ -11,27 +11,31 @@ fn moments(count: usize, at: impl Fn(usize) -> f32) -> (f64, f64) {
     (mean, var)
 }
 
-/// `y = (x − mean) / √(var + eps) · γ + β` per channel, with given statistics.
-#[allow(clippy::too_many_arguments)]
-fn normalise_channels(
-    x: &[f32],
+/// The layout of a per-channel norm's input: `[n, channels, inner]`.
+#[derive(Clone, Copy)]
+struct Channels {
     n: usize,
     channels: usize,
     inner: usize,
-    stats: &[(f64, f64)],
+}
+
+/// `y = (x − mean) / √(var + eps) · γ + β` on channel `c` of every sample.
+#[allow(clippy::too_many_arguments)]
+fn normalise_channel(
+    x: &[f32],
+    at: Channels,
+    c: usize,
+    (mean, var): (f64, f64),
     gamma: &[f32],
     beta: &[f32],
     eps: f32,
     y: &mut [f32],
 ) {
-    for s in 0..n {
-        for c in 0..channels {
-            let (mean, var) = stats[c];
-            let scale = f64::from(gamma[c]) / (var + f64::from(eps)).sqrt();
-            let base = (s * channels + c) * inner;
-            for i in base..base + inner {
-                y[i] = ((f64::from(x[i]) - mean) * scale + f64::from(beta[c])) as f32;
-            }
+    let scale = f64::from(gamma[c]) / (var + f64::from(eps)).sqrt();
+    for s in 0..at.n {
+        let base = (s * at.channels + c) * at.inner;
+        for i in base..base + at.inner {
+            y[i] = ((f64::from(x[i]) - mean) * scale + f64::from(beta[c])) as f32;
         }
     }
 }
@@ -49,10 +53,11 @@ pub fn batch_norm_infer(
     eps: f32,
     y: &mut [f32],
 ) {
-    let stats: Vec<(f64, f64)> = (0..channels)
-        .map(|c| (f64::from(running_mean[c]), f64::from(running_var[c])))
-        .collect();
-    normalise_channels(x, n, channels, inner, &stats, gamma, beta, eps, y);
+    let at = Channels { n, channels, inner };
+    for c in 0..channels {
+        let stats = (f64::from(running_mean[c]), f64::from(running_var[c]));
+        normalise_channel(x, at, c, stats, gamma, beta, eps, y);
+    }
 }
 
 /// Batch statistics per channel over n and inner; updates the running ones.
@@ -71,20 +76,18 @@ pub fn batch_norm_train(
     y: &mut [f32],
 ) {
     let count = n * inner;
-    let stats: Vec<(f64, f64)> = (0..channels)
-        .map(|c| {
-            moments(count, |k| {
-                x[((k / inner.max(1)) * channels + c) * inner + k % inner.max(1)]
-            })
-        })
-        .collect();
-    normalise_channels(x, n, channels, inner, &stats, gamma, beta, eps, y);
+    let at = Channels { n, channels, inner };
     let m = f64::from(momentum);
-    for (c, (mean, var)) in stats.iter().enumerate() {
+    // A channel at a time, so that no table of statistics is needed.
+    for c in 0..channels {
+        let (mean, var) = moments(count, |k| {
+            x[((k / inner.max(1)) * channels + c) * inner + k % inner.max(1)]
+        });
+        normalise_channel(x, at, c, (mean, var), gamma, beta, eps, y);
         let unbiased = if count > 1 {
             var * count as f64 / (count - 1) as f64
         } else {
-            *var
+            var
         };
         running_mean[c] = ((1.0 - m) * f64::from(running_mean[c]) + m * mean) as f32;
         running_var[c] = ((1.0 - m) * f64::from(running_var[c]) + m * unbiased) as f32;

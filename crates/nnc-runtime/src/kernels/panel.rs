@@ -81,11 +81,6 @@ impl Panels {
         }
     }
 
-    fn panel(&self, p: usize) -> &[f32] {
-        let len = NR * self.in_features;
-        &self.data[self.start + p * len..self.start + (p + 1) * len]
-    }
-
     fn count(&self) -> usize {
         self.out_features.div_ceil(NR)
     }
@@ -105,49 +100,28 @@ pub fn dense(x: &[f32], batch: usize, w: &Panels, epilogue: &Epilogue, y: &mut [
     });
 }
 
-/// Panels `panels` of every sample: row tiles, then per panel a pass per
-/// `KC` slice over the tile's micro-tiles, then the epilogue on the tile's
-/// block of the output while it is in L2.
+/// Panels `panels` of every sample: row tiles, the product of each tile
+/// with the panels, then the epilogue on the tile's block of the output while
+/// it is in L2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn panels_avx512(x: &[f32], batch: usize, w: &Panels, panels: Range<usize>, epilogue: &Epilogue, y: Disjoint) {
     let (k_total, out) = (w.in_features, w.out_features);
     debug_assert!(x.len() >= batch * k_total && y.len() >= batch * out);
     let tile_rows = (ROW_TILE_BYTES / (4 * (k_total + out))).clamp(MR, 1024) / MR * MR;
-    // One pass when a single micro-tile covers the tile: nothing to share the slice with.
+    let packed = &w.data[w.start..];
     for rows in (0..batch).step_by(tile_rows).map(|r| r..(r + tile_rows).min(batch)) {
-        let kc = if rows.len() <= MR { k_total } else { KC };
-        for p in panels.clone() {
-            let panel = w.panel(p);
-            let cols = p * NR..((p + 1) * NR).min(out);
-            let mask = lane_masks(cols.len());
-            for k0 in (0..k_total).step_by(kc.max(1)) {
-                let depth = kc.min(k_total - k0);
-                for i in rows.clone().step_by(MR) {
-                    let m = MR.min(rows.end - i);
-                    let tile = MicroTile {
-                        depth,
-                        a: x.as_ptr().add(i * k_total + k0),
-                        lda: k_total,
-                        b: panel.as_ptr().add(k0 * NR),
-                        c: y.as_mut_ptr().add(i * out + cols.start),
-                        ldc: out,
-                        mask,
-                        accumulate: k0 > 0,
-                    };
-                    match m {
-                        8 => micro::<8>(&tile),
-                        7 => micro::<7>(&tile),
-                        6 => micro::<6>(&tile),
-                        5 => micro::<5>(&tile),
-                        4 => micro::<4>(&tile),
-                        3 => micro::<3>(&tile),
-                        2 => micro::<2>(&tile),
-                        _ => micro::<1>(&tile),
-                    }
-                }
-            }
-        }
+        let product = Product {
+            rows: rows.len(),
+            depth: k_total,
+            a: x.as_ptr().add(rows.start * k_total),
+            lda: k_total,
+            panels: packed.as_ptr(),
+            cols: out,
+            c: y.as_mut_ptr().add(rows.start * out),
+            ldc: out,
+        };
+        product.run(panels.clone());
         // The epilogue on the tile's rows across all of this thread's panels,
         // still in L2: long rows let the activation's dependency chains of
         // neighbouring vectors overlap (on one 32-wide panel they would not).
@@ -162,6 +136,118 @@ unsafe fn panels_avx512(x: &[f32], batch: usize, w: &Panels, panels: Range<usize
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn panels_avx512(_: &[f32], _: usize, _: &Panels, _: Range<usize>, _: &Epilogue, _: Disjoint) {
     unreachable!("panels are only built where AVX-512 is available")
+}
+
+/// `C[rows, cols] = A[rows, depth] · B[depth, cols]` with B in panels.
+struct Product {
+    rows: usize,
+    depth: usize,
+    /// Row i, step k of A at `a + i·lda + k`.
+    a: *const f32,
+    lda: usize,
+    /// Panel p of B at `panels + p·depth·NR`, step k of it `k·NR` further.
+    panels: *const f32,
+    cols: usize,
+    /// Row i of C at `c + i·ldc`.
+    c: *mut f32,
+    ldc: usize,
+}
+
+impl Product {
+    /// The columns of panels `panels`: per panel a pass per `KC` slice over
+    /// the micro-tiles of the rows.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run(&self, panels: Range<usize>) {
+        // One pass when a single micro-tile covers the rows: nothing to share the slice with.
+        let kc = if self.rows <= MR { self.depth } else { KC };
+        for p in panels {
+            let panel = self.panels.add(p * self.depth * NR);
+            let cols = p * NR..((p + 1) * NR).min(self.cols);
+            let mask = lane_masks(cols.len());
+            for k0 in (0..self.depth).step_by(kc.max(1)) {
+                for i in (0..self.rows).step_by(MR) {
+                    let tile = MicroTile {
+                        depth: kc.min(self.depth - k0),
+                        a: self.a.add(i * self.lda + k0),
+                        lda: self.lda,
+                        b: panel.add(k0 * NR),
+                        c: self.c.add(i * self.ldc + cols.start),
+                        ldc: self.ldc,
+                        mask,
+                        accumulate: k0 > 0,
+                    };
+                    match MR.min(self.rows - i) {
+                        8 => micro::<8>(&tile),
+                        7 => micro::<7>(&tile),
+                        6 => micro::<6>(&tile),
+                        5 => micro::<5>(&tile),
+                        4 => micro::<4>(&tile),
+                        3 => micro::<3>(&tile),
+                        2 => micro::<2>(&tile),
+                        _ => micro::<1>(&tile),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Floats of [`pack_columns`]'s output for a `[depth, cols]` matrix.
+pub fn packed_len(depth: usize, cols: usize) -> usize {
+    cols.div_ceil(NR) * NR * depth
+}
+
+/// Packs `b` (`[depth, cols]`, row-major) into panels in `out`
+/// ([`packed_len`] floats): the layout of [`Panels`] for a matrix given
+/// column-major, as the columns of a conv's im2col are.
+pub fn pack_columns(b: &[f32], depth: usize, cols: usize, out: &mut [f32]) {
+    let len = packed_len(depth, cols);
+    debug_assert!(b.len() >= depth * cols && out.len() >= len);
+    for (p, panel) in out[..len].chunks_exact_mut((NR * depth).max(1)).enumerate() {
+        let first = p * NR;
+        let width = NR.min(cols - first);
+        for (k, step) in panel.chunks_exact_mut(NR).enumerate() {
+            step[..width].copy_from_slice(&b[k * cols + first..k * cols + first + width]);
+            step[width..].fill(0.0);
+        }
+    }
+}
+
+/// `c[rows, cols] = a[rows, depth] · B` where B was packed by
+/// [`pack_columns`]; `c` has row stride `ldc`. Single-threaded; the caller
+/// guarantees [`available`] and the lengths.
+pub fn matmul(a: &[f32], rows: usize, depth: usize, packed: &[f32], cols: usize, c: &mut [f32], ldc: usize) {
+    let fits = a.len() >= rows * depth
+        && packed.len() >= packed_len(depth, cols)
+        && (rows == 0 || c.len() >= (rows - 1) * ldc + cols)
+        && ldc >= cols;
+    debug_assert!(fits, "matmul operands too short");
+    if !fits || rows == 0 || cols == 0 || !available() {
+        return;
+    }
+    if depth == 0 {
+        c.chunks_mut(ldc).take(rows).for_each(|row| row[..cols].fill(0.0));
+        return;
+    }
+    let product = Product {
+        rows,
+        depth,
+        a: a.as_ptr(),
+        lda: depth,
+        panels: packed.as_ptr(),
+        cols,
+        c: c.as_mut_ptr(),
+        ldc,
+    };
+    // SAFETY: AVX-512F is available; every pointer the product forms is
+    // inside the slices checked above.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        product.run(0..cols.div_ceil(NR))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = product;
 }
 
 /// The store masks of a panel's two registers for `cols` valid columns.
@@ -202,7 +288,8 @@ unsafe fn micro<const M: usize>(t: &MicroTile) {
     }
     for k in 0..t.depth {
         let b = t.b.add(k * NR);
-        let (b0, b1) = (_mm512_load_ps(b), _mm512_load_ps(b.add(16)));
+        // Unaligned loads: conv's packed columns live in a plain scratch buffer.
+        let (b0, b1) = (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16)));
         for (i, row) in acc.iter_mut().enumerate() {
             let a = _mm512_set1_ps(*t.a.add(i * t.lda + k));
             row[0] = _mm512_fmadd_ps(a, b0, row[0]);
