@@ -112,14 +112,26 @@ fn optimized_and_unoptimized_inference_agree_on_every_model() {
 
 #[test]
 fn threads_do_not_change_the_answer() {
-    let text = std::fs::read_to_string(format!("{}/models/digits_cnn.nn", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let w = weights(&text, 5);
-    let mut it = Interpreter::new(&module(&text, Mode::Infer, Stage::Optimized), Mode::Infer, &w).unwrap();
-    let x = input(784, 9, 1);
-    let one = it.run(&x, 9, 1, 0).unwrap();
-    let two = it.run(&x, 9, 2, 0).unwrap();
-    let diff = one.iter().zip(&two).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-    assert!(diff <= 1e-6, "1 vs 2 threads differ by {diff}");
+    // Parts split output features (dense) or samples (conv); every output
+    // is the same sum whoever computes it.
+    for (name, text) in models() {
+        let w = weights(&text, 5);
+        let module = module(&text, Mode::Infer, Stage::Optimized);
+        let mut it = Interpreter::new(&module, Mode::Infer, &w).unwrap();
+        let per_sample: usize = it.input_shape().iter().product();
+        for batch in [1, 9, 40] {
+            let x = input(per_sample, batch, 1);
+            let one = it.run(&x, batch, 1, 0).unwrap();
+            for threads in [2, 3] {
+                let many = it.run(&x, batch, threads, 0).unwrap();
+                let diff = one.iter().zip(&many).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(
+                    diff <= 1e-6,
+                    "{name}: batch {batch}: 1 vs {threads} threads differ by {diff}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
