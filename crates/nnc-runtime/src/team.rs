@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-/// Spin iterations before an idle worker parks (~100 µs): long enough to
-/// bridge the gaps between layers, short enough not to burn a core between
-/// forward passes.
+/// Spin iterations before an idle worker parks (0.1–1 ms, as a `pause`
+/// takes 10–140 cycles depending on the CPU): long enough to bridge the gaps
+/// between layers, short enough not to burn a core long after a forward pass.
 const SPIN_ROUNDS: usize = 1 << 14;
 
 /// The threads that run kernel parts.
