@@ -4,9 +4,8 @@
 
 use nnc_diag::SourceFile;
 use nnc_driver::{compile, Options, Quiet, Stage};
-use nnc_ir::{Dist, Mode, ParamSource};
-use nnc_runtime::init::{fill, Distribution};
-use nnc_runtime::Rng;
+use nnc_interp::init_weights;
+use nnc_ir::Mode;
 
 const FAN_IN: f64 = 500.0;
 const FAN_OUT: f64 = 400.0;
@@ -66,18 +65,9 @@ fn draw(init: &str, act: &str, seed: u64) -> Vec<f32> {
         passes: None,
     };
     let module = compile(&source, &options, &mut Quiet).unwrap().module.unwrap();
-    let p = &module.params[module.param_by_name("layer0.weight").unwrap().0 as usize];
-    let ParamSource::Init(i) = &p.source else { panic!() };
-    let dist = match i.dist {
-        Dist::Constant { value } => Distribution::Constant(value),
-        Dist::Normal { mean, std } => Distribution::Normal { mean, std },
-        Dist::TruncatedNormal { mean, std, low, high } => Distribution::TruncatedNormal { mean, std, low, high },
-        Dist::Uniform { low, high } => Distribution::Uniform { low, high },
-        Dist::Orthogonal { gain } => Distribution::Orthogonal { gain },
-    };
-    let mut data = vec![0.0; 200_000];
-    fill(&dist, &p.shape, &mut Rng::for_name(seed, &p.name), &mut data);
-    data
+    // 500 × 400 = 200 000 draws, as `nnc init` makes them.
+    let mut weights = init_weights(&module, seed);
+    weights.tensors.remove("layer0.weight").unwrap().data
 }
 
 #[test]

@@ -5,10 +5,9 @@
 
 use nnc_diag::SourceFile;
 use nnc_driver::{compile, Options, Quiet, Stage};
-use nnc_interp::Interpreter;
-use nnc_ir::{Mode, Module, ParamSource};
-use nnc_runtime::init::fill;
-use nnc_runtime::io::weights::{Tensor, Weights};
+use nnc_interp::{init_weights, Interpreter};
+use nnc_ir::{Mode, Module};
+use nnc_runtime::io::weights::Weights;
 use nnc_runtime::Rng;
 
 fn module(text: &str, mode: Mode, stage: Stage) -> Module {
@@ -25,19 +24,14 @@ fn module(text: &str, mode: Mode, stage: Stage) -> Module {
 /// moved away from their trivial starting values so folding is exercised.
 fn weights(text: &str, seed: u64) -> Weights {
     let declared = module(text, Mode::Infer, Stage::Lowered);
-    let mut weights = Weights::default();
+    let mut weights = init_weights(&declared, seed);
     let mut rng = Rng::new(seed, 99);
+    let jitter = |lo: f32, hi: f32, rng: &mut Rng| lo + (hi - lo) * rng.uniform();
     for p in &declared.params {
-        let ParamSource::Init(init) = &p.source else { continue };
-        let mut data = vec![0.0; p.shape.iter().product()];
-        fill(
-            &runtime_dist(&init.dist),
-            &p.shape,
-            &mut Rng::for_name(seed, &p.name),
-            &mut data,
-        );
-        let jitter = |lo: f32, hi: f32, rng: &mut Rng| lo + (hi - lo) * rng.uniform();
-        for v in data.iter_mut() {
+        let Some(tensor) = weights.tensors.get_mut(&p.name) else {
+            continue;
+        };
+        for v in tensor.data.iter_mut() {
             if p.name.ends_with(".running_var") || p.name.ends_with(".norm.weight") {
                 *v = jitter(0.5, 2.0, &mut rng);
             } else if p.name.ends_with(".running_mean") || p.name.ends_with(".norm.bias") || p.name.ends_with(".bias") {
@@ -46,26 +40,8 @@ fn weights(text: &str, seed: u64) -> Weights {
                 *v = jitter(0.05, 0.4, &mut rng);
             }
         }
-        weights.tensors.insert(
-            p.name.clone(),
-            Tensor {
-                shape: p.shape.clone(),
-                data,
-            },
-        );
     }
     weights
-}
-
-fn runtime_dist(d: &nnc_ir::Dist) -> nnc_runtime::init::Distribution {
-    use nnc_runtime::init::Distribution as R;
-    match *d {
-        nnc_ir::Dist::Constant { value } => R::Constant(value),
-        nnc_ir::Dist::Normal { mean, std } => R::Normal { mean, std },
-        nnc_ir::Dist::TruncatedNormal { mean, std, low, high } => R::TruncatedNormal { mean, std, low, high },
-        nnc_ir::Dist::Uniform { low, high } => R::Uniform { low, high },
-        nnc_ir::Dist::Orthogonal { gain } => R::Orthogonal { gain },
-    }
 }
 
 fn input(per_sample: usize, batch: usize, seed: u64) -> Vec<f32> {

@@ -4,12 +4,10 @@
 
 use crate::{read_source, run_compile, Failure};
 use nnc_driver::{Options, Quiet, Stage};
-use nnc_interp::Interpreter;
-use nnc_ir::{Dist, Mode, Module, ParamSource};
-use nnc_runtime::init::{fill, Distribution};
+use nnc_interp::{init_weights, Interpreter};
+use nnc_ir::{Mode, Module};
 use nnc_runtime::io::npy::{check_input, read_npy, write_npy};
-use nnc_runtime::io::weights::{read_safetensors, write_safetensors, Expected, Tensor, Weights};
-use nnc_runtime::Rng;
+use nnc_runtime::io::weights::{read_safetensors, write_safetensors, Expected, Weights};
 use std::path::{Path, PathBuf};
 
 /// The module with every declared parameter: both modes, lowered. Weight
@@ -40,37 +38,8 @@ fn compiled(file: &PathBuf, mode: Mode, stage: Stage, passes: Option<Vec<String>
         .ok_or_else(|| Failure("internal error: compiling produced no module".into()))
 }
 
-fn distribution(dist: &Dist) -> Distribution {
-    match *dist {
-        Dist::Constant { value } => Distribution::Constant(value),
-        Dist::Normal { mean, std } => Distribution::Normal { mean, std },
-        Dist::TruncatedNormal { mean, std, low, high } => Distribution::TruncatedNormal { mean, std, low, high },
-        Dist::Uniform { low, high } => Distribution::Uniform { low, high },
-        Dist::Orthogonal { gain } => Distribution::Orthogonal { gain },
-    }
-}
-
 pub(crate) fn init(file: &PathBuf, seed: u64, output: &Path) -> Result<String, Failure> {
-    let module = declared(file)?;
-    let mut weights = Weights::default();
-    for p in &module.params {
-        let ParamSource::Init(init) = &p.source else { continue };
-        let mut data = vec![0.0; p.shape.iter().product()];
-        // Each parameter draws from its own stream, named after it.
-        fill(
-            &distribution(&init.dist),
-            &p.shape,
-            &mut Rng::for_name(seed, &p.name),
-            &mut data,
-        );
-        weights.tensors.insert(
-            p.name.clone(),
-            Tensor {
-                shape: p.shape.clone(),
-                data,
-            },
-        );
-    }
+    let weights = init_weights(&declared(file)?, seed);
     let bytes = write_safetensors(&weights).map_err(|e| Failure(format!("error: {e}")))?;
     write_atomic(output, &bytes)?;
     let count: usize = weights.tensors.values().map(|t| t.data.len()).sum();

@@ -7,11 +7,8 @@
 
 use nnc_diag::SourceFile;
 use nnc_driver::{compile, Options, Quiet, Stage};
-use nnc_interp::Interpreter;
-use nnc_ir::{Mode, ParamSource};
-use nnc_runtime::init::{fill, Distribution};
-use nnc_runtime::io::weights::{Tensor, Weights};
-use nnc_runtime::Rng;
+use nnc_interp::{init_weights, Interpreter};
+use nnc_ir::Mode;
 
 fn main() {
     divan::main();
@@ -31,21 +28,7 @@ fn seed_mlp() -> Interpreter {
     let Some(module) = compiled.module else {
         panic!("a module")
     };
-    let mut weights = Weights::default();
-    for p in &module.params {
-        if let ParamSource::Init(_) = p.source {
-            let mut data = vec![0.0; p.shape.iter().product()];
-            let dist = Distribution::Normal { mean: 0.0, std: 0.05 };
-            fill(&dist, &p.shape, &mut Rng::for_name(0, &p.name), &mut data);
-            weights.tensors.insert(
-                p.name.clone(),
-                Tensor {
-                    shape: p.shape.clone(),
-                    data,
-                },
-            );
-        }
-    }
+    let weights = init_weights(&module, 0);
     match Interpreter::new(&module, Mode::Infer, &weights) {
         Ok(it) => it,
         Err(e) => panic!("{e}"),

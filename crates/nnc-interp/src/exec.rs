@@ -3,7 +3,7 @@
 
 use crate::plan::conv_geometry;
 use crate::{Error, Interpreter};
-use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId};
+use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId, ValueId};
 use nnc_runtime::kernels::act::{maxout, softmax, Activation};
 use nnc_runtime::kernels::conv::conv2d;
 use nnc_runtime::kernels::dense::{dense, dense_weight};
@@ -19,7 +19,7 @@ use nnc_runtime::Rng;
 const MAX_STEPS: usize = 16;
 
 /// Runs op `index` of the interpreter's function.
-pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, seed: u64) -> Result<(), Error> {
+pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: usize, seed: u64) -> Result<(), Error> {
     let train = it.func.mode == Mode::Train;
     let op = &it.func.ops[index];
     let x_ty = it.func.value_type(op.args[0]);
@@ -33,9 +33,18 @@ pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, seed: u64
     let out_slot = it.plan.slot(op.result);
     let mut out = std::mem::take(&mut it.buffers[out_slot]);
     let y = &mut out[..y_len];
-    let x = &it.buffers[it.plan.slot(op.args[0])][..x_len];
+    // The function's input is read where the caller holds it, not copied in.
+    let read = |v: ValueId| {
+        if v == it.func.input {
+            &input[..x_len]
+        } else {
+            &it.buffers[it.plan.slot(v)][..x_len]
+        }
+    };
+    let x = read(op.args[0]);
     let p = |id: &ParamId| it.params[id.0 as usize].as_slice();
-    let mut rng = Rng::new(seed, (1 << 63) | index as u64);
+    // Only ops that draw (in training) build their generator.
+    let rng = || Rng::new(seed, (1 << 63) | index as u64);
     let result = match &op.op {
         Op::Linear {
             weight,
@@ -54,7 +63,7 @@ pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, seed: u64
                 (Some(rate), _) if train => {
                     // A fresh mask each pass, so the masked weight is used once, as rows.
                     let masked = &mut it.scratch[..p(weight).len()];
-                    dropconnect(p(weight), *rate, &mut rng, masked);
+                    dropconnect(p(weight), *rate, &mut rng(), masked);
                     dense(x, batch, n_in, &it.scratch[..p(weight).len()], n_out, &ep, y, &it.team);
                 }
                 (_, Some(laid_out)) => dense_weight(x, batch, laid_out, &ep, y, &it.team),
@@ -80,7 +89,7 @@ pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, seed: u64
             let (w_part, cols) = it.scratch.split_at_mut(if drop.is_some() && train { w_len } else { 0 });
             let w: &[f32] = match drop {
                 Some(rate) if train => {
-                    dropconnect(p(weight), *rate, &mut rng, w_part);
+                    dropconnect(p(weight), *rate, &mut rng(), w_part);
                     w_part
                 }
                 _ => p(weight),
@@ -121,7 +130,7 @@ pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, seed: u64
             y.copy_from_slice(x);
             Ok(())
         }
-        Op::Act(act) => run_act(act, x, batch, channels, inner, &it.params, train, &mut rng, y),
+        Op::Act(act) => run_act(act, x, batch, channels, inner, &it.params, train, rng, y),
         Op::BatchNorm {
             weight,
             bias,
@@ -188,11 +197,11 @@ pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, seed: u64
             Ok(())
         }
         Op::Dropout { p: rate } if train => {
-            dropout(x, *rate, &mut rng, y);
+            dropout(x, *rate, &mut rng(), y);
             Ok(())
         }
         Op::AlphaDropout { p: rate } if train => {
-            alpha_dropout(x, *rate, &mut rng, y);
+            alpha_dropout(x, *rate, &mut rng(), y);
             Ok(())
         }
         Op::DropBlock { p: rate, block } if train => {
@@ -201,7 +210,7 @@ pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, seed: u64
                 x_ty.dims.get(2).copied().unwrap_or(1),
             );
             let mask = &mut it.scratch[..x_len];
-            dropblock(x, batch, channels, h, w, *rate, *block as usize, &mut rng, y, mask);
+            dropblock(x, batch, channels, h, w, *rate, *block as usize, &mut rng(), y, mask);
             Ok(())
         }
         // Inference: every dropout is the identity.
@@ -210,7 +219,7 @@ pub(crate) fn run_op(it: &mut Interpreter, index: usize, batch: usize, seed: u64
             Ok(())
         }
         Op::Add => {
-            let b = &it.buffers[it.plan.slot(op.args[1])][..x_len];
+            let b = read(op.args[1]);
             add(x, b, y);
             Ok(())
         }
@@ -229,13 +238,13 @@ fn run_act(
     inner: usize,
     params: &[Vec<f32>],
     train: bool,
-    rng: &mut Rng,
+    rng: impl FnOnce() -> Rng,
     y: &mut [f32],
 ) -> Result<(), Error> {
     match act {
         Act::Softmax => softmax(x, batch, channels, inner, y),
         Act::Maxout { pieces } => maxout(x, batch, channels, inner, *pieces as usize, y),
-        Act::Rrelu { lower, upper } if train => rrelu_train(x, *lower, *upper, rng, y),
+        Act::Rrelu { lower, upper } if train => rrelu_train(x, *lower, *upper, &mut rng(), y),
         elementwise => {
             let a = activation(elementwise, params)?;
             y.copy_from_slice(x);

@@ -13,7 +13,10 @@
 
 mod derive;
 mod exec;
+mod init;
 mod plan;
+
+pub use init::init_weights;
 
 use nnc_ir::{Function, Mode, Module, Op, ParamSource};
 use nnc_runtime::io::weights::Weights;
@@ -35,10 +38,11 @@ pub struct Interpreter {
     /// no forward pass starts a thread.
     team: Team,
     plan: Plan,
-    /// Buffers for `planned` (batch, threads); one per plan slot.
+    /// Buffers for `planned_batch` samples (scratch also for the team's
+    /// thread count); one per plan slot.
     buffers: Vec<Vec<f32>>,
     scratch: Vec<f32>,
-    planned: (usize, usize),
+    planned_batch: usize,
 }
 
 /// Why a module cannot be loaded or run.
@@ -120,7 +124,7 @@ impl Interpreter {
             plan,
             buffers: Vec::new(),
             scratch: Vec::new(),
-            planned: (0, 0),
+            planned_batch: 0,
         })
     }
 
@@ -176,27 +180,31 @@ impl Interpreter {
             )));
         }
         let threads = threads.max(1);
-        if self.planned != (batch, threads) {
-            if self.team.threads() != threads {
-                self.team =
-                    Team::new(threads).map_err(|e| Error::Threads(format!("cannot start {threads} threads: {e}")))?;
-            }
+        if self.team.threads() != threads {
+            self.team =
+                Team::new(threads).map_err(|e| Error::Threads(format!("cannot start {threads} threads: {e}")))?;
+            // Conv scratch is per thread: plan again.
+            self.planned_batch = 0;
+        }
+        if self.planned_batch != batch {
             self.buffers = self.plan.allocate(&self.func, batch);
             self.scratch = vec![0.0; self.plan.scratch_len(&self.func, &self.params, batch, threads)];
-            self.planned = (batch, threads);
+            self.planned_batch = batch;
         }
         self.forward(input, batch, seed, out)
     }
 
     /// The forward pass into `out`, with buffers already planned.
     fn forward(&mut self, input: &[f32], batch: usize, seed: u64, out: &mut [f32]) -> Result<(), Error> {
-        let input_slot = self.plan.slot(self.func.input);
-        self.buffers[input_slot][..input.len()].copy_from_slice(input);
         for index in 0..self.func.ops.len() {
-            exec::run_op(self, index, batch, seed)?;
+            exec::run_op(self, input, index, batch, seed)?;
         }
-        let output_slot = self.plan.slot(self.func.output);
-        out.copy_from_slice(&self.buffers[output_slot][..out.len()]);
+        if self.func.output == self.func.input {
+            out.copy_from_slice(input);
+        } else {
+            let output_slot = self.plan.slot(self.func.output);
+            out.copy_from_slice(&self.buffers[output_slot][..out.len()]);
+        }
         Ok(())
     }
 }

@@ -10,12 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nnc_diag::SourceFile;
 use nnc_driver::{compile, Options, Quiet, Stage};
-use nnc_interp::Interpreter;
-use nnc_ir::{Mode, ParamSource};
-use nnc_runtime::init::{fill, Distribution};
-use nnc_runtime::io::weights::{Tensor, Weights};
+use nnc_interp::{init_weights, Interpreter};
+use nnc_ir::Mode;
 use nnc_runtime::kernels::dense::DenseWeight;
-use nnc_runtime::Rng;
 
 struct Counting;
 
@@ -48,19 +45,7 @@ fn interpreter(path: &str, mode: Mode) -> Interpreter {
         passes: None,
     };
     let module = compile(&source, &options, &mut Quiet).unwrap().module.unwrap();
-    let mut weights = Weights::default();
-    for p in &module.params {
-        if let ParamSource::Init(_) = p.source {
-            let mut data = vec![0.0; p.shape.iter().product()];
-            let dist = Distribution::Uniform { low: 0.5, high: 1.5 };
-            fill(&dist, &p.shape, &mut Rng::for_name(0, &p.name), &mut data);
-            let tensor = Tensor {
-                shape: p.shape.clone(),
-                data,
-            };
-            weights.tensors.insert(p.name.clone(), tensor);
-        }
-    }
+    let weights = init_weights(&module, 0);
     Interpreter::new(&module, mode, &weights).unwrap()
 }
 

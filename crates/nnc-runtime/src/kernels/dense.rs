@@ -40,10 +40,13 @@ enum Layout {
 impl DenseWeight {
     /// `weight` is `[out_features, in_features]`, row-major.
     pub fn new(weight: &[f32], out_features: usize, in_features: usize) -> DenseWeight {
-        if panel::available() && in_features > 0 {
-            DenseWeight::panels(weight, out_features, in_features)
-        } else {
-            DenseWeight::rows(weight, out_features, in_features)
+        if !(panel::available() && in_features > 0) {
+            return DenseWeight::rows(weight, out_features, in_features);
+        }
+        DenseWeight {
+            in_features,
+            out_features,
+            layout: Layout::Panels(Panels::pack(weight, out_features, in_features)),
         }
     }
 
@@ -56,26 +59,9 @@ impl DenseWeight {
         }
     }
 
-    /// Packs into panels; only call where [`DenseWeight::has_panels`] holds.
-    fn panels(weight: &[f32], out_features: usize, in_features: usize) -> DenseWeight {
-        DenseWeight {
-            in_features,
-            out_features,
-            layout: Layout::Panels(Panels::pack(weight, out_features, in_features)),
-        }
-    }
-
     /// Whether this CPU can run packed panels (x86-64 with AVX-512F).
     pub fn has_panels() -> bool {
         panel::available()
-    }
-
-    pub fn in_features(&self) -> usize {
-        self.in_features
-    }
-
-    pub fn out_features(&self) -> usize {
-        self.out_features
     }
 }
 

@@ -13,6 +13,13 @@ pub enum EpilogueStep<'a> {
     Act(Activation<'a>),
 }
 
+/// Values an epilogue applies to: part of a row of channels, or a run of
+/// one channel's values.
+enum Block<'v> {
+    Row { row: &'v mut [f32], first_channel: usize },
+    Channel { run: &'v mut [f32], channel: usize },
+}
+
 /// What happens to each output value after the matrix product: `+ bias[o]`, then the steps in order.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Epilogue<'a> {
@@ -27,31 +34,50 @@ impl Epilogue<'_> {
     /// Applies the epilogue to `row`, whose element `j` belongs to output
     /// channel `first_channel + j` (a row of a dense output, or a part of it).
     pub fn apply_row(&self, row: &mut [f32], first_channel: usize) {
+        self.apply(Block::Row { row, first_channel });
+    }
+
+    /// Applies the epilogue to `run`, whose values all belong to output
+    /// channel `channel` (one output plane of a conv).
+    pub fn apply_channel(&self, run: &mut [f32], channel: usize) {
+        self.apply(Block::Channel { run, channel });
+    }
+
+    /// Runs the body compiled for the widest vectors this CPU has.
+    fn apply(&self, block: Block) {
         #[cfg(target_arch = "x86_64")]
         match super::simd::Level::detect() {
             // SAFETY: the CPU has the variant's features.
-            super::simd::Level::Avx512 => return unsafe { self.apply_row_avx512(row, first_channel) },
-            super::simd::Level::Avx2 => return unsafe { self.apply_row_avx2(row, first_channel) },
+            super::simd::Level::Avx512 => return unsafe { self.apply_avx512(block) },
+            super::simd::Level::Avx2 => return unsafe { self.apply_avx2(block) },
             super::simd::Level::Base => {}
         }
-        self.apply_row_any(row, first_channel)
+        self.apply_any(block)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn apply_row_avx512(&self, row: &mut [f32], first_channel: usize) {
-        self.apply_row_any(row, first_channel)
+    unsafe fn apply_avx512(&self, block: Block) {
+        self.apply_any(block)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn apply_row_avx2(&self, row: &mut [f32], first_channel: usize) {
-        self.apply_row_any(row, first_channel)
+    unsafe fn apply_avx2(&self, block: Block) {
+        self.apply_any(block)
     }
 
-    /// The body of [`Epilogue::apply_row`], for any vector width.
     #[inline(always)]
-    fn apply_row_any(&self, row: &mut [f32], first_channel: usize) {
+    fn apply_any(&self, block: Block) {
+        match block {
+            Block::Row { row, first_channel } => self.row_any(row, first_channel),
+            Block::Channel { run, channel } => self.channel_any(run, channel),
+        }
+    }
+
+    /// [`Epilogue::apply_row`], for any vector width.
+    #[inline(always)]
+    fn row_any(&self, row: &mut [f32], first_channel: usize) {
         let channels = first_channel..first_channel + row.len();
         if let Some(bias) = self.bias {
             row.iter_mut().zip(&bias[channels.clone()]).for_each(|(v, b)| *v += b);
@@ -73,34 +99,9 @@ impl Epilogue<'_> {
         }
     }
 
-    /// Applies the epilogue to `run`, whose values all belong to output
-    /// channel `channel` (one output plane of a conv).
-    pub fn apply_channel(&self, run: &mut [f32], channel: usize) {
-        #[cfg(target_arch = "x86_64")]
-        match super::simd::Level::detect() {
-            // SAFETY: the CPU has the variant's features.
-            super::simd::Level::Avx512 => return unsafe { self.apply_channel_avx512(run, channel) },
-            super::simd::Level::Avx2 => return unsafe { self.apply_channel_avx2(run, channel) },
-            super::simd::Level::Base => {}
-        }
-        self.apply_channel_any(run, channel)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn apply_channel_avx512(&self, run: &mut [f32], channel: usize) {
-        self.apply_channel_any(run, channel)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn apply_channel_avx2(&self, run: &mut [f32], channel: usize) {
-        self.apply_channel_any(run, channel)
-    }
-
-    /// The body of [`Epilogue::apply_channel`], for any vector width.
+    /// [`Epilogue::apply_channel`], for any vector width.
     #[inline(always)]
-    fn apply_channel_any(&self, run: &mut [f32], channel: usize) {
+    fn channel_any(&self, run: &mut [f32], channel: usize) {
         if let Some(bias) = self.bias {
             let b = bias[channel];
             run.iter_mut().for_each(|v| *v += b);

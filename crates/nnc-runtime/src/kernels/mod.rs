@@ -9,6 +9,6 @@ pub mod dense;
 pub mod dropout;
 pub mod epilogue;
 pub mod norm;
-pub mod panel;
+mod panel;
 pub mod pool;
 mod simd;

@@ -90,8 +90,9 @@ impl Panels {
     }
 }
 
-/// `y = epilogue(x · wᵀ)` for `batch` samples, on `threads` threads. The
-/// caller guarantees [`available`] and the slice lengths.
+/// `y = epilogue(x · wᵀ)` for `batch` samples, the panels split between
+/// the team's threads. The caller guarantees [`available`] and the slice
+/// lengths.
 pub fn dense(x: &[f32], batch: usize, w: &Panels, epilogue: &Epilogue, y: &mut [f32], team: &Team) {
     let work = batch * w.out_features * w.in_features;
     let parts = team.threads().min(work / WORK_PER_THREAD).min(w.count()).max(1);
