@@ -14,3 +14,6 @@
 pub use nnc_diag as diag;
 pub use nnc_driver as driver;
 pub use nnc_ir as ir;
+pub use nnc_macros::model;
+/// The kernels, weights I/O and workspace that generated models call.
+pub use nnc_runtime as runtime;

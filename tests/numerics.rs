@@ -3,67 +3,13 @@
 //! right); the training forward pass must show batch statistics, the
 //! momentum rule, dropout rates and RReLU ranges that PyTorch documents.
 
-use nnc_diag::SourceFile;
-use nnc_driver::{compile, Options, Quiet, Stage};
-use nnc_interp::{init_weights, Interpreter};
-use nnc_ir::{Mode, Module};
+mod common;
+
+use common::{input, models, module, weights};
+use nnc_driver::Stage;
+use nnc_interp::Interpreter;
+use nnc_ir::Mode;
 use nnc_runtime::io::weights::Weights;
-use nnc_runtime::Rng;
-
-fn module(text: &str, mode: Mode, stage: Stage) -> Module {
-    let source = SourceFile::new("t.nn", text);
-    let options = Options {
-        modes: vec![mode],
-        stage,
-        passes: None,
-    };
-    compile(&source, &options, &mut Quiet).unwrap().module.unwrap()
-}
-
-/// Weights as `nnc init` draws them, with the norm and PReLU parameters
-/// moved away from their trivial starting values so folding is exercised.
-fn weights(text: &str, seed: u64) -> Weights {
-    let declared = module(text, Mode::Infer, Stage::Lowered);
-    let mut weights = init_weights(&declared, seed);
-    let mut rng = Rng::new(seed, 99);
-    let jitter = |lo: f32, hi: f32, rng: &mut Rng| lo + (hi - lo) * rng.uniform();
-    for p in &declared.params {
-        let Some(tensor) = weights.tensors.get_mut(&p.name) else {
-            continue;
-        };
-        for v in tensor.data.iter_mut() {
-            if p.name.ends_with(".running_var") || p.name.ends_with(".norm.weight") {
-                *v = jitter(0.5, 2.0, &mut rng);
-            } else if p.name.ends_with(".running_mean") || p.name.ends_with(".norm.bias") || p.name.ends_with(".bias") {
-                *v = jitter(-0.3, 0.3, &mut rng);
-            } else if p.name.ends_with(".act.weight") {
-                *v = jitter(0.05, 0.4, &mut rng);
-            }
-        }
-    }
-    weights
-}
-
-fn input(per_sample: usize, batch: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng::new(seed, 7);
-    (0..per_sample * batch).map(|_| rng.normal() as f32).collect()
-}
-
-fn models() -> Vec<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let path = e.unwrap().path();
-            (
-                path.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&path).unwrap(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
 
 #[test]
 fn optimized_and_unoptimized_inference_agree_on_every_model() {

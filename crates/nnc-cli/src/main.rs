@@ -91,6 +91,18 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Generate Rust source for the inference function (a struct named after the model).
+    Build {
+        /// The model file (.nn).
+        file: PathBuf,
+        /// Where to write the source (.rs).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Fold these weights (.safetensors) now and embed them: the folded
+        /// tensors go to `<output>.embedded.safetensors`, read by `Model::embedded()`.
+        #[arg(long, value_name = "WEIGHTS")]
+        embed: Option<PathBuf>,
+    },
     /// Export the inference graph to ONNX, parameters as initializers.
     Export {
         /// The model file (.nn).
@@ -117,6 +129,7 @@ enum StageArg {
     Optimized,
 }
 
+mod build;
 mod run;
 
 /// A failure already worth one line to the user (diagnostics are printed
@@ -203,6 +216,7 @@ fn main() -> ExitCode {
             run::run(&file, &weights, &input, &output, mode, seed, no_opt, threads)
         }
         Command::Export { file, weights, output } => run::export(&file, &weights, &output),
+        Command::Build { file, output, embed } => build::build(&file, &output, embed.as_deref()),
     };
     match result {
         Ok(text) => {

@@ -52,7 +52,7 @@ pub(crate) fn init(file: &PathBuf, seed: u64, output: &Path) -> Result<String, F
 }
 
 /// Reads a weight file and checks it against every declared parameter.
-fn load_weights(file: &PathBuf, path: &Path) -> Result<Weights, Failure> {
+pub(crate) fn load_weights(file: &PathBuf, path: &Path) -> Result<Weights, Failure> {
     let module = declared(file)?;
     let expected: Vec<Expected> = module
         .params
@@ -123,7 +123,7 @@ pub(crate) fn export(file: &PathBuf, weights_path: &Path, output: &Path) -> Resu
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and
 /// a rename, so readers never see a partial file and failures leave none.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -2,9 +2,8 @@
 //! writes, and what tests and benchmarks start from.
 
 use nnc_ir::{Dist, Module, ParamSource};
-use nnc_runtime::init::{fill, Distribution};
-use nnc_runtime::io::weights::{Tensor, Weights};
-use nnc_runtime::Rng;
+use nnc_runtime::init::{draw, Distribution};
+use nnc_runtime::io::weights::Weights;
 
 /// Every stored parameter of `module`, drawn from its initialiser; each
 /// from its own stream named after the parameter, so a seed gives the same
@@ -14,17 +13,7 @@ pub fn init_weights(module: &Module, seed: u64) -> Weights {
     let mut weights = Weights::default();
     for p in &module.params {
         let ParamSource::Init(init) = &p.source else { continue };
-        let mut data = vec![0.0; p.shape.iter().product()];
-        fill(
-            &distribution(&init.dist),
-            &p.shape,
-            &mut Rng::for_name(seed, &p.name),
-            &mut data,
-        );
-        let tensor = Tensor {
-            shape: p.shape.clone(),
-            data,
-        };
+        let tensor = draw(&distribution(&init.dist), &p.name, &p.shape, seed);
         weights.tensors.insert(p.name.clone(), tensor);
     }
     weights

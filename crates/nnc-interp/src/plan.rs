@@ -1,74 +1,28 @@
-//! Buffer planning: every value gets a slot; a slot is reused once the last
-//! reader of its value has run, so a chain of layers needs two or three
-//! buffers whatever its depth.
+//! The interpreter's buffers: the IR's slot plan, allocated per batch
+//! size, and the scratch of the op that needs the most.
 
 use crate::Error;
-use nnc_ir::{Function, Op, ValueId};
+use nnc_ir::{BufferPlan, Function, Op, ValueId};
 use nnc_runtime::kernels::conv::ConvGeometry;
 
 pub(crate) struct Plan {
-    /// Slot of each value id (`usize::MAX` for values no op defines).
-    slot_of: Vec<usize>,
-    /// The largest per-sample size each slot must hold.
-    slot_len: Vec<usize>,
+    slots: BufferPlan,
 }
 
 impl Plan {
     pub(crate) fn new(func: &Function) -> Result<Plan, Error> {
-        let n_values = func.values.len();
-        let mut last_use = vec![0usize; n_values];
-        for (i, op) in func.ops.iter().enumerate() {
-            for a in &op.args {
-                let Some(l) = last_use.get_mut(a.0 as usize) else {
-                    return Err(Error::Unsupported(format!("op {i} reads an undefined value")));
-                };
-                *l = i;
-            }
-        }
-        let never_free = usize::MAX;
-        if let Some(l) = last_use.get_mut(func.output.0 as usize) {
-            *l = never_free;
-        }
-        let mut slot_of = vec![usize::MAX; n_values];
-        let mut slot_len: Vec<usize> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
-        let mut assign = |value: ValueId, slot_of: &mut Vec<usize>, free: &mut Vec<usize>| {
-            let len = func.value_type(value).numel();
-            // Prefer a free slot already large enough; else grow one; else a new one.
-            let pick = free
-                .iter()
-                .position(|s| slot_len[*s] >= len)
-                .or(if free.is_empty() { None } else { Some(0) });
-            let slot = match pick {
-                Some(at) => free.swap_remove(at),
-                None => {
-                    slot_len.push(0);
-                    slot_len.len() - 1
-                }
-            };
-            slot_len[slot] = slot_len[slot].max(len);
-            slot_of[value.0 as usize] = slot;
-        };
-        assign(func.input, &mut slot_of, &mut free);
-        for (i, op) in func.ops.iter().enumerate() {
-            assign(op.result, &mut slot_of, &mut free);
-            for a in &op.args {
-                let s = slot_of[a.0 as usize];
-                if last_use[a.0 as usize] == i && !free.contains(&s) && *a != func.output {
-                    free.push(s);
-                }
-            }
-        }
-        Ok(Plan { slot_of, slot_len })
+        let slots =
+            BufferPlan::new(func).ok_or_else(|| Error::Unsupported("an op that reads an undefined value".into()))?;
+        Ok(Plan { slots })
     }
 
     pub(crate) fn slot(&self, value: ValueId) -> usize {
-        self.slot_of[value.0 as usize]
+        self.slots.slot(value)
     }
 
     /// One buffer per slot, for `batch` samples.
     pub(crate) fn allocate(&self, _func: &Function, batch: usize) -> Vec<Vec<f32>> {
-        self.slot_len.iter().map(|len| vec![0.0; len * batch]).collect()
+        self.slots.slot_len.iter().map(|len| vec![0.0; len * batch]).collect()
     }
 
     /// Scratch for the op that needs the most: im2col columns, DropBlock

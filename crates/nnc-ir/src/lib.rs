@@ -26,6 +26,7 @@
 mod module;
 mod op;
 mod param;
+mod plan;
 pub mod text;
 mod types;
 pub mod verify;
@@ -33,4 +34,5 @@ pub mod verify;
 pub use module::{Function, Mode, Module, OpData, OpId, ValueId};
 pub use op::{window_output, Act, ConvGeometry, Epilogue, EpilogueStep, Op, PoolGeometry, ShapeError};
 pub use param::{BinaryOp, Derivation, Dist, Init, ParamData, ParamId, ParamRole, ParamSource};
+pub use plan::BufferPlan;
 pub use types::ValueType;

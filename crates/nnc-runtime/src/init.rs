@@ -3,6 +3,7 @@
 //! operations and fixed loop orders, so a seed gives the same bytes on
 //! every machine.
 
+use crate::io::weights::Tensor;
 use crate::Rng;
 
 /// A distribution resolved to numbers (the runtime's mirror of the IR's).
@@ -49,6 +50,17 @@ pub fn fill(dist: &Distribution, shape: &[usize], rng: &mut Rng, out: &mut [f32]
                 .for_each(|o| *o = (lo + (hi - lo) * rng.uniform_f64()) as f32)
         }
         Distribution::Orthogonal { gain } => orthogonal(shape, f64::from(gain), rng, out),
+    }
+}
+
+/// The parameter `name` of `shape`, drawn from `dist` with its own stream
+/// of `seed`: what `nnc init` writes for it, whoever draws it.
+pub fn draw(dist: &Distribution, name: &str, shape: &[usize], seed: u64) -> Tensor {
+    let mut data = vec![0.0; shape.iter().product()];
+    fill(dist, shape, &mut Rng::for_name(seed, name), &mut data);
+    Tensor {
+        shape: shape.to_vec(),
+        data,
     }
 }
 

@@ -10,12 +10,19 @@
 //! exhaustive `match`.
 
 mod error;
+pub mod fold;
 pub mod init;
 pub mod io;
 pub mod kernels;
 pub mod rng;
 pub mod team;
+mod workspace;
 
 pub use error::Error;
 pub use rng::Rng;
 pub use team::Team;
+pub use workspace::Workspace;
+
+/// The array crate of the generated `forward`, so a user needs no
+/// matching version of their own.
+pub use ndarray;

@@ -26,4 +26,4 @@ mod parse;
 mod print;
 
 pub use parse::{parse_module, ParseError};
-pub use print::{print_function, print_function_with_marker, print_module, print_module_with_errors};
+pub use print::{print_derivation, print_function, print_function_with_marker, print_module, print_module_with_errors};

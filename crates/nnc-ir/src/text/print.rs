@@ -84,6 +84,13 @@ pub fn print_module_with_errors(module: &Module, errors: &[VerifyError]) -> Stri
     module_text(module, &marks)
 }
 
+/// A derivation as the text IR writes it: `@a.weight * (@a.norm.weight / sqrt(...))`.
+pub fn print_derivation(module: &Module, d: &Derivation) -> String {
+    let mut out = String::new();
+    write_derivation(&mut out, module, d);
+    out
+}
+
 fn module_text(module: &Module, marks: &ModuleMarks<'_>) -> String {
     let mut sections = Vec::new();
     let mut header = format!("model {}\n", module.name);

@@ -1,0 +1,776 @@
+//! The generated struct, its loaders and its forward pass: one block per
+//! IR op calling one runtime kernel with constant sizes, in buffers planned
+//! here. The `match` over `Op` is exhaustive, like the interpreter's.
+
+use crate::params::{self, dims, usize_lit, Fields};
+use crate::{Error, Options};
+use nnc_diag::SourceFile;
+use nnc_ir::{Act, BufferPlan, EpilogueStep, Function, Module, Op, OpData, ParamId, ParamSource, ValueId};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::{format_ident, quote};
+use std::collections::BTreeMap;
+
+/// The marker a comment travels as through the token stream; the
+/// formatter's output turns each into a `//` line.
+const COMMENT_MARKER: &str = "__nnc_comment";
+
+/// Where a value lives during the forward pass.
+enum Home {
+    /// The caller's input slice.
+    Input,
+    /// The caller's output slice (the function's result is written in place).
+    Output,
+    /// A planned buffer of the workspace.
+    Buffer(usize),
+}
+
+/// The buffers of the forward pass: the IR's slot plan, keeping only the
+/// slots some op writes (the input and output are the caller's).
+struct Buffers {
+    home: BTreeMap<ValueId, usize>,
+    /// Per-sample floats of each buffer.
+    lens: Vec<usize>,
+}
+
+impl Buffers {
+    fn new(func: &Function) -> Result<Buffers, Error> {
+        let plan = BufferPlan::new(func).ok_or_else(|| Error::Malformed("an op reads an undefined value".into()))?;
+        let mut renumber = BTreeMap::new();
+        let mut home = BTreeMap::new();
+        let mut lens = Vec::new();
+        for op in &func.ops {
+            if op.result == func.output {
+                continue;
+            }
+            let slot = plan.slot(op.result);
+            let buffer = *renumber.entry(slot).or_insert_with(|| {
+                lens.push(plan.slot_len[slot]);
+                lens.len() - 1
+            });
+            home.insert(op.result, buffer);
+        }
+        Ok(Buffers { home, lens })
+    }
+
+    fn home(&self, func: &Function, v: ValueId) -> Home {
+        if v == func.input {
+            Home::Input
+        } else if v == func.output {
+            Home::Output
+        } else {
+            Home::Buffer(self.home.get(&v).copied().unwrap_or(0))
+        }
+    }
+}
+
+/// The whole generated item: struct, constants, loaders, forward pass.
+pub(crate) fn model(
+    module: &Module,
+    func: &Function,
+    source: &SourceFile,
+    options: &Options,
+) -> Result<TokenStream, Error> {
+    let rt = &options.runtime;
+    let name = Ident::new(&model_ident(&module.name), Span::call_site());
+    let fields = Fields::new(module, func)?;
+    let buffers = Buffers::new(func)?;
+    let input_dims = &func.value_type(func.input).dims;
+    let output_dims = &func.value_type(func.output).dims;
+
+    let field_decls = fields.ident.iter().map(|(id, f)| {
+        let p = module.param(*id);
+        let doc = format!(" `{}` {:?}", p.name, p.shape);
+        if fields.dense.contains_key(id) {
+            quote!(#[doc = #doc] #f: #rt::kernels::dense::DenseWeight)
+        } else {
+            quote!(#[doc = #doc] #f: ::std::vec::Vec<f32>)
+        }
+    });
+    let loaders = loaders(module, &fields, options)?;
+    let forward = forward(func, &fields, &buffers, source, options)?;
+
+    let struct_doc = format!(
+        " The model `{}` of `{}`: input `[N, {}]`, output `[N, {}]`.",
+        module.name,
+        source.name(),
+        join(input_dims),
+        join(output_dims)
+    );
+    let (input_dims, output_dims) = (dims(input_dims), dims(output_dims));
+    let import = &options.import;
+    Ok(quote! {
+        #import
+
+        #[doc = #struct_doc]
+        pub struct #name {
+            #(#field_decls,)*
+        }
+
+        impl #name {
+            /// The per-sample input shape.
+            pub const INPUT: &'static [usize] = &#input_dims;
+            /// The per-sample output shape.
+            pub const OUTPUT: &'static [usize] = &#output_dims;
+
+            #loaders
+
+            #forward
+        }
+    })
+}
+
+/// `init`, `from_safetensors`, `embedded` and the folding they share.
+fn loaders(module: &Module, fields: &Fields, options: &Options) -> Result<TokenStream, Error> {
+    let rt = &options.runtime;
+    let (stored, derived) = params::closure(module, &fields.ident);
+    let stored_list = stored
+        .iter()
+        .map(|id| {
+            let p = module.param(*id);
+            let (name, shape) = (&p.name, dims(&p.shape));
+            let dist = params::distribution(module, *id, rt)?;
+            Ok(quote!((#name, &#shape, #dist)))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let folds = derived.iter().map(|id| {
+        let p = module.param(*id);
+        let name = &p.name;
+        let expr = match &p.source {
+            ParamSource::Derived(d) => params::derivation(module, d),
+            ParamSource::Init(_) => quote!(Folded::param(&weights, #name)),
+        };
+        let body = quote!(weights.tensors.insert(#name.into(), #expr.finish()););
+        comment_then(options, &format!("{name} = {}", derivation_text(module, *id)), body)
+    });
+    let stored_binding = if derived.is_empty() {
+        quote!(weights)
+    } else {
+        quote!(mut weights)
+    };
+    let assemble = fields.ident.iter().map(|(id, f)| {
+        let name = &module.param(*id).name;
+        match fields.dense.get(id) {
+            Some((out, n_in)) => {
+                let (out, n_in) = (usize_lit(*out), usize_lit(*n_in));
+                quote!(#f: DenseWeight::new(&take(#name), #out, #n_in))
+            }
+            None => quote!(#f: take(#name)),
+        }
+    });
+    let (used_binding, take) = if fields.ident.is_empty() {
+        (quote!(_weights), quote!())
+    } else {
+        (
+            quote!(mut weights),
+            quote!(let mut take = |name: &str| weights.tensors.remove(name).map(|t| t.data).unwrap_or_default();),
+        )
+    };
+    let embedded = match &options.embed {
+        None => quote!(),
+        Some(file) => {
+            let read: Vec<ParamId> = fields.ident.keys().copied().collect();
+            let used_list = read.iter().map(|id| {
+                let p = module.param(*id);
+                let (name, shape) = (&p.name, dims(&p.shape));
+                quote!(#rt::io::weights::Expected { name: #name, shape: &#shape })
+            });
+            let doc =
+                format!(" The weights folded at build time, embedded from `{file}`: no file is read at run time.");
+            quote! {
+                #[doc = #doc]
+                pub fn embedded() -> ::std::result::Result<Self, #rt::Error> {
+                    const USED: &[#rt::io::weights::Expected<'static>] = &[#(#used_list),*];
+                    let bytes: &[u8] = include_bytes!(#file);
+                    let (weights, _unused) = #rt::io::weights::read_safetensors(bytes, "the embedded weights", USED)?;
+                    Ok(Self::from_used(weights))
+                }
+            }
+        }
+    };
+    Ok(quote! {
+        /// The stored tensors, by their LANGUAGE.md §7 names: what
+        /// `from_safetensors` reads, with the distribution `init` draws each from.
+        pub const STORED: &'static [(&'static str, &'static [usize], #rt::init::Distribution)] = &[#(#stored_list),*];
+
+        /// Every parameter drawn from its declared initialiser with its own
+        /// stream of `seed`: the numbers `nnc init --seed` writes.
+        pub fn init(seed: u64) -> Self {
+            let mut weights = #rt::io::weights::Weights::default();
+            for (name, shape, dist) in Self::STORED {
+                weights.tensors.insert(name.to_string(), #rt::init::draw(dist, name, shape, seed));
+            }
+            Self::from_stored(weights)
+        }
+
+        /// Reads the stored tensors from a safetensors file (what `nnc init`
+        /// writes, or a PyTorch `state_dict` saved with these names); a
+        /// missing tensor or a wrong shape is an error naming it.
+        pub fn from_safetensors(bytes: &[u8]) -> ::std::result::Result<Self, #rt::Error> {
+            let expected: ::std::vec::Vec<_> = Self::STORED
+                .iter()
+                .map(|(name, shape, _)| #rt::io::weights::Expected { name, shape })
+                .collect();
+            let (weights, _unused) = #rt::io::weights::read_safetensors(bytes, "the weights", &expected)?;
+            Ok(Self::from_stored(weights))
+        }
+
+        #embedded
+
+        /// Computes the derived parameters (folded batch norms) in f64.
+        fn from_stored(#stored_binding: #rt::io::weights::Weights) -> Self {
+            #[allow(unused_imports)]
+            use #rt::fold::Folded;
+            #(#folds)*
+            Self::from_used(weights)
+        }
+
+        /// Keeps the tensors the forward pass reads, dense weights laid out
+        /// for this CPU's kernel.
+        fn from_used(#used_binding: #rt::io::weights::Weights) -> Self {
+            #[allow(unused_imports)]
+            use #rt::kernels::dense::DenseWeight;
+            #take
+            Self { #(#assemble,)* }
+        }
+    })
+}
+
+/// `forward`, `forward_into`, `workspace` and the constants they plan with.
+fn forward(
+    func: &Function,
+    fields: &Fields,
+    buffers: &Buffers,
+    source: &SourceFile,
+    options: &Options,
+) -> Result<TokenStream, Error> {
+    let rt = &options.runtime;
+    let input_numel = usize_lit(func.value_type(func.input).numel());
+    let output_numel = usize_lit(func.value_type(func.output).numel());
+    let lens = dims(&buffers.lens);
+    let n_buffers = usize_lit(buffers.lens.len());
+    let n_slots = buffers.lens.len();
+    let convs = conv_geometries(func, rt);
+    let conv_consts = convs
+        .iter()
+        .map(|(_, ident, g)| quote!(const #ident: #rt::kernels::conv::ConvGeometry = #g;));
+    let scratch_terms = convs
+        .iter()
+        .map(|(_, ident, _)| quote!(.max(Self::#ident.scratch_len(threads))));
+    let geometry_of: BTreeMap<usize, Ident> = convs.iter().map(|(i, ident, _)| (*i, ident.clone())).collect();
+
+    let mut blocks = Vec::new();
+    for (index, op) in func.ops.iter().enumerate() {
+        let block = op_block(func, op, fields, buffers, geometry_of.get(&index))?;
+        blocks.push(comment_then(options, &op_comment(op, source), block));
+    }
+    let finish = if func.ops.is_empty() {
+        quote!(out.copy_from_slice(x);)
+    } else {
+        quote!()
+    };
+    let uses = Uses::of(func, buffers);
+    let names = (0..n_slots).map(|b| {
+        if uses.buffers.get(b).copied().unwrap_or(false) {
+            let id = format_ident!("b{}", b);
+            quote!(#id)
+        } else {
+            quote!(_)
+        }
+    });
+    let scratch_name = if convs.is_empty() { quote!(_) } else { quote!(scratch) };
+    let team_name = if uses.team { quote!(team) } else { quote!(_) };
+
+    let nd = quote!(#rt::ndarray);
+    let (view, shape_check) = if func.value_type(func.input).dims.len() == 1 {
+        (quote!(#nd::ArrayView2<f32>), quote!(x.ncols() == #input_numel))
+    } else {
+        (
+            quote!(#nd::ArrayViewD<f32>),
+            quote!(x.shape().get(1..) == Some(Self::INPUT)),
+        )
+    };
+    let (out_array, new_out) = if func.value_type(func.output).dims.len() == 1 {
+        (
+            quote!(#nd::Array2<f32>),
+            quote!(#nd::Array2::<f32>::zeros((batch, #output_numel))),
+        )
+    } else {
+        (
+            quote!(#nd::ArrayD<f32>),
+            quote!(#nd::ArrayD::<f32>::zeros(#nd::IxDyn(&[&[batch][..], Self::OUTPUT].concat()))),
+        )
+    };
+    Ok(quote! {
+        /// Per-sample floats of each buffer of the forward pass (values
+        /// share a buffer once the last reader of the previous one has run).
+        const BUFFERS: [usize; #n_buffers] = #lens;
+        #(#conv_consts)*
+
+        /// Scratch floats the forward pass needs with `threads` threads.
+        fn scratch_len(threads: usize) -> usize {
+            let _ = threads;
+            0 #(#scratch_terms)*
+        }
+
+        /// A workspace for batches of up to `batch` samples on `threads`
+        /// threads: `forward_into` with it allocates nothing.
+        pub fn workspace(batch: usize, threads: usize) -> ::std::io::Result<#rt::Workspace> {
+            let mut ws = #rt::Workspace::new(threads)?;
+            ws.reserve(Self::BUFFERS.iter().sum(), batch, Self::scratch_len(threads));
+            Ok(ws)
+        }
+
+        /// The forward pass on a batch (`[N, ...INPUT]`), on the calling
+        /// thread. Panics if the per-sample shape is not `INPUT`.
+        pub fn forward(&self, x: #view) -> #out_array {
+            assert!(#shape_check, "input of shape {:?}, expected [N, {:?}]", x.shape(), Self::INPUT);
+            let batch = x.shape()[0];
+            let x = x.as_standard_layout();
+            let mut out = #new_out;
+            let mut ws = #rt::Workspace::single();
+            if let (Some(x), Some(y)) = (x.as_slice(), out.as_slice_mut()) {
+                self.forward_into(x, batch, y, &mut ws);
+            }
+            out
+        }
+
+        /// The forward pass on `batch` samples, batch-major, into `out`.
+        /// Allocates nothing once `ws` has held a batch this large. Panics if
+        /// `x` or `out` does not hold `batch` samples.
+        pub fn forward_into(&self, x: &[f32], batch: usize, out: &mut [f32], ws: &mut #rt::Workspace) {
+            assert_eq!(x.len(), batch * #input_numel, "forward_into: the input does not hold {} samples", batch);
+            assert_eq!(out.len(), batch * #output_numel, "forward_into: the output does not hold {} samples", batch);
+            let scratch_len = Self::scratch_len(ws.threads());
+            #[allow(unused_imports)]
+            use #rt::kernels::{act, conv, dense, epilogue, norm, pool};
+            let ([#(#names),*], #scratch_name, #team_name) = ws.split(Self::BUFFERS, batch, scratch_len);
+            #(#blocks)*
+            #finish
+        }
+    })
+}
+
+/// Which buffers the blocks name, and whether any kernel takes the team.
+struct Uses {
+    buffers: Vec<bool>,
+    team: bool,
+}
+
+impl Uses {
+    fn of(func: &Function, buffers: &Buffers) -> Uses {
+        let mut used = vec![false; buffers.lens.len()];
+        let mut team = false;
+        for op in &func.ops {
+            for v in op.args.iter().chain([&op.result]) {
+                if let Home::Buffer(b) = buffers.home(func, *v) {
+                    if let Some(u) = used.get_mut(b) {
+                        *u = true;
+                    }
+                }
+            }
+            team |= matches!(op.op, Op::Linear { .. } | Op::Conv2d { .. });
+        }
+        Uses { buffers: used, team }
+    }
+}
+
+/// Each conv's geometry as a named constant: `(op index, name, literal)`.
+fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, Ident, TokenStream)> {
+    let mut out: Vec<(usize, Ident, TokenStream)> = Vec::new();
+    for (index, op) in func.ops.iter().enumerate() {
+        let Op::Conv2d { geometry: g, .. } = &op.op else {
+            continue;
+        };
+        let (x, y) = (&func.value_type(op.args[0]).dims, &func.value_type(op.result).dims);
+        let dim = |d: &[usize], i: usize| d.get(i).copied().unwrap_or(1);
+        let [c, h, w, o] = [dim(x, 0), dim(x, 1), dim(x, 2), dim(y, 0)].map(usize_lit);
+        let [k, s, dl, gr] = [g.kernel, g.stride, g.dilation, g.groups].map(|v| usize_lit(v as usize));
+        let pads = dims(&g.pads.map(|p| p as usize));
+        let mut name = format!("{}_GEOMETRY", model_ident(&op.layer).to_uppercase());
+        if out.iter().any(|(_, n, _)| *n == name) {
+            name = format!("{name}_{index}");
+        }
+        let literal = quote! {
+            #rt::kernels::conv::ConvGeometry {
+                in_channels: #c, height: #h, width: #w, out_channels: #o,
+                kernel: #k, stride: #s, dilation: #dl, groups: #gr, pads: #pads,
+            }
+        };
+        out.push((index, Ident::new(&name, Span::call_site()), literal));
+    }
+    out
+}
+
+/// One op as a block: bind its input and output slices, call the kernel.
+fn op_block(
+    func: &Function,
+    op: &OpData,
+    fields: &Fields,
+    buffers: &Buffers,
+    conv_geometry: Option<&Ident>,
+) -> Result<TokenStream, Error> {
+    let x_ty = func.value_type(op.args[0]);
+    let y_ty = func.value_type(op.result);
+    let (channels, inner) = (x_ty.channels(), x_ty.dims.iter().skip(1).product::<usize>());
+    let (channels, inner) = (usize_lit(channels), usize_lit(inner));
+    let read = |v: ValueId| {
+        let n = usize_lit(func.value_type(v).numel());
+        match buffers.home(func, v) {
+            Home::Input => quote!(&x[..]),
+            Home::Output => quote!(&out[..]),
+            Home::Buffer(b) => {
+                let b = format_ident!("b{}", b);
+                quote!(&#b[..batch * #n])
+            }
+        }
+    };
+    let x = read(op.args[0]);
+    let y_len = usize_lit(y_ty.numel());
+    let y = match buffers.home(func, op.result) {
+        Home::Output => quote!(&mut out[..]),
+        Home::Buffer(b) => {
+            let b = format_ident!("b{}", b);
+            quote!(&mut #b[..batch * #y_len])
+        }
+        Home::Input => return Err(Error::Malformed("an op writes the function's input".into())),
+    };
+    let p = |id: &ParamId| fields.slice(*id);
+    let call = match &op.op {
+        Op::Linear {
+            weight, bias, epilogue, ..
+        } => {
+            let ep = epilogue_tokens(bias.as_ref(), &epilogue.steps, fields)?;
+            let f = &fields.ident[weight];
+            quote!(dense::dense_weight(x, batch, &self.#f, &#ep, y, team);)
+        }
+        Op::Conv2d {
+            weight, bias, epilogue, ..
+        } => {
+            let ep = epilogue_tokens(bias.as_ref(), &epilogue.steps, fields)?;
+            let g = conv_geometry.ok_or_else(|| Error::Malformed("a conv without geometry".into()))?;
+            let w = p(weight);
+            quote! {
+                let scratch = &mut scratch[..Self::#g.scratch_len(team.threads())];
+                conv::conv2d(x, batch, &Self::#g, #w, &#ep, y, scratch, team);
+            }
+        }
+        Op::MaxPool(g) | Op::AvgPool(g) => {
+            let (h, w) = (
+                x_ty.dims.get(1).copied().unwrap_or(1),
+                x_ty.dims.get(2).copied().unwrap_or(1),
+            );
+            let (h, w) = (usize_lit(h), usize_lit(w));
+            let (kernel, stride) = (usize_lit(g.kernel as usize), usize_lit(g.stride as usize));
+            let pads = dims(&g.pads.map(|v| v as usize));
+            let f = if let Op::MaxPool(_) = op.op {
+                quote!(max_pool2d)
+            } else {
+                quote!(avg_pool2d)
+            };
+            quote! {
+                let g = pool::PoolGeometry {
+                    channels: #channels, height: #h, width: #w, kernel: #kernel, stride: #stride, pads: #pads,
+                };
+                pool::#f(x, batch, &g, y);
+            }
+        }
+        Op::GlobalAvgPool => quote!(pool::global_avg_pool(x, batch, #channels, #inner, y);),
+        // Inference: every dropout is the identity (the default pipeline removes them).
+        Op::Flatten | Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. } => {
+            quote!(y.copy_from_slice(x);)
+        }
+        Op::Act(Act::Softmax) => quote!(act::softmax(x, batch, #channels, #inner, y);),
+        Op::Act(Act::Maxout { pieces }) => {
+            let pieces = usize_lit(*pieces as usize);
+            quote!(act::maxout(x, batch, #channels, #inner, #pieces, y);)
+        }
+        Op::Act(act) => {
+            let a = activation(act, fields)?;
+            quote! {
+                y.copy_from_slice(x);
+                #a.apply_slice(y, #channels, #inner);
+            }
+        }
+        Op::BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps,
+            ..
+        } => {
+            let (g, b, m, v, e) = (p(weight), p(bias), p(running_mean), p(running_var), f32_lit(*eps));
+            quote!(norm::batch_norm_infer(x, batch, #channels, #inner, #g, #b, #m, #v, #e, y);)
+        }
+        Op::LayerNorm { weight, bias, eps } => {
+            let (g, b, e, numel) = (p(weight), p(bias), f32_lit(*eps), usize_lit(x_ty.numel()));
+            quote!(norm::layer_norm(x, batch, #numel, #g, #b, #e, y);)
+        }
+        Op::InstanceNorm { weight, bias, eps } => {
+            let (g, b, e) = (p(weight), p(bias), f32_lit(*eps));
+            quote!(norm::instance_norm(x, batch, #channels, #inner, #g, #b, #e, y);)
+        }
+        Op::GroupNorm {
+            weight,
+            bias,
+            groups,
+            eps,
+        } => {
+            let (g, b, e, groups) = (p(weight), p(bias), f32_lit(*eps), usize_lit(*groups as usize));
+            quote!(norm::group_norm(x, batch, #channels, #inner, #groups, #g, #b, #e, y);)
+        }
+        Op::Lrn {
+            size,
+            alpha,
+            beta,
+            bias,
+        } => {
+            let (size, a, b, c) = (
+                usize_lit(*size as usize),
+                f32_lit(*alpha),
+                f32_lit(*beta),
+                f32_lit(*bias),
+            );
+            quote!(norm::lrn(x, batch, #channels, #inner, #size, #a, #b, #c, y);)
+        }
+        Op::Affine { scale, shift } => {
+            let (s, t) = (p(scale), p(shift));
+            quote!(norm::affine(x, batch, #channels, #inner, #s, #t, y);)
+        }
+        Op::Add => {
+            let b = read(op.args[1]);
+            return Ok(quote! {{
+                let (a, b, y) = (#x, #b, #y);
+                norm::add(a, b, y);
+            }});
+        }
+    };
+    Ok(quote! {{
+        let (x, y) = (#x, #y);
+        #call
+    }})
+}
+
+/// `Epilogue { bias, steps }` for a fused dense or conv.
+fn epilogue_tokens(bias: Option<&ParamId>, steps: &[EpilogueStep], fields: &Fields) -> Result<TokenStream, Error> {
+    let bias = match bias {
+        Some(id) => {
+            let b = fields.slice(*id);
+            quote!(Some(#b))
+        }
+        None => quote!(None),
+    };
+    let steps = steps
+        .iter()
+        .map(|step| match step {
+            EpilogueStep::Affine { scale, shift } => {
+                let (s, t) = (fields.slice(*scale), fields.slice(*shift));
+                Ok(quote!(epilogue::EpilogueStep::Affine { scale: #s, shift: #t }))
+            }
+            EpilogueStep::Act(act) => {
+                let a = activation(act, fields)?;
+                Ok(quote!(epilogue::EpilogueStep::Act(#a)))
+            }
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(quote!(epilogue::Epilogue { bias: #bias, steps: &[#(#steps),*] }))
+}
+
+/// The runtime's activation for an element-wise IR one; RReLU is its
+/// inference form, the mean slope (computed as the interpreter does).
+fn activation(act: &Act, fields: &Fields) -> Result<TokenStream, Error> {
+    let a = quote!(act::Activation);
+    Ok(match act {
+        Act::Sigmoid => quote!(#a::Sigmoid),
+        Act::Tanh => quote!(#a::Tanh),
+        Act::Relu => quote!(#a::Relu),
+        Act::LeakyRelu { alpha } => {
+            let v = f32_lit(*alpha);
+            quote!(#a::LeakyRelu { alpha: #v })
+        }
+        Act::Prelu { weight } => {
+            let s = fields.slice(*weight);
+            quote!(#a::Prelu { slopes: #s })
+        }
+        Act::Rrelu { lower, upper } => {
+            let v = f32_lit((lower + upper) / 2.0);
+            quote!(#a::LeakyRelu { alpha: #v })
+        }
+        Act::Elu { alpha } => {
+            let v = f32_lit(*alpha);
+            quote!(#a::Elu { alpha: #v })
+        }
+        Act::Selu => quote!(#a::Selu),
+        Act::Softplus { beta } => {
+            let v = f32_lit(*beta);
+            quote!(#a::Softplus { beta: #v })
+        }
+        Act::Gelu => quote!(#a::Gelu),
+        Act::Silu => quote!(#a::Silu),
+        Act::Maxout { .. } | Act::Softmax => {
+            return Err(Error::Malformed(format!(
+                "{} as an element-wise activation",
+                act.name()
+            )))
+        }
+    })
+}
+
+/// An exact f32 literal (Rust prints the shortest digits that round-trip;
+/// every place it goes is typed `f32`).
+pub(crate) fn f32_lit(v: f32) -> TokenStream {
+    if v.is_nan() {
+        quote!(f32::NAN)
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            quote!(f32::INFINITY)
+        } else {
+            quote!(f32::NEG_INFINITY)
+        }
+    } else {
+        let magnitude = Literal::f32_unsuffixed(v.abs());
+        if v.is_sign_negative() {
+            quote!(-#magnitude)
+        } else {
+            quote!(#magnitude)
+        }
+    }
+}
+
+/// The model's name as a Rust type name (the language's names are
+/// identifiers already; anything else becomes `_`).
+fn model_ident(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, 'M');
+    }
+    s
+}
+
+fn join(dims: &[usize]) -> String {
+    dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// What an op's comment says: the IR op, then each statement it stands for
+/// with its line.
+fn op_comment(op: &OpData, source: &SourceFile) -> String {
+    let mut text = format!("{} [{}]", op_summary(op), op.layer);
+    for loc in &op.locs {
+        let line = source
+            .offset(nnc_diag::Loc { line: loc.line, col: 1 })
+            .and_then(|start| source.text().get(start as usize..))
+            .and_then(|rest| rest.lines().next())
+            .unwrap_or("")
+            .trim();
+        text.push_str(&format!("\nline {}: {line}", loc.line));
+    }
+    text
+}
+
+/// The op's name with its fused epilogue: `linear + affine + elu`.
+fn op_summary(op: &OpData) -> String {
+    let steps = match &op.op {
+        Op::Linear { epilogue, .. } | Op::Conv2d { epilogue, .. } => &epilogue.steps[..],
+        _ => &[],
+    };
+    let mut s = op.op.name().to_string();
+    for step in steps {
+        s.push_str(" + ");
+        s.push_str(match step {
+            EpilogueStep::Affine { .. } => "affine",
+            EpilogueStep::Act(a) => a.name(),
+        });
+    }
+    s
+}
+
+/// A derived parameter's formula, as the text IR prints it.
+fn derivation_text(module: &Module, id: ParamId) -> String {
+    match &module.param(id).source {
+        ParamSource::Derived(d) => nnc_ir::text::print_derivation(module, d),
+        ParamSource::Init(_) => String::new(),
+    }
+}
+
+/// `body`, preceded by a comment marker for each line of `text` when
+/// comments are on.
+fn comment_then(options: &Options, text: &str, body: TokenStream) -> TokenStream {
+    if !options.comments {
+        return body;
+    }
+    let marker = Ident::new(COMMENT_MARKER, Span::call_site());
+    let lines = text.lines().map(|l| quote!(#marker!(#l);));
+    quote!(#(#lines)* #body)
+}
+
+/// Turns the formatter's comment markers (on one line, or wrapped over
+/// three) into `//` lines, with a blank line before each group that does
+/// not open a block.
+#[cfg(feature = "pretty")]
+pub(crate) fn comments_into_text(formatted: &str) -> String {
+    let mut out = String::with_capacity(formatted.len());
+    let mut previous = String::new();
+    let opening = format!("{COMMENT_MARKER}!(");
+    let mut lines = formatted.lines();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        let literal = match trimmed.strip_prefix(&opening) {
+            Some("") => {
+                let literal = lines.next().unwrap_or("").trim().to_string();
+                lines.next(); // `);`
+                Some(literal)
+            }
+            Some(rest) => rest.strip_suffix(");").map(str::to_string),
+            None => None,
+        };
+        let Some(literal) = literal else {
+            out.push_str(line);
+            out.push('\n');
+            previous = line.to_string();
+            continue;
+        };
+        let indent = &line[..line.len() - trimmed.len()];
+        if !previous.trim_start().starts_with("//") && !previous.trim_end().ends_with('{') {
+            out.push('\n');
+        }
+        let comment = format!("{indent}// {}", unescape(literal.trim_end_matches(',')));
+        out.push_str(&comment);
+        out.push('\n');
+        previous = comment;
+    }
+    out
+}
+
+/// The text of a string literal as `Literal::string` escapes it.
+#[cfg(feature = "pretty")]
+fn unescape(literal: &str) -> String {
+    let body = literal
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(literal);
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push(' '),
+            Some('t') => out.push(' '),
+            Some('0') => {}
+            Some('u') => {
+                let hex: String = chars.by_ref().skip(1).take_while(|c| *c != '}').collect();
+                if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    out.push(ch);
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,195 @@
+//! The parameters of the generated struct: which ones the forward pass
+//! reads (its fields), which stored tensors they need, and the code that
+//! draws, reads and folds them.
+
+use crate::emit::f32_lit;
+use crate::Error;
+use nnc_ir::{BinaryOp, Derivation, Dist, Function, Module, Op, ParamId, ParamSource};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::quote;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The fields of the generated struct, one per parameter the forward pass
+/// reads.
+pub(crate) struct Fields {
+    /// Field name of each read parameter.
+    pub(crate) ident: BTreeMap<ParamId, Ident>,
+    /// Parameters read as a dense layer's weight (kept as a `DenseWeight`
+    /// laid out for the CPU, with `[out, in]`).
+    pub(crate) dense: BTreeMap<ParamId, (usize, usize)>,
+}
+
+impl Fields {
+    pub(crate) fn new(module: &Module, func: &Function) -> Result<Fields, Error> {
+        let mut ident = BTreeMap::new();
+        let mut dense = BTreeMap::new();
+        let mut taken = BTreeSet::new();
+        for op in &func.ops {
+            for id in op.op.params() {
+                let p = module
+                    .params
+                    .get(id.0 as usize)
+                    .ok_or_else(|| Error::Malformed(format!("op `{}` reads parameter #{}", op.layer, id.0)))?;
+                if ident.contains_key(&id) {
+                    continue;
+                }
+                let mut name = field_name(&p.name);
+                while !taken.insert(name.clone()) {
+                    name.push('_');
+                }
+                ident.insert(id, Ident::new(&name, Span::call_site()));
+            }
+            if let Op::Linear { weight, .. } = &op.op {
+                let shape = &module.param(*weight).shape;
+                let (out, n_in) = (shape.first().copied().unwrap_or(0), shape.iter().skip(1).product());
+                dense.insert(*weight, (out, n_in));
+            }
+        }
+        Ok(Fields { ident, dense })
+    }
+
+    /// `self.<field>` for a parameter read as a slice.
+    pub(crate) fn slice(&self, id: ParamId) -> TokenStream {
+        let f = &self.ident[&id];
+        quote!(&self.#f)
+    }
+}
+
+/// A field name for a §7 name: `layer0.norm.running_var` →
+/// `layer0_norm_running_var`; a derived (primed) one ends in `_folded`.
+fn field_name(param: &str) -> String {
+    let primes = param.chars().filter(|c| *c == '\'').count();
+    let mut name: String = param
+        .trim_end_matches('\'')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, 'p');
+    }
+    for _ in 0..primes {
+        name.push_str("_folded");
+    }
+    name
+}
+
+/// The stored parameters loading needs (read by the forward pass, or by a
+/// derivation of one that is), and the derived ones to compute, both in
+/// table order (derivations only read earlier parameters).
+pub(crate) fn closure(module: &Module, read: &BTreeMap<ParamId, Ident>) -> (Vec<ParamId>, Vec<ParamId>) {
+    let mut needed: BTreeSet<ParamId> = read.keys().copied().collect();
+    let mut work: Vec<ParamId> = needed.iter().copied().collect();
+    while let Some(id) = work.pop() {
+        if let Some(ParamSource::Derived(d)) = module.params.get(id.0 as usize).map(|p| &p.source) {
+            for q in d.params() {
+                if needed.insert(q) {
+                    work.push(q);
+                }
+            }
+        }
+    }
+    let (derived, stored) = needed
+        .into_iter()
+        .partition(|id| module.params.get(id.0 as usize).is_some_and(|p| p.is_derived()));
+    (stored, derived)
+}
+
+/// `[750, 800]`: a shape as an array literal.
+pub(crate) fn dims(shape: &[usize]) -> TokenStream {
+    let dims = shape.iter().map(|d| usize_lit(*d));
+    quote!([#(#dims),*])
+}
+
+/// An unsuffixed integer literal (every place it goes is typed `usize`).
+pub(crate) fn usize_lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
+}
+
+/// The runtime distribution a stored parameter is drawn from.
+pub(crate) fn distribution(module: &Module, id: ParamId, rt: &TokenStream) -> Result<TokenStream, Error> {
+    let p = module.param(id);
+    let ParamSource::Init(init) = &p.source else {
+        return Err(Error::Malformed(format!("`{}` is derived, not drawn", p.name)));
+    };
+    let d = quote!(#rt::init::Distribution);
+    Ok(match init.dist {
+        Dist::Constant { value } => {
+            let v = f32_lit(value);
+            quote!(#d::Constant(#v))
+        }
+        Dist::Normal { mean, std } => {
+            let (m, s) = (f32_lit(mean), f32_lit(std));
+            quote!(#d::Normal { mean: #m, std: #s })
+        }
+        Dist::TruncatedNormal { mean, std, low, high } => {
+            let (m, s, l, h) = (f32_lit(mean), f32_lit(std), f32_lit(low), f32_lit(high));
+            quote!(#d::TruncatedNormal { mean: #m, std: #s, low: #l, high: #h })
+        }
+        Dist::Uniform { low, high } => {
+            let (l, h) = (f32_lit(low), f32_lit(high));
+            quote!(#d::Uniform { low: #l, high: #h })
+        }
+        Dist::Orthogonal { gain } => {
+            let g = f32_lit(gain);
+            quote!(#d::Orthogonal { gain: #g })
+        }
+    })
+}
+
+/// A derivation as an expression over `Folded` values read from `weights`.
+pub(crate) fn derivation(module: &Module, d: &Derivation) -> TokenStream {
+    let folded = quote!(Folded);
+    match d {
+        Derivation::Param(id) => {
+            let name = &module.param(*id).name;
+            quote!(#folded::param(&weights, #name))
+        }
+        Derivation::Const(c) => {
+            let c = f32_lit(*c);
+            quote!(#folded::scalar(#c))
+        }
+        Derivation::Sqrt(x) => {
+            let x = derivation(module, x);
+            quote!(#x.sqrt())
+        }
+        Derivation::Binary { op, lhs, rhs } => {
+            let (a, b) = (derivation(module, lhs), derivation(module, rhs));
+            match op {
+                BinaryOp::Add => quote!((#a + #b)),
+                BinaryOp::Sub => quote!((#a - #b)),
+                BinaryOp::Mul => quote!((#a * #b)),
+                BinaryOp::Div => quote!((#a / #b)),
+            }
+        }
+        Derivation::ScaleRows { matrix, scale } => {
+            let (m, s) = (derivation(module, matrix), derivation(module, scale));
+            quote!(#m.scale_rows(#s))
+        }
+        Derivation::ScaleCols { matrix, scale } => {
+            let (m, s) = (derivation(module, matrix), derivation(module, scale));
+            quote!(#m.scale_cols(#s))
+        }
+        Derivation::MatVec { matrix, vector } => {
+            let (m, v) = (derivation(module, matrix), derivation(module, vector));
+            quote!(#m.mat_vec(#v))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_name;
+
+    #[test]
+    fn field_names() {
+        assert_eq!(field_name("layer0.norm.running_var"), "layer0_norm_running_var");
+        assert_eq!(field_name("layer0.weight'"), "layer0_weight_folded");
+        assert_eq!(field_name("conv1.bias''"), "conv1_bias_folded_folded");
+    }
+}

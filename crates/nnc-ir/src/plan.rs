@@ -1,0 +1,69 @@
+//! Buffer planning: every value gets a slot; a slot is reused once the last
+//! reader of its value has run, so a chain of layers needs two or three
+//! buffers whatever its depth. The interpreter allocates the slots per
+//! batch size; generated code sizes them as constants.
+
+use crate::{Function, ValueId};
+
+/// Which buffer each value of a function lives in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferPlan {
+    /// Slot of each value id (`usize::MAX` for values no op defines).
+    slot_of: Vec<usize>,
+    /// The largest per-sample size each slot must hold.
+    pub slot_len: Vec<usize>,
+}
+
+impl BufferPlan {
+    /// Plans `func`'s values; `None` if an op reads a value id the function
+    /// does not have (the verifier rules that out).
+    pub fn new(func: &Function) -> Option<BufferPlan> {
+        let n_values = func.values.len();
+        let mut last_use = vec![0usize; n_values];
+        for (i, op) in func.ops.iter().enumerate() {
+            for a in &op.args {
+                *last_use.get_mut(a.0 as usize)? = i;
+            }
+        }
+        let never_free = usize::MAX;
+        if let Some(l) = last_use.get_mut(func.output.0 as usize) {
+            *l = never_free;
+        }
+        let mut slot_of = vec![usize::MAX; n_values];
+        let mut slot_len: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut assign = |value: ValueId, slot_of: &mut Vec<usize>, free: &mut Vec<usize>| {
+            let len = func.value_type(value).numel();
+            // Prefer a free slot already large enough; else grow one; else a new one.
+            let pick = free
+                .iter()
+                .position(|s| slot_len[*s] >= len)
+                .or(if free.is_empty() { None } else { Some(0) });
+            let slot = match pick {
+                Some(at) => free.swap_remove(at),
+                None => {
+                    slot_len.push(0);
+                    slot_len.len() - 1
+                }
+            };
+            slot_len[slot] = slot_len[slot].max(len);
+            slot_of[value.0 as usize] = slot;
+        };
+        assign(func.input, &mut slot_of, &mut free);
+        for (i, op) in func.ops.iter().enumerate() {
+            assign(op.result, &mut slot_of, &mut free);
+            for a in &op.args {
+                let s = slot_of[a.0 as usize];
+                if last_use[a.0 as usize] == i && !free.contains(&s) && *a != func.output {
+                    free.push(s);
+                }
+            }
+        }
+        Some(BufferPlan { slot_of, slot_len })
+    }
+
+    /// The slot `value` lives in.
+    pub fn slot(&self, value: ValueId) -> usize {
+        self.slot_of[value.0 as usize]
+    }
+}

@@ -1,0 +1,129 @@
+//! `model!`: a `.nn` model compiled to a Rust struct while the user's crate
+//! builds, by the same front end, passes and code generator as `nnc build`.
+//!
+//! ```ignore
+//! nnc::model! {
+//!     model Mlp {
+//!         input 800
+//!         dense 800 -> 10 act=softmax
+//!     }
+//! }
+//! nnc::model!(file = "models/mlp.nn"); // relative to CARGO_MANIFEST_DIR
+//! ```
+//!
+//! Inline, the macro's tokens are joined back into text (the language is
+//! free-form, so spacing does not matter) remembering which token each byte
+//! came from; a diagnostic becomes a `compile_error!` at the token its
+//! primary span starts in. From a file, the error names `file:line:col` with
+//! the source line and a caret, and an `include_str!` of the file makes
+//! cargo rebuild when it changes.
+
+mod tokens;
+
+use nnc_diag::{Diagnostic, SourceFile};
+use nnc_driver::{compile, CompileError, Options, Quiet};
+use proc_macro2::{TokenStream, TokenTree};
+use quote::{quote, quote_spanned};
+use tokens::Text;
+
+#[proc_macro]
+pub fn model(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    let input = TokenStream::from(input);
+    let expanded = match file_argument(&input) {
+        Some(Ok(path)) => from_file(&path),
+        Some(Err(e)) => e.to_compile_error(),
+        None => inline(input),
+    };
+    expanded.into()
+}
+
+/// `file = "…"`: the path literal, or `None` for an inline model.
+fn file_argument(input: &TokenStream) -> Option<syn::Result<syn::LitStr>> {
+    let mut trees = input.clone().into_iter();
+    match (trees.next(), trees.next()) {
+        (Some(TokenTree::Ident(key)), Some(TokenTree::Punct(eq))) if key == "file" && eq.as_char() == '=' => {
+            let rest: TokenStream = trees.collect();
+            Some(syn::parse2::<syn::LitStr>(rest))
+        }
+        _ => None,
+    }
+}
+
+fn inline(input: TokenStream) -> TokenStream {
+    let text = Text::join(input);
+    let source = SourceFile::new("model!", text.text.clone());
+    match generate(&source) {
+        Ok(tokens) => tokens,
+        Err(Failure::Program(diagnostics)) => {
+            let errors = diagnostics.iter().filter(|d| d.is_error()).map(|d| {
+                let span = text.span_at(d.primary.span.start as usize);
+                let message = message(d);
+                quote_spanned!(span=> ::core::compile_error!(#message);)
+            });
+            quote!(#(#errors)*)
+        }
+        Err(Failure::Other(message)) => quote!(::core::compile_error!(#message);),
+    }
+}
+
+fn from_file(path: &syn::LitStr) -> TokenStream {
+    let span = path.span();
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let full = std::path::Path::new(&root).join(path.value());
+    let text = match std::fs::read_to_string(&full) {
+        Ok(text) => text,
+        Err(e) => {
+            let message = format!("cannot read {}: {e}", full.display());
+            return quote_spanned!(span=> ::core::compile_error!(#message););
+        }
+    };
+    let source = SourceFile::new(path.value(), text);
+    // Cargo rebuilds a crate when a file it `include_str!`s changes.
+    let full_text = full.display().to_string();
+    let track = quote!(
+        const _: &str = include_str!(#full_text);
+    );
+    match generate(&source) {
+        Ok(tokens) => quote!(#track #tokens),
+        Err(Failure::Program(diagnostics)) => {
+            let rendered = nnc_diag::render_plain(&diagnostics, &source);
+            let message = format!("the model has errors:\n{rendered}");
+            quote_spanned!(span=> #track ::core::compile_error!(#message);)
+        }
+        Err(Failure::Other(message)) => quote_spanned!(span=> #track ::core::compile_error!(#message);),
+    }
+}
+
+enum Failure {
+    Program(Vec<Diagnostic>),
+    Other(String),
+}
+
+fn generate(source: &SourceFile) -> Result<TokenStream, Failure> {
+    let compiled = match compile(source, &Options::default(), &mut Quiet) {
+        Ok(compiled) => compiled,
+        Err(CompileError::Program(diagnostics)) => return Err(Failure::Program(diagnostics)),
+        Err(CompileError::Pass(e)) => return Err(Failure::Other(format!("nnc: {e}"))),
+    };
+    let module = compiled
+        .module
+        .ok_or_else(|| Failure::Other("nnc: compiling produced no module".into()))?;
+    nnc_codegen::generate(&module, source, &nnc_codegen::Options::macro_expansion())
+        .map_err(|e| Failure::Other(format!("nnc: {e}")))
+}
+
+/// A diagnostic as one compile error: `E0103: message (label)`, then its
+/// notes and help.
+fn message(d: &Diagnostic) -> String {
+    let mut m = format!("{}: {}", d.code, d.message);
+    if !d.primary.message.is_empty() && d.primary.message != d.message {
+        m.push_str(&format!("\n  {}", d.primary.message));
+    }
+    for note in &d.notes {
+        m.push_str(&format!("\n  = note: {note}"));
+    }
+    if let Some(help) = &d.help {
+        m.push_str(&format!("\n  = help: {help}"));
+    }
+    m
+}

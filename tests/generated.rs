@@ -1,0 +1,175 @@
+//! The generated code against the interpreter: every bundled model through
+//! `nnc::model!(file = …)`, with the same weights, at batch 1 and 7, on one
+//! and two threads. The crate denies warnings, so generated code that
+//! warns fails here.
+
+#![deny(warnings)]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{input, module, weights};
+use nnc_driver::Stage;
+use nnc_interp::{init_weights, Interpreter};
+use nnc_ir::Mode;
+use nnc_runtime::io::weights::write_safetensors;
+use nnc_runtime::Workspace;
+
+/// `|a − b| ≤ 1e-5 · |b|` element-wise (with a floor of 1e-5 of the output's
+/// largest magnitude, for values that are zero up to rounding).
+fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (i, (p, q)) in a.iter().zip(b).enumerate() {
+        assert!(p.is_finite(), "{what}: non-finite output at {i}");
+        let tolerance = 1e-5 * q.abs().max(1e-3 * scale).max(f32::MIN_POSITIVE);
+        assert!(
+            (p - q).abs() <= tolerance,
+            "{what}: element {i}: generated {p}, interpreter {q}"
+        );
+    }
+}
+
+macro_rules! generated_models {
+    ($($module:ident: $model:ident from $file:literal;)*) => {
+        $(
+            mod $module {
+                nnc::model!(file = $file);
+            }
+        )*
+
+        #[test]
+        fn generated_code_equals_the_interpreter_on_every_model() {
+            let mut checked = Vec::new();
+            $(
+                {
+                    use $module::$model as Model;
+                    let text = include_str!(concat!("../", $file));
+                    check(
+                        $file,
+                        text,
+                        |bytes| Model::from_safetensors(bytes).map(|m| Box::new(move |x: &[f32], batch: usize, out: &mut [f32], ws: &mut Workspace| m.forward_into(x, batch, out, ws)) as Forward),
+                        |seed| { let m = Model::init(seed); Box::new(move |x: &[f32], batch: usize, out: &mut [f32], ws: &mut Workspace| m.forward_into(x, batch, out, ws)) as Forward },
+                        Model::INPUT,
+                        Model::OUTPUT,
+                    );
+                    checked.push($file);
+                }
+            )*
+            // Every bundled model is in the list above.
+            let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/models")).unwrap().count();
+            assert_eq!(checked.len(), on_disk, "a model in models/ is missing from tests/generated.rs");
+        }
+    };
+}
+
+type Forward = Box<dyn Fn(&[f32], usize, &mut [f32], &mut Workspace)>;
+
+/// Loads the model from weights both ways (a safetensors file with jittered
+/// norm statistics, and `init(seed)`) and compares with the interpreter.
+fn check(
+    file: &str,
+    text: &str,
+    from_safetensors: impl Fn(&[u8]) -> Result<Forward, nnc_runtime::Error>,
+    init: impl Fn(u64) -> Forward,
+    input_shape: &[usize],
+    output_shape: &[usize],
+) {
+    let optimized = module(text, Mode::Infer, Stage::Optimized);
+    let cases = [
+        (weights(text, 3), None),
+        (init_weights(&module(text, Mode::Infer, Stage::Lowered), 8), Some(8)),
+    ];
+    for (w, seed) in cases {
+        let generated = match seed {
+            Some(seed) => init(seed),
+            None => from_safetensors(&write_safetensors(&w).unwrap()).unwrap(),
+        };
+        let mut it = Interpreter::new(&optimized, Mode::Infer, &w).unwrap();
+        assert_eq!(it.input_shape(), input_shape, "{file}: INPUT");
+        assert_eq!(it.output_shape(), output_shape, "{file}: OUTPUT");
+        let (per_in, per_out) = (
+            input_shape.iter().product::<usize>(),
+            output_shape.iter().product::<usize>(),
+        );
+        for threads in [1, 2] {
+            let mut ws = Workspace::new(threads).unwrap();
+            for batch in [1, 7] {
+                let x = input(per_in, batch, 11 + batch as u64);
+                let expected = it.run(&x, batch, threads, 0).unwrap();
+                let mut out = vec![f32::NAN; batch * per_out];
+                generated(&x, batch, &mut out, &mut ws);
+                let what = format!("{file} (seed {seed:?}) batch {batch}, {threads} thread(s)");
+                assert_close(&what, &out, &expected);
+            }
+        }
+    }
+}
+
+generated_models! {
+    digits_cnn: DigitNet from "models/digits_cnn.nn";
+    digits_mlp: DigitsMlp from "models/digits_mlp.nn";
+    maxout_mlp: MaxoutMlp from "models/maxout_mlp.nn";
+    post_norm: PostNorm from "models/post_norm.nn";
+    rectifiers: Rectifiers from "models/rectifiers.nn";
+    residual_mlp: ResidualMlp from "models/residual_mlp.nn";
+    seed_elu_bn_dropout: SeedEluBn from "models/seed_elu_bn_dropout.nn";
+    seed_relu_he: SeedReluHe from "models/seed_relu_he.nn";
+    seed_relu_xavier: SeedReluXavier from "models/seed_relu_xavier.nn";
+    seed_tanh_normal: SeedTanhNormal from "models/seed_tanh_normal.nn";
+    seed_tanh_xavier: SeedTanhXavier from "models/seed_tanh_xavier.nn";
+    selu_lecun_alpha: SelfNormalizing from "models/selu_lecun_alpha.nn";
+}
+
+mod mlp {
+    nnc::model! {
+        model Tiny {
+            input 4
+            dense 4 -> 3 init=xavier act=tanh norm=batch
+            dense 3 -> 2 act=softmax
+        }
+    }
+}
+
+#[test]
+fn forward_on_arrays_gives_probabilities_and_matches_forward_into() {
+    let model = mlp::Tiny::init(1);
+    let x = nnc::runtime::ndarray::Array2::from_shape_fn((5, 4), |(i, j)| (i as f32 - 2.0) * 0.3 + j as f32 * 0.1);
+    let y = model.forward(x.view());
+    assert_eq!(y.shape(), &[5, 2]);
+    for row in y.rows() {
+        assert!((row.sum() - 1.0).abs() < 1e-6, "softmax rows sum to 1: {row}");
+    }
+    let mut out = vec![0.0; 10];
+    let mut ws = mlp::Tiny::workspace(5, 1).unwrap();
+    model.forward_into(x.as_slice().unwrap(), 5, &mut out, &mut ws);
+    assert_eq!(y.as_slice().unwrap(), &out[..]);
+    // A column-major view is read in logical order.
+    let xt = x.t().to_owned();
+    assert_eq!(model.forward(xt.t()), y);
+}
+
+#[test]
+fn from_safetensors_names_a_missing_or_misshapen_tensor() {
+    let declared = module(
+        "model Tiny { input 4 dense 4 -> 3 init=xavier act=tanh norm=batch dense 3 -> 2 act=softmax }",
+        Mode::Infer,
+        Stage::Lowered,
+    );
+    let mut w = init_weights(&declared, 0);
+    w.tensors.remove("layer1.weight");
+    let err = mlp::Tiny::from_safetensors(&write_safetensors(&w).unwrap())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("layer1.weight"), "{err}");
+    let mut w = init_weights(&declared, 0);
+    w.tensors.get_mut("layer0.bias").unwrap().shape = vec![1, 3];
+    let err = mlp::Tiny::from_safetensors(&write_safetensors(&w).unwrap())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("[1, 3]") && err.to_string().contains("layer0.bias"),
+        "{err}"
+    );
+    assert!(mlp::Tiny::from_safetensors(b"not a file").is_err());
+}
