@@ -62,3 +62,42 @@ fn models_lower_and_optimize() {
         }
     });
 }
+
+/// The generated Rust of two small models, snapshotted so a change to the
+/// code generator shows in review, with properties checked by hand: one
+/// commented block per op naming its statement's line, constant shapes, and
+/// no parameter values in the source.
+#[test]
+fn generated_source_of_two_small_models() {
+    for name in ["digits_mlp.nn", "residual_mlp.nn"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(name);
+        let module = build(&path, Mode::Infer, Stage::Optimized);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let source = SourceFile::new(format!("models/{name}"), text.clone());
+        let generated = nnc_codegen::generate_source(&module, &source, &nnc_codegen::Options::build(None)).unwrap();
+        let func = module.function(Mode::Infer).unwrap();
+        for op in &func.ops {
+            assert!(
+                generated.contains(&format!(" [{}]\n", op.layer)),
+                "{name}: no comment for an op of {}",
+                op.layer
+            );
+            for loc in &op.locs {
+                let line = text.lines().nth(loc.line as usize - 1).unwrap().trim();
+                assert!(
+                    generated.contains(&format!("// line {}: {line}", loc.line)),
+                    "{name}: no comment quoting line {}",
+                    loc.line
+                );
+            }
+        }
+        let input = &func.value_type(func.input).dims;
+        assert!(generated.contains(&format!("pub const INPUT: &'static [usize] = &{input:?};")));
+        // Parameters come from files or initialisers, never from literals.
+        let longest_list = generated.lines().map(|l| l.matches(", ").count()).max().unwrap_or(0);
+        assert!(longest_list < 12, "{name}: a long literal list in the source");
+        insta::assert_snapshot!(format!("generated-{name}"), generated);
+    }
+}

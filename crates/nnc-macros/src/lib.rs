@@ -67,13 +67,18 @@ fn inline(input: TokenStream) -> TokenStream {
 }
 
 fn from_file(path: &syn::LitStr) -> TokenStream {
-    let span = path.span();
     let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
-    let full = std::path::Path::new(&root).join(path.value());
+    from_file_in(std::path::Path::new(&root), path)
+}
+
+/// The file form with `path` relative to `root`.
+fn from_file_in(root: &std::path::Path, path: &syn::LitStr) -> TokenStream {
+    let span = path.span();
+    let full = root.join(path.value());
     let text = match std::fs::read_to_string(&full) {
         Ok(text) => text,
         Err(e) => {
-            let message = format!("cannot read {}: {e}", full.display());
+            let message = format!("cannot read {} (relative to CARGO_MANIFEST_DIR): {e}", path.value());
             return quote_spanned!(span=> ::core::compile_error!(#message););
         }
     };
@@ -126,4 +131,37 @@ fn message(d: &Diagnostic) -> String {
         m.push_str(&format!("\n  = help: {help}"));
     }
     m
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn expand_file(text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("nnc-macros-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("models")).unwrap();
+        std::fs::write(dir.join("models/m.nn"), text).unwrap();
+        let path = syn::LitStr::new("models/m.nn", proc_macro2::Span::call_site());
+        from_file_in(&dir, &path).to_string()
+    }
+
+    #[test]
+    fn a_file_with_an_error_names_file_line_and_column_with_a_caret() {
+        let out = expand_file("model M {\n    input 8\n    dense 8 -> 4 act=reul\n}\n");
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("models/m.nn:3:22"), "{out}");
+        assert!(out.contains("dense 8 -> 4 act=reul"), "{out}");
+        assert!(out.contains("^^^^"), "{out}");
+        // The file is tracked even when it is wrong, so fixing it rebuilds.
+        assert!(out.contains("include_str"), "{out}");
+    }
+
+    #[test]
+    fn a_good_file_expands_to_the_struct_and_tracks_the_file() {
+        let out = expand_file("model Good { input 4 dense 4 -> 2 act=softmax }");
+        assert!(out.contains("pub struct Good"), "{out}");
+        assert!(out.contains("include_str"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+    }
 }
