@@ -173,3 +173,87 @@ fn from_safetensors_names_a_missing_or_misshapen_tensor() {
     );
     assert!(mlp::Tiny::from_safetensors(b"not a file").is_err());
 }
+
+/// `nnc build`'s output for every model, in a crate of its own that denies
+/// warnings (the macro's expansion cannot show this: rustc keeps some lints
+/// quiet inside macro expansions), checked by `cargo check`.
+#[test]
+fn nnc_build_output_of_every_model_compiles_without_warnings() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let krate = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("generated-check");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    let runtime = root.join("crates/nnc-runtime");
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"generated-check\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\nnnc-runtime = {{ path = {:?} }}\n\n[workspace]\n",
+            runtime.display().to_string()
+        ),
+    )
+    .unwrap();
+    // The versions this workspace was tested with, and no network.
+    std::fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let mut lib = String::from("#![deny(warnings)]\n");
+    for (file, text) in common::models() {
+        let stem = file.trim_end_matches(".nn");
+        let source = nnc_diag::SourceFile::new(format!("models/{file}"), text.clone());
+        let optimized = module(&text, Mode::Infer, Stage::Optimized);
+        // One model also with `embedded()`, reading a file beside its source.
+        let embed = (stem == "digits_mlp").then(|| format!("{stem}.embedded.safetensors"));
+        if let Some(name) = &embed {
+            std::fs::write(krate.join("src").join(name), b"").unwrap();
+        }
+        let options = nnc_codegen::Options::build(embed);
+        let generated = nnc_codegen::generate_source(&optimized, &source, &options).unwrap();
+        std::fs::write(krate.join("src").join(format!("{stem}.rs")), generated).unwrap();
+        lib.push_str(&format!("pub mod {stem};\n"));
+    }
+    std::fs::write(krate.join("src/lib.rs"), lib).unwrap();
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["check", "--quiet", "--offline", "--manifest-path"])
+        .arg(krate.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", krate.join("target"))
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "generated code does not compile cleanly:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `examples/embedded/` holds what `nnc build --embed` writes for
+/// `models/digits_mlp.nn` with `nnc init --seed 1` weights: the same source,
+/// and the folded numbers the interpreter computes from those weights.
+#[test]
+fn the_embedded_example_is_what_nnc_build_writes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = include_str!("../models/digits_mlp.nn");
+    let optimized = module(text, Mode::Infer, Stage::Optimized);
+    let source = nnc_diag::SourceFile::new("models/digits_mlp.nn", text);
+    let options = nnc_codegen::Options::build(Some("digits_mlp.embedded.safetensors".into()));
+    let generated = nnc_codegen::generate_source(&optimized, &source, &options).unwrap();
+    let committed = std::fs::read_to_string(root.join("examples/embedded/digits_mlp.rs")).unwrap();
+    assert!(
+        generated == committed,
+        "examples/embedded/digits_mlp.rs is stale: regenerate it as its main.rs says"
+    );
+    let stored = init_weights(&module(text, Mode::Infer, Stage::Lowered), 1);
+    let it = Interpreter::new(&optimized, Mode::Infer, &stored).unwrap();
+    let bytes = std::fs::read(root.join("examples/embedded/digits_mlp.embedded.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = file.names();
+    names.sort();
+    assert!(names.iter().any(|n| n.ends_with('\'')), "folded tensors: {names:?}");
+    for name in names {
+        let view = file.tensor(name).unwrap();
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(Some(&values[..]), it.param(name), "{name}");
+    }
+}

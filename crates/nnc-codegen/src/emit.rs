@@ -106,6 +106,8 @@ pub(crate) fn model(
             #(#field_decls,)*
         }
 
+        // A program may use only part of the API (`embedded` and `forward_into`, say).
+        #[allow(dead_code)]
         impl #name {
             /// The per-sample input shape.
             pub const INPUT: &'static [usize] = &#input_dims;
@@ -136,7 +138,7 @@ fn loaders(module: &Module, fields: &Fields, options: &Options) -> Result<TokenS
         let p = module.param(*id);
         let name = &p.name;
         let expr = match &p.source {
-            ParamSource::Derived(d) => params::derivation(module, d),
+            ParamSource::Derived(d) => params::receiver(module, d),
             ParamSource::Init(_) => quote!(Folded::param(&weights, #name)),
         };
         let body = quote!(weights.tensors.insert(#name.into(), #expr.finish()););
@@ -416,8 +418,8 @@ fn op_block(
     let read = |v: ValueId| {
         let n = usize_lit(func.value_type(v).numel());
         match buffers.home(func, v) {
-            Home::Input => quote!(&x[..]),
-            Home::Output => quote!(&out[..]),
+            Home::Input => quote!(x),
+            Home::Output => quote!(&*out),
             Home::Buffer(b) => {
                 let b = format_ident!("b{}", b);
                 quote!(&#b[..batch * #n])
@@ -427,7 +429,7 @@ fn op_block(
     let x = read(op.args[0]);
     let y_len = usize_lit(y_ty.numel());
     let y = match buffers.home(func, op.result) {
-        Home::Output => quote!(&mut out[..]),
+        Home::Output => quote!(&mut *out),
         Home::Buffer(b) => {
             let b = format_ident!("b{}", b);
             quote!(&mut #b[..batch * #y_len])

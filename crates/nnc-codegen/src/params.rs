@@ -144,52 +144,53 @@ pub(crate) fn distribution(module: &Module, id: ParamId, rt: &TokenStream) -> Re
 
 /// A derivation as an expression over `Folded` values read from `weights`.
 pub(crate) fn derivation(module: &Module, d: &Derivation) -> TokenStream {
-    let folded = quote!(Folded);
     match d {
         Derivation::Param(id) => {
             let name = &module.param(*id).name;
-            quote!(#folded::param(&weights, #name))
+            quote!(Folded::param(&weights, #name))
         }
         Derivation::Const(c) => {
             let c = f32_lit(*c);
-            quote!(#folded::scalar(#c))
+            quote!(Folded::scalar(#c))
         }
         Derivation::Sqrt(x) => {
-            let x = derivation(module, x);
+            let x = operand(module, x);
             quote!(#x.sqrt())
         }
         Derivation::Binary { op, lhs, rhs } => {
-            let (a, b) = (derivation(module, lhs), derivation(module, rhs));
+            let (a, b) = (operand(module, lhs), operand(module, rhs));
             match op {
-                BinaryOp::Add => quote!((#a + #b)),
-                BinaryOp::Sub => quote!((#a - #b)),
-                BinaryOp::Mul => quote!((#a * #b)),
-                BinaryOp::Div => quote!((#a / #b)),
+                BinaryOp::Add => quote!(#a + #b),
+                BinaryOp::Sub => quote!(#a - #b),
+                BinaryOp::Mul => quote!(#a * #b),
+                BinaryOp::Div => quote!(#a / #b),
             }
         }
         Derivation::ScaleRows { matrix, scale } => {
-            let (m, s) = (derivation(module, matrix), derivation(module, scale));
+            let (m, s) = (operand(module, matrix), derivation(module, scale));
             quote!(#m.scale_rows(#s))
         }
         Derivation::ScaleCols { matrix, scale } => {
-            let (m, s) = (derivation(module, matrix), derivation(module, scale));
+            let (m, s) = (operand(module, matrix), derivation(module, scale));
             quote!(#m.scale_cols(#s))
         }
         Derivation::MatVec { matrix, vector } => {
-            let (m, v) = (derivation(module, matrix), derivation(module, vector));
+            let (m, v) = (operand(module, matrix), derivation(module, vector));
             quote!(#m.mat_vec(#v))
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::field_name;
+/// A derivation where it is a receiver or an operand: parenthesised when it
+/// is itself an operation (and only then, so rustc sees no needless parens).
+pub(crate) fn receiver(module: &Module, d: &Derivation) -> TokenStream {
+    operand(module, d)
+}
 
-    #[test]
-    fn field_names() {
-        assert_eq!(field_name("layer0.norm.running_var"), "layer0_norm_running_var");
-        assert_eq!(field_name("layer0.weight'"), "layer0_weight_folded");
-        assert_eq!(field_name("conv1.bias''"), "conv1_bias_folded_folded");
+fn operand(module: &Module, d: &Derivation) -> TokenStream {
+    let inner = derivation(module, d);
+    match d {
+        Derivation::Binary { .. } => quote!((#inner)),
+        _ => inner,
     }
 }
