@@ -14,6 +14,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[rustfmt::skip] // generated: rebuilt by `nnc build`, not reformatted
 mod digits_mlp;
 
 use digits_mlp::DigitsMlp;
