@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""nnc's seed-MLP forward against ONNX Runtime, measured in one run.
+"""nnc's forward passes against ONNX Runtime, measured in one run.
 
-Runs ../shared/bench/peers.py (ONNX Runtime, numpy) on the seed MLP with tanh
-(800 -> 750 -> ... -> 300) and then the interpreter's divan benchmark of the
-same model (crates/nnc-interp/benches/forward.rs), at batch 1, 64 and 2000
-with 1 and 2 threads, and prints the medians and the ratio nnc / ONNX Runtime
-as a Markdown table (below 1 means nnc is faster).
+Runs ../shared/bench/peers.py (ONNX Runtime, numpy) on the reference models
+(the seed MLP 800 -> 750 -> ... -> 300 with tanh, and the same sizes with
+batch norm + ELU), then nnc's divan benchmarks of the same models: the
+generated code (benches/generated.rs, through `nnc::model!`) on both, and the
+interpreter (crates/nnc-interp/benches/forward.rs) on the tanh one; at batch
+1, 64 and 2000 with 1 and 2 threads. Prints the medians and the ratios
+nnc / ONNX Runtime as a Markdown table (below 1 means nnc is faster).
 
 Usage (from the repository root):
     python3 -m venv target/venv-bench
@@ -23,29 +25,31 @@ BATCHES = ("1", "64", "2000")
 
 
 def peers(script):
-    """{(batch, threads): ms} for ONNX Runtime with all optimisations."""
+    """{(model, batch, threads): ms} for ONNX Runtime with all optimisations."""
     out = subprocess.run(
-        [sys.executable, script, "--models", "seed_tanh", "--batch", ",".join(BATCHES), "--threads", "1,2"],
+        [sys.executable, script, "--models", "seed_tanh,seed_bn", "--batch", ",".join(BATCHES), "--threads", "1,2"],
         check=True, capture_output=True, text=True,
     ).stdout
     times = {}
     for line in out.splitlines():
         f = line.split()
-        if len(f) == 6 and f[0] == "onnxruntime" and f[1] == "seed_tanh":
-            times[(f[2], f[3])] = float(f[4])
+        if len(f) == 6 and f[0] == "onnxruntime":
+            times[(f[1], f[2], f[3])] = float(f[4])
     return times
 
 
-def nnc():
-    """{(batch, threads): ms} from the divan benchmark's median column."""
-    out = subprocess.run(
-        ["cargo", "bench", "-q", "-p", "nnc-interp", "--bench", "forward"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    times, threads = {}, None
-    # divan prints a tree: a `├─ T` line per thread count (the const
-    # parameter), then one row per batch with fastest │ slowest │ median │ …
+def divan(cargo_args):
+    """{(bench, batch, threads): ms} from a divan benchmark's median column."""
+    out = subprocess.run(["cargo", "bench", "-q", *cargo_args], check=True, capture_output=True, text=True).stdout
+    times, bench, threads = {}, None, None
+    # divan prints a tree: a line per benchmark function, a `├─ T` line per
+    # thread count (the const parameter), then one row per batch with
+    # fastest │ slowest │ median │ ...
     for line in out.splitlines():
+        name = re.match(r"^[\s│├╰─]*([a-z_]+)\s", line)
+        if name:
+            bench, threads = name.group(1), None
+            continue
         m = re.match(r"^[\s│├╰─]*(\d+)\s+(.*)$", line)
         if not m:
             continue
@@ -54,7 +58,7 @@ def nnc():
             threads = m.group(1)
         elif threads is not None and m.group(1) in BATCHES:
             value, unit = cells[2].split()
-            times[(m.group(1), threads)] = float(value) * UNITS[unit]
+            times[(bench, m.group(1), threads)] = float(value) * UNITS[unit]
     return times
 
 
@@ -64,19 +68,21 @@ def main():
     ap.add_argument("--peers", default=os.path.join(here, "..", "..", "shared", "bench", "peers.py"))
     args = ap.parse_args()
     ort = peers(args.peers)
-    ours = nnc()
-    print("| batch | threads | ONNX Runtime (ms) | nnc (ms) | nnc / ORT |")
-    print("|---:|---:|---:|---:|---:|")
-    worst = 0.0
-    for threads in ("1", "2"):
-        for batch in BATCHES:
-            key = (batch, threads)
-            if key not in ort or key not in ours:
-                sys.exit(f"missing a measurement for batch {batch}, {threads} threads")
-            ratio = ours[key] / ort[key]
-            worst = max(worst, ratio)
-            print(f"| {batch} | {threads} | {ort[key]:.3f} | {ours[key]:.3f} | {ratio:.2f} |")
-    print(f"\nworst ratio: {worst:.2f}")
+    generated = divan(["--bench", "generated"])
+    interpreted = divan(["-p", "nnc-interp", "--bench", "forward"])
+    print("| model | batch | threads | ONNX Runtime (ms) | generated (ms) | generated / ORT | interpreter / ORT |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for model in ("seed_tanh", "seed_bn"):
+        for threads in ("1", "2"):
+            for batch in BATCHES:
+                key = (batch, threads)
+                theirs = ort.get((model,) + key)
+                ours = generated.get((model + "_forward",) + key)
+                if theirs is None or ours is None:
+                    sys.exit(f"missing a measurement for {model}, batch {batch}, {threads} threads")
+                interp = interpreted.get(("seed_mlp_forward",) + key) if model == "seed_tanh" else None
+                interp_ratio = f"{interp / theirs:.2f}" if interp is not None else "–"
+                print(f"| {model} | {batch} | {threads} | {theirs:.3f} | {ours:.3f} | {ours / theirs:.2f} | {interp_ratio} |")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 //! the matrix product, applied to a block of outputs while it is still in
 //! cache rather than as separate passes over the whole output.
 
-use super::act::Activation;
+use super::act::{Activation, SELU_ALPHA, SELU_LAMBDA};
 
 /// One element-wise step of an epilogue, per output channel `o`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -146,6 +146,10 @@ fn apply_uniform(act: &Activation, values: &mut [f32]) {
             values.iter_mut().for_each(|v| *v = leaky.apply(*v, 0));
         }
         Activation::Tanh => values.iter_mut().for_each(|v| *v = tanh_fast(*v)),
+        Activation::Elu { alpha } => values.iter_mut().for_each(|v| *v = elu_fast(*v, alpha)),
+        Activation::Selu => values
+            .iter_mut()
+            .for_each(|v| *v = SELU_LAMBDA * elu_fast(*v, SELU_ALPHA)),
         other => values.iter_mut().for_each(|v| *v = other.apply(*v, 0)),
     }
 }
@@ -176,6 +180,31 @@ pub fn tanh_fast(x: f32) -> f32 {
     }
 }
 
+/// ELU, `x` for `x > 0` and `α·(e^x − 1)` below, branch-free so that a
+/// loop over it vectorises (the libm `expm1` call per value cost a quarter
+/// of a BN+ELU MLP's forward pass). Near 0 the Taylor series of `e^x − 1`
+/// (7 terms; the first omitted one is < 5e-8 relative for |x| < 0.4);
+/// elsewhere `1 / e^{|x|} − 1`.
+#[inline(always)]
+pub fn elu_fast(x: f32, alpha: f32) -> f32 {
+    let neg = x.min(0.0);
+    let series = neg
+        * (1.0
+            + neg
+                * (1.0 / 2.0
+                    + neg
+                        * (1.0 / 6.0 + neg * (1.0 / 24.0 + neg * (1.0 / 120.0 + neg * (1.0 / 720.0 + neg / 5040.0))))));
+    // Past |x| = 40, e^x − 1 is −1 in f32; the clamp keeps e^{|x|} finite.
+    let ax = (-neg).min(40.0);
+    let tail = 1.0 / exp_positive(ax) - 1.0;
+    let m1 = if ax < 0.4 { series } else { tail };
+    if x > 0.0 {
+        x
+    } else {
+        alpha * m1
+    }
+}
+
 /// `e^y` for `0 ≤ y ≤ 40`: `y = n·ln 2 + r` with |r| ≤ ln 2 / 2 (Cody–Waite
 /// split of ln 2), the degree-7 Taylor polynomial of `e^r` (error < 6e-9
 /// relative), scaled by `2^n` built from its exponent bits.
@@ -202,6 +231,22 @@ fn exp_positive(y: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elu_fast_is_within_a_few_ulp_of_the_f64_formula() {
+        let mut worst = 0.0f64;
+        let mut x = -60.0f32;
+        while x <= 5.0 {
+            let exact = if x > 0.0 { x as f64 } else { 1.5 * (x as f64).exp_m1() };
+            let err = (elu_fast(x, 1.5) as f64 - exact).abs() / exact.abs().max(1e-30);
+            worst = worst.max(err);
+            x += 1.0 / 1024.0 + x.abs() * 1e-4;
+        }
+        assert!(worst < 4.0 * f64::from(f32::EPSILON), "worst relative error {worst:e}");
+        assert_eq!(elu_fast(0.0, 1.0), 0.0);
+        assert_eq!(elu_fast(-1e-30, 1.0), -1e-30);
+        assert_eq!(elu_fast(-200.0, 2.0), -2.0);
+    }
 
     #[test]
     fn tanh_fast_is_within_a_few_ulp_of_libm() {
