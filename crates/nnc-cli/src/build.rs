@@ -19,6 +19,12 @@ pub(crate) fn build(file: &PathBuf, output: &Path, embed: Option<&Path>) -> Resu
     let module = run_compile(&source, &options, &mut Quiet)?
         .module
         .ok_or_else(|| Failure("internal error: compiling produced no module".into()))?;
+    let to_stdout = output == Path::new("-");
+    if to_stdout && embed.is_some() {
+        return Err(Failure(
+            "error: --embed needs a file for -o: the weights are written beside it".into(),
+        ));
+    }
     if output.extension().is_some_and(|e| e == "safetensors") {
         return Err(Failure(format!(
             "error: -o {}: the output is Rust source (.rs); the weights go beside it",
@@ -35,6 +41,9 @@ pub(crate) fn build(file: &PathBuf, output: &Path, embed: Option<&Path>) -> Resu
     }));
     let text = nnc_codegen::generate_source(&module, &source, &codegen_options)
         .map_err(|e| Failure(format!("internal error (a bug in nnc, please report it): {e}")))?;
+    if to_stdout {
+        return Ok(text);
+    }
     if let Some((path, bytes)) = &embedded {
         write_atomic(path, bytes)?;
     }

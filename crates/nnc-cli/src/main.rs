@@ -95,7 +95,7 @@ enum Command {
     Build {
         /// The model file (.nn).
         file: PathBuf,
-        /// Where to write the source (.rs).
+        /// Where to write the source (.rs); `-` prints it.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
         /// Fold these weights (.safetensors) now and embed them: the folded

@@ -45,6 +45,9 @@ fn build_writes_commented_source_and_embed_folds_the_batch_norm() {
     assert!(text.contains("pub struct Small"), "{text}");
     assert!(text.contains("// line 3: dense 3 -> 2 act=relu norm=batch"), "{text}");
     assert!(!text.contains("fn embedded"), "no embedded() without --embed");
+    let printed = nnc(&["build", s(&model), "-o", "-"]);
+    assert!(printed.status.success());
+    assert_eq!(common::stdout(&printed), text, "`-o -` prints what -o FILE writes");
 
     // Weights with a non-trivial batch norm: γ, β, mean, var by hand.
     let weights = dir.join("w.safetensors");
