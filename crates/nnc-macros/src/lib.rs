@@ -138,8 +138,10 @@ fn message(d: &Diagnostic) -> String {
 mod tests {
     use super::*;
 
-    fn expand_file(text: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("nnc-macros-{}", std::process::id()));
+    /// Expands the file form on `text`, in a folder of the test's own
+    /// (tests run in parallel in one process).
+    fn expand_file(test: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("nnc-macros-{}-{test}", std::process::id()));
         std::fs::create_dir_all(dir.join("models")).unwrap();
         std::fs::write(dir.join("models/m.nn"), text).unwrap();
         let path = syn::LitStr::new("models/m.nn", proc_macro2::Span::call_site());
@@ -148,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_file_with_an_error_names_file_line_and_column_with_a_caret() {
-        let out = expand_file("model M {\n    input 8\n    dense 8 -> 4 act=reul\n}\n");
+        let out = expand_file("error", "model M {\n    input 8\n    dense 8 -> 4 act=reul\n}\n");
         assert!(out.contains("compile_error"), "{out}");
         assert!(out.contains("models/m.nn:3:22"), "{out}");
         assert!(out.contains("dense 8 -> 4 act=reul"), "{out}");
@@ -159,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_good_file_expands_to_the_struct_and_tracks_the_file() {
-        let out = expand_file("model Good { input 4 dense 4 -> 2 act=softmax }");
+        let out = expand_file("good", "model Good { input 4 dense 4 -> 2 act=softmax }");
         assert!(out.contains("pub struct Good"), "{out}");
         assert!(out.contains("include_str"), "{out}");
         assert!(!out.contains("compile_error"), "{out}");
