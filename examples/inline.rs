@@ -21,14 +21,10 @@ nnc::model! {
 }
 
 fn main() -> std::process::ExitCode {
-    let x = match common::digits() {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let model = DigitsMlp::init(1);
-    println!("DigitsMlp: {:?} → {:?} per sample", DigitsMlp::INPUT, DigitsMlp::OUTPUT);
-    common::report(model.forward(x.view()).view())
+    common::run(|| {
+        let x = common::digits()?;
+        let model = DigitsMlp::init(1);
+        println!("DigitsMlp: {:?} → {:?} per sample", DigitsMlp::INPUT, DigitsMlp::OUTPUT);
+        Ok(common::report(model.forward(x.view()).view()))
+    })
 }

@@ -5,6 +5,14 @@ use nnc::runtime::io::npy::read_npy;
 use nnc::runtime::ndarray::{Array2, ArrayView2};
 use std::process::ExitCode;
 
+/// Runs an example's body, printing its error, if any, as the failure.
+pub fn run(body: impl FnOnce() -> Result<ExitCode, String>) -> ExitCode {
+    body().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })
+}
+
 /// Five 8×8 digits (labels 0–4), pixels in [0, 1]: `examples/data/digits5.npy`.
 pub fn digits() -> Result<Array2<f32>, String> {
     let bytes = include_bytes!("../data/digits5.npy");

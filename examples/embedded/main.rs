@@ -20,32 +20,16 @@ mod digits_mlp;
 use digits_mlp::DigitsMlp;
 
 fn main() -> std::process::ExitCode {
-    let model = match DigitsMlp::embedded() {
-        Ok(model) => model,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::FAILURE;
+    common::run(|| {
+        let model = DigitsMlp::embedded().map_err(|e| e.to_string())?;
+        let x = common::digits()?;
+        // forward_into with a workspace planned for this batch allocates nothing.
+        let batch = x.nrows();
+        let mut ws = DigitsMlp::workspace(batch, 1).map_err(|e| e.to_string())?;
+        let mut y = nnc::runtime::ndarray::Array2::<f32>::zeros((batch, DigitsMlp::OUTPUT[0]));
+        if let (Some(input), Some(output)) = (x.as_slice(), y.as_slice_mut()) {
+            model.forward_into(input, batch, output, &mut ws);
         }
-    };
-    let x = match common::digits() {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    // forward_into with a workspace planned for this batch allocates nothing.
-    let batch = x.nrows();
-    let mut ws = match DigitsMlp::workspace(batch, 1) {
-        Ok(ws) => ws,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let mut y = nnc::runtime::ndarray::Array2::<f32>::zeros((batch, DigitsMlp::OUTPUT[0]));
-    if let (Some(input), Some(output)) = (x.as_slice(), y.as_slice_mut()) {
-        model.forward_into(input, batch, output, &mut ws);
-    }
-    common::report(y.view())
+        Ok(common::report(y.view()))
+    })
 }

@@ -4,7 +4,7 @@
 use crate::run::{load_weights, write_atomic};
 use crate::{read_source, run_compile, Failure};
 use nnc_driver::{Options, Quiet, Stage};
-use nnc_interp::Interpreter;
+use nnc_interp::param_values;
 use nnc_ir::Mode;
 use nnc_runtime::io::weights::{write_safetensors, Tensor, Weights};
 use std::path::{Path, PathBuf};
@@ -86,22 +86,19 @@ fn fold_weights(
         )));
     }
     let stored = load_weights(file, weights_path)?;
-    let interp = Interpreter::new(module, Mode::Infer, &stored).map_err(|e| Failure(format!("error: {e}")))?;
+    let values = param_values(module, &stored).map_err(|e| Failure(format!("error: {e}")))?;
     let mut folded = Weights::default();
-    if let Some(func) = module.function(Mode::Infer) {
-        for op in &func.ops {
-            for id in op.op.params() {
-                let p = module.param(id);
-                let data = interp
-                    .param(&p.name)
-                    .ok_or_else(|| Failure(format!("internal error: `{}` has no value", p.name)))?;
-                let tensor = Tensor {
-                    shape: p.shape.clone(),
-                    data: data.to_vec(),
-                };
-                folded.tensors.insert(p.name.clone(), tensor);
-            }
-        }
+    for id in module
+        .function(Mode::Infer)
+        .map(|f| f.params_read())
+        .unwrap_or_default()
+    {
+        let p = module.param(id);
+        let tensor = Tensor {
+            shape: p.shape.clone(),
+            data: values[id.0 as usize].clone(),
+        };
+        folded.tensors.insert(p.name.clone(), tensor);
     }
     let bytes = write_safetensors(&folded).map_err(|e| Failure(format!("error: {e}")))?;
     Ok((sibling, bytes))

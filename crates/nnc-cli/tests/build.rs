@@ -5,22 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use nnc_runtime::io::weights::{read_safetensors, Expected};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
 
-use common::{nnc, stderr};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nnc-build-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{nnc, s, scratch, stderr};
 
 const MODEL: &str = "model Small {\n    input 3\n    dense 3 -> 2 act=relu norm=batch\n}\n";
 

@@ -5,29 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use nnc_runtime::io::npy::{read_npy, write_npy};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 mod common;
 
-use common::{nnc, stderr};
-
-/// A fresh scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nnc-run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{nnc, s, scratch, stderr};
 
 fn write_model(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.to_string_lossy().into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Asserts the command failed with exit 1, said `needle`, and left `output`

@@ -250,7 +250,6 @@ fn forward(
     let output_numel = usize_lit(func.value_type(func.output).numel());
     let lens = dims(&buffers.lens);
     let n_buffers = usize_lit(buffers.lens.len());
-    let n_slots = buffers.lens.len();
     let convs = conv_geometries(func, rt);
     let conv_consts = convs
         .iter()
@@ -270,17 +269,14 @@ fn forward(
     } else {
         quote!()
     };
-    let uses = Uses::of(func, buffers);
-    let names = (0..n_slots).map(|b| {
-        if uses.buffers.get(b).copied().unwrap_or(false) {
-            let id = format_ident!("b{}", b);
-            quote!(#id)
-        } else {
-            quote!(_)
-        }
-    });
+    // Every buffer holds some op's result, so every one is named.
+    let names = (0..buffers.lens.len()).map(|b| format_ident!("b{}", b));
     let scratch_name = if convs.is_empty() { quote!(_) } else { quote!(scratch) };
-    let team_name = if uses.team { quote!(team) } else { quote!(_) };
+    let uses_team = func
+        .ops
+        .iter()
+        .any(|op| matches!(op.op, Op::Linear { .. } | Op::Conv2d { .. }));
+    let team_name = if uses_team { quote!(team) } else { quote!(_) };
 
     let nd = quote!(#rt::ndarray);
     let (view, shape_check) = if func.value_type(func.input).dims.len() == 1 {
@@ -352,30 +348,6 @@ fn forward(
     })
 }
 
-/// Which buffers the blocks name, and whether any kernel takes the team.
-struct Uses {
-    buffers: Vec<bool>,
-    team: bool,
-}
-
-impl Uses {
-    fn of(func: &Function, buffers: &Buffers) -> Uses {
-        let mut used = vec![false; buffers.lens.len()];
-        let mut team = false;
-        for op in &func.ops {
-            for v in op.args.iter().chain([&op.result]) {
-                if let Home::Buffer(b) = buffers.home(func, *v) {
-                    if let Some(u) = used.get_mut(b) {
-                        *u = true;
-                    }
-                }
-            }
-            team |= matches!(op.op, Op::Linear { .. } | Op::Conv2d { .. });
-        }
-        Uses { buffers: used, team }
-    }
-}
-
 /// Each conv's geometry as a named constant: `(op index, name, literal)`.
 fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, Ident, TokenStream)> {
     let mut out: Vec<(usize, Ident, TokenStream)> = Vec::new();
@@ -383,9 +355,8 @@ fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, Ident, Toke
         let Op::Conv2d { geometry: g, .. } = &op.op else {
             continue;
         };
-        let (x, y) = (&func.value_type(op.args[0]).dims, &func.value_type(op.result).dims);
-        let dim = |d: &[usize], i: usize| d.get(i).copied().unwrap_or(1);
-        let [c, h, w, o] = [dim(x, 0), dim(x, 1), dim(x, 2), dim(y, 0)].map(usize_lit);
+        let (x, y) = (func.value_type(op.args[0]), func.value_type(op.result));
+        let [c, h, w, o] = [x.channels(), x.height(), x.width(), y.channels()].map(usize_lit);
         let [k, s, dl, gr] = [g.kernel, g.stride, g.dilation, g.groups].map(|v| usize_lit(v as usize));
         let pads = dims(&g.pads.map(|p| p as usize));
         let mut name = format!("{}_GEOMETRY", model_ident(&op.layer).to_uppercase());
@@ -413,8 +384,7 @@ fn op_block(
 ) -> Result<TokenStream, Error> {
     let x_ty = func.value_type(op.args[0]);
     let y_ty = func.value_type(op.result);
-    let (channels, inner) = (x_ty.channels(), x_ty.dims.iter().skip(1).product::<usize>());
-    let (channels, inner) = (usize_lit(channels), usize_lit(inner));
+    let (channels, inner) = (usize_lit(x_ty.channels()), usize_lit(x_ty.inner()));
     let read = |v: ValueId| {
         let n = usize_lit(func.value_type(v).numel());
         match buffers.home(func, v) {
@@ -457,11 +427,7 @@ fn op_block(
             }
         }
         Op::MaxPool(g) | Op::AvgPool(g) => {
-            let (h, w) = (
-                x_ty.dims.get(1).copied().unwrap_or(1),
-                x_ty.dims.get(2).copied().unwrap_or(1),
-            );
-            let (h, w) = (usize_lit(h), usize_lit(w));
+            let (h, w) = (usize_lit(x_ty.height()), usize_lit(x_ty.width()));
             let (kernel, stride) = (usize_lit(g.kernel as usize), usize_lit(g.stride as usize));
             let pads = dims(&g.pads.map(|v| v as usize));
             let f = if let Op::MaxPool(_) = op.op {

@@ -83,20 +83,11 @@ fn field_name(param: &str) -> String {
 /// derivation of one that is), and the derived ones to compute, both in
 /// table order (derivations only read earlier parameters).
 pub(crate) fn closure(module: &Module, read: &BTreeMap<ParamId, Ident>) -> (Vec<ParamId>, Vec<ParamId>) {
-    let mut needed: BTreeSet<ParamId> = read.keys().copied().collect();
-    let mut work: Vec<ParamId> = needed.iter().copied().collect();
-    while let Some(id) = work.pop() {
-        if let Some(ParamSource::Derived(d)) = module.params.get(id.0 as usize).map(|p| &p.source) {
-            for q in d.params() {
-                if needed.insert(q) {
-                    work.push(q);
-                }
-            }
-        }
-    }
-    let (derived, stored) = needed
-        .into_iter()
-        .partition(|id| module.params.get(id.0 as usize).is_some_and(|p| p.is_derived()));
+    let needed = module.params_needed(read.keys().copied());
+    let (derived, stored) = (0..module.params.len())
+        .filter(|i| needed[*i])
+        .map(|i| ParamId(i as u32))
+        .partition(|id| module.param(*id).is_derived());
     (stored, derived)
 }
 

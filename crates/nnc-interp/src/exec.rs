@@ -24,7 +24,7 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
     let op = &it.func.ops[index];
     let x_ty = it.func.value_type(op.args[0]);
     let y_ty = it.func.value_type(op.result);
-    let (channels, inner) = (x_ty.channels(), x_ty.dims.iter().skip(1).product::<usize>());
+    let (channels, inner) = (x_ty.channels(), x_ty.inner());
     let x_len = batch * x_ty.numel();
     let y_len = batch * y_ty.numel();
     // The output buffer leaves the table while the op writes it, so the
@@ -78,7 +78,7 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             dropconnect: drop,
             epilogue,
         } => {
-            let g = conv_geometry(&x_ty.dims, p(weight).len(), geometry, &y_ty.dims);
+            let g = conv_geometry(x_ty, geometry, y_ty);
             let mut steps = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
             let n = epilogue_steps(&epilogue.steps, &it.params, &mut steps)?;
             let ep = Epilogue {
@@ -109,8 +109,8 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
         Op::MaxPool(g) | Op::AvgPool(g) => {
             let geometry = PoolGeometry {
                 channels,
-                height: x_ty.dims.get(1).copied().unwrap_or(1),
-                width: x_ty.dims.get(2).copied().unwrap_or(1),
+                height: x_ty.height(),
+                width: x_ty.width(),
                 kernel: g.kernel as usize,
                 stride: g.stride as usize,
                 pads: g.pads.map(|v| v as usize),
@@ -205,10 +205,7 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             Ok(())
         }
         Op::DropBlock { p: rate, block } if train => {
-            let (h, w) = (
-                x_ty.dims.get(1).copied().unwrap_or(1),
-                x_ty.dims.get(2).copied().unwrap_or(1),
-            );
+            let (h, w) = (x_ty.height(), x_ty.width());
             let mask = &mut it.scratch[..x_len];
             dropblock(x, batch, channels, h, w, *rate, *block as usize, &mut rng(), y, mask);
             Ok(())

@@ -78,38 +78,47 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Every parameter's values, indexed by `ParamId`: the stored ones from
+/// `weights` (by their §7 names), the derived ones computed from them in
+/// f64. What the interpreter runs with, and what `nnc build --embed` embeds.
+pub fn param_values(module: &Module, weights: &Weights) -> Result<Vec<Vec<f32>>, Error> {
+    let shapes: Vec<Vec<usize>> = module.params.iter().map(|p| p.shape.clone()).collect();
+    let mut params: Vec<Vec<f32>> = vec![Vec::new(); module.params.len()];
+    // Stored first: derivations read them.
+    for (i, p) in module.params.iter().enumerate() {
+        if let ParamSource::Init(_) = p.source {
+            let t = weights
+                .tensors
+                .get(&p.name)
+                .ok_or_else(|| Error::MissingParam(p.name.clone()))?;
+            params[i] = t.data.clone();
+        }
+    }
+    // Derived parameters only read earlier ones (passes append them after
+    // their sources), so table order is an evaluation order.
+    for (i, p) in module.params.iter().enumerate() {
+        if let ParamSource::Derived(d) = &p.source {
+            params[i] = derive::evaluate(d, &shapes, &params).map_err(|reason| Error::Derivation {
+                param: p.name.clone(),
+                reason,
+            })?;
+        }
+    }
+    Ok(params)
+}
+
 impl Interpreter {
     /// Loads `module`'s `mode` function with stored parameters from
     /// `weights` (by their §7 names) and evaluates the derived ones.
     pub fn new(module: &Module, mode: Mode, weights: &Weights) -> Result<Interpreter, Error> {
         let func = module.function(mode).ok_or(Error::NoFunction(mode))?.clone();
-        let shapes: Vec<Vec<usize>> = module.params.iter().map(|p| p.shape.clone()).collect();
-        let mut params: Vec<Vec<f32>> = vec![Vec::new(); module.params.len()];
-        // Stored first: derivations read them.
-        for (i, p) in module.params.iter().enumerate() {
-            if let ParamSource::Init(_) = p.source {
-                let t = weights
-                    .tensors
-                    .get(&p.name)
-                    .ok_or_else(|| Error::MissingParam(p.name.clone()))?;
-                params[i] = t.data.clone();
-            }
-        }
-        // Derived parameters only read earlier ones (passes append them after
-        // their sources), so table order is an evaluation order.
-        for (i, p) in module.params.iter().enumerate() {
-            if let ParamSource::Derived(d) = &p.source {
-                params[i] = derive::evaluate(d, &shapes, &params).map_err(|reason| Error::Derivation {
-                    param: p.name.clone(),
-                    reason,
-                })?;
-            }
-        }
+        let params = param_values(module, weights)?;
+        let shapes: Vec<&[usize]> = module.param_shapes();
         let plan = Plan::new(&func)?;
         let mut dense_weights = vec![None; params.len()];
         for op in &func.ops {
             if let Op::Linear { weight, .. } = &op.op {
-                let (w, shape) = (&params[weight.0 as usize], &shapes[weight.0 as usize]);
+                let (w, shape) = (&params[weight.0 as usize], shapes[weight.0 as usize]);
                 let (out, n_in) = (shape.first().copied().unwrap_or(0), shape.iter().skip(1).product());
                 dense_weights[weight.0 as usize] = Some(DenseWeight::new(w, out, n_in));
             }

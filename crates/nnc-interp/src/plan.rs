@@ -2,7 +2,7 @@
 //! size, and the scratch of the op that needs the most.
 
 use crate::Error;
-use nnc_ir::{BufferPlan, Function, Op, ValueId};
+use nnc_ir::{BufferPlan, Function, Op, ValueId, ValueType};
 use nnc_runtime::kernels::conv::ConvGeometry;
 
 pub(crate) struct Plan {
@@ -39,12 +39,7 @@ impl Plan {
                         dropconnect,
                         ..
                     } => {
-                        let g = conv_geometry(
-                            x.dims.as_slice(),
-                            params[weight.0 as usize].len(),
-                            geometry,
-                            &func.value_type(op.result).dims,
-                        );
+                        let g = conv_geometry(x, geometry, func.value_type(op.result));
                         g.scratch_len(threads) + dropconnect.map_or(0, |_| params[weight.0 as usize].len())
                     }
                     Op::Linear {
@@ -62,18 +57,12 @@ impl Plan {
 }
 
 /// The runtime's view of a conv op: input `[C, H, W]`, output `[O, ..]`.
-pub(crate) fn conv_geometry(
-    input: &[usize],
-    _weight_len: usize,
-    g: &nnc_ir::ConvGeometry,
-    output: &[usize],
-) -> ConvGeometry {
-    let dim = |d: &[usize], i: usize| d.get(i).copied().unwrap_or(1);
+pub(crate) fn conv_geometry(input: &ValueType, g: &nnc_ir::ConvGeometry, output: &ValueType) -> ConvGeometry {
     ConvGeometry {
-        in_channels: dim(input, 0),
-        height: dim(input, 1),
-        width: dim(input, 2),
-        out_channels: dim(output, 0),
+        in_channels: input.channels(),
+        height: input.height(),
+        width: input.width(),
+        out_channels: output.channels(),
         kernel: g.kernel as usize,
         stride: g.stride as usize,
         dilation: g.dilation as usize,

@@ -1,7 +1,7 @@
 //! Modules, functions, ops and the ids that name them.
 
 use crate::op::{Op, ShapeError};
-use crate::param::{ParamData, ParamId};
+use crate::param::{ParamData, ParamId, ParamSource};
 use crate::types::ValueType;
 use nnc_diag::Loc;
 use std::fmt;
@@ -135,6 +135,26 @@ impl Module {
         self.functions.iter_mut().find(|f| f.mode == mode)
     }
 
+    /// Which parameters `roots` need, one flag per parameter: the roots and,
+    /// through derivations, everything they are computed from.
+    pub fn params_needed(&self, roots: impl IntoIterator<Item = ParamId>) -> Vec<bool> {
+        let mut needed = vec![false; self.params.len()];
+        let mut work: Vec<ParamId> = roots.into_iter().collect();
+        while let Some(id) = work.pop() {
+            let Some(slot) = needed.get_mut(id.0 as usize) else {
+                continue;
+            };
+            if *slot {
+                continue;
+            }
+            *slot = true;
+            if let ParamSource::Derived(d) = &self.params[id.0 as usize].source {
+                work.extend(d.params());
+            }
+        }
+        needed
+    }
+
     /// The shapes of all parameters, indexed by `ParamId`: what shape rules
     /// need to know.
     pub fn param_shapes(&self) -> Vec<&[usize]> {
@@ -186,6 +206,17 @@ impl Function {
         });
         self.output = result;
         Ok(result)
+    }
+
+    /// The parameters the ops read, each once, in the order they are first read.
+    pub fn params_read(&self) -> Vec<ParamId> {
+        let mut read: Vec<ParamId> = Vec::new();
+        for id in self.ops.iter().flat_map(|o| o.op.params()) {
+            if !read.contains(&id) {
+                read.push(id);
+            }
+        }
+        read
     }
 
     /// The ops that use `value` as an argument.

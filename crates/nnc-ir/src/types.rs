@@ -29,6 +29,22 @@ impl ValueType {
             .unwrap_or(usize::MAX)
     }
 
+    /// The elements per channel: `H·W` for images, 1 for features (what a
+    /// per-channel kernel walks for each channel).
+    pub fn inner(&self) -> usize {
+        self.dims.iter().skip(1).product()
+    }
+
+    /// An image's height (1 for features).
+    pub fn height(&self) -> usize {
+        self.dims.get(1).copied().unwrap_or(1)
+    }
+
+    /// An image's width (1 for features).
+    pub fn width(&self) -> usize {
+        self.dims.get(2).copied().unwrap_or(1)
+    }
+
     /// True for `[C, H, W]` images.
     pub fn is_image(&self) -> bool {
         self.dims.len() == 3

@@ -108,24 +108,7 @@ fn compact_values(f: &mut Function) -> bool {
 
 /// Removes the parameters no function reads, directly or by derivation.
 fn remove_dead_params(module: &mut Module) -> bool {
-    let mut live = vec![false; module.params.len()];
-    let mut work: Vec<ParamId> = module
-        .functions
-        .iter()
-        .flat_map(|f| f.ops.iter().flat_map(|o| o.op.params()))
-        .collect();
-    while let Some(id) = work.pop() {
-        let Some(slot) = live.get_mut(id.0 as usize) else {
-            continue;
-        };
-        if *slot {
-            continue;
-        }
-        *slot = true;
-        if let ParamSource::Derived(d) = &module.params[id.0 as usize].source {
-            work.extend(d.params());
-        }
-    }
+    let live = module.params_needed(module.functions.iter().flat_map(|f| f.params_read()));
     if live.iter().all(|l| *l) {
         return false;
     }
