@@ -154,37 +154,40 @@ fn apply_uniform(act: &Activation, values: &mut [f32]) {
     }
 }
 
-/// `tanh(x)` within a few ulp of `f32::tanh`, branch-free so that a loop over
-/// it vectorises (the libm call costs ~8 ns a value, as much as a 2000-row
-/// dense layer's product). Near 0 the Taylor series (7 terms; the first
-/// omitted one is < 2e-9 relative for |x| < 0.4); elsewhere
-/// `1 − 2 / (e^{2|x|} + 1)` with the sign restored.
+/// `tanh(x)` within a few ulp of `f32::tanh` (3 measured), branch-free so
+/// that a loop over it vectorises (the libm call costs ~8 ns a value, as
+/// much as a 2000-row dense layer's product). The odd 13/6 rational minimax
+/// approximation whose constants Eigen and ONNX Runtime's MLAS both use:
+/// ~20 operations and one division per value, half of what
+/// `1 − 2 / (e^{2|x|} + 1)` costs. The input is clamped to ±7.905311, the
+/// largest value at which the approximation is still ≤ 1 (Eigen's bound);
+/// tanh rounds to ±1 within an ulp from there on. NaN stays NaN.
 #[inline(always)]
 pub fn tanh_fast(x: f32) -> f32 {
-    let ax = x.abs();
+    const CLAMP: f32 = 7.905_311;
+    // Coefficients of x², highest power first.
+    const NUMERATOR: [f32; 7] = [
+        -2.760_768_4e-16,
+        2.000_188e-13,
+        -8.604_672e-11,
+        5.122_297_3e-8,
+        1.485_722_35e-5,
+        6.372_619_5e-4,
+        4.893_524_6e-3,
+    ];
+    const DENOMINATOR: [f32; 4] = [1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_7e-3, 4.893_525e-3];
+    let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
-    // Taylor coefficients of tanh: 1, −1/3, 2/15, −17/315, 62/2835, −1382/155925, 21844/6081075.
-    let series = x
-        * (1.0
-            + x2 * (-1.0 / 3.0
-                + x2 * (2.0 / 15.0
-                    + x2 * (-17.0 / 315.0
-                        + x2 * (62.0 / 2835.0 + x2 * (-1382.0 / 155_925.0 + x2 * (21_844.0 / 6_081_075.0)))))));
-    // Past |x| = 20 the result is 1 in f32; the clamp keeps e^{2|x|} finite.
-    let e = exp_positive(2.0 * ax.min(20.0));
-    let tail = (1.0 - 2.0 / (e + 1.0)).copysign(x);
-    if ax < 0.4 {
-        series
-    } else {
-        tail
-    }
+    let p = NUMERATOR[1..].iter().fold(NUMERATOR[0], |p, &a| p * x2 + a);
+    let q = DENOMINATOR[1..].iter().fold(DENOMINATOR[0], |q, &b| q * x2 + b);
+    x * p / q
 }
 
 /// ELU, `x` for `x > 0` and `α·(e^x − 1)` below, branch-free so that a
 /// loop over it vectorises (the libm `expm1` call per value cost a quarter
 /// of a BN+ELU MLP's forward pass). Near 0 the Taylor series of `e^x − 1`
 /// (7 terms; the first omitted one is < 5e-8 relative for |x| < 0.4);
-/// elsewhere `1 / e^{|x|} − 1`.
+/// elsewhere `1 / e^{|x|} − 1`. NaN stays NaN.
 #[inline(always)]
 pub fn elu_fast(x: f32, alpha: f32) -> f32 {
     let neg = x.min(0.0);
@@ -198,7 +201,8 @@ pub fn elu_fast(x: f32, alpha: f32) -> f32 {
     let ax = (-neg).min(40.0);
     let tail = 1.0 / exp_positive(ax) - 1.0;
     let m1 = if ax < 0.4 { series } else { tail };
-    if x > 0.0 {
+    // NaN takes this side, so that it stays NaN.
+    if x > 0.0 || x.is_nan() {
         x
     } else {
         alpha * m1
@@ -246,6 +250,7 @@ mod tests {
         assert_eq!(elu_fast(0.0, 1.0), 0.0);
         assert_eq!(elu_fast(-1e-30, 1.0), -1e-30);
         assert_eq!(elu_fast(-200.0, 2.0), -2.0);
+        assert!(elu_fast(f32::NAN, 1.0).is_nan());
     }
 
     #[test]
@@ -254,14 +259,17 @@ mod tests {
         let mut x = -25.0f32;
         while x <= 25.0 {
             let exact = (x as f64).tanh();
+            assert!(tanh_fast(x).abs() <= 1.0, "|tanh({x})| > 1");
             let err = (tanh_fast(x) as f64 - exact).abs() / exact.abs().max(1e-30);
             worst = worst.max(err);
             x += 1.0 / 1024.0 + x.abs() * 1e-4;
         }
-        // Also the smallest inputs, where tanh(x) = x.
-        assert_eq!(tanh_fast(1e-30), 1e-30);
+        // Also the smallest inputs, where tanh(x) = x, and the saturated and undefined ones.
+        assert!((tanh_fast(1e-30) - 1e-30).abs() <= 1e-30 * f32::EPSILON);
         assert_eq!(tanh_fast(0.0), 0.0);
         assert_eq!(tanh_fast(-100.0), -1.0);
+        assert_eq!(tanh_fast(f32::INFINITY), 1.0);
+        assert!(tanh_fast(f32::NAN).is_nan());
         assert!(worst < 4.0 * f32::EPSILON as f64, "worst relative error {worst}");
     }
 
