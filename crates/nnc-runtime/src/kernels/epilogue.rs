@@ -145,7 +145,7 @@ fn apply_uniform(act: &Activation, values: &mut [f32]) {
             let leaky = Activation::LeakyRelu { alpha };
             values.iter_mut().for_each(|v| *v = leaky.apply(*v, 0));
         }
-        Activation::Tanh => values.iter_mut().for_each(|v| *v = tanh_fast(*v)),
+        Activation::Tanh => tanh_slice(values),
         Activation::Elu { alpha } => values.iter_mut().for_each(|v| *v = elu_fast(*v, alpha)),
         Activation::Selu => values
             .iter_mut()
@@ -154,33 +154,93 @@ fn apply_uniform(act: &Activation, values: &mut [f32]) {
     }
 }
 
+/// The input bound of [`tanh_fast`]: the largest value at which its
+/// approximation is still ≤ 1 (Eigen's bound); tanh rounds to ±1 within an
+/// ulp from there on.
+const TANH_CLAMP: f32 = 7.905_311;
+/// The odd 13/6 rational minimax approximation of tanh whose constants Eigen
+/// and ONNX Runtime's MLAS both use: `x·P(x²) / Q(x²)`, coefficients of x²
+/// highest power first.
+const TANH_NUMERATOR: [f32; 7] = [
+    -2.760_768_4e-16,
+    2.000_188e-13,
+    -8.604_672e-11,
+    5.122_297_3e-8,
+    1.485_722_35e-5,
+    6.372_619_5e-4,
+    4.893_524_6e-3,
+];
+const TANH_DENOMINATOR: [f32; 4] = [1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_7e-3, 4.893_525e-3];
+
 /// `tanh(x)` within a few ulp of `f32::tanh` (3 measured), branch-free so
 /// that a loop over it vectorises (the libm call costs ~8 ns a value, as
-/// much as a 2000-row dense layer's product). The odd 13/6 rational minimax
-/// approximation whose constants Eigen and ONNX Runtime's MLAS both use:
-/// ~20 operations and one division per value, half of what
-/// `1 − 2 / (e^{2|x|} + 1)` costs. The input is clamped to ±7.905311, the
-/// largest value at which the approximation is still ≤ 1 (Eigen's bound);
-/// tanh rounds to ±1 within an ulp from there on. NaN stays NaN.
+/// much as a 2000-row dense layer's product): [`TANH_NUMERATOR`] over
+/// [`TANH_DENOMINATOR`] on the input clamped to ±[`TANH_CLAMP`], ~20
+/// operations and one division per value, half of what
+/// `1 − 2 / (e^{2|x|} + 1)` costs. NaN stays NaN.
 #[inline(always)]
 pub fn tanh_fast(x: f32) -> f32 {
-    const CLAMP: f32 = 7.905_311;
-    // Coefficients of x², highest power first.
-    const NUMERATOR: [f32; 7] = [
-        -2.760_768_4e-16,
-        2.000_188e-13,
-        -8.604_672e-11,
-        5.122_297_3e-8,
-        1.485_722_35e-5,
-        6.372_619_5e-4,
-        4.893_524_6e-3,
-    ];
-    const DENOMINATOR: [f32; 4] = [1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_7e-3, 4.893_525e-3];
-    let x = x.clamp(-CLAMP, CLAMP);
+    let x = x.clamp(-TANH_CLAMP, TANH_CLAMP);
     let x2 = x * x;
-    let p = NUMERATOR[1..].iter().fold(NUMERATOR[0], |p, &a| p * x2 + a);
-    let q = DENOMINATOR[1..].iter().fold(DENOMINATOR[0], |q, &b| q * x2 + b);
+    let p = TANH_NUMERATOR[1..].iter().fold(TANH_NUMERATOR[0], |p, &a| p * x2 + a);
+    let q = TANH_DENOMINATOR[1..]
+        .iter()
+        .fold(TANH_DENOMINATOR[0], |q, &b| q * x2 + b);
     x * p / q
+}
+
+/// [`tanh_fast`] on every value of `values`, with AVX-512 where the CPU has
+/// it.
+#[inline(always)]
+fn tanh_slice(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::Level::detect() == super::simd::Level::Avx512 {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { tanh_avx512(values) };
+    }
+    values.iter_mut().for_each(|v| *v = tanh_fast(*v));
+}
+
+/// [`tanh_fast`]'s approximation 16 lanes at a time, with fused
+/// multiply-adds, and the division as a reciprocal estimate (14 bits)
+/// whose quotient is corrected once: a 16-lane division alone takes longer
+/// than everything else here. Within 2 ulp of libm (measured), like the
+/// scalar form within 3.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tanh_avx512(values: &mut [f32]) {
+    use std::arch::x86_64::*;
+    #[inline(always)]
+    unsafe fn tanh16(x: __m512) -> __m512 {
+        // max/min return their second operand when one is NaN: NaN passes.
+        let x = _mm512_max_ps(_mm512_set1_ps(-TANH_CLAMP), x);
+        let x = _mm512_min_ps(_mm512_set1_ps(TANH_CLAMP), x);
+        let x2 = _mm512_mul_ps(x, x);
+        let horner = |coefficients: &[f32]| {
+            let mut acc = _mm512_set1_ps(coefficients[0]);
+            for &c in &coefficients[1..] {
+                acc = _mm512_fmadd_ps(acc, x2, _mm512_set1_ps(c));
+            }
+            acc
+        };
+        let p = _mm512_mul_ps(x, horner(&TANH_NUMERATOR));
+        let q = horner(&TANH_DENOMINATOR);
+        let r = _mm512_rcp14_ps(q);
+        let y = _mm512_mul_ps(p, r);
+        // y + r·(p − q·y): the residual of the first quotient, corrected.
+        _mm512_fmadd_ps(r, _mm512_fnmadd_ps(q, y, p), y)
+    }
+    let mut chunks = values.chunks_exact_mut(16);
+    for chunk in &mut chunks {
+        let at = chunk.as_mut_ptr();
+        _mm512_storeu_ps(at, tanh16(_mm512_loadu_ps(at)));
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let mask = ((1u32 << rest.len()) - 1) as u16;
+        let at = rest.as_mut_ptr();
+        _mm512_mask_storeu_ps(at, mask, tanh16(_mm512_maskz_loadu_ps(mask, at)));
+    }
 }
 
 /// ELU, `x` for `x > 0` and `α·(e^x − 1)` below, branch-free so that a
@@ -271,6 +331,25 @@ mod tests {
         assert_eq!(tanh_fast(f32::INFINITY), 1.0);
         assert!(tanh_fast(f32::NAN).is_nan());
         assert!(worst < 4.0 * f32::EPSILON as f64, "worst relative error {worst}");
+    }
+
+    #[test]
+    fn tanh_slice_is_within_a_few_ulp_of_libm() {
+        // Every lane position and a ragged tail, on this CPU's path.
+        let mut xs: Vec<f32> = (0..50_001).map(|i| -25.0 + i as f32 * 1e-3).collect();
+        xs.extend([7.905_311, 7.905_312, -7.905_311, 8.0, 1e-30, -1e-30, 0.0, f32::INFINITY]);
+        let mut ys = xs.clone();
+        tanh_slice(&mut ys);
+        let mut worst = 0.0f64;
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let exact = (x as f64).tanh();
+            assert!(y.abs() <= 1.0, "|tanh({x})| = {y} > 1");
+            worst = worst.max((y as f64 - exact).abs() / exact.abs().max(1e-30));
+        }
+        assert!(worst < 4.0 * f32::EPSILON as f64, "worst relative error {worst}");
+        let mut nan = [1.0, f32::NAN, -1.0];
+        tanh_slice(&mut nan);
+        assert!(nan[1].is_nan() && nan[0] > 0.76 && nan[2] < -0.76, "{nan:?}");
     }
 
     #[test]
