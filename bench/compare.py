@@ -6,13 +6,14 @@ Runs ../shared/bench/peers.py (ONNX Runtime, numpy) on the reference models
 batch norm + ELU), then nnc's divan benchmarks of the same models: the
 generated code (benches/generated.rs, through `nnc::model!`) on both, and the
 interpreter (crates/nnc-interp/benches/forward.rs) on the tanh one; at batch
-1, 64 and 2000 with 1 and 2 threads. Prints the medians and the ratios
+1, 64 and 2000 with 1 and 2 threads. Runs all three in turn, --rounds times,
+and prints each one's median over the rounds and the ratios
 nnc / ONNX Runtime as a Markdown table (below 1 means nnc is faster).
 
 Usage (from the repository root):
     python3 -m venv target/venv-bench
     target/venv-bench/bin/pip install numpy onnx onnxruntime threadpoolctl
-    target/venv-bench/bin/python bench/compare.py [--peers ../shared/bench/peers.py]
+    target/venv-bench/bin/python bench/compare.py [--rounds 3] [--peers ../shared/bench/peers.py]
 """
 import argparse
 import os
@@ -62,25 +63,43 @@ def divan(cargo_args):
     return times
 
 
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
     ap.add_argument("--peers", default=os.path.join(here, "..", "..", "shared", "bench", "peers.py"))
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of (ONNX Runtime, generated, interpreter); each cell is the median over rounds")
     args = ap.parse_args()
-    ort = peers(args.peers)
-    generated = divan(["--bench", "generated"])
-    interpreted = divan(["-p", "nnc-interp", "--bench", "forward"])
+    # The machine's speed drifts over minutes (shared hosts, turbo), so the
+    # peers and nnc take turns rather than each running once in a block.
+    rounds = {"ort": [], "generated": [], "interpreted": []}
+    for r in range(max(args.rounds, 1)):
+        print(f"round {r + 1} of {args.rounds}", file=sys.stderr)
+        rounds["ort"].append(peers(args.peers))
+        rounds["generated"].append(divan(["--bench", "generated"]))
+        rounds["interpreted"].append(divan(["-p", "nnc-interp", "--bench", "forward"]))
+
+    def cell(source, key):
+        values = [times[key] for times in rounds[source] if key in times]
+        return median(values) if values else None
+
     print("| model | batch | threads | ONNX Runtime (ms) | generated (ms) | generated / ORT | interpreter / ORT |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for model in ("seed_tanh", "seed_bn"):
         for threads in ("1", "2"):
             for batch in BATCHES:
                 key = (batch, threads)
-                theirs = ort.get((model,) + key)
-                ours = generated.get((model + "_forward",) + key)
+                theirs = cell("ort", (model,) + key)
+                ours = cell("generated", (model + "_forward",) + key)
                 if theirs is None or ours is None:
                     sys.exit(f"missing a measurement for {model}, batch {batch}, {threads} threads")
-                interp = interpreted.get(("seed_mlp_forward",) + key) if model == "seed_tanh" else None
+                interp = cell("interpreted", ("seed_mlp_forward",) + key) if model == "seed_tanh" else None
                 interp_ratio = f"{interp / theirs:.2f}" if interp is not None else "–"
                 print(f"| {model} | {batch} | {threads} | {theirs:.3f} | {ours:.3f} | {ours / theirs:.2f} | {interp_ratio} |")
 
