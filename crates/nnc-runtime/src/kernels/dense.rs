@@ -457,8 +457,15 @@ mod tests {
     #[test]
     fn big_enough_to_split_between_threads() {
         // Over WORK_PER_THREAD per thread, so threads 2 and 3 really split the work.
-        // The last one is big enough for every thread to take its own rows.
-        for (batch, n_in, out) in [(1, 2049, 4099), (3, 1030, 2900), (40, 300, 700), (1100, 37, 70)] {
+        // The last two are big enough for every thread to take its own rows,
+        // the very last one with fewer panels than threads.
+        for (batch, n_in, out) in [
+            (1, 2049, 4099),
+            (3, 1030, 2900),
+            (40, 300, 700),
+            (1100, 37, 70),
+            (1100, 37, 20),
+        ] {
             assert!(batch * n_in * out >= 2 * WORK_PER_THREAD);
             check(batch, n_in, out, true, &[EpilogueStep::Act(Activation::Tanh)]);
         }

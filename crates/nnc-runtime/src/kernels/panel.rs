@@ -102,12 +102,13 @@ impl Panels {
 /// lengths.
 pub fn dense(x: &[f32], batch: usize, w: &Panels, epilogue: &Epilogue, y: &mut [f32], team: &Team) {
     let work = batch * w.out_features * w.in_features;
-    let parts = team.threads().min(work / WORK_PER_THREAD).min(w.count()).max(1);
+    let most = team.threads().min(work / WORK_PER_THREAD).max(1);
     let y = Disjoint::new(y);
     let (k, out) = (w.in_features, w.out_features);
-    if batch >= parts * ROWS_PER_PART {
-        team.run(parts, &|t| {
-            let rows = split(batch, parts, t, MR);
+    let by_rows = most.min(batch / ROWS_PER_PART);
+    if by_rows > 1 {
+        team.run(by_rows, &|t| {
+            let rows = split(batch, by_rows, t, MR);
             // SAFETY: parts own disjoint ranges of rows.
             let mine = Disjoint::new(unsafe { y.piece(rows.start * out..rows.end * out) });
             let x = &x[rows.start * k..rows.end * k];
@@ -116,6 +117,7 @@ pub fn dense(x: &[f32], batch: usize, w: &Panels, epilogue: &Epilogue, y: &mut [
         });
         return;
     }
+    let parts = most.min(w.count());
     team.run(parts, &|t| {
         let panels = split(w.count(), parts, t, 1);
         // SAFETY: the caller checked `available()`; parts write disjoint
