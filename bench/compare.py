@@ -18,6 +18,7 @@ Usage (from the repository root):
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -63,12 +64,6 @@ def divan(cargo_args):
     return times
 
 
-def median(values):
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
@@ -87,7 +82,7 @@ def main():
 
     def cell(source, key):
         values = [times[key] for times in rounds[source] if key in times]
-        return median(values) if values else None
+        return statistics.median(values) if values else None
 
     print("| model | batch | threads | ONNX Runtime (ms) | generated (ms) | generated / ORT | interpreter / ORT |")
     print("|---|---:|---:|---:|---:|---:|---:|")

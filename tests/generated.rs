@@ -48,8 +48,9 @@ macro_rules! generated_models {
                     check(
                         $file,
                         text,
-                        |bytes| Model::from_safetensors(bytes).map(|m| Box::new(move |x: &[f32], batch: usize, out: &mut [f32], ws: &mut Workspace| m.forward_into(x, batch, out, ws)) as Forward),
-                        |seed| { let m = Model::init(seed); Box::new(move |x: &[f32], batch: usize, out: &mut [f32], ws: &mut Workspace| m.forward_into(x, batch, out, ws)) as Forward },
+                        Model::from_safetensors,
+                        Model::init,
+                        Model::forward_into,
                         Model::INPUT,
                         Model::OUTPUT,
                     );
@@ -63,15 +64,14 @@ macro_rules! generated_models {
     };
 }
 
-type Forward = Box<dyn Fn(&[f32], usize, &mut [f32], &mut Workspace)>;
-
 /// Loads the model from weights both ways (a safetensors file with jittered
 /// norm statistics, and `init(seed)`) and compares with the interpreter.
-fn check(
+fn check<Model>(
     file: &str,
     text: &str,
-    from_safetensors: impl Fn(&[u8]) -> Result<Forward, nnc_runtime::Error>,
-    init: impl Fn(u64) -> Forward,
+    from_safetensors: fn(&[u8]) -> Result<Model, nnc_runtime::Error>,
+    init: fn(u64) -> Model,
+    forward_into: fn(&Model, &[f32], usize, &mut [f32], &mut Workspace),
     input_shape: &[usize],
     output_shape: &[usize],
 ) {
@@ -81,7 +81,7 @@ fn check(
         (init_weights(&module(text, Mode::Infer, Stage::Lowered), 8), Some(8)),
     ];
     for (w, seed) in cases {
-        let generated = match seed {
+        let model = match seed {
             Some(seed) => init(seed),
             None => from_safetensors(&write_safetensors(&w).unwrap()).unwrap(),
         };
@@ -98,7 +98,7 @@ fn check(
                 let x = input(per_in, batch, 11 + batch as u64);
                 let expected = it.run(&x, batch, threads, 0).unwrap();
                 let mut out = vec![f32::NAN; batch * per_out];
-                generated(&x, batch, &mut out, &mut ws);
+                forward_into(&model, &x, batch, &mut out, &mut ws);
                 let what = format!("{file} (seed {seed:?}) batch {batch}, {threads} thread(s)");
                 assert_close(&what, &out, &expected);
             }

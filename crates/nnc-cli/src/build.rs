@@ -10,15 +10,7 @@ use nnc_runtime::io::weights::{write_safetensors, Tensor, Weights};
 use std::path::{Path, PathBuf};
 
 pub(crate) fn build(file: &PathBuf, output: &Path, embed: Option<&Path>) -> Result<String, Failure> {
-    let source = read_source(file)?;
-    let options = Options {
-        modes: vec![Mode::Infer],
-        stage: Stage::Optimized,
-        passes: None,
-    };
-    let module = run_compile(&source, &options, &mut Quiet)?
-        .module
-        .ok_or_else(|| Failure("internal error: compiling produced no module".into()))?;
+    // The flags first: no point compiling for an output that will be refused.
     let to_stdout = output == Path::new("-");
     if to_stdout && embed.is_some() {
         return Err(Failure(
@@ -31,6 +23,15 @@ pub(crate) fn build(file: &PathBuf, output: &Path, embed: Option<&Path>) -> Resu
             output.display()
         )));
     }
+    let source = read_source(file)?;
+    let options = Options {
+        modes: vec![Mode::Infer],
+        stage: Stage::Optimized,
+        passes: None,
+    };
+    let module = run_compile(&source, &options, &mut Quiet)?
+        .module
+        .ok_or_else(|| Failure("internal error: compiling produced no module".into()))?;
     let embedded = match embed {
         None => None,
         Some(weights_path) => Some(fold_weights(file, &module, weights_path, output)?),

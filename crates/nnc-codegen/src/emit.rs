@@ -5,7 +5,7 @@
 use crate::params::{self, dims, usize_lit, Fields};
 use crate::{Error, Options};
 use nnc_diag::SourceFile;
-use nnc_ir::{Act, BufferPlan, EpilogueStep, Function, Module, Op, OpData, ParamId, ParamSource, ValueId};
+use nnc_ir::{Act, BufferPlan, EpilogueStep, Function, Module, Op, OpData, ParamId, ValueId};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 use std::collections::BTreeMap;
@@ -125,24 +125,18 @@ pub(crate) fn model(
 fn loaders(module: &Module, fields: &Fields, options: &Options) -> Result<TokenStream, Error> {
     let rt = &options.runtime;
     let (stored, derived) = params::closure(module, &fields.ident);
-    let stored_list = stored
-        .iter()
-        .map(|id| {
-            let p = module.param(*id);
-            let (name, shape) = (&p.name, dims(&p.shape));
-            let dist = params::distribution(module, *id, rt)?;
-            Ok(quote!((#name, &#shape, #dist)))
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    let folds = derived.iter().map(|id| {
+    let stored_list = stored.iter().map(|(id, init)| {
         let p = module.param(*id);
-        let name = &p.name;
-        let expr = match &p.source {
-            ParamSource::Derived(d) => params::receiver(module, d),
-            ParamSource::Init(_) => quote!(Folded::param(&weights, #name)),
-        };
+        let (name, shape) = (&p.name, dims(&p.shape));
+        let dist = params::distribution(init, rt);
+        quote!((#name, &#shape, #dist))
+    });
+    let folds = derived.iter().map(|(id, d)| {
+        let name = &module.param(*id).name;
+        let expr = params::operand(module, d);
         let body = quote!(weights.tensors.insert(#name.into(), #expr.finish()););
-        comment_then(options, &format!("{name} = {}", derivation_text(module, *id)), body)
+        let formula = nnc_ir::text::print_derivation(module, d);
+        comment_then(options, &format!("{name} = {formula}"), body)
     });
     let stored_binding = if derived.is_empty() {
         quote!(weights)
@@ -655,14 +649,6 @@ fn op_summary(op: &OpData) -> String {
     s
 }
 
-/// A derived parameter's formula, as the text IR prints it.
-fn derivation_text(module: &Module, id: ParamId) -> String {
-    match &module.param(id).source {
-        ParamSource::Derived(d) => nnc_ir::text::print_derivation(module, d),
-        ParamSource::Init(_) => String::new(),
-    }
-}
-
 /// `body`, preceded by a comment marker for each line of `text` when
 /// comments are on.
 fn comment_then(options: &Options, text: &str, body: TokenStream) -> TokenStream {
@@ -712,33 +698,10 @@ pub(crate) fn comments_into_text(formatted: &str) -> String {
     out
 }
 
-/// The text of a string literal as `Literal::string` escapes it.
+/// The text of the string literal a comment travels as, on one line
+/// (control characters, such as a tab from the source line, become spaces).
 #[cfg(feature = "pretty")]
 fn unescape(literal: &str) -> String {
-    let body = literal
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(literal);
-    let mut out = String::with_capacity(body.len());
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push(' '),
-            Some('t') => out.push(' '),
-            Some('0') => {}
-            Some('u') => {
-                let hex: String = chars.by_ref().skip(1).take_while(|c| *c != '}').collect();
-                if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
-                    out.push(ch);
-                }
-            }
-            Some(other) => out.push(other),
-            None => {}
-        }
-    }
-    out
+    let text = syn::parse_str::<syn::LitStr>(literal).map_or_else(|_| literal.to_string(), |l| l.value());
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }

@@ -4,7 +4,7 @@
 
 use crate::emit::f32_lit;
 use crate::Error;
-use nnc_ir::{BinaryOp, Derivation, Dist, Function, Module, Op, ParamId, ParamSource};
+use nnc_ir::{BinaryOp, Derivation, Dist, Function, Init, Module, Op, ParamId, ParamSource};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,29 +22,26 @@ pub(crate) struct Fields {
 impl Fields {
     pub(crate) fn new(module: &Module, func: &Function) -> Result<Fields, Error> {
         let mut ident = BTreeMap::new();
-        let mut dense = BTreeMap::new();
         let mut taken = BTreeSet::new();
-        for op in &func.ops {
-            for id in op.op.params() {
-                let p = module
-                    .params
-                    .get(id.0 as usize)
-                    .ok_or_else(|| Error::Malformed(format!("op `{}` reads parameter #{}", op.layer, id.0)))?;
-                if ident.contains_key(&id) {
-                    continue;
-                }
-                let mut name = field_name(&p.name);
-                while !taken.insert(name.clone()) {
-                    name.push('_');
-                }
-                ident.insert(id, Ident::new(&name, Span::call_site()));
+        for id in func.params_read() {
+            let p = module
+                .params
+                .get(id.0 as usize)
+                .ok_or_else(|| Error::Malformed(format!("an op reads parameter #{}", id.0)))?;
+            let mut name = field_name(&p.name);
+            while !taken.insert(name.clone()) {
+                name.push('_');
             }
-            if let Op::Linear { weight, .. } = &op.op {
-                let shape = &module.param(*weight).shape;
-                let (out, n_in) = (shape.first().copied().unwrap_or(0), shape.iter().skip(1).product());
-                dense.insert(*weight, (out, n_in));
-            }
+            ident.insert(id, Ident::new(&name, Span::call_site()));
         }
+        let dense = func
+            .ops
+            .iter()
+            .filter_map(|op| match &op.op {
+                Op::Linear { weight, .. } => Some((*weight, module.param(*weight).out_and_in())),
+                _ => None,
+            })
+            .collect();
         Ok(Fields { ident, dense })
     }
 
@@ -80,14 +77,21 @@ fn field_name(param: &str) -> String {
 }
 
 /// The stored parameters loading needs (read by the forward pass, or by a
-/// derivation of one that is), and the derived ones to compute, both in
-/// table order (derivations only read earlier parameters).
-pub(crate) fn closure(module: &Module, read: &BTreeMap<ParamId, Ident>) -> (Vec<ParamId>, Vec<ParamId>) {
+/// derivation of one that is) with their initialisers, and the derived ones
+/// to compute with their derivations, both in table order (derivations only
+/// read earlier parameters).
+pub(crate) type Closure<'m> = (Vec<(ParamId, &'m Init)>, Vec<(ParamId, &'m Derivation)>);
+
+pub(crate) fn closure<'m>(module: &'m Module, read: &BTreeMap<ParamId, Ident>) -> Closure<'m> {
     let needed = module.params_needed(read.keys().copied());
-    let (derived, stored) = (0..module.params.len())
-        .filter(|i| needed[*i])
-        .map(|i| ParamId(i as u32))
-        .partition(|id| module.param(*id).is_derived());
+    let (mut stored, mut derived) = (Vec::new(), Vec::new());
+    for (i, p) in module.params.iter().enumerate().filter(|(i, _)| needed[*i]) {
+        let id = ParamId(i as u32);
+        match &p.source {
+            ParamSource::Init(init) => stored.push((id, init)),
+            ParamSource::Derived(d) => derived.push((id, d)),
+        }
+    }
     (stored, derived)
 }
 
@@ -103,13 +107,9 @@ pub(crate) fn usize_lit(n: usize) -> Literal {
 }
 
 /// The runtime distribution a stored parameter is drawn from.
-pub(crate) fn distribution(module: &Module, id: ParamId, rt: &TokenStream) -> Result<TokenStream, Error> {
-    let p = module.param(id);
-    let ParamSource::Init(init) = &p.source else {
-        return Err(Error::Malformed(format!("`{}` is derived, not drawn", p.name)));
-    };
+pub(crate) fn distribution(init: &Init, rt: &TokenStream) -> TokenStream {
     let d = quote!(#rt::init::Distribution);
-    Ok(match init.dist {
+    match init.dist {
         Dist::Constant { value } => {
             let v = f32_lit(value);
             quote!(#d::Constant(#v))
@@ -130,11 +130,11 @@ pub(crate) fn distribution(module: &Module, id: ParamId, rt: &TokenStream) -> Re
             let g = f32_lit(gain);
             quote!(#d::Orthogonal { gain: #g })
         }
-    })
+    }
 }
 
 /// A derivation as an expression over `Folded` values read from `weights`.
-pub(crate) fn derivation(module: &Module, d: &Derivation) -> TokenStream {
+fn derivation(module: &Module, d: &Derivation) -> TokenStream {
     match d {
         Derivation::Param(id) => {
             let name = &module.param(*id).name;
@@ -174,11 +174,7 @@ pub(crate) fn derivation(module: &Module, d: &Derivation) -> TokenStream {
 
 /// A derivation where it is a receiver or an operand: parenthesised when it
 /// is itself an operation (and only then, so rustc sees no needless parens).
-pub(crate) fn receiver(module: &Module, d: &Derivation) -> TokenStream {
-    operand(module, d)
-}
-
-fn operand(module: &Module, d: &Derivation) -> TokenStream {
+pub(crate) fn operand(module: &Module, d: &Derivation) -> TokenStream {
     let inner = derivation(module, d);
     match d {
         Derivation::Binary { .. } => quote!((#inner)),

@@ -7,13 +7,12 @@ use nnc_runtime::fold::Folded;
 
 /// Evaluates `d` given every parameter's shape and values (indexed by
 /// `ParamId`; derived ones already evaluated if `d` reads them).
-pub(crate) fn evaluate(d: &Derivation, shapes: &[Vec<usize>], values: &[Vec<f32>]) -> Result<Vec<f32>, String> {
-    let shape_refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-    d.shape(&shape_refs).map_err(|e| e.to_string())?;
+pub(crate) fn evaluate(d: &Derivation, shapes: &[&[usize]], values: &[Vec<f32>]) -> Result<Vec<f32>, String> {
+    d.shape(shapes).map_err(|e| e.to_string())?;
     Ok(eval(d, shapes, values)?.finish().data)
 }
 
-fn eval(d: &Derivation, shapes: &[Vec<usize>], values: &[Vec<f32>]) -> Result<Folded, String> {
+fn eval(d: &Derivation, shapes: &[&[usize]], values: &[Vec<f32>]) -> Result<Folded, String> {
     Ok(match d {
         Derivation::Param(p) => {
             let i = p.0 as usize;

@@ -82,7 +82,7 @@ impl std::error::Error for Error {}
 /// `weights` (by their §7 names), the derived ones computed from them in
 /// f64. What the interpreter runs with, and what `nnc build --embed` embeds.
 pub fn param_values(module: &Module, weights: &Weights) -> Result<Vec<Vec<f32>>, Error> {
-    let shapes: Vec<Vec<usize>> = module.params.iter().map(|p| p.shape.clone()).collect();
+    let shapes = module.param_shapes();
     let mut params: Vec<Vec<f32>> = vec![Vec::new(); module.params.len()];
     // Stored first: derivations read them.
     for (i, p) in module.params.iter().enumerate() {
@@ -113,13 +113,12 @@ impl Interpreter {
     pub fn new(module: &Module, mode: Mode, weights: &Weights) -> Result<Interpreter, Error> {
         let func = module.function(mode).ok_or(Error::NoFunction(mode))?.clone();
         let params = param_values(module, weights)?;
-        let shapes: Vec<&[usize]> = module.param_shapes();
         let plan = Plan::new(&func)?;
         let mut dense_weights = vec![None; params.len()];
         for op in &func.ops {
             if let Op::Linear { weight, .. } = &op.op {
-                let (w, shape) = (&params[weight.0 as usize], shapes[weight.0 as usize]);
-                let (out, n_in) = (shape.first().copied().unwrap_or(0), shape.iter().skip(1).product());
+                let w = &params[weight.0 as usize];
+                let (out, n_in) = module.param(*weight).out_and_in();
                 dense_weights[weight.0 as usize] = Some(DenseWeight::new(w, out, n_in));
             }
         }

@@ -163,6 +163,15 @@ impl ParamData {
     pub fn is_derived(&self) -> bool {
         matches!(self.source, ParamSource::Derived(_))
     }
+
+    /// A dense weight as the matrix the kernels read: `(out_features,
+    /// in_features)`, the first dimension and the product of the rest.
+    pub fn out_and_in(&self) -> (usize, usize) {
+        (
+            self.shape.first().copied().unwrap_or(0),
+            self.shape.iter().skip(1).product(),
+        )
+    }
 }
 
 impl ParamRole {

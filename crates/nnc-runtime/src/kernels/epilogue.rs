@@ -3,6 +3,7 @@
 //! cache rather than as separate passes over the whole output.
 
 use super::act::{Activation, SELU_ALPHA, SELU_LAMBDA};
+use super::simd::Level;
 
 /// One element-wise step of an epilogue, per output channel `o`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,41 +44,44 @@ impl Epilogue<'_> {
         self.apply(Block::Channel { run, channel });
     }
 
-    /// Runs the body compiled for the widest vectors this CPU has.
+    /// Runs the body compiled for the widest vectors this CPU has, telling
+    /// it which (a constant in each variant) for the steps written with
+    /// intrinsics.
     fn apply(&self, block: Block) {
         #[cfg(target_arch = "x86_64")]
-        match super::simd::Level::detect() {
+        match Level::detect() {
             // SAFETY: the CPU has the variant's features.
-            super::simd::Level::Avx512 => return unsafe { self.apply_avx512(block) },
-            super::simd::Level::Avx2 => return unsafe { self.apply_avx2(block) },
-            super::simd::Level::Base => {}
+            Level::Avx512 => return unsafe { self.apply_avx512(block) },
+            Level::Avx2 => return unsafe { self.apply_avx2(block) },
+            Level::Base => {}
         }
-        self.apply_any(block)
+        self.apply_any(block, Level::Base)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn apply_avx512(&self, block: Block) {
-        self.apply_any(block)
+        self.apply_any(block, Level::Avx512)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn apply_avx2(&self, block: Block) {
-        self.apply_any(block)
+        self.apply_any(block, Level::Avx2)
     }
 
+    /// The body; `level` is this CPU's (or lower).
     #[inline(always)]
-    fn apply_any(&self, block: Block) {
+    fn apply_any(&self, block: Block, level: Level) {
         match block {
-            Block::Row { row, first_channel } => self.row_any(row, first_channel),
-            Block::Channel { run, channel } => self.channel_any(run, channel),
+            Block::Row { row, first_channel } => self.row_any(row, first_channel, level),
+            Block::Channel { run, channel } => self.channel_any(run, channel, level),
         }
     }
 
     /// [`Epilogue::apply_row`], for any vector width.
     #[inline(always)]
-    fn row_any(&self, row: &mut [f32], first_channel: usize) {
+    fn row_any(&self, row: &mut [f32], first_channel: usize, level: Level) {
         let channels = first_channel..first_channel + row.len();
         if let Some(bias) = self.bias {
             row.iter_mut().zip(&bias[channels.clone()]).for_each(|(v, b)| *v += b);
@@ -94,14 +98,14 @@ impl Epilogue<'_> {
                         .zip(channels.clone())
                         .for_each(|(v, c)| *v = act.apply(*v, c));
                 }
-                EpilogueStep::Act(act) => apply_uniform(&act, row),
+                EpilogueStep::Act(act) => apply_uniform(&act, row, level),
             }
         }
     }
 
     /// [`Epilogue::apply_channel`], for any vector width.
     #[inline(always)]
-    fn channel_any(&self, run: &mut [f32], channel: usize) {
+    fn channel_any(&self, run: &mut [f32], channel: usize, level: Level) {
         if let Some(bias) = self.bias {
             let b = bias[channel];
             run.iter_mut().for_each(|v| *v += b);
@@ -114,9 +118,9 @@ impl Epilogue<'_> {
                 }
                 EpilogueStep::Act(Activation::Prelu { slopes }) => {
                     let slope = if slopes.len() == 1 { slopes[0] } else { slopes[channel] };
-                    apply_uniform(&Activation::LeakyRelu { alpha: slope }, run);
+                    apply_uniform(&Activation::LeakyRelu { alpha: slope }, run, level);
                 }
-                EpilogueStep::Act(act) => apply_uniform(&act, run),
+                EpilogueStep::Act(act) => apply_uniform(&act, run, level),
             }
         }
     }
@@ -137,7 +141,7 @@ impl Epilogue<'_> {
 /// of `values`, with the dispatch hoisted out of the loop so that the cheap
 /// ones vectorise.
 #[inline(always)]
-fn apply_uniform(act: &Activation, values: &mut [f32]) {
+fn apply_uniform(act: &Activation, values: &mut [f32], level: Level) {
     match *act {
         Activation::Identity => {}
         Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
@@ -145,7 +149,7 @@ fn apply_uniform(act: &Activation, values: &mut [f32]) {
             let leaky = Activation::LeakyRelu { alpha };
             values.iter_mut().for_each(|v| *v = leaky.apply(*v, 0));
         }
-        Activation::Tanh => tanh_slice(values),
+        Activation::Tanh => tanh_slice(values, level),
         Activation::Elu { alpha } => values.iter_mut().for_each(|v| *v = elu_fast(*v, alpha)),
         Activation::Selu => values
             .iter_mut()
@@ -189,15 +193,16 @@ pub fn tanh_fast(x: f32) -> f32 {
     x * p / q
 }
 
-/// [`tanh_fast`] on every value of `values`, with AVX-512 where the CPU has
-/// it.
+/// [`tanh_fast`] on every value of `values`, with AVX-512 at that `level`
+/// (which must be this CPU's, or lower).
 #[inline(always)]
-fn tanh_slice(values: &mut [f32]) {
+fn tanh_slice(values: &mut [f32], level: Level) {
     #[cfg(target_arch = "x86_64")]
-    if super::simd::Level::detect() == super::simd::Level::Avx512 {
-        // SAFETY: the CPU has AVX-512F.
+    if level == Level::Avx512 {
+        // SAFETY: the CPU has AVX-512F (the caller's level says so).
         return unsafe { tanh_avx512(values) };
     }
+    let _ = level;
     values.iter_mut().for_each(|v| *v = tanh_fast(*v));
 }
 
@@ -339,7 +344,7 @@ mod tests {
         let mut xs: Vec<f32> = (0..50_001).map(|i| -25.0 + i as f32 * 1e-3).collect();
         xs.extend([7.905_311, 7.905_312, -7.905_311, 8.0, 1e-30, -1e-30, 0.0, f32::INFINITY]);
         let mut ys = xs.clone();
-        tanh_slice(&mut ys);
+        tanh_slice(&mut ys, Level::detect());
         let mut worst = 0.0f64;
         for (&x, &y) in xs.iter().zip(&ys) {
             let exact = (x as f64).tanh();
@@ -348,7 +353,7 @@ mod tests {
         }
         assert!(worst < 4.0 * f32::EPSILON as f64, "worst relative error {worst}");
         let mut nan = [1.0, f32::NAN, -1.0];
-        tanh_slice(&mut nan);
+        tanh_slice(&mut nan, Level::detect());
         assert!(nan[1].is_nan() && nan[0] > 0.76 && nan[2] < -0.76, "{nan:?}");
     }
 

@@ -186,21 +186,23 @@ impl Product {
     #[target_feature(enable = "avx512f")]
     unsafe fn run(&self, panels: Range<usize>) {
         // One pass when a single micro-tile covers the rows: nothing to share the slice with.
-        let kc = if self.rows <= MR { self.depth } else { KC };
+        let tiles = self.rows.div_ceil(MR);
+        let kc = if tiles > 1 { KC } else { self.depth };
+        // The packed weights are one stream: the next slice follows this
+        // one. Its lines are fetched into L2 a share per micro-tile, so that
+        // the tile that first reads the next slice does not wait on L3 alone.
+        let per_tile = if tiles > 1 {
+            (kc.min(self.depth) * NR * 4).div_ceil(64).div_ceil(tiles)
+        } else {
+            0
+        };
         for p in panels {
             let panel = self.panels.add(p * self.depth * NR);
             let cols = p * NR..((p + 1) * NR).min(self.cols);
             let mask = lane_masks(cols.len());
             for k0 in (0..self.depth).step_by(kc.max(1)) {
                 let depth = kc.min(self.depth - k0);
-                // The packed weights are one stream: the next slice follows
-                // this one. Its lines are fetched into L2 a share per
-                // micro-tile, so that the tile that first reads the next slice
-                // does not wait on L3 alone.
                 let next = panel.add((k0 + depth) * NR) as *const u8;
-                let tiles = self.rows.div_ceil(MR);
-                let lines = (kc.min(self.depth) * NR * 4).div_ceil(64);
-                let per_tile = if tiles > 1 { lines.div_ceil(tiles) } else { 0 };
                 for (n, i) in (0..self.rows).step_by(MR).enumerate() {
                     let tile = MicroTile {
                         prefetch: next.wrapping_add(n * per_tile * 64),
