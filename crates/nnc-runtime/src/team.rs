@@ -51,6 +51,8 @@ struct Shared {
     lock: Mutex<()>,
     wake: Condvar,
     stop: AtomicBool,
+    /// Workers that have entered their loop; `Team::new` waits for all.
+    started: AtomicUsize,
 }
 
 #[derive(Clone, Copy)]
@@ -68,6 +70,10 @@ unsafe impl Sync for Shared {}
 
 impl Team {
     /// A team of `threads` threads (the caller and `threads − 1` workers).
+    ///
+    /// Returns once every worker has started and waits for jobs: a thread
+    /// still starting allocates (its stack guard, name, thread-locals), and
+    /// a caller that measures or times the first job must not see that.
     pub fn new(threads: usize) -> std::io::Result<Team> {
         let threads = threads.max(1);
         let shared = Arc::new(Shared::new());
@@ -84,6 +90,11 @@ impl Team {
             // On an error `team` drops here and stops the workers started so far.
             team.workers.push(worker);
         }
+        let mut guard = team.shared.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while team.shared.started.load(SeqCst) < threads - 1 {
+            guard = team.shared.wake.wait(guard).unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(guard);
         Ok(team)
     }
 
@@ -146,6 +157,7 @@ impl Shared {
             lock: Mutex::new(()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
+            started: AtomicUsize::new(0),
         }
     }
 
@@ -164,6 +176,12 @@ impl Shared {
     /// A worker's life: wait for an open job, join it, claim parts, leave.
     fn work(&self) {
         let mut seen = self.epoch.load(SeqCst);
+        {
+            // The caller of `Team::new` waits on `wake` until all have started.
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.started.fetch_add(1, SeqCst);
+            self.wake.notify_all();
+        }
         loop {
             let epoch = self.wait_for_change(seen);
             if self.stop.load(SeqCst) {
@@ -311,13 +329,24 @@ mod tests {
     fn parts_really_run_on_several_threads() {
         let team = Team::new(2).unwrap();
         let ids = Mutex::new(std::collections::HashSet::new());
-        // Each part waits a little, so the worker gets to claim some.
-        for _ in 0..20 {
-            team.run(16, &|_| {
-                std::thread::sleep(std::time::Duration::from_micros(200));
-                ids.lock().unwrap().insert(std::thread::current().id());
-            });
-        }
+        // Each part waits until some other thread has run a part too: the
+        // part that blocks one member leaves the rest for the other, however
+        // late the scheduler lets it run (bounded, so a broken team fails).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        team.run(16, &|_| {
+            ids.lock().unwrap().insert(std::thread::current().id());
+            while ids.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+        });
         assert_eq!(ids.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn new_returns_with_every_worker_started() {
+        for threads in [2, 3, 8] {
+            let team = Team::new(threads).unwrap();
+            assert_eq!(team.shared.started.load(SeqCst), threads - 1);
+        }
     }
 }
