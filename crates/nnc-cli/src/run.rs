@@ -4,10 +4,11 @@
 
 use crate::{read_source, run_compile, Failure};
 use nnc_driver::{Options, Quiet, Stage};
-use nnc_interp::{init_weights, Interpreter};
+use nnc_interp::{audit_weights, init_weights, non_finite, Footprint, Interpreter};
 use nnc_ir::{Mode, Module};
 use nnc_runtime::io::npy::{check_input, read_npy, write_npy};
 use nnc_runtime::io::weights::{read_safetensors, write_safetensors, Expected, Weights};
+use nnc_runtime::memory::{Bytes, Limit};
 use std::path::{Path, PathBuf};
 
 /// The module with every declared parameter: both modes, lowered. Weight
@@ -38,8 +39,24 @@ fn compiled(file: &PathBuf, mode: Mode, stage: Stage, passes: Option<Vec<String>
         .ok_or_else(|| Failure("internal error: compiling produced no module".into()))
 }
 
+/// Refuses a command whose planned memory exceeds the limit in force,
+/// naming its largest part.
+fn check_memory(footprint: &Footprint, what: impl FnOnce() -> String) -> Result<(), Failure> {
+    let Some(limit) = Limit::current().map_err(|e| Failure(format!("error: {e}")))? else {
+        return Ok(());
+    };
+    limit.check(footprint.total, what).map_err(|e| {
+        let part = &footprint.largest;
+        Failure(format!("error: {e}; the largest part is {}: {}", part.what, part.bytes))
+    })
+}
+
 pub(crate) fn init(file: &PathBuf, seed: u64, output: &Path) -> Result<String, Failure> {
-    let weights = init_weights(&declared(file)?, seed);
+    let module = declared(file)?;
+    check_memory(&Footprint::init(&module), || {
+        format!("drawing the parameters of {}", file.display())
+    })?;
+    let weights = init_weights(&module, seed);
     let bytes = write_safetensors(&weights).map_err(|e| Failure(format!("error: {e}")))?;
     write_atomic(output, &bytes)?;
     let count: usize = weights.tensors.values().map(|t| t.data.len()).sum();
@@ -70,6 +87,10 @@ pub(crate) fn load_weights(file: &PathBuf, path: &Path) -> Result<Weights, Failu
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
+    let audit = audit_weights(&module, &weights).map_err(|e| Failure(format!("error: {what}: {e}")))?;
+    for warning in audit {
+        eprintln!("warning: {what}: {warning}");
+    }
     Ok(weights)
 }
 
@@ -90,12 +111,47 @@ pub(crate) fn run(
     let bytes = std::fs::read(input).map_err(|e| Failure(format!("error: cannot read {}: {e}", input.display())))?;
     let what = input.display().to_string();
     let (shape, data) = read_npy(&bytes, &what).map_err(|e| Failure(format!("error: {what}: {e}")))?;
-    let mut interp = Interpreter::new(&module, mode, &weights).map_err(|e| Failure(format!("error: {e}")))?;
-    let batch = check_input(&shape, interp.input_shape()).map_err(|e| Failure(format!("error: {what}: {e}")))?;
+    let bad_inputs = non_finite(&data);
+    if bad_inputs > 0 {
+        eprintln!(
+            "warning: {what}: {bad_inputs} of the {} input values are not finite (NaN or ±inf)",
+            data.len()
+        );
+    }
+    let func = module
+        .function(mode)
+        .ok_or_else(|| Failure(format!("internal error: no {mode} function")))?;
+    let batch =
+        check_input(&shape, &func.value_type(func.input).dims).map_err(|e| Failure(format!("error: {what}: {e}")))?;
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut footprint = Footprint::run(&module, mode, batch, threads).map_err(|e| Failure(format!("error: {e}")))?;
+    // The output's .npy bytes are a second copy of it.
+    footprint.total = footprint.total + Bytes::of_f32(batch * func.value_type(func.output).numel());
+    check_memory(&footprint, || {
+        format!("running {} on a batch of {batch}", file.display())
+    })?;
+    let mut interp = Interpreter::new(&module, mode, &weights).map_err(|e| Failure(format!("error: {e}")))?;
     let y = interp
         .run(&data, batch, threads, seed)
         .map_err(|e| Failure(format!("error: {e}")))?;
+    if non_finite(&y) > 0 {
+        // Say where they come from: run again, op by op (only now, so a
+        // finite run pays nothing).
+        let origin = interp
+            .trace_non_finite(&data, batch, threads, seed)
+            .map_err(|e| Failure(format!("error: {e}")))?;
+        let from = origin.map_or(String::new(), |o| {
+            format!(
+                "; they first appear in {}, {} of its {} values",
+                o.origin, o.count, o.of
+            )
+        });
+        eprintln!(
+            "warning: {} of the {} output values are not finite (NaN or ±inf){from}",
+            non_finite(&y),
+            y.len()
+        );
+    }
     let out_shape: Vec<usize> = std::iter::once(batch)
         .chain(interp.output_shape().iter().copied())
         .collect();

@@ -11,11 +11,15 @@
 //! running ones with PyTorch's momentum rule) and draws dropout masks and
 //! RReLU slopes from the seed.
 
+mod audit;
 mod derive;
 mod exec;
+mod footprint;
 mod init;
 mod plan;
 
+pub use audit::audit_weights;
+pub use footprint::{Footprint, Part};
 pub use init::init_weights;
 
 use nnc_ir::{Function, Mode, Module, Op, ParamSource};
@@ -45,6 +49,21 @@ pub struct Interpreter {
     planned_batch: usize,
 }
 
+/// The first place a forward pass holds non-finite values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NonFinite {
+    /// `the input` or `layer `conv1` (conv2d at 3:5)`.
+    pub origin: String,
+    /// How many of the `of` values there are NaN or ±inf.
+    pub count: usize,
+    pub of: usize,
+}
+
+/// How many values are NaN or ±inf.
+pub fn non_finite(values: &[f32]) -> usize {
+    values.iter().filter(|v| !v.is_finite()).count()
+}
+
 /// Why a module cannot be loaded or run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
@@ -61,6 +80,8 @@ pub enum Error {
     Input(String),
     /// The worker threads could not be started.
     Threads(String),
+    /// A weight's values cannot be right (a negative running variance).
+    BadWeight { name: String, reason: String },
 }
 
 impl fmt::Display for Error {
@@ -72,6 +93,7 @@ impl fmt::Display for Error {
             Error::Unsupported(what) => write!(f, "cannot run {what}"),
             Error::Input(what) => write!(f, "bad input: {what}"),
             Error::Threads(why) => f.write_str(why),
+            Error::BadWeight { name, reason } => write!(f, "tensor `{name}` {reason}"),
         }
     }
 }
@@ -187,6 +209,13 @@ impl Interpreter {
                 out.len()
             )));
         }
+        self.prepare(batch, threads)?;
+        self.forward(input, batch, seed, out)
+    }
+
+    /// Starts the team and plans the buffers for `batch` and `threads`,
+    /// unless already done.
+    fn prepare(&mut self, batch: usize, threads: usize) -> Result<(), Error> {
         let threads = threads.max(1);
         if self.team.threads() != threads {
             self.team =
@@ -195,11 +224,53 @@ impl Interpreter {
             self.planned_batch = 0;
         }
         if self.planned_batch != batch {
-            self.buffers = self.plan.allocate(&self.func, batch);
-            self.scratch = vec![0.0; self.plan.scratch_len(&self.func, &self.params, batch, threads)];
+            self.buffers = self.plan.allocate(batch);
+            let params = &self.params;
+            let param_len = |id: nnc_ir::ParamId| params[id.0 as usize].len();
+            self.scratch = vec![0.0; self.plan.scratch_len(&self.func, &param_len, batch, threads)];
             self.planned_batch = batch;
         }
-        self.forward(input, batch, seed, out)
+        Ok(())
+    }
+
+    /// Where non-finite values (NaN, ±inf) first appear in a forward pass
+    /// of `input`: already in the input, or the first op whose output holds
+    /// some; `None` if the output is finite. Runs the pass again, op by op,
+    /// so it is for explaining a bad output, not for every run.
+    pub fn trace_non_finite(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        threads: usize,
+        seed: u64,
+    ) -> Result<Option<NonFinite>, Error> {
+        let per_sample: usize = self.input_shape().iter().product();
+        if batch == 0 || input.len() != batch * per_sample {
+            return Err(Error::Input(format!("{} values for a batch of {batch}", input.len())));
+        }
+        let count = non_finite(input);
+        if count > 0 {
+            return Ok(Some(NonFinite {
+                origin: "the input".into(),
+                count,
+                of: input.len(),
+            }));
+        }
+        self.prepare(batch, threads)?;
+        for index in 0..self.func.ops.len() {
+            exec::run_op(self, input, index, batch, seed)?;
+            let op = &self.func.ops[index];
+            let len = batch * self.func.value_type(op.result).numel();
+            let count = non_finite(&self.buffers[self.plan.slot(op.result)][..len]);
+            if count > 0 {
+                return Ok(Some(NonFinite {
+                    origin: format!("layer `{}` ({}{})", op.layer, op.op.name(), footprint::at(op)),
+                    count,
+                    of: len,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// The forward pass into `out`, with buffers already planned.

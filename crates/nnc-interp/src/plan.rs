@@ -2,7 +2,7 @@
 //! size, and the scratch of the op that needs the most.
 
 use crate::Error;
-use nnc_ir::{BufferPlan, Function, Op, ValueId, ValueType};
+use nnc_ir::{BufferPlan, Function, Op, OpData, ParamId, ValueId, ValueType};
 use nnc_runtime::kernels::conv::ConvGeometry;
 
 pub(crate) struct Plan {
@@ -21,38 +21,58 @@ impl Plan {
     }
 
     /// One buffer per slot, for `batch` samples.
-    pub(crate) fn allocate(&self, _func: &Function, batch: usize) -> Vec<Vec<f32>> {
+    pub(crate) fn allocate(&self, batch: usize) -> Vec<Vec<f32>> {
         self.slots.slot_len.iter().map(|len| vec![0.0; len * batch]).collect()
     }
 
-    /// Scratch for the op that needs the most: im2col columns, DropBlock
-    /// masks, DropConnect's masked weights.
-    pub(crate) fn scratch_len(&self, func: &Function, params: &[Vec<f32>], batch: usize, threads: usize) -> usize {
+    /// How many values the buffers of `batch` samples hold together.
+    pub(crate) fn buffer_len(&self, batch: usize) -> usize {
+        self.slots.slot_len.iter().map(|len| len.saturating_mul(batch)).sum()
+    }
+
+    /// Scratch for the op that needs the most.
+    pub(crate) fn scratch_len(
+        &self,
+        func: &Function,
+        param_len: &dyn Fn(ParamId) -> usize,
+        batch: usize,
+        threads: usize,
+    ) -> usize {
         func.ops
             .iter()
-            .map(|op| {
-                let x = func.value_type(op.args[0]);
-                match &op.op {
-                    Op::Conv2d {
-                        geometry,
-                        weight,
-                        dropconnect,
-                        ..
-                    } => {
-                        let g = conv_geometry(x, geometry, func.value_type(op.result));
-                        g.scratch_len(threads) + dropconnect.map_or(0, |_| params[weight.0 as usize].len())
-                    }
-                    Op::Linear {
-                        weight,
-                        dropconnect: Some(_),
-                        ..
-                    } => params[weight.0 as usize].len(),
-                    Op::DropBlock { .. } => x.numel() * batch,
-                    _ => 0,
-                }
-            })
+            .map(|op| op_scratch_len(func, op, param_len, batch, threads))
             .max()
             .unwrap_or(0)
+    }
+}
+
+/// The scratch one op needs: im2col columns, DropBlock masks, DropConnect's
+/// masked weights.
+pub(crate) fn op_scratch_len(
+    func: &Function,
+    op: &OpData,
+    param_len: &dyn Fn(ParamId) -> usize,
+    batch: usize,
+    threads: usize,
+) -> usize {
+    let x = func.value_type(op.args[0]);
+    match &op.op {
+        Op::Conv2d {
+            geometry,
+            weight,
+            dropconnect,
+            ..
+        } => {
+            let g = conv_geometry(x, geometry, func.value_type(op.result));
+            g.scratch_len(threads) + dropconnect.map_or(0, |_| param_len(*weight))
+        }
+        Op::Linear {
+            weight,
+            dropconnect: Some(_),
+            ..
+        } => param_len(*weight),
+        Op::DropBlock { .. } => x.numel() * batch,
+        _ => 0,
     }
 }
 
