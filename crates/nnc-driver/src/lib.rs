@@ -12,6 +12,7 @@ use nnc_diag::{Diagnostic, SourceFile};
 use nnc_ir::{Mode, Module};
 pub use nnc_passes::{Observer, PassError, PassInfo};
 use nnc_syntax::ast;
+pub use nnc_syntax::MAX_NESTING;
 use std::fmt;
 
 /// How far to take a program.
