@@ -85,6 +85,10 @@ pub struct Quiet;
 
 impl Observer for Quiet {
     fn after_pass(&mut self, _pass: &PassInfo, _changed: bool, _module: &Module) {}
+
+    fn watches(&self) -> bool {
+        false
+    }
 }
 
 /// Parses, checks, lowers and optimizes `source` as far as `options` ask,
