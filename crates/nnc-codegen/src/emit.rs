@@ -345,6 +345,7 @@ fn forward(
 /// Each conv's geometry as a named constant: `(op index, name, literal)`.
 fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, Ident, TokenStream)> {
     let mut out: Vec<(usize, Ident, TokenStream)> = Vec::new();
+    let mut taken = std::collections::HashSet::new();
     for (index, op) in func.ops.iter().enumerate() {
         let Op::Conv2d { geometry: g, .. } = &op.op else {
             continue;
@@ -354,9 +355,10 @@ fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, Ident, Toke
         let [k, s, dl, gr] = [g.kernel, g.stride, g.dilation, g.groups].map(|v| usize_lit(v as usize));
         let pads = dims(&g.pads.map(|p| p as usize));
         let mut name = format!("{}_GEOMETRY", model_ident(&op.layer).to_uppercase());
-        if out.iter().any(|(_, n, _)| *n == name) {
+        if taken.contains(&name) {
             name = format!("{name}_{index}");
         }
+        taken.insert(name.clone());
         let literal = quote! {
             #rt::kernels::conv::ConvGeometry {
                 in_channels: #c, height: #h, width: #w, out_channels: #o,

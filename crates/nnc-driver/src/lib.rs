@@ -12,6 +12,7 @@ use nnc_diag::{Diagnostic, SourceFile};
 use nnc_ir::{Mode, Module};
 pub use nnc_passes::{Observer, PassError, PassInfo};
 use nnc_syntax::ast;
+pub use nnc_syntax::MAX_NESTING;
 use std::fmt;
 
 /// How far to take a program.
@@ -84,6 +85,10 @@ pub struct Quiet;
 
 impl Observer for Quiet {
     fn after_pass(&mut self, _pass: &PassInfo, _changed: bool, _module: &Module) {}
+
+    fn watches(&self) -> bool {
+        false
+    }
 }
 
 /// Parses, checks, lowers and optimizes `source` as far as `options` ask,

@@ -193,9 +193,8 @@ impl Function {
         layer: impl Into<String>,
         locs: Vec<Loc>,
     ) -> Result<ValueId, ShapeError> {
-        let shapes: Vec<&[usize]> = params.iter().map(|p| p.shape.as_slice()).collect();
         let arg_types: Vec<&ValueType> = args.iter().map(|a| self.value_type(*a)).collect();
-        let ty = op.output_type(&arg_types, &shapes)?;
+        let ty = op.output_type(&arg_types, params)?;
         let result = self.add_value(ty);
         self.ops.push(OpData {
             op,
@@ -210,9 +209,14 @@ impl Function {
 
     /// The parameters the ops read, each once, in the order they are first read.
     pub fn params_read(&self) -> Vec<ParamId> {
+        let mut seen: Vec<bool> = Vec::new();
         let mut read: Vec<ParamId> = Vec::new();
         for id in self.ops.iter().flat_map(|o| o.op.params()) {
-            if !read.contains(&id) {
+            let i = id.0 as usize;
+            if seen.len() <= i {
+                seen.resize(i + 1, false);
+            }
+            if !std::mem::replace(&mut seen[i], true) {
                 read.push(id);
             }
         }

@@ -207,7 +207,7 @@ impl Act {
     }
 
     /// The shape rule of a standalone activation.
-    pub fn output_type(&self, x: &ValueType, params: &[&[usize]]) -> Result<ValueType, ShapeError> {
+    pub fn output_type<S: AsRef<[usize]>>(&self, x: &ValueType, params: &[S]) -> Result<ValueType, ShapeError> {
         match self {
             Act::Maxout { pieces } => {
                 let pieces = *pieces as usize;
@@ -254,7 +254,7 @@ impl Epilogue {
     }
 
     /// Checks each step against `channels` outputs.
-    fn check(&self, channels: usize, params: &[&[usize]]) -> Result<(), ShapeError> {
+    fn check<S: AsRef<[usize]>>(&self, channels: usize, params: &[S]) -> Result<(), ShapeError> {
         for step in &self.steps {
             match step {
                 EpilogueStep::Affine { scale, shift } => {
@@ -387,8 +387,10 @@ impl Op {
     }
 
     /// The shape rule: the result type for these argument types, given the
-    /// shapes of the module's parameters (indexed by `ParamId`).
-    pub fn output_type(&self, args: &[&ValueType], params: &[&[usize]]) -> Result<ValueType, ShapeError> {
+    /// shapes of the module's parameters (indexed by `ParamId`): shape
+    /// slices, or the parameter table itself (no table of shapes to build
+    /// per op).
+    pub fn output_type<S: AsRef<[usize]>>(&self, args: &[&ValueType], params: &[S]) -> Result<ValueType, ShapeError> {
         if args.len() != self.arity() {
             bail!("{} takes {} argument(s), got {}", self.name(), self.arity(), args.len());
         }
@@ -405,7 +407,7 @@ impl Op {
                 epilogue,
                 dropconnect,
             } => {
-                let w = params[weight.0 as usize];
+                let w = params[weight.0 as usize].as_ref();
                 let [out, inp] = w else {
                     bail!("linear weight must be [OUT, IN], got {w:?}")
                 };
@@ -426,7 +428,7 @@ impl Op {
                 epilogue,
                 dropconnect,
             } => {
-                let w = params[weight.0 as usize];
+                let w = params[weight.0 as usize].as_ref();
                 let [out, in_per_group, kh, kw] = w else {
                     bail!("conv2d weight must be [OUT, IN/G, K, K], got {w:?}")
                 };
@@ -482,7 +484,7 @@ impl Op {
             }
             Op::LayerNorm { weight, bias, eps } => {
                 for p in [weight, bias] {
-                    let shape = params[p.0 as usize];
+                    let shape = params[p.0 as usize].as_ref();
                     if shape != x.dims.as_slice() {
                         bail!(
                             "layer_norm affine must have the per-sample shape {:?}, got {shape:?}",
@@ -582,14 +584,14 @@ fn image(x: &ValueType, op: &str) -> Result<[usize; 3], ShapeError> {
     }
 }
 
-fn check_channel_param(
-    params: &[&[usize]],
+fn check_channel_param<S: AsRef<[usize]>>(
+    params: &[S],
     p: ParamId,
     channels: usize,
     what: &str,
     allow_shared: bool,
 ) -> Result<(), ShapeError> {
-    let Some(shape) = params.get(p.0 as usize) else {
+    let Some(shape) = params.get(p.0 as usize).map(AsRef::as_ref) else {
         bail!("{what} refers to a missing parameter")
     };
     if *shape == [channels] || (allow_shared && *shape == [1]) {

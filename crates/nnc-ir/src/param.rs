@@ -130,6 +130,13 @@ pub enum BinaryOp {
     Div,
 }
 
+/// A parameter's shape: what shape rules read from the table.
+impl AsRef<[usize]> for ParamData {
+    fn as_ref(&self) -> &[usize] {
+        &self.shape
+    }
+}
+
 impl ParamData {
     /// A stored parameter with an initialiser and no penalties.
     pub fn init(name: impl Into<String>, shape: impl Into<Vec<usize>>, role: ParamRole, init: Init) -> ParamData {

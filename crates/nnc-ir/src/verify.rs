@@ -218,6 +218,8 @@ fn is_param_name_char(c: char) -> bool {
 /// Names, shapes and derivation shapes.
 fn check_params(module: &Module, errors: &mut Vec<VerifyError>) {
     let shapes = module.param_shapes();
+    let mut first_named: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
+    first_named.reserve(module.params.len());
     for (i, p) in module.params.iter().enumerate() {
         let id = ParamId(i as u32);
         if p.name.is_empty() {
@@ -226,11 +228,10 @@ fn check_params(module: &Module, errors: &mut Vec<VerifyError>) {
             let msg = format!("parameter name `{}` has characters outside [A-Za-z0-9_.']", p.name);
             errors.push(VerifyError::param(id, msg));
         }
-        if let Some(first) = module.params.iter().position(|q| q.name == p.name) {
-            if first < i {
-                let msg = format!("parameter name @{} is also parameter #{first}'s", p.name);
-                errors.push(VerifyError::param(id, msg));
-            }
+        let first = *first_named.entry(p.name.as_str()).or_insert(i);
+        if first < i {
+            let msg = format!("parameter name @{} is also parameter #{first}'s", p.name);
+            errors.push(VerifyError::param(id, msg));
         }
         if p.shape.contains(&0) {
             let msg = format!("@{} has a zero dimension in {:?}", p.name, p.shape);

@@ -13,6 +13,7 @@ use nnc_ir::{
     PoolGeometry, ValueId, ValueType,
 };
 use nnc_syntax::ast::{Model, Number, Stmt, StmtKind, ValueKind};
+use std::collections::HashMap;
 
 /// Per-sample elements beyond this are refused (E0404).
 const MAX_NUMEL: usize = 1 << 32;
@@ -28,7 +29,11 @@ pub(crate) struct Lowerer<'s> {
     /// made it unknowable (shape checks then stay quiet).
     shape: Option<ValueType>,
     /// Layer names given so far, with where they were given.
-    names: Vec<(String, Span)>,
+    names: HashMap<String, Span>,
+    /// How many of the first `counted` diagnostics are errors: `diags`
+    /// only grows, so each is looked at once.
+    errors: usize,
+    counted: usize,
     /// K of the default name `layerK` for the next statement.
     next_index: usize,
     /// Where a softmax was applied: anything after it is an error.
@@ -66,7 +71,9 @@ impl<'s> Lowerer<'s> {
             func: Function::new(Mode::Train, ValueType::new([])),
             cur: ValueId(0),
             shape: None,
-            names: Vec::new(),
+            names: HashMap::new(),
+            errors: 0,
+            counted: 0,
             next_index: 0,
             softmax: None,
         };
@@ -83,7 +90,7 @@ impl<'s> Lowerer<'s> {
                     "no input",
                 )
                 .with_help("start the model with its per-sample input shape, e.g. `input 784` or `input [1, 28, 28]`");
-                this.diags.push(d);
+                this.error(d);
                 &model.body[..]
             }
         };
@@ -94,8 +101,9 @@ impl<'s> Lowerer<'s> {
     fn finish(mut self, modes: &[Mode]) -> Lowered {
         // A softmax error is found only when the next op arrives; report in
         // source order regardless.
+        let failed = self.has_errors();
         self.diags.sort_by_key(|d| d.primary.span.start);
-        if self.has_errors() {
+        if failed {
             return Lowered {
                 module: None,
                 diagnostics: self.diags,
@@ -119,8 +127,12 @@ impl<'s> Lowerer<'s> {
         }
     }
 
-    fn has_errors(&self) -> bool {
-        self.diags.iter().any(|d| d.is_error())
+    /// Errors pushed straight into `diags` by the option resolvers are
+    /// counted here too: this is asked once per op.
+    fn has_errors(&mut self) -> bool {
+        self.errors += self.diags[self.counted..].iter().filter(|d| d.is_error()).count();
+        self.counted = self.diags.len();
+        self.errors > 0
     }
 
     fn error(&mut self, d: Diagnostic) {
@@ -256,18 +268,18 @@ impl<'s> Lowerer<'s> {
             },
             None => (format!("layer{index}"), stmt.keyword_span),
         };
-        if let Some((_, first)) = self.names.iter().find(|(n, _)| *n == name) {
+        if let Some(&first) = self.names.get(&name) {
             let d = Diagnostic::error(
                 codes::DUPLICATE_NAME,
                 format!("two layers are named `{name}`"),
                 span,
                 "name used again here",
             )
-            .with_secondary(*first, "first used here")
+            .with_secondary(first, "first used here")
             .with_help("parameter names derive from layer names, so each must be unique");
             self.error(d);
         } else {
-            self.names.push((name.clone(), span));
+            self.names.insert(name.clone(), span);
         }
         name
     }

@@ -166,4 +166,56 @@ mod tests {
         assert!(out.contains("include_str"), "{out}");
         assert!(!out.contains("compile_error"), "{out}");
     }
+
+    /// `depth` residual blocks one inside the other, as the tokens rustc
+    /// hands the macro.
+    fn nested_tokens(depth: usize) -> TokenStream {
+        use proc_macro2::{Delimiter, Group, Ident, Literal, Span};
+        let ident = |s: &str| TokenTree::Ident(Ident::new(s, Span::call_site()));
+        let mut body: TokenStream = [ident("dense"), TokenTree::Literal(Literal::usize_unsuffixed(8))]
+            .into_iter()
+            .collect();
+        for _ in 0..depth {
+            let block = TokenTree::Group(Group::new(Delimiter::Brace, body));
+            body = [ident("residual"), block].into_iter().collect();
+        }
+        let mut model: TokenStream = [ident("input"), TokenTree::Literal(Literal::usize_unsuffixed(8))]
+            .into_iter()
+            .collect();
+        model.extend(body);
+        let group = TokenTree::Group(Group::new(Delimiter::Brace, model));
+        [ident("model"), ident("Deep"), group].into_iter().collect()
+    }
+
+    /// Runs `f` on a 2 MiB thread, the stack of a spawned thread.
+    fn on_small_stack(f: impl FnOnce() -> String + Send + 'static) -> String {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn deep_nesting_is_one_compile_error_not_a_crash() {
+        // 2,000 nested residuals crashed the compiler (issue 11).
+        for depth in [2_000, 20_000] {
+            let out = on_small_stack(move || inline(nested_tokens(depth)).to_string());
+            assert_eq!(
+                out.matches("compile_error").count(),
+                1,
+                "{}",
+                &out[..out.len().min(400)]
+            );
+            assert!(out.contains("E0003"), "{}", &out[..out.len().min(400)]);
+        }
+    }
+
+    #[test]
+    fn nesting_at_the_limit_expands() {
+        let depth = nnc_driver::MAX_NESTING - 1;
+        let out = on_small_stack(move || inline(nested_tokens(depth)).to_string());
+        assert!(out.contains("pub struct Deep"), "{}", &out[..out.len().min(400)]);
+    }
 }

@@ -25,21 +25,32 @@ impl Text {
         self.text.push_str(piece);
     }
 
+    /// Joins the trees depth-first with an explicit stack of open groups,
+    /// so no nesting of the input can overflow the macro's stack (the
+    /// parser then refuses anything past its nesting limit).
     fn push_stream(&mut self, tokens: TokenStream) {
-        for tree in tokens {
+        // Each open group: its remaining trees, and how to close it.
+        let mut open: Vec<(proc_macro2::token_stream::IntoIter, Option<(&'static str, Span)>)> =
+            vec![(tokens.into_iter(), None)];
+        while let Some((trees, _)) = open.last_mut() {
+            let Some(tree) = trees.next() else {
+                if let Some((_, Some((close, span)))) = open.pop() {
+                    self.push(close, span);
+                    self.text.push(' ');
+                }
+                continue;
+            };
             match tree {
                 TokenTree::Group(g) => {
-                    let (open, close) = match g.delimiter() {
+                    let (open_text, close) = match g.delimiter() {
                         Delimiter::Brace => ("{", "}"),
                         Delimiter::Bracket => ("[", "]"),
                         Delimiter::Parenthesis => ("(", ")"),
                         Delimiter::None => ("", ""),
                     };
-                    self.push(open, g.span_open());
+                    self.push(open_text, g.span_open());
                     self.text.push(' ');
-                    self.push_stream(g.stream());
-                    self.push(close, g.span_close());
-                    self.text.push(' ');
+                    open.push((g.stream().into_iter(), Some((close, g.span_close()))));
                 }
                 TokenTree::Punct(p) => {
                     self.push(&p.as_char().to_string(), p.span());

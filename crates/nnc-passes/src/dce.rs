@@ -34,6 +34,7 @@
 //! }
 //! ```
 
+use crate::rewrite::Sweep;
 use nnc_ir::{Function, Mode, Module, Op, OpData, ParamId, ParamSource, ValueId};
 
 /// Removes unused ops and values of the `mode` function and unused
@@ -51,17 +52,16 @@ pub fn dce(module: &mut Module, mode: Mode) -> bool {
 }
 
 fn remove_dead_ops(f: &mut Function) -> bool {
-    let mut changed = false;
+    let mut sweep = Sweep::new(f);
     // Backwards: removing a reader can make its arguments' producers dead,
     // and those always come earlier.
     for index in (0..f.ops.len()).rev() {
         let op = &f.ops[index];
-        if f.use_count(op.result) == 0 && !has_effect(op, f.mode) {
-            f.ops.remove(index);
-            changed = true;
+        if sweep.use_count(f, op.result) == 0 && !has_effect(op, f.mode) {
+            sweep.remove_dead(f, index);
         }
     }
-    changed
+    sweep.finish(f)
 }
 
 /// True for an op that does more than define its result.

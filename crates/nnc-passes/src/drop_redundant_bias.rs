@@ -30,23 +30,37 @@
 //! %2: f32[N,4] = batch_norm[layer0] %1, @layer0.norm.weight, @layer0.norm.bias, @layer0.norm.running_mean', @layer0.norm.running_var eps=0.00001 momentum=0.1 loc(2:1)
 //! ```
 
-use crate::rewrite::{add_derived, is_bare_weights, param, set_weights, sole_user, weights, with_function};
+use crate::rewrite::{add_derived, is_bare_weights, param, set_weights, weights, with_function, ParamNames, Sweep};
 use nnc_ir::{BinaryOp, Derivation, Dist, Function, Mode, Module, Op, ParamId, ParamSource};
+use std::collections::HashSet;
 
 /// Drops the biases that a batch norm cancels in the `mode` function; true if
 /// anything changed.
 pub fn drop_redundant_bias(module: &mut Module, mode: Mode) -> bool {
     with_function(module, mode, |module, f| {
         let mut changed = false;
+        let mut edit = Edit {
+            // Nothing is removed: only reader lookups are needed.
+            sweep: Sweep::new(f),
+            names: ParamNames::default(),
+            notes: module.notes.iter().cloned().collect(),
+        };
         for index in 0..f.ops.len() {
-            changed |= drop_bias(module, f, index);
+            changed |= drop_bias(module, f, &mut edit, index);
         }
         changed
     })
 }
 
+/// What the pass keeps between ops: readers, names taken, notes written.
+struct Edit {
+    sweep: Sweep,
+    names: ParamNames,
+    notes: HashSet<String>,
+}
+
 /// Drops the bias of the op at `index` if the batch norm reading it cancels it.
-fn drop_bias(module: &mut Module, f: &mut Function, index: usize) -> bool {
+fn drop_bias(module: &mut Module, f: &mut Function, edit: &mut Edit, index: usize) -> bool {
     let op = &f.ops[index];
     // Not weights, or an activation between bias and norm: no cancelling.
     if !is_bare_weights(&op.op) {
@@ -57,7 +71,7 @@ fn drop_bias(module: &mut Module, f: &mut Function, index: usize) -> bool {
         return false;
     };
     // Another reader (or the output) still needs the bias.
-    let Some(norm_index) = sole_user(f, op.result) else {
+    let Some(norm_index) = edit.sweep.sole_user(f, op.result) else {
         return false;
     };
     let norm = &f.ops[norm_index];
@@ -82,7 +96,7 @@ fn drop_bias(module: &mut Module, f: &mut Function, index: usize) -> bool {
                 return false;
             };
             let shifted = Derivation::binary(BinaryOp::Sub, Derivation::param(running_mean), Derivation::param(bias));
-            let new_mean = add_derived(module, &mean.name, mean.shape, mean.role, shifted);
+            let new_mean = add_derived(module, &mut edit.names, &mean.name, mean.shape, mean.role, shifted);
             if let Op::BatchNorm { running_mean, .. } = &mut f.ops[norm_index].op {
                 *running_mean = new_mean;
             }
@@ -95,7 +109,7 @@ fn drop_bias(module: &mut Module, f: &mut Function, index: usize) -> bool {
     };
     set_weights(&mut f.ops[index].op, weight, None);
     let note = format!("drop-redundant-bias: removed @{bias_name} from {} ({why})", f.mode);
-    if !module.notes.contains(&note) {
+    if edit.notes.insert(note.clone()) {
         module.notes.push(note);
     }
     true

@@ -26,7 +26,7 @@
 //! %2: f32[N,4] = linear[layer1] %1, @layer1.weight, @layer1.bias loc(3:1)
 //! ```
 
-use crate::rewrite::remove_forwarding;
+use crate::rewrite::Sweep;
 use nnc_ir::{Mode, Module, Op};
 
 /// Removes dropout ops and clears dropconnect in the `mode` function; true
@@ -39,20 +39,17 @@ pub fn eliminate_dropout(module: &mut Module, mode: Mode) -> bool {
     let Some(f) = module.function_mut(mode) else {
         return false;
     };
+    let mut sweep = Sweep::new(f);
     let mut changed = false;
-    let mut index = 0;
-    while index < f.ops.len() {
+    for index in 0..f.ops.len() {
         let op = &f.ops[index].op;
         let is_dropout = matches!(op, Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. });
-        // The next op slides into `index`: do not advance.
-        if is_dropout && remove_forwarding(f, index).is_some() {
-            changed = true;
+        if is_dropout && sweep.remove_forwarding(f, index).is_some() {
             continue;
         }
         if let Op::Linear { dropconnect, .. } | Op::Conv2d { dropconnect, .. } = &mut f.ops[index].op {
             changed |= dropconnect.take().is_some();
         }
-        index += 1;
     }
-    changed
+    sweep.finish(f) || changed
 }

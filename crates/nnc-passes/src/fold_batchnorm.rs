@@ -44,9 +44,7 @@
 //! %1: f32[N,4] = linear[layer0] %0, @layer0.weight', @layer0.bias' loc(2:1)
 //! ```
 
-use crate::rewrite::{
-    add_derived, is_bare_weights, param, remove_forwarding, set_weights, sole_user, weights, with_function,
-};
+use crate::rewrite::{add_derived, is_bare_weights, param, set_weights, weights, with_function, ParamNames, Sweep};
 use nnc_ir::BinaryOp::{Add, Div, Mul, Sub};
 use nnc_ir::{Derivation, Function, Mode, Module, Op, OpData, ParamId, ParamRole};
 
@@ -57,34 +55,40 @@ pub fn fold_batchnorm(module: &mut Module, mode: Mode) -> bool {
         return false;
     }
     with_function(module, mode, |module, f| {
+        let mut edit = Edit {
+            sweep: Sweep::new(f),
+            names: ParamNames::default(),
+        };
         let mut changed = false;
         // Phase 1, in program order: into producers, so `linear → BN → BN`
         // folds both norms back into the linear.
-        let mut index = 0;
-        while index < f.ops.len() {
-            match Norm::of(&f.ops[index]) {
-                // The norm is gone; the next op slid into `index`.
-                Some(norm) if fold_into_producer(module, f, index, &norm) => changed = true,
-                _ => index += 1,
+        for index in 0..f.ops.len() {
+            if let Some(norm) = Norm::of(&f.ops[index]) {
+                changed |= fold_into_producer(module, f, &mut edit, index, &norm);
             }
         }
         // Phase 2, last norm first: into readers, so `BN → BN → linear` folds
         // both forward (the second leaves the linear as the first's reader).
-        // Each round removes or replaces one batch norm, so the loop ends.
-        while let Some((index, norm)) = f
-            .ops
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, o)| Norm::of(o).map(|n| (i, n)))
-        {
-            if !fold_into_user(module, f, index, &norm) {
-                replace_by_affine(module, f, index, &norm);
+        for index in (0..f.ops.len()).rev() {
+            if edit.sweep.is_removed(index) {
+                continue;
             }
-            changed = true;
+            if let Some(norm) = Norm::of(&f.ops[index]) {
+                if !fold_into_user(module, f, &mut edit, index, &norm) {
+                    replace_by_affine(module, f, &mut edit.names, index, &norm);
+                }
+                changed = true;
+            }
         }
+        edit.sweep.finish(f);
         changed
     })
+}
+
+/// What the pass keeps between norms: readers and names taken.
+struct Edit {
+    sweep: Sweep,
+    names: ParamNames,
 }
 
 /// The parameters of one batch norm, and the derivations of its `s` and `t`.
@@ -132,17 +136,17 @@ impl Norm {
 }
 
 /// (A): folds the norm at `index` into the linear or conv producing its input.
-fn fold_into_producer(module: &mut Module, f: &mut Function, index: usize, norm: &Norm) -> bool {
-    let Some(&x) = f.ops[index].args.first() else {
+fn fold_into_producer(module: &mut Module, f: &mut Function, edit: &mut Edit, index: usize, norm: &Norm) -> bool {
+    let Some(x) = edit.sweep.arg(f, index, 0) else {
         return false;
     };
     // The function's input has no weights to fold into.
-    let Some(producer) = f.producer(x).map(|p| p.0 as usize) else {
+    let Some(producer) = edit.sweep.producer(x) else {
         return false;
     };
     // Another reader of x would see the folded numbers (a producer after
     // its reader is broken IR, the verifier's to report).
-    if f.use_count(x) != 1 || producer >= index {
+    if edit.sweep.use_count(f, x) != 1 || producer >= index {
         return false;
     }
     // Not weights, or an epilogue (an activation) between them and the norm.
@@ -152,6 +156,7 @@ fn fold_into_producer(module: &mut Module, f: &mut Function, index: usize, norm:
     let p = Derivation::param;
     let folded = derive_weights(
         module,
+        &mut edit.names,
         &mut f.ops[producer],
         |w| Derivation::scale_rows(w, norm.scale()),
         |b| match b {
@@ -168,16 +173,17 @@ fn fold_into_producer(module: &mut Module, f: &mut Function, index: usize, norm:
     if !folded {
         return false;
     }
-    if let Some(removed) = remove_forwarding(f, index) {
-        f.ops[producer].absorb_locs(&removed.locs);
+    if let Some(removed) = edit.sweep.remove_forwarding(f, index) {
+        let locs = removed.locs.clone();
+        f.ops[producer].absorb_locs(&locs);
     }
     true
 }
 
 /// (B): folds the norm at `index` into the linear or conv reading its result.
-fn fold_into_user(module: &mut Module, f: &mut Function, index: usize, norm: &Norm) -> bool {
+fn fold_into_user(module: &mut Module, f: &mut Function, edit: &mut Edit, index: usize, norm: &Norm) -> bool {
     // The normalised value has another reader or is the output.
-    let Some(user) = sole_user(f, f.ops[index].result) else {
+    let Some(user) = edit.sweep.sole_user(f, f.ops[index].result) else {
         return false;
     };
     // A reader before its producer is broken IR, the verifier's to report.
@@ -202,6 +208,7 @@ fn fold_into_user(module: &mut Module, f: &mut Function, index: usize, norm: &No
     let shift_through_w = Derivation::mat_vec(Derivation::param(weight), norm.shift());
     let folded = derive_weights(
         module,
+        &mut edit.names,
         &mut f.ops[user],
         |w| Derivation::scale_cols(w, norm.scale()),
         |b| match b {
@@ -214,7 +221,7 @@ fn fold_into_user(module: &mut Module, f: &mut Function, index: usize, norm: &No
     }
     let locs = f.ops[index].locs.clone();
     f.ops[user].absorb_locs(&locs);
-    remove_forwarding(f, index).is_some()
+    edit.sweep.remove_forwarding(f, index).is_some()
 }
 
 /// Gives the linear or conv `op` derived parameters `W' = weight(W)` and
@@ -222,6 +229,7 @@ fn fold_into_user(module: &mut Module, f: &mut Function, index: usize, norm: &No
 /// new bias is `<layer>.bias`, primed until free.
 fn derive_weights(
     module: &mut Module,
+    names: &mut ParamNames,
     op: &mut OpData,
     weight: impl FnOnce(Derivation) -> Derivation,
     bias: impl FnOnce(Option<Derivation>) -> Derivation,
@@ -238,18 +246,19 @@ fn derive_weights(
     };
     let out = w_param.shape.first().copied().unwrap_or(0);
     let new_w = weight(Derivation::param(w));
-    let new_w = add_derived(module, &w_param.name, w_param.shape, ParamRole::Weight, new_w);
+    let new_w = add_derived(module, names, &w_param.name, w_param.shape, ParamRole::Weight, new_w);
     let new_b = bias(b.map(Derivation::param));
-    let new_b = add_derived(module, &b_name, vec![out], ParamRole::Bias, new_b);
+    let new_b = add_derived(module, names, &b_name, vec![out], ParamRole::Bias, new_b);
     set_weights(&mut op.op, new_w, Some(new_b))
 }
 
 /// (C): replaces the norm at `index` by a per-channel affine.
-fn replace_by_affine(module: &mut Module, f: &mut Function, index: usize, norm: &Norm) {
+fn replace_by_affine(module: &mut Module, f: &mut Function, names: &mut ParamNames, index: usize, norm: &Norm) {
     let channels = param(module, norm.gamma).map(|g| g.shape.clone()).unwrap_or_default();
     let layer = f.ops[index].layer.clone();
     let scale = add_derived(
         module,
+        names,
         &format!("{layer}.norm.scale"),
         channels.clone(),
         ParamRole::Scale,
@@ -257,6 +266,7 @@ fn replace_by_affine(module: &mut Module, f: &mut Function, index: usize, norm: 
     );
     let shift = add_derived(
         module,
+        names,
         &format!("{layer}.norm.shift"),
         channels,
         ParamRole::Shift,

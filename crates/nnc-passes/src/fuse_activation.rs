@@ -31,7 +31,7 @@
 //! %3: f32[N,4] = softmax[layer1] %2 loc(3:1)
 //! ```
 
-use crate::rewrite::{remove_forwarding, sole_user};
+use crate::rewrite::Sweep;
 use nnc_ir::{EpilogueStep, Function, Mode, Module, Op};
 
 /// Fuses affines and element-wise activations into the linear or conv before
@@ -44,27 +44,23 @@ pub fn fuse_activation(module: &mut Module, mode: Mode) -> bool {
     let Some(f) = module.function_mut(mode) else {
         return false;
     };
-    let mut changed = false;
-    let mut index = 0;
-    while index < f.ops.len() {
+    let mut sweep = Sweep::new(f);
+    for index in 0..f.ops.len() {
         // Each step absorbed exposes the next op of the chain.
-        while fuse_next(f, index) {
-            changed = true;
-        }
-        index += 1;
+        while !sweep.is_removed(index) && fuse_next(f, &mut sweep, index) {}
     }
-    changed
+    sweep.finish(f)
 }
 
 /// Absorbs the one reader of the result of the op at `index` into its
 /// epilogue, if both allow it.
-fn fuse_next(f: &mut Function, index: usize) -> bool {
+fn fuse_next(f: &mut Function, sweep: &mut Sweep, index: usize) -> bool {
     // Only a linear or a conv has an epilogue.
     if !matches!(f.ops[index].op, Op::Linear { .. } | Op::Conv2d { .. }) {
         return false;
     }
     // Another reader (or the output) needs the value before the step.
-    let Some(user) = sole_user(f, f.ops[index].result) else {
+    let Some(user) = sweep.sole_user(f, f.ops[index].result) else {
         return false;
     };
     // A reader before its producer is broken IR, the verifier's to report.
@@ -80,13 +76,14 @@ fn fuse_next(f: &mut Function, index: usize) -> bool {
         // Softmax and maxout are not element-wise; anything else is no step.
         _ => return false,
     };
-    let Some(absorbed) = remove_forwarding(f, user) else {
+    let Some(absorbed) = sweep.remove_forwarding(f, user) else {
         return false;
     };
+    let locs = absorbed.locs.clone();
     let fused = &mut f.ops[index];
     if let Op::Linear { epilogue, .. } | Op::Conv2d { epilogue, .. } = &mut fused.op {
         epilogue.steps.push(step);
     }
-    fused.absorb_locs(&absorbed.locs);
+    fused.absorb_locs(&locs);
     true
 }

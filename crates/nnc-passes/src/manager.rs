@@ -12,11 +12,22 @@ use std::fmt;
 /// Watches the pipeline: called after each pass has run and verified.
 pub trait Observer {
     fn after_pass(&mut self, pass: &PassInfo, changed: bool, module: &Module);
+
+    /// False for an observer that ignores what it is shown: the module is
+    /// then verified once after the last pass instead of after each (a
+    /// failure is still pinned on the pass that broke it, by a replay).
+    fn watches(&self) -> bool {
+        true
+    }
 }
 
 /// The observer that watches nothing: `run_passes(.., &mut ())`.
 impl Observer for () {
     fn after_pass(&mut self, _pass: &PassInfo, _changed: bool, _module: &Module) {}
+
+    fn watches(&self) -> bool {
+        false
+    }
 }
 
 /// Why a pipeline did not run to the end.
@@ -65,22 +76,49 @@ pub(crate) fn run_resolved(
         let ir = print_module_with_errors(module, &errors);
         return Err(PassError::InvalidInput { errors, ir });
     }
-    for pass in passes {
-        // Kept so a failure can show what the pass was given.
-        let before = module.clone();
+    // What the first pass is given, for a failure's report. Passes are
+    // deterministic, so the IR pass k was given is this one after passes
+    // 0..k: one copy instead of one per pass.
+    let input = module.clone();
+    // An observer that ignores the module (`check`, `build`, the macro)
+    // lets the pipeline verify once at the end.
+    let each = observer.watches();
+    for (k, pass) in passes.iter().enumerate() {
         let changed = (pass.run)(module, mode);
-        if let Err(errors) = verify(module) {
-            let ir_after = print_module_with_errors(module, &errors);
-            return Err(PassError::VerifyFailed {
-                pass: pass.name,
-                errors,
-                ir_before: print_module(&before),
-                ir_after,
-            });
+        if each || k + 1 == passes.len() {
+            if let Err(errors) = verify(module) {
+                return Err(blame(input, mode, passes, module, errors));
+            }
         }
         observer.after_pass(pass, changed, module);
     }
     Ok(())
+}
+
+/// The error for a module found invalid after the pipeline's pass `k` or
+/// earlier: replays the passes on `input`, verifying after each, to find
+/// the first that broke it and what it was given.
+fn blame(mut input: Module, mode: Mode, passes: &[&PassInfo], broken: &Module, errors: Vec<VerifyError>) -> PassError {
+    for pass in passes {
+        let before = print_module(&input);
+        (pass.run)(&mut input, mode);
+        if let Err(errors) = verify(&input) {
+            return PassError::VerifyFailed {
+                pass: pass.name,
+                ir_after: print_module_with_errors(&input, &errors),
+                errors,
+                ir_before: before,
+            };
+        }
+    }
+    // Not reproduced: a pass that is not deterministic, a bug of its own.
+    let last = passes.last().map_or("?", |p| p.name);
+    PassError::VerifyFailed {
+        pass: last,
+        ir_after: print_module_with_errors(broken, &errors),
+        errors,
+        ir_before: "(not reproduced on a replay: a pass is not deterministic)".to_string(),
+    }
 }
 
 /// Looks every name up and checks its mode.

@@ -1,8 +1,29 @@
 //! Queries and edits the passes share: borrowing a function beside the rest
-//! of its module, finding the one reader of a value, removing an op that
-//! forwards its argument, adding derived parameters.
+//! of its module, a [`Sweep`] that finds readers and removes ops in time
+//! linear in the function, adding derived parameters under fresh names.
 
+use foldhash::HashSet;
 use nnc_ir::{Derivation, Epilogue, Function, Mode, Module, Op, OpData, ParamData, ParamId, ParamRole, ValueId};
+
+/// One pass's walk over a function, with every query and removal in
+/// constant or amortised-constant time, so a pass stays linear in the
+/// number of ops (a scan per query made `check` quadratic, issue 11).
+///
+/// Removed ops are only marked, and readers of a removed op's result are
+/// redirected through a forwarding table; [`Sweep::finish`] applies both in
+/// one pass over the function. Until then, read an op's arguments through
+/// [`Sweep::arg`].
+pub(crate) struct Sweep {
+    /// Per value: the ops reading it, one entry per argument slot, with
+    /// removed ops' readers moved to what they now read.
+    readers: Vec<Vec<usize>>,
+    /// Per value: the op defining it.
+    producer: Vec<Option<usize>>,
+    /// Per value: the value that replaced it (itself if none did).
+    forward: Vec<ValueId>,
+    /// Per op: removed.
+    removed: Vec<bool>,
+}
 
 /// Runs `rewrite` on the function of `mode` with the rest of the module
 /// beside it, so a pass can add parameters while it edits ops. False (and
@@ -22,23 +43,179 @@ pub(crate) fn with_function(
     changed
 }
 
-/// The index of the only op that reads `value`, when exactly one argument
-/// slot reads it and it is not the function's output.
-pub(crate) fn sole_user(f: &Function, value: ValueId) -> Option<usize> {
-    if f.use_count(value) != 1 {
-        return None;
+impl Sweep {
+    /// Indexes `f`'s readers and producers. Ids out of range (broken IR,
+    /// the verifier's to report) are left out of the index.
+    pub(crate) fn new(f: &Function) -> Sweep {
+        let n = f.values.len();
+        let mut readers = vec![Vec::new(); n];
+        let mut producer = vec![None; n];
+        for (i, op) in f.ops.iter().enumerate() {
+            for arg in &op.args {
+                if let Some(r) = readers.get_mut(arg.0 as usize) {
+                    r.push(i);
+                }
+            }
+            if let Some(p) = producer.get_mut(op.result.0 as usize) {
+                *p = Some(i);
+            }
+        }
+        Sweep {
+            readers,
+            producer,
+            forward: (0..n as u32).map(ValueId).collect(),
+            removed: vec![false; f.ops.len()],
+        }
     }
-    f.ops.iter().position(|o| o.args.contains(&value))
+
+    /// What a read of `value` reads now.
+    pub(crate) fn resolve(&self, mut value: ValueId) -> ValueId {
+        while let Some(&next) = self.forward.get(value.0 as usize) {
+            if next == value {
+                break;
+            }
+            value = next;
+        }
+        value
+    }
+
+    /// Argument `k` of the op at `index`, as it reads now.
+    pub(crate) fn arg(&self, f: &Function, index: usize, k: usize) -> Option<ValueId> {
+        let arg = *f.ops.get(index)?.args.get(k)?;
+        Some(self.resolve(arg))
+    }
+
+    pub(crate) fn is_removed(&self, index: usize) -> bool {
+        self.removed.get(index).copied().unwrap_or(true)
+    }
+
+    /// How many places read `value`: argument slots, plus one if it is the
+    /// function's output.
+    pub(crate) fn use_count(&self, f: &Function, value: ValueId) -> usize {
+        let slots = self.readers.get(value.0 as usize).map_or(0, Vec::len);
+        slots + usize::from(self.resolve(f.output) == value)
+    }
+
+    /// The op defining `value`, if one does and it is still there.
+    pub(crate) fn producer(&self, value: ValueId) -> Option<usize> {
+        let p = (*self.producer.get(value.0 as usize)?)?;
+        (!self.is_removed(p)).then_some(p)
+    }
+
+    /// The index of the only op that reads `value`, when exactly one argument
+    /// slot reads it and it is not the function's output.
+    pub(crate) fn sole_user(&self, f: &Function, value: ValueId) -> Option<usize> {
+        if self.use_count(f, value) != 1 {
+            return None;
+        }
+        self.readers.get(value.0 as usize)?.first().copied()
+    }
+
+    /// Removes the op at `index` and makes every reader of its result read
+    /// its first argument instead: the op becomes the identity. Returns the
+    /// removed op (for its locations).
+    pub(crate) fn remove_forwarding<'f>(&mut self, f: &'f Function, index: usize) -> Option<&'f OpData> {
+        let arg = self.arg(f, index, 0)?;
+        if self.is_removed(index) {
+            return None;
+        }
+        let op = &f.ops[index];
+        self.unread(f, index);
+        let moved = self
+            .readers
+            .get_mut(op.result.0 as usize)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        if let Some(r) = self.readers.get_mut(arg.0 as usize) {
+            r.extend(moved);
+        }
+        if let Some(slot) = self.forward.get_mut(op.result.0 as usize) {
+            *slot = arg;
+        }
+        self.removed[index] = true;
+        Some(op)
+    }
+
+    /// Removes the op at `index`, whose result nothing reads.
+    pub(crate) fn remove_dead(&mut self, f: &Function, index: usize) {
+        if self.is_removed(index) {
+            return;
+        }
+        self.unread(f, index);
+        self.removed[index] = true;
+    }
+
+    /// Points every value straight at what it resolves to, so chains of
+    /// removed ops (a run of batch norms folded backwards) cost their
+    /// length once, not once per reader.
+    fn compress(&mut self) {
+        let mut path = Vec::new();
+        for start in 0..self.forward.len() {
+            let mut v = ValueId(start as u32);
+            while let Some(&next) = self.forward.get(v.0 as usize) {
+                if next == v {
+                    break;
+                }
+                path.push(v);
+                v = next;
+            }
+            for p in path.drain(..) {
+                self.forward[p.0 as usize] = v;
+            }
+        }
+    }
+
+    /// Takes the op at `index` off the reader lists of its arguments.
+    fn unread(&mut self, f: &Function, index: usize) {
+        for k in 0..f.ops[index].args.len() {
+            if let Some(arg) = self.arg(f, index, k) {
+                if let Some(r) = self.readers.get_mut(arg.0 as usize) {
+                    if let Some(at) = r.iter().position(|&u| u == index) {
+                        r.swap_remove(at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the removals and redirections to `f`; true if an op was removed.
+    pub(crate) fn finish(mut self, f: &mut Function) -> bool {
+        self.compress();
+        for op in &mut f.ops {
+            for arg in &mut op.args {
+                *arg = self.resolve(*arg);
+            }
+        }
+        f.output = self.resolve(f.output);
+        let mut index = 0;
+        let before = f.ops.len();
+        f.ops.retain(|_| {
+            index += 1;
+            !self.removed[index - 1]
+        });
+        f.ops.len() != before
+    }
 }
 
-/// Removes the op at `index` and makes every reader of its result read its
-/// first argument instead: the op becomes the identity. Returns the removed
-/// op (for its locations).
-pub(crate) fn remove_forwarding(f: &mut Function, index: usize) -> Option<OpData> {
-    let arg = *f.ops.get(index)?.args.first()?;
-    let op = f.ops.remove(index);
-    f.replace_uses(op.result, arg);
-    Some(op)
+/// Parameter names in use, for naming derived parameters without a scan of
+/// the table per name. Gathered when the first name is asked for.
+#[derive(Default)]
+pub(crate) struct ParamNames(Option<HashSet<String>>);
+
+impl ParamNames {
+    /// `base`, else `base'`, `base''`, … (derived parameters are primed
+    /// versions of their source), now taken.
+    fn fresh(&mut self, module: &Module, base: &str) -> String {
+        let taken = self
+            .0
+            .get_or_insert_with(|| module.params.iter().map(|p| p.name.clone()).collect());
+        let mut name = base.to_string();
+        while taken.contains(&name) {
+            name.push('\'');
+        }
+        taken.insert(name.clone());
+        name
+    }
 }
 
 /// A parameter by id, or `None` for an id outside the table (broken IR the
@@ -50,12 +227,13 @@ pub(crate) fn param(module: &Module, id: ParamId) -> Option<&ParamData> {
 /// Adds a derived parameter named `base`, primed until the name is free.
 pub(crate) fn add_derived(
     module: &mut Module,
+    names: &mut ParamNames,
     base: &str,
     shape: Vec<usize>,
     role: ParamRole,
     derivation: Derivation,
 ) -> ParamId {
-    let name = module.fresh_param_name(base);
+    let name = names.fresh(module, base);
     module.add_param(ParamData::derived(name, shape, role, derivation))
 }
 

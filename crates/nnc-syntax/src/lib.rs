@@ -3,7 +3,9 @@
 
 pub mod ast;
 mod dump;
+mod nesting;
 mod parse;
 
 pub use dump::dump;
+pub use nesting::MAX_NESTING;
 pub use parse::parse;

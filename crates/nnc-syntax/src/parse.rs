@@ -23,9 +23,13 @@ struct NnParser;
 
 /// Parses one `.nn` file. A syntax error stops the parse (pest does not
 /// recover), so the error list then holds one diagnostic; number errors
-/// (`1/0`) are all reported.
+/// (`1/0`) are all reported. Text nested deeper than
+/// [`MAX_NESTING`](crate::MAX_NESTING) is refused before pest runs, so every
+/// later stage may recurse over the AST.
 pub fn parse(source: &SourceFile) -> Result<ast::Model, Vec<Diagnostic>> {
     let text = source.text();
+    // Before pest, whose recursion follows the nesting.
+    crate::nesting::check_nesting(text).map_err(|d| vec![d])?;
     let mut pairs = match NnParser::parse(Rule::file, text) {
         Ok(pairs) => pairs,
         Err(error) => return Err(vec![syntax_error(text, &error)]),
@@ -529,13 +533,11 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> Diagnostic {
             expected.dedup();
             unexpected_token(text, &found, &expected)
         }
-        // pest's guard against deep recursion (`residual { residual { ...`).
-        ErrorVariant::CustomError { message } => Diagnostic::error(
-            SYNTAX,
-            format!("the program nests too deeply ({message})"),
-            found.span,
-            "nesting gives up here",
-        ),
+        // pest's own call and stack guards; the nesting limit checked
+        // before parsing keeps the stack guard from firing.
+        ErrorVariant::CustomError { message } => {
+            Diagnostic::error(SYNTAX, format!("the parser gave up ({message})"), found.span, "here")
+        }
     }
 }
 

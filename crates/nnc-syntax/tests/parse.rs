@@ -546,9 +546,11 @@ fn unicode_is_reported_by_character() {
 fn deep_nesting_is_an_error_not_a_crash() {
     let depth = 50_000;
     let text = format!("model M {{ {} }}", "residual { ".repeat(depth) + &"} ".repeat(depth));
-    let (d, _) = parse_err(&text);
-    assert_eq!(d.code, "E0001");
+    let (d, at) = parse_err(&text);
     assert!(d.message.contains("nests too deeply"), "{}", d.message);
+    // The first `{` past the limit: the model's is level 1.
+    let col = "model M { ".len() + "residual { ".len() * (nnc_syntax::MAX_NESTING - 1) + "residual {".len();
+    assert_eq!((d.code, at), ("E0003", format!("1:{col}")));
 }
 
 // ---------------------------------------------------------------------------

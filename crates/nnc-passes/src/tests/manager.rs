@@ -137,6 +137,27 @@ fn a_pass_that_breaks_the_ir_is_named_with_the_ir_before_it() {
 }
 
 #[test]
+fn verifying_once_at_the_end_still_names_the_pass_and_what_it_was_given() {
+    let breaker = PassInfo {
+        name: "break-output",
+        summary: "test",
+        modes: &[Mode::Infer],
+        run: break_output,
+    };
+    let passes = [lookup("eliminate-dropout").unwrap(), &breaker, lookup("dce").unwrap()];
+    let mut m = mlp(Mode::Infer);
+    let mut given = m.clone();
+    (passes[0].run)(&mut given, Mode::Infer);
+    // `()` ignores the module, so only the end of the pipeline is verified.
+    let err = crate::manager::run_resolved(&mut m, Mode::Infer, &passes, &mut ()).unwrap_err();
+    let PassError::VerifyFailed { pass, ir_before, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*pass, "break-output");
+    assert_eq!(*ir_before, nnc_ir::text::print_module(&given));
+}
+
+#[test]
 fn an_invalid_input_is_reported_before_any_pass() {
     let mut m = mlp(Mode::Infer);
     break_output(&mut m, Mode::Infer);
