@@ -257,3 +257,46 @@ fn the_embedded_example_is_what_nnc_build_writes() {
         assert_eq!(Some(&values[..]), it.param(name), "{name}");
     }
 }
+
+/// Models written inline: the macro gets the tokens, the interpreter their text.
+macro_rules! inline_models {
+    ($test:ident: $($module:ident: model $model:ident { $($body:tt)* })*) => {
+        $(
+            mod $module {
+                nnc::model! { model $model { $($body)* } }
+            }
+        )*
+
+        #[test]
+        fn $test() {
+            $(
+                {
+                    use $module::$model as Model;
+                    let text = stringify!(model $model { $($body)* });
+                    check(
+                        text,
+                        text,
+                        Model::from_safetensors,
+                        Model::init,
+                        Model::forward_into,
+                        Model::INPUT,
+                        Model::OUTPUT,
+                    );
+                }
+            )*
+        }
+    };
+}
+
+// Issue 11: convs whose padding reaches past the map, so that some kernel
+// taps read only padding, panicked in generated code as in the interpreter.
+inline_models! {
+    convs_with_taps_wholly_in_the_padding_equal_the_interpreter:
+    pad_past_a_pixel: model A { input [1, 1, 1] conv 1 -> 1 k=5 pad=2 }
+    same_on_a_pixel: model B { input [1, 1, 1] conv 1 -> 1 k=5 pad=same }
+    same_dilated_on_a_pixel: model C { input [1, 1, 1] conv 1 -> 1 k=3 pad=same dilation=2 }
+    strided_pointwise_padded: model D { input [1, 5, 1] conv 1 -> 1 k=1 stride=3 pad=4 }
+    // Siblings: grouped, wider than tall, then more layers on the result.
+    grouped_past_a_column: model E { input [4, 3, 1] conv 4 -> 6 k=3 pad=3 groups=2 dilation=2 act=relu conv 6 -> 2 k=2 stride=2 pad=1 }
+    pooled_after: model F { input [2, 1, 2] conv 2 -> 4 k=4 pad=3 stride=2 maxpool k=2 stride=1 pad=1 avgpool k=3 stride=1 pad=1 }
+}

@@ -176,3 +176,155 @@ fn rrelu_slopes_lie_between_lower_and_upper_in_training_and_are_the_mean_in_infe
     .unwrap();
     assert!(infer.run(&x, 1, 1, 3).unwrap().iter().all(|v| (v + 0.2).abs() < 1e-6));
 }
+
+/// A conv layer from the definition, in f64 (PyTorch's `conv2d`): output
+/// `(o, r, q)` sums `x[c, r·s + i·d − top, q·s + j·d − left] · w[o, c, i, j]`
+/// over the group's channels and the taps inside the map, plus `b[o]`.
+struct DirectConv {
+    input: [usize; 3],
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    groups: usize,
+    /// top, left, bottom, right
+    pads: [usize; 4],
+}
+
+impl DirectConv {
+    /// `⌊(size + pads − span) / stride⌋ + 1`, or 0 when the window does not fit.
+    fn out_len(size: usize, before: usize, after: usize, span: usize, stride: usize) -> usize {
+        (size + before + after)
+            .checked_sub(span)
+            .map_or(0, |room| room / stride + 1)
+    }
+
+    fn out_shape(&self) -> [usize; 3] {
+        let span = self.dilation * (self.kernel - 1) + 1;
+        let [_, h, w] = self.input;
+        let [top, left, bottom, right] = self.pads;
+        [
+            self.out_channels,
+            Self::out_len(h, top, bottom, span, self.stride),
+            Self::out_len(w, left, right, span, self.stride),
+        ]
+    }
+
+    fn run(&self, x: &[f32], batch: usize, w: &[f32], b: Option<&[f32]>) -> Vec<f64> {
+        let [c, h, wd] = self.input;
+        let [o, oh, ow] = self.out_shape();
+        let (k, cg, og) = (self.kernel, c / self.groups, o / self.groups);
+        let mut y = Vec::with_capacity(batch * o * oh * ow);
+        for n in 0..batch {
+            for oc in 0..o {
+                for r in 0..oh {
+                    for q in 0..ow {
+                        let mut sum = b.map_or(0.0, |b| f64::from(b[oc]));
+                        for ci in 0..cg {
+                            let ic = oc / og * cg + ci;
+                            for i in 0..k {
+                                for j in 0..k {
+                                    let row = (r * self.stride + i * self.dilation) as isize - self.pads[0] as isize;
+                                    let col = (q * self.stride + j * self.dilation) as isize - self.pads[1] as isize;
+                                    if (0..h as isize).contains(&row) && (0..wd as isize).contains(&col) {
+                                        let xv = x[((n * c + ic) * h + row as usize) * wd + col as usize];
+                                        sum += f64::from(xv) * f64::from(w[((oc * cg + ci) * k + i) * k + j]);
+                                    }
+                                }
+                            }
+                        }
+                        y.push(sum);
+                    }
+                }
+            }
+        }
+        y
+    }
+}
+
+/// `pad=same` as ONNX's SAME_UPPER: ⌈size/stride⌉ outputs, the odd pixel
+/// of padding after.
+fn same_pads(size: usize, span: usize, stride: usize) -> (usize, usize) {
+    let total = ((size.div_ceil(stride) - 1) * stride + span).saturating_sub(size);
+    (total / 2, total - total / 2)
+}
+
+/// One conv program through `check` and the interpreter; `None` when
+/// `check` refuses it (the window does not fit), else the largest error
+/// against [`DirectConv`].
+fn conv_through_the_interpreter(conv: &DirectConv, pad: &str, seed: u64) -> Option<f64> {
+    let [c, h, w] = conv.input;
+    let text = format!(
+        "model C {{ input [{c}, {h}, {w}] conv {c} -> {} k={} stride={} dilation={} groups={} pad={pad} }}",
+        conv.out_channels, conv.kernel, conv.stride, conv.dilation, conv.groups
+    );
+    let source = nnc_diag::SourceFile::new("t.nn", text.as_str());
+    let options = nnc_driver::Options {
+        modes: vec![Mode::Infer],
+        stage: Stage::Optimized,
+        passes: None,
+    };
+    let m = nnc_driver::compile(&source, &options, &mut nnc_driver::Quiet)
+        .ok()?
+        .module?;
+    let params = weights(&text, seed);
+    let mut it = Interpreter::new(&m, Mode::Infer, &params).unwrap();
+    assert_eq!(it.output_shape(), conv.out_shape(), "{text}");
+    let batch = 2;
+    let x = input(c * h * w, batch, seed);
+    let bias = params.tensors.get("layer0.bias").map(|t| t.data.as_slice());
+    let want = conv.run(&x, batch, &params.tensors["layer0.weight"].data, bias);
+    let mut worst = 0f64;
+    for threads in [1, 2] {
+        let got = it.run(&x, batch, threads, 0).unwrap();
+        assert_eq!(got.len(), want.len(), "{text}");
+        for (g, e) in got.iter().zip(&want) {
+            worst = worst.max((f64::from(*g) - e).abs() / e.abs().max(1.0));
+        }
+    }
+    assert!(worst <= 1e-5, "{text}: off by {worst}");
+    Some(worst)
+}
+
+/// Issue 11: a conv whose padding reaches past the map, so that some taps
+/// read only padding, panicked. Every small geometry `check` accepts,
+/// through the interpreter, against the definition.
+#[test]
+fn every_small_conv_geometry_matches_the_definition_in_the_interpreter() {
+    let mut checked = 0;
+    for (h, w) in (1..=6).flat_map(|h| (1..=6).map(move |w| (h, w))) {
+        for (kernel, stride, dilation) in
+            (1..=5).flat_map(|k| (1..=3).flat_map(move |s| (1..=3).map(move |d| (k, s, d))))
+        {
+            let span = dilation * (kernel - 1) + 1;
+            let (top, bottom) = same_pads(h, span, stride);
+            let (left, right) = same_pads(w, span, stride);
+            let pads = (0..=4)
+                .map(|p| (p.to_string(), [p; 4]))
+                .chain([("same".to_string(), [top, left, bottom, right])]);
+            for (pad, pads) in pads {
+                for groups in [1, 2] {
+                    let conv = DirectConv {
+                        input: [2, h, w],
+                        out_channels: 2,
+                        kernel,
+                        stride,
+                        dilation,
+                        groups,
+                        pads,
+                    };
+                    let fits = conv.out_shape()[1] > 0 && conv.out_shape()[2] > 0;
+                    let result = conv_through_the_interpreter(&conv, &pad, checked as u64);
+                    assert_eq!(
+                        result.is_some(),
+                        fits,
+                        "check and the definition disagree on {pad} {:?}",
+                        conv.input
+                    );
+                    checked += usize::from(fits);
+                }
+            }
+        }
+    }
+    assert!(checked > 10_000, "{checked}");
+}
