@@ -328,3 +328,142 @@ fn every_small_conv_geometry_matches_the_definition_in_the_interpreter() {
     }
     assert!(checked > 10_000, "{checked}");
 }
+
+/// The place of the NaN in the NaN tests: sample 1 of 2, and in an image
+/// `[4, 3, 3]` channel 1, row 1, column 2 (index 14 of the sample).
+const NAN_SAMPLE: usize = 1;
+const NAN_AT: usize = 14;
+
+/// Whether output `(c, r, q)` of a `[C, 3, 3]` map depends on input pixel
+/// (row 1, column 2) through a `k`×`k`, stride-1 window padded by `k / 2`.
+fn window_covers(r: usize, q: usize, k: usize) -> bool {
+    let reach = k / 2;
+    r.abs_diff(1) <= reach && q.abs_diff(2) <= reach
+}
+
+/// Runs `text` on two samples with one NaN input, and checks that exactly
+/// the outputs `depends(sample, c, r, q)` marks are NaN (an output of
+/// shape `[C]` or `[F]` has r = q = 0).
+fn nan_reaches_exactly(text: &str, mode: Mode, nan_at: usize, depends: impl Fn(usize, usize, usize, usize) -> bool) {
+    let stages: &[Stage] = if mode == Mode::Infer {
+        &[Stage::Lowered, Stage::Optimized]
+    } else {
+        &[Stage::Lowered]
+    };
+    for &stage in stages {
+        let w = weights(text, 2);
+        let mut it = Interpreter::new(&module(text, mode, stage), mode, &w).unwrap();
+        let per_sample: usize = it.input_shape().iter().product();
+        let mut x = input(per_sample, 2, 4);
+        x[NAN_SAMPLE * per_sample + nan_at] = f32::NAN;
+        let shape = it.output_shape().to_vec();
+        let (h, w) = match shape[..] {
+            [_, h, w] => (h, w),
+            _ => (1, 1),
+        };
+        let per_out: usize = shape.iter().product();
+        for threads in [1, 2] {
+            let y = it.run(&x, 2, threads, 0).unwrap();
+            for (i, v) in y.iter().enumerate() {
+                let (n, rest) = (i / per_out, i % per_out);
+                let (c, r, q) = (rest / (h * w), rest / w % h, rest % w);
+                let want = depends(n, c, r, q);
+                assert_eq!(
+                    v.is_nan(),
+                    want,
+                    "{text} ({stage:?}): output {n}/{c}/{r}/{q} is {v}, NaN expected: {want}"
+                );
+                assert!(v.is_nan() || v.is_finite(), "{text}: {v}");
+            }
+        }
+    }
+}
+
+/// Issue 11: ReLU of NaN gave 0, maxout dropped a NaN piece. A NaN must
+/// reach exactly the outputs that depend on it (as in PyTorch), through
+/// every activation, pool and norm, standalone and fused into the
+/// epilogue of a dense or conv layer.
+#[test]
+fn a_nan_input_reaches_exactly_the_outputs_that_depend_on_it() {
+    let image = "input [4, 3, 3]";
+    let same_pixel = |n: usize, c: usize, r: usize, q: usize| n == NAN_SAMPLE && (c, r, q) == (1, 1, 2);
+    let elementwise = [
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu(0.1)",
+        "prelu",
+        "rrelu(0.1, 0.3)",
+        "elu",
+        "selu",
+        "softplus",
+        "gelu",
+        "silu",
+    ];
+    for act in elementwise {
+        nan_reaches_exactly(
+            &format!("model A {{ {image} act {act} }}"),
+            Mode::Infer,
+            NAN_AT,
+            same_pixel,
+        );
+        // Fused: a dense layer's every output depends on every input.
+        let dense = format!("model D {{ input 8 dense 8 -> 5 act={act} }}");
+        nan_reaches_exactly(&dense, Mode::Infer, 5, |n, _, _, _| n == NAN_SAMPLE);
+        // Fused into a conv, with a batch norm folded in: the NaN's 3×3 neighbourhood.
+        let conv = format!("model C {{ {image} conv 4 -> 2 k=3 pad=1 act={act} norm=batch }}");
+        nan_reaches_exactly(&conv, Mode::Infer, NAN_AT, |n, _, r, q| {
+            n == NAN_SAMPLE && window_covers(r, q, 3)
+        });
+    }
+    nan_reaches_exactly(
+        &format!("model B {{ {image} norm batch }}"),
+        Mode::Infer,
+        NAN_AT,
+        same_pixel,
+    );
+    let cases: [(&str, Box<dyn Fn(usize, usize, usize, usize) -> bool>); 9] = [
+        (
+            "maxpool k=3 stride=1 pad=1",
+            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)),
+        ),
+        (
+            "avgpool k=3 stride=1 pad=1",
+            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)),
+        ),
+        (
+            "maxpool k=2",
+            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 1 && (r, q) == (0, 1)),
+        ),
+        ("globalavgpool", Box::new(|n, c, _, _| n == NAN_SAMPLE && c == 1)),
+        (
+            "act softmax",
+            Box::new(|n, _, r, q| n == NAN_SAMPLE && (r, q) == (1, 2)),
+        ),
+        (
+            "act maxout(2)",
+            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 0 && (r, q) == (1, 2)),
+        ),
+        ("norm layer", Box::new(|n, _, _, _| n == NAN_SAMPLE)),
+        ("norm instance", Box::new(|n, c, _, _| n == NAN_SAMPLE && c == 1)),
+        ("norm group(groups=2)", Box::new(|n, c, _, _| n == NAN_SAMPLE && c < 2)),
+    ];
+    for (op, depends) in cases {
+        nan_reaches_exactly(&format!("model P {{ {image} {op} }}"), Mode::Infer, NAN_AT, depends);
+    }
+    // LRN sums the squares of the neighbouring channels at the same pixel.
+    let lrn = format!("model L {{ {image} norm lrn(size=3) }}");
+    nan_reaches_exactly(&lrn, Mode::Infer, NAN_AT, |n, c, r, q| {
+        n == NAN_SAMPLE && c <= 2 && (r, q) == (1, 2)
+    });
+    // Training batch norm: the channel's batch statistics, over both samples.
+    let train = format!("model T {{ {image} norm batch }}");
+    nan_reaches_exactly(&train, Mode::Train, NAN_AT, |_, c, _, _| c == 1);
+    // Maxout after a dense layer: every piece depends on every input.
+    nan_reaches_exactly(
+        "model M { input 8 dense 8 -> 3 act=maxout(2) }",
+        Mode::Infer,
+        5,
+        |n, _, _, _| n == NAN_SAMPLE,
+    );
+}
