@@ -14,6 +14,7 @@ pub mod fold;
 pub mod init;
 pub mod io;
 pub mod kernels;
+mod qr;
 pub mod rng;
 pub mod team;
 mod workspace;
