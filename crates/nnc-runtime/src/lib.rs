@@ -15,6 +15,7 @@ pub mod init;
 pub mod io;
 pub mod kernels;
 pub mod memory;
+mod qr;
 pub mod rng;
 pub mod team;
 mod workspace;

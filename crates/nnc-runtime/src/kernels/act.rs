@@ -1,5 +1,12 @@
 //! Activations: the runtime's vocabulary and their scalar definitions, used
 //! by the standalone kernels and by the dense and conv epilogues alike.
+//!
+//! NaN propagates as in PyTorch and ONNX Runtime: every output that depends
+//! on a NaN is NaN. Rust's `f32::max` (IEEE `maxNum`) drops a NaN operand,
+//! so every maximum here (ReLU, softplus, softmax, maxout, max pooling)
+//! goes through [`max_nan`]. At ±∞ each activation gives its limit
+//! (`relu(∞) = ∞`, `tanh(−∞) = −1`, `sigmoid(−∞) = 0`, `gelu(−∞) =
+//! silu(−∞) = 0`), also where the textbook formula would compute `−∞ · 0`.
 
 /// SELU's constants (Klambauer et al. 2017).
 pub const SELU_LAMBDA: f32 = 1.050_701;
@@ -41,7 +48,7 @@ impl Activation<'_> {
             Activation::Identity => x,
             Activation::Sigmoid => sigmoid(x),
             Activation::Tanh => x.tanh(),
-            Activation::Relu => x.max(0.0),
+            Activation::Relu => relu(x),
             Activation::LeakyRelu { alpha } => leaky(x, alpha),
             Activation::Prelu { slopes } => {
                 let slope = if slopes.len() == 1 { slopes[0] } else { slopes[channel] };
@@ -50,8 +57,8 @@ impl Activation<'_> {
             Activation::Elu { alpha } => elu(x, alpha),
             Activation::Selu => SELU_LAMBDA * elu(x, SELU_ALPHA),
             Activation::Softplus { beta } => softplus(beta * x) / beta,
-            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
-            Activation::Silu => x * sigmoid(x),
+            Activation::Gelu => gelu(x),
+            Activation::Silu => times_weight(x, sigmoid(x)),
         }
     }
 
@@ -69,6 +76,42 @@ impl Activation<'_> {
             data.iter_mut().for_each(|v| *v = self.apply(*v, 0));
         }
     }
+}
+
+/// The larger of `a` and `b`, NaN when either is (IEEE 754-2019
+/// `maximum`, as PyTorch's `max` and `relu`); `f32::max` returns the
+/// other operand instead.
+#[inline(always)]
+pub fn max_nan(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// `max(x, 0)`, NaN for NaN.
+#[inline(always)]
+pub fn relu(x: f32) -> f32 {
+    max_nan(x, 0.0)
+}
+
+/// `x·w` for a weight `w ∈ [0, 1]` that tends to 0 as x → −∞ (`Φ(x)` for
+/// GELU, `σ(x)` for SiLU): 0 once the weight is 0, where `−∞ · 0` would
+/// be NaN; the limit, which PyTorch's fixed GELU also gives.
+#[inline(always)]
+fn times_weight(x: f32, weight: f32) -> f32 {
+    if weight == 0.0 {
+        0.0
+    } else {
+        x * weight
+    }
+}
+
+/// The exact GELU `x·Φ(x)`, `Φ(x) = (1 + erf(x/√2)) / 2`.
+#[inline]
+fn gelu(x: f32) -> f32 {
+    times_weight(x, 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)))
 }
 
 #[inline]
@@ -103,7 +146,7 @@ pub fn sigmoid(x: f32) -> f32 {
 /// `log(1 + e^x)` without overflow: `max(x, 0) + log1p(e^−|x|)`.
 #[inline]
 pub fn softplus(x: f32) -> f32 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
+    relu(x) + (-x.abs()).exp().ln_1p()
 }
 
 #[cfg(test)]
@@ -135,7 +178,7 @@ pub fn softmax(x: &[f32], n: usize, channels: usize, inner: usize, y: &mut [f32]
     for s in 0..n {
         for i in 0..inner {
             let at = |c: usize| s * per_sample + c * inner + i;
-            let max = (0..channels).map(|c| x[at(c)]).fold(f32::NEG_INFINITY, f32::max);
+            let max = (0..channels).map(|c| x[at(c)]).fold(f32::NEG_INFINITY, max_nan);
             let mut sum = 0.0f32;
             for c in 0..channels {
                 let e = (x[at(c)] - max).exp();
@@ -160,7 +203,7 @@ pub fn maxout(x: &[f32], n: usize, channels: usize, inner: usize, pieces: usize,
                 let at = |c: usize| s * channels * inner + c * inner + i;
                 let best = (0..pieces)
                     .map(|k| x[at(j * pieces + k)])
-                    .fold(f32::NEG_INFINITY, f32::max);
+                    .fold(f32::NEG_INFINITY, max_nan);
                 y[s * out_channels * inner + j * inner + i] = best;
             }
         }
@@ -189,5 +232,132 @@ mod softmax_tests {
         let mut y = [0.0; 3];
         maxout(&x, 1, 6, 1, 2, &mut y);
         assert_eq!(y, [5.0, 3.0, 7.0]);
+    }
+}
+
+#[cfg(test)]
+mod special_value_tests {
+    use super::*;
+    use crate::kernels::epilogue::{Epilogue, EpilogueStep};
+
+    const SLOPES: [f32; 2] = [0.1, 0.2];
+
+    /// Every activation, with its value at −∞ and +∞ (the limits;
+    /// PyTorch's where it defines one).
+    fn every_activation() -> Vec<(Activation<'static>, f32, f32)> {
+        let lambda_alpha = -SELU_LAMBDA * SELU_ALPHA;
+        vec![
+            (Activation::Identity, f32::NEG_INFINITY, f32::INFINITY),
+            (Activation::Sigmoid, 0.0, 1.0),
+            (Activation::Tanh, -1.0, 1.0),
+            (Activation::Relu, 0.0, f32::INFINITY),
+            (Activation::LeakyRelu { alpha: 0.01 }, f32::NEG_INFINITY, f32::INFINITY),
+            (Activation::Prelu { slopes: &SLOPES }, f32::NEG_INFINITY, f32::INFINITY),
+            (Activation::Elu { alpha: 1.5 }, -1.5, f32::INFINITY),
+            (Activation::Selu, lambda_alpha, f32::INFINITY),
+            (Activation::Softplus { beta: 2.0 }, 0.0, f32::INFINITY),
+            (Activation::Gelu, 0.0, f32::INFINITY),
+            (Activation::Silu, 0.0, f32::INFINITY),
+        ]
+    }
+
+    /// `values` through the activation every way it runs: the scalar
+    /// definition, the standalone slice kernel, and the epilogue of a dense
+    /// row and of a conv plane (whose fast ELU/tanh/ReLU forms differ).
+    fn every_path(act: Activation, values: &[f32]) -> Vec<(&'static str, Vec<f32>)> {
+        let scalar = values.iter().map(|v| act.apply(*v, 1)).collect();
+        // Channel 1 of two, for PReLU's slope: [n = 1, channels = 2, inner = len].
+        let mut slice = [vec![0.0; values.len()], values.to_vec()].concat();
+        act.apply_slice(&mut slice, 2, values.len());
+        let steps = [EpilogueStep::Act(act)];
+        let epilogue = Epilogue {
+            bias: None,
+            steps: &steps,
+        };
+        let mut plane = values.to_vec();
+        epilogue.apply_channel(&mut plane, 1);
+        let rows = values
+            .iter()
+            .map(|v| {
+                let mut row = [0.0, *v];
+                epilogue.apply_row(&mut row, 0);
+                row[1]
+            })
+            .collect();
+        vec![
+            ("scalar", scalar),
+            ("slice", slice.split_off(values.len())),
+            ("conv epilogue", plane),
+            ("dense epilogue", rows),
+        ]
+    }
+
+    #[test]
+    fn nan_gives_nan_through_every_activation_on_every_path() {
+        // 40 values so that the vector bodies and their tails both see NaN.
+        let mut values: Vec<f32> = (0..40).map(|i| i as f32 * 0.25 - 5.0).collect();
+        for i in [0, 3, 17, 39] {
+            values[i] = f32::NAN;
+        }
+        for (act, _, _) in every_activation() {
+            for (path, out) in every_path(act, &values) {
+                for (i, (v, y)) in values.iter().zip(&out).enumerate() {
+                    assert_eq!(y.is_nan(), v.is_nan(), "{act:?} {path}: element {i}: {v} gives {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn infinities_give_the_limits_on_every_path() {
+        for (act, at_minus, at_plus) in every_activation() {
+            for (path, out) in every_path(act, &[f32::NEG_INFINITY, f32::INFINITY]) {
+                let near = |got: f32, want: f32| got == want || (got - want).abs() <= 1e-6 * want.abs();
+                assert!(
+                    near(out[0], at_minus) && near(out[1], at_plus),
+                    "{act:?} {path}: ±∞ give {out:?}, want [{at_minus}, {at_plus}]"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn max_nan_keeps_nan_from_either_side() {
+        assert!(max_nan(f32::NAN, 1.0).is_nan() && max_nan(1.0, f32::NAN).is_nan());
+        assert_eq!(max_nan(-1.0, 2.0), 2.0);
+        assert_eq!(max_nan(f32::NEG_INFINITY, -3.0), -3.0);
+        assert!(relu(f32::NAN).is_nan());
+        assert_eq!(relu(-0.5), 0.0);
+    }
+
+    #[test]
+    fn softmax_and_maxout_propagate_nan_within_their_groups_only() {
+        // [n = 1, channels = 4, inner = 2]: position 0 holds a NaN in channel 2.
+        let x = [1.0, 1.0, 2.0, 2.0, f32::NAN, 3.0, 4.0, 4.0];
+        let mut y = [0.0; 8];
+        softmax(&x, 1, 4, 2, &mut y);
+        // Every channel at position 0 depends on the NaN; position 1 is untouched.
+        for c in 0..4 {
+            assert!(y[c * 2].is_nan() && y[c * 2 + 1].is_finite(), "{y:?}");
+        }
+        let mut m = [0.0; 4];
+        maxout(&x, 1, 4, 2, 2, &mut m);
+        // Output channel 1 = max(channels 2, 3): NaN at position 0, 4 at 1; channel 0 clean.
+        assert_eq!((m[0], m[1], m[3]), (2.0, 2.0, 4.0));
+        assert!(m[2].is_nan());
+        // All pieces NaN: NaN, not −∞.
+        let mut one = [0.0];
+        maxout(&[f32::NAN, f32::NAN], 1, 2, 1, 2, &mut one);
+        assert!(one[0].is_nan());
+    }
+
+    #[test]
+    fn softmax_at_infinity_is_nan_as_in_pytorch() {
+        // exp(∞ − ∞) is NaN; PyTorch and ONNX Runtime give NaN for the whole row too.
+        let mut y = [0.0; 2];
+        softmax(&[f32::INFINITY, 1.0], 1, 2, 1, &mut y);
+        assert!(y.iter().all(|v| v.is_nan()), "{y:?}");
+        softmax(&[f32::NEG_INFINITY, 1.0], 1, 2, 1, &mut y);
+        assert_eq!(y, [0.0, 1.0]);
     }
 }

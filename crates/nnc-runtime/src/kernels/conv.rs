@@ -189,34 +189,69 @@ fn im2col(g: &ConvGeometry, x: &[f32], channels: usize, col: &mut [f32]) {
         for ki in 0..g.kernel {
             for kj in 0..g.kernel {
                 let Some(row) = rows.next() else { return };
-                // The output columns whose input column `q·s + kj·d − pad_left` is inside the image.
-                let offset = kj * dilation;
-                let first = pad_left.saturating_sub(offset).div_ceil(stride).min(ow);
-                let end = (g.width + pad_left)
-                    .checked_sub(offset)
-                    .map_or(0, |room| room.div_ceil(stride))
-                    .min(ow);
-                let end = end.max(first);
+                let taps = Taps::new(ow, stride, kj * dilation, pad_left, g.width);
                 for (r, out_row) in row.chunks_exact_mut(ow).enumerate() {
                     let ih = (r * stride + ki * dilation)
                         .checked_sub(pad_top)
                         .filter(|&ih| ih < g.height);
-                    let Some(ih) = ih else {
-                        out_row.fill(0.0);
-                        continue;
-                    };
-                    let input = &plane[ih * g.width..(ih + 1) * g.width];
-                    out_row[..first].fill(0.0);
-                    out_row[end..].fill(0.0);
-                    let start = first * stride + offset - pad_left;
-                    if stride == 1 {
-                        out_row[first..end].copy_from_slice(&input[start..start + (end - first)]);
-                    } else {
-                        let taps = input[start..].iter().step_by(stride);
-                        out_row[first..end].iter_mut().zip(taps).for_each(|(o, v)| *o = *v);
+                    match (ih, taps) {
+                        (Some(ih), Some(taps)) => taps.copy(&plane[ih * g.width..(ih + 1) * g.width], out_row),
+                        // The tap's row, or every one of its columns, is in the padding.
+                        _ => out_row.fill(0.0),
                     }
                 }
             }
+        }
+    }
+}
+
+/// Where one kernel column's taps fall along an output row: output columns
+/// `first..end` read input column `first·stride + offset − pad` onwards,
+/// every `stride`-th; the columns outside that range read the padding.
+#[derive(Clone, Copy)]
+struct Taps {
+    first: usize,
+    end: usize,
+    /// The input column of output column `first`.
+    start: usize,
+    stride: usize,
+}
+
+impl Taps {
+    /// `None` when every output column reads the padding: the tap's offset
+    /// lies more than the padding before or after the row, as when the
+    /// padding is wider than the map (`k=5 pad=2` on a 1-pixel map).
+    fn new(ow: usize, stride: usize, offset: usize, pad: usize, width: usize) -> Option<Taps> {
+        // Output column q reads input column q·stride + offset − pad, inside
+        // the row for ⌈(pad − offset)/stride⌉ ≤ q < ⌈(width + pad − offset)/stride⌉.
+        let first = pad.saturating_sub(offset).div_ceil(stride).min(ow);
+        let end = (width + pad)
+            .checked_sub(offset)
+            .map_or(0, |room| room.div_ceil(stride))
+            .min(ow);
+        // first < end implies first·stride + offset ≥ pad and the column < width.
+        (first < end).then(|| Taps {
+            first,
+            end,
+            start: first * stride + offset - pad,
+            stride,
+        })
+    }
+
+    fn copy(&self, input: &[f32], out_row: &mut [f32]) {
+        let Taps {
+            first,
+            end,
+            start,
+            stride,
+        } = *self;
+        out_row[..first].fill(0.0);
+        out_row[end..].fill(0.0);
+        if stride == 1 {
+            out_row[first..end].copy_from_slice(&input[start..start + (end - first)]);
+        } else {
+            let taps = input[start..].iter().step_by(stride);
+            out_row[first..end].iter_mut().zip(taps).for_each(|(o, v)| *o = *v);
         }
     }
 }
@@ -467,6 +502,105 @@ mod tests {
                 },
                 e,
             );
+        }
+    }
+
+    /// Every small geometry, with the padding up to twice the map (taps
+    /// wholly in the padding: issue 11, `k=5 pad=2` on a 1-pixel map
+    /// panicked), symmetric and SAME_UPPER-like, against the definition.
+    #[test]
+    fn exhaustive_small_geometries_against_the_definition() {
+        let teams = [crate::Team::new(1).unwrap(), crate::Team::new(2).unwrap()];
+        let mut rng = Rng::new(5, 11);
+        let mut checked = 0;
+        for (height, width) in (1..=6).flat_map(|h| (1..=6).map(move |w| (h, w))) {
+            for (kernel, stride, dilation) in
+                (1..=5).flat_map(|k| (1..=3).flat_map(move |s| (1..=3).map(move |d| (k, s, d))))
+            {
+                for pads in (0..=4).flat_map(|p| [[p; 4], [p, p, p + 1, p + 1], [p, 0, p, 4 - p]]) {
+                    for groups in [1, 2] {
+                        let g = ConvGeometry {
+                            in_channels: 2,
+                            height,
+                            width,
+                            out_channels: 2 * groups,
+                            kernel,
+                            stride,
+                            dilation,
+                            groups,
+                            pads,
+                        };
+                        if g.out_height() == 0 || g.out_width() == 0 {
+                            continue;
+                        }
+                        let w = random(&mut rng, g.out_channels * g.col_rows());
+                        let bias = random(&mut rng, g.out_channels);
+                        let epilogue = Epilogue {
+                            bias: Some(&bias),
+                            steps: &[],
+                        };
+                        let batch = 2;
+                        let x = random(&mut rng, batch * g.in_channels * height * width);
+                        let want = reference(&x, batch, &g, &w, &epilogue);
+                        for team in &teams {
+                            let mut y = vec![f32::NAN; want.len()];
+                            let mut scratch = vec![f32::NAN; g.scratch_len(team.threads())];
+                            conv2d(&x, batch, &g, &w, &epilogue, &mut y, &mut scratch, team);
+                            for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                                assert!(
+                                    (f64::from(*got) - want).abs() <= 1e-5 * want.abs().max(1.0),
+                                    "{g:?}, {} thread(s): element {i}: got {got}, want {want}",
+                                    team.threads()
+                                );
+                            }
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        // Most of the sweep has an output (the rest is refused by `check`).
+        assert!(checked > 20_000, "{checked} geometries");
+    }
+
+    #[test]
+    fn the_issue_examples_read_zeros_from_the_padding() {
+        // k=5 pad=2, 5×5 same and k=3 same dilation 2 on a 1×1 map; k=1 stride 3 pad 4 on 5×1.
+        for (height, width, kernel, stride, dilation, pads) in [
+            (1, 1, 5, 1, 1, [2; 4]),
+            (1, 1, 3, 1, 2, [2; 4]),
+            (5, 1, 1, 3, 1, [4; 4]),
+        ] {
+            let g = ConvGeometry {
+                in_channels: 1,
+                height,
+                width,
+                out_channels: 1,
+                kernel,
+                stride,
+                dilation,
+                groups: 1,
+                pads,
+            };
+            let x: Vec<f32> = (1..=height * width).map(|v| v as f32).collect();
+            let w = vec![1.0; kernel * kernel];
+            let mut y = vec![f32::NAN; g.out_height() * g.out_width()];
+            let mut scratch = vec![f32::NAN; g.scratch_len(1)];
+            assert!(!y.is_empty());
+            conv2d(
+                &x,
+                1,
+                &g,
+                &w,
+                &Epilogue::NONE,
+                &mut y,
+                &mut scratch,
+                &crate::Team::new(1).unwrap(),
+            );
+            // An all-ones kernel sums the pixels under it; each output sees
+            // every pixel its taps reach, the rest is padding.
+            let want = reference(&x, 1, &g, &w, &Epilogue::NONE);
+            assert_eq!(y.iter().map(|v| f64::from(*v)).collect::<Vec<_>>(), want, "{g:?}");
         }
     }
 }

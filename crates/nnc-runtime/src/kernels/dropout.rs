@@ -1,6 +1,8 @@
 //! Training-mode dropouts and RReLU. Every draw comes from the caller's
 //! [`Rng`], element by element in order, so a seed fixes every mask.
 //! Inference callers skip these: there, all of them are the identity.
+//! A dropped NaN or ±∞ stays NaN, as in PyTorch, whose masks multiply
+//! (`x · 0`) rather than select.
 
 use crate::kernels::act::{SELU_ALPHA, SELU_LAMBDA};
 use crate::Rng;
@@ -9,7 +11,7 @@ use crate::Rng;
 pub fn dropout(x: &[f32], p: f32, rng: &mut Rng, y: &mut [f32]) {
     let scale = 1.0 / (1.0 - p);
     for (out, v) in y.iter_mut().zip(x) {
-        *out = if rng.uniform() < p { 0.0 } else { v * scale };
+        *out = v * if rng.uniform() < p { 0.0 } else { scale };
     }
 }
 
@@ -23,8 +25,9 @@ pub fn alpha_dropout(x: &[f32], p: f32, rng: &mut Rng, y: &mut [f32]) {
     let a = ((1.0 - pd) * (1.0 + pd * saturation * saturation)).powf(-0.5);
     let b = -a * saturation * pd;
     for (out, v) in y.iter_mut().zip(x) {
-        let kept = if rng.uniform() < p { saturation } else { f64::from(*v) };
-        *out = (a * kept + b) as f32;
+        // x·keep + α'·(1 − keep), keep ∈ {0, 1}: a dropped NaN stays NaN.
+        let keep = if rng.uniform() < p { 0.0 } else { 1.0 };
+        *out = (a * (f64::from(*v) * keep + saturation * (1.0 - keep)) + b) as f32;
     }
 }
 
@@ -148,5 +151,48 @@ mod tests {
         let kept = m.iter().filter(|v| **v == 2.0).count();
         assert_eq!(kept + m.iter().filter(|v| **v == 0.0).count(), w.len());
         assert!((4_700..5_300).contains(&kept), "kept {kept}");
+    }
+
+    /// Every small map and block, blocks larger than the map included: no
+    /// panic, nothing dropped where no block fits, the kept rescaled.
+    #[test]
+    fn dropblock_on_every_small_geometry() {
+        let mut rng = Rng::new(9, 0);
+        for (h, w) in (1..=6).flat_map(|h| (1..=6).map(move |w| (h, w))) {
+            for block in 1..=7 {
+                let x: Vec<f32> = (0..2 * h * w).map(|i| i as f32 + 1.0).collect();
+                let (mut y, mut mask) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
+                dropblock(&x, 1, 2, h, w, 0.5, block, &mut rng, &mut y, &mut mask);
+                if block > h || block > w {
+                    // No block fits: nothing dropped (torchvision's γ has no seed positions).
+                    assert_eq!(y, x, "{h}×{w} block {block}");
+                    continue;
+                }
+                let kept = mask.iter().filter(|m| **m == 1.0).count();
+                for ((v, m), out) in x.iter().zip(&mask).zip(&y) {
+                    let want = if *m == 0.0 {
+                        0.0
+                    } else {
+                        v * x.len() as f32 / kept as f32
+                    };
+                    assert!((out - want).abs() <= 1e-5 * want.abs(), "{h}×{w} block {block}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_dropped_nan_stays_nan_as_in_pytorch() {
+        let x = [f32::NAN; 64];
+        let mut y = [0.0; 64];
+        dropout(&x, 0.5, &mut Rng::new(1, 0), &mut y);
+        assert!(y.iter().all(|v| v.is_nan()));
+        alpha_dropout(&x, 0.5, &mut Rng::new(1, 0), &mut y);
+        assert!(y.iter().all(|v| v.is_nan()));
+        rrelu_train(&x, 0.1, 0.3, &mut Rng::new(1, 0), &mut y);
+        assert!(y.iter().all(|v| v.is_nan()));
+        let mut mask = [0.0; 64];
+        dropblock(&x, 1, 1, 8, 8, 0.5, 3, &mut Rng::new(1, 0), &mut y, &mut mask);
+        assert!(y.iter().all(|v| v.is_nan()));
     }
 }

@@ -2,7 +2,7 @@
 //! the matrix product, applied to a block of outputs while it is still in
 //! cache rather than as separate passes over the whole output.
 
-use super::act::{Activation, SELU_ALPHA, SELU_LAMBDA};
+use super::act::{relu, Activation, SELU_ALPHA, SELU_LAMBDA};
 use super::simd::Level;
 
 /// One element-wise step of an epilogue, per output channel `o`.
@@ -144,7 +144,7 @@ impl Epilogue<'_> {
 fn apply_uniform(act: &Activation, values: &mut [f32], level: Level) {
     match *act {
         Activation::Identity => {}
-        Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Relu => values.iter_mut().for_each(|v| *v = relu(*v)),
         Activation::LeakyRelu { alpha } => {
             let leaky = Activation::LeakyRelu { alpha };
             values.iter_mut().for_each(|v| *v = leaky.apply(*v, 0));

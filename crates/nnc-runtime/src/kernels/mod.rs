@@ -11,4 +11,4 @@ pub mod epilogue;
 pub mod norm;
 mod panel;
 pub mod pool;
-mod simd;
+pub(crate) mod simd;

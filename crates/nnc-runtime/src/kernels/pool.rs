@@ -1,5 +1,10 @@
 //! Pooling over `[n, c, h, w]`: max (padding counts as −∞), average
 //! (padding not counted, ONNX `count_include_pad=0`) and global average.
+//! A NaN in a window makes its output NaN, max pooling included (PyTorch).
+//! A window wholly in the padding (which `check` refuses: a pool's padding
+//! is at most half its window) would give −∞ (max) or 0 (average).
+
+use super::act::max_nan;
 
 /// A pooling window. `pads` are `[top, left, bottom, right]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +74,7 @@ impl PoolGeometry {
 
 pub fn max_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
     for (plane, out) in g.planes(x, n, y) {
-        g.each_window(plane, out, f32::NEG_INFINITY, f32::max, |m, _| m);
+        g.each_window(plane, out, f32::NEG_INFINITY, max_nan, |m, _| m);
     }
 }
 
@@ -144,5 +149,106 @@ mod tests {
         let mut y = [0.0; 2];
         global_avg_pool(&[1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0], 1, 2, 4, &mut y);
         assert_eq!(y, [2.5, 25.0]);
+    }
+
+    /// The definition: the in-bounds values of each window (stride s,
+    /// padding p on every side), in f64.
+    fn windows(x: &[f32], h: usize, w: usize, k: usize, s: usize, p: usize) -> Vec<Vec<f64>> {
+        let out = |size: usize| (size + 2 * p - k) / s + 1;
+        let mut all = Vec::new();
+        for oy in 0..out(h) {
+            for ox in 0..out(w) {
+                let mut window = Vec::new();
+                for iy in (oy * s) as isize - p as isize..(oy * s + k) as isize - p as isize {
+                    for ix in (ox * s) as isize - p as isize..(ox * s + k) as isize - p as isize {
+                        if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                            window.push(f64::from(x[iy as usize * w + ix as usize]));
+                        }
+                    }
+                }
+                all.push(window);
+            }
+        }
+        all
+    }
+
+    /// Every small geometry `check` accepts (padding at most half the
+    /// window, so every window holds an input), against the definition.
+    #[test]
+    fn every_small_geometry_against_the_definition() {
+        for (h, w) in (1..=6).flat_map(|h| (1..=6).map(move |w| (h, w))) {
+            for (k, s) in (1..=5).flat_map(|k| (1..=3).map(move |s| (k, s))) {
+                for p in 0..=k / 2 {
+                    if h + 2 * p < k || w + 2 * p < k {
+                        continue;
+                    }
+                    let g = PoolGeometry {
+                        channels: 1,
+                        height: h,
+                        width: w,
+                        kernel: k,
+                        stride: s,
+                        pads: [p; 4],
+                    };
+                    let x: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+                    let want = windows(&x, h, w, k, s, p);
+                    let mut y = vec![f32::NAN; g.out_height() * g.out_width()];
+                    assert_eq!(y.len(), want.len(), "{g:?}");
+                    max_pool2d(&x, 1, &g, &mut y);
+                    for (got, window) in y.iter().zip(&want) {
+                        let max = window.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                        assert_eq!(f64::from(*got), max, "{g:?}: max of {window:?}");
+                    }
+                    avg_pool2d(&x, 1, &g, &mut y);
+                    for (got, window) in y.iter().zip(&want) {
+                        let mean = window.iter().sum::<f64>() / window.len() as f64;
+                        assert!(
+                            (f64::from(*got) - mean).abs() < 1e-6,
+                            "{g:?}: mean of {window:?} is not {got}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_nan_makes_every_window_holding_it_nan() {
+        // 3×3 windows, stride 1, pad 1 on a 4×4 grid: NaN at (0, 3).
+        let g = PoolGeometry {
+            channels: 1,
+            height: 4,
+            width: 4,
+            kernel: 3,
+            stride: 1,
+            pads: [1; 4],
+        };
+        let mut x = grid();
+        x[3] = f32::NAN;
+        for pool in [max_pool2d, avg_pool2d] {
+            let mut y = [0.0; 16];
+            pool(&x, 1, &g, &mut y);
+            for (i, v) in y.iter().enumerate() {
+                let (r, q) = (i / 4, i % 4);
+                assert_eq!(v.is_nan(), r <= 1 && q >= 2, "output ({r}, {q}) = {v}");
+            }
+        }
+        // The NaN also wins over larger values and over +∞ in max pooling.
+        let mut y = [0.0];
+        let one = PoolGeometry {
+            kernel: 2,
+            stride: 2,
+            height: 2,
+            width: 2,
+            pads: [0; 4],
+            channels: 1,
+        };
+        max_pool2d(&[f32::INFINITY, f32::NAN, 1.0, 2.0], 1, &one, &mut y);
+        assert!(y[0].is_nan());
+        max_pool2d(&[f32::NEG_INFINITY, f32::INFINITY, 1.0, 2.0], 1, &one, &mut y);
+        assert_eq!(y[0], f32::INFINITY);
+        let mut z = [0.0; 2];
+        global_avg_pool(&[1.0, f32::NAN, 3.0, 4.0], 1, 2, 2, &mut z);
+        assert!(z[0].is_nan() && z[1] == 3.5);
     }
 }
