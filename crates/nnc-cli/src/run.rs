@@ -1,13 +1,14 @@
 //! `nnc init`, `nnc run` and `nnc export`: the commands that touch numbers.
-//! Every output is written atomically (a temporary file, then a rename), so
-//! a failing command never leaves a partial file.
+//! Every output goes through `output` (a temporary file, then a rename), so
+//! a failing or interrupted command never leaves a partial file.
 
-use crate::{read_source, run_compile, Failure};
+use crate::output;
+use crate::{read_source, report, run_compile, Failure};
 use nnc_driver::{Options, Quiet, Stage};
 use nnc_interp::{init_weights, Interpreter};
 use nnc_ir::{Mode, Module};
-use nnc_runtime::io::npy::{check_input, read_npy, write_npy};
-use nnc_runtime::io::weights::{read_safetensors, write_safetensors, Expected, Weights};
+use nnc_runtime::io::npy::{check_input, read_npy_file, write_npy};
+use nnc_runtime::io::weights::{read_safetensors_file, write_safetensors, Expected, Weights};
 use std::path::{Path, PathBuf};
 
 /// The module with every declared parameter: both modes, lowered. Weight
@@ -39,15 +40,16 @@ fn compiled(file: &PathBuf, mode: Mode, stage: Stage, passes: Option<Vec<String>
 }
 
 pub(crate) fn init(file: &PathBuf, seed: u64, output: &Path) -> Result<String, Failure> {
+    let sink = output::resolve(output, &[("the model", file.as_path())])?;
     let weights = init_weights(&declared(file)?, seed);
     let bytes = write_safetensors(&weights).map_err(|e| Failure(format!("error: {e}")))?;
-    write_atomic(output, &bytes)?;
+    output::write(&[(&sink, &bytes)])?;
     let count: usize = weights.tensors.values().map(|t| t.data.len()).sum();
-    eprintln!(
+    report(&format!(
         "wrote {} ({} tensors, {count} parameters, seed {seed})",
         output.display(),
         weights.tensors.len()
-    );
+    ));
     Ok(String::new())
 }
 
@@ -63,12 +65,9 @@ pub(crate) fn load_weights(file: &PathBuf, path: &Path) -> Result<Weights, Failu
             shape: &p.shape,
         })
         .collect();
-    let bytes = std::fs::read(path).map_err(|e| Failure(format!("error: cannot read {}: {e}", path.display())))?;
-    let what = path.display().to_string();
-    let (weights, warnings) =
-        read_safetensors(&bytes, &what, &expected).map_err(|e| Failure(format!("error: {what}: {e}")))?;
+    let (weights, warnings) = read_safetensors_file(path, &expected).map_err(|e| Failure(format!("error: {e}")))?;
     for warning in warnings {
-        eprintln!("warning: {warning}");
+        report(&format!("warning: {warning}"));
     }
     Ok(weights)
 }
@@ -84,15 +83,20 @@ pub(crate) fn run(
     no_opt: bool,
     threads: Option<usize>,
 ) -> Result<String, Failure> {
+    let inputs = [
+        ("the model", file.as_path()),
+        ("--weights", weights_path),
+        ("--input", input),
+    ];
+    let sink = output::resolve(output, &inputs)?;
     let stage = if no_opt { Stage::Lowered } else { Stage::Optimized };
     let module = compiled(file, mode, stage, None)?;
     let weights = load_weights(file, weights_path)?;
-    let bytes = std::fs::read(input).map_err(|e| Failure(format!("error: cannot read {}: {e}", input.display())))?;
-    let what = input.display().to_string();
-    let (shape, data) = read_npy(&bytes, &what).map_err(|e| Failure(format!("error: {what}: {e}")))?;
+    let (shape, data) = read_npy_file(input).map_err(|e| Failure(format!("error: {e}")))?;
     let mut interp = Interpreter::new(&module, mode, &weights).map_err(|e| Failure(format!("error: {e}")))?;
-    let batch = check_input(&shape, interp.input_shape()).map_err(|e| Failure(format!("error: {what}: {e}")))?;
-    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let batch =
+        check_input(&shape, interp.input_shape()).map_err(|e| Failure(format!("error: {}: {e}", input.display())))?;
+    let threads = thread_count(threads);
     let y = interp
         .run(&data, batch, threads, seed)
         .map_err(|e| Failure(format!("error: {e}")))?;
@@ -100,13 +104,32 @@ pub(crate) fn run(
         .chain(interp.output_shape().iter().copied())
         .collect();
     let bytes = write_npy(&out_shape, &y).map_err(|e| Failure(format!("error: {e}")))?;
-    write_atomic(output, &bytes)?;
+    output::write(&[(&sink, &bytes)])?;
     Ok(String::new())
+}
+
+/// `--threads`, capped to the cores: more threads than cores only adds
+/// switching (and `--threads 10000` would start 10,000 of them). Zero is
+/// refused by the flag's parser.
+fn thread_count(asked: Option<usize>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match asked {
+        None => cores,
+        Some(n) if n > cores => {
+            report(&format!(
+                "warning: --threads {n}: this machine has {cores} core{}; using {cores}",
+                if cores == 1 { "" } else { "s" }
+            ));
+            cores
+        }
+        Some(n) => n,
+    }
 }
 
 pub(crate) fn export(file: &PathBuf, weights_path: &Path, output: &Path) -> Result<String, Failure> {
     // The inference graph with batch norms unfolded: ONNX Runtime then
     // computes from the raw parameters, which checks our folding too.
+    let sink = output::resolve(output, &[("the model", file.as_path()), ("--weights", weights_path)])?;
     let passes = Some(vec!["eliminate-dropout".to_string(), "dce".to_string()]);
     let module = compiled(file, Mode::Infer, Stage::Optimized, passes)?;
     let weights = load_weights(file, weights_path)?;
@@ -117,21 +140,6 @@ pub(crate) fn export(file: &PathBuf, weights_path: &Path, output: &Path) -> Resu
         })
     };
     let bytes = nnc_onnx::export(&module, &lookup).map_err(|e| Failure(format!("error: {e}")))?;
-    write_atomic(output, &bytes)?;
+    output::write(&[(&sink, &bytes)])?;
     Ok(String::new())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and
-/// a rename, so readers never see a partial file and failures leave none.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Failure(format!("error: cannot write {}: {e}", path.display()))
-    })
 }

@@ -32,7 +32,7 @@ pub enum Error {
     /// and what is wrong with it (overlap, gap, out of file, size, ...).
     BadTensor {
         file: String,
-        tensor: TensorDecl,
+        tensor: Box<TensorDecl>,
         problem: String,
     },
     /// A file declares more data than this machine can allocate.

@@ -297,7 +297,7 @@ fn check_coverage(declared: &[TensorDecl], present: u64, what: &str) -> Result<(
 fn bad(what: &str, tensor: TensorDecl, problem: String) -> Error {
     Error::BadTensor {
         file: what.to_string(),
-        tensor,
+        tensor: Box::new(tensor),
         problem,
     }
 }
