@@ -10,7 +10,7 @@ use nnc_ir::Mode;
 use nnc_runtime::io::weights::{write_safetensors, Tensor, Weights};
 use std::path::{Path, PathBuf};
 
-pub(crate) fn build(file: &PathBuf, output: &Path, embed: Option<&Path>) -> Result<String, Failure> {
+pub(crate) fn build(file: &Path, output: &Path, embed: Option<&Path>) -> Result<String, Failure> {
     // The flags first: no point compiling for an output that will be refused.
     if output.extension().is_some_and(|e| e == "safetensors") {
         return Err(Failure(format!(
@@ -18,7 +18,7 @@ pub(crate) fn build(file: &PathBuf, output: &Path, embed: Option<&Path>) -> Resu
             output.display()
         )));
     }
-    let mut inputs = vec![("the model", file.as_path())];
+    let mut inputs = vec![("the model", file)];
     inputs.extend(embed.map(|w| ("--embed", w)));
     let sink = output::resolve(output, &inputs)?;
     let sibling = match embed {
@@ -85,7 +85,7 @@ fn sibling_of(output: &Path) -> PathBuf {
 
 /// The bytes of the folded weights: every parameter the inference
 /// function reads, derived ones computed from `weights_path`'s numbers.
-fn fold_weights(file: &PathBuf, module: &nnc_ir::Module, weights_path: &Path) -> Result<Vec<u8>, Failure> {
+fn fold_weights(file: &Path, module: &nnc_ir::Module, weights_path: &Path) -> Result<Vec<u8>, Failure> {
     let stored = load_weights(file, weights_path)?;
     let values = param_values(module, &stored).map_err(|e| Failure(format!("error: {e}")))?;
     let mut folded = Weights::default();

@@ -331,7 +331,7 @@ pub(crate) fn run_compile(
     }
 }
 
-fn check(file: &PathBuf) -> Result<String, Failure> {
+fn check(file: &Path) -> Result<String, Failure> {
     let source = read_source(file)?;
     let options = Options {
         modes: Mode::ALL.to_vec(),
@@ -374,7 +374,7 @@ fn group_thousands(n: usize) -> String {
 }
 
 fn ir(
-    file: &PathBuf,
+    file: &Path,
     mode: Mode,
     stage: Stage,
     passes: Option<Vec<String>>,

@@ -9,11 +9,11 @@ use nnc_interp::{init_weights, Interpreter};
 use nnc_ir::{Mode, Module};
 use nnc_runtime::io::npy::{check_input, read_npy_file, write_npy};
 use nnc_runtime::io::weights::{read_safetensors_file, write_safetensors, Expected, Weights};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The module with every declared parameter: both modes, lowered. Weight
 /// files hold exactly these.
-fn declared(file: &PathBuf) -> Result<Module, Failure> {
+fn declared(file: &Path) -> Result<Module, Failure> {
     let source = read_source(file)?;
     let options = Options {
         modes: Mode::ALL.to_vec(),
@@ -26,7 +26,7 @@ fn declared(file: &PathBuf) -> Result<Module, Failure> {
         .ok_or_else(|| Failure("internal error: lowering produced no module".into()))
 }
 
-fn compiled(file: &PathBuf, mode: Mode, stage: Stage, passes: Option<Vec<String>>) -> Result<Module, Failure> {
+fn compiled(file: &Path, mode: Mode, stage: Stage, passes: Option<Vec<String>>) -> Result<Module, Failure> {
     let source = read_source(file)?;
     let options = Options {
         modes: vec![mode],
@@ -39,8 +39,8 @@ fn compiled(file: &PathBuf, mode: Mode, stage: Stage, passes: Option<Vec<String>
         .ok_or_else(|| Failure("internal error: compiling produced no module".into()))
 }
 
-pub(crate) fn init(file: &PathBuf, seed: u64, output: &Path) -> Result<String, Failure> {
-    let sink = output::resolve(output, &[("the model", file.as_path())])?;
+pub(crate) fn init(file: &Path, seed: u64, output: &Path) -> Result<String, Failure> {
+    let sink = output::resolve(output, &[("the model", file)])?;
     let weights = init_weights(&declared(file)?, seed);
     let bytes = write_safetensors(&weights).map_err(|e| Failure(format!("error: {e}")))?;
     output::write(&[(&sink, &bytes)])?;
@@ -54,7 +54,7 @@ pub(crate) fn init(file: &PathBuf, seed: u64, output: &Path) -> Result<String, F
 }
 
 /// Reads a weight file and checks it against every declared parameter.
-pub(crate) fn load_weights(file: &PathBuf, path: &Path) -> Result<Weights, Failure> {
+pub(crate) fn load_weights(file: &Path, path: &Path) -> Result<Weights, Failure> {
     let module = declared(file)?;
     let expected: Vec<Expected> = module
         .params
@@ -74,7 +74,7 @@ pub(crate) fn load_weights(file: &PathBuf, path: &Path) -> Result<Weights, Failu
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
-    file: &PathBuf,
+    file: &Path,
     weights_path: &Path,
     input: &Path,
     output: &Path,
@@ -83,11 +83,7 @@ pub(crate) fn run(
     no_opt: bool,
     threads: Option<usize>,
 ) -> Result<String, Failure> {
-    let inputs = [
-        ("the model", file.as_path()),
-        ("--weights", weights_path),
-        ("--input", input),
-    ];
+    let inputs = [("the model", file), ("--weights", weights_path), ("--input", input)];
     let sink = output::resolve(output, &inputs)?;
     let stage = if no_opt { Stage::Lowered } else { Stage::Optimized };
     let module = compiled(file, mode, stage, None)?;
@@ -126,10 +122,10 @@ fn thread_count(asked: Option<usize>) -> usize {
     }
 }
 
-pub(crate) fn export(file: &PathBuf, weights_path: &Path, output: &Path) -> Result<String, Failure> {
+pub(crate) fn export(file: &Path, weights_path: &Path, output: &Path) -> Result<String, Failure> {
     // The inference graph with batch norms unfolded: ONNX Runtime then
     // computes from the raw parameters, which checks our folding too.
-    let sink = output::resolve(output, &[("the model", file.as_path()), ("--weights", weights_path)])?;
+    let sink = output::resolve(output, &[("the model", file), ("--weights", weights_path)])?;
     let passes = Some(vec!["eliminate-dropout".to_string(), "dce".to_string()]);
     let module = compiled(file, Mode::Infer, Stage::Optimized, passes)?;
     let weights = load_weights(file, weights_path)?;
