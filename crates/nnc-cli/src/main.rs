@@ -280,7 +280,7 @@ pub(crate) fn report(line: &str) {
 
 pub(crate) fn read_source(file: &Path) -> Result<SourceFile, Failure> {
     let bytes = nnc_runtime::io::input::read_capped(file, MAX_PROGRAM_BYTES).map_err(|e| match e {
-        nnc_runtime::Error::Malformed { what, .. } => Failure(format!(
+        nnc_runtime::Error::TooLarge { what, .. } => Failure(format!(
             "error: {what} is larger than {} MiB; a program file is never that long (is it a device?)",
             MAX_PROGRAM_BYTES >> 20
         )),

@@ -69,7 +69,7 @@ pub(crate) fn clean_up_on_interrupt() {
         for temp in temporaries.iter() {
             let _ = std::fs::remove_file(temp);
         }
-        crate::report("nnc: interrupted; no output was written");
+        crate::report("nnc: interrupted; its temporary files are removed, its outputs left as they were");
         std::process::exit(130);
     });
 }

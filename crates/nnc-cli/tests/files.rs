@@ -206,19 +206,23 @@ fn a_full_standard_output_is_an_error_for_every_command_that_prints() {
 
 #[test]
 fn a_closed_pipe_ends_quietly() {
-    for args in [
-        &["ir", "models/seed_elu_bn_dropout.nn"][..],
-        &["passes"],
-        &["build", "models/seed_relu_he.nn", "-o", "-"],
-    ] {
+    // Output well past a pipe's 64 KiB buffer, so the write meets the
+    // closed pipe whenever the reader goes.
+    let dir = scratch("pipe");
+    let big = dir.join("big.nn");
+    std::fs::write(
+        &big,
+        format!("model Big {{ input 8 {} }}", "dense 8 -> 8 act=relu ".repeat(500)),
+    )
+    .unwrap();
+    for args in [&["ir", s(&big)][..], &["build", s(&big), "-o", "-"], &["passes"]] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nnc"))
             .args(args)
-            .current_dir(common::root())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        drop(child.stdout.take()); // the reader is gone before the first write
+        drop(child.stdout.take());
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
@@ -519,6 +523,14 @@ fn links_devices_and_fifos_are_written_through_not_replaced() {
     }
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    // /dev/stdout (a pipe here) is written into, and stays a link.
+    let o = nnc(&["build", s(&model), "-o", "/dev/stdout"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, nnc(&["build", s(&model), "-o", "-"]).stdout);
+    assert!(std::fs::symlink_metadata("/dev/stdout")
+        .unwrap()
+        .file_type()
+        .is_symlink());
     // /dev/full as -o: the write error is an error.
     fails_with(&nnc(&["init", s(&model), "-o", "/dev/full"]), "cannot write /dev/full");
     // A FIFO: written into, not replaced.

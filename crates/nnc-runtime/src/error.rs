@@ -35,6 +35,9 @@ pub enum Error {
         tensor: Box<TensorDecl>,
         problem: String,
     },
+    /// A file without a declared size (a program) that is longer than the
+    /// most read for its kind.
+    TooLarge { what: String, limit: u64 },
     /// A file declares more data than this machine can allocate.
     OutOfMemory { what: String, bytes: u64 },
     /// An input array whose per-sample shape differs from the model's.
@@ -97,6 +100,12 @@ impl fmt::Display for Error {
             } => write!(f, "{file}: the array is {found}, expected f32"),
             Error::Malformed { what, reason } => write!(f, "{what}: {reason}"),
             Error::BadTensor { file, tensor, problem } => write!(f, "{file}: {tensor} {problem}"),
+            Error::TooLarge { what, limit } => {
+                write!(
+                    f,
+                    "{what}: larger than {limit} bytes, the most read for this kind of file"
+                )
+            }
             Error::OutOfMemory { what, bytes } => write!(
                 f,
                 "{what}: holding it needs {bytes} bytes of memory, more than can be allocated"

@@ -48,9 +48,9 @@ pub fn open(path: &Path) -> Result<Input<File>, Error> {
 /// the cap, whether the file is large or endless (`/dev/zero`).
 pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, Error> {
     let input = open(path)?;
-    let too_big = |what: &str| Error::Malformed {
+    let too_big = |what: &str| Error::TooLarge {
         what: what.to_string(),
-        reason: format!("larger than {cap} bytes, the most nnc reads for this kind of file"),
+        limit: cap,
     };
     if input.len.is_some_and(|len| len > cap) {
         return Err(too_big(&input.what));
