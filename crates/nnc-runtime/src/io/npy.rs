@@ -245,6 +245,14 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert!(read_npy(&long, "x").is_err());
+        // Any one byte changed: an answer, never a panic.
+        for at in 0..bytes.len() {
+            for value in [0, b' ', b'(', b')', b',', b'0', b'9', 0xff] {
+                let mut changed = bytes.clone();
+                changed[at] = value;
+                let _ = read_npy(&changed, "x");
+            }
+        }
     }
 
     #[test]

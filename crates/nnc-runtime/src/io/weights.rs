@@ -397,6 +397,15 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(read_safetensors(&bytes[..cut], "w", &want).is_err(), "cut at {cut}");
         }
+        // Any one byte changed (header digits, quotes, braces, data): an
+        // answer, never a panic.
+        for at in 0..bytes.len() {
+            for value in [0, b' ', b'"', b'0', b'9', b'[', b'}', 0xff] {
+                let mut changed = bytes.clone();
+                changed[at] = value;
+                let _ = read_safetensors(&changed, "w", &want);
+            }
+        }
     }
 
     /// A safetensors file with `header` as its JSON and `data` bytes after it.
