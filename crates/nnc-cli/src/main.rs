@@ -187,14 +187,18 @@ impl Observer for Dumps<'_> {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(e) if e.use_stderr() => {
+            // A flag problem is a user error: exit 1, not clap's 2.
             let _ = e.print();
-            // Help and version are successes; every other flag problem is a
-            // user error (exit 1, not clap's 2).
-            return if e.use_stderr() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
+            return ExitCode::from(1);
+        }
+        Err(help_or_version) => {
+            return match to_stdout(help_or_version.render().to_string().as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(Failure(message)) => {
+                    report(&message);
+                    ExitCode::from(1)
+                }
             };
         }
     };

@@ -196,6 +196,8 @@ fn a_full_standard_output_is_an_error_for_every_command_that_prints() {
         &["passes"],
         &["ir", m, "--after-all"],
         &["init", m, "-o", "-"],
+        &["--help"],
+        &["--version"],
     ];
     for args in cases {
         let o = nnc_to(args, dev_full());
