@@ -6,13 +6,15 @@
 //! - A regular file (new or existing, or the final target of a symlink) is
 //!   written to a temporary beside it, `.NAME.nnc-PID.tmp`, synced, then
 //!   renamed over it. A command with two outputs (`build --embed`) writes
-//!   both temporaries completely before renaming either.
+//!   both temporaries completely before renaming either, and keeps the old
+//!   first file (`.NAME.nnc-PID.old`, a hard link) until the second is in
+//!   place, to put it back if the second rename fails or is interrupted.
 //! - An output that is one of the command's inputs (the same device and
 //!   inode: through a symlink or a hard link too) is refused.
 //! - On SIGINT, SIGTERM or SIGHUP the temporaries in flight are removed
-//!   before exiting (status 130). A kill -9 can leave a temporary, never a
-//!   partial output: the next run writing the same output removes
-//!   temporaries whose process is gone.
+//!   (and a pair half renamed is put back) before exiting (status 130). A
+//!   kill -9 can leave a temporary, never a partial output: the next run
+//!   writing the same output removes temporaries whose process is gone.
 //!
 //! Test hook (for the CLI tests only, not a user feature):
 //! `NNC_TEST_PAUSE_BEFORE_RENAME=<ms>` sleeps after the temporaries are
@@ -43,8 +45,41 @@ pub(crate) enum Sink {
 /// (`the model`, `--weights`) and its path.
 pub(crate) type Input<'a> = (&'a str, &'a Path);
 
-/// The temporaries being written, removed by the interrupt handler.
-static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// What the interrupt handler undoes, in order.
+static IN_FLIGHT: Mutex<Vec<Undo>> = Mutex::new(Vec::new());
+
+/// One thing to undo if the command stops before it is done.
+#[derive(Clone, PartialEq)]
+enum Undo {
+    /// A temporary being written: remove it.
+    Remove(PathBuf),
+    /// The first file of a pair, about to be or already replaced: put the
+    /// old file back from its backup, or remove the new one if there was
+    /// no old file.
+    Restore { target: PathBuf, backup: Option<PathBuf> },
+}
+
+impl Undo {
+    fn run(&self) {
+        match self {
+            Undo::Remove(temp) => {
+                let _ = std::fs::remove_file(temp);
+            }
+            Undo::Restore {
+                target,
+                backup: Some(backup),
+            } => {
+                // Renaming a hard link over its twin is a no-op that keeps
+                // both names: the backup is removed after either way.
+                let _ = std::fs::rename(backup, target);
+                let _ = std::fs::remove_file(backup);
+            }
+            Undo::Restore { target, backup: None } => {
+                let _ = std::fs::remove_file(target);
+            }
+        }
+    }
+}
 
 /// Symlink hops followed before giving up, as the kernel's ELOOP limit.
 const MAX_LINKS: usize = 40;
@@ -56,7 +91,7 @@ const NAME_MAX: usize = 255;
 /// besides the key for a pid of up to 10 digits.
 const TEMP_OVERHEAD: usize = 20;
 
-fn in_flight() -> MutexGuard<'static, Vec<PathBuf>> {
+fn in_flight() -> MutexGuard<'static, Vec<Undo>> {
     IN_FLIGHT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -65,9 +100,9 @@ fn in_flight() -> MutexGuard<'static, Vec<PathBuf>> {
 /// created after the cleanup.
 pub(crate) fn clean_up_on_interrupt() {
     let _ = ctrlc::set_handler(|| {
-        let temporaries = in_flight();
-        for temp in temporaries.iter() {
-            let _ = std::fs::remove_file(temp);
+        let undo = in_flight();
+        for step in undo.iter() {
+            step.run();
         }
         crate::report("nnc: interrupted; its temporary files are removed, its outputs left as they were");
         std::process::exit(130);
@@ -155,10 +190,55 @@ pub(crate) fn write(outputs: &[(&Sink, &[u8])]) -> Result<(), Failure> {
         }
     }
     test_pause();
-    for temp in &mut staged {
-        temp.commit()?;
+    commit_all(&mut staged)
+}
+
+/// Renames the staged files in order. Each but the last keeps its old file
+/// until the last is in place, so that a failure puts the old set back.
+fn commit_all(staged: &mut [Staged]) -> Result<(), Failure> {
+    let Some((last, firsts)) = staged.split_last_mut() else {
+        return Ok(());
+    };
+    let mut restores = Vec::new();
+    for file in firsts.iter_mut() {
+        let kept = file.keep_old(&mut in_flight());
+        match kept {
+            Ok(restore) => restores.push(restore),
+            Err(failure) => return Err(undo_all(&restores, failure)),
+        }
+        let renamed = file.commit(&mut in_flight());
+        if let Err(failure) = renamed {
+            return Err(undo_all(&restores, failure));
+        }
+    }
+    // The last rename and forgetting the backups, under one lock: an
+    // interrupt finds the set all old or all new.
+    let mut undo = in_flight();
+    if let Err(failure) = last.commit(&mut undo) {
+        drop(undo);
+        return Err(undo_all(&restores, failure));
+    }
+    undo.retain(|u| !restores.contains(u));
+    drop(undo);
+    for restore in &restores {
+        if let Undo::Restore {
+            backup: Some(backup), ..
+        } = restore
+        {
+            let _ = std::fs::remove_file(backup);
+        }
     }
     Ok(())
+}
+
+/// Puts back the old files of a set whose renaming failed.
+fn undo_all(restores: &[Undo], failure: Failure) -> Failure {
+    let mut undo = in_flight();
+    for restore in restores.iter().rev() {
+        restore.run();
+        undo.retain(|u| u != restore);
+    }
+    failure
 }
 
 fn write_in_place(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
@@ -196,21 +276,48 @@ impl Staged {
         Ok(staged)
     }
 
-    fn commit(&mut self) -> Result<(), Failure> {
+    /// Renames the temporary over the target; `undo` is the locked registry.
+    fn commit(&mut self, undo: &mut Vec<Undo>) -> Result<(), Failure> {
         std::fs::rename(&self.temp, &self.target)
             .map_err(|e| Failure(format!("error: cannot write {}: {e}", self.shown.display())))?;
         self.committed = true;
-        in_flight().retain(|t| t != &self.temp);
+        undo.retain(|u| u != &Undo::Remove(self.temp.clone()));
         Ok(())
+    }
+
+    /// Keeps the target's old file as `.NAME.nnc-PID.old` (a hard link, or
+    /// a copy where links are not supported) and registers how to put it
+    /// back; `undo` is the locked registry.
+    fn keep_old(&self, undo: &mut Vec<Undo>) -> Result<Undo, Failure> {
+        let backup = self.temp.with_extension("old");
+        let _ = std::fs::remove_file(&backup);
+        let kept =
+            std::fs::hard_link(&self.target, &backup).or_else(|_| std::fs::copy(&self.target, &backup).map(|_| ()));
+        let restore = match kept {
+            Ok(()) => Undo::Restore {
+                target: self.target.clone(),
+                backup: Some(backup),
+            },
+            Err(_) if !self.target.exists() => Undo::Restore {
+                target: self.target.clone(),
+                backup: None,
+            },
+            Err(e) => {
+                let _ = std::fs::remove_file(&backup);
+                return Err(Failure(format!("error: cannot write {}: {e}", self.shown.display())));
+            }
+        };
+        undo.push(restore.clone());
+        Ok(restore)
     }
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
         if !self.committed {
-            let mut temporaries = in_flight();
+            let mut undo = in_flight();
             let _ = std::fs::remove_file(&self.temp);
-            temporaries.retain(|t| t != &self.temp);
+            undo.retain(|u| u != &Undo::Remove(self.temp.clone()));
         }
     }
 }
@@ -218,11 +325,11 @@ impl Drop for Staged {
 /// Creates `temp` (new) and registers it for the interrupt handler, both
 /// under the lock, so an interrupt never misses a created temporary.
 fn create_registered(temp: &Path) -> std::io::Result<File> {
-    let mut temporaries = in_flight();
+    let mut undo = in_flight();
     // Ours from an earlier run with the same pid: stale by definition.
     let _ = std::fs::remove_file(temp);
     let file = OpenOptions::new().write(true).create_new(true).open(temp)?;
-    temporaries.push(temp.to_path_buf());
+    undo.push(Undo::Remove(temp.to_path_buf()));
     Ok(file)
 }
 
@@ -279,7 +386,7 @@ fn remove_stale(dir: &Path, name: &OsStr) {
         let pid = file_name
             .as_bytes()
             .strip_prefix(prefix.as_slice())
-            .and_then(|rest| rest.strip_suffix(b".tmp"))
+            .and_then(|rest| rest.strip_suffix(b".tmp").or_else(|| rest.strip_suffix(b".old")))
             .and_then(|digits| std::str::from_utf8(digits).ok())
             .and_then(|digits| digits.parse::<u32>().ok());
         let Some(pid) = pid else { continue };

@@ -347,6 +347,19 @@ fn a_failed_embed_build_keeps_the_old_pair() {
     assert_eq!((std::fs::read(&out).unwrap(), std::fs::read(&sibling).unwrap()), old);
     assert_eq!(files_in(&dir), before);
 
+    // The weights are renamed, then the source cannot be (it became a
+    // directory meanwhile): the old weights are put back.
+    let args = ["build", s(&small2), "-o", s(&out), "--embed", s(&ws)];
+    let child = start_paused_for(&dir, &args, 2, 1500);
+    std::fs::remove_file(&out).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep"), b"x").unwrap();
+    let o = child.wait_with_output().unwrap();
+    fails_with(&o, &format!("cannot write {}", s(&out)));
+    assert_eq!(std::fs::read(&sibling).unwrap(), old.1, "the old weights are back");
+    assert_eq!(files_in(&dir), before, "no temporary, no backup");
+    std::fs::remove_dir_all(&out).unwrap();
+
     // --embed with -o on a device: refused, there is nowhere beside it.
     fails_with(
         &nnc(&["build", s(&small), "-o", "/dev/null", "--embed", s(&ws)]),
@@ -359,9 +372,13 @@ fn a_failed_embed_build_keeps_the_old_pair() {
 /// Starts `nnc args` paused between writing its temporaries and renaming
 /// them (the test hook), and waits until `count` temporaries exist in `dir`.
 fn start_paused(dir: &Path, args: &[&str], count: usize) -> std::process::Child {
+    start_paused_for(dir, args, count, 20_000)
+}
+
+fn start_paused_for(dir: &Path, args: &[&str], count: usize, ms: u32) -> std::process::Child {
     let child = Command::new(env!("CARGO_BIN_EXE_nnc"))
         .args(args)
-        .env("NNC_TEST_PAUSE_BEFORE_RENAME", "20000")
+        .env("NNC_TEST_PAUSE_BEFORE_RENAME", ms.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
