@@ -95,9 +95,9 @@ fn in_flight() -> MutexGuard<'static, Vec<Undo>> {
     IN_FLIGHT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Removes the temporaries in flight on SIGINT, SIGTERM or SIGHUP, then
-/// exits with 130. The lock stays held to the exit, so no temporary can be
-/// created after the cleanup.
+/// On SIGINT, SIGTERM or SIGHUP: removes the temporaries in flight, puts
+/// back a half-renamed pair, and exits with 130. The lock stays held to the
+/// exit, so nothing is created or renamed after the cleanup.
 pub(crate) fn clean_up_on_interrupt() {
     let _ = ctrlc::set_handler(|| {
         let undo = in_flight();
