@@ -350,7 +350,7 @@ fn a_failed_embed_build_keeps_the_old_pair() {
     // The weights are renamed, then the source cannot be (it became a
     // directory meanwhile): the old weights are put back.
     let args = ["build", s(&small2), "-o", s(&out), "--embed", s(&ws)];
-    let child = start_paused_for(&dir, &args, 2, 1500);
+    let child = start_paused_for(&dir, &args, 2, 3000);
     std::fs::remove_file(&out).unwrap();
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep"), b"x").unwrap();
