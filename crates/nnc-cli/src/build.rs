@@ -1,28 +1,40 @@
 //! `nnc build`: the inference function as Rust source, and with `--embed`
 //! the weights folded once, here, into a sibling file the source embeds.
 
-use crate::run::{load_weights, write_atomic};
-use crate::{read_source, run_compile, Failure};
+use crate::output::{self, Sink};
+use crate::run::load_weights;
+use crate::{read_source, report, run_compile, Failure};
 use nnc_driver::{Options, Quiet, Stage};
 use nnc_interp::param_values;
 use nnc_ir::Mode;
 use nnc_runtime::io::weights::{write_safetensors, Tensor, Weights};
 use std::path::{Path, PathBuf};
 
-pub(crate) fn build(file: &PathBuf, output: &Path, embed: Option<&Path>) -> Result<String, Failure> {
+pub(crate) fn build(file: &Path, output: &Path, embed: Option<&Path>) -> Result<String, Failure> {
     // The flags first: no point compiling for an output that will be refused.
-    let to_stdout = output == Path::new("-");
-    if to_stdout && embed.is_some() {
-        return Err(Failure(
-            "error: --embed needs a file for -o: the weights are written beside it".into(),
-        ));
-    }
     if output.extension().is_some_and(|e| e == "safetensors") {
         return Err(Failure(format!(
             "error: -o {}: the output is Rust source (.rs); the weights go beside it",
             output.display()
         )));
     }
+    let mut inputs = vec![("the model", file)];
+    inputs.extend(embed.map(|w| ("--embed", w)));
+    let sink = output::resolve(output, &inputs)?;
+    let sibling = match embed {
+        Some(_) if !output::is_file(&sink) => {
+            return Err(Failure(format!(
+                "error: --embed needs a file for -o (not {}): the weights are written beside it",
+                output.display()
+            )))
+        }
+        Some(_) => Some(sibling_of(output)),
+        None => None,
+    };
+    let sibling_sink = match &sibling {
+        Some(path) => Some(output::resolve(path, &inputs)?),
+        None => None,
+    };
     let source = read_source(file)?;
     let options = Options {
         modes: vec![Mode::Infer],
@@ -32,60 +44,48 @@ pub(crate) fn build(file: &PathBuf, output: &Path, embed: Option<&Path>) -> Resu
     let module = run_compile(&source, &options, &mut Quiet)?
         .module
         .ok_or_else(|| Failure("internal error: compiling produced no module".into()))?;
-    let embedded = match embed {
+    let folded = match embed {
         None => None,
-        Some(weights_path) => Some(fold_weights(file, &module, weights_path, output)?),
+        Some(weights_path) => Some(fold_weights(file, &module, weights_path)?),
     };
-    let codegen_options = nnc_codegen::Options::build(embedded.as_ref().map(|(path, _)| {
+    let codegen_options = nnc_codegen::Options::build(sibling.as_ref().map(|path| {
         path.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     }));
     let text = nnc_codegen::generate_source(&module, &source, &codegen_options)
         .map_err(|e| Failure(format!("internal error (a bug in nnc, please report it): {e}")))?;
-    if to_stdout {
-        return Ok(text);
+    // The pair is written together: both temporaries complete, then the
+    // weights renamed before the source that embeds them.
+    let mut outputs: Vec<(&Sink, &[u8])> = Vec::new();
+    if let (Some(sink), Some(bytes)) = (&sibling_sink, &folded) {
+        outputs.push((sink, bytes));
     }
-    if let Some((path, bytes)) = &embedded {
-        write_atomic(path, bytes)?;
-    }
-    if let Err(e) = write_atomic(output, text.as_bytes()) {
-        // Both files or neither.
-        if let Some((path, _)) = &embedded {
-            let _ = std::fs::remove_file(path);
-        }
-        return Err(e);
-    }
-    match &embedded {
-        Some((path, bytes)) => eprintln!(
+    outputs.push((&sink, text.as_bytes()));
+    output::write(&outputs)?;
+    match (&sibling, &folded) {
+        (Some(path), Some(bytes)) => report(&format!(
             "wrote {} and {} ({} bytes of folded weights)",
             output.display(),
             path.display(),
             bytes.len()
-        ),
-        None => eprintln!("wrote {}", output.display()),
+        )),
+        _ if output::is_file(&sink) => report(&format!("wrote {}", output.display())),
+        _ => {}
     }
     Ok(String::new())
 }
 
-/// Where the folded weights go (`model.rs` → `model.embedded.safetensors`)
-/// and their bytes: every parameter the inference function reads, derived
-/// ones computed from `weights_path`'s numbers.
-fn fold_weights(
-    file: &PathBuf,
-    module: &nnc_ir::Module,
-    weights_path: &Path,
-    output: &Path,
-) -> Result<(PathBuf, Vec<u8>), Failure> {
+/// Where the folded weights go: `model.rs` → `model.embedded.safetensors`.
+fn sibling_of(output: &Path) -> PathBuf {
     let stem = output
         .file_stem()
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
-    let sibling = output.with_file_name(format!("{stem}.embedded.safetensors"));
-    if same_file(&sibling, weights_path) {
-        return Err(Failure(format!(
-            "error: --embed {}: that is where the folded weights would be written; rename the input",
-            weights_path.display()
-        )));
-    }
+    output.with_file_name(format!("{stem}.embedded.safetensors"))
+}
+
+/// The bytes of the folded weights: every parameter the inference
+/// function reads, derived ones computed from `weights_path`'s numbers.
+fn fold_weights(file: &Path, module: &nnc_ir::Module, weights_path: &Path) -> Result<Vec<u8>, Failure> {
     let stored = load_weights(file, weights_path)?;
     let values = param_values(module, &stored).map_err(|e| Failure(format!("error: {e}")))?;
     let mut folded = Weights::default();
@@ -101,13 +101,5 @@ fn fold_weights(
         };
         folded.tensors.insert(p.name.clone(), tensor);
     }
-    let bytes = write_safetensors(&folded).map_err(|e| Failure(format!("error: {e}")))?;
-    Ok((sibling, bytes))
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
+    write_safetensors(&folded).map_err(|e| Failure(format!("error: {e}")))
 }

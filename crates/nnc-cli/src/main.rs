@@ -8,7 +8,7 @@ use nnc_diag::{render_terminal, Diagnostic, SourceFile};
 use nnc_driver::{compile, CompileError, Compiled, Observer, Options, PassError, PassInfo, Stage};
 use nnc_ir::{Mode, Module};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -59,9 +59,9 @@ enum Command {
         /// The model file (.nn).
         file: PathBuf,
         /// The seed: the same seed gives the same bytes on every machine.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = parse_seed)]
         seed: u64,
-        /// Where to write the weights (.safetensors).
+        /// Where to write the weights (.safetensors); `-` prints them.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
@@ -75,20 +75,21 @@ enum Command {
         /// The inputs: an f32 .npy array of shape [N, ...input shape].
         #[arg(long)]
         input: PathBuf,
-        /// Where to write the outputs (.npy).
+        /// Where to write the outputs (.npy); `-` prints them.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
         /// Inference (running statistics, no dropout) or the training forward pass.
         #[arg(long, value_enum, default_value_t = ModeArg::Infer)]
         mode: ModeArg,
         /// The seed of dropout masks and RReLU slopes in train mode.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = parse_seed)]
         seed: u64,
         /// Run the lowered IR, without the optimisation passes.
         #[arg(long)]
         no_opt: bool,
-        /// Threads (default: all cores).
-        #[arg(long)]
+        /// Threads, at least 1 (default: all cores; more than the cores is
+        /// capped to them, with a warning).
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_threads)]
         threads: Option<usize>,
     },
     /// Generate Rust source for the inference function (a struct named after the model).
@@ -110,7 +111,7 @@ enum Command {
         /// The weights (.safetensors).
         #[arg(long)]
         weights: PathBuf,
-        /// Where to write the model (.onnx).
+        /// Where to write the model (.onnx); `-` prints it.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
@@ -130,7 +131,29 @@ enum StageArg {
 }
 
 mod build;
+mod output;
 mod run;
+
+/// The largest program file read: far beyond any real model (the bundled
+/// ones are under 2 KB), and a bound for `/dev/zero` given as a program.
+const MAX_PROGRAM_BYTES: u64 = 16 << 20;
+
+/// `--seed`: any whole number from 0 to 2^64 − 1 (clap's own hint for
+/// `-1` would suggest `-- -1`, which is no better).
+fn parse_seed(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("seeds are non-negative integers, 0 to {}", u64::MAX))
+}
+
+/// `--threads`: at least 1. An upper bound is applied at run time
+/// (`run::thread_count`), where the cores are known.
+fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 thread is needed".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("the thread count is a whole number, at least 1".into()),
+    }
+}
 
 /// A failure already worth one line to the user (diagnostics are printed
 /// before it is returned).
@@ -164,17 +187,27 @@ impl Observer for Dumps<'_> {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(e) if e.use_stderr() => {
+            // A flag problem is a user error: exit 1, not clap's 2.
             let _ = e.print();
-            // Help and version are successes; every other flag problem is a
-            // user error (exit 1, not clap's 2).
-            return if e.use_stderr() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
+            return ExitCode::from(1);
+        }
+        Err(help_or_version) => {
+            return match to_stdout(help_or_version.render().to_string().as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(Failure(message)) => {
+                    report(&message);
+                    ExitCode::from(1)
+                }
             };
         }
     };
+    if matches!(
+        cli.command,
+        Command::Init { .. } | Command::Run { .. } | Command::Build { .. } | Command::Export { .. }
+    ) {
+        output::clean_up_on_interrupt();
+    }
     let result = match cli.command {
         Command::Check { file } => check(&file),
         Command::Ir {
@@ -218,30 +251,52 @@ fn main() -> ExitCode {
         Command::Export { file, weights, output } => run::export(&file, &weights, &output),
         Command::Build { file, output, embed } => build::build(&file, &output, embed.as_deref()),
     };
-    match result {
-        Ok(text) => {
-            // A closed pipe (`nnc ir m.nn | head`) is not an error worth a panic.
-            let _ = std::io::stdout().lock().write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
+    match result.and_then(|text| to_stdout(text.as_bytes())) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message)) => {
-            eprintln!("{message}");
+            report(&message);
             ExitCode::from(1)
         }
     }
 }
 
-pub(crate) fn read_source(file: &PathBuf) -> Result<SourceFile, Failure> {
-    match std::fs::read(file) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Ok(SourceFile::new(file.display().to_string(), text)),
-            Err(e) => Err(Failure(format!(
-                "error: {} is not UTF-8 text (invalid byte at offset {})",
-                file.display(),
-                e.utf8_error().valid_up_to()
-            ))),
-        },
-        Err(e) => Err(Failure(format!("error: cannot read {}: {e}", file.display()))),
+/// Writes what a command prints. A reader that closed the pipe early
+/// (`nnc ir m.nn | head`) wanted no more: that ends quietly, with success.
+/// Any other failure (`> /dev/full`) is an error: the output was lost.
+pub(crate) fn to_stdout(bytes: &[u8]) -> Result<(), Failure> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure(format!("error: cannot write to standard output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One line to standard error. If that fails there is nowhere left to say
+/// so (and `eprintln!` would panic): the exit code still tells.
+pub(crate) fn report(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+pub(crate) fn read_source(file: &Path) -> Result<SourceFile, Failure> {
+    let bytes = nnc_runtime::io::input::read_capped(file, MAX_PROGRAM_BYTES).map_err(|e| match e {
+        nnc_runtime::Error::TooLarge { what, .. } => Failure(format!(
+            "error: {what} is larger than {} MiB; a program file is never that long (is it a device?)",
+            MAX_PROGRAM_BYTES >> 20
+        )),
+        other => Failure(format!("error: {other}")),
+    })?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile::new(file.display().to_string(), text)),
+        Err(e) => Err(Failure(format!(
+            "error: {} is not UTF-8 text (invalid byte at offset {})",
+            file.display(),
+            e.utf8_error().valid_up_to()
+        ))),
     }
 }
 
@@ -280,7 +335,7 @@ pub(crate) fn run_compile(
     }
 }
 
-fn check(file: &PathBuf) -> Result<String, Failure> {
+fn check(file: &Path) -> Result<String, Failure> {
     let source = read_source(file)?;
     let options = Options {
         modes: Mode::ALL.to_vec(),
@@ -323,7 +378,7 @@ fn group_thousands(n: usize) -> String {
 }
 
 fn ir(
-    file: &PathBuf,
+    file: &Path,
     mode: Mode,
     stage: Stage,
     passes: Option<Vec<String>>,

@@ -182,8 +182,10 @@ fn a_bad_program_or_flag_leaves_no_output() {
     std::fs::write(&w, b"untouched").unwrap();
     let out = nnc(&["init", &bad, "-o", s(&w)]);
     refused(&out, "bad.nn:1:25", &w);
-    let out = nnc(&["run", &bad, "--weights", s(&w), "--input", s(&w), "-o", s(&w)]);
-    refused(&out, "bad.nn", &w);
-    let out = nnc(&["export", &bad, "--weights", s(&w), "-o", s(&w)]);
-    refused(&out, "bad.nn", &w);
+    let y = dir.join("y");
+    std::fs::write(&y, b"untouched").unwrap();
+    let out = nnc(&["run", &bad, "--weights", s(&w), "--input", s(&w), "-o", s(&y)]);
+    refused(&out, "bad.nn", &y);
+    let out = nnc(&["export", &bad, "--weights", s(&w), "-o", s(&y)]);
+    refused(&out, "bad.nn", &y);
 }

@@ -20,7 +20,7 @@ pub mod rng;
 pub mod team;
 mod workspace;
 
-pub use error::Error;
+pub use error::{Error, TensorDecl};
 pub use rng::Rng;
 pub use team::Team;
 pub use workspace::Workspace;

@@ -38,3 +38,29 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// `nnc` with its standard output going to `stdout` (e.g. `/dev/full`).
+pub fn nnc_to(args: &[&str], stdout: std::process::Stdio) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(args)
+        .current_dir(root())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// The names in `dir`, sorted (hidden temporaries included).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The temporaries nnc left in `dir`.
+pub fn temporaries(dir: &Path) -> Vec<String> {
+    files_in(dir).into_iter().filter(|n| n.contains(".tmp")).collect()
+}
