@@ -18,7 +18,9 @@
 //!
 //! Test hook (for the CLI tests only, not a user feature):
 //! `NNC_TEST_PAUSE_BEFORE_RENAME=<ms>` sleeps after the temporaries are
-//! written and before they are renamed, so a test can interrupt there.
+//! written and before they are renamed, so a test can interrupt there; with
+//! `NNC_TEST_RESUME_FILE=<path>` the pause ends as soon as that file exists,
+//! so a test that acts during the pause does not race its end.
 
 use crate::Failure;
 use std::ffi::{OsStr, OsString};
@@ -418,8 +420,14 @@ fn test_pause() {
     let pause = std::env::var("NNC_TEST_PAUSE_BEFORE_RENAME")
         .ok()
         .and_then(|ms| ms.parse::<u64>().ok());
-    if let Some(ms) = pause {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+    let Some(ms) = pause else { return };
+    let resume = std::env::var_os("NNC_TEST_RESUME_FILE").map(PathBuf::from);
+    let end = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    while std::time::Instant::now() < end {
+        if resume.as_ref().is_some_and(|r| r.exists()) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -350,11 +350,14 @@ fn a_failed_embed_build_keeps_the_old_pair() {
     // The weights are renamed, then the source cannot be (it became a
     // directory meanwhile): the old weights are put back.
     let args = ["build", s(&small2), "-o", s(&out), "--embed", s(&ws)];
-    let child = start_paused_for(&dir, &args, 2, 3000);
+    let resume = dir.join("resume");
+    let child = start_paused_until(&dir, &args, 2, &resume);
     std::fs::remove_file(&out).unwrap();
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep"), b"x").unwrap();
+    std::fs::write(&resume, b"").unwrap();
     let o = child.wait_with_output().unwrap();
+    std::fs::remove_file(&resume).unwrap();
     fails_with(&o, &format!("cannot write {}", s(&out)));
     assert_eq!(std::fs::read(&sibling).unwrap(), old.1, "the old weights are back");
     assert_eq!(files_in(&dir), before, "no temporary, no backup");
@@ -372,13 +375,22 @@ fn a_failed_embed_build_keeps_the_old_pair() {
 /// Starts `nnc args` paused between writing its temporaries and renaming
 /// them (the test hook), and waits until `count` temporaries exist in `dir`.
 fn start_paused(dir: &Path, args: &[&str], count: usize) -> std::process::Child {
-    start_paused_for(dir, args, count, 20_000)
+    start_paused_with(dir, args, count, None)
 }
 
-fn start_paused_for(dir: &Path, args: &[&str], count: usize, ms: u32) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_nnc"))
+/// [`start_paused`], the pause ending (at the latest) once `resume` exists.
+fn start_paused_until(dir: &Path, args: &[&str], count: usize, resume: &Path) -> std::process::Child {
+    start_paused_with(dir, args, count, Some(resume))
+}
+
+fn start_paused_with(dir: &Path, args: &[&str], count: usize, resume: Option<&Path>) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nnc"));
+    if let Some(resume) = resume {
+        command.env("NNC_TEST_RESUME_FILE", resume);
+    }
+    let child = command
         .args(args)
-        .env("NNC_TEST_PAUSE_BEFORE_RENAME", ms.to_string())
+        .env("NNC_TEST_PAUSE_BEFORE_RENAME", "60000")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
