@@ -184,7 +184,22 @@ impl Observer for Dumps<'_> {
     }
 }
 
+/// A file size limit (`ulimit -f`) makes the kernel send SIGXFSZ to a write
+/// past it, and that signal's default action kills the process mid-write,
+/// leaving its temporary behind. Ignored, the write fails with EFBIG
+/// instead, and that is an ordinary write error: the temporary is removed,
+/// the old output kept, and the message names the file (as Rust's runtime
+/// does for SIGPIPE).
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread
+    // starts, installs no handler and touches no memory.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {

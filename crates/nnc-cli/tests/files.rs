@@ -299,10 +299,11 @@ fn threads_zero_is_refused_and_too_many_are_capped() {
 
 // Point 10: build --embed replaces the pair or nothing.
 
-/// `nnc` with the file size limit set to `blocks` (so writes past it fail
-/// with EFBIG instead of killing the process).
+/// `nnc` with the file size limit set to `blocks`, as a user's `ulimit -f`
+/// sets it: SIGXFSZ keeps its default action (killing the process), so nnc
+/// itself must ignore it for a write past the limit to fail with EFBIG.
 fn nnc_limited(blocks: u32, args: &[&str]) -> Output {
-    let script = format!("trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\"");
+    let script = format!("ulimit -f {blocks}; exec \"$0\" \"$@\"");
     Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -310,6 +311,22 @@ fn nnc_limited(blocks: u32, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+#[test]
+fn a_file_size_limit_is_a_write_error_not_a_kill() {
+    // Under `ulimit -f` the kernel sends SIGXFSZ, whose default action
+    // killed nnc mid-write and left its temporary behind.
+    let dir = scratch("xfsz");
+    let model = dir.join("m.nn");
+    std::fs::write(&model, "model M { input 256 dense 256 -> 256 }").unwrap();
+    let out = dir.join("w.safetensors");
+    std::fs::write(&out, b"old").unwrap();
+    let before = files_in(&dir);
+    let o = nnc_limited(20, &["init", s(&model), "-o", s(&out)]);
+    fails_with(&o, &format!("cannot write {}", s(&out)));
+    assert_eq!(std::fs::read(&out).unwrap(), b"old");
+    assert_eq!(files_in(&dir), before, "no temporary left");
 }
 
 #[test]
