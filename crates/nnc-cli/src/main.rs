@@ -294,7 +294,31 @@ pub(crate) fn to_stdout(bytes: &[u8]) -> Result<(), Failure> {
 /// One line to standard error. If that fails there is nowhere left to say
 /// so (and `eprintln!` would panic): the exit code still tells.
 pub(crate) fn report(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let _ = writeln!(std::io::stderr().lock(), "{}", printable(line));
+}
+
+/// A message with its control characters written as escapes (`\u{1b}`).
+/// They come from the user's data, a file name above all (`nnc check
+/// $'x\e[31m.nn'`), and printed raw they would drive the terminal: colour
+/// or clear it, hide text, reorder it (the bidirectional overrides). Line
+/// breaks and tabs stay, since some messages (an IR dump) span lines.
+fn printable(line: &str) -> std::borrow::Cow<'_, str> {
+    let hostile = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !line.contains(hostile) {
+        return line.into();
+    }
+    line.chars()
+        .map(|c| {
+            if hostile(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 pub(crate) fn read_source(file: &Path) -> Result<SourceFile, Failure> {
@@ -306,7 +330,11 @@ pub(crate) fn read_source(file: &Path) -> Result<SourceFile, Failure> {
         other => Failure(format!("error: {other}")),
     })?;
     match String::from_utf8(bytes) {
-        Ok(text) => Ok(SourceFile::new(file.display().to_string(), text)),
+        // The name heads every diagnostic, which is not printed by `report`.
+        Ok(text) => Ok(SourceFile::new(
+            printable(&file.display().to_string()).into_owned(),
+            text,
+        )),
         Err(e) => Err(Failure(format!(
             "error: {} is not UTF-8 text (invalid byte at offset {})",
             file.display(),

@@ -330,6 +330,33 @@ fn a_file_size_limit_is_a_write_error_not_a_kill() {
 }
 
 #[test]
+fn control_characters_in_a_file_name_are_escaped_in_messages() {
+    // A name is the user's data: printed raw, an ESC in it would colour the
+    // terminal, a bidirectional override would reorder the text.
+    let dir = scratch("control");
+    let model = dir.join("m.nn");
+    std::fs::write(&model, MODEL).unwrap();
+    let missing = dir.join("x\u{1b}[31mred\u{202e}.nn");
+    let o = nnc(&["check", s(&missing)]);
+    fails_with(&o, "x\\u{1b}[31mred\\u{202e}.nn");
+    assert!(!stderr(&o).contains(['\u{1b}', '\u{202e}']), "{:?}", stderr(&o));
+    // The same name heading a diagnostic.
+    let bad = dir.join("y\u{1b}[2J.nn");
+    std::fs::write(&bad, "model M { input 4 dense 4 bogus=1 }").unwrap();
+    let o = nnc(&["check", s(&bad)]);
+    fails_with(&o, "y\\u{1b}[2J.nn:1:27");
+    assert!(!stderr(&o).contains('\u{1b}'), "{:?}", stderr(&o));
+    let out = dir.join("w\u{7}.st");
+    let o = nnc(&["init", s(&model), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("w\\u{7}.st") && !stderr(&o).contains('\u{7}'),
+        "{:?}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn a_failed_embed_build_keeps_the_old_pair() {
     let dir = scratch("pair");
     let small = dir.join("small.nn");
