@@ -341,6 +341,9 @@ fn window_covers(r: usize, q: usize, k: usize) -> bool {
     r.abs_diff(1) <= reach && q.abs_diff(2) <= reach
 }
 
+/// Whether output `(sample, c, r, q)` depends on the NaN input.
+type Depends = fn(usize, usize, usize, usize) -> bool;
+
 /// Runs `text` on two samples with one NaN input, and checks that exactly
 /// the outputs `depends(sample, c, r, q)` marks are NaN (an output of
 /// shape `[C]` or `[F]` has r = q = 0).
@@ -422,31 +425,24 @@ fn a_nan_input_reaches_exactly_the_outputs_that_depend_on_it() {
         NAN_AT,
         same_pixel,
     );
-    let cases: [(&str, Box<dyn Fn(usize, usize, usize, usize) -> bool>); 9] = [
-        (
-            "maxpool k=3 stride=1 pad=1",
-            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)),
-        ),
-        (
-            "avgpool k=3 stride=1 pad=1",
-            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)),
-        ),
-        (
-            "maxpool k=2",
-            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 1 && (r, q) == (0, 1)),
-        ),
-        ("globalavgpool", Box::new(|n, c, _, _| n == NAN_SAMPLE && c == 1)),
-        (
-            "act softmax",
-            Box::new(|n, _, r, q| n == NAN_SAMPLE && (r, q) == (1, 2)),
-        ),
-        (
-            "act maxout(2)",
-            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 0 && (r, q) == (1, 2)),
-        ),
-        ("norm layer", Box::new(|n, _, _, _| n == NAN_SAMPLE)),
-        ("norm instance", Box::new(|n, c, _, _| n == NAN_SAMPLE && c == 1)),
-        ("norm group(groups=2)", Box::new(|n, c, _, _| n == NAN_SAMPLE && c < 2)),
+    let cases: [(&str, Depends); 9] = [
+        ("maxpool k=3 stride=1 pad=1", |n, c, r, q| {
+            n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)
+        }),
+        ("avgpool k=3 stride=1 pad=1", |n, c, r, q| {
+            n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)
+        }),
+        ("maxpool k=2", |n, c, r, q| {
+            n == NAN_SAMPLE && c == 1 && (r, q) == (0, 1)
+        }),
+        ("globalavgpool", |n, c, _, _| n == NAN_SAMPLE && c == 1),
+        ("act softmax", |n, _, r, q| n == NAN_SAMPLE && (r, q) == (1, 2)),
+        ("act maxout(2)", |n, c, r, q| {
+            n == NAN_SAMPLE && c == 0 && (r, q) == (1, 2)
+        }),
+        ("norm layer", |n, _, _, _| n == NAN_SAMPLE),
+        ("norm instance", |n, c, _, _| n == NAN_SAMPLE && c == 1),
+        ("norm group(groups=2)", |n, c, _, _| n == NAN_SAMPLE && c < 2),
     ];
     for (op, depends) in cases {
         nan_reaches_exactly(&format!("model P {{ {image} {op} }}"), Mode::Infer, NAN_AT, depends);
