@@ -24,7 +24,7 @@ use crate::kernels::simd::Level;
 /// and the trailing matrix is swept few times.
 const BLOCK: usize = 64;
 /// A product's register tile: `MR` output rows by `NR` output columns
-/// (eight 4-lane accumulators with AVX2).
+/// (twelve 4-lane accumulators of the 16 AVX2 registers).
 const MR: usize = 6;
 const NR: usize = 8;
 /// The summation index runs in chunks of `KC`, so that both operands'
@@ -32,7 +32,7 @@ const NR: usize = 8;
 /// product continues each sum from the value stored, which changes no bit.
 const KC: usize = 256;
 /// Output columns per packed block of the right operand.
-const JC: usize = 64;
+const JC: usize = 128;
 /// Columns of the trailing matrix that the three products of a block
 /// reflector update together, so that they are still in cache when the
 /// last product comes back to them (a column's bits are the same in any group).
