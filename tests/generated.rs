@@ -358,5 +358,6 @@ inline_models! {
     nan_pools: model NanPools { input [2, 5, 5] maxpool k=3 stride=1 pad=1 avgpool k=2 stride=1 }
     nan_softmax_tanh: model NanSoftmax { input [3, 2, 2] act tanh act softmax }
     nan_norms: model NanNorms { input [4, 3, 3] norm group(groups=2) norm lrn(size=3) act leaky_relu(0.1) globalavgpool }
+    nan_rectifiers: model NanRectifiers { input [2, 3, 3] act prelu act rrelu(0.1, 0.3) norm instance norm batch act elu conv 2 -> 2 k=1 act=prelu }
     nan_rest: model NanRest { input 8 dense 8 -> 8 act=gelu norm=layer act silu act softplus act selu act sigmoid }
 }
