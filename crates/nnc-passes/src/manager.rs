@@ -53,25 +53,46 @@ pub enum PassError {
 
 /// Runs the passes named in `names`, in order, on the `mode` function of
 /// `module`. Every name is checked before any pass runs; the module is
-/// verified before the first pass and after each one.
+/// verified before the first pass and after each one (after the last only,
+/// for an observer that does not [watch](Observer::watches)).
 pub fn run_passes(
     module: &mut Module,
     mode: Mode,
     names: &[&str],
     observer: &mut dyn Observer,
 ) -> Result<(), PassError> {
-    let passes = resolve(names, mode)?;
-    run_resolved(module, mode, &passes, observer)
+    run_pipelines(module, &[(mode, names)], observer)
 }
 
-/// Runs passes already looked up: [`run_passes`] after the names check, and
-/// what tests call with a pass that is not in the registry.
+/// Runs one pipeline per mode, one after the other, as [`run_passes`] runs
+/// one: the module is verified once before all of them, not once per mode.
+pub fn run_pipelines(
+    module: &mut Module,
+    pipelines: &[(Mode, &[&str])],
+    observer: &mut dyn Observer,
+) -> Result<(), PassError> {
+    let mut steps = Vec::new();
+    for (mode, names) in pipelines {
+        steps.extend(resolve(names, *mode)?.into_iter().map(|pass| (*mode, pass)));
+    }
+    run_steps(module, &steps, observer)
+}
+
+/// Runs passes already looked up: what tests call with a pass that is not
+/// in the registry.
+#[cfg(test)]
 pub(crate) fn run_resolved(
     module: &mut Module,
     mode: Mode,
     passes: &[&PassInfo],
     observer: &mut dyn Observer,
 ) -> Result<(), PassError> {
+    let steps: Vec<(Mode, &PassInfo)> = passes.iter().map(|pass| (mode, *pass)).collect();
+    run_steps(module, &steps, observer)
+}
+
+/// Runs each pass on its mode's function, verifying as [`run_passes`] says.
+fn run_steps(module: &mut Module, steps: &[(Mode, &PassInfo)], observer: &mut dyn Observer) -> Result<(), PassError> {
     if let Err(errors) = verify(module) {
         let ir = print_module_with_errors(module, &errors);
         return Err(PassError::InvalidInput { errors, ir });
@@ -83,11 +104,11 @@ pub(crate) fn run_resolved(
     // An observer that ignores the module (`check`, `build`, the macro)
     // lets the pipeline verify once at the end.
     let each = observer.watches();
-    for (k, pass) in passes.iter().enumerate() {
-        let changed = (pass.run)(module, mode);
-        if each || k + 1 == passes.len() {
+    for (k, (mode, pass)) in steps.iter().enumerate() {
+        let changed = (pass.run)(module, *mode);
+        if each || k + 1 == steps.len() {
             if let Err(errors) = verify(module) {
-                return Err(blame(input, mode, passes, module, errors));
+                return Err(blame(input, steps, module, errors));
             }
         }
         observer.after_pass(pass, changed, module);
@@ -95,13 +116,13 @@ pub(crate) fn run_resolved(
     Ok(())
 }
 
-/// The error for a module found invalid after the pipeline's pass `k` or
-/// earlier: replays the passes on `input`, verifying after each, to find
-/// the first that broke it and what it was given.
-fn blame(mut input: Module, mode: Mode, passes: &[&PassInfo], broken: &Module, errors: Vec<VerifyError>) -> PassError {
-    for pass in passes {
+/// The error for a module found invalid after some step: replays the steps
+/// on `input`, verifying after each, to find the first pass that broke it
+/// and what it was given.
+fn blame(mut input: Module, steps: &[(Mode, &PassInfo)], broken: &Module, errors: Vec<VerifyError>) -> PassError {
+    for (mode, pass) in steps {
         let before = print_module(&input);
-        (pass.run)(&mut input, mode);
+        (pass.run)(&mut input, *mode);
         if let Err(errors) = verify(&input) {
             return PassError::VerifyFailed {
                 pass: pass.name,
@@ -112,7 +133,7 @@ fn blame(mut input: Module, mode: Mode, passes: &[&PassInfo], broken: &Module, e
         }
     }
     // Not reproduced: a pass that is not deterministic, a bug of its own.
-    let last = passes.last().map_or("?", |p| p.name);
+    let last = steps.last().map_or("?", |(_, p)| p.name);
     PassError::VerifyFailed {
         pass: last,
         ir_after: print_module_with_errors(broken, &errors),
