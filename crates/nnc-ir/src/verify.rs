@@ -321,7 +321,6 @@ fn check_modes(module: &Module, errors: &mut Vec<VerifyError>) {
 
 /// SSA form and types; ids are known to be in range.
 fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) {
-    let shapes = module.param_shapes();
     if f.values[f.input.0 as usize].dims.is_empty() {
         let msg = "the input has type f32[N] with no per-sample axis".to_string();
         errors.push(VerifyError::function(f.mode, msg));
@@ -359,7 +358,7 @@ fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) 
             error(format!("{name} has a value of type f32[N] with no per-sample axis"));
             continue;
         }
-        match op.op.output_type(&arg_types, &shapes) {
+        match op.op.output_type(&arg_types, &module.params) {
             Ok(computed) if computed == *declared => {}
             Ok(computed) => error(format!(
                 "{name} result is declared {declared} but its shape rule gives {computed}"
