@@ -46,7 +46,7 @@
 //! - The module name is an identifier (`[A-Za-z_][A-Za-z0-9_]*`), layer
 //!   names are made of `[A-Za-z0-9_.]`, and notes are single lines.
 
-use crate::{Function, Mode, Module, OpId, ParamId, ParamSource, ValueId, ValueType};
+use crate::{Function, Mode, Module, OpId, ParamId, ParamSource, ValueId};
 use std::fmt;
 
 /// A broken invariant: a compiler bug, never a user error.
@@ -350,7 +350,14 @@ fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) 
             ));
             continue;
         }
-        let arg_types: Vec<&ValueType> = op.args.iter().map(|a| &f.values[a.0 as usize]).collect();
+        // One or two arguments (the arity check above): on the stack, as
+        // this runs for every op after the passes.
+        let value = |k: usize| op.args.get(k).map(|a| &f.values[a.0 as usize]);
+        let (Some(first), second) = (value(0), value(1)) else {
+            continue;
+        };
+        let both = [first, second.unwrap_or(first)];
+        let arg_types = &both[..op.args.len().min(2)];
         let declared = &f.values[result];
         // Shape rules index the first per-sample axis; do not run them on
         // a type without one.
