@@ -365,7 +365,7 @@ fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) 
             error(format!("{name} has a value of type f32[N] with no per-sample axis"));
             continue;
         }
-        match op.op.output_type(&arg_types, &module.params) {
+        match op.op.output_type(arg_types, &module.params) {
             Ok(computed) if computed == *declared => {}
             Ok(computed) => error(format!(
                 "{name} result is declared {declared} but its shape rule gives {computed}"
