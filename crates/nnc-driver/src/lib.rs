@@ -121,7 +121,10 @@ pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observ
             .copied()
             .zip(names.iter().map(Vec::as_slice))
             .collect();
-        nnc_passes::run_pipelines(&mut module, &pipelines, observer).map_err(CompileError::Pass)?;
+        // Lowering is deterministic: a failure's report lowers again rather
+        // than the pipeline keeping a copy of a large module.
+        let relower = || nnc_lower::lower(&ast, source, &options.modes).module;
+        nnc_passes::run_pipelines(&mut module, &pipelines, observer, Some(&relower)).map_err(CompileError::Pass)?;
     }
     Ok(Compiled {
         ast,

@@ -61,21 +61,27 @@ pub fn run_passes(
     names: &[&str],
     observer: &mut dyn Observer,
 ) -> Result<(), PassError> {
-    run_pipelines(module, &[(mode, names)], observer)
+    run_pipelines(module, &[(mode, names)], observer, None)
 }
+
+/// Rebuilds the module the passes were given, for a failure's report: the
+/// driver lowers the program again instead of keeping a copy.
+pub type Rebuild<'a> = &'a dyn Fn() -> Option<Module>;
 
 /// Runs one pipeline per mode, one after the other, as [`run_passes`] runs
 /// one: the module is verified once before all of them, not once per mode.
+/// With `rebuild`, no copy of the module is kept for a failure's report.
 pub fn run_pipelines(
     module: &mut Module,
     pipelines: &[(Mode, &[&str])],
     observer: &mut dyn Observer,
+    rebuild: Option<Rebuild<'_>>,
 ) -> Result<(), PassError> {
     let mut steps = Vec::new();
     for (mode, names) in pipelines {
         steps.extend(resolve(names, *mode)?.into_iter().map(|pass| (*mode, pass)));
     }
-    run_steps(module, &steps, observer)
+    run_steps(module, &steps, observer, rebuild)
 }
 
 /// Runs passes already looked up: what tests call with a pass that is not
@@ -88,19 +94,27 @@ pub(crate) fn run_resolved(
     observer: &mut dyn Observer,
 ) -> Result<(), PassError> {
     let steps: Vec<(Mode, &PassInfo)> = passes.iter().map(|pass| (mode, *pass)).collect();
-    run_steps(module, &steps, observer)
+    run_steps(module, &steps, observer, None)
 }
 
 /// Runs each pass on its mode's function, verifying as [`run_passes`] says.
-fn run_steps(module: &mut Module, steps: &[(Mode, &PassInfo)], observer: &mut dyn Observer) -> Result<(), PassError> {
+pub(crate) fn run_steps(
+    module: &mut Module,
+    steps: &[(Mode, &PassInfo)],
+    observer: &mut dyn Observer,
+    rebuild: Option<Rebuild<'_>>,
+) -> Result<(), PassError> {
     if let Err(errors) = verify(module) {
         let ir = print_module_with_errors(module, &errors);
         return Err(PassError::InvalidInput { errors, ir });
     }
     // What the first pass is given, for a failure's report. Passes are
     // deterministic, so the IR pass k was given is this one after passes
-    // 0..k: one copy instead of one per pass.
-    let input = module.clone();
+    // 0..k: one copy (or none, with `rebuild`) instead of one per pass.
+    let input = match rebuild {
+        Some(_) => None,
+        None => Some(module.clone()),
+    };
     // An observer that ignores the module (`check`, `build`, the macro)
     // lets the pipeline verify once at the end.
     let each = observer.watches();
@@ -108,6 +122,7 @@ fn run_steps(module: &mut Module, steps: &[(Mode, &PassInfo)], observer: &mut dy
         let changed = (pass.run)(module, *mode);
         if each || k + 1 == steps.len() {
             if let Err(errors) = verify(module) {
+                let input = input.or_else(|| rebuild.and_then(|rebuild| rebuild()));
                 return Err(blame(input, steps, module, errors));
             }
         }
@@ -119,17 +134,19 @@ fn run_steps(module: &mut Module, steps: &[(Mode, &PassInfo)], observer: &mut dy
 /// The error for a module found invalid after some step: replays the steps
 /// on `input`, verifying after each, to find the first pass that broke it
 /// and what it was given.
-fn blame(mut input: Module, steps: &[(Mode, &PassInfo)], broken: &Module, errors: Vec<VerifyError>) -> PassError {
-    for (mode, pass) in steps {
-        let before = print_module(&input);
-        (pass.run)(&mut input, *mode);
-        if let Err(errors) = verify(&input) {
-            return PassError::VerifyFailed {
-                pass: pass.name,
-                ir_after: print_module_with_errors(&input, &errors),
-                errors,
-                ir_before: before,
-            };
+fn blame(input: Option<Module>, steps: &[(Mode, &PassInfo)], broken: &Module, errors: Vec<VerifyError>) -> PassError {
+    if let Some(mut input) = input {
+        for (mode, pass) in steps {
+            let before = print_module(&input);
+            (pass.run)(&mut input, *mode);
+            if let Err(errors) = verify(&input) {
+                return PassError::VerifyFailed {
+                    pass: pass.name,
+                    ir_after: print_module_with_errors(&input, &errors),
+                    errors,
+                    ir_before: before,
+                };
+            }
         }
     }
     // Not reproduced: a pass that is not deterministic, a bug of its own.
