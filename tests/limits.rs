@@ -125,3 +125,18 @@ fn brackets_in_comments_do_not_count_and_mixed_kinds_do() {
     let at = on_small_stack(move || one_error(&mixed));
     assert!(at.starts_with("E0003 at 3:"), "{at}");
 }
+
+#[test]
+fn a_number_in_a_message_is_quoted_with_the_digits_the_program_wrote() {
+    // 2^64 was quoted as 18446744073709552000 (issue 11).
+    for (program, written) in [
+        ("model M { input 18446744073709551616 }", "18446744073709551616"),
+        ("model M { input 8 dense 1e25 }", "1e25"),
+    ] {
+        let source = SourceFile::new("big.nn", program);
+        let Err(CompileError::Program(d)) = compile(&source, &Options::default(), &mut Quiet) else {
+            panic!("{program} compiled");
+        };
+        assert!(d[0].message.contains(written), "{program}: {}", d[0].message);
+    }
+}
