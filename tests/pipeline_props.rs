@@ -317,3 +317,69 @@ fn the_reference_agrees_with_hand_computed_values() {
     assert_eq!(maxout(&x, 2).data, [5.0, 3.0]);
     assert!(relu(f64::NAN).is_nan());
 }
+
+/// Guards the generator: over a few hundred draws it reaches every kind of
+/// statement, random and non-random training programs, and convs with a
+/// kernel tap entirely in the padding; and every draw compiles.
+#[test]
+fn the_generator_reaches_every_construct() {
+    let programs = common::programs::fixed_set(3, 400);
+    let all: String = programs.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n");
+    for word in [
+        "dense",
+        "conv",
+        "maxpool",
+        "avgpool",
+        "globalavgpool",
+        "flatten",
+        "residual",
+        "act=",
+        "act ",
+        "norm ",
+        "norm=",
+        "dropout ",
+        "dropout=",
+        "dilation=2",
+        "groups=",
+        "stride=",
+        "pad=same",
+        "pad=valid",
+        "maxout",
+        "softmax",
+        "prelu",
+        "rrelu",
+        "selu",
+        "gelu",
+        "silu",
+        "softplus",
+        "elu",
+        "leaky_relu",
+        "sigmoid",
+        "tanh",
+        "batch",
+        "layer",
+        "instance",
+        "group(",
+        "lrn(",
+        "alpha(",
+        "dropblock",
+        "dropconnect",
+        "norm_pos=post",
+        "bias=false",
+    ] {
+        assert!(all.contains(word), "no program has `{word}`");
+    }
+    let random = programs.iter().filter(|p| p.random).count();
+    let in_padding = programs.iter().filter(|p| p.tap_in_padding).count();
+    assert!(
+        (40..360).contains(&random),
+        "{random} of 400 programs draw randomly in training"
+    );
+    assert!(
+        in_padding >= 10,
+        "only {in_padding} of 400 programs have a tap in the padding"
+    );
+    for p in &programs[..50] {
+        compile_both(&p.text, Stage::Optimized);
+    }
+}

@@ -16,6 +16,9 @@ pub struct Program {
     /// It draws random numbers in training (dropout with p > 0, dropconnect,
     /// DropBlock, RReLU with lower < upper).
     pub random: bool,
+    /// A conv has a kernel row or column whose every output reads the
+    /// padding (issue 11, point 1).
+    pub tap_in_padding: bool,
 }
 
 /// The per-sample shape while building.
@@ -59,6 +62,7 @@ pub fn build(name: &str, choices: &[u8]) -> Program {
         at: 0,
         out: Vec::new(),
         random: false,
+        tap_in_padding: false,
     };
     let shape = b.input();
     let n = 1 + b.pick(MAX_STATEMENTS);
@@ -70,6 +74,7 @@ pub fn build(name: &str, choices: &[u8]) -> Program {
     Program {
         text: format!("model {name} {{ {} }}", b.out.join(" ")),
         random: b.random,
+        tap_in_padding: b.tap_in_padding,
     }
 }
 
@@ -78,6 +83,7 @@ struct Builder<'c> {
     at: usize,
     out: Vec<String>,
     random: bool,
+    tap_in_padding: bool,
 }
 
 impl Builder<'_> {
@@ -224,7 +230,7 @@ impl Builder<'_> {
         let (act, _pieces) = self.layer_act();
         opts.extend(act);
         self.layer_options(false, &mut opts);
-        self.emit(format!("dense {f} -> {out} {}", opts.join(" ")));
+        self.emit(format!("dense {f} -> {out} {}", opts.join(" ")).trim_end().to_string());
         Shape::Features(out)
     }
 
@@ -255,6 +261,18 @@ impl Builder<'_> {
             pad = Pad::Same;
         }
         let (ho, wo) = (out_side(h, &pad), out_side(w, &pad));
+        let before = |side: usize, out: usize| match pad {
+            // `pad=same` puts the smaller half first (ONNX `SAME_UPPER`).
+            Pad::Same => ((out - 1) * stride as usize + span).saturating_sub(side) / 2,
+            Pad::Number(p) => p,
+        };
+        let window = Window {
+            kernel: k as usize,
+            stride: stride as usize,
+            dilation: dilation as usize,
+        };
+        self.tap_in_padding |=
+            window.tap_in_padding(h, before(h, ho), ho) || window.tap_in_padding(w, before(w, wo), wo);
         let (act, pieces) = self.layer_act();
         let rows = out * pieces;
         let divisors: Vec<usize> = (1..=c).filter(|g| c % g == 0 && rows % g == 0).collect();
@@ -299,6 +317,13 @@ impl Builder<'_> {
         self.emit(format!(
             "conv {c} -> {c} k={k} pad=same dilation={dilation} groups={groups} {act}"
         ));
+        let window = Window {
+            kernel: k,
+            stride: 1,
+            dilation,
+        };
+        let before = |side: usize| (side - 1 + (k - 1) * dilation + 1 - side) / 2;
+        self.tap_in_padding |= window.tap_in_padding(h, before(h), h) || window.tap_in_padding(w, before(w), w);
         Shape::Image(c, h, w)
     }
 
@@ -409,6 +434,26 @@ impl Builder<'_> {
     }
 }
 
+/// A conv window along one axis.
+struct Window {
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+}
+
+impl Window {
+    /// True if some kernel tap reads only padding: for every output
+    /// position `o`, `o·stride + tap·dilation − before` is off the map.
+    fn tap_in_padding(&self, side: usize, before: usize, out: usize) -> bool {
+        (0..self.kernel).any(|tap| {
+            (0..out).all(|o| {
+                let at = (o * self.stride + tap * self.dilation) as isize - before as isize;
+                at < 0 || at >= side as isize
+            })
+        })
+    }
+}
+
 enum Pad {
     Same,
     Number(usize),
@@ -427,11 +472,18 @@ impl Pad {
 
 /// A fixed set of programs drawn from `seed` with nnc's own generator
 /// (the same on every machine): what the generated-code test compiles.
+/// Every other program starts with a conv on an image input (the first
+/// byte picks the input's rank, the sixth the first statement), so that
+/// conv geometries reach generated code too.
 pub fn fixed_set(seed: u64, count: usize) -> Vec<Program> {
     let mut rng = nnc_runtime::Rng::new(seed, 0);
     (0..count)
         .map(|i| {
-            let choices: Vec<u8> = (0..64).map(|_| (rng.uniform() * 256.0) as u8).collect();
+            let mut choices: Vec<u8> = (0..64).map(|_| (rng.uniform() * 256.0) as u8).collect();
+            if i % 2 == 0 {
+                choices[0] |= 1;
+                choices[5] = 0;
+            }
             build(&format!("Random{i}"), &choices)
         })
         .collect()
