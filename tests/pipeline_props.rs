@@ -204,16 +204,9 @@ fn single_op(text: &str, seed: u64) {
 }
 
 proptest! {
-    // The whole pipeline costs about four compiles and a dozen runs a case:
-    // a quarter of the budget keeps CI short, the soak raises it.
-    #![proptest_config(ProptestConfig {
-        cases: ProptestConfig::default().cases.div_ceil(4),
-        ..ProptestConfig::default()
-    })]
-
     #[test]
     fn random_programs_match_the_f64_reference(
-        choices in prop::collection::vec(any::<u8>(), 0..64),
+        choices in prop::collection::vec(any::<u8>(), 0..96),
         seed in 0u64..1000,
     ) {
         whole_pipeline(&choices, seed);

@@ -50,7 +50,7 @@ const ACTS: &[(&str, bool)] = &[
 ];
 
 /// Statements per program (outside residual blocks) and residual depth.
-const MAX_STATEMENTS: usize = 6;
+const MAX_STATEMENTS: usize = 8;
 const MAX_DEPTH: usize = 2;
 /// Map sides stay at most this after a conv with large padding.
 const MAX_SIDE: usize = 12;
