@@ -11,12 +11,16 @@
 //! - Training, programs with random ops: no panic, finite outputs, and the
 //!   same output for the same seed.
 //!
-//! Tolerance: `|nnc − ref| ≤ 1e-4 · scale`, scale the largest reference
-//! output magnitude (at least 1e-3). nnc computes in f32 (unit roundoff
-//! 6e-8); a dot product of n terms is off by about n·u relative to the
-//! magnitudes summed, so with n ≤ a few hundred and a few normalisations
-//! (which can amplify an absolute error by 1/√(var + eps)) 1e-4 of the
+//! Tolerance: `|nnc − ref| ≤ 1e-4 · scale · amplification`, scale the
+//! largest reference output magnitude (at least 1e-3). nnc computes in f32
+//! (unit roundoff 6e-8); a dot product of n terms is off by about n·u
+//! relative to the magnitudes summed, so with n ≤ a few hundred 1e-4 of the
 //! output's scale leaves room for rounding and none for a wrong formula.
+//! A normalisation over a nearly constant group (batch norm in training
+//! over three samples that a layer norm of two features made almost
+//! equal) divides that rounding by a tiny deviation: the reference reports
+//! the factor (`reference::amplification`, 1 when nothing is
+//! ill-conditioned) and the tolerance grows by it.
 //!
 //! Bounded by `PROPTEST_CASES` (CI: 256). A longer soak:
 //! `PROPTEST_CASES=20000 cargo test --release --test pipeline_props`.
@@ -54,15 +58,17 @@ fn compile_both(text: &str, stage: Stage) -> Module {
 }
 
 /// `got` against the reference, element-wise within the tolerance of the
-/// reference's scale.
-fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+/// reference's scale, times what ill-conditioned normalisations amplify.
+fn assert_close(what: &str, got: &[f32], want: &[f64], amplification: f64) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+    let tolerance = TOLERANCE * scale * amplification;
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let err = (f64::from(*g) - w).abs();
         assert!(
-            err <= TOLERANCE * scale,
-            "{what}: element {i}: nnc {g}, reference {w} (error {err:.3e}, scale {scale:.3e})"
+            err <= tolerance,
+            "{what}: element {i}: nnc {g}, reference {w} (error {err:.3e}, scale {scale:.3e}, \
+             amplification {amplification:.3e})"
         );
     }
 }
@@ -83,12 +89,12 @@ fn output(module: &Module, mode: Mode, w: &Weights, x: &[f32], batch: usize, thr
 fn check_inference(text: &str, lowered: &Module, optimized: &Module, w: &Weights, seed: u64) {
     for batch in [1, 3] {
         let x = input(per_sample(lowered), batch, seed + batch as u64);
-        let want = evaluate(lowered, Mode::Infer, w, &x, batch).output;
+        let want = evaluate(lowered, Mode::Infer, w, &x, batch);
         for (module, stage) in [(optimized, "optimized"), (lowered, "lowered")] {
             for threads in [1, 2] {
                 let got = output(module, Mode::Infer, w, &x, batch, threads, 0);
                 let what = format!("{text}\ninfer {stage}, batch {batch}, {threads} thread(s)");
-                assert_close(&what, &got, &want.data);
+                assert_close(&what, &got, &want.output.data, want.amplification);
             }
         }
     }
@@ -118,13 +124,14 @@ fn check_training(text: &str, lowered: &Module, optimized: &Module, w: &Weights,
         let mut it = Interpreter::new(module, Mode::Train, w).unwrap();
         let got = it.run(&x, batch, 1, seed).unwrap();
         let what = format!("{text}\ntrain {stage}, batch {batch}");
-        assert_close(&what, &got, &want.output.data);
+        assert_close(&what, &got, &want.output.data, want.amplification);
         // The optimised function may drop a zero-initialised bias before a
         // batch norm (drop-redundant-bias), which shifts its running mean
         // by the jittered bias: running statistics are the lowered IR's.
         if stage == "lowered" {
             for (name, updated) in &want.running {
-                assert_close(&format!("{what}: {name}"), it.param(name).unwrap(), updated);
+                let what = format!("{what}: {name}");
+                assert_close(&what, it.param(name).unwrap(), updated, want.amplification);
             }
         }
     }
@@ -134,9 +141,7 @@ fn whole_pipeline(choices: &[u8], seed: u64) {
     let program = build("Random", choices);
     let lowered = compile_both(&program.text, Stage::Lowered);
     let optimized = compile_both(&program.text, Stage::Optimized);
-    for mode in Mode::ALL {
-        nnc_ir::verify::verify(&optimized).unwrap_or_else(|e| panic!("{}: {mode}: {e:?}", program.text));
-    }
+    nnc_ir::verify::verify(&optimized).unwrap_or_else(|e| panic!("{}: {e:?}", program.text));
     assert_eq!(
         program.random,
         draws_randomly(lowered.function(Mode::Train).unwrap()),
@@ -375,4 +380,21 @@ fn the_generator_reaches_every_construct() {
     for p in &programs[..50] {
         compile_both(&p.text, Stage::Optimized);
     }
+}
+
+/// Found by the soak: a layer norm of two features makes three samples
+/// almost equal, so the training batch norm at the end divides f32
+/// rounding by a tiny batch deviation (an error of 1.2e-4 of the output's
+/// scale). Within the amplified tolerance; the reference's amplification
+/// must see it.
+#[test]
+fn an_ill_conditioned_batch_norm_is_within_the_amplified_tolerance() {
+    let choices = [14, 81, 36, 255, 35, 20, 21, 19, 44, 25, 1, 14, 0, 90, 66, 216, 22];
+    let program = build("Random", &choices);
+    assert_eq!(
+        program.text,
+        "model Random { input 2 norm layer flatten dense 2 -> 4 act=rrelu(0.2, 0.2) dropout=0 bias=false \
+         flatten norm batch }"
+    );
+    whole_pipeline(&choices, 315);
 }

@@ -30,12 +30,18 @@ pub struct BatchStats {
     pub unbiased_var: Vec<f64>,
 }
 
-/// A forward pass: the output, and in training mode each batch norm's
-/// updated running statistics by parameter name.
+/// A forward pass: the output, in training mode each batch norm's updated
+/// running statistics by parameter name, and how much the normalisations
+/// amplify rounding errors.
 #[derive(Clone, Debug)]
 pub struct Evaluation {
     pub output: Tensor,
     pub running: BTreeMap<String, Vec<f64>>,
+    /// The product over normalisations with batch or sample statistics of
+    /// [`amplification`]: how many times larger, relative to the output's
+    /// scale, an f32 computation's error may be than in a well-conditioned
+    /// network. 1 when no normalisation sees a nearly constant group.
+    pub amplification: f64,
 }
 
 impl Tensor {
@@ -429,6 +435,36 @@ pub fn lrn(x: &Tensor, size: usize, alpha: f64, beta: f64, bias: f64) -> Tensor 
     y
 }
 
+/// How much normalising `x` over groups (`group_of(flat index)`, `groups`
+/// of them) amplifies an error relative to the values' magnitude: the
+/// largest `max|x_g| / √(var_g + eps)`, at least 1. A group whose values
+/// nearly agree has a variance far below their magnitude, so the rounding
+/// error an f32 producer left in them (relative to that magnitude) is
+/// divided by a small deviation: the problem is ill-conditioned, not the
+/// computation wrong.
+pub fn amplification(x: &Tensor, groups: usize, group_of: impl Fn(usize) -> usize, eps: f64) -> f64 {
+    let (mut n, mut sum, mut squares, mut max) = (
+        vec![0.0; groups],
+        vec![0.0; groups],
+        vec![0.0; groups],
+        vec![0.0f64; groups],
+    );
+    for (i, v) in x.data.iter().enumerate() {
+        let g = group_of(i);
+        n[g] += 1.0;
+        sum[g] += v;
+        squares[g] += v * v;
+        max[g] = max[g].max(v.abs());
+    }
+    (0..groups)
+        .map(|g| {
+            let mean = sum[g] / n[g];
+            let var = (squares[g] / n[g] - mean * mean).max(0.0);
+            max[g] / (var + eps).sqrt()
+        })
+        .fold(1.0, f64::max)
+}
+
 /// `x·scale + shift` per channel.
 pub fn affine(x: &Tensor, scale: &[f64], shift: &[f64]) -> Tensor {
     x.map_channel(|v, ch| v * scale[ch] + shift[ch])
@@ -479,8 +515,10 @@ pub fn evaluate(module: &Module, mode: Mode, weights: &Weights, input: &[f32], b
     let mut values: Vec<Option<Tensor>> = vec![None; func.values.len()];
     values[func.input.0 as usize] = Some(Tensor::from_f32(shape(func.input), input));
     let mut running = BTreeMap::new();
+    let mut amplified = 1.0;
     for op in &func.ops {
         let x = values[op.args[0].0 as usize].as_ref().expect("arguments come first");
+        amplified *= norm_amplification(x, &op.op, train);
         let y = match &op.op {
             Op::Linear {
                 weight, bias, epilogue, ..
@@ -559,7 +597,29 @@ pub fn evaluate(module: &Module, mode: Mode, weights: &Weights, input: &[f32], b
         values[op.result.0 as usize] = Some(y);
     }
     let output = values[func.output.0 as usize].take().expect("the output is computed");
-    Evaluation { output, running }
+    Evaluation {
+        output,
+        running,
+        amplification: amplified,
+    }
+}
+
+/// [`amplification`] of the normalisations that use batch or sample
+/// statistics; 1 for every other op (batch norm in inference divides by
+/// the stored running variance).
+fn norm_amplification(x: &Tensor, op: &Op, train: bool) -> f64 {
+    let (c, inner) = x.channels_inner();
+    let per_sample = c * inner;
+    match op {
+        Op::BatchNorm { eps, .. } if train => amplification(x, c, |i| i / inner % c, f64::from(*eps)),
+        Op::LayerNorm { eps, .. } => amplification(x, x.batch(), |i| i / per_sample, f64::from(*eps)),
+        Op::InstanceNorm { eps, .. } => amplification(x, x.batch() * c, |i| i / inner, f64::from(*eps)),
+        Op::GroupNorm { groups, eps, .. } => {
+            let per_group = per_sample / *groups as usize;
+            amplification(x, x.batch() * *groups as usize, |i| i / per_group, f64::from(*eps))
+        }
+        _ => 1.0,
+    }
 }
 
 fn apply_epilogue(mut y: Tensor, steps: &[EpilogueStep], param: &dyn Fn(ParamId) -> Vec<f64>) -> Tensor {
