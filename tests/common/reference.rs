@@ -436,33 +436,26 @@ pub fn lrn(x: &Tensor, size: usize, alpha: f64, beta: f64, bias: f64) -> Tensor 
 }
 
 /// How much normalising `x` over groups (`group_of(flat index)`, `groups`
-/// of them) amplifies an error relative to the values' magnitude: the
-/// largest `max|x_g| / √(var_g + eps)`, at least 1. A group whose values
-/// nearly agree has a variance far below their magnitude, so the rounding
-/// error an f32 producer left in them (relative to that magnitude) is
-/// divided by a small deviation: the problem is ill-conditioned, not the
-/// computation wrong.
+/// of them) amplifies an error relative to the output's scale: the largest
+/// `max|x_g| / max(max|x_g − mean_g|, √eps)`, at least 1. An f32 producer
+/// leaves an error relative to the values' magnitude `max|x_g|`; the
+/// normalised output has the scale of their deviations. For centred data
+/// the two agree (factor ≈ 1); a group whose values nearly agree has
+/// deviations far below their magnitude: the problem is ill-conditioned,
+/// not the computation wrong.
 pub fn amplification(x: &Tensor, groups: usize, group_of: impl Fn(usize) -> usize, eps: f64) -> f64 {
-    let (mut n, mut sum, mut squares, mut max) = (
-        vec![0.0; groups],
-        vec![0.0; groups],
-        vec![0.0; groups],
-        vec![0.0f64; groups],
-    );
+    let (mut n, mut sum) = (vec![0.0; groups], vec![0.0; groups]);
+    for (i, v) in x.data.iter().enumerate() {
+        n[group_of(i)] += 1.0;
+        sum[group_of(i)] += v;
+    }
+    let (mut magnitude, mut deviation) = (vec![0.0f64; groups], vec![eps.sqrt(); groups]);
     for (i, v) in x.data.iter().enumerate() {
         let g = group_of(i);
-        n[g] += 1.0;
-        sum[g] += v;
-        squares[g] += v * v;
-        max[g] = max[g].max(v.abs());
+        magnitude[g] = magnitude[g].max(v.abs());
+        deviation[g] = deviation[g].max((v - sum[g] / n[g]).abs());
     }
-    (0..groups)
-        .map(|g| {
-            let mean = sum[g] / n[g];
-            let var = (squares[g] / n[g] - mean * mean).max(0.0);
-            max[g] / (var + eps).sqrt()
-        })
-        .fold(1.0, f64::max)
+    (0..groups).map(|g| magnitude[g] / deviation[g]).fold(1.0, f64::max)
 }
 
 /// `x·scale + shift` per channel.
