@@ -140,3 +140,20 @@ fn a_number_in_a_message_is_quoted_with_the_digits_the_program_wrote() {
         assert!(d[0].message.contains(written), "{program}: {}", d[0].message);
     }
 }
+
+#[test]
+fn generated_comments_quote_a_window_of_a_one_line_program() {
+    // Each op's comment quoted its statement's whole line: on a one-line
+    // program, the generated file grew with the square of its length.
+    let layers = 2_000;
+    let text = format!("model Flat {{ input 8 {}}}", "dense 8 act=relu ".repeat(layers));
+    let source = SourceFile::new("flat.nn", text.as_str());
+    let compiled = compile(&source, &Options::default(), &mut Quiet).unwrap();
+    let generated =
+        nnc_codegen::generate_source(&compiled.module.unwrap(), &source, &nnc_codegen::Options::build(None)).unwrap();
+    assert!(generated.len() < layers * 2_000, "{} bytes", generated.len());
+    assert!(
+        generated.contains("line 1: dense 8 act=relu dense 8 act=relu"),
+        "quotes the statement"
+    );
+}

@@ -4,7 +4,7 @@
 
 use crate::params::{self, dims, usize_lit, Fields};
 use crate::{Error, Options};
-use nnc_diag::SourceFile;
+use nnc_diag::{Loc, SourceFile};
 use nnc_ir::{Act, BufferPlan, EpilogueStep, Function, Module, Op, OpData, ParamId, ValueId};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
@@ -694,16 +694,32 @@ fn join(dims: &[usize]) -> String {
 
 /// What an op's comment says: the IR op, then each statement it stands for
 /// with its line.
+/// How much of a statement an op's comment quotes.
+const COMMENT_COLUMNS: usize = 100;
+
 fn op_comment(op: &OpData, source: &SourceFile) -> String {
     let mut text = format!("{} [{}]", op_summary(op), op.layer);
     for loc in &op.locs {
-        let line = source
-            .offset(nnc_diag::Loc { line: loc.line, col: 1 })
-            .and_then(|start| source.text().get(start as usize..))
-            .and_then(|rest| rest.lines().next())
-            .unwrap_or("")
-            .trim();
-        text.push_str(&format!("\nline {}: {line}", loc.line));
+        let line_of = |at: Loc| {
+            source
+                .offset(at)
+                .and_then(|start| source.text().get(start as usize..))
+                .and_then(|rest| rest.lines().next())
+                .unwrap_or("")
+                .trim()
+        };
+        let line = line_of(Loc { line: loc.line, col: 1 });
+        // A long line (a one-line program) is quoted from the statement
+        // on, cut: it would otherwise be repeated whole for every op.
+        let quoted = if line.chars().nth(COMMENT_COLUMNS).is_none() {
+            line.to_string()
+        } else {
+            let statement = line_of(*loc);
+            let mut cut: String = statement.chars().take(COMMENT_COLUMNS).collect();
+            cut.push('…');
+            cut
+        };
+        text.push_str(&format!("\nline {}: {quoted}", loc.line));
     }
     text
 }

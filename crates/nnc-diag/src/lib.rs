@@ -144,21 +144,30 @@ impl SourceFile {
             .line_starts
             .get(index as usize)
             .map_or(self.text.len(), |&s| s as usize);
-        let next = self
-            .line_starts
-            .get(index as usize + 1)
-            .map_or(self.text.len(), |&s| s as usize - 1);
-        let line = &self.text[start..next];
+        let line = &self.text[start..self.line_end(index).max(start)];
         start..start + line.strip_suffix('\r').unwrap_or(line).len()
+    }
+
+    /// Where 0-based line `index` ends: at its `\n`, or the end of the text.
+    fn line_end(&self, index: u32) -> usize {
+        self.line_starts
+            .get(index as usize + 1)
+            .map_or(self.text.len(), |&s| s as usize - 1)
     }
 
     /// The byte offset of a 1-based line and column, if it is inside the text.
     pub fn offset(&self, loc: Loc) -> Option<u32> {
-        let line_start = *self.line_starts.get(loc.line.checked_sub(1)? as usize)? as usize;
-        let line = &self.text[line_start..];
-        let line = line.split('\n').next().unwrap_or("");
+        let index = loc.line.checked_sub(1)?;
+        let line_start = *self.line_starts.get(index as usize)? as usize;
+        let line = &self.text[line_start..self.line_end(index)];
+        let col = loc.col.checked_sub(1)? as usize;
+        // ASCII before the column: the column is the byte (no walk over the
+        // characters of a long line per lookup).
+        if line.get(..col).is_some_and(str::is_ascii) {
+            return Some((line_start + col) as u32);
+        }
         let mut chars = line.char_indices().map(|(i, _)| i).chain(std::iter::once(line.len()));
-        let in_line = chars.nth(loc.col.checked_sub(1)? as usize)?;
+        let in_line = chars.nth(col)?;
         Some((line_start + in_line) as u32)
     }
 }

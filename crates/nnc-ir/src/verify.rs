@@ -239,7 +239,7 @@ fn check_params(module: &Module, errors: &mut Vec<VerifyError>) {
         }
         if let ParamSource::Derived(d) = &p.source {
             match d.shape(&shapes) {
-                Ok(shape) if shape == p.shape => {}
+                Ok(shape) if *shape == p.shape[..] => {}
                 Ok(shape) => {
                     let msg = format!(
                         "@{} is declared {:?} but its derivation gives {shape:?}",
