@@ -275,7 +275,9 @@ impl Builder<'_> {
             window.tap_in_padding(h, before(h, ho), ho) || window.tap_in_padding(w, before(w, wo), wo);
         let (act, pieces) = self.layer_act();
         let rows = out * pieces;
-        let divisors: Vec<usize> = (1..=c).filter(|g| c % g == 0 && rows % g == 0).collect();
+        let divisors: Vec<usize> = (1..=c)
+            .filter(|g| c.is_multiple_of(*g) && rows.is_multiple_of(*g))
+            .collect();
         let groups = self.one_of(&divisors);
         let mut opts = vec![format!("k={k}")];
         if stride > 1 {
@@ -304,7 +306,7 @@ impl Builder<'_> {
     fn same_conv(&mut self, c: usize, h: usize, w: usize) -> Shape {
         let k = self.size(5);
         let dilation = self.one_of(&[1, 1, 2]);
-        let divisors: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
+        let divisors: Vec<usize> = (1..=c).filter(|g| c.is_multiple_of(*g)).collect();
         let groups = self.one_of(&divisors);
         let act = match self.pick(3) {
             0 => String::new(),
@@ -389,7 +391,7 @@ impl Builder<'_> {
                 1 => "layer".into(),
                 2 => "instance".into(),
                 3 => {
-                    let divisors: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
+                    let divisors: Vec<usize> = (1..=c).filter(|g| c.is_multiple_of(*g)).collect();
                     format!("group({})", self.one_of(&divisors))
                 }
                 _ => {
