@@ -11,10 +11,6 @@
 
 #![deny(warnings)]
 #![allow(clippy::unwrap_used)]
-// Generated code writes initialiser constants as decimals, and He init with
-// fan_in 1 or 4 gives √2 or 1/√2, which clippy's deny-by-default
-// `approx_constant` rejects: a codegen issue, reported, not this test's.
-#![allow(clippy::approx_constant)]
 
 mod common;
 

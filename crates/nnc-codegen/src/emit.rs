@@ -114,7 +114,9 @@ pub(crate) fn model(
         }
 
         // A program may use only part of the API (`embedded` and `forward_into`, say).
-        #[allow(dead_code)]
+        // Init scales such as He's √2 are written as the f32 they are, which
+        // clippy would take for a mistyped `SQRT_2`.
+        #[allow(dead_code, clippy::approx_constant)]
         impl #name {
             /// The per-sample input shape.
             pub const INPUT: &'static [usize] = &#input_dims;
