@@ -71,8 +71,9 @@ fn there_are_enough_error_programs_to_cover_every_class() {
     }
     assert!(count >= 30, "only {count} error programs");
     let every_class = [
-        "E0001", "E0002", "E0101", "E0102", "E0103", "E0104", "E0105", "E0106", "E0107", "E0108", "E0201", "E0202",
-        "E0301", "E0302", "E0303", "E0304", "E0305", "E0306", "E0307", "E0308", "E0401", "E0402", "E0403", "E0404",
+        "E0001", "E0002", "E0003", "E0101", "E0102", "E0103", "E0104", "E0105", "E0106", "E0107", "E0108", "E0201",
+        "E0202", "E0301", "E0302", "E0303", "E0304", "E0305", "E0306", "E0307", "E0308", "E0401", "E0402", "E0403",
+        "E0404",
     ];
     for code in every_class {
         assert!(codes.contains(code), "no program in tests/errors exercises {code}");

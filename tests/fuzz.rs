@@ -285,6 +285,81 @@ proptest! {
     }
 }
 
+/// Brackets nested `depth` deep: residual blocks, calls, or both in turn,
+/// around a statement that may itself open one more.
+fn nested_program(depth: usize, kinds: &[u8], inner: &str) -> String {
+    let mut open = String::new();
+    let mut close = String::new();
+    for i in 0..depth {
+        match kinds[i % kinds.len()] % 3 {
+            0 => {
+                open.push_str("residual { ");
+                close.insert_str(0, " }");
+            }
+            1 => {
+                open.push_str("residual act=f(");
+                close.insert_str(0, ") { dense 8 }");
+            }
+            _ => {
+                open.push_str("residual { dense 8 act=leaky_relu(g(");
+                close.insert_str(0, ")) }");
+            }
+        }
+    }
+    format!("model D {{ input 8 {open}{inner}{close} }}")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Deep nesting of every kind either compiles or is refused by the one
+    /// limit (E0003), never overflows the stack.
+    #[test]
+    fn deep_nesting_never_overflows(
+        depth in 0usize..400,
+        kinds in prop::collection::vec(any::<u8>(), 1..4),
+        inner in prop::sample::select(&["dense 8", "dense 8 act=f(1)", "act relu", "residual { }"][..]),
+    ) {
+        let text = nested_program(depth, &kinds, inner);
+        survives(&text);
+        let deepest = text
+            .chars()
+            .scan(0usize, |depth, c| {
+                match c {
+                    '{' | '(' | '[' => *depth += 1,
+                    '}' | ')' | ']' => *depth -= 1,
+                    _ => {}
+                }
+                Some(*depth)
+            })
+            .max()
+            .unwrap_or(0);
+        let source = SourceFile::new("deep.nn", text.as_str());
+        let refused_for_depth = match compile(&source, &Options::default(), &mut Quiet) {
+            Err(nnc_driver::CompileError::Program(d)) => d.iter().any(|d| d.code == "E0003"),
+            _ => false,
+        };
+        prop_assert_eq!(refused_for_depth, deepest > nnc_syntax::MAX_NESTING);
+    }
+
+    /// Long one-line programs with an error in many statements print a
+    /// bounded amount, whatever the line's length.
+    #[test]
+    fn long_lines_print_a_bounded_report(
+        statements in prop::collection::vec(
+            prop::sample::select(&["dense 8 act=reul", "dense 8", "dense 8 k=3", "act relu", "dropout 2"][..]),
+            0..1500,
+        ),
+    ) {
+        let text = format!("model L {{ input 8 {} }}", statements.join(" "));
+        let source = SourceFile::new("long.nn", text.as_str());
+        if let Err(nnc_driver::CompileError::Program(d)) = compile(&source, &Options::default(), &mut Quiet) {
+            let rendered = nnc_diag::render_plain(&d, &source);
+            prop_assert!(rendered.len() < 64 * 1024, "{} bytes for {} diagnostics", rendered.len(), d.len());
+        }
+    }
+}
+
 #[test]
 fn every_model_survives_every_single_token_deletion() {
     // Exhaustive where it is cheap: drop each whitespace-separated token once.

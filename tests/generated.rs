@@ -121,6 +121,24 @@ generated_models! {
     selu_lecun_alpha: SelfNormalizing from "models/selu_lecun_alpha.nn";
 }
 
+/// A model named with a Rust keyword, through the macro.
+mod odd_names {
+    nnc::model! {
+        model self {
+            input 4
+            dense 4 -> 3 name=fn act=relu
+            dense 3 -> 2 name=Self
+        }
+    }
+}
+
+#[test]
+fn a_model_named_with_a_keyword_is_a_type_named_in_upper_camel_case() {
+    let model = odd_names::SelfModel::init(0);
+    let y = model.forward(nnc::runtime::ndarray::Array2::zeros((1, 4)).view());
+    assert_eq!(y.shape(), &[1, 2]);
+}
+
 mod mlp {
     nnc::model! {
         model Tiny {
@@ -208,6 +226,29 @@ fn nnc_build_output_of_every_model_compiles_without_warnings() {
         let generated = nnc_codegen::generate_source(&optimized, &source, &options).unwrap();
         std::fs::write(krate.join("src").join(format!("{stem}.rs")), generated).unwrap();
         lib.push_str(&format!("pub mod {stem};\n"));
+    }
+    // Names that collide with Rust (issue 11): keywords, primitive types,
+    // the runtime's alias, the prelude, lowercase; as models and as layers.
+    let odd = [
+        "rt", "f32", "usize", "str", "u64", "gen", "fn", "self", "type", "Self", "crate", "super", "mlp", "Some", "_",
+        "x_", "my_model",
+    ];
+    for (i, name) in odd.iter().enumerate() {
+        let layer = odd[(i + 5) % odd.len()];
+        let other = if layer == "crate" { "super" } else { "crate" };
+        let text =
+            format!("model {name} {{ input [1, 4, 4] conv 2 k=3 name={layer} act=relu flatten dense 3 name={other} }}");
+        let source = nnc_diag::SourceFile::new(format!("odd{i}.nn"), text.clone());
+        let optimized = module(&text, Mode::Infer, Stage::Optimized);
+        let generated = nnc_codegen::generate_source(&optimized, &source, &nnc_codegen::Options::build(None))
+            .unwrap_or_else(|e| panic!("model {name}: {e}"));
+        let type_name = nnc_codegen::type_name(name);
+        assert!(generated.contains(&format!("pub struct {type_name} ")), "model {name}");
+        std::fs::write(krate.join("src").join(format!("odd{i}.rs")), generated).unwrap();
+        // Use the type, so a name that only parses would still fail.
+        lib.push_str(&format!(
+            "pub mod odd{i};\npub fn use_odd{i}() -> odd{i}::{type_name} {{ odd{i}::{type_name}::init(0) }}\n"
+        ));
     }
     std::fs::write(krate.join("src/lib.rs"), lib).unwrap();
     let out = std::process::Command::new(env!("CARGO"))
@@ -358,5 +399,6 @@ inline_models! {
     nan_pools: model NanPools { input [2, 5, 5] maxpool k=3 stride=1 pad=1 avgpool k=2 stride=1 }
     nan_softmax_tanh: model NanSoftmax { input [3, 2, 2] act tanh act softmax }
     nan_norms: model NanNorms { input [4, 3, 3] norm group(groups=2) norm lrn(size=3) act leaky_relu(0.1) globalavgpool }
+    nan_rectifiers: model NanRectifiers { input [2, 3, 3] act prelu act rrelu(0.1, 0.3) norm instance norm batch act elu conv 2 -> 2 k=1 act=prelu }
     nan_rest: model NanRest { input 8 dense 8 -> 8 act=gelu norm=layer act silu act softplus act selu act sigmoid }
 }

@@ -125,3 +125,35 @@ fn brackets_in_comments_do_not_count_and_mixed_kinds_do() {
     let at = on_small_stack(move || one_error(&mixed));
     assert!(at.starts_with("E0003 at 3:"), "{at}");
 }
+
+#[test]
+fn a_number_in_a_message_is_quoted_with_the_digits_the_program_wrote() {
+    // 2^64 was quoted as 18446744073709552000 (issue 11).
+    for (program, written) in [
+        ("model M { input 18446744073709551616 }", "18446744073709551616"),
+        ("model M { input 8 dense 1e25 }", "1e25"),
+    ] {
+        let source = SourceFile::new("big.nn", program);
+        let Err(CompileError::Program(d)) = compile(&source, &Options::default(), &mut Quiet) else {
+            panic!("{program} compiled");
+        };
+        assert!(d[0].message.contains(written), "{program}: {}", d[0].message);
+    }
+}
+
+#[test]
+fn generated_comments_quote_a_window_of_a_one_line_program() {
+    // Each op's comment quoted its statement's whole line: on a one-line
+    // program, the generated file grew with the square of its length.
+    let layers = 2_000;
+    let text = format!("model Flat {{ input 8 {}}}", "dense 8 act=relu ".repeat(layers));
+    let source = SourceFile::new("flat.nn", text.as_str());
+    let compiled = compile(&source, &Options::default(), &mut Quiet).unwrap();
+    let generated =
+        nnc_codegen::generate_source(&compiled.module.unwrap(), &source, &nnc_codegen::Options::build(None)).unwrap();
+    assert!(generated.len() < layers * 2_000, "{} bytes", generated.len());
+    assert!(
+        generated.contains("line 1: dense 8 act=relu dense 8 act=relu"),
+        "quotes the statement"
+    );
+}

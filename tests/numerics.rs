@@ -341,6 +341,9 @@ fn window_covers(r: usize, q: usize, k: usize) -> bool {
     r.abs_diff(1) <= reach && q.abs_diff(2) <= reach
 }
 
+/// Whether output `(sample, c, r, q)` depends on the NaN input.
+type Depends = fn(usize, usize, usize, usize) -> bool;
+
 /// Runs `text` on two samples with one NaN input, and checks that exactly
 /// the outputs `depends(sample, c, r, q)` marks are NaN (an output of
 /// shape `[C]` or `[F]` has r = q = 0).
@@ -422,31 +425,24 @@ fn a_nan_input_reaches_exactly_the_outputs_that_depend_on_it() {
         NAN_AT,
         same_pixel,
     );
-    let cases: [(&str, Box<dyn Fn(usize, usize, usize, usize) -> bool>); 9] = [
-        (
-            "maxpool k=3 stride=1 pad=1",
-            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)),
-        ),
-        (
-            "avgpool k=3 stride=1 pad=1",
-            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)),
-        ),
-        (
-            "maxpool k=2",
-            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 1 && (r, q) == (0, 1)),
-        ),
-        ("globalavgpool", Box::new(|n, c, _, _| n == NAN_SAMPLE && c == 1)),
-        (
-            "act softmax",
-            Box::new(|n, _, r, q| n == NAN_SAMPLE && (r, q) == (1, 2)),
-        ),
-        (
-            "act maxout(2)",
-            Box::new(|n, c, r, q| n == NAN_SAMPLE && c == 0 && (r, q) == (1, 2)),
-        ),
-        ("norm layer", Box::new(|n, _, _, _| n == NAN_SAMPLE)),
-        ("norm instance", Box::new(|n, c, _, _| n == NAN_SAMPLE && c == 1)),
-        ("norm group(groups=2)", Box::new(|n, c, _, _| n == NAN_SAMPLE && c < 2)),
+    let cases: [(&str, Depends); 9] = [
+        ("maxpool k=3 stride=1 pad=1", |n, c, r, q| {
+            n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)
+        }),
+        ("avgpool k=3 stride=1 pad=1", |n, c, r, q| {
+            n == NAN_SAMPLE && c == 1 && window_covers(r, q, 3)
+        }),
+        ("maxpool k=2", |n, c, r, q| {
+            n == NAN_SAMPLE && c == 1 && (r, q) == (0, 1)
+        }),
+        ("globalavgpool", |n, c, _, _| n == NAN_SAMPLE && c == 1),
+        ("act softmax", |n, _, r, q| n == NAN_SAMPLE && (r, q) == (1, 2)),
+        ("act maxout(2)", |n, c, r, q| {
+            n == NAN_SAMPLE && c == 0 && (r, q) == (1, 2)
+        }),
+        ("norm layer", |n, _, _, _| n == NAN_SAMPLE),
+        ("norm instance", |n, c, _, _| n == NAN_SAMPLE && c == 1),
+        ("norm group(groups=2)", |n, c, _, _| n == NAN_SAMPLE && c < 2),
     ];
     for (op, depends) in cases {
         nan_reaches_exactly(&format!("model P {{ {image} {op} }}"), Mode::Infer, NAN_AT, depends);
@@ -466,4 +462,60 @@ fn a_nan_input_reaches_exactly_the_outputs_that_depend_on_it() {
         5,
         |n, _, _, _| n == NAN_SAMPLE,
     );
+}
+
+/// Pooling windows from the definition over every small geometry `check`
+/// accepts, through the interpreter: max (padding is −∞) and average
+/// (padding not counted, ONNX `count_include_pad=0`).
+#[test]
+fn every_small_pool_geometry_matches_the_definition_in_the_interpreter() {
+    let mut checked = 0;
+    for (h, w) in (1..=6).flat_map(|h| (1..=6).map(move |w| (h, w))) {
+        for (k, s) in (1..=5).flat_map(|k| (1..=3).map(move |s| (k, s))) {
+            for p in 0..=k / 2 {
+                if h + 2 * p < k || w + 2 * p < k {
+                    continue;
+                }
+                let out = |size: usize| (size + 2 * p - k) / s + 1;
+                let x = input(2 * h * w, 2, checked);
+                for max in [true, false] {
+                    let op = if max { "maxpool" } else { "avgpool" };
+                    let text = format!("model P {{ input [2, {h}, {w}] {op} k={k} stride={s} pad={p} }}");
+                    let mut it = Interpreter::new(
+                        &module(&text, Mode::Infer, Stage::Optimized),
+                        Mode::Infer,
+                        &Weights::default(),
+                    )
+                    .unwrap();
+                    assert_eq!(it.output_shape(), [2, out(h), out(w)], "{text}");
+                    let y = it.run(&x, 2, 1, 0).unwrap();
+                    let mut at = 0;
+                    for plane in x.chunks(h * w) {
+                        for oy in 0..out(h) {
+                            for ox in 0..out(w) {
+                                let window: Vec<f64> = (oy * s..oy * s + k)
+                                    .flat_map(|iy| (ox * s..ox * s + k).map(move |ix| (iy, ix)))
+                                    .filter(|&(iy, ix)| (p..h + p).contains(&iy) && (p..w + p).contains(&ix))
+                                    .map(|(iy, ix)| f64::from(plane[(iy - p) * w + ix - p]))
+                                    .collect();
+                                let want = if max {
+                                    window.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+                                } else {
+                                    window.iter().sum::<f64>() / window.len() as f64
+                                };
+                                let got = f64::from(y[at]);
+                                assert!(
+                                    (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+                                    "{text}: output {at}: {got} vs {want}"
+                                );
+                                at += 1;
+                            }
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 500, "{checked}");
 }

@@ -17,7 +17,7 @@ pub struct DigitsMlp {
     /// `layer1.bias'` [64]
     layer1_bias_folded: ::std::vec::Vec<f32>,
 }
-#[allow(dead_code)]
+#[allow(dead_code, clippy::approx_constant)]
 impl DigitsMlp {
     /// The per-sample input shape.
     pub const INPUT: &'static [usize] = &[64];

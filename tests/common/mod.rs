@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod programs;
+pub mod reference;
+
 use nnc_diag::SourceFile;
 use nnc_driver::{compile, Options, Quiet, Stage};
 use nnc_interp::init_weights;

@@ -4,7 +4,7 @@
 //! file, a bad flag) and on internal errors; never a panic.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use nnc_diag::{render_terminal, Diagnostic, SourceFile};
+use nnc_diag::{Diagnostic, SourceFile};
 use nnc_driver::{compile, CompileError, Compiled, Observer, Options, PassError, PassInfo, Stage};
 use nnc_ir::{Mode, Module};
 use std::io::{IsTerminal, Write};
@@ -348,9 +348,7 @@ fn print_diagnostics(diagnostics: &[Diagnostic], source: &SourceFile) {
         return;
     }
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = std::io::stderr()
-        .lock()
-        .write_all(render_terminal(diagnostics, source, color).as_bytes());
+    let _ = nnc_diag::emit(&mut std::io::stderr().lock(), diagnostics, source, color);
 }
 
 /// Compiles, printing warnings or diagnostics; a failure carries the

@@ -9,18 +9,9 @@ use std::path::Path;
 
 mod common;
 
-use common::{nnc, s, scratch, stderr};
+use common::{files_in, nnc, s, scratch, stderr};
 
 const MODEL: &str = "model Small {\n    input 3\n    dense 3 -> 2 act=relu norm=batch\n}\n";
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
 
 #[test]
 fn build_writes_commented_source_and_embed_folds_the_batch_norm() {

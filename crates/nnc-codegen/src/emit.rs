@@ -4,7 +4,7 @@
 
 use crate::params::{self, dims, usize_lit, Fields};
 use crate::{Error, Options};
-use nnc_diag::SourceFile;
+use nnc_diag::{Loc, SourceFile};
 use nnc_ir::{Act, BufferPlan, EpilogueStep, Function, Module, Op, OpData, ParamId, ValueId};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
@@ -71,7 +71,8 @@ pub(crate) fn model(
     options: &Options,
 ) -> Result<TokenStream, Error> {
     let rt = &options.runtime;
-    let name = Ident::new(&model_ident(&module.name), Span::call_site());
+    let type_name = type_name(&module.name);
+    let name = Ident::new(&type_name, Span::call_site());
     let fields = Fields::new(module, func)?;
     let buffers = Buffers::new(func)?;
     let input_dims = &func.value_type(func.input).dims;
@@ -89,13 +90,19 @@ pub(crate) fn model(
     let loaders = loaders(module, &fields, options)?;
     let forward = forward(func, &fields, &buffers, source, options)?;
 
-    let struct_doc = format!(
+    let mut struct_doc = format!(
         " The model `{}` of `{}`: input `[N, {}]`, output `[N, {}]`.",
         module.name,
         source.name(),
         join(input_dims),
         join(output_dims)
     );
+    if type_name != module.name {
+        struct_doc.push_str(&format!(
+            " Named `{type_name}` in Rust: a type name is UpperCamelCase, and never a keyword or a name the \
+             generated code or the prelude uses."
+        ));
+    }
     let (input_dims, output_dims) = (dims(input_dims), dims(output_dims));
     let import = &options.import;
     Ok(quote! {
@@ -107,7 +114,9 @@ pub(crate) fn model(
         }
 
         // A program may use only part of the API (`embedded` and `forward_into`, say).
-        #[allow(dead_code)]
+        // Init scales such as He's √2 are written as the f32 they are, which
+        // clippy would take for a mistyped `SQRT_2`.
+        #[allow(dead_code, clippy::approx_constant)]
         impl #name {
             /// The per-sample input shape.
             pub const INPUT: &'static [usize] = &#input_dims;
@@ -601,7 +610,74 @@ pub(crate) fn f32_lit(v: f32) -> TokenStream {
     }
 }
 
-/// The model's name as a Rust type name (the language's names are
+/// Names a generated type may not take: the keyword `Self`, and what the
+/// generated code names without a path (the prelude's types, traits and
+/// variants). All of Rust's other keywords and primitive types are
+/// lowercase, which UpperCamelCase never gives.
+const TAKEN_TYPE_NAMES: &[&str] = &[
+    "Self",
+    "Some",
+    "None",
+    "Ok",
+    "Err",
+    "Option",
+    "Result",
+    "Vec",
+    "String",
+    "Box",
+    "ToString",
+    "ToOwned",
+    "Clone",
+    "Copy",
+    "Send",
+    "Sync",
+    "Sized",
+    "Unpin",
+    "Drop",
+    "Fn",
+    "FnMut",
+    "FnOnce",
+    "Iterator",
+    "IntoIterator",
+    "DoubleEndedIterator",
+    "ExactSizeIterator",
+    "Extend",
+    "Default",
+    "Eq",
+    "PartialEq",
+    "Ord",
+    "PartialOrd",
+    "AsRef",
+    "AsMut",
+    "Into",
+    "From",
+    "TryFrom",
+    "TryInto",
+    "FromIterator",
+];
+
+/// The Rust type for a model name: UpperCamelCase (`seed_mlp` →
+/// `SeedMlp`, `mlp` → `Mlp`; a name in that form already is kept), with
+/// `Model` appended to a name in [`TAKEN_TYPE_NAMES`] (`Self` → `SelfModel`)
+/// or one with no letter or digit (`_` → `Model`). So every model name the
+/// language accepts (`rt`, `f32`, `fn`, `self`, `crate`, `gen`) gives a type
+/// that compiles without warnings.
+pub fn type_name(model: &str) -> String {
+    let mut name = String::new();
+    for part in model_ident(model).split('_') {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            name.push(first.to_ascii_uppercase());
+            name.extend(chars);
+        }
+    }
+    if name.is_empty() || TAKEN_TYPE_NAMES.contains(&name.as_str()) {
+        name.push_str("Model");
+    }
+    name
+}
+
+/// A name made of identifier characters (the language's names are
 /// identifiers already; anything else becomes `_`).
 fn model_ident(name: &str) -> String {
     let mut s: String = name
@@ -620,16 +696,32 @@ fn join(dims: &[usize]) -> String {
 
 /// What an op's comment says: the IR op, then each statement it stands for
 /// with its line.
+/// How much of a statement an op's comment quotes.
+const COMMENT_COLUMNS: usize = 100;
+
 fn op_comment(op: &OpData, source: &SourceFile) -> String {
     let mut text = format!("{} [{}]", op_summary(op), op.layer);
     for loc in &op.locs {
-        let line = source
-            .offset(nnc_diag::Loc { line: loc.line, col: 1 })
-            .and_then(|start| source.text().get(start as usize..))
-            .and_then(|rest| rest.lines().next())
-            .unwrap_or("")
-            .trim();
-        text.push_str(&format!("\nline {}: {line}", loc.line));
+        let line_of = |at: Loc| {
+            source
+                .offset(at)
+                .and_then(|start| source.text().get(start as usize..))
+                .and_then(|rest| rest.lines().next())
+                .unwrap_or("")
+                .trim()
+        };
+        let line = line_of(Loc { line: loc.line, col: 1 });
+        // A long line (a one-line program) is quoted from the statement
+        // on, cut: it would otherwise be repeated whole for every op.
+        let quoted = if line.chars().nth(COMMENT_COLUMNS).is_none() {
+            line.to_string()
+        } else {
+            let statement = line_of(*loc);
+            let mut cut: String = statement.chars().take(COMMENT_COLUMNS).collect();
+            cut.push('…');
+            cut
+        };
+        text.push_str(&format!("\nline {}: {quoted}", loc.line));
     }
     text
 }
@@ -706,4 +798,31 @@ pub(crate) fn comments_into_text(formatted: &str) -> String {
 fn unescape(literal: &str) -> String {
     let text = syn::parse_str::<syn::LitStr>(literal).map_or_else(|_| literal.to_string(), |l| l.value());
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::type_name;
+
+    #[test]
+    fn type_names_are_upper_camel_case_and_never_taken() {
+        let cases = [
+            ("DigitNet", "DigitNet"),
+            ("MLP", "MLP"),
+            ("seed_relu_he", "SeedReluHe"),
+            ("mlp", "Mlp"),
+            ("rt", "Rt"),
+            ("f32", "F32"),
+            ("fn", "FnModel"),
+            ("self", "SelfModel"),
+            ("Self", "SelfModel"),
+            ("some", "SomeModel"),
+            ("crate", "Crate"),
+            ("_", "Model"),
+            ("__x__y", "XY"),
+        ];
+        for (model, rust) in cases {
+            assert_eq!(type_name(model), rust, "{model}");
+        }
+    }
 }

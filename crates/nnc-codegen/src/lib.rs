@@ -12,6 +12,8 @@
 mod emit;
 mod params;
 
+pub use emit::type_name;
+
 use nnc_diag::SourceFile;
 use nnc_ir::{Mode, Module};
 use proc_macro2::TokenStream;

@@ -28,9 +28,15 @@ impl Fields {
                 .params
                 .get(id.0 as usize)
                 .ok_or_else(|| Error::Malformed(format!("an op reads parameter #{}", id.0)))?;
-            let mut name = field_name(&p.name);
-            while !taken.insert(name.clone()) {
-                name.push('_');
+            let base = field_name(&p.name);
+            let mut name = base.clone();
+            // A suffix `_2`, not another `_`: `__` inside a name is not
+            // snake case, which `#![deny(warnings)]` refuses.
+            for k in 2.. {
+                if taken.insert(name.clone()) {
+                    break;
+                }
+                name = format!("{base}_{k}");
             }
             ident.insert(id, Ident::new(&name, Span::call_site()));
         }
@@ -73,7 +79,21 @@ fn field_name(param: &str) -> String {
     for _ in 0..primes {
         name.push_str("_folded");
     }
-    name
+    snake_case_underscores(&name)
+}
+
+/// Runs of `_` after the first other character become one (`x_.weight`
+/// gives `x__weight`, which is not snake case); leading ones stay (`_`
+/// as a layer name).
+fn snake_case_underscores(name: &str) -> String {
+    let lead = name.len() - name.trim_start_matches('_').len();
+    let mut out = name[..lead].to_string();
+    for c in name[lead..].chars() {
+        if !(c == '_' && out.len() > lead && out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The stored parameters loading needs (read by the forward pass, or by a

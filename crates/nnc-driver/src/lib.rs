@@ -107,13 +107,24 @@ pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observ
         return Err(CompileError::Program(lowered.diagnostics));
     };
     if options.stage == Stage::Optimized {
-        for mode in &options.modes {
-            let names: Vec<&str> = match &options.passes {
+        let names: Vec<Vec<&str>> = options
+            .modes
+            .iter()
+            .map(|mode| match &options.passes {
                 Some(list) => list.iter().map(String::as_str).collect(),
                 None => nnc_passes::pipeline(*mode).to_vec(),
-            };
-            nnc_passes::run_passes(&mut module, *mode, &names, observer).map_err(CompileError::Pass)?;
-        }
+            })
+            .collect();
+        let pipelines: Vec<(Mode, &[&str])> = options
+            .modes
+            .iter()
+            .copied()
+            .zip(names.iter().map(Vec::as_slice))
+            .collect();
+        // Lowering is deterministic: a failure's report lowers again rather
+        // than the pipeline keeping a copy of a large module.
+        let relower = || nnc_lower::lower(&ast, source, &options.modes).module;
+        nnc_passes::run_pipelines(&mut module, &pipelines, observer, Some(&relower)).map_err(CompileError::Pass)?;
     }
     Ok(Compiled {
         ast,

@@ -1,6 +1,7 @@
 //! The parameter table: names, shapes, roles, initialisers and derivations.
 
 use crate::op::ShapeError;
+use std::borrow::Cow;
 use std::fmt;
 
 /// A parameter: an index into [`crate::Module::params`].
@@ -327,13 +328,15 @@ impl Derivation {
 
     /// The shape rule of a derivation, given every parameter's shape. A
     /// scalar has shape `[]`.
-    pub fn shape(&self, params: &[&[usize]]) -> Result<Vec<usize>, ShapeError> {
+    pub fn shape<'p>(&self, params: &[&'p [usize]]) -> Result<Cow<'p, [usize]>, ShapeError> {
+        // Borrowed from the table wherever a child's shape is the result:
+        // the verifier asks for every derived parameter's after each stage.
         match self {
             Derivation::Param(p) => params
                 .get(p.0 as usize)
-                .map(|s| s.to_vec())
+                .map(|s| Cow::Borrowed(*s))
                 .ok_or_else(|| ShapeError(format!("derivation refers to missing parameter #{}", p.0))),
-            Derivation::Const(_) => Ok(Vec::new()),
+            Derivation::Const(_) => Ok(Cow::Borrowed(&[])),
             Derivation::Sqrt(x) => x.shape(params),
             Derivation::Binary { op, lhs, rhs } => {
                 let (a, b) = (lhs.shape(params)?, rhs.shape(params)?);
@@ -350,7 +353,7 @@ impl Derivation {
             Derivation::ScaleRows { matrix, scale } => {
                 let (m, s) = (matrix.shape(params)?, scale.shape(params)?);
                 match m.first() {
-                    Some(rows) if s == [*rows] => Ok(m),
+                    Some(rows) if *s == [*rows] => Ok(m),
                     _ => Err(ShapeError(format!(
                         "scale_rows of {m:?} needs a scale of [{}], got {s:?}",
                         m.first().copied().unwrap_or(0)
@@ -360,7 +363,7 @@ impl Derivation {
             Derivation::ScaleCols { matrix, scale } => {
                 let (m, s) = (matrix.shape(params)?, scale.shape(params)?);
                 match m.get(1) {
-                    Some(cols) if s == [*cols] => Ok(m),
+                    Some(cols) if *s == [*cols] => Ok(m),
                     _ => Err(ShapeError(format!(
                         "scale_cols of {m:?} needs a scale of [{}], got {s:?}",
                         m.get(1).copied().unwrap_or(0)
@@ -370,7 +373,7 @@ impl Derivation {
             Derivation::MatVec { matrix, vector } => {
                 let (m, v) = (matrix.shape(params)?, vector.shape(params)?);
                 match (m.first(), m.get(1)) {
-                    (Some(rows), Some(cols)) if v == [*cols] => Ok(vec![*rows]),
+                    (Some(rows), Some(cols)) if *v == [*cols] => Ok(Cow::Owned(vec![*rows])),
                     _ => Err(ShapeError(format!(
                         "mat_vec of {m:?} needs a vector of its second axis, got {v:?}"
                     ))),

@@ -46,7 +46,7 @@
 //! - The module name is an identifier (`[A-Za-z_][A-Za-z0-9_]*`), layer
 //!   names are made of `[A-Za-z0-9_.]`, and notes are single lines.
 
-use crate::{Function, Mode, Module, OpId, ParamId, ParamSource, ValueId, ValueType};
+use crate::{Function, Mode, Module, OpId, ParamId, ParamSource, ValueId};
 use std::fmt;
 
 /// A broken invariant: a compiler bug, never a user error.
@@ -239,7 +239,7 @@ fn check_params(module: &Module, errors: &mut Vec<VerifyError>) {
         }
         if let ParamSource::Derived(d) = &p.source {
             match d.shape(&shapes) {
-                Ok(shape) if shape == p.shape => {}
+                Ok(shape) if *shape == p.shape[..] => {}
                 Ok(shape) => {
                     let msg = format!(
                         "@{} is declared {:?} but its derivation gives {shape:?}",
@@ -321,7 +321,6 @@ fn check_modes(module: &Module, errors: &mut Vec<VerifyError>) {
 
 /// SSA form and types; ids are known to be in range.
 fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) {
-    let shapes = module.param_shapes();
     if f.values[f.input.0 as usize].dims.is_empty() {
         let msg = "the input has type f32[N] with no per-sample axis".to_string();
         errors.push(VerifyError::function(f.mode, msg));
@@ -351,7 +350,14 @@ fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) 
             ));
             continue;
         }
-        let arg_types: Vec<&ValueType> = op.args.iter().map(|a| &f.values[a.0 as usize]).collect();
+        // One or two arguments (the arity check above): on the stack, as
+        // this runs for every op after the passes.
+        let value = |k: usize| op.args.get(k).map(|a| &f.values[a.0 as usize]);
+        let (Some(first), second) = (value(0), value(1)) else {
+            continue;
+        };
+        let both = [first, second.unwrap_or(first)];
+        let arg_types = &both[..op.args.len().min(2)];
         let declared = &f.values[result];
         // Shape rules index the first per-sample axis; do not run them on
         // a type without one.
@@ -359,7 +365,7 @@ fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) 
             error(format!("{name} has a value of type f32[N] with no per-sample axis"));
             continue;
         }
-        match op.op.output_type(&arg_types, &shapes) {
+        match op.op.output_type(arg_types, &module.params) {
             Ok(computed) if computed == *declared => {}
             Ok(computed) => error(format!(
                 "{name} result is declared {declared} but its shape rule gives {computed}"

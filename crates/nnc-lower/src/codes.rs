@@ -1,6 +1,7 @@
 //! The stable codes of every diagnostic the checker emits. `E00xx` come
 //! from the parser (`nnc-syntax`): E0001 a syntax error, E0002 an unknown
-//! statement. The README lists them all with an example each.
+//! statement, E0003 nesting past the limit. The README lists them all with
+//! an example each.
 
 /// An option no statement knows (`strde=2`).
 pub const UNKNOWN_OPTION: &str = "E0101";

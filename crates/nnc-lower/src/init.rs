@@ -8,7 +8,7 @@
 
 use crate::act::ActSpec;
 use crate::codes;
-use crate::values::{bind, real, real_in, unknown_name, word};
+use crate::values::{bind, real, real_in, shown, unknown_name, word};
 use nnc_diag::Diagnostic;
 use nnc_ir::{Dist, Init};
 use nnc_syntax::ast::{Value, ValueKind};
@@ -210,6 +210,10 @@ fn resolve_gain(
     }
 }
 
+/// The largest |z| the runtime's Box–Muller draw can give: √(−2 ln 2⁻⁵³),
+/// from the smallest `1 − u` of a 53-bit uniform.
+const LARGEST_NORMAL_DRAW: f64 = 8.572;
+
 fn explicit_dist(scheme: &str, value: &Value, fans: Fans, diags: &mut Vec<Diagnostic>) -> Option<Dist> {
     let f = |x: f64| x as f32;
     match scheme {
@@ -230,6 +234,22 @@ fn explicit_dist(scheme: &str, value: &Value, fans: Fans, diags: &mut Vec<Diagno
                 Some(m) => real(m, "mean", diags)?,
                 None => 0.0,
             };
+            if mean.abs() + LARGEST_NORMAL_DRAW * std > f32::MAX as f64 {
+                let msg = format!(
+                    "normal with std {} and mean {} draws weights beyond the range of a 32-bit float \
+                     (|mean| + {LARGEST_NORMAL_DRAW:.1}·std must stay below 3.4e38)",
+                    shown(std),
+                    shown(mean)
+                );
+                let at = args.get(0).map_or(value.span, |v| v.span);
+                diags.push(Diagnostic::error(
+                    codes::OUT_OF_RANGE,
+                    msg,
+                    at,
+                    "too large for f32 weights",
+                ));
+                return None;
+            }
             Some(Dist::Normal {
                 mean: f(mean),
                 std: f(std),

@@ -114,13 +114,17 @@ impl<'s> Lowerer<'s> {
             // to return, which the input is.
             self.func.output = self.func.input;
         }
-        self.module.functions = modes
-            .iter()
-            .map(|mode| Function {
+        // Copies for all modes but the last, which takes the original.
+        let mut functions = Vec::with_capacity(modes.len());
+        if let Some((last, rest)) = modes.split_last() {
+            functions.extend(rest.iter().map(|mode| Function {
                 mode: *mode,
                 ..self.func.clone()
-            })
-            .collect();
+            }));
+            let func = std::mem::replace(&mut self.func, Function::new(*last, ValueType::new([])));
+            functions.push(Function { mode: *last, ..func });
+        }
+        self.module.functions = functions;
         Lowered {
             module: Some(self.module),
             diagnostics: self.diags,

@@ -34,26 +34,42 @@ pub(crate) fn uint(value: &Value, what: &str, min: u64, diags: &mut Vec<Diagnost
     whole(n, value.span, what, min, diags)
 }
 
+/// A number as a message quotes it: a whole number below 10^20 with every
+/// digit (Rust's shortest round-trip form writes 2^64 as
+/// `18446744073709552000`, which is not what the program says), a larger
+/// one as `1e25`, anything else in the shortest round-trip form.
+pub(crate) fn shown(n: f64) -> String {
+    if n.abs() >= 1e20 {
+        format!("{n:e}")
+    } else if n.fract() == 0.0 {
+        format!("{n:.0}")
+    } else {
+        n.to_string()
+    }
+}
+
 /// Checks that `n`, written at `span`, is a whole number in `min..=2^20`.
 pub(crate) fn whole(n: f64, span: Span, what: &str, min: u64, diags: &mut Vec<Diagnostic>) -> Option<u32> {
     if n.fract() != 0.0 || n < min as f64 {
-        let msg = format!("{what} must be a whole number of at least {min}, got {n}");
+        let msg = format!("{what} must be a whole number of at least {min}, got {}", shown(n));
         diags.push(Diagnostic::error(codes::OUT_OF_RANGE, msg, span, "out of range"));
         return None;
     }
     if n > MAX_DIM as f64 {
-        let msg = format!("{what} of {n} is larger than nnc supports ({MAX_DIM})");
+        let msg = format!("{what} of {} is larger than nnc supports ({MAX_DIM})", shown(n));
         diags.push(Diagnostic::error(codes::TOO_LARGE, msg, span, "too large"));
         return None;
     }
     Some(n as u32)
 }
 
-/// A finite real number.
+/// A real number that a 32-bit float holds: every real in a program ends
+/// up an `f32` (an init's constant or spread, eps, a slope, a penalty), so
+/// one that overflows to infinity or underflows to zero there is refused
+/// here, at the value, rather than silently changed.
 pub(crate) fn real(value: &Value, what: &str, diags: &mut Vec<Diagnostic>) -> Option<f64> {
     match value.kind {
-        ValueKind::Number(n) if n.is_finite() => Some(n),
-        ValueKind::Number(_) => {
+        ValueKind::Number(n) if !n.is_finite() => {
             diags.push(Diagnostic::error(
                 codes::OUT_OF_RANGE,
                 format!("{what} must be finite"),
@@ -62,6 +78,27 @@ pub(crate) fn real(value: &Value, what: &str, diags: &mut Vec<Diagnostic>) -> Op
             ));
             None
         }
+        ValueKind::Number(n) if n.abs() > f32::MAX as f64 => {
+            let msg = format!("{what} of {} is out of the range of a 32-bit float (±3.4e38)", shown(n));
+            diags.push(Diagnostic::error(
+                codes::OUT_OF_RANGE,
+                msg,
+                value.span,
+                "too large for f32",
+            ));
+            None
+        }
+        ValueKind::Number(n) if n != 0.0 && n as f32 == 0.0 => {
+            let msg = format!("{what} of {n:e} is too small for a 32-bit float: it would be 0");
+            diags.push(Diagnostic::error(
+                codes::OUT_OF_RANGE,
+                msg,
+                value.span,
+                "too small for f32",
+            ));
+            None
+        }
+        ValueKind::Number(n) => Some(n),
         _ => {
             diags.push(Diagnostic::error(
                 codes::BAD_ARGUMENT,
@@ -75,6 +112,8 @@ pub(crate) fn real(value: &Value, what: &str, diags: &mut Vec<Diagnostic>) -> Op
 }
 
 /// A real number in a range, with the range spelled out for the message.
+/// The range holds for the number as an `f32` too (`dropout=0.999999999`
+/// would round to 1).
 pub(crate) fn real_in(
     value: &Value,
     what: &str,
@@ -83,12 +122,12 @@ pub(crate) fn real_in(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<f64> {
     let n = real(value, what, diags)?;
-    if ok(n) {
+    if ok(n) && ok(n as f32 as f64) {
         return Some(n);
     }
     diags.push(Diagnostic::error(
         codes::OUT_OF_RANGE,
-        format!("{what} must be {range}, got {n}"),
+        format!("{what} must be {range}, got {}", shown(n)),
         value.span,
         "out of range",
     ));

@@ -55,12 +55,19 @@ fn inline(input: TokenStream) -> TokenStream {
     match generate(&source) {
         Ok(tokens) => tokens,
         Err(Failure::Program(diagnostics)) => {
-            let errors = diagnostics.iter().filter(|d| d.is_error()).map(|d| {
+            let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+            let shown = errors.iter().take(nnc_diag::MAX_SHOWN).map(|d| {
                 let span = text.span_at(d.primary.span.start as usize);
                 let message = message(d);
                 quote_spanned!(span=> ::core::compile_error!(#message);)
             });
-            quote!(#(#errors)*)
+            // As many errors as statements would flood the build output.
+            let rest = errors.len().saturating_sub(nnc_diag::MAX_SHOWN);
+            let more = (rest > 0).then(|| {
+                let message = format!("… and {rest} more model errors (not shown)");
+                quote!(::core::compile_error!(#message);)
+            });
+            quote!(#(#shown)* #more)
         }
         Err(Failure::Other(message)) => quote!(::core::compile_error!(#message);),
     }

@@ -24,5 +24,5 @@ pub use drop_redundant_bias::drop_redundant_bias;
 pub use eliminate_dropout::eliminate_dropout;
 pub use fold_batchnorm::fold_batchnorm;
 pub use fuse_activation::fuse_activation;
-pub use manager::{run_passes, Observer, PassError};
+pub use manager::{run_passes, run_pipelines, Observer, PassError, Rebuild};
 pub use registry::{lookup, pipeline, PassInfo, PASSES};

@@ -53,24 +53,56 @@ pub enum PassError {
 
 /// Runs the passes named in `names`, in order, on the `mode` function of
 /// `module`. Every name is checked before any pass runs; the module is
-/// verified before the first pass and after each one.
+/// verified before the first pass and after each one (after the last only,
+/// for an observer that does not [watch](Observer::watches)).
 pub fn run_passes(
     module: &mut Module,
     mode: Mode,
     names: &[&str],
     observer: &mut dyn Observer,
 ) -> Result<(), PassError> {
-    let passes = resolve(names, mode)?;
-    run_resolved(module, mode, &passes, observer)
+    run_pipelines(module, &[(mode, names)], observer, None)
 }
 
-/// Runs passes already looked up: [`run_passes`] after the names check, and
-/// what tests call with a pass that is not in the registry.
+/// Rebuilds the module the passes were given, for a failure's report: the
+/// driver lowers the program again instead of keeping a copy.
+pub type Rebuild<'a> = &'a dyn Fn() -> Option<Module>;
+
+/// Runs one pipeline per mode, one after the other, as [`run_passes`] runs
+/// one: the module is verified once before all of them, not once per mode.
+/// With `rebuild`, no copy of the module is kept for a failure's report.
+pub fn run_pipelines(
+    module: &mut Module,
+    pipelines: &[(Mode, &[&str])],
+    observer: &mut dyn Observer,
+    rebuild: Option<Rebuild<'_>>,
+) -> Result<(), PassError> {
+    let mut steps = Vec::new();
+    for (mode, names) in pipelines {
+        steps.extend(resolve(names, *mode)?.into_iter().map(|pass| (*mode, pass)));
+    }
+    run_steps(module, &steps, observer, rebuild)
+}
+
+/// Runs passes already looked up: what tests call with a pass that is not
+/// in the registry.
+#[cfg(test)]
 pub(crate) fn run_resolved(
     module: &mut Module,
     mode: Mode,
     passes: &[&PassInfo],
     observer: &mut dyn Observer,
+) -> Result<(), PassError> {
+    let steps: Vec<(Mode, &PassInfo)> = passes.iter().map(|pass| (mode, *pass)).collect();
+    run_steps(module, &steps, observer, None)
+}
+
+/// Runs each pass on its mode's function, verifying as [`run_passes`] says.
+pub(crate) fn run_steps(
+    module: &mut Module,
+    steps: &[(Mode, &PassInfo)],
+    observer: &mut dyn Observer,
+    rebuild: Option<Rebuild<'_>>,
 ) -> Result<(), PassError> {
     if let Err(errors) = verify(module) {
         let ir = print_module_with_errors(module, &errors);
@@ -78,16 +110,20 @@ pub(crate) fn run_resolved(
     }
     // What the first pass is given, for a failure's report. Passes are
     // deterministic, so the IR pass k was given is this one after passes
-    // 0..k: one copy instead of one per pass.
-    let input = module.clone();
+    // 0..k: one copy (or none, with `rebuild`) instead of one per pass.
+    let input = match rebuild {
+        Some(_) => None,
+        None => Some(module.clone()),
+    };
     // An observer that ignores the module (`check`, `build`, the macro)
     // lets the pipeline verify once at the end.
     let each = observer.watches();
-    for (k, pass) in passes.iter().enumerate() {
-        let changed = (pass.run)(module, mode);
-        if each || k + 1 == passes.len() {
+    for (k, (mode, pass)) in steps.iter().enumerate() {
+        let changed = (pass.run)(module, *mode);
+        if each || k + 1 == steps.len() {
             if let Err(errors) = verify(module) {
-                return Err(blame(input, mode, passes, module, errors));
+                let input = input.or_else(|| rebuild.and_then(|rebuild| rebuild()));
+                return Err(blame(input, steps, module, errors));
             }
         }
         observer.after_pass(pass, changed, module);
@@ -95,24 +131,26 @@ pub(crate) fn run_resolved(
     Ok(())
 }
 
-/// The error for a module found invalid after the pipeline's pass `k` or
-/// earlier: replays the passes on `input`, verifying after each, to find
-/// the first that broke it and what it was given.
-fn blame(mut input: Module, mode: Mode, passes: &[&PassInfo], broken: &Module, errors: Vec<VerifyError>) -> PassError {
-    for pass in passes {
-        let before = print_module(&input);
-        (pass.run)(&mut input, mode);
-        if let Err(errors) = verify(&input) {
-            return PassError::VerifyFailed {
-                pass: pass.name,
-                ir_after: print_module_with_errors(&input, &errors),
-                errors,
-                ir_before: before,
-            };
+/// The error for a module found invalid after some step: replays the steps
+/// on `input`, verifying after each, to find the first pass that broke it
+/// and what it was given.
+fn blame(input: Option<Module>, steps: &[(Mode, &PassInfo)], broken: &Module, errors: Vec<VerifyError>) -> PassError {
+    if let Some(mut input) = input {
+        for (mode, pass) in steps {
+            let before = print_module(&input);
+            (pass.run)(&mut input, *mode);
+            if let Err(errors) = verify(&input) {
+                return PassError::VerifyFailed {
+                    pass: pass.name,
+                    ir_after: print_module_with_errors(&input, &errors),
+                    errors,
+                    ir_before: before,
+                };
+            }
         }
     }
     // Not reproduced: a pass that is not deterministic, a bug of its own.
-    let last = passes.last().map_or("?", |p| p.name);
+    let last = steps.last().map_or("?", |(_, p)| p.name);
     PassError::VerifyFailed {
         pass: last,
         ir_after: print_module_with_errors(broken, &errors),

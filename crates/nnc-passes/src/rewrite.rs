@@ -16,7 +16,7 @@ use nnc_ir::{Derivation, Epilogue, Function, Mode, Module, Op, OpData, ParamData
 pub(crate) struct Sweep {
     /// Per value: the ops reading it, one entry per argument slot, with
     /// removed ops' readers moved to what they now read.
-    readers: Vec<Vec<usize>>,
+    readers: Readers,
     /// Per value: the op defining it.
     producer: Vec<Option<usize>>,
     /// Per value: the value that replaced it (itself if none did).
@@ -48,13 +48,11 @@ impl Sweep {
     /// the verifier's to report) are left out of the index.
     pub(crate) fn new(f: &Function) -> Sweep {
         let n = f.values.len();
-        let mut readers = vec![Vec::new(); n];
+        let mut readers = Readers::new(n, f.ops.iter().map(|o| o.args.len()).sum());
         let mut producer = vec![None; n];
         for (i, op) in f.ops.iter().enumerate() {
             for arg in &op.args {
-                if let Some(r) = readers.get_mut(arg.0 as usize) {
-                    r.push(i);
-                }
+                readers.push(arg.0 as usize, i);
             }
             if let Some(p) = producer.get_mut(op.result.0 as usize) {
                 *p = Some(i);
@@ -92,7 +90,7 @@ impl Sweep {
     /// How many places read `value`: argument slots, plus one if it is the
     /// function's output.
     pub(crate) fn use_count(&self, f: &Function, value: ValueId) -> usize {
-        let slots = self.readers.get(value.0 as usize).map_or(0, Vec::len);
+        let slots = self.readers.count(value.0 as usize);
         slots + usize::from(self.resolve(f.output) == value)
     }
 
@@ -108,7 +106,7 @@ impl Sweep {
         if self.use_count(f, value) != 1 {
             return None;
         }
-        self.readers.get(value.0 as usize)?.first().copied()
+        self.readers.first(value.0 as usize)
     }
 
     /// Removes the op at `index` and makes every reader of its result read
@@ -121,14 +119,7 @@ impl Sweep {
         }
         let op = &f.ops[index];
         self.unread(f, index);
-        let moved = self
-            .readers
-            .get_mut(op.result.0 as usize)
-            .map(std::mem::take)
-            .unwrap_or_default();
-        if let Some(r) = self.readers.get_mut(arg.0 as usize) {
-            r.extend(moved);
-        }
+        self.readers.move_all(op.result.0 as usize, arg.0 as usize);
         if let Some(slot) = self.forward.get_mut(op.result.0 as usize) {
             *slot = arg;
         }
@@ -169,11 +160,7 @@ impl Sweep {
     fn unread(&mut self, f: &Function, index: usize) {
         for k in 0..f.ops[index].args.len() {
             if let Some(arg) = self.arg(f, index, k) {
-                if let Some(r) = self.readers.get_mut(arg.0 as usize) {
-                    if let Some(at) = r.iter().position(|&u| u == index) {
-                        r.swap_remove(at);
-                    }
-                }
+                self.readers.remove(arg.0 as usize, index);
             }
         }
     }
@@ -194,6 +181,93 @@ impl Sweep {
             !self.removed[index - 1]
         });
         f.ops.len() != before
+    }
+}
+
+/// Per value, the argument slots reading it, as linked lists in flat
+/// arrays: one allocation per array rather than one per value.
+struct Readers {
+    /// Per value: its first reading slot.
+    head: Vec<u32>,
+    /// Per value: how many slots read it.
+    count: Vec<u32>,
+    /// Per slot: the next slot reading the same value.
+    next: Vec<u32>,
+    /// Per slot: the op it is an argument of.
+    op: Vec<u32>,
+}
+
+/// The end of a list.
+const NONE: u32 = u32::MAX;
+
+impl Readers {
+    fn new(values: usize, slots: usize) -> Readers {
+        Readers {
+            head: vec![NONE; values],
+            count: vec![0; values],
+            next: Vec::with_capacity(slots),
+            op: Vec::with_capacity(slots),
+        }
+    }
+
+    /// A new slot of op `op` reading `value` (ignored out of range).
+    fn push(&mut self, value: usize, op: usize) {
+        let Some(head) = self.head.get_mut(value) else {
+            return;
+        };
+        self.next.push(*head);
+        self.op.push(op as u32);
+        *head = (self.op.len() - 1) as u32;
+        self.count[value] += 1;
+    }
+
+    fn count(&self, value: usize) -> usize {
+        self.count.get(value).map_or(0, |&c| c as usize)
+    }
+
+    /// The op of the first slot reading `value`.
+    fn first(&self, value: usize) -> Option<usize> {
+        let head = *self.head.get(value)?;
+        self.op.get(head as usize).map(|&op| op as usize)
+    }
+
+    /// Takes one slot of op `op` off `value`'s list.
+    fn remove(&mut self, value: usize, op: usize) {
+        let Some(&head) = self.head.get(value) else {
+            return;
+        };
+        let (mut previous, mut slot) = (NONE, head);
+        while slot != NONE {
+            let after = self.next[slot as usize];
+            if self.op[slot as usize] as usize == op {
+                match previous {
+                    NONE => self.head[value] = after,
+                    p => self.next[p as usize] = after,
+                }
+                self.count[value] -= 1;
+                return;
+            }
+            (previous, slot) = (slot, after);
+        }
+    }
+
+    /// Moves every slot reading `from` to `to`'s list.
+    fn move_all(&mut self, from: usize, to: usize) {
+        let (Some(&first), true) = (self.head.get(from), to < self.head.len() && from != to) else {
+            return;
+        };
+        if first == NONE {
+            return;
+        }
+        let mut last = first;
+        while self.next[last as usize] != NONE {
+            last = self.next[last as usize];
+        }
+        self.next[last as usize] = self.head[to];
+        self.head[to] = first;
+        self.count[to] += self.count[from];
+        self.head[from] = NONE;
+        self.count[from] = 0;
     }
 }
 

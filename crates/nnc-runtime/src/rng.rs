@@ -44,13 +44,16 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// A standard normal draw (Box–Muller in f64: portable, since it uses
-    /// only IEEE operations and `ln`, `sqrt`, `cos`).
+    /// A standard normal draw (Box–Muller in f64). Portable: besides IEEE
+    /// operations it calls `ln` and `cos` from the `libm` crate, plain Rust
+    /// with no run-time CPU dispatch, where the platform's libm (glibc's
+    /// picks an FMA variant on CPUs that have one; macOS has its own) may
+    /// round a last bit differently from machine to machine.
     pub fn normal(&mut self) -> f64 {
         // 1 − u is in (0, 1], so the logarithm is finite.
         let u1 = 1.0 - self.uniform_f64();
         let u2 = self.uniform_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        (-2.0 * libm::log(u1)).sqrt() * libm::cos(std::f64::consts::TAU * u2)
     }
 }
 

@@ -22,9 +22,17 @@ pub const MAX_NESTING: usize = 64;
 pub(crate) const TOO_DEEP: &str = "E0003";
 
 /// The first bracket opened more than [`MAX_NESTING`] deep, as a diagnostic.
+pub(crate) fn check_nesting(text: &str) -> Result<(), Vec<Diagnostic>> {
+    match first_too_deep(text) {
+        Some(at) => Err(vec![too_deep(at)]),
+        None => Ok(()),
+    }
+}
+
+/// Where the first bracket opened more than [`MAX_NESTING`] deep is.
 /// Comments (`#` and `//` to the end of the line) are skipped; a closing
 /// bracket without an opening one is left to the parser.
-pub(crate) fn check_nesting(text: &str) -> Result<(), Diagnostic> {
+fn first_too_deep(text: &str) -> Option<Span> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut i = 0;
@@ -38,7 +46,7 @@ pub(crate) fn check_nesting(text: &str) -> Result<(), Diagnostic> {
             b'{' | b'(' | b'[' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(too_deep(Span::new(i, i + 1)));
+                    return Some(Span::new(i, i + 1));
                 }
             }
             b'}' | b')' | b']' => depth = depth.saturating_sub(1),
@@ -46,7 +54,7 @@ pub(crate) fn check_nesting(text: &str) -> Result<(), Diagnostic> {
         }
         i += 1;
     }
-    Ok(())
+    None
 }
 
 fn too_deep(at: Span) -> Diagnostic {

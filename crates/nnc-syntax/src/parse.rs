@@ -29,7 +29,7 @@ struct NnParser;
 pub fn parse(source: &SourceFile) -> Result<ast::Model, Vec<Diagnostic>> {
     let text = source.text();
     // Before pest, whose recursion follows the nesting.
-    crate::nesting::check_nesting(text).map_err(|d| vec![d])?;
+    crate::nesting::check_nesting(text)?;
     let mut pairs = match NnParser::parse(Rule::file, text) {
         Ok(pairs) => pairs,
         Err(error) => return Err(vec![syntax_error(text, &error)]),

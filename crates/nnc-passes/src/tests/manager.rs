@@ -155,6 +155,16 @@ fn verifying_once_at_the_end_still_names_the_pass_and_what_it_was_given() {
     };
     assert_eq!(*pass, "break-output");
     assert_eq!(*ir_before, nnc_ir::text::print_module(&given));
+    // The same without a copy: the input is rebuilt for the report.
+    let mut m = mlp(Mode::Infer);
+    let steps: Vec<(Mode, &PassInfo)> = passes.iter().map(|p| (Mode::Infer, *p)).collect();
+    let rebuild = || Some(mlp(Mode::Infer));
+    let err = crate::manager::run_steps(&mut m, &steps, &mut (), Some(&rebuild)).unwrap_err();
+    let PassError::VerifyFailed { pass, ir_before, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*pass, "break-output");
+    assert_eq!(*ir_before, nnc_ir::text::print_module(&given));
 }
 
 #[test]
