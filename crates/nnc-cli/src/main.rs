@@ -331,9 +331,12 @@ pub(crate) fn read_source(file: &Path) -> Result<SourceFile, Failure> {
     })?;
     match String::from_utf8(bytes) {
         // The name heads every diagnostic, which is not printed by `report`.
+        // A leading byte-order mark (some editors save one) is not part of
+        // the program, as for rustc; editors do not show it, so columns
+        // count from after it.
         Ok(text) => Ok(SourceFile::new(
             printable(&file.display().to_string()).into_owned(),
-            text,
+            text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text),
         )),
         Err(e) => Err(Failure(format!(
             "error: {} is not UTF-8 text (invalid byte at offset {})",

@@ -5,7 +5,7 @@
 use crate::output;
 use crate::{read_source, report, run_compile, Failure};
 use nnc_driver::{Options, Quiet, Stage};
-use nnc_interp::{audit_weights, init_weights, non_finite, Footprint, Interpreter};
+use nnc_interp::{audit_weights, init_weights, non_finite, Footprint, Interpreter, Part};
 use nnc_ir::{Mode, Module};
 use nnc_runtime::io::npy::{check_input, read_npy_file, write_npy};
 use nnc_runtime::io::weights::{read_safetensors_file, write_safetensors, Expected, Weights};
@@ -82,6 +82,18 @@ pub(crate) fn load_weights(file: &Path, path: &Path) -> Result<Weights, Failure>
             shape: &p.shape,
         })
         .collect();
+    // The file's bytes, then its tensors as f32: twice its size.
+    if let Some(meta) = std::fs::metadata(path).ok().filter(|m| m.is_file()) {
+        let file = Bytes(meta.len());
+        let footprint = Footprint {
+            total: file + file,
+            largest: Part {
+                what: format!("the weight file {}", path.display()),
+                bytes: file,
+            },
+        };
+        check_memory(&footprint, || format!("loading {}", path.display()))?;
+    }
     let (weights, warnings) = read_safetensors_file(path, &expected).map_err(|e| Failure(format!("error: {e}")))?;
     for warning in warnings {
         report(&format!("warning: {warning}"));

@@ -219,3 +219,68 @@ fn a_negative_running_variance_is_an_error_naming_the_tensor() {
         assert!(!y.exists(), "{command} wrote its output");
     }
 }
+
+#[test]
+fn an_address_space_limit_is_part_of_the_memory_limit() {
+    let dir = scratch("limits-ulimit-v");
+    // 2001 × 2001 × 64 floats (1 GiB) out of one float, under `ulimit -v`
+    // 2 GB: refused with the layer named, not an allocation abort.
+    let model = write(&dir, "pad.nn", b"model A { input [1,1,1] conv 1 -> 64 k=1 pad=1000 }");
+    let w = write(
+        &dir,
+        "w.safetensors",
+        &weights(&[
+            ("layer0.weight", &[64, 1, 1, 1], vec![0.5; 64]),
+            ("layer0.bias", &[64], vec![0.0; 64]),
+        ]),
+    );
+    let x = write(&dir, "x.npy", &write_npy(&[1, 1, 1, 1], &[1.0]).unwrap());
+    let y = dir.join("y.npy");
+    let script = format!(
+        "ulimit -v 2000000 && exec \"$0\" run {model} --weights {w} --input {x} -o {}",
+        s(&y)
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_nnc")])
+        .env_remove("NNC_MAX_MEMORY")
+        .output()
+        .unwrap();
+    failed_saying(&out, &["needs 2.9 GiB", "layer `layer0` (conv2d at 1:25)"]);
+    assert!(!y.exists());
+}
+
+#[test]
+fn a_weight_file_counts_against_the_memory_limit() {
+    let dir = scratch("limits-weight-file");
+    let model = write(&dir, "m.nn", b"model M { input 64 dense 64 }");
+    let w = write(
+        &dir,
+        "w.safetensors",
+        &weights(&[
+            ("layer0.weight", &[64, 64], vec![0.5; 4096]),
+            ("layer0.bias", &[64], vec![0.0; 64]),
+        ]),
+    );
+    let out = dir.join("m.onnx");
+    let refused = nnc_with_limit(Some("16K"), &["export", &model, "--weights", &w, "-o", s(&out)]);
+    failed_saying(
+        &refused,
+        &["loading", "the weight file", "NNC_MAX_MEMORY limit of 16.0 KiB"],
+    );
+    assert!(!out.exists());
+    let exported = nnc_with_limit(Some("1M"), &["export", &model, "--weights", &w, "-o", s(&out)]);
+    assert_eq!(exported.status.code(), Some(0), "{}", stderr(&exported));
+}
+
+#[test]
+fn a_byte_order_mark_before_the_program_is_not_part_of_it() {
+    let dir = scratch("limits-bom");
+    let ok = write(&dir, "ok.nn", "\u{feff}model A { input 4 dense 2 }".as_bytes());
+    let out = nnc_with_limit(None, &["check", &ok]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Columns count from after the mark, as an editor shows the line.
+    let bad = write(&dir, "bad.nn", "\u{feff}model A { input 4 dense 2 bogus=1 }".as_bytes());
+    let out = nnc_with_limit(None, &["check", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad.nn:1:27"), "{}", stderr(&out));
+}

@@ -40,6 +40,9 @@ pub struct SourceFile {
     name: String,
     text: String,
     line_starts: Vec<u32>,
+    /// Whether each line is ASCII, where a column is a byte count: a long
+    /// one-line program asks for thousands of columns on the same line.
+    line_ascii: Vec<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -100,10 +103,12 @@ impl SourceFile {
         let text = text.into();
         let mut line_starts = vec![0u32];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i as u32 + 1));
+        let line_ascii = text.split('\n').map(|line| line.is_ascii()).collect();
         SourceFile {
             name: name.into(),
             text,
             line_starts,
+            line_ascii,
         }
     }
 
@@ -124,7 +129,11 @@ impl SourceFile {
         };
         let line_start = self.line_starts[line_idx] as usize;
         let end = (offset as usize).max(line_start);
-        let col = self.text.get(line_start..end).map_or(1, |s| s.chars().count() + 1);
+        let col = if self.line_ascii.get(line_idx).copied().unwrap_or(false) {
+            end - line_start + 1
+        } else {
+            self.text.get(line_start..end).map_or(1, |s| s.chars().count() + 1)
+        };
         Loc {
             line: line_idx as u32 + 1,
             col: col as u32,

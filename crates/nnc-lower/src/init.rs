@@ -79,6 +79,7 @@ pub(crate) fn resolve_weight_init(
             (name, inner_gain)
         }
     };
+    let gain_option = gain;
     let gain = resolve_gain(scheme, gain, inner_gain, act, diags)?;
     let (fan_in, fan_out) = (fans.fan_in as f64, fans.fan_out as f64);
     let dist = match scheme {
@@ -95,6 +96,27 @@ pub(crate) fn resolve_weight_init(
             explicit_dist(scheme, value, fans, diags)?
         }
     };
+    // A scale the gain pushes past f32 draws infinite weights.
+    let reach = match dist {
+        Dist::Uniform { low, high } => f64::from(low.abs().max(high.abs())),
+        Dist::Normal { mean, std } => f64::from(mean.abs()) + LARGEST_NORMAL_DRAW * f64::from(std),
+        Dist::Orthogonal { gain } => f64::from(gain),
+        _ => 0.0,
+    };
+    if !(reach <= f32::MAX as f64) {
+        let at = gain_option.or(inner_gain).or(init).map(|v| v.span)?;
+        let msg = format!(
+            "{scheme} with gain {} draws weights beyond the range of a 32-bit float (3.4e38)",
+            shown(gain)
+        );
+        diags.push(Diagnostic::error(
+            codes::OUT_OF_RANGE,
+            msg,
+            at,
+            "too large for f32 weights",
+        ));
+        return None;
+    }
     if let (Dist::Constant { value: v }, Some(init)) = (&dist, init) {
         let msg = format!("init={scheme} gives every unit of this layer the same weights ({v})");
         let d = Diagnostic::warning(codes::CONSTANT_INIT, msg, init.span, "constant init").with_help(

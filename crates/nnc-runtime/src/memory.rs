@@ -61,7 +61,7 @@ impl Limit {
         }
         let source = match self.source {
             LimitSource::Variable => format!("the {LIMIT_VAR} limit of {}", self.bytes),
-            LimitSource::System => format!("the {} of memory this machine has available", self.bytes),
+            LimitSource::System => format!("the {} of memory available to it here", self.bytes),
         };
         Err(format!("{} needs {need} of memory, more than {source}", what()))
     }
@@ -80,9 +80,38 @@ fn parse_size(text: &str) -> Option<u64> {
     digits.trim().parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
-/// The smaller of the kernel's estimate of memory available without
-/// swapping (`MemAvailable`) and the headroom of this process's cgroup.
+/// The smallest of the kernel's estimate of memory available without
+/// swapping (`MemAvailable`), the headroom of this process's cgroup, and
+/// the headroom under its address-space limit (`ulimit -v`), where the
+/// allocator fails at once rather than the kernel killing later.
 fn system_available() -> Option<u64> {
+    [physical_available(), address_space_headroom()]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// `Max address space` of /proc/self/limits less the address space in use
+/// (`VmSize`); `None` when unlimited or unknown.
+fn address_space_headroom() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+    let soft: u64 = line["Max address space".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let used_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmSize:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some(soft.saturating_sub(used_kib.saturating_mul(1024)))
+}
+
+fn physical_available() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
     let mem_available = meminfo.as_deref().and_then(|text| {
         let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
