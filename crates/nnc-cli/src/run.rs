@@ -146,7 +146,8 @@ pub(crate) fn run(
     let y = interp
         .run(&data, batch, threads, seed)
         .map_err(|e| Failure(format!("error: {e}")))?;
-    if non_finite(&y) > 0 {
+    let bad_outputs = non_finite(&y);
+    if bad_outputs > 0 {
         // Say where they come from: run again, op by op (only now, so a
         // finite run pays nothing).
         let origin = interp
@@ -159,8 +160,7 @@ pub(crate) fn run(
             )
         });
         report(&format!(
-            "warning: {} of the {} output values are not finite (NaN or ±inf){from}",
-            non_finite(&y),
+            "warning: {bad_outputs} of the {} output values are not finite (NaN or ±inf){from}",
             y.len()
         ));
     }

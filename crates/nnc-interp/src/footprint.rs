@@ -58,7 +58,7 @@ impl Footprint {
                 let output = func.value_type(op.result).numel().saturating_mul(batch);
                 let scratch = op_scratch_len(func, op, &param_len, batch, threads);
                 Part {
-                    what: format!("layer `{}` ({}{})", op.layer, op.op.name(), at(op)),
+                    what: describe(op),
                     bytes: Bytes::of_f32(output.saturating_add(scratch)),
                 }
             })
@@ -105,9 +105,12 @@ impl Footprint {
     }
 }
 
-/// ` at LINE:COL` of the statement an op came from, if it has one.
-pub(crate) fn at(op: &nnc_ir::OpData) -> String {
-    op.locs
+/// An op as messages name it: `layer `conv1` (conv2d at 3:5)`, with the
+/// place of the statement it came from when it has one.
+pub(crate) fn describe(op: &nnc_ir::OpData) -> String {
+    let at = op
+        .locs
         .first()
-        .map_or(String::new(), |l| format!(" at {}:{}", l.line, l.col))
+        .map_or(String::new(), |l| format!(" at {}:{}", l.line, l.col));
+    format!("layer `{}` ({}{at})", op.layer, op.op.name())
 }

@@ -195,13 +195,7 @@ impl Interpreter {
         seed: u64,
         out: &mut [f32],
     ) -> Result<(), Error> {
-        let per_sample: usize = self.input_shape().iter().product();
-        if batch == 0 || input.len() != batch * per_sample {
-            return Err(Error::Input(format!(
-                "{} values for a batch of {batch} samples of {per_sample}",
-                input.len()
-            )));
-        }
+        self.check_input(input, batch)?;
         let out_len = batch * self.output_shape().iter().product::<usize>();
         if out.len() != out_len {
             return Err(Error::Input(format!(
@@ -211,6 +205,18 @@ impl Interpreter {
         }
         self.prepare(batch, threads)?;
         self.forward(input, batch, seed, out)
+    }
+
+    /// `input` holds `batch` (≥ 1) whole samples.
+    fn check_input(&self, input: &[f32], batch: usize) -> Result<(), Error> {
+        let per_sample: usize = self.input_shape().iter().product();
+        if batch == 0 || input.len() != batch * per_sample {
+            return Err(Error::Input(format!(
+                "{} values for a batch of {batch} samples of {per_sample}",
+                input.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Starts the team and plans the buffers for `batch` and `threads`,
@@ -244,10 +250,7 @@ impl Interpreter {
         threads: usize,
         seed: u64,
     ) -> Result<Option<NonFinite>, Error> {
-        let per_sample: usize = self.input_shape().iter().product();
-        if batch == 0 || input.len() != batch * per_sample {
-            return Err(Error::Input(format!("{} values for a batch of {batch}", input.len())));
-        }
+        self.check_input(input, batch)?;
         let count = non_finite(input);
         if count > 0 {
             return Ok(Some(NonFinite {
@@ -264,7 +267,7 @@ impl Interpreter {
             let count = non_finite(&self.buffers[self.plan.slot(op.result)][..len]);
             if count > 0 {
                 return Ok(Some(NonFinite {
-                    origin: format!("layer `{}` ({}{})", op.layer, op.op.name(), footprint::at(op)),
+                    origin: footprint::describe(op),
                     count,
                     of: len,
                 }));
