@@ -458,6 +458,19 @@ pub fn amplification(x: &Tensor, groups: usize, group_of: impl Fn(usize) -> usiz
     (0..groups).map(|g| magnitude[g] / deviation[g]).fold(1.0, f64::max)
 }
 
+/// How much an average or a sum cancelled: `max|x| / max|y|`, at least 1.
+/// Its f32 result carries an error relative to its inputs' magnitude, so
+/// when the result is far smaller (the average of a map that a norm just
+/// centred is zero up to rounding), what follows sees mostly rounding.
+pub fn cancellation(x: &Tensor, y: &Tensor) -> f64 {
+    let largest = |t: &Tensor| t.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let (input, output) = (largest(x), largest(y));
+    if output == 0.0 {
+        return if input == 0.0 { 1.0 } else { f64::INFINITY };
+    }
+    (input / output).max(1.0)
+}
+
 /// `x·scale + shift` per channel.
 pub fn affine(x: &Tensor, scale: &[f64], shift: &[f64]) -> Tensor {
     x.map_channel(|v, ch| v * scale[ch] + shift[ch])
@@ -587,6 +600,9 @@ pub fn evaluate(module: &Module, mode: Mode, weights: &Weights, input: &[f32], b
             Op::Add => add(x, values[op.args[1].0 as usize].as_ref().expect("arguments come first")),
         };
         assert_eq!(y.dims, shape(op.result), "{} [{}]: shape", op.op.name(), op.layer);
+        if matches!(op.op, Op::AvgPool(_) | Op::GlobalAvgPool | Op::Add) {
+            amplified *= cancellation(x, &y);
+        }
         values[op.result.0 as usize] = Some(y);
     }
     let output = values[func.output.0 as usize].take().expect("the output is computed");
