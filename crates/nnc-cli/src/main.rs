@@ -11,6 +11,12 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+// Compiling a large model makes millions of small allocations (names,
+// shapes, spans); mimalloc takes a third off `check` of 100,000 layers
+// compared with glibc's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "nnc",

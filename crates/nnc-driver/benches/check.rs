@@ -10,6 +10,10 @@ use nnc_diag::SourceFile;
 use nnc_driver::{compile, Options, Quiet, Stage};
 use nnc_ir::Mode;
 
+// The allocator `nnc check` runs with, so the times are the command's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     divan::main();
 }

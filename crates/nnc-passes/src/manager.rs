@@ -54,7 +54,8 @@ pub enum PassError {
 /// Runs the passes named in `names`, in order, on the `mode` function of
 /// `module`. Every name is checked before any pass runs; the module is
 /// verified before the first pass and after each one (after the last only,
-/// for an observer that does not [watch](Observer::watches)).
+/// for an observer that does not [watch](Observer::watches), which still
+/// tells an input that was invalid from a pass that broke it).
 pub fn run_passes(
     module: &mut Module,
     mode: Mode,
@@ -104,9 +105,15 @@ pub(crate) fn run_steps(
     observer: &mut dyn Observer,
     rebuild: Option<Rebuild<'_>>,
 ) -> Result<(), PassError> {
-    if let Err(errors) = verify(module) {
-        let ir = print_module_with_errors(module, &errors);
-        return Err(PassError::InvalidInput { errors, ir });
+    // An observer that ignores the module (`check`, `build`, the macro)
+    // lets the pipeline verify once, at the end: a failure there replays
+    // the steps from the input, verifying it first, to say who broke it.
+    let each = observer.watches();
+    if each || steps.is_empty() {
+        if let Err(errors) = verify(module) {
+            let ir = print_module_with_errors(module, &errors);
+            return Err(PassError::InvalidInput { errors, ir });
+        }
     }
     // What the first pass is given, for a failure's report. Passes are
     // deterministic, so the IR pass k was given is this one after passes
@@ -115,9 +122,6 @@ pub(crate) fn run_steps(
         Some(_) => None,
         None => Some(module.clone()),
     };
-    // An observer that ignores the module (`check`, `build`, the macro)
-    // lets the pipeline verify once at the end.
-    let each = observer.watches();
     for (k, (mode, pass)) in steps.iter().enumerate() {
         let changed = (pass.run)(module, *mode);
         if each || k + 1 == steps.len() {
@@ -131,11 +135,16 @@ pub(crate) fn run_steps(
     Ok(())
 }
 
-/// The error for a module found invalid after some step: replays the steps
-/// on `input`, verifying after each, to find the first pass that broke it
-/// and what it was given.
+/// The error for a module found invalid after some step: verifies `input`
+/// (it may have been invalid before any pass ran), then replays the steps
+/// on it, verifying after each, to find the first pass that broke it and
+/// what it was given.
 fn blame(input: Option<Module>, steps: &[(Mode, &PassInfo)], broken: &Module, errors: Vec<VerifyError>) -> PassError {
     if let Some(mut input) = input {
+        if let Err(errors) = verify(&input) {
+            let ir = print_module_with_errors(&input, &errors);
+            return PassError::InvalidInput { errors, ir };
+        }
         for (mode, pass) in steps {
             let before = print_module(&input);
             (pass.run)(&mut input, *mode);

@@ -176,3 +176,21 @@ fn an_invalid_input_is_reported_before_any_pass() {
     assert!(matches!(err, PassError::InvalidInput { .. }), "{err}");
     assert!(record.0.is_empty());
 }
+
+#[test]
+fn an_invalid_input_is_told_from_a_broken_pass_when_verifying_only_at_the_end() {
+    let broken = || {
+        let mut m = mlp(Mode::Infer);
+        break_output(&mut m, Mode::Infer);
+        m
+    };
+    let mut m = broken();
+    let err = run_passes(&mut m, Mode::Infer, &["eliminate-dropout", "dce"], &mut ()).unwrap_err();
+    assert!(matches!(err, PassError::InvalidInput { .. }), "{err}");
+    let passes = [lookup("eliminate-dropout").unwrap(), lookup("dce").unwrap()];
+    let steps: Vec<(Mode, &PassInfo)> = passes.iter().map(|p| (Mode::Infer, *p)).collect();
+    let rebuild = || Some(broken());
+    let mut m = broken();
+    let err = crate::manager::run_steps(&mut m, &steps, &mut (), Some(&rebuild)).unwrap_err();
+    assert!(matches!(err, PassError::InvalidInput { .. }), "{err}");
+}
