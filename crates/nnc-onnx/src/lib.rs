@@ -28,6 +28,12 @@ pub struct TensorData<'a> {
 pub enum ExportError {
     NoInferFunction,
     MissingParam(String),
+    /// The parameters alone pass protobuf's 2 GiB limit on one message.
+    TooLarge {
+        bytes: u64,
+        largest: String,
+        largest_bytes: u64,
+    },
     Encode(String),
 }
 
@@ -36,12 +42,27 @@ impl fmt::Display for ExportError {
         match self {
             ExportError::NoInferFunction => write!(f, "the module has no infer function to export"),
             ExportError::MissingParam(name) => write!(f, "parameter `{name}` has no value to export"),
+            ExportError::TooLarge {
+                bytes,
+                largest,
+                largest_bytes,
+            } => write!(
+                f,
+                "the parameters take {bytes} bytes (the largest, `{largest}`, {largest_bytes}); an ONNX file \
+                 holds at most {MAX_MODEL_BYTES} bytes (protobuf's 2 GiB limit), and nnc export does not \
+                 write ONNX external data yet"
+            ),
             ExportError::Encode(e) => write!(f, "cannot encode the ONNX model: {e}"),
         }
     }
 }
 
 impl std::error::Error for ExportError {}
+
+/// Protobuf's limit on one message, so on a whole `.onnx` file without
+/// external data: a larger file is written without complaint by the
+/// encoder and refused by every reader.
+pub const MAX_MODEL_BYTES: u64 = (1 << 31) - 1;
 
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
@@ -64,7 +85,16 @@ pub fn export<'a>(
     module: &'a Module,
     params: &'a dyn Fn(&str) -> Option<TensorData<'a>>,
 ) -> Result<Vec<u8>, ExportError> {
+    export_within(module, params, MAX_MODEL_BYTES)
+}
+
+fn export_within<'a>(
+    module: &'a Module,
+    params: &'a dyn Fn(&str) -> Option<TensorData<'a>>,
+    limit: u64,
+) -> Result<Vec<u8>, ExportError> {
     let func = module.function(Mode::Infer).ok_or(ExportError::NoInferFunction)?;
+    check_size(module, func, limit)?;
     let opset = if func.ops.iter().any(|o| matches!(o.op, Op::GroupNorm { .. })) {
         21
     } else {
@@ -109,6 +139,29 @@ pub fn export<'a>(
     };
     model.write_to_bytes().map_err(|e| ExportError::Encode(e.to_string()))
 }
+
+/// Refuses, before anything is copied, a function whose parameters alone
+/// exceed `limit` bytes.
+fn check_size(module: &Module, func: &Function, limit: u64) -> Result<(), ExportError> {
+    let read: BTreeSet<ParamId> = func.ops.iter().flat_map(|o| o.op.params()).collect();
+    let sizes = read.iter().filter_map(|id| module.params.get(id.0 as usize)).map(|p| {
+        let count: u64 = p.shape.iter().map(|&d| d as u64).product();
+        (count.saturating_mul(4), &p.name)
+    });
+    let bytes = sizes.clone().map(|(b, _)| b).fold(0u64, u64::saturating_add);
+    if bytes <= limit {
+        return Ok(());
+    }
+    let (largest_bytes, largest) = sizes.max_by_key(|(b, _)| *b).unwrap_or((0, &module.name));
+    Err(ExportError::TooLarge {
+        bytes,
+        largest: largest.clone(),
+        largest_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests;
 
 fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
     let batch = Dimension {
