@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         modes: vec![Mode::Infer],
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     let module = match compile(&source, &options, &mut Quiet) {
         Ok(compiled) => compiled.module,

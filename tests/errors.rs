@@ -33,6 +33,7 @@ fn every_invalid_program_fails_where_it_says() {
             modes: Mode::ALL.to_vec(),
             stage: Stage::Optimized,
             passes: None,
+            loss: None,
         };
         let diagnostics = match compile(&source, &options, &mut Quiet) {
             Err(CompileError::Program(d)) => d,

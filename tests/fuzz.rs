@@ -16,6 +16,7 @@ fn survives(text: &str) {
         modes: Mode::ALL.to_vec(),
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     if let Ok(compiled) = compile(&source, &options, &mut Quiet) {
         let module = compiled.module.unwrap();
@@ -393,6 +394,7 @@ fn the_structured_generator_reaches_the_passes() {
                 modes: Mode::ALL.to_vec(),
                 stage: Stage::Optimized,
                 passes: None,
+                loss: None,
             };
             compile(&source, &options, &mut Quiet).is_ok()
         })

@@ -68,6 +68,7 @@ fn module(text: &str, stage: Stage) -> Module {
         modes: vec![Mode::Infer],
         stage,
         passes: None,
+        loss: None,
     };
     compile(&source, &options, &mut Quiet).unwrap().module.unwrap()
 }

@@ -63,6 +63,7 @@ fn draw(init: &str, act: &str, seed: u64) -> Vec<f32> {
         modes: vec![Mode::Infer],
         stage: Stage::Lowered,
         passes: None,
+        loss: None,
     };
     let module = compile(&source, &options, &mut Quiet).unwrap().module.unwrap();
     // 500 × 400 = 200 000 draws, as `nnc init` makes them.

@@ -38,6 +38,7 @@ fn every_stage(text: String) -> Result<(), Vec<nnc_diag::Diagnostic>> {
         modes: Mode::ALL.to_vec(),
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     let compiled = match compile(&source, &options, &mut Quiet) {
         Ok(c) => c,

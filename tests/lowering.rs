@@ -12,6 +12,7 @@ fn build(text: &str, mode: Mode, stage: Stage) -> Module {
         modes: vec![mode],
         stage,
         passes: None,
+        loss: None,
     };
     match compile(&source, &options, &mut Quiet) {
         Ok(c) => c.module.unwrap(),
@@ -240,6 +241,7 @@ fn a_constant_weight_init_warns_but_compiles() {
         modes: vec![Mode::Infer],
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     let compiled = compile(&source, &options, &mut Quiet).unwrap();
     assert_eq!(compiled.warnings.len(), 1);

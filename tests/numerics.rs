@@ -263,6 +263,7 @@ fn conv_through_the_interpreter(conv: &DirectConv, pad: &str, seed: u64) -> Opti
         modes: vec![Mode::Infer],
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     let m = nnc_driver::compile(&source, &options, &mut nnc_driver::Quiet)
         .ok()?

@@ -46,6 +46,7 @@ fn compile_both(text: &str, stage: Stage) -> Module {
         modes: Mode::ALL.to_vec(),
         stage,
         passes: None,
+        loss: None,
     };
     match compile(&source, &options, &mut Quiet) {
         Ok(compiled) => compiled.module.unwrap(),

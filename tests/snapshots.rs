@@ -16,6 +16,7 @@ fn build(path: &std::path::Path, mode: Mode, stage: Stage) -> Module {
         modes: vec![mode],
         stage,
         passes: None,
+        loss: None,
     };
     let compiled = compile(&source, &options, &mut Quiet).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
     assert!(

@@ -20,6 +20,7 @@ pub fn module(text: &str, mode: Mode, stage: Stage) -> Module {
         modes: vec![mode],
         stage,
         passes: None,
+        loss: None,
     };
     compile(&source, &options, &mut Quiet).unwrap().module.unwrap()
 }

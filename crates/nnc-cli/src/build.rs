@@ -40,6 +40,7 @@ pub(crate) fn build(file: &Path, output: &Path, embed: Option<&Path>) -> Result<
         modes: vec![Mode::Infer],
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     let module = run_compile(&source, &options, &mut Quiet)?
         .module

@@ -42,9 +42,14 @@ enum Command {
         /// Which function to build.
         #[arg(long, value_enum, default_value_t = ModeArg::Infer)]
         mode: ModeArg,
-        /// How far to compile: the AST, the lowered IR or the optimized IR.
+        /// How far to compile: the AST, the lowered IR, the optimized IR, or
+        /// the optimized train function with its backward (`--mode train`).
         #[arg(long, value_enum, default_value_t = StageArg::Optimized)]
         stage: StageArg,
+        /// The loss the grad stage differentiates (default: cross_entropy
+        /// after a last softmax, bce after a last sigmoid, else mse).
+        #[arg(long, value_enum)]
+        loss: Option<LossArg>,
         /// Run these passes (comma-separated) instead of the mode's default pipeline.
         #[arg(long, value_delimiter = ',', value_name = "PASS,...")]
         passes: Option<Vec<String>>,
@@ -134,6 +139,25 @@ enum StageArg {
     Ast,
     Lowered,
     Optimized,
+    Grad,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    #[value(name = "cross_entropy")]
+    CrossEntropy,
+    Mse,
+    Bce,
+}
+
+impl LossArg {
+    fn loss(self) -> nnc_driver::Loss {
+        match self {
+            LossArg::CrossEntropy => nnc_driver::Loss::CrossEntropy { label_smoothing: 0.0 },
+            LossArg::Mse => nnc_driver::Loss::Mse,
+            LossArg::Bce => nnc_driver::Loss::Bce,
+        }
+    }
 }
 
 mod build;
@@ -235,6 +259,7 @@ fn main() -> ExitCode {
             file,
             mode,
             stage,
+            loss,
             passes,
             after,
             after_all,
@@ -248,8 +273,14 @@ fn main() -> ExitCode {
                 StageArg::Ast => Stage::Ast,
                 StageArg::Lowered => Stage::Lowered,
                 StageArg::Optimized => Stage::Optimized,
+                StageArg::Grad => Stage::Grad,
             };
-            ir(&file, mode, stage, passes, &after, after_all, after_change)
+            let dumps = Dumping {
+                after,
+                all: after_all,
+                change: after_change,
+            };
+            ir(&file, mode, stage, loss.map(LossArg::loss), passes, &dumps)
         }
         Command::Passes => Ok(passes_table()),
         Command::Init { file, seed, output } => run::init(&file, seed, &output),
@@ -382,6 +413,7 @@ pub(crate) fn run_compile(
             Err(Failure(format!("internal error (a bug in nnc, please report it): {e}")))
         }
         Err(CompileError::Pass(e)) => Err(Failure(format!("error: {e}"))),
+        Err(CompileError::Grad(e)) => Err(Failure(format!("error: {}: {e}", source.name()))),
     }
 }
 
@@ -391,6 +423,7 @@ fn check(file: &Path) -> Result<String, Failure> {
         modes: Mode::ALL.to_vec(),
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     let compiled = run_compile(&source, &options, &mut nnc_driver::Quiet)?;
     let Some(module) = compiled.module else {
@@ -427,23 +460,39 @@ fn group_thousands(n: usize) -> String {
     out
 }
 
+/// `nnc ir`'s `--after`, `--after-all` and `--after-change`.
+struct Dumping {
+    after: Vec<String>,
+    all: bool,
+    change: bool,
+}
+
 fn ir(
     file: &Path,
     mode: Mode,
     stage: Stage,
+    loss: Option<nnc_driver::Loss>,
     passes: Option<Vec<String>>,
-    after: &[String],
-    after_all: bool,
-    after_change: bool,
+    dumping: &Dumping,
 ) -> Result<String, Failure> {
+    let (after, after_all, after_change) = (&dumping.after, dumping.all, dumping.change);
     let dumping = !after.is_empty() || after_all || after_change;
-    if dumping && stage != Stage::Optimized {
+    let optimizing = matches!(stage, Stage::Optimized | Stage::Grad);
+    if dumping && !optimizing {
         return Err(Failure(
-            "error: --after, --after-all and --after-change need --stage optimized".into(),
+            "error: --after, --after-all and --after-change need --stage optimized or grad".into(),
         ));
     }
-    if passes.is_some() && stage != Stage::Optimized {
-        return Err(Failure("error: --passes needs --stage optimized".into()));
+    if passes.is_some() && !optimizing {
+        return Err(Failure("error: --passes needs --stage optimized or grad".into()));
+    }
+    if stage == Stage::Grad && mode != Mode::Train {
+        return Err(Failure(
+            "error: --stage grad differentiates the train function: add --mode train".into(),
+        ));
+    }
+    if loss.is_some() && stage != Stage::Grad {
+        return Err(Failure("error: --loss needs --stage grad".into()));
     }
     let pipeline: Vec<String> = match &passes {
         Some(list) => list.clone(),
@@ -469,6 +518,7 @@ fn ir(
         modes: vec![mode],
         stage,
         passes,
+        loss,
     };
     let mut dumps = Dumps {
         mode,
@@ -485,6 +535,7 @@ fn ir(
         Stage::Ast => "ast",
         Stage::Lowered => "lowered",
         Stage::Optimized => "optimized",
+        Stage::Grad => "grad",
     };
     let banner = format!("// nnc ir · {} · {mode} · {stage_name}\n", compiled.ast.name.name);
     match compiled.module {

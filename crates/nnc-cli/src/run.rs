@@ -20,6 +20,7 @@ fn declared(file: &Path) -> Result<Module, Failure> {
         modes: Mode::ALL.to_vec(),
         stage: Stage::Lowered,
         passes: None,
+        loss: None,
     };
     let compiled = run_compile(&source, &options, &mut Quiet)?;
     compiled
@@ -33,6 +34,7 @@ fn compiled(file: &Path, mode: Mode, stage: Stage, passes: Option<Vec<String>>) 
         modes: vec![mode],
         stage,
         passes,
+        loss: None,
     };
     let compiled = run_compile(&source, &options, &mut Quiet)?;
     compiled

@@ -44,6 +44,7 @@ fn check(bencher: divan::Bencher, layers: usize) {
         modes: Mode::ALL.to_vec(),
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     bencher.bench(|| {
         let Ok(compiled) = compile(&source, &options, &mut Quiet) else {

@@ -1,7 +1,7 @@
 //! `compile`: the one place that knows nnc's stage order.
 //!
 //! ```text
-//! source ─parse─▶ AST ─lower─▶ IR (one function per mode) ─passes─▶ optimized IR
+//! source ─parse─▶ AST ─lower─▶ IR (one function per mode) ─passes─▶ optimized IR ─grad─▶ + backward
 //! ```
 //!
 //! The command line, the `model!` macro and the tests all call [`compile`],
@@ -9,6 +9,9 @@
 //! naga's `Frontend::inner`).
 
 use nnc_diag::{Diagnostic, SourceFile};
+pub use nnc_ir::grad::build::GradError;
+use nnc_ir::grad::build::{build, default_loss};
+pub use nnc_ir::grad::Loss;
 use nnc_ir::{Mode, Module};
 pub use nnc_passes::{Observer, PassError, PassInfo};
 use nnc_syntax::ast;
@@ -24,6 +27,9 @@ pub enum Stage {
     Lowered,
     /// Lower, then run the passes.
     Optimized,
+    /// Optimize, then derive the backward function of the train function
+    /// (which `modes` must include) for [`Options::loss`].
+    Grad,
 }
 
 /// What to compile and how.
@@ -34,6 +40,9 @@ pub struct Options {
     pub stage: Stage,
     /// Passes to run instead of each mode's default pipeline.
     pub passes: Option<Vec<String>>,
+    /// The loss the grad stage differentiates; `None` for §9's default
+    /// (from the model's last op).
+    pub loss: Option<Loss>,
 }
 
 /// A compiled program: the AST, the module at the requested stage (absent
@@ -54,6 +63,8 @@ pub enum CompileError {
     /// A pass list is wrong (an unknown name, a pass for another mode), or
     /// a pass broke the IR (a compiler bug, reported with the IR before it).
     Pass(PassError),
+    /// The train function cannot be differentiated with this loss.
+    Grad(GradError),
 }
 
 impl Default for Options {
@@ -62,6 +73,7 @@ impl Default for Options {
             modes: vec![Mode::Infer],
             stage: Stage::Optimized,
             passes: None,
+            loss: None,
         }
     }
 }
@@ -74,6 +86,7 @@ impl fmt::Display for CompileError {
                 write!(f, "the program has {errors} error(s)")
             }
             CompileError::Pass(e) => e.fmt(f),
+            CompileError::Grad(e) => e.fmt(f),
         }
     }
 }
@@ -106,7 +119,7 @@ pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observ
     let Some(mut module) = lowered.module else {
         return Err(CompileError::Program(lowered.diagnostics));
     };
-    if options.stage == Stage::Optimized {
+    if matches!(options.stage, Stage::Optimized | Stage::Grad) {
         let names: Vec<Vec<&str>> = options
             .modes
             .iter()
@@ -125,6 +138,18 @@ pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observ
         // than the pipeline keeping a copy of a large module.
         let relower = || nnc_lower::lower(&ast, source, &options.modes).module;
         nnc_passes::run_pipelines(&mut module, &pipelines, observer, Some(&relower)).map_err(CompileError::Pass)?;
+    }
+    if options.stage == Stage::Grad {
+        let loss = match (options.loss, module.function(Mode::Train)) {
+            (Some(loss), _) => loss,
+            (None, Some(train)) => default_loss(train),
+            (None, None) => {
+                return Err(CompileError::Grad(GradError(
+                    "the grad stage needs the train function".into(),
+                )))
+            }
+        };
+        module.backward = Some(build(&module, loss).map_err(CompileError::Grad)?);
     }
     Ok(Compiled {
         ast,

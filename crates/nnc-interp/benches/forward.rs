@@ -21,6 +21,7 @@ fn seed_mlp() -> Interpreter {
         modes: vec![Mode::Infer],
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     let Ok(compiled) = compile(&source, &options, &mut Quiet) else {
         panic!("the seed MLP compiles")

@@ -43,6 +43,7 @@ fn interpreter(path: &str, mode: Mode) -> Interpreter {
         modes: vec![mode],
         stage: Stage::Optimized,
         passes: None,
+        loss: None,
     };
     let module = compile(&source, &options, &mut Quiet).unwrap().module.unwrap();
     let weights = init_weights(&module, 0);

@@ -23,6 +23,7 @@
 //! The text form ([`text`]) is deterministic and round-trips; [`verify`]
 //! checks the invariants listed in its module doc.
 
+pub mod grad;
 mod module;
 mod op;
 mod param;

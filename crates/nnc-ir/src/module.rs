@@ -33,6 +33,8 @@ pub struct Module {
     pub notes: Vec<String>,
     pub params: Vec<ParamData>,
     pub functions: Vec<Function>,
+    /// The gradients of the train function's loss (the grad stage).
+    pub backward: Option<crate::grad::Backward>,
 }
 
 /// One straight-line SSA function.
@@ -96,6 +98,7 @@ impl Module {
             notes: Vec::new(),
             params: Vec::new(),
             functions: Vec::new(),
+            backward: None,
         }
     }
 
@@ -176,6 +179,18 @@ impl Function {
 
     pub fn value_type(&self, value: ValueId) -> &ValueType {
         &self.values[value.0 as usize]
+    }
+
+    /// Per value id, the index of the op defining it (`None` for the input
+    /// and for values no op defines).
+    pub fn producers(&self) -> Vec<Option<usize>> {
+        let mut out = vec![None; self.values.len()];
+        for (i, op) in self.ops.iter().enumerate() {
+            if let Some(slot) = out.get_mut(op.result.0 as usize) {
+                *slot = Some(i);
+            }
+        }
+        out
     }
 
     pub fn add_value(&mut self, ty: ValueType) -> ValueId {

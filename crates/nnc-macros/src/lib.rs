@@ -116,6 +116,7 @@ fn generate(source: &SourceFile) -> Result<TokenStream, Failure> {
         Ok(compiled) => compiled,
         Err(CompileError::Program(diagnostics)) => return Err(Failure::Program(diagnostics)),
         Err(CompileError::Pass(e)) => return Err(Failure::Other(format!("nnc: {e}"))),
+        Err(CompileError::Grad(e)) => return Err(Failure::Other(format!("nnc: {e}"))),
     };
     let module = compiled
         .module

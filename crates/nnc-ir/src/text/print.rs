@@ -2,10 +2,13 @@
 //! in program order. It reads ids with `get`, never by indexing, so it can
 //! show a module the verifier has just rejected.
 
+use crate::grad::rules::{self, Read};
+use crate::grad::{Backward, Saved, StepKind, Target};
 use crate::types::fmt_param_shape;
 use crate::verify::VerifyError;
 use crate::{
-    Act, Derivation, Dist, Epilogue, EpilogueStep, Function, Module, Op, OpId, ParamData, ParamId, ParamSource, ValueId,
+    Act, Derivation, Dist, Epilogue, EpilogueStep, Function, Mode, Module, Op, OpId, ParamData, ParamId, ParamSource,
+    ValueId,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -114,6 +117,9 @@ fn module_text(module: &Module, marks: &ModuleMarks<'_>) -> String {
     for (i, f) in module.functions.iter().enumerate() {
         let marks = marks.functions.get(&i).unwrap_or(&no_marks);
         sections.push(function_text(module, f, marks));
+    }
+    if let (Some(backward), Some(train)) = (&module.backward, module.function(Mode::Train)) {
+        sections.push(backward_text(module, train, backward));
     }
     sections.join("\n")
 }
@@ -266,7 +272,131 @@ fn function_text(module: &Module, function: &Function, marks: &FunctionMarks<'_>
             write_marks(&mut out, "  ", m);
         }
     }
-    let _ = writeln!(out, "  return {}", value_ref(&numbers, function.output));
+    let _ = write!(out, "  return {}", value_ref(&numbers, function.output));
+    if let Some(backward) = module.backward.as_ref().filter(|_| function.mode == Mode::Train) {
+        let saved: Vec<String> = backward
+            .saved
+            .iter()
+            .map(|s| saved_text(function, &numbers, s))
+            .collect();
+        if !saved.is_empty() {
+            let _ = write!(out, " saving {}", saved.join(", "));
+        }
+    }
+    out.push_str("\n}\n");
+    out
+}
+
+/// `%3`, or `stats(%2)` for what op `%2` records.
+fn saved_text(function: &Function, numbers: &HashMap<ValueId, usize>, saved: &Saved) -> String {
+    match saved {
+        Saved::Value(v) => value_ref(numbers, *v),
+        Saved::Record(v) => {
+            let record = function
+                .ops
+                .iter()
+                .find(|o| o.result == *v)
+                .and_then(|o| rules::rule(&o.op).ok())
+                .and_then(|r| r.record)
+                .map_or("record", |r| r.name());
+            format!("{record}({})", value_ref(numbers, *v))
+        }
+    }
+}
+
+/// The backward function: gradient values are `%d1`, `%d2`, … in the order
+/// the steps define them; forward values keep the train function's numbers.
+fn backward_text(module: &Module, train: &Function, backward: &Backward) -> String {
+    let forward = value_numbers(train);
+    let mut numbers = HashMap::new();
+    for step in &backward.steps {
+        if let Some(r) = step.result {
+            let next = numbers.len() + 1;
+            numbers.entry(r).or_insert(next);
+        }
+    }
+    let grad_ref = |v: ValueId| match numbers.get(&v) {
+        Some(n) => format!("%d{n}"),
+        None => format!("%d?{}", v.0),
+    };
+    let target = match &backward.target {
+        Target::Classes { classes } => format!("class[N] < {classes}"),
+        Target::Values(t) => t.to_string(),
+    };
+    let mut out = format!("func @backward(target: {target}) loss={} {{\n", backward.loss);
+    let producers = train.producers();
+    for step in &backward.steps {
+        let mut line = String::from("  ");
+        if let Some(r) = step.result {
+            let ty = backward
+                .values
+                .get(r.0 as usize)
+                .map_or("f32[?]".to_string(), |t| t.to_string());
+            let _ = write!(line, "{}: {ty} = ", grad_ref(r));
+        }
+        let args: Vec<String> = step.args.iter().map(|a| grad_ref(*a)).collect();
+        match &step.kind {
+            StepKind::Loss { of, fused } => {
+                let _ = write!(line, "loss[{}] of {}", step.layer, value_ref(&forward, *of));
+                if *fused {
+                    line.push_str(" fused");
+                }
+            }
+            StepKind::Vjp { of } => {
+                let op = producers
+                    .get(of.0 as usize)
+                    .copied()
+                    .flatten()
+                    .and_then(|i| train.ops.get(i));
+                let name = op.map_or("?", |o| o.op.name());
+                let _ = write!(
+                    line,
+                    "{name}.vjp[{}] {} of {}",
+                    step.layer,
+                    args.join(", "),
+                    value_ref(&forward, *of)
+                );
+                if let Some((op, rule)) = op.and_then(|o| rules::rule(&o.op).ok().map(|r| (o, r))) {
+                    let reads: Vec<String> = rule
+                        .reads
+                        .iter()
+                        .map(|r| match r {
+                            Read::Input => value_ref(&forward, op.args.first().copied().unwrap_or(train.input)),
+                            Read::Output => value_ref(&forward, op.result),
+                            Read::Record => saved_text(train, &forward, &Saved::Record(op.result)),
+                        })
+                        .collect();
+                    if !reads.is_empty() {
+                        let _ = write!(line, " reads({})", reads.join(", "));
+                    }
+                    let grads: Vec<String> = rule.params.iter().map(|p| param_ref(module, *p)).collect();
+                    if !grads.is_empty() {
+                        let _ = write!(line, " grads({})", grads.join(", "));
+                    }
+                }
+            }
+            StepKind::Sum => {
+                let _ = write!(line, "sum[{}] {}", step.layer, args.join(", "));
+            }
+            StepKind::Penalty { param } => {
+                let _ = write!(line, "penalty[{}] {}", step.layer, param_ref(module, *param));
+                if let Some(p) = module.params.get(param.0 as usize) {
+                    if p.l1 != 0.0 {
+                        let _ = write!(line, " l1={}", p.l1);
+                    }
+                    if p.l2 != 0.0 {
+                        let _ = write!(line, " l2={}", p.l2);
+                    }
+                }
+            }
+        }
+        if !step.locs.is_empty() {
+            let locs: Vec<String> = step.locs.iter().map(|l| l.to_string()).collect();
+            let _ = write!(line, " loc({})", locs.join(", "));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
     out.push_str("}\n");
     out
 }
