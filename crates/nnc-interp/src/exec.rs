@@ -7,7 +7,7 @@ use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId, ValueId};
 use nnc_runtime::kernels::act::{maxout, softmax, Activation};
 use nnc_runtime::kernels::conv::conv2d;
 use nnc_runtime::kernels::dense::{dense, dense_weight};
-use nnc_runtime::kernels::dropout::{alpha_dropout, dropblock, dropconnect, dropout, rrelu_train};
+use nnc_runtime::kernels::dropout::{alpha_dropout_save, dropblock, dropconnect_save, dropout_save, rrelu_train_save};
 use nnc_runtime::kernels::epilogue::{Epilogue, EpilogueStep};
 use nnc_runtime::kernels::norm::{
     add, affine, batch_norm_infer, batch_norm_train, group_norm, instance_norm, layer_norm, lrn,
@@ -43,6 +43,9 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
     };
     let x = read(op.args[0]);
     let p = |id: &ParamId| it.params[id.0 as usize].as_slice();
+    // What the op records for a backward: empty unless the interpreter
+    // runs for one (the `_save` kernels then record nothing).
+    let record: &mut [f32] = it.records.get_mut(index).map_or(&mut [], |r| r.as_mut_slice());
     // Only ops that draw (in training) build their generator.
     let rng = || Rng::new(seed, (1 << 63) | index as u64);
     let result = match &op.op {
@@ -63,7 +66,7 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
                 (Some(rate), _) if train => {
                     // A fresh mask each pass, so the masked weight is used once, as rows.
                     let masked = &mut it.scratch[..p(weight).len()];
-                    dropconnect(p(weight), *rate, &mut rng(), masked);
+                    dropconnect_save(p(weight), *rate, &mut rng(), masked, record);
                     dense(x, batch, n_in, &it.scratch[..p(weight).len()], n_out, &ep, y, &it.team);
                 }
                 (_, Some(laid_out)) => dense_weight(x, batch, laid_out, &ep, y, &it.team),
@@ -89,7 +92,7 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             let (w_part, cols) = it.scratch.split_at_mut(if drop.is_some() && train { w_len } else { 0 });
             let w: &[f32] = match drop {
                 Some(rate) if train => {
-                    dropconnect(p(weight), *rate, &mut rng(), w_part);
+                    dropconnect_save(p(weight), *rate, &mut rng(), w_part, record);
                     w_part
                 }
                 _ => p(weight),
@@ -130,7 +133,7 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             y.copy_from_slice(x);
             Ok(())
         }
-        Op::Act(act) => run_act(act, x, batch, channels, inner, &it.params, train, rng, y),
+        Op::Act(act) => run_act(act, x, batch, channels, inner, &it.params, train, rng, y, record),
         Op::BatchNorm {
             weight,
             bias,
@@ -197,16 +200,21 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             Ok(())
         }
         Op::Dropout { p: rate } if train => {
-            dropout(x, *rate, &mut rng(), y);
+            dropout_save(x, *rate, &mut rng(), y, record);
             Ok(())
         }
         Op::AlphaDropout { p: rate } if train => {
-            alpha_dropout(x, *rate, &mut rng(), y);
+            alpha_dropout_save(x, *rate, &mut rng(), y, record);
             Ok(())
         }
         Op::DropBlock { p: rate, block } if train => {
             let (h, w) = (x_ty.height(), x_ty.width());
-            let mask = &mut it.scratch[..x_len];
+            // Recording keeps the mask for the backward; else it is scratch.
+            let mask = if record.is_empty() {
+                &mut it.scratch[..x_len]
+            } else {
+                record
+            };
             dropblock(x, batch, channels, h, w, *rate, *block as usize, &mut rng(), y, mask);
             Ok(())
         }
@@ -237,11 +245,12 @@ fn run_act(
     train: bool,
     rng: impl FnOnce() -> Rng,
     y: &mut [f32],
+    record: &mut [f32],
 ) -> Result<(), Error> {
     match act {
         Act::Softmax => softmax(x, batch, channels, inner, y),
         Act::Maxout { pieces } => maxout(x, batch, channels, inner, *pieces as usize, y),
-        Act::Rrelu { lower, upper } if train => rrelu_train(x, *lower, *upper, &mut rng(), y),
+        Act::Rrelu { lower, upper } if train => rrelu_train_save(x, *lower, *upper, &mut rng(), y, record),
         elementwise => {
             let a = activation(elementwise, params)?;
             y.copy_from_slice(x);
@@ -253,7 +262,7 @@ fn run_act(
 
 /// The runtime's activation for an element-wise IR activation. RReLU here
 /// is its inference form, the mean slope.
-fn activation<'p>(act: &Act, params: &'p [Vec<f32>]) -> Result<Activation<'p>, Error> {
+pub(crate) fn activation<'p>(act: &Act, params: &'p [Vec<f32>]) -> Result<Activation<'p>, Error> {
     Ok(match act {
         Act::Sigmoid => Activation::Sigmoid,
         Act::Tanh => Activation::Tanh,

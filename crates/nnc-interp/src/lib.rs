@@ -12,6 +12,7 @@
 //! RReLU slopes from the seed.
 
 mod audit;
+mod backward;
 mod derive;
 mod exec;
 mod footprint;
@@ -19,6 +20,7 @@ mod init;
 mod plan;
 
 pub use audit::audit_weights;
+pub use backward::{Gradients, Targets};
 pub use footprint::{Footprint, Part};
 pub use init::init_weights;
 
@@ -47,6 +49,13 @@ pub struct Interpreter {
     buffers: Vec<Vec<f32>>,
     scratch: Vec<f32>,
     planned_batch: usize,
+    /// Per op, what it records for a backward (masks, slopes, statistics);
+    /// all empty unless the interpreter runs for one.
+    records: Vec<Vec<f32>>,
+    /// Per op, a max pool's arg-maxes for a backward.
+    argmax: Vec<Vec<u32>>,
+    /// Whether ops record for a backward.
+    recording: bool,
 }
 
 /// The first place a forward pass holds non-finite values.
@@ -133,9 +142,21 @@ impl Interpreter {
     /// Loads `module`'s `mode` function with stored parameters from
     /// `weights` (by their §7 names) and evaluates the derived ones.
     pub fn new(module: &Module, mode: Mode, weights: &Weights) -> Result<Interpreter, Error> {
+        Interpreter::keeping(module, mode, weights, &[], false)
+    }
+
+    /// An interpreter whose `kept` values stay readable after a run, and
+    /// whose ops record what a backward reads when `recording`.
+    fn keeping(
+        module: &Module,
+        mode: Mode,
+        weights: &Weights,
+        kept: &[nnc_ir::ValueId],
+        recording: bool,
+    ) -> Result<Interpreter, Error> {
         let func = module.function(mode).ok_or(Error::NoFunction(mode))?.clone();
         let params = param_values(module, weights)?;
-        let plan = Plan::new(&func)?;
+        let plan = Plan::keeping(&func, kept)?;
         let mut dense_weights = vec![None; params.len()];
         for op in &func.ops {
             if let Op::Linear { weight, .. } = &op.op {
@@ -155,6 +176,9 @@ impl Interpreter {
             buffers: Vec::new(),
             scratch: Vec::new(),
             planned_batch: 0,
+            records: Vec::new(),
+            argmax: Vec::new(),
+            recording,
         })
     }
 
@@ -234,6 +258,19 @@ impl Interpreter {
             let params = &self.params;
             let param_len = |id: nnc_ir::ParamId| params[id.0 as usize].len();
             self.scratch = vec![0.0; self.plan.scratch_len(&self.func, &param_len, batch, threads)];
+            if self.recording {
+                let lens = self.func.ops.iter().map(|op| plan::record_len(&self.func, op, &param_len, batch));
+                let is_max_pool = |op: &nnc_ir::OpData| matches!(op.op, Op::MaxPool(_));
+                self.records = lens
+                    .zip(&self.func.ops)
+                    .map(|(len, op)| if is_max_pool(op) { Vec::new() } else { vec![0.0; len] })
+                    .collect();
+                let lens = self.func.ops.iter().map(|op| plan::record_len(&self.func, op, &param_len, batch));
+                self.argmax = lens
+                    .zip(&self.func.ops)
+                    .map(|(len, op)| if is_max_pool(op) { vec![0; len] } else { Vec::new() })
+                    .collect();
+            }
             self.planned_batch = batch;
         }
         Ok(())

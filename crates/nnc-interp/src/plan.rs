@@ -11,8 +11,14 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub(crate) fn new(func: &Function) -> Result<Plan, Error> {
-        let slots =
-            BufferPlan::new(func).ok_or_else(|| Error::Unsupported("an op that reads an undefined value".into()))?;
+        Plan::keeping(func, &[])
+    }
+
+    /// A plan in which `kept` values (what a backward reads) are never
+    /// overwritten.
+    pub(crate) fn keeping(func: &Function, kept: &[ValueId]) -> Result<Plan, Error> {
+        let slots = BufferPlan::keeping(func, kept)
+            .ok_or_else(|| Error::Unsupported("an op that reads an undefined value".into()))?;
         Ok(Plan { slots })
     }
 
@@ -72,6 +78,28 @@ pub(crate) fn op_scratch_len(
             ..
         } => param_len(*weight),
         Op::DropBlock { .. } => x.numel() * batch,
+        _ => 0,
+    }
+}
+
+/// The f32s op `op` records in training for its backward at `batch`
+/// samples (see [`nnc_ir::grad::rules::Record`]); arg-maxes are counted too
+/// but kept as u32.
+pub(crate) fn record_len(func: &Function, op: &OpData, param_len: &dyn Fn(ParamId) -> usize, batch: usize) -> usize {
+    use nnc_ir::grad::rules::{rule, Record};
+    let Some(record) = rule(&op.op).ok().and_then(|r| r.record) else {
+        return 0;
+    };
+    let x = func.value_type(op.args[0]);
+    let y = func.value_type(op.result);
+    match (record, &op.op) {
+        (Record::Mask | Record::Slopes, _) => x.numel() * batch,
+        (Record::WeightMask, Op::Linear { weight, .. } | Op::Conv2d { weight, .. }) => param_len(*weight),
+        (Record::Argmax, _) => y.numel() * batch,
+        (Record::Stats, Op::BatchNorm { .. }) => 2 * x.channels(),
+        (Record::Stats, Op::LayerNorm { .. }) => 2 * batch,
+        (Record::Stats, Op::InstanceNorm { .. }) => 2 * batch * x.channels(),
+        (Record::Stats, Op::GroupNorm { groups, .. }) => 2 * batch * *groups as usize,
         _ => 0,
     }
 }

@@ -18,6 +18,12 @@ impl BufferPlan {
     /// Plans `func`'s values; `None` if an op reads a value id the function
     /// does not have (the verifier rules that out).
     pub fn new(func: &Function) -> Option<BufferPlan> {
+        BufferPlan::keeping(func, &[])
+    }
+
+    /// Plans `func`'s values so that the output and every value in `kept`
+    /// (what a backward reads) keep their own slots to the end.
+    pub fn keeping(func: &Function, kept: &[ValueId]) -> Option<BufferPlan> {
         let n_values = func.values.len();
         let mut last_use = vec![0usize; n_values];
         for (i, op) in func.ops.iter().enumerate() {
@@ -26,8 +32,10 @@ impl BufferPlan {
             }
         }
         let never_free = usize::MAX;
-        if let Some(l) = last_use.get_mut(func.output.0 as usize) {
-            *l = never_free;
+        for v in kept.iter().chain([&func.output]) {
+            if let Some(l) = last_use.get_mut(v.0 as usize) {
+                *l = never_free;
+            }
         }
         let mut slot_of = vec![usize::MAX; n_values];
         let mut slot_len: Vec<usize> = Vec::new();
@@ -54,7 +62,7 @@ impl BufferPlan {
             assign(op.result, &mut slot_of, &mut free);
             for a in &op.args {
                 let s = slot_of[a.0 as usize];
-                if last_use[a.0 as usize] == i && !free.contains(&s) && *a != func.output {
+                if last_use[a.0 as usize] == i && !free.contains(&s) {
                     free.push(s);
                 }
             }

@@ -78,6 +78,166 @@ impl Activation<'_> {
     }
 }
 
+/// Which forward value an activation's derivative is computed from: the
+/// output where the derivative is a function of it (tanh: 1 − y²), so the
+/// backward keeps one tensor per layer instead of two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    Input,
+    Output,
+}
+
+impl Activation<'_> {
+    /// φ′ at input `v` ([`From::Input`]) or where the output is `v`
+    /// ([`From::Output`], for the activations whose derivative is a
+    /// function of their output: every one but PReLU, GELU and SiLU, and
+    /// leaky ReLU, ELU and softplus only with a positive α or β). Kinks
+    /// take PyTorch's side: ReLU′(0) = 0, leaky′(0) = α.
+    #[inline]
+    pub fn derivative(&self, v: f32, from: From, channel: usize) -> f32 {
+        match (*self, from) {
+            (Activation::Identity, _) => 1.0,
+            (Activation::Sigmoid, From::Input) => {
+                let s = sigmoid(v);
+                s * (1.0 - s)
+            }
+            (Activation::Sigmoid, From::Output) => v * (1.0 - v),
+            (Activation::Tanh, From::Input) => {
+                let t = v.tanh();
+                1.0 - t * t
+            }
+            (Activation::Tanh, From::Output) => 1.0 - v * v,
+            (Activation::Relu, _) => step(v, 0.0),
+            (Activation::LeakyRelu { alpha }, _) => step(v, alpha),
+            (Activation::Prelu { slopes }, _) => {
+                let slope = if slopes.len() == 1 { slopes[0] } else { slopes[channel] };
+                step(v, slope)
+            }
+            (Activation::Elu { alpha }, From::Input) => {
+                if v > 0.0 {
+                    1.0
+                } else {
+                    alpha * v.exp()
+                }
+            }
+            (Activation::Elu { alpha }, From::Output) => {
+                if v > 0.0 {
+                    1.0
+                } else {
+                    v + alpha
+                }
+            }
+            (Activation::Selu, From::Input) => SELU_LAMBDA * if v > 0.0 { 1.0 } else { SELU_ALPHA * v.exp() },
+            (Activation::Selu, From::Output) => {
+                if v > 0.0 {
+                    SELU_LAMBDA
+                } else {
+                    v + SELU_LAMBDA * SELU_ALPHA
+                }
+            }
+            (Activation::Softplus { beta }, From::Input) => sigmoid(beta * v),
+            // σ(βx) = 1 − e^(−βy) for y = softplus(βx)/β.
+            (Activation::Softplus { beta }, From::Output) => -(-beta * v).exp_m1(),
+            (Activation::Gelu, _) => {
+                let cdf = 0.5 * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = (-0.5 * v * v).exp() * FRAC_1_SQRT_2PI;
+                cdf + times_weight(v, pdf)
+            }
+            (Activation::Silu, _) => {
+                let s = sigmoid(v);
+                s + times_weight(v, s * (1.0 - s))
+            }
+        }
+    }
+
+    /// The backward of [`Activation::apply_slice`] on `[n, channels, inner]`:
+    /// `dx = dy·φ′`, φ′ from `saved` (the forward's input or output, as
+    /// `from` says); PReLU's slope gradient `Σ dy·x` over its negative
+    /// inputs is added into `dslopes`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        saved: &[f32],
+        from: From,
+        dy: &[f32],
+        dx: &mut [f32],
+        channels: usize,
+        inner: usize,
+        dslopes: Option<&mut [f32]>,
+    ) {
+        let inner = inner.max(1);
+        let channel = |i: usize| i / inner % channels.max(1);
+        for (i, ((d, v), g)) in dx.iter_mut().zip(saved).zip(dy).enumerate() {
+            let slope = self.derivative(*v, from, channel(i));
+            // A select, not a product, where the derivative is 0 or 1 by
+            // cases (PyTorch's threshold_backward): a NaN from a dropped
+            // branch does not leak in.
+            *d = if slope == 0.0 { 0.0 } else { g * slope };
+        }
+        if let (Activation::Prelu { slopes }, Some(dslopes)) = (self, dslopes) {
+            for (i, (v, g)) in saved.iter().zip(dy).enumerate() {
+                if *v <= 0.0 {
+                    let at = if slopes.len() == 1 { 0 } else { channel(i) };
+                    if let Some(ds) = dslopes.get_mut(at) {
+                        *ds += g * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 1/√(2π), the standard normal density's constant.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// 1 above 0, `below` at or below (and for NaN).
+#[inline(always)]
+fn step(v: f32, below: f32) -> f32 {
+    if v > 0.0 {
+        1.0
+    } else {
+        below
+    }
+}
+
+/// The backward of [`softmax`] over channels: `dx = y·(dy − Σ_c dy·y)`.
+pub fn softmax_grad(y: &[f32], dy: &[f32], n: usize, channels: usize, inner: usize, dx: &mut [f32]) {
+    let per_sample = channels * inner;
+    for s in 0..n {
+        for i in 0..inner {
+            let at = |c: usize| s * per_sample + c * inner + i;
+            let dot: f64 = (0..channels).map(|c| f64::from(dy[at(c)]) * f64::from(y[at(c)])).sum();
+            for c in 0..channels {
+                dx[at(c)] = ((f64::from(dy[at(c)]) - dot) * f64::from(y[at(c)])) as f32;
+            }
+        }
+    }
+}
+
+/// The backward of [`maxout`]: each output's gradient goes to the piece
+/// the forward took (the last of equal maxima, a NaN over any number, as
+/// [`max_nan`] folds), every other piece gets 0.
+pub fn maxout_grad(x: &[f32], dy: &[f32], n: usize, channels: usize, inner: usize, pieces: usize, dx: &mut [f32]) {
+    let pieces = pieces.max(1);
+    let out_channels = channels / pieces;
+    dx.fill(0.0);
+    for s in 0..n {
+        for j in 0..out_channels {
+            for i in 0..inner {
+                let at = |c: usize| s * channels * inner + c * inner + i;
+                let (mut best, mut arg) = (f32::NEG_INFINITY, 0);
+                for k in 0..pieces {
+                    let v = x[at(j * pieces + k)];
+                    if !(best > v || best.is_nan()) {
+                        (best, arg) = (v, k);
+                    }
+                }
+                dx[at(j * pieces + arg)] = dy[s * out_channels * inner + j * inner + i];
+            }
+        }
+    }
+}
+
 /// The larger of `a` and `b`, NaN when either is (IEEE 754-2019
 /// `maximum`, as PyTorch's `max` and `relu`); `f32::max` returns the
 /// other operand instead.

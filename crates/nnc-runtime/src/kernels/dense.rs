@@ -274,7 +274,27 @@ pub(crate) struct Gemm {
 /// `C = A · B` with `C` row-major with row stride `rsc` and A, B given by
 /// their (row, column) strides. Writes nothing if a slice is too short for
 /// the strides (the callers check lengths in debug builds).
-pub(crate) fn sgemm(
+pub(crate) fn sgemm(g: Gemm, a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize), c: &mut [f32], rsc: usize) {
+    product(g, a, sa, b, sb, c, rsc, 0.0);
+}
+
+/// `C += A · B`, as [`sgemm`] otherwise: what parameter gradients, summed
+/// over the steps that have one, accumulate with.
+pub(crate) fn sgemm_add(
+    g: Gemm,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    c: &mut [f32],
+    rsc: usize,
+) {
+    product(g, a, sa, b, sb, c, rsc, 1.0);
+}
+
+/// `C = A · B + beta · C`, beta 0 (C not read) or 1.
+#[allow(clippy::too_many_arguments)]
+fn product(
     g: Gemm,
     a: &[f32],
     (rsa, csa): (usize, usize),
@@ -282,6 +302,7 @@ pub(crate) fn sgemm(
     (rsb, csb): (usize, usize),
     c: &mut [f32],
     rsc: usize,
+    beta: f32,
 ) {
     if g.m == 0 || g.n == 0 {
         return;
@@ -296,7 +317,9 @@ pub(crate) fn sgemm(
         return;
     }
     if g.k == 0 {
-        c.chunks_mut(rsc).take(g.m).for_each(|row| row[..g.n].fill(0.0));
+        if beta == 0.0 {
+            c.chunks_mut(rsc).take(g.m).for_each(|row| row[..g.n].fill(0.0));
+        }
         return;
     }
     let as_isize = |s: usize| isize::try_from(s).unwrap_or(isize::MAX);
@@ -304,8 +327,9 @@ pub(crate) fn sgemm(
     // i < rows, j < cols of its operand; the largest such offset is a_end,
     // b_end or c_end, each checked above to be inside its slice, strides fit
     // in isize because the offsets fit in a slice. A and B are only read; C
-    // is a unique borrow, so nothing aliases it; beta = 0 means C's previous
-    // contents are not read (matrixmultiply does not read C when beta = 0).
+    // is a unique borrow, so nothing aliases it; with beta = 0, C's previous
+    // contents are not read (matrixmultiply does not read C when beta = 0),
+    // with beta = 1 they are read inside the same checked range.
     unsafe {
         matrixmultiply::sgemm(
             g.m,
@@ -318,11 +342,93 @@ pub(crate) fn sgemm(
             b.as_ptr(),
             as_isize(rsb),
             as_isize(csb),
-            0.0,
+            beta,
             c.as_mut_ptr(),
             as_isize(rsc),
             1,
         );
+    }
+}
+
+/// The input gradient of [`dense`]: `dx[b, i] = Σ_o dy[b, o] · w[o, i]`
+/// (overwrites `dx`); threads take ranges of samples.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_grad_input(
+    dy: &[f32],
+    batch: usize,
+    weight: &[f32],
+    out_features: usize,
+    in_features: usize,
+    dx: &mut [f32],
+    team: &Team,
+) {
+    debug_assert_eq!(dy.len(), batch * out_features);
+    debug_assert_eq!(weight.len(), out_features * in_features);
+    debug_assert_eq!(dx.len(), batch * in_features);
+    let (out, n_in) = (out_features, in_features);
+    let work = batch * out * n_in / WORK_PER_THREAD;
+    let parts = team.threads().min(batch.div_ceil(8)).min(work).max(1);
+    let dx = Disjoint::new(dx);
+    team.run(parts, &|t| {
+        let rows = split(batch, parts, t, 8);
+        // SAFETY: parts own disjoint ranges of rows.
+        let mine = unsafe { dx.piece(rows.start * n_in..rows.end * n_in) };
+        let g = Gemm {
+            m: rows.len(),
+            k: out,
+            n: n_in,
+        };
+        sgemm(
+            g,
+            &dy[rows.start * out..rows.end * out],
+            (out, 1),
+            weight,
+            (n_in, 1),
+            mine,
+            n_in,
+        );
+    });
+}
+
+/// The parameter gradients of [`dense`]: `dw[o, i] += Σ_b dy[b, o]·x[b, i]`
+/// and `db[o] += Σ_b dy[b, o]`; threads take ranges of output features.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_grad_weight(
+    x: &[f32],
+    dy: &[f32],
+    batch: usize,
+    in_features: usize,
+    out_features: usize,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    team: &Team,
+) {
+    debug_assert_eq!(x.len(), batch * in_features);
+    debug_assert_eq!(dy.len(), batch * out_features);
+    debug_assert_eq!(dw.len(), out_features * in_features);
+    let (out, n_in) = (out_features, in_features);
+    let work = batch * out * n_in / WORK_PER_THREAD;
+    let parts = team.threads().min(out.div_ceil(16)).min(work).max(1);
+    let dw = Disjoint::new(dw);
+    team.run(parts, &|t| {
+        let outputs = split(out, parts, t, 16);
+        // SAFETY: parts own disjoint ranges of weight rows.
+        let mine = unsafe { dw.piece(outputs.start * n_in..outputs.end * n_in) };
+        let g = Gemm {
+            m: outputs.len(),
+            k: batch,
+            n: n_in,
+        };
+        // dyᵀ read in place: row o of dyᵀ is column o of dy, strides (1, out).
+        let a = dy.get(outputs.start..).unwrap_or_default();
+        sgemm_add(g, a, (1, out), x, (n_in, 1), mine, n_in);
+    });
+    if let Some(db) = db {
+        for row in dy.chunks_exact(out.max(1)).take(batch) {
+            for (b, d) in db.iter_mut().zip(row) {
+                *b += d;
+            }
+        }
     }
 }
 

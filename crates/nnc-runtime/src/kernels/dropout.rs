@@ -9,9 +9,20 @@ use crate::Rng;
 
 /// Inverted dropout: keep with probability 1 − p and scale by 1/(1 − p).
 pub fn dropout(x: &[f32], p: f32, rng: &mut Rng, y: &mut [f32]) {
+    dropout_save(x, p, rng, y, &mut []);
+}
+
+/// [`dropout`] that also records each element's factor (0 or 1/(1 − p)) in
+/// `mask`, for the backward (an empty `mask` records nothing).
+pub fn dropout_save(x: &[f32], p: f32, rng: &mut Rng, y: &mut [f32], mask: &mut [f32]) {
     let scale = 1.0 / (1.0 - p);
+    let mut mask = mask.iter_mut();
     for (out, v) in y.iter_mut().zip(x) {
-        *out = v * if rng.uniform() < p { 0.0 } else { scale };
+        let factor = if rng.uniform() < p { 0.0 } else { scale };
+        *out = v * factor;
+        if let Some(m) = mask.next() {
+            *m = factor;
+        }
     }
 }
 
@@ -20,22 +31,40 @@ pub fn dropout(x: &[f32], p: f32, rng: &mut Rng, y: &mut [f32]) {
 /// with `a = ((1 − p)(1 + p·α'²))^(−1/2)`, `b = −a·α'·p` restores mean 0 and
 /// variance 1.
 pub fn alpha_dropout(x: &[f32], p: f32, rng: &mut Rng, y: &mut [f32]) {
+    alpha_dropout_save(x, p, rng, y, &mut []);
+}
+
+/// [`alpha_dropout`] that also records each element's derivative `a·keep`
+/// in `mask` (an empty `mask` records nothing).
+pub fn alpha_dropout_save(x: &[f32], p: f32, rng: &mut Rng, y: &mut [f32], mask: &mut [f32]) {
     let saturation = -f64::from(SELU_LAMBDA) * f64::from(SELU_ALPHA);
     let pd = f64::from(p);
     let a = ((1.0 - pd) * (1.0 + pd * saturation * saturation)).powf(-0.5);
     let b = -a * saturation * pd;
+    let mut mask = mask.iter_mut();
     for (out, v) in y.iter_mut().zip(x) {
         // x·keep + α'·(1 − keep), keep ∈ {0, 1}: a dropped NaN stays NaN.
         let keep = if rng.uniform() < p { 0.0 } else { 1.0 };
         *out = (a * (f64::from(*v) * keep + saturation * (1.0 - keep)) + b) as f32;
+        if let Some(m) = mask.next() {
+            *m = (a * keep) as f32;
+        }
+    }
+}
+
+/// The backward of every dropout: `dx = dy·mask` with the factors the
+/// forward recorded.
+pub fn mask_grad(dy: &[f32], mask: &[f32], dx: &mut [f32]) {
+    for ((d, g), m) in dx.iter_mut().zip(dy).zip(mask) {
+        *d = g * m;
     }
 }
 
 /// DropBlock (Ghiasi et al. 2018) as torchvision's `drop_block2d`: block
 /// seeds are drawn with rate `γ = p·H·W / (B²·(H−B+1)(W−B+1))` where a whole
 /// block fits, each seed drops the B×B square centred on it, and the kept
-/// values are scaled by (all elements / kept elements). `mask` is scratch of
-/// `n·c·h·w`.
+/// values are scaled by (all elements / kept elements). `mask` (`n·c·h·w`)
+/// ends holding each element's factor, what the backward multiplies by.
 #[allow(clippy::too_many_arguments)]
 pub fn dropblock(
     x: &[f32],
@@ -76,8 +105,13 @@ pub fn dropblock(
     }
     let kept: f64 = mask.iter().map(|m| f64::from(*m)).sum();
     let scale = if kept > 0.0 { (total as f64 / kept) as f32 } else { 0.0 };
+    // m ∈ {0, 1}, so m·scale is exactly 0 or scale and x·(m·scale) is the
+    // x·m·scale it replaces, bit for bit.
+    for m in mask.iter_mut() {
+        *m *= scale;
+    }
     for ((out, v), m) in y.iter_mut().zip(x).zip(mask.iter()) {
-        *out = v * m * scale;
+        *out = v * m;
     }
 }
 
@@ -87,12 +121,28 @@ pub fn dropconnect(weight: &[f32], p: f32, rng: &mut Rng, masked: &mut [f32]) {
     dropout(weight, p, rng, masked);
 }
 
+/// [`dropconnect`] that also records each weight's factor in `mask`.
+pub fn dropconnect_save(weight: &[f32], p: f32, rng: &mut Rng, masked: &mut [f32], mask: &mut [f32]) {
+    dropout_save(weight, p, rng, masked, mask);
+}
+
 /// RReLU in training: each negative element gets a slope drawn from
 /// U(lower, upper).
 pub fn rrelu_train(x: &[f32], lower: f32, upper: f32, rng: &mut Rng, y: &mut [f32]) {
+    rrelu_train_save(x, lower, upper, rng, y, &mut []);
+}
+
+/// [`rrelu_train`] that also records each element's derivative (1, or the
+/// slope it drew) in `slopes` (an empty `slopes` records nothing).
+pub fn rrelu_train_save(x: &[f32], lower: f32, upper: f32, rng: &mut Rng, y: &mut [f32], slopes: &mut [f32]) {
+    let mut slopes = slopes.iter_mut();
     for (out, v) in y.iter_mut().zip(x) {
         let slope = lower + (upper - lower) * rng.uniform();
+        let factor = if *v >= 0.0 { 1.0 } else { slope };
         *out = if *v >= 0.0 { *v } else { v * slope };
+        if let Some(s) = slopes.next() {
+            *s = factor;
+        }
     }
 }
 

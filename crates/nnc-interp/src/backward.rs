@@ -1,0 +1,487 @@
+//! Gradients: a training-mode forward pass that keeps what the backward
+//! reads, then the module's backward function, step by step. The one place
+//! where a VJP meets its kernels: an exhaustive `match` over the forward
+//! op, as `exec.rs` is for the forward.
+
+use crate::exec::activation;
+use crate::plan::conv_geometry;
+use crate::{Error, Interpreter};
+use nnc_ir::grad::rules::{rule, Read, Rule};
+use nnc_ir::grad::{Backward, Loss, Saved, StepKind, Target};
+use nnc_ir::{Act, Mode, Module, Op, ParamId, ValueId};
+use nnc_runtime::io::weights::Weights;
+use nnc_runtime::kernels::act::{maxout_grad, softmax_grad, From};
+use nnc_runtime::kernels::dense::{dense_grad_input, dense_grad_weight};
+use nnc_runtime::kernels::dropout::mask_grad;
+use nnc_runtime::kernels::loss::{bce, bce_with_logits, mse, penalty, softmax_cross_entropy};
+use nnc_runtime::kernels::norm::add;
+
+/// What the loss compares the output with: a class per sample, or values
+/// of the output's shape.
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a> {
+    Classes(&'a [u32]),
+    Values(&'a [f32]),
+}
+
+/// A module's train function and backward, loaded with weights.
+pub struct Gradients {
+    forward: Interpreter,
+    backward: Backward,
+    /// Per forward value, the op defining it.
+    producers: Vec<Option<usize>>,
+    /// Per forward op, its gradient rule.
+    rules: Vec<Rule>,
+    /// Per backward value, its slot; per slot, its per-sample length.
+    slot_of: Vec<usize>,
+    slot_len: Vec<usize>,
+    buffers: Vec<Vec<f32>>,
+    /// Per parameter, its gradient (empty for parameters not trained).
+    grads: Vec<Vec<f32>>,
+    trained: Vec<ParamId>,
+    names: Vec<String>,
+    /// Per parameter, its `l1=` and `l2=` penalties.
+    penalties: Vec<(f32, f32)>,
+    scratch: Vec<f32>,
+    output: Vec<f32>,
+    loss: f64,
+    planned_batch: usize,
+}
+
+impl Gradients {
+    /// Loads `module`'s train function and backward (the grad stage must
+    /// have run) with stored parameters from `weights`.
+    pub fn new(module: &Module, weights: &Weights) -> Result<Gradients, Error> {
+        let backward = module
+            .backward
+            .clone()
+            .ok_or_else(|| Error::Unsupported("gradients of a module without a backward function".into()))?;
+        let train = module.function(Mode::Train).ok_or(Error::NoFunction(Mode::Train))?;
+        let kept: Vec<ValueId> = backward
+            .saved
+            .iter()
+            .filter_map(|s| match s {
+                Saved::Value(v) => Some(*v),
+                Saved::Record(_) => None,
+            })
+            .collect();
+        let forward = Interpreter::keeping(module, Mode::Train, weights, &kept, true)?;
+        let rules = train
+            .ops
+            .iter()
+            .map(|o| rule(&o.op).map_err(|e| Error::Unsupported(format!("the gradient of {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let trained = backward.trained_params(train);
+        let mut grads = vec![Vec::new(); module.params.len()];
+        for id in &trained {
+            let len = module.params.get(id.0 as usize).map_or(0, |p| p.shape.iter().product());
+            grads[id.0 as usize] = vec![0.0; len];
+        }
+        let (slot_of, slot_len) = plan_gradients(&backward);
+        Ok(Gradients {
+            producers: train.producers(),
+            forward,
+            backward,
+            rules,
+            slot_of,
+            slot_len,
+            buffers: Vec::new(),
+            grads,
+            trained,
+            names: module.params.iter().map(|p| p.name.clone()).collect(),
+            penalties: module.params.iter().map(|p| (p.l1, p.l2)).collect(),
+            scratch: Vec::new(),
+            output: Vec::new(),
+            loss: 0.0,
+            planned_batch: 0,
+        })
+    }
+
+    /// The loss of the last [`Gradients::run`]: the batch mean plus the
+    /// weight penalties.
+    pub fn loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// The train function's output of the last run (batch-major).
+    pub fn output(&self) -> &[f32] {
+        &self.output
+    }
+
+    /// Every trained parameter's name and gradient, in table order.
+    pub fn gradients(&self) -> Vec<(&str, &[f32])> {
+        let mut ids = self.trained.clone();
+        ids.sort();
+        ids.iter()
+            .map(|id| (self.names[id.0 as usize].as_str(), self.grads[id.0 as usize].as_slice()))
+            .collect()
+    }
+
+    /// One parameter's gradient, if it is trained.
+    pub fn gradient(&self, name: &str) -> Option<&[f32]> {
+        let i = self.names.iter().position(|n| n == name)?;
+        self.trained
+            .contains(&ParamId(i as u32))
+            .then(|| self.grads[i].as_slice())
+    }
+
+    /// A parameter's current values (running statistics move in training).
+    pub fn param(&self, name: &str) -> Option<&[f32]> {
+        self.forward.param(name)
+    }
+
+    /// One training-mode forward pass on `batch` samples of `input` (masks
+    /// and RReLU slopes from `seed`) and the backward from the loss against
+    /// `targets`; returns the loss.
+    pub fn run(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        targets: Targets<'_>,
+        threads: usize,
+        seed: u64,
+    ) -> Result<f64, Error> {
+        self.check_targets(targets, batch)?;
+        let out_len = batch * self.forward.output_shape().iter().product::<usize>();
+        self.output.resize(out_len, 0.0);
+        self.forward.check_input(input, batch)?;
+        self.forward.prepare(batch, threads)?;
+        self.forward.forward(input, batch, seed, &mut self.output)?;
+        if self.planned_batch != batch {
+            self.buffers = self.slot_len.iter().map(|len| vec![0.0; len * batch]).collect();
+            self.scratch = vec![0.0; self.scratch_len()];
+            self.planned_batch = batch;
+        }
+        for id in &self.trained {
+            self.grads[id.0 as usize].fill(0.0);
+        }
+        self.loss = 0.0;
+        for index in 0..self.backward.steps.len() {
+            self.step(index, input, batch, targets)?;
+        }
+        Ok(self.loss)
+    }
+
+    fn check_targets(&self, targets: Targets<'_>, batch: usize) -> Result<(), Error> {
+        match (&self.backward.target, targets) {
+            (Target::Classes { classes }, Targets::Classes(labels)) => {
+                if labels.len() != batch {
+                    return Err(Error::Input(format!("{} class labels for {batch} samples", labels.len())));
+                }
+                if let Some((row, label)) = labels.iter().enumerate().find(|(_, l)| **l as usize >= *classes) {
+                    return Err(Error::Input(format!(
+                        "the label of sample {row} is {label}, but the model has {classes} classes (0 to {})",
+                        classes - 1
+                    )));
+                }
+                Ok(())
+            }
+            (Target::Values(ty), Targets::Values(values)) => {
+                let per_sample = ty.numel();
+                if values.len() != batch * per_sample {
+                    return Err(Error::Input(format!(
+                        "{} target values for {batch} samples of {per_sample}",
+                        values.len()
+                    )));
+                }
+                let bad = |v: &f32| v.is_nan() || (self.backward.loss == Loss::Bce && !(0.0..=1.0).contains(v));
+                if let Some(i) = values.iter().position(bad) {
+                    let why = if values[i].is_nan() { "NaN" } else { "outside [0, 1]" };
+                    return Err(Error::Input(format!(
+                        "the target of sample {} is {why} ({})",
+                        i / per_sample.max(1),
+                        values[i]
+                    )));
+                }
+                Ok(())
+            }
+            (Target::Classes { .. }, Targets::Values(_)) => Err(Error::Input(
+                "cross_entropy needs integer class labels, not values".into(),
+            )),
+            (Target::Values(_), Targets::Classes(_)) => Err(Error::Input(format!(
+                "{} needs target values of the output's shape, not class labels",
+                self.backward.loss.name()
+            ))),
+        }
+    }
+
+    /// Scratch for the step that needs the most: DropConnect's masked
+    /// weights and their gradient.
+    fn scratch_len(&self) -> usize {
+        let train = &self.forward.func;
+        train
+            .ops
+            .iter()
+            .map(|op| match &op.op {
+                Op::Linear {
+                    weight,
+                    dropconnect: Some(_),
+                    ..
+                } => 2 * self.grads.get(weight.0 as usize).map_or(0, Vec::len),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A saved forward value, batch-major.
+    fn saved<'a>(&'a self, input: &'a [f32], v: ValueId, batch: usize) -> &'a [f32] {
+        let f = &self.forward;
+        let len = batch * f.func.value_type(v).numel();
+        if v == f.func.input {
+            &input[..len]
+        } else {
+            &f.buffers[f.plan.slot(v)][..len]
+        }
+    }
+
+    fn step(&mut self, index: usize, input: &[f32], batch: usize, targets: Targets<'_>) -> Result<(), Error> {
+        let step = &self.backward.steps[index];
+        let result = step.result;
+        // The result's buffer leaves the table while the step writes it.
+        let mut out = match result {
+            Some(r) => std::mem::take(&mut self.buffers[self.slot_of[r.0 as usize]]),
+            None => Vec::new(),
+        };
+        let out_len = result.map_or(0, |r| batch * self.backward.value_type(r).numel());
+        let dx = &mut out[..out_len];
+        let grad = |v: ValueId| {
+            let len = batch * self.backward.value_type(v).numel();
+            &self.buffers[self.slot_of[v.0 as usize]][..len]
+        };
+        let outcome = match &step.kind {
+            StepKind::Loss { of, fused } => {
+                let z = self.saved(input, *of, batch);
+                let loss = match (self.backward.loss, targets, &self.backward.target) {
+                    (Loss::CrossEntropy { label_smoothing }, Targets::Classes(labels), Target::Classes { classes }) => {
+                        softmax_cross_entropy(z, batch, *classes, labels, label_smoothing, dx)
+                    }
+                    (Loss::Mse, Targets::Values(t), _) => mse(z, t, dx),
+                    (Loss::Bce, Targets::Values(t), _) if *fused => bce_with_logits(z, t, dx),
+                    (Loss::Bce, Targets::Values(t), _) => bce(z, t, dx),
+                    _ => return Err(Error::Input("targets that do not fit the loss".into())),
+                };
+                self.loss += loss;
+                Ok(())
+            }
+            StepKind::Sum => {
+                let (a, b) = (grad(step.args[0]), grad(step.args[1]));
+                add(a, b, dx);
+                Ok(())
+            }
+            StepKind::Penalty { param } => {
+                let p = param.0 as usize;
+                let (l1, l2) = self.penalties.get(p).copied().unwrap_or((0.0, 0.0));
+                let w = &self.forward.params[p];
+                self.loss += penalty(w, l1, l2, &mut self.grads[p]);
+                Ok(())
+            }
+            StepKind::Vjp { of } => {
+                let op_index = self.producers.get(of.0 as usize).copied().flatten();
+                let op_index =
+                    op_index.ok_or_else(|| Error::Unsupported(format!("a VJP of value %{} no op defines", of.0)))?;
+                let dy = grad(step.args[0]);
+                let dx = result.map(|_| &mut *dx);
+                self.vjp(op_index, input, batch, dy, dx)
+            }
+        };
+        if let Some(r) = result {
+            self.buffers[self.slot_of[r.0 as usize]] = out;
+        }
+        outcome
+    }
+
+    /// The VJP of forward op `index`: `dx` from `dy` (when asked for), and
+    /// the op's parameter gradients.
+    fn vjp(&self, index: usize, input: &[f32], batch: usize, dy: &[f32], dx: Option<&mut [f32]>) -> Result<(), Error> {
+        // Gradients are written through raw parts below only for disjoint
+        // parameters; see `param_grad`.
+        let f = &self.forward;
+        let op = &f.func.ops[index];
+        let rule = &self.rules[index];
+        let x_ty = f.func.value_type(op.args[0]);
+        let y_ty = f.func.value_type(op.result);
+        let (channels, inner) = (x_ty.channels(), x_ty.inner());
+        let p = |id: &ParamId| f.params[id.0 as usize].as_slice();
+        let saved = |read: Read| match read {
+            Read::Input => self.saved(input, op.args[0], batch),
+            Read::Output => self.saved(input, op.result, batch),
+            Read::Record => f.records[index].as_slice(),
+        };
+        match &op.op {
+            Op::Linear {
+                weight,
+                bias,
+                dropconnect,
+                ..
+            } => {
+                let (n_out, n_in) = (y_ty.channels(), x_ty.numel());
+                let x = saved(Read::Input);
+                let w_len = p(weight).len();
+                let dw = self.param_grad(*weight);
+                let db = bias.map(|b| self.param_grad(b));
+                match dropconnect {
+                    None => {
+                        if let Some(dx) = dx {
+                            dense_grad_input(dy, batch, p(weight), n_out, n_in, dx, &f.team);
+                        }
+                        dense_grad_weight(x, dy, batch, n_in, n_out, dw, db, &f.team);
+                    }
+                    Some(_) => {
+                        // The forward used W·mask: so does dX, and dW is the
+                        // masked weight's gradient times the mask.
+                        let mask = saved(Read::Record);
+                        let scratch = self.scratch_mut(2 * w_len);
+                        let (masked, dmasked) = scratch.split_at_mut(w_len);
+                        for ((m, w), k) in masked.iter_mut().zip(p(weight)).zip(mask) {
+                            *m = w * k;
+                        }
+                        if let Some(dx) = dx {
+                            dense_grad_input(dy, batch, masked, n_out, n_in, dx, &f.team);
+                        }
+                        dmasked.fill(0.0);
+                        dense_grad_weight(x, dy, batch, n_in, n_out, dmasked, db, &f.team);
+                        for ((g, d), k) in dw.iter_mut().zip(dmasked.iter()).zip(mask) {
+                            *g += d * k;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Op::Flatten => {
+                if let Some(dx) = dx {
+                    dx.copy_from_slice(dy);
+                }
+                Ok(())
+            }
+            Op::Act(act) => {
+                let Some(dx) = dx else {
+                    // Only PReLU has a parameter; its slope gradient needs no dx.
+                    return self.prelu_slopes_only(act, &saved, dy, channels, inner);
+                };
+                match act {
+                    Act::Softmax => softmax_grad(saved(Read::Output), dy, batch, channels, inner, dx),
+                    Act::Maxout { pieces } => {
+                        maxout_grad(saved(Read::Input), dy, batch, channels, inner, *pieces as usize, dx)
+                    }
+                    Act::Rrelu { .. } => mask_grad(dy, saved(Read::Record), dx),
+                    elementwise => {
+                        let a = activation(elementwise, &f.params)?;
+                        let (from, v) = match rule.reads.first() {
+                            Some(Read::Output) => (From::Output, saved(Read::Output)),
+                            _ => (From::Input, saved(Read::Input)),
+                        };
+                        let dslopes = match act {
+                            Act::Prelu { weight } => Some(self.param_grad(*weight)),
+                            _ => None,
+                        };
+                        a.backward(v, from, dy, dx, channels, inner, dslopes);
+                    }
+                }
+                Ok(())
+            }
+            Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. } => {
+                if let Some(dx) = dx {
+                    mask_grad(dy, saved(Read::Record), dx);
+                }
+                Ok(())
+            }
+            Op::Conv2d { .. }
+            | Op::MaxPool(_)
+            | Op::AvgPool(_)
+            | Op::GlobalAvgPool
+            | Op::BatchNorm { .. }
+            | Op::LayerNorm { .. }
+            | Op::InstanceNorm { .. }
+            | Op::GroupNorm { .. }
+            | Op::Lrn { .. }
+            | Op::Affine { .. } => {
+                let _ = conv_geometry;
+                Err(Error::Unsupported(format!("the gradient of {} (not yet)", op.op.name())))
+            }
+            Op::Add => Err(Error::Unsupported("a VJP step for add, whose gradient passes through".into())),
+        }
+    }
+
+    /// PReLU's slope gradient when its input needs none.
+    fn prelu_slopes_only<'a>(
+        &'a self,
+        act: &Act,
+        saved: &dyn Fn(Read) -> &'a [f32],
+        dy: &[f32],
+        channels: usize,
+        inner: usize,
+    ) -> Result<(), Error> {
+        if let Act::Prelu { weight } = act {
+            let a = activation(act, &self.forward.params)?;
+            let x = saved(Read::Input);
+            let scratch = self.scratch_mut(x.len());
+            a.backward(x, From::Input, dy, scratch, channels, inner, Some(self.param_grad(*weight)));
+        }
+        Ok(())
+    }
+
+    /// The gradient accumulator of one parameter, writable while the rest
+    /// of `self` is read.
+    #[allow(clippy::mut_from_ref)]
+    fn param_grad(&self, id: ParamId) -> &mut [f32] {
+        let g = &self.grads[id.0 as usize];
+        // SAFETY: the accumulators are only written here, one parameter at
+        // a time per VJP (an op's parameters are distinct ids, so the
+        // slices handed out by one VJP are disjoint), never resized while
+        // a step runs, and not read until the backward is over.
+        unsafe { std::slice::from_raw_parts_mut(g.as_ptr().cast_mut(), g.len()) }
+    }
+
+    /// The first `len` values of the scratch, writable while the rest of
+    /// `self` is read.
+    #[allow(clippy::mut_from_ref)]
+    fn scratch_mut(&self, len: usize) -> &mut [f32] {
+        let len = len.min(self.scratch.len());
+        // SAFETY: as for `param_grad`: one VJP uses the scratch at a time,
+        // and nothing else reads it.
+        unsafe { std::slice::from_raw_parts_mut(self.scratch.as_ptr().cast_mut(), len) }
+    }
+}
+
+/// Slots for the backward's values: a value's slot is reused once the last
+/// step reading it has run.
+fn plan_gradients(backward: &Backward) -> (Vec<usize>, Vec<usize>) {
+    let n = backward.values.len();
+    let mut last_use = vec![0usize; n];
+    for (i, step) in backward.steps.iter().enumerate() {
+        for a in &step.args {
+            if let Some(l) = last_use.get_mut(a.0 as usize) {
+                *l = i;
+            }
+        }
+    }
+    let mut slot_of = vec![usize::MAX; n];
+    let mut slot_len: Vec<usize> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    for (i, step) in backward.steps.iter().enumerate() {
+        if let Some(r) = step.result {
+            let len = backward.values.get(r.0 as usize).map_or(0, |t| t.numel());
+            let slot = match free.iter().position(|s| slot_len[*s] >= len) {
+                Some(at) => free.swap_remove(at),
+                None => match free.pop() {
+                    Some(s) => s,
+                    None => {
+                        slot_len.push(0);
+                        slot_len.len() - 1
+                    }
+                },
+            };
+            slot_len[slot] = slot_len[slot].max(len);
+            slot_of[r.0 as usize] = slot;
+        }
+        for a in &step.args {
+            let s = slot_of[a.0 as usize];
+            if last_use[a.0 as usize] == i && !free.contains(&s) && Some(*a) != step.result {
+                free.push(s);
+            }
+        }
+    }
+    (slot_of, slot_len)
+}
+

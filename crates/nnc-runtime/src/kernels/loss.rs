@@ -1,0 +1,109 @@
+//! Training losses and their gradients, with PyTorch's definitions and
+//! `reduction='mean'`: cross-entropy is a mean over the batch, MSE and BCE
+//! over every element. Each returns the loss (summed in f64) and writes
+//! d(loss)/d(its input). Weight penalties are here too: they are terms of
+//! the loss.
+
+use super::act::sigmoid;
+
+/// Softmax cross-entropy of logits `z` (`[batch, classes]`) against class
+/// indices (each below `classes`; the caller checks), PyTorch's
+/// `CrossEntropyLoss`: with label smoothing ε the target distribution is
+/// `(1 − ε)·onehot + ε/classes`. The gradient is `(softmax(z) − target)/batch`.
+pub fn softmax_cross_entropy(
+    z: &[f32],
+    batch: usize,
+    classes: usize,
+    labels: &[u32],
+    smoothing: f32,
+    dz: &mut [f32],
+) -> f64 {
+    let eps = f64::from(smoothing);
+    let uniform = eps / classes.max(1) as f64;
+    let mut total = 0.0;
+    for ((row, d), &label) in z
+        .chunks_exact(classes.max(1))
+        .zip(dz.chunks_exact_mut(classes.max(1)))
+        .zip(labels)
+        .take(batch)
+    {
+        let max = row
+            .iter()
+            .map(|v| f64::from(*v))
+            .fold(f64::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
+        let sum: f64 = row.iter().map(|v| (f64::from(*v) - max).exp()).sum();
+        let log_sum = max + sum.ln();
+        for (c, (v, g)) in row.iter().zip(d.iter_mut()).enumerate() {
+            let log_p = f64::from(*v) - log_sum;
+            let target = if c == label as usize {
+                1.0 - eps + uniform
+            } else {
+                uniform
+            };
+            total -= target * log_p;
+            *g = ((log_p.exp() - target) / batch as f64) as f32;
+        }
+    }
+    total / batch.max(1) as f64
+}
+
+/// Mean squared error over every element; the gradient is `2(y − t)/count`.
+pub fn mse(y: &[f32], target: &[f32], dy: &mut [f32]) -> f64 {
+    let count = y.len().max(1) as f64;
+    let mut total = 0.0;
+    for ((g, v), t) in dy.iter_mut().zip(y).zip(target) {
+        let e = f64::from(*v) - f64::from(*t);
+        total += e * e;
+        *g = (2.0 * e / count) as f32;
+    }
+    total / count
+}
+
+/// Binary cross-entropy of logits (PyTorch's `BCEWithLogitsLoss`), over
+/// every element: `max(z, 0) − z·t + log(1 + e^−|z|)`, gradient
+/// `(σ(z) − t)/count`.
+pub fn bce_with_logits(z: &[f32], target: &[f32], dz: &mut [f32]) -> f64 {
+    let count = z.len().max(1) as f64;
+    let mut total = 0.0;
+    for ((g, v), t) in dz.iter_mut().zip(z).zip(target) {
+        let (v, t) = (f64::from(*v), f64::from(*t));
+        total += v.max(0.0) - v * t + (-v.abs()).exp().ln_1p();
+        *g = ((f64::from(sigmoid(v as f32)) - t) / count) as f32;
+    }
+    total / count
+}
+
+/// Binary cross-entropy of probabilities (PyTorch's `BCELoss`): each log
+/// is clamped at −100 as PyTorch does, and the gradient
+/// `(p − t) / max(p(1 − p), 1e-12) / count` likewise stays finite.
+pub fn bce(p: &[f32], target: &[f32], dp: &mut [f32]) -> f64 {
+    let count = p.len().max(1) as f64;
+    let mut total = 0.0;
+    for ((g, v), t) in dp.iter_mut().zip(p).zip(target) {
+        let (v, t) = (f64::from(*v), f64::from(*t));
+        total -= t * v.ln().max(-100.0) + (1.0 - t) * (1.0 - v).ln().max(-100.0);
+        *g = ((v - t) / (v * (1.0 - v)).max(1e-12) / count) as f32;
+    }
+    total / count
+}
+
+/// The penalty `l1·Σ|w| + l2·Σw²` (Keras's kernel regularisers), returned,
+/// and its gradient `l1·sign(w) + 2·l2·w` added into `dw`.
+pub fn penalty(w: &[f32], l1: f32, l2: f32, dw: &mut [f32]) -> f64 {
+    let (l1d, l2d) = (f64::from(l1), f64::from(l2));
+    let mut total = 0.0;
+    for (g, v) in dw.iter_mut().zip(w) {
+        let v64 = f64::from(*v);
+        total += l1d * v64.abs() + l2d * v64 * v64;
+        // sign(0) = 0, as PyTorch's.
+        let sign = if *v > 0.0 {
+            1.0
+        } else if *v < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        *g += l1 * sign + 2.0 * l2 * v;
+    }
+    total
+}
