@@ -71,12 +71,19 @@ pub fn numeric_grad(p: &[f32], r: &[f64], forward: impl Fn(&[f64]) -> Vec<f64>) 
 /// `got` matches `want` to `rtol` of the larger of the two's largest
 /// magnitudes (a tiny floor keeps an all-zero gradient checkable).
 pub fn assert_grad(what: &str, got: &[f32], want: &[f64], rtol: f64) {
+    assert_grad_above(what, got, want, rtol, 1e-6);
+}
+
+/// [`assert_grad`] with the scale at least `floor`: for a gradient that is
+/// a small difference of larger terms (a norm over two values), f32
+/// rounding is relative to the terms, not to the difference.
+pub fn assert_grad_above(what: &str, got: &[f32], want: &[f64], rtol: f64, floor: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = got
         .iter()
         .map(|v| f64::from(*v).abs())
         .chain(want.iter().map(|v| v.abs()))
-        .fold(1e-6, f64::max);
+        .fold(floor, f64::max);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(
             (f64::from(*g) - w).abs() <= rtol * scale,
