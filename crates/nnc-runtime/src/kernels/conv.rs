@@ -8,6 +8,10 @@
 //! group's output planes in place. Where the CPU has AVX-512 the columns
 //! are packed into panels and multiplied by the dense kernel's micro-kernel
 //! (which needs no allocation); elsewhere matrixmultiply's SGEMM runs.
+//!
+//! The backward runs the same unrolling the other way: the input gradient is
+//! `w_groupᵀ · dy_group` folded back by `col2im`, the weight gradient
+//! `dy_group · colᵀ`.
 
 use super::dense::{sgemm, split, Gemm};
 use super::epilogue::Epilogue;

@@ -1,7 +1,8 @@
 //! Normalisations over `[n, channels, inner]`, PyTorch's conventions:
 //! normalise with the biased variance; batch norm's running variance is
 //! updated with the unbiased one, `running = (1 − m)·running + m·batch`.
-//! Statistics are accumulated in f64.
+//! Statistics are accumulated in f64. For training, the `_save` forwards
+//! keep each set's `[mean…, inv_std…]` (f32) for the `_grad` backwards.
 
 /// Mean and biased variance of the values `at(0..count)`.
 fn moments(count: usize, at: impl Fn(usize) -> f32) -> (f64, f64) {

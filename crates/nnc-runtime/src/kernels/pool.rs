@@ -3,6 +3,8 @@
 //! A NaN in a window makes its output NaN, max pooling included (PyTorch).
 //! A window wholly in the padding (which `check` refuses: a pool's padding
 //! is at most half its window) would give −∞ (max) or 0 (average).
+//! The backward of max pooling routes each gradient to the argmax recorded
+//! by `max_pool2d_argmax`.
 
 use std::ops::Range;
 
