@@ -8,6 +8,10 @@
 //! group's output planes in place. Where the CPU has AVX-512 the columns
 //! are packed into panels and multiplied by the dense kernel's micro-kernel
 //! (which needs no allocation); elsewhere matrixmultiply's SGEMM runs.
+//!
+//! The backward runs the same unrolling the other way: the input gradient is
+//! `w_groupᵀ · dy_group` folded back by `col2im`, the weight gradient
+//! `dy_group · colᵀ`.
 
 use super::dense::{sgemm, split, Gemm};
 use super::epilogue::Epilogue;
@@ -42,6 +46,20 @@ impl ConvGeometry {
     /// f32s of scratch conv2d needs for `threads` threads
     pub fn scratch_len(&self, threads: usize) -> usize {
         threads.max(1) * self.scratch_per_thread()
+    }
+
+    /// f32s of scratch [`conv2d_grad_input`] and [`conv2d_grad_weight`]
+    /// need for `threads` threads.
+    pub fn grad_scratch_len(&self, threads: usize) -> usize {
+        threads.max(1) * self.grad_scratch_per_thread()
+    }
+
+    /// A column matrix, and one group's weight-gradient product: SGEMM
+    /// overwrites its output, so a sample's product is formed there and then
+    /// added to `dw`.
+    fn grad_scratch_per_thread(&self) -> usize {
+        let k = self.col_rows();
+        k * self.out_height() * self.out_width() + self.out_channels / self.groups.max(1) * k
     }
 
     /// The column matrix (none for a pointwise conv), and where the panel
@@ -177,6 +195,181 @@ impl Conv<'_> {
     }
 }
 
+/// The input gradient of [`conv2d`] (without epilogue): the transposed
+/// convolution of `dy` `[batch, out_channels, oh, ow]` with `w`, which
+/// overwrites `dx` `[batch, in_channels, H, W]`. Per sample and group the
+/// columns' gradient `w_groupᵀ · dy_group` is one SGEMM, folded back onto the
+/// input planes by [`col2im`] (a pointwise conv's columns are the planes).
+/// Samples are shared among the team; scratch from
+/// [`ConvGeometry::grad_scratch_len`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_grad_input(
+    dy: &[f32],
+    batch: usize,
+    g: &ConvGeometry,
+    w: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+    team: &Team,
+) {
+    let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
+    let (x_len, y_len) = (g.in_channels * in_plane, g.out_channels * out_plane);
+    debug_assert_eq!(dy.len(), batch * y_len);
+    debug_assert_eq!(w.len(), g.out_channels * g.col_rows());
+    debug_assert_eq!(dx.len(), batch * x_len);
+    debug_assert!(scratch.len() >= g.grad_scratch_len(team.threads()));
+    if y_len == 0 {
+        // No output: nothing reaches the input.
+        dx.fill(0.0);
+        return;
+    }
+    if batch == 0 || x_len == 0 {
+        return;
+    }
+    let per_thread = g.grad_scratch_per_thread();
+    let parts = team.threads().min(batch);
+    let (dx, scratch) = (Disjoint::new(dx), Disjoint::new(scratch));
+    team.run(parts, &|t| {
+        let samples = split(batch, parts, t, 1);
+        // SAFETY: parts own disjoint samples of dx and their own scratch.
+        let (dxs, col) = unsafe {
+            (
+                dx.piece(samples.start * x_len..samples.end * x_len),
+                scratch.piece(t * per_thread..(t + 1) * per_thread),
+            )
+        };
+        let dys = &dy[samples.start * y_len..samples.end * y_len];
+        for (dy, dx) in dys.chunks_exact(y_len).zip(dxs.chunks_exact_mut(x_len)) {
+            grad_input_sample(g, w, dy, dx, col);
+        }
+    });
+}
+
+/// One sample of [`conv2d_grad_input`]: `dy` `[out_channels, oh, ow]`, `dx`
+/// `[in_channels, H, W]`.
+fn grad_input_sample(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], col: &mut [f32]) {
+    let groups = g.groups.max(1);
+    let (in_group, out_group) = (g.in_channels / groups, g.out_channels / groups);
+    let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
+    let k = g.col_rows();
+    let col = &mut col[..k * out_plane];
+    for group in 0..groups {
+        let wg = &w[group * out_group * k..(group + 1) * out_group * k];
+        let dyg = &dy[group * out_group * out_plane..(group + 1) * out_group * out_plane];
+        let dxg = &mut dx[group * in_group * in_plane..(group + 1) * in_group * in_plane];
+        // [k, pixels] = w_groupᵀ [k, out_group] · dy_group [out_group, pixels].
+        let gemm = Gemm {
+            m: k,
+            k: out_group,
+            n: out_plane,
+        };
+        if g.is_pointwise() {
+            sgemm(gemm, wg, (1, k), dyg, (out_plane, 1), dxg, out_plane);
+        } else {
+            sgemm(gemm, wg, (1, k), dyg, (out_plane, 1), col, out_plane);
+            dxg.fill(0.0);
+            col2im(g, col, in_group, dxg);
+        }
+    }
+}
+
+/// The parameter gradients of [`conv2d`] (without epilogue): `dw +=
+/// Σ_samples dy_group · colᵀ`, the correlation of `dy` with `x`, and, when
+/// given, `db[o] += Σ` of `dy` over samples and pixels. Accumulates into the
+/// caller's buffers. Runs on one thread for now (`team` is for later);
+/// scratch from [`ConvGeometry::grad_scratch_len`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_grad_weight(
+    x: &[f32],
+    dy: &[f32],
+    batch: usize,
+    g: &ConvGeometry,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    scratch: &mut [f32],
+    team: &Team,
+) {
+    let groups = g.groups.max(1);
+    let (in_group, out_group) = (g.in_channels / groups, g.out_channels / groups);
+    let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
+    let (x_len, y_len) = (g.in_channels * in_plane, g.out_channels * out_plane);
+    let k = g.col_rows();
+    debug_assert_eq!(x.len(), batch * x_len);
+    debug_assert_eq!(dy.len(), batch * y_len);
+    debug_assert_eq!(dw.len(), g.out_channels * k);
+    debug_assert!(scratch.len() >= g.grad_scratch_len(team.threads()));
+    if let Some(db) = db {
+        bias_grad(dy, batch, g.out_channels, out_plane, db);
+    }
+    if batch == 0 || x_len == 0 || y_len == 0 {
+        return;
+    }
+    let (col, product) = scratch[..g.grad_scratch_per_thread()].split_at_mut(k * out_plane);
+    for (xs, dys) in x.chunks_exact(x_len).zip(dy.chunks_exact(y_len)).take(batch) {
+        for group in 0..groups {
+            let xg = &xs[group * in_group * in_plane..(group + 1) * in_group * in_plane];
+            let columns: &[f32] = if g.is_pointwise() {
+                xg
+            } else {
+                im2col(g, xg, in_group, col);
+                col
+            };
+            let dyg = &dys[group * out_group * out_plane..(group + 1) * out_group * out_plane];
+            // [out_group, k] = dy_group [out_group, pixels] · colᵀ [pixels, k].
+            let gemm = Gemm {
+                m: out_group,
+                k: out_plane,
+                n: k,
+            };
+            sgemm(gemm, dyg, (out_plane, 1), columns, (1, out_plane), product, k);
+            let dwg = &mut dw[group * out_group * k..(group + 1) * out_group * k];
+            dwg.iter_mut().zip(product.iter()).for_each(|(d, p)| *d += p);
+        }
+    }
+}
+
+/// `db[o] += Σ` of output channel `o` of `dy` over samples and pixels, in f64.
+fn bias_grad(dy: &[f32], batch: usize, out_channels: usize, out_plane: usize, db: &mut [f32]) {
+    for (o, d) in db.iter_mut().enumerate().take(out_channels) {
+        let sum: f64 = (0..batch)
+            .flat_map(|n| {
+                let start = (n * out_channels + o) * out_plane;
+                &dy[start..start + out_plane]
+            })
+            .map(|v| f64::from(*v))
+            .sum();
+        *d += sum as f32;
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each entry of `col` `[channels · k · k,
+/// oh · ow]` into the input pixel it was read from in `x` (entries read from
+/// the padding are dropped). `x` must be zeroed first to get the gradient.
+fn col2im(g: &ConvGeometry, col: &[f32], channels: usize, x: &mut [f32]) {
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let (stride, dilation) = (g.stride.max(1), g.dilation.max(1));
+    let [pad_top, pad_left, ..] = g.pads;
+    let mut rows = col.chunks_exact(oh * ow);
+    for plane in x.chunks_exact_mut(g.height * g.width).take(channels) {
+        for ki in 0..g.kernel {
+            for kj in 0..g.kernel {
+                let Some(row) = rows.next() else { return };
+                let Some(taps) = Taps::new(ow, stride, kj * dilation, pad_left, g.width) else {
+                    continue;
+                };
+                for (r, out_row) in row.chunks_exact(ow).enumerate() {
+                    let ih = (r * stride + ki * dilation)
+                        .checked_sub(pad_top)
+                        .filter(|&ih| ih < g.height);
+                    if let Some(ih) = ih {
+                        taps.add(out_row, &mut plane[ih * g.width..(ih + 1) * g.width]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Unrolls the receptive fields of `channels` input planes into `col`
 /// `[channels · k · k, oh · ow]`: row `(c, ki, kj)` holds, for each output
 /// position, the input under kernel tap `(ki, kj)`, or 0 in the padding.
@@ -253,6 +446,19 @@ impl Taps {
             let taps = input[start..].iter().step_by(stride);
             out_row[first..end].iter_mut().zip(taps).for_each(|(o, v)| *o = *v);
         }
+    }
+
+    /// The adjoint of `copy`: adds output columns `first..end` of `out_row`
+    /// into the input columns they were copied from.
+    fn add(&self, out_row: &[f32], input: &mut [f32]) {
+        let Taps {
+            first,
+            end,
+            start,
+            stride,
+        } = *self;
+        let taps = input[start..].iter_mut().step_by(stride);
+        taps.zip(&out_row[first..end]).for_each(|(i, v)| *i += v);
     }
 }
 

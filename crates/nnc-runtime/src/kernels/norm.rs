@@ -1,7 +1,8 @@
 //! Normalisations over `[n, channels, inner]`, PyTorch's conventions:
 //! normalise with the biased variance; batch norm's running variance is
 //! updated with the unbiased one, `running = (1 − m)·running + m·batch`.
-//! Statistics are accumulated in f64.
+//! Statistics are accumulated in f64. For training, the `_save` forwards
+//! keep each set's `[mean…, inv_std…]` (f32) for the `_grad` backwards.
 
 /// Mean and biased variance of the values `at(0..count)`.
 fn moments(count: usize, at: impl Fn(usize) -> f32) -> (f64, f64) {
@@ -17,6 +18,67 @@ struct Channels {
     n: usize,
     channels: usize,
     inner: usize,
+}
+
+impl Channels {
+    /// The indices of channel `c` in every sample.
+    fn channel(self, c: usize) -> impl Iterator<Item = usize> + Clone {
+        let Channels { n, channels, inner } = self;
+        (0..n).flat_map(move |s| {
+            let base = (s * channels + c) * inner;
+            base..base + inner
+        })
+    }
+}
+
+/// Writes set `i`'s mean and inv_std into `stats` `[mean…, inv_std…]` of
+/// `sets` sets, if there is one.
+fn save(stats: Option<&mut [f32]>, sets: usize, i: usize, mean: f64, inv_std: f64) {
+    if let Some(stats) = stats {
+        stats[i] = mean as f32;
+        stats[sets + i] = inv_std as f32;
+    }
+}
+
+/// Set `i`'s (mean, inv_std) from `stats` `[mean…, inv_std…]` of `sets` sets.
+fn saved(stats: &[f32], sets: usize, i: usize) -> (f64, f64) {
+    (f64::from(stats[i]), f64::from(stats[sets + i]))
+}
+
+/// `(Σ dy, Σ dy·x̂)` over the elements `indices`, x̂ = (x − mean)·inv_std:
+/// the β and γ gradients of one set.
+fn affine_sums(x: &[f32], dy: &[f32], indices: impl Iterator<Item = usize>, (mean, inv): (f64, f64)) -> (f64, f64) {
+    indices.fold((0.0, 0.0), |(sum_dy, sum_dy_xhat), i| {
+        let d = f64::from(dy[i]);
+        (sum_dy + d, sum_dy_xhat + d * (f64::from(x[i]) - mean) * inv)
+    })
+}
+
+/// The input gradient of one normalised set, the elements `indices` with
+/// statistics `(mean, inv)`, element `i` scaled by `gamma_of(i)`. With x̂ =
+/// (x − mean)·inv and ĝ = dy·γ, differentiating through the mean and the
+/// variance gives `dx = inv · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂))`.
+fn set_input_grad(
+    x: &[f32],
+    dy: &[f32],
+    indices: impl Iterator<Item = usize> + Clone,
+    gamma_of: impl Fn(usize) -> f64,
+    (mean, inv): (f64, f64),
+    dx: &mut [f32],
+) {
+    let (mut count, mut sum_g, mut sum_g_xhat) = (0usize, 0.0f64, 0.0f64);
+    for i in indices.clone() {
+        let g = f64::from(dy[i]) * gamma_of(i);
+        count += 1;
+        sum_g += g;
+        sum_g_xhat += g * (f64::from(x[i]) - mean) * inv;
+    }
+    let (mean_g, mean_g_xhat) = (sum_g / count.max(1) as f64, sum_g_xhat / count.max(1) as f64);
+    for i in indices {
+        let g = f64::from(dy[i]) * gamma_of(i);
+        let xhat = (f64::from(x[i]) - mean) * inv;
+        dx[i] = (inv * (g - mean_g - xhat * mean_g_xhat)) as f32;
+    }
 }
 
 /// `y = (x − mean) / √(var + eps) · γ + β` on channel `c` of every sample.
@@ -75,6 +137,58 @@ pub fn batch_norm_train(
     momentum: f32,
     y: &mut [f32],
 ) {
+    let running = (running_mean, running_var);
+    batch_norm_train_stats(x, n, channels, inner, gamma, beta, running, eps, momentum, y, None);
+}
+
+/// [`batch_norm_train`] that also saves the batch statistics for
+/// [`batch_norm_grad`]: `stats` is `[mean per channel…, inv_std per
+/// channel…]`, inv_std = 1/√(biased var + eps). Same `y` and running stats.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_save(
+    x: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    eps: f32,
+    momentum: f32,
+    y: &mut [f32],
+    stats: &mut [f32],
+) {
+    let running = (running_mean, running_var);
+    batch_norm_train_stats(
+        x,
+        n,
+        channels,
+        inner,
+        gamma,
+        beta,
+        running,
+        eps,
+        momentum,
+        y,
+        Some(stats),
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn batch_norm_train_stats(
+    x: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    (running_mean, running_var): (&mut [f32], &mut [f32]),
+    eps: f32,
+    momentum: f32,
+    y: &mut [f32],
+    mut stats: Option<&mut [f32]>,
+) {
     let count = n * inner;
     let at = Channels { n, channels, inner };
     let m = f64::from(momentum);
@@ -84,6 +198,13 @@ pub fn batch_norm_train(
             x[((k / inner.max(1)) * channels + c) * inner + k % inner.max(1)]
         });
         normalise_channel(x, at, c, (mean, var), gamma, beta, eps, y);
+        save(
+            stats.as_deref_mut(),
+            channels,
+            c,
+            mean,
+            1.0 / (var + f64::from(eps)).sqrt(),
+        );
         let unbiased = if count > 1 {
             var * count as f64 / (count - 1) as f64
         } else {
@@ -94,15 +215,105 @@ pub fn batch_norm_train(
     }
 }
 
+/// The backward of training-mode batch norm through its batch statistics
+/// (saved by [`batch_norm_train_save`]): overwrites `dx`, and accumulates
+/// `dgamma[c] += Σ dy·x̂` and `dbeta[c] += Σ dy` over samples and `inner`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_grad(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    gamma: &[f32],
+    stats: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let at = Channels { n, channels, inner };
+    for c in 0..channels {
+        let saved = saved(stats, channels, c);
+        let (sum_dy, sum_dy_xhat) = affine_sums(x, dy, at.channel(c), saved);
+        dgamma[c] += sum_dy_xhat as f32;
+        dbeta[c] += sum_dy as f32;
+        set_input_grad(x, dy, at.channel(c), |_| f64::from(gamma[c]), saved, dx);
+    }
+}
+
 /// Per sample over all `per_sample` values; γ and β have the per-sample shape.
 pub fn layer_norm(x: &[f32], n: usize, per_sample: usize, gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]) {
+    layer_norm_stats(x, n, per_sample, gamma, beta, eps, y, None);
+}
+
+/// [`layer_norm`] that also saves `stats` `[mean per sample…, inv_std per
+/// sample…]` for [`layer_norm_grad`]. Same `y`.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_save(
+    x: &[f32],
+    n: usize,
+    per_sample: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    stats: &mut [f32],
+) {
+    layer_norm_stats(x, n, per_sample, gamma, beta, eps, y, Some(stats));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layer_norm_stats(
+    x: &[f32],
+    n: usize,
+    per_sample: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    mut stats: Option<&mut [f32]>,
+) {
     for s in 0..n {
         let base = s * per_sample;
         let (mean, var) = moments(per_sample, |i| x[base + i]);
         let inv = 1.0 / (var + f64::from(eps)).sqrt();
+        save(stats.as_deref_mut(), n, s, mean, inv);
         for i in 0..per_sample {
             y[base + i] = ((f64::from(x[base + i]) - mean) * inv * f64::from(gamma[i]) + f64::from(beta[i])) as f32;
         }
+    }
+}
+
+/// The backward of [`layer_norm`] from the statistics of
+/// [`layer_norm_save`]: overwrites `dx`; `dgamma[i] += Σ_samples dy·x̂`,
+/// `dbeta[i] += Σ_samples dy`.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_grad(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    per_sample: usize,
+    gamma: &[f32],
+    stats: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    for i in 0..per_sample {
+        let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
+        for s in 0..n {
+            let (mean, inv) = saved(stats, n, s);
+            let (v, d) = (f64::from(x[s * per_sample + i]), f64::from(dy[s * per_sample + i]));
+            sum_dy += d;
+            sum_dy_xhat += d * (v - mean) * inv;
+        }
+        dgamma[i] += sum_dy_xhat as f32;
+        dbeta[i] += sum_dy as f32;
+    }
+    for s in 0..n {
+        let base = s * per_sample;
+        let gamma_of = |k: usize| f64::from(gamma[k - base]);
+        set_input_grad(x, dy, base..base + per_sample, gamma_of, saved(stats, n, s), dx);
     }
 }
 
@@ -119,6 +330,40 @@ pub fn group_norm(
     eps: f32,
     y: &mut [f32],
 ) {
+    group_norm_stats(x, n, channels, inner, groups, gamma, beta, eps, y, None);
+}
+
+/// [`group_norm`] that also saves `stats` `[mean per (sample, group)…,
+/// inv_std per (sample, group)…]` for [`group_norm_grad`]. Same `y`.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_save(
+    x: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    groups: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    stats: &mut [f32],
+) {
+    group_norm_stats(x, n, channels, inner, groups, gamma, beta, eps, y, Some(stats));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn group_norm_stats(
+    x: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    groups: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    mut stats: Option<&mut [f32]>,
+) {
     let groups = groups.max(1);
     let per_group = channels / groups * inner;
     for s in 0..n {
@@ -126,10 +371,53 @@ pub fn group_norm(
             let base = s * channels * inner + g * per_group;
             let (mean, var) = moments(per_group, |i| x[base + i]);
             let inv = 1.0 / (var + f64::from(eps)).sqrt();
+            save(stats.as_deref_mut(), n * groups, s * groups + g, mean, inv);
             for i in 0..per_group {
                 let c = (base + i) / inner.max(1) % channels;
                 y[base + i] = ((f64::from(x[base + i]) - mean) * inv * f64::from(gamma[c]) + f64::from(beta[c])) as f32;
             }
+        }
+    }
+}
+
+/// The backward of [`group_norm`] from the statistics of
+/// [`group_norm_save`]: overwrites `dx`; `dgamma[c] += Σ dy·x̂`, `dbeta[c]
+/// += Σ dy` over samples and `inner`.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_grad(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    groups: usize,
+    gamma: &[f32],
+    stats: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let groups = groups.max(1);
+    let per_group = channels / groups * inner;
+    let group_of = |c: usize| c / (channels / groups).max(1);
+    for c in 0..channels {
+        let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
+        for s in 0..n {
+            let base = (s * channels + c) * inner;
+            let saved = saved(stats, n * groups, s * groups + group_of(c));
+            let (d, dx_hat) = affine_sums(x, dy, base..base + inner, saved);
+            sum_dy += d;
+            sum_dy_xhat += dx_hat;
+        }
+        dgamma[c] += sum_dy_xhat as f32;
+        dbeta[c] += sum_dy as f32;
+    }
+    for s in 0..n {
+        for g in 0..groups {
+            let base = s * channels * inner + g * per_group;
+            let gamma_of = |i: usize| f64::from(gamma[i / inner.max(1) % channels]);
+            let saved = saved(stats, n * groups, s * groups + g);
+            set_input_grad(x, dy, base..base + per_group, gamma_of, saved, dx);
         }
     }
 }
@@ -147,6 +435,41 @@ pub fn instance_norm(
     y: &mut [f32],
 ) {
     group_norm(x, n, channels, inner, channels, gamma, beta, eps, y);
+}
+
+/// [`instance_norm`] that also saves `stats` `[mean per (sample, channel)…,
+/// inv_std per (sample, channel)…]` for [`instance_norm_grad`]. Same `y`.
+#[allow(clippy::too_many_arguments)]
+pub fn instance_norm_save(
+    x: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    stats: &mut [f32],
+) {
+    group_norm_save(x, n, channels, inner, channels, gamma, beta, eps, y, stats);
+}
+
+/// The backward of [`instance_norm`]: [`group_norm_grad`] with one channel
+/// per group.
+#[allow(clippy::too_many_arguments)]
+pub fn instance_norm_grad(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    gamma: &[f32],
+    stats: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    group_norm_grad(x, dy, n, channels, inner, channels, gamma, stats, dx, dgamma, dbeta);
 }
 
 /// ONNX LRN: `y = x / (bias + alpha/size · Σ x²)^beta`, the sum over
@@ -182,6 +505,77 @@ pub fn affine(x: &[f32], n: usize, channels: usize, inner: usize, scale: &[f32],
     for (k, (out, v)) in y.iter_mut().zip(x).take(n * channels * inner).enumerate() {
         let c = k / inner.max(1) % channels.max(1);
         *out = v * scale[c] + shift[c];
+    }
+}
+
+/// The input gradient of [`lrn`], recomputing the sums: with `D_c = bias +
+/// α/size · S_c`, `y_c = x_c · D_c^−β`,
+/// `dx_j = dy_j · D_j^−β − 2αβ/size · x_j · Σ_c dy_c · x_c · D_c^(−β−1)`,
+/// the sum over the channels `c` whose window holds `j`. Overwrites `dx`.
+#[allow(clippy::too_many_arguments)]
+pub fn lrn_grad(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+    bias: f32,
+    dx: &mut [f32],
+) {
+    let size = size.max(1);
+    let (before, after) = ((size - 1) / 2, size / 2);
+    let (alpha, beta, bias) = (f64::from(alpha) / size as f64, f64::from(beta), f64::from(bias));
+    for s in 0..n {
+        for i in 0..inner {
+            let at = |ch: usize| (s * channels + ch) * inner + i;
+            // D_c, as the forward computes it.
+            let denom_base = |c: usize| {
+                let (lo, hi) = (c.saturating_sub(before), (c + after).min(channels - 1));
+                let sum: f64 = (lo..=hi).map(|ch| f64::from(x[at(ch)]).powi(2)).sum();
+                bias + alpha * sum
+            };
+            for j in 0..channels {
+                // Channel c's window c − before ..= c + after holds j for
+                // c in j − after ..= j + before.
+                let (lo, hi) = (j.saturating_sub(after), (j + before).min(channels - 1));
+                let through_sums: f64 = (lo..=hi)
+                    .map(|c| f64::from(dy[at(c)]) * f64::from(x[at(c)]) * denom_base(c).powf(-beta - 1.0))
+                    .sum();
+                let direct = f64::from(dy[at(j)]) * denom_base(j).powf(-beta);
+                dx[at(j)] = (direct - 2.0 * alpha * beta * f64::from(x[at(j)]) * through_sums) as f32;
+            }
+        }
+    }
+}
+
+/// The backward of [`affine`]: `dx = dy·scale[c]` (overwritten),
+/// `dscale[c] += Σ dy·x`, `dshift[c] += Σ dy` over samples and `inner`.
+#[allow(clippy::too_many_arguments)]
+pub fn affine_grad(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    channels: usize,
+    inner: usize,
+    scale: &[f32],
+    dx: &mut [f32],
+    dscale: &mut [f32],
+    dshift: &mut [f32],
+) {
+    let at = Channels { n, channels, inner };
+    for c in 0..channels {
+        let (mut sum_dy, mut sum_dy_x) = (0.0f64, 0.0f64);
+        for i in at.channel(c) {
+            let d = f64::from(dy[i]);
+            sum_dy += d;
+            sum_dy_x += d * f64::from(x[i]);
+            dx[i] = dy[i] * scale[c];
+        }
+        dscale[c] += sum_dy_x as f32;
+        dshift[c] += sum_dy as f32;
     }
 }
 

@@ -3,6 +3,10 @@
 //! A NaN in a window makes its output NaN, max pooling included (PyTorch).
 //! A window wholly in the padding (which `check` refuses: a pool's padding
 //! is at most half its window) would give −∞ (max) or 0 (average).
+//! The backward of max pooling routes each gradient to the argmax recorded
+//! by `max_pool2d_argmax`.
+
+use std::ops::Range;
 
 use super::act::max_nan;
 
@@ -63,6 +67,16 @@ impl PoolGeometry {
         }
     }
 
+    /// The input rows and columns under output `(oy, ox)`'s window, the
+    /// padding left out (empty for a window wholly in the padding).
+    fn window(&self, oy: usize, ox: usize) -> (Range<usize>, Range<usize>) {
+        let stride = self.stride.max(1);
+        let span = |o: usize, pad: usize, size: usize| {
+            (o * stride).saturating_sub(pad)..(o * stride + self.kernel).saturating_sub(pad).min(size)
+        };
+        (span(oy, self.pads[0], self.height), span(ox, self.pads[1], self.width))
+    }
+
     fn planes<'a>(&self, x: &'a [f32], n: usize, y: &'a mut [f32]) -> impl Iterator<Item = (&'a [f32], &'a mut [f32])> {
         let (in_plane, out_plane) = (self.height * self.width, self.out_height() * self.out_width());
         let count = n * self.channels;
@@ -87,6 +101,85 @@ pub fn avg_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
             |a, v| a + v,
             |s, count| if count == 0 { 0.0 } else { s / count as f32 },
         );
+    }
+}
+
+/// [`max_pool2d`] that also records, per output, the index `h·W + w` within
+/// its input plane of the element it took, for [`max_pool2d_grad`]: the
+/// first maximum in scan order, or the first NaN (which wins, as in
+/// `max_nan`); `u32::MAX` for a window wholly in the padding (output −∞).
+/// `y` is bit-identical to [`max_pool2d`]'s.
+pub fn max_pool2d_argmax(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32], argmax: &mut [u32]) {
+    let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
+    let (ow, count) = (g.out_width(), n * g.channels);
+    let planes = x.chunks(in_plane.max(1)).zip(y.chunks_mut(out_plane.max(1)));
+    for ((plane, out), arg) in planes.zip(argmax.chunks_mut(out_plane.max(1))).take(count) {
+        for (o, (out, arg)) in out.iter_mut().zip(arg.iter_mut()).enumerate() {
+            let (rows, cols) = g.window(o / ow, o % ow);
+            let (mut acc, mut best, mut best_value) = (f32::NEG_INFINITY, u32::MAX, f32::NEG_INFINITY);
+            for iy in rows {
+                for ix in cols.clone() {
+                    let v = plane[iy * g.width + ix];
+                    // The value folds exactly as max_pool2d's; the index moves
+                    // only on a strict increase or a first NaN.
+                    acc = max_nan(acc, v);
+                    if best == u32::MAX || (!best_value.is_nan() && (v > best_value || v.is_nan())) {
+                        best = u32::try_from(iy * g.width + ix).unwrap_or(u32::MAX);
+                        best_value = v;
+                    }
+                }
+            }
+            *out = acc;
+            *arg = best;
+        }
+    }
+}
+
+/// The input gradient of max pooling: `dx = 0`, then each `dy` is added at
+/// its window's argmax (from [`max_pool2d_argmax`]); overlapping windows sum.
+pub fn max_pool2d_grad(dy: &[f32], argmax: &[u32], n: usize, g: &PoolGeometry, dx: &mut [f32]) {
+    let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
+    dx.fill(0.0);
+    let planes = dx.chunks_mut(in_plane.max(1)).zip(dy.chunks(out_plane.max(1)));
+    for ((dx, dy), arg) in planes.zip(argmax.chunks(out_plane.max(1))).take(n * g.channels) {
+        for (d, &a) in dy.iter().zip(arg) {
+            // u32::MAX (a window wholly in the padding) is past any plane.
+            if let Some(target) = usize::try_from(a).ok().and_then(|a| dx.get_mut(a)) {
+                *target += d;
+            }
+        }
+    }
+}
+
+/// The input gradient of [`avg_pool2d`]: `dx = 0`, then each `dy` divided by
+/// its window's count of real elements is added to each of them.
+pub fn avg_pool2d_grad(dy: &[f32], n: usize, g: &PoolGeometry, dx: &mut [f32]) {
+    let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
+    let ow = g.out_width();
+    dx.fill(0.0);
+    let planes = dx.chunks_mut(in_plane.max(1)).zip(dy.chunks(out_plane.max(1)));
+    for (dx, dy) in planes.take(n * g.channels) {
+        for (o, d) in dy.iter().enumerate() {
+            let (rows, cols) = g.window(o / ow, o % ow);
+            let count = rows.len() * cols.len();
+            if count == 0 {
+                continue;
+            }
+            let share = d / count as f32;
+            for iy in rows {
+                dx[iy * g.width + cols.start..iy * g.width + cols.end]
+                    .iter_mut()
+                    .for_each(|v| *v += share);
+            }
+        }
+    }
+}
+
+/// The input gradient of [`global_avg_pool`]: each `dy` divided by `inner`
+/// over its run.
+pub fn global_avg_pool_grad(dy: &[f32], n: usize, channels: usize, inner: usize, dx: &mut [f32]) {
+    for (run, d) in dx.chunks_mut(inner.max(1)).zip(dy).take(n * channels) {
+        run.fill(d / inner.max(1) as f32);
     }
 }
 

@@ -1,0 +1,214 @@
+//! conv2d's backward kernels against central finite differences of a
+//! float64 convolution written from the definition, over kernels 1–5,
+//! strides 1–3, dilations 1–2, groups (dense, 2, depthwise), asymmetric
+//! padding and padding wider than the map.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{assert_close_f32, assert_grad, doubled, numeric_grad, to_f64, Xorshift};
+use nnc_runtime::kernels::conv::{conv2d, conv2d_grad_input, conv2d_grad_weight, ConvGeometry};
+use nnc_runtime::kernels::epilogue::Epilogue;
+use nnc_runtime::Team;
+
+/// The definition: `y[n,o,r,q] = b[o] + Σ_{c,ki,kj} x[n, group·icg + c,
+/// r·s + ki·d − top, q·s + kj·d − left] · w[o,c,ki,kj]`, taps in the padding
+/// reading zero.
+fn conv_f64(x: &[f64], batch: usize, g: &ConvGeometry, w: &[f64], b: &[f64]) -> Vec<f64> {
+    let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
+    let (icg, ocg) = (g.in_channels / g.groups, g.out_channels / g.groups);
+    let mut y = vec![0.0; batch * g.out_channels * oh * ow];
+    for n in 0..batch {
+        for o in 0..g.out_channels {
+            for r in 0..oh {
+                for q in 0..ow {
+                    let mut s = b[o];
+                    for c in 0..icg {
+                        let ic = o / ocg * icg + c;
+                        for ki in 0..k {
+                            for kj in 0..k {
+                                let ih = (r * g.stride + ki * g.dilation) as isize - g.pads[0] as isize;
+                                let iw = (q * g.stride + kj * g.dilation) as isize - g.pads[1] as isize;
+                                if ih < 0 || iw < 0 || ih >= g.height as isize || iw >= g.width as isize {
+                                    continue;
+                                }
+                                let xi = ((n * g.in_channels + ic) * g.height + ih as usize) * g.width + iw as usize;
+                                s += x[xi] * w[((o * icg + c) * k + ki) * k + kj];
+                            }
+                        }
+                    }
+                    y[((n * g.out_channels + o) * oh + r) * ow + q] = s;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// dx, dw and db of `L = Σ r·conv(x)` against finite differences, with one
+/// and two threads; dw and db accumulate (twice is double, onto a non-zero
+/// buffer is added); dx is overwritten.
+fn check(g: ConvGeometry, batch: usize, seed: u64) {
+    assert!(g.out_height() > 0 && g.out_width() > 0, "{g:?} has an empty output");
+    let mut rng = Xorshift::new(seed);
+    let k = g.in_channels / g.groups * g.kernel * g.kernel;
+    let x = rng.vec(batch * g.in_channels * g.height * g.width);
+    let w = rng.vec(g.out_channels * k);
+    let b = rng.vec(g.out_channels);
+    let dy = rng.vec(batch * g.out_channels * g.out_height() * g.out_width());
+    let (x64, w64, b64, r) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
+    let what = format!("{g:?} batch {batch}");
+
+    // The reference is the forward's definition.
+    let mut y = vec![0.0; dy.len()];
+    let single = Team::single();
+    let mut scratch = vec![f32::NAN; g.scratch_len(1).max(g.grad_scratch_len(2))];
+    let epilogue = Epilogue {
+        bias: Some(&b),
+        steps: &[],
+    };
+    conv2d(&x, batch, &g, &w, &epilogue, &mut y, &mut scratch, &single);
+    let y64 = conv_f64(&x64, batch, &g, &w64, &b64);
+    assert_grad(&format!("{what}: forward"), &y, &y64, 1e-5);
+
+    let want_dx = numeric_grad(&x, &r, |x| conv_f64(x, batch, &g, &w64, &b64));
+    for threads in [1, 2] {
+        let team = Team::new(threads).unwrap();
+        let mut dx = vec![f32::NAN; x.len()];
+        scratch.fill(f32::NAN);
+        conv2d_grad_input(&dy, batch, &g, &w, &mut dx, &mut scratch, &team);
+        assert_grad(&format!("{what}: dx, {threads} threads"), &dx, &want_dx, 1e-3);
+    }
+
+    let want_dw = numeric_grad(&w, &r, |w| conv_f64(&x64, batch, &g, w, &b64));
+    let want_db = numeric_grad(&b, &r, |b| conv_f64(&x64, batch, &g, &w64, b));
+    let (mut dw, mut db) = (vec![0.0; w.len()], vec![0.0; b.len()]);
+    scratch.fill(f32::NAN);
+    conv2d_grad_weight(&x, &dy, batch, &g, &mut dw, Some(&mut db), &mut scratch, &single);
+    assert_grad(&format!("{what}: dw"), &dw, &want_dw, 1e-3);
+    assert_grad(&format!("{what}: db"), &db, &want_db, 1e-3);
+
+    let (once_w, once_b) = (dw.clone(), db.clone());
+    conv2d_grad_weight(&x, &dy, batch, &g, &mut dw, Some(&mut db), &mut scratch, &single);
+    assert_close_f32(&format!("{what}: dw twice"), &dw, &doubled(&once_w));
+    assert_close_f32(&format!("{what}: db twice"), &db, &doubled(&once_b));
+    // Without a bias gradient the weight gradient is the same.
+    let mut dw_alone = vec![0.0; w.len()];
+    conv2d_grad_weight(&x, &dy, batch, &g, &mut dw_alone, None, &mut scratch, &single);
+    assert_eq!(dw_alone, once_w, "{what}: dw without db");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn geometry(
+    in_channels: usize,
+    out_channels: usize,
+    (height, width): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    groups: usize,
+    pads: [usize; 4],
+) -> ConvGeometry {
+    ConvGeometry {
+        in_channels,
+        height,
+        width,
+        out_channels,
+        kernel,
+        stride,
+        dilation,
+        groups,
+        pads,
+    }
+}
+
+#[test]
+fn plain_strided_and_dilated() {
+    check(geometry(2, 3, (5, 6), 3, 1, 1, 1, [0; 4]), 2, 1);
+    check(geometry(2, 3, (5, 6), 3, 1, 1, 1, [1; 4]), 1, 2);
+    check(geometry(3, 2, (6, 5), 1, 1, 1, 1, [0; 4]), 3, 3); // pointwise
+    check(geometry(3, 2, (6, 5), 1, 2, 1, 1, [0; 4]), 2, 4); // strided 1×1
+    check(geometry(1, 2, (7, 7), 2, 2, 1, 1, [0; 4]), 2, 5);
+    check(geometry(2, 2, (7, 6), 3, 3, 1, 1, [1, 0, 1, 2]), 2, 6);
+    check(geometry(2, 2, (7, 7), 3, 1, 2, 1, [2; 4]), 1, 7);
+    check(geometry(1, 2, (8, 7), 4, 2, 2, 1, [1, 2, 3, 0]), 2, 8);
+    check(geometry(1, 1, (6, 6), 5, 1, 1, 1, [2; 4]), 3, 9);
+    check(geometry(2, 1, (7, 6), 5, 3, 1, 1, [2, 1, 2, 1]), 2, 10);
+}
+
+#[test]
+fn same_padding_and_padding_wider_than_the_map() {
+    // SAME_UPPER with an even kernel: the odd pixel at the bottom/right.
+    check(geometry(2, 2, (5, 5), 2, 1, 1, 1, [0, 0, 1, 1]), 2, 11);
+    check(geometry(2, 2, (6, 5), 4, 1, 1, 1, [1, 1, 2, 2]), 1, 12);
+    // SAME with stride 2: 1 all round on an odd map, the odd pixel on an even one.
+    check(geometry(2, 3, (5, 7), 3, 2, 1, 1, [1, 1, 1, 1]), 2, 13);
+    check(geometry(2, 3, (6, 6), 3, 2, 1, 1, [0, 0, 1, 1]), 2, 14);
+    // Padding wider than the map: taps and whole kernel rows in the padding.
+    check(geometry(1, 2, (1, 1), 5, 1, 1, 1, [2; 4]), 3, 15);
+    check(geometry(2, 2, (1, 2), 3, 1, 2, 1, [3, 2, 3, 4]), 2, 16);
+    check(geometry(1, 1, (2, 3), 1, 3, 1, 1, [4; 4]), 2, 17);
+    check(geometry(2, 2, (2, 2), 3, 2, 1, 1, [4, 3, 2, 5]), 1, 18);
+    // Padded pointwise (not the unpadded shortcut).
+    check(geometry(2, 3, (3, 4), 1, 1, 1, 1, [1, 0, 0, 1]), 2, 19);
+}
+
+#[test]
+fn groups_and_depthwise() {
+    check(geometry(4, 6, (5, 5), 3, 1, 1, 2, [1; 4]), 2, 21);
+    check(geometry(4, 2, (5, 6), 1, 1, 1, 2, [0; 4]), 3, 22); // grouped pointwise
+    check(geometry(4, 4, (6, 6), 3, 2, 1, 4, [1; 4]), 2, 23); // depthwise
+    check(geometry(3, 6, (6, 5), 3, 1, 2, 3, [0, 1, 2, 1]), 1, 24); // multiplier 2
+    check(geometry(2, 4, (7, 7), 5, 2, 1, 2, [2, 2, 3, 3]), 2, 25);
+    check(geometry(3, 3, (4, 4), 2, 3, 2, 3, [1, 0, 1, 3]), 3, 26);
+}
+
+/// A seeded sweep over the whole range of the parameters.
+#[test]
+fn random_geometries() {
+    let mut rng = Xorshift::new(99);
+    let mut checked = 0;
+    while checked < 80 {
+        let groups = [1, 2, 2][rng.below(3)];
+        let per_group = 1 + rng.below(2);
+        let in_channels = groups * per_group;
+        let depthwise = rng.below(3) == 0;
+        let (groups, out_channels) = if depthwise {
+            (in_channels, in_channels * (1 + rng.below(2)))
+        } else {
+            (groups, groups * (1 + rng.below(2)))
+        };
+        let kernel = 1 + rng.below(5);
+        let pads = [0; 4].map(|_| rng.below(kernel + 2));
+        let g = geometry(
+            in_channels,
+            out_channels,
+            (1 + rng.below(6), 1 + rng.below(6)),
+            kernel,
+            1 + rng.below(3),
+            1 + rng.below(2),
+            groups,
+            pads,
+        );
+        if g.out_height() == 0 || g.out_width() == 0 {
+            continue;
+        }
+        check(g, 1 + rng.below(3), 1000 + checked);
+        checked += 1;
+    }
+}
+
+/// An empty output (the kernel outgrows the padded map) sends nothing back.
+#[test]
+fn an_empty_output_gives_a_zero_input_gradient() {
+    let g = geometry(1, 1, (2, 2), 5, 1, 1, 1, [0; 4]);
+    assert_eq!(g.out_height(), 0);
+    let mut dx = vec![f32::NAN; 4];
+    let mut scratch = vec![0.0; g.grad_scratch_len(1)];
+    conv2d_grad_input(&[], 1, &g, &[0.5; 25], &mut dx, &mut scratch, &Team::single());
+    assert_eq!(dx, [0.0; 4]);
+    let mut dw = vec![1.0; 25];
+    conv2d_grad_weight(&[1.0; 4], &[], 1, &g, &mut dw, None, &mut scratch, &Team::single());
+    assert_eq!(dw, vec![1.0; 25]);
+}
