@@ -500,19 +500,41 @@ pub fn draws_randomly(func: &Function) -> bool {
 /// passes add) have no stored value: evaluate a lowered module.
 pub fn evaluate(module: &Module, mode: Mode, weights: &Weights, input: &[f32], batch: usize) -> Evaluation {
     let func = module.function(mode).expect("the module has the mode's function");
-    let train = mode == Mode::Train;
     assert!(
-        !(train && draws_randomly(func)),
+        !(mode == Mode::Train && draws_randomly(func)),
         "no reference for random ops in training"
     );
-    let param = |id: ParamId| -> Vec<f64> {
-        let name = &module.param(id).name;
+    let stored = |name: &str| -> Vec<f64> {
         let t = weights
             .tensors
             .get(name)
             .unwrap_or_else(|| panic!("no stored value for `{name}` (is the module lowered?)"));
         t.data.iter().map(|v| f64::from(*v)).collect()
     };
+    evaluate_with(module, mode, &stored, input, batch, &|_| None)
+}
+
+/// What a random op drew in one training pass, as the forward recorded it
+/// (`nnc_ir::grad::rules::Record`): per element (or per weight, for
+/// DropConnect) the factor it multiplied by.
+pub type Records<'a> = &'a dyn Fn(usize) -> Option<Vec<f64>>;
+
+/// [`evaluate`] with f64 parameters by name (what a finite difference
+/// perturbs) and, for the ops that draw in training, the factors they drew
+/// (by op index): dropout, DropBlock and RReLU multiply by them, alpha
+/// dropout keeps where its factor is non-zero, DropConnect multiplies the
+/// weights.
+pub fn evaluate_with(
+    module: &Module,
+    mode: Mode,
+    stored: &dyn Fn(&str) -> Vec<f64>,
+    input: &[f32],
+    batch: usize,
+    records: Records<'_>,
+) -> Evaluation {
+    let func = module.function(mode).expect("the module has the mode's function");
+    let train = mode == Mode::Train;
+    let param = |id: ParamId| -> Vec<f64> { stored(&module.param(id).name) };
     let shape = |v: nnc_ir::ValueId| -> Vec<usize> {
         std::iter::once(batch)
             .chain(func.value_type(v).dims.iter().copied())
@@ -522,14 +544,20 @@ pub fn evaluate(module: &Module, mode: Mode, weights: &Weights, input: &[f32], b
     values[func.input.0 as usize] = Some(Tensor::from_f32(shape(func.input), input));
     let mut running = BTreeMap::new();
     let mut amplified = 1.0;
-    for op in &func.ops {
+    for (index, op) in func.ops.iter().enumerate() {
         let x = values[op.args[0].0 as usize].as_ref().expect("arguments come first");
         amplified *= norm_amplification(x, &op.op, train);
+        let drawn = if train { records(index) } else { None };
+        // DropConnect's weights, masked as the forward drew them.
+        let weight_of = |w: ParamId| match &drawn {
+            Some(mask) => param(w).iter().zip(mask).map(|(w, m)| w * m).collect(),
+            None => param(w),
+        };
         let y = match &op.op {
             Op::Linear {
                 weight, bias, epilogue, ..
             } => apply_epilogue(
-                linear(x, &param(*weight), bias.map(param).as_deref()),
+                linear(x, &weight_of(*weight), bias.map(param).as_deref()),
                 &epilogue.steps,
                 &param,
             ),
@@ -541,13 +569,14 @@ pub fn evaluate(module: &Module, mode: Mode, weights: &Weights, input: &[f32], b
                 ..
             } => {
                 let out = module.param(*weight).shape[0];
-                let y = conv2d(x, &param(*weight), bias.map(param).as_deref(), out, geometry);
+                let y = conv2d(x, &weight_of(*weight), bias.map(param).as_deref(), out, geometry);
                 apply_epilogue(y, &epilogue.steps, &param)
             }
             Op::MaxPool(g) => max_pool2d(x, g),
             Op::AvgPool(g) => avg_pool2d(x, g),
             Op::GlobalAvgPool => global_avg_pool(x),
             Op::Flatten => flatten(x),
+            Op::Act(Act::Rrelu { .. }) if drawn.is_some() => scale_by(x, drawn.as_deref().unwrap_or_default()),
             Op::Act(act) => activation(x, act, &act.params().into_iter().flat_map(param).collect::<Vec<_>>()),
             Op::BatchNorm {
                 weight,
@@ -595,6 +624,12 @@ pub fn evaluate(module: &Module, mode: Mode, weights: &Weights, input: &[f32], b
                 bias,
             } => lrn(x, *size as usize, f64::from(*alpha), f64::from(*beta), f64::from(*bias)),
             Op::Affine { scale, shift } => affine(x, &param(*scale), &param(*shift)),
+            Op::Dropout { .. } | Op::DropBlock { .. } if drawn.is_some() => {
+                scale_by(x, drawn.as_deref().unwrap_or_default())
+            }
+            Op::AlphaDropout { p } if drawn.is_some() => {
+                alpha_dropout(x, f64::from(*p), drawn.as_deref().unwrap_or_default())
+            }
             // Identities at inference, and in training when p = 0.
             Op::Dropout { .. } | Op::AlphaDropout { .. } | Op::DropBlock { .. } => x.clone(),
             Op::Add => add(x, values[op.args[1].0 as usize].as_ref().expect("arguments come first")),
@@ -611,6 +646,31 @@ pub fn evaluate(module: &Module, mode: Mode, weights: &Weights, input: &[f32], b
         running,
         amplification: amplified,
     }
+}
+
+/// `x·factor`, element by element.
+pub fn scale_by(x: &Tensor, factors: &[f64]) -> Tensor {
+    assert_eq!(x.data.len(), factors.len(), "one factor per element");
+    Tensor::new(x.dims.clone(), x.data.iter().zip(factors).map(|(v, f)| v * f).collect())
+}
+
+/// Alpha dropout (Klambauer et al. 2017) with the elements kept where
+/// `kept` is non-zero: `a·(x·keep + α'·(1 − keep)) + b`, α' = −λα,
+/// `a = ((1 − p)(1 + p·α'²))^(−1/2)`, `b = −a·α'·p`.
+pub fn alpha_dropout(x: &Tensor, p: f64, kept: &[f64]) -> Tensor {
+    let saturation = -1.050_700_987_355_480_5 * 1.673_263_242_354_377_3;
+    let a = ((1.0 - p) * (1.0 + p * saturation * saturation)).powf(-0.5);
+    let b = -a * saturation * p;
+    let data = x
+        .data
+        .iter()
+        .zip(kept)
+        .map(|(v, k)| {
+            let keep = if *k != 0.0 { 1.0 } else { 0.0 };
+            a * (v * keep + saturation * (1.0 - keep)) + b
+        })
+        .collect();
+    Tensor::new(x.dims.clone(), data)
 }
 
 /// [`amplification`] of the normalisations that use batch or sample

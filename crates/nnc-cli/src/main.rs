@@ -115,6 +115,35 @@ enum Command {
         #[arg(long, value_name = "WEIGHTS")]
         embed: Option<PathBuf>,
     },
+    /// One training-mode forward and backward on a batch: the loss and the
+    /// gradient of every trainable parameter, under its own name.
+    Grad {
+        /// The model file (.nn).
+        file: PathBuf,
+        /// The weights (.safetensors), e.g. from `nnc init`.
+        #[arg(long)]
+        weights: PathBuf,
+        /// The inputs: an f32 .npy array of shape [N, ...input shape].
+        #[arg(long)]
+        input: PathBuf,
+        /// The targets (.npy): class indices [N] (int32 or int64) for
+        /// cross_entropy; f32 of the output's shape [N, ...] for mse and bce.
+        #[arg(long)]
+        target: PathBuf,
+        /// The loss (default: cross_entropy after a last softmax, bce after
+        /// a last sigmoid, else mse).
+        #[arg(long, value_enum)]
+        loss: Option<LossArg>,
+        /// The seed of dropout masks and RReLU slopes.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = parse_seed)]
+        seed: u64,
+        /// Threads, at least 1 (default: all cores, capped to them).
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_threads)]
+        threads: Option<usize>,
+        /// Where to write the gradients and the loss (.safetensors); `-` prints them.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// Export the inference graph to ONNX, parameters as initializers.
     Export {
         /// The model file (.nn).
@@ -161,6 +190,7 @@ impl LossArg {
 }
 
 mod build;
+mod grad;
 mod output;
 mod run;
 
@@ -249,7 +279,11 @@ fn main() -> ExitCode {
     };
     if matches!(
         cli.command,
-        Command::Init { .. } | Command::Run { .. } | Command::Build { .. } | Command::Export { .. }
+        Command::Init { .. }
+            | Command::Run { .. }
+            | Command::Grad { .. }
+            | Command::Build { .. }
+            | Command::Export { .. }
     ) {
         output::clean_up_on_interrupt();
     }
@@ -299,6 +333,25 @@ fn main() -> ExitCode {
                 ModeArg::Infer => Mode::Infer,
             };
             run::run(&file, &weights, &input, &output, mode, seed, no_opt, threads)
+        }
+        Command::Grad {
+            file,
+            weights,
+            input,
+            target,
+            loss,
+            seed,
+            threads,
+            output,
+        } => {
+            let files = grad::Files {
+                model: &file,
+                weights: &weights,
+                input: &input,
+                target: &target,
+                output: &output,
+            };
+            grad::grad(&files, loss.map(LossArg::loss), seed, threads)
         }
         Command::Export { file, weights, output } => run::export(&file, &weights, &output),
         Command::Build { file, output, embed } => build::build(&file, &output, embed.as_deref()),

@@ -14,7 +14,7 @@ use std::path::Path;
 
 /// The module with every declared parameter: both modes, lowered. Weight
 /// files hold exactly these.
-fn declared(file: &Path) -> Result<Module, Failure> {
+pub(crate) fn declared(file: &Path) -> Result<Module, Failure> {
     let source = read_source(file)?;
     let options = Options {
         modes: Mode::ALL.to_vec(),
@@ -44,7 +44,7 @@ fn compiled(file: &Path, mode: Mode, stage: Stage, passes: Option<Vec<String>>) 
 
 /// Refuses a command whose planned memory exceeds the limit in force,
 /// naming its largest part.
-fn check_memory(footprint: &Footprint, what: impl FnOnce() -> String) -> Result<(), Failure> {
+pub(crate) fn check_memory(footprint: &Footprint, what: impl FnOnce() -> String) -> Result<(), Failure> {
     let Some(limit) = Limit::current().map_err(|e| Failure(format!("error: {e}")))? else {
         return Ok(());
     };
@@ -177,7 +177,7 @@ pub(crate) fn run(
 /// `--threads`, capped to the cores: more threads than cores only adds
 /// switching (and `--threads 10000` would start 10,000 of them). Zero is
 /// refused by the flag's parser.
-fn thread_count(asked: Option<usize>) -> usize {
+pub(crate) fn thread_count(asked: Option<usize>) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match asked {
         None => cores,

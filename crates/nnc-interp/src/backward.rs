@@ -4,17 +4,21 @@
 //! op, as `exec.rs` is for the forward.
 
 use crate::exec::activation;
-use crate::plan::conv_geometry;
+use crate::plan::{conv_geometry, pool_geometry};
 use crate::{Error, Interpreter};
 use nnc_ir::grad::rules::{rule, Read, Rule};
 use nnc_ir::grad::{Backward, Loss, Saved, StepKind, Target};
 use nnc_ir::{Act, Mode, Module, Op, ParamId, ValueId};
 use nnc_runtime::io::weights::Weights;
 use nnc_runtime::kernels::act::{maxout_grad, softmax_grad, From};
+use nnc_runtime::kernels::conv::{conv2d_grad_input, conv2d_grad_weight};
 use nnc_runtime::kernels::dense::{dense_grad_input, dense_grad_weight};
 use nnc_runtime::kernels::dropout::mask_grad;
 use nnc_runtime::kernels::loss::{bce, bce_with_logits, mse, penalty, softmax_cross_entropy};
-use nnc_runtime::kernels::norm::add;
+use nnc_runtime::kernels::norm::{
+    add, affine_grad, batch_norm_grad, group_norm_grad, instance_norm_grad, layer_norm_grad, lrn_grad,
+};
+use nnc_runtime::kernels::pool::{avg_pool2d_grad, global_avg_pool_grad, max_pool2d_grad};
 
 /// What the loss compares the output with: a class per sample, or values
 /// of the output's shape.
@@ -46,6 +50,7 @@ pub struct Gradients {
     output: Vec<f32>,
     loss: f64,
     planned_batch: usize,
+    planned_threads: usize,
 }
 
 impl Gradients {
@@ -94,6 +99,7 @@ impl Gradients {
             output: Vec::new(),
             loss: 0.0,
             planned_batch: 0,
+            planned_threads: 0,
         })
     }
 
@@ -125,6 +131,17 @@ impl Gradients {
             .then(|| self.grads[i].as_slice())
     }
 
+    /// What train op `index` recorded in the last run for the backward (see
+    /// `nnc_ir::grad::rules::Record`), if it records anything but
+    /// arg-maxes: masks, RReLU's slopes, a norm's statistics.
+    pub fn record(&self, index: usize) -> Option<&[f32]> {
+        self.forward
+            .records
+            .get(index)
+            .filter(|r| !r.is_empty())
+            .map(Vec::as_slice)
+    }
+
     /// A parameter's current values (running statistics move in training).
     pub fn param(&self, name: &str) -> Option<&[f32]> {
         self.forward.param(name)
@@ -147,10 +164,11 @@ impl Gradients {
         self.forward.check_input(input, batch)?;
         self.forward.prepare(batch, threads)?;
         self.forward.forward(input, batch, seed, &mut self.output)?;
-        if self.planned_batch != batch {
+        if self.planned_batch != batch || self.planned_threads != self.forward.team.threads() {
             self.buffers = self.slot_len.iter().map(|len| vec![0.0; len * batch]).collect();
-            self.scratch = vec![0.0; self.scratch_len()];
+            self.scratch = vec![0.0; self.scratch_len(batch)];
             self.planned_batch = batch;
+            self.planned_threads = self.forward.team.threads();
         }
         for id in &self.trained {
             self.grads[id.0 as usize].fill(0.0);
@@ -166,7 +184,10 @@ impl Gradients {
         match (&self.backward.target, targets) {
             (Target::Classes { classes }, Targets::Classes(labels)) => {
                 if labels.len() != batch {
-                    return Err(Error::Input(format!("{} class labels for {batch} samples", labels.len())));
+                    return Err(Error::Input(format!(
+                        "{} class labels for {batch} samples",
+                        labels.len()
+                    )));
                 }
                 if let Some((row, label)) = labels.iter().enumerate().find(|(_, l)| **l as usize >= *classes) {
                     return Err(Error::Input(format!(
@@ -206,19 +227,39 @@ impl Gradients {
     }
 
     /// Scratch for the step that needs the most: DropConnect's masked
-    /// weights and their gradient.
-    fn scratch_len(&self) -> usize {
-        let train = &self.forward.func;
-        train
+    /// weights and their gradient, a conv's columns, a norm's unneeded dx.
+    fn scratch_len(&self, batch: usize) -> usize {
+        let f = &self.forward;
+        let threads = f.team.threads();
+        f.func
             .ops
             .iter()
-            .map(|op| match &op.op {
-                Op::Linear {
-                    weight,
-                    dropconnect: Some(_),
-                    ..
-                } => 2 * self.grads.get(weight.0 as usize).map_or(0, Vec::len),
-                _ => 0,
+            .map(|op| {
+                let x = f.func.value_type(op.args[0]);
+                let w_len = |w: &ParamId| f.params.get(w.0 as usize).map_or(0, Vec::len);
+                match &op.op {
+                    Op::Linear {
+                        weight,
+                        dropconnect: Some(_),
+                        ..
+                    } => 2 * w_len(weight),
+                    Op::Conv2d {
+                        weight,
+                        geometry,
+                        dropconnect,
+                        ..
+                    } => {
+                        let g = conv_geometry(x, geometry, f.func.value_type(op.result));
+                        g.grad_scratch_len(threads) + dropconnect.map_or(0, |_| 2 * w_len(weight))
+                    }
+                    Op::Act(Act::Prelu { .. })
+                    | Op::BatchNorm { .. }
+                    | Op::LayerNorm { .. }
+                    | Op::InstanceNorm { .. }
+                    | Op::GroupNorm { .. }
+                    | Op::Affine { .. } => batch * x.numel(),
+                    _ => 0,
+                }
             })
             .max()
             .unwrap_or(0)
@@ -386,20 +427,130 @@ impl Gradients {
                 }
                 Ok(())
             }
-            Op::Conv2d { .. }
-            | Op::MaxPool(_)
-            | Op::AvgPool(_)
-            | Op::GlobalAvgPool
-            | Op::BatchNorm { .. }
-            | Op::LayerNorm { .. }
-            | Op::InstanceNorm { .. }
-            | Op::GroupNorm { .. }
-            | Op::Lrn { .. }
-            | Op::Affine { .. } => {
-                let _ = conv_geometry;
-                Err(Error::Unsupported(format!("the gradient of {} (not yet)", op.op.name())))
+            Op::Conv2d {
+                weight,
+                bias,
+                geometry,
+                dropconnect,
+                ..
+            } => {
+                let g = conv_geometry(x_ty, geometry, y_ty);
+                let x = saved(Read::Input);
+                let w_len = p(weight).len();
+                let dw = self.param_grad(*weight);
+                let db = bias.map(|b| self.param_grad(b));
+                let work = g.grad_scratch_len(f.team.threads());
+                match dropconnect {
+                    None => {
+                        let scratch = self.scratch_mut(work);
+                        if let Some(dx) = dx {
+                            conv2d_grad_input(dy, batch, &g, p(weight), dx, scratch, &f.team);
+                        }
+                        conv2d_grad_weight(x, dy, batch, &g, dw, db, scratch, &f.team);
+                    }
+                    Some(_) => {
+                        let mask = saved(Read::Record);
+                        let scratch = self.scratch_mut(2 * w_len + work);
+                        let (masked, rest) = scratch.split_at_mut(w_len);
+                        let (dmasked, work) = rest.split_at_mut(w_len);
+                        for ((m, w), k) in masked.iter_mut().zip(p(weight)).zip(mask) {
+                            *m = w * k;
+                        }
+                        if let Some(dx) = dx {
+                            conv2d_grad_input(dy, batch, &g, masked, dx, work, &f.team);
+                        }
+                        dmasked.fill(0.0);
+                        conv2d_grad_weight(x, dy, batch, &g, dmasked, db, work, &f.team);
+                        for ((gr, d), k) in dw.iter_mut().zip(dmasked.iter()).zip(mask) {
+                            *gr += d * k;
+                        }
+                    }
+                }
+                Ok(())
             }
-            Op::Add => Err(Error::Unsupported("a VJP step for add, whose gradient passes through".into())),
+            Op::MaxPool(g) => {
+                if let Some(dx) = dx {
+                    max_pool2d_grad(dy, &f.argmax[index], batch, &pool_geometry(x_ty, g), dx);
+                }
+                Ok(())
+            }
+            Op::AvgPool(g) => {
+                if let Some(dx) = dx {
+                    avg_pool2d_grad(dy, batch, &pool_geometry(x_ty, g), dx);
+                }
+                Ok(())
+            }
+            Op::GlobalAvgPool => {
+                if let Some(dx) = dx {
+                    global_avg_pool_grad(dy, batch, channels, inner, dx);
+                }
+                Ok(())
+            }
+            Op::BatchNorm { weight, bias, .. }
+            | Op::LayerNorm { weight, bias, .. }
+            | Op::InstanceNorm { weight, bias, .. }
+            | Op::GroupNorm { weight, bias, .. } => {
+                let (x, stats) = (saved(Read::Input), saved(Read::Record));
+                let (dgamma, dbeta) = (self.param_grad(*weight), self.param_grad(*bias));
+                // The kernels compute dx with the parameter gradients: into
+                // scratch when nothing needs dx.
+                let dx = match dx {
+                    Some(dx) => dx,
+                    None => self.scratch_mut(x.len()),
+                };
+                let gamma = p(weight);
+                match &op.op {
+                    Op::BatchNorm { .. } => {
+                        batch_norm_grad(x, dy, batch, channels, inner, gamma, stats, dx, dgamma, dbeta)
+                    }
+                    Op::LayerNorm { .. } => {
+                        layer_norm_grad(x, dy, batch, x_ty.numel(), gamma, stats, dx, dgamma, dbeta)
+                    }
+                    Op::InstanceNorm { .. } => {
+                        instance_norm_grad(x, dy, batch, channels, inner, gamma, stats, dx, dgamma, dbeta)
+                    }
+                    Op::GroupNorm { groups, .. } => group_norm_grad(
+                        x,
+                        dy,
+                        batch,
+                        channels,
+                        inner,
+                        *groups as usize,
+                        gamma,
+                        stats,
+                        dx,
+                        dgamma,
+                        dbeta,
+                    ),
+                    _ => {}
+                }
+                Ok(())
+            }
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            } => {
+                if let Some(dx) = dx {
+                    let x = saved(Read::Input);
+                    lrn_grad(x, dy, batch, channels, inner, *size as usize, *alpha, *beta, *bias, dx);
+                }
+                Ok(())
+            }
+            Op::Affine { scale, shift } => {
+                let x = saved(Read::Input);
+                let dx = match dx {
+                    Some(dx) => dx,
+                    None => self.scratch_mut(x.len()),
+                };
+                let (dscale, dshift) = (self.param_grad(*scale), self.param_grad(*shift));
+                affine_grad(x, dy, batch, channels, inner, p(scale), dx, dscale, dshift);
+                Ok(())
+            }
+            Op::Add => Err(Error::Unsupported(
+                "a VJP step for add, whose gradient passes through".into(),
+            )),
         }
     }
 
@@ -416,7 +567,15 @@ impl Gradients {
             let a = activation(act, &self.forward.params)?;
             let x = saved(Read::Input);
             let scratch = self.scratch_mut(x.len());
-            a.backward(x, From::Input, dy, scratch, channels, inner, Some(self.param_grad(*weight)));
+            a.backward(
+                x,
+                From::Input,
+                dy,
+                scratch,
+                channels,
+                inner,
+                Some(self.param_grad(*weight)),
+            );
         }
         Ok(())
     }
@@ -484,4 +643,3 @@ fn plan_gradients(backward: &Backward) -> (Vec<usize>, Vec<usize>) {
     }
     (slot_of, slot_len)
 }
-

@@ -1,7 +1,7 @@
 //! The one place IR ops meet kernels: an exhaustive `match` from
 //! `nnc_ir::Op` onto `nnc_runtime` calls.
 
-use crate::plan::conv_geometry;
+use crate::plan::{conv_geometry, pool_geometry};
 use crate::{Error, Interpreter};
 use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId, ValueId};
 use nnc_runtime::kernels::act::{maxout, softmax, Activation};
@@ -10,9 +10,10 @@ use nnc_runtime::kernels::dense::{dense, dense_weight};
 use nnc_runtime::kernels::dropout::{alpha_dropout_save, dropblock, dropconnect_save, dropout_save, rrelu_train_save};
 use nnc_runtime::kernels::epilogue::{Epilogue, EpilogueStep};
 use nnc_runtime::kernels::norm::{
-    add, affine, batch_norm_infer, batch_norm_train, group_norm, instance_norm, layer_norm, lrn,
+    add, affine, batch_norm_infer, batch_norm_train, batch_norm_train_save, group_norm, group_norm_save, instance_norm,
+    instance_norm_save, layer_norm, layer_norm_save, lrn,
 };
-use nnc_runtime::kernels::pool::{avg_pool2d, global_avg_pool, max_pool2d, PoolGeometry};
+use nnc_runtime::kernels::pool::{avg_pool2d, global_avg_pool, max_pool2d, max_pool2d_argmax};
 use nnc_runtime::Rng;
 
 /// The longest epilogue the interpreter runs without allocating.
@@ -110,16 +111,12 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             Ok(())
         }
         Op::MaxPool(g) | Op::AvgPool(g) => {
-            let geometry = PoolGeometry {
-                channels,
-                height: x_ty.height(),
-                width: x_ty.width(),
-                kernel: g.kernel as usize,
-                stride: g.stride as usize,
-                pads: g.pads.map(|v| v as usize),
-            };
+            let geometry = pool_geometry(x_ty, g);
             if let Op::MaxPool(_) = op.op {
-                max_pool2d(x, batch, &geometry, y);
+                match it.argmax.get_mut(index).filter(|a| !a.is_empty()) {
+                    Some(argmax) => max_pool2d_argmax(x, batch, &geometry, y, argmax),
+                    None => max_pool2d(x, batch, &geometry, y),
+                }
             } else {
                 avg_pool2d(x, batch, &geometry, y);
             }
@@ -148,9 +145,15 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
                 let mut mean = std::mem::take(&mut it.params[running_mean.0 as usize]);
                 let mut var = std::mem::take(&mut it.params[running_var.0 as usize]);
                 let (gamma, beta) = (&it.params[weight.0 as usize], &it.params[bias.0 as usize]);
-                batch_norm_train(
-                    x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y,
-                );
+                if record.is_empty() {
+                    batch_norm_train(
+                        x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y,
+                    );
+                } else {
+                    batch_norm_train_save(
+                        x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y, record,
+                    );
+                }
                 it.params[running_mean.0 as usize] = mean;
                 it.params[running_var.0 as usize] = var;
             } else {
@@ -170,11 +173,19 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             Ok(())
         }
         Op::LayerNorm { weight, bias, eps } => {
-            layer_norm(x, batch, x_ty.numel(), p(weight), p(bias), *eps, y);
+            if record.is_empty() {
+                layer_norm(x, batch, x_ty.numel(), p(weight), p(bias), *eps, y);
+            } else {
+                layer_norm_save(x, batch, x_ty.numel(), p(weight), p(bias), *eps, y, record);
+            }
             Ok(())
         }
         Op::InstanceNorm { weight, bias, eps } => {
-            instance_norm(x, batch, channels, inner, p(weight), p(bias), *eps, y);
+            if record.is_empty() {
+                instance_norm(x, batch, channels, inner, p(weight), p(bias), *eps, y);
+            } else {
+                instance_norm_save(x, batch, channels, inner, p(weight), p(bias), *eps, y, record);
+            }
             Ok(())
         }
         Op::GroupNorm {
@@ -183,7 +194,12 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             groups,
             eps,
         } => {
-            group_norm(x, batch, channels, inner, *groups as usize, p(weight), p(bias), *eps, y);
+            let g = *groups as usize;
+            if record.is_empty() {
+                group_norm(x, batch, channels, inner, g, p(weight), p(bias), *eps, y);
+            } else {
+                group_norm_save(x, batch, channels, inner, g, p(weight), p(bias), *eps, y, record);
+            }
             Ok(())
         }
         Op::Lrn {

@@ -259,13 +259,21 @@ impl Interpreter {
             let param_len = |id: nnc_ir::ParamId| params[id.0 as usize].len();
             self.scratch = vec![0.0; self.plan.scratch_len(&self.func, &param_len, batch, threads)];
             if self.recording {
-                let lens = self.func.ops.iter().map(|op| plan::record_len(&self.func, op, &param_len, batch));
+                let lens = self
+                    .func
+                    .ops
+                    .iter()
+                    .map(|op| plan::record_len(&self.func, op, &param_len, batch));
                 let is_max_pool = |op: &nnc_ir::OpData| matches!(op.op, Op::MaxPool(_));
                 self.records = lens
                     .zip(&self.func.ops)
                     .map(|(len, op)| if is_max_pool(op) { Vec::new() } else { vec![0.0; len] })
                     .collect();
-                let lens = self.func.ops.iter().map(|op| plan::record_len(&self.func, op, &param_len, batch));
+                let lens = self
+                    .func
+                    .ops
+                    .iter()
+                    .map(|op| plan::record_len(&self.func, op, &param_len, batch));
                 self.argmax = lens
                     .zip(&self.func.ops)
                     .map(|(len, op)| if is_max_pool(op) { vec![0; len] } else { Vec::new() })

@@ -4,6 +4,7 @@
 use crate::Error;
 use nnc_ir::{BufferPlan, Function, Op, OpData, ParamId, ValueId, ValueType};
 use nnc_runtime::kernels::conv::ConvGeometry;
+use nnc_runtime::kernels::pool::PoolGeometry;
 
 pub(crate) struct Plan {
     slots: BufferPlan,
@@ -101,6 +102,18 @@ pub(crate) fn record_len(func: &Function, op: &OpData, param_len: &dyn Fn(ParamI
         (Record::Stats, Op::InstanceNorm { .. }) => 2 * batch * x.channels(),
         (Record::Stats, Op::GroupNorm { groups, .. }) => 2 * batch * *groups as usize,
         _ => 0,
+    }
+}
+
+/// The runtime's view of a pool op on input `[C, H, W]`.
+pub(crate) fn pool_geometry(input: &ValueType, g: &nnc_ir::PoolGeometry) -> PoolGeometry {
+    PoolGeometry {
+        channels: input.channels(),
+        height: input.height(),
+        width: input.width(),
+        kernel: g.kernel as usize,
+        stride: g.stride as usize,
+        pads: g.pads.map(|v| v as usize),
     }
 }
 

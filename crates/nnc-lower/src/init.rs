@@ -103,7 +103,7 @@ pub(crate) fn resolve_weight_init(
         Dist::Orthogonal { gain } => f64::from(gain),
         _ => 0.0,
     };
-    if !(reach <= f32::MAX as f64) {
+    if reach.is_nan() || reach > f32::MAX as f64 {
         let at = gain_option.or(inner_gain).or(init).map(|v| v.span)?;
         let msg = format!(
             "{scheme} with gain {} draws weights beyond the range of a 32-bit float (3.4e38)",

@@ -24,6 +24,8 @@ pub enum Error {
         file: String,
         tensor: Option<String>,
         found: String,
+        /// What the file should have held: `f32`, `int32 or int64`.
+        expected: &'static str,
     },
     /// A file that is not a valid safetensors or npy file (truncated,
     /// corrupt header, ...), as a whole: `reason` says what is wrong.
@@ -92,12 +94,14 @@ impl fmt::Display for Error {
                 file,
                 tensor: Some(name),
                 found,
-            } => write!(f, "{file}: tensor `{name}` is {found}, expected F32"),
+                expected,
+            } => write!(f, "{file}: tensor `{name}` is {found}, expected {expected}"),
             Error::WrongDtype {
                 file,
                 tensor: None,
                 found,
-            } => write!(f, "{file}: the array is {found}, expected f32"),
+                expected,
+            } => write!(f, "{file}: the array is {found}, expected {expected}"),
             Error::Malformed { what, reason } => write!(f, "{what}: {reason}"),
             Error::BadTensor { file, tensor, problem } => write!(f, "{file}: {tensor} {problem}"),
             Error::TooLarge { what, limit } => {

@@ -37,7 +37,65 @@ pub fn read_npy_file(path: &Path) -> Result<(Vec<usize>, Vec<f32>), Error> {
 
 /// Reads an f32 `.npy` array; another dtype is an error naming it, and so
 /// is a body shorter or longer than the header's shape.
-pub fn read_npy_from<R: Read>(mut input: Input<R>) -> Result<(Vec<usize>, Vec<f32>), Error> {
+pub fn read_npy_from<R: Read>(input: Input<R>) -> Result<(Vec<usize>, Vec<f32>), Error> {
+    read_elements(input, "f32", |descr| match descr {
+        "<f4" => Some(Element {
+            width: 4,
+            decode: |b| f32::from_le_bytes(four(b)),
+        }),
+        ">f4" => Some(Element {
+            width: 4,
+            decode: |b| f32::from_be_bytes(four(b)),
+        }),
+        _ => None,
+    })
+}
+
+/// Reads an integer `.npy` file (int32 or int64, either byte order), such
+/// as class labels; another dtype is an error naming it.
+pub fn read_npy_int_file(path: &Path) -> Result<(Vec<usize>, Vec<i64>), Error> {
+    read_elements(input::open(path)?, "int32 or int64", |descr| match descr {
+        "<i4" => Some(Element {
+            width: 4,
+            decode: |b| i64::from(i32::from_le_bytes(four(b))),
+        }),
+        ">i4" => Some(Element {
+            width: 4,
+            decode: |b| i64::from(i32::from_be_bytes(four(b))),
+        }),
+        "<i8" => Some(Element {
+            width: 8,
+            decode: |b| i64::from_le_bytes(eight(b)),
+        }),
+        ">i8" => Some(Element {
+            width: 8,
+            decode: |b| i64::from_be_bytes(eight(b)),
+        }),
+        _ => None,
+    })
+}
+
+fn four(b: &[u8]) -> [u8; 4] {
+    [b[0], b[1], b[2], b[3]]
+}
+
+fn eight(b: &[u8]) -> [u8; 8] {
+    [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// How one dtype's elements are stored.
+struct Element<T> {
+    width: u64,
+    decode: fn(&[u8]) -> T,
+}
+
+/// Reads an array of the dtypes `element` accepts (`expected` names them
+/// in the error for another), checking the body against the shape.
+fn read_elements<R: Read, T: Copy>(
+    mut input: Input<R>,
+    expected: &'static str,
+    element: impl Fn(&str) -> Option<Element<T>>,
+) -> Result<(Vec<usize>, Vec<T>), Error> {
     let what = input.what.clone();
     let malformed = |reason: String| Error::Malformed {
         what: what.clone(),
@@ -45,27 +103,24 @@ pub fn read_npy_from<R: Read>(mut input: Input<R>) -> Result<(Vec<usize>, Vec<f3
     };
     let mut head = Vec::new();
     let header = read_header(&mut input, &mut head).map_err(malformed)?;
-    let little = match header.type_descriptor.as_string().map(String::as_str) {
-        Some("<f4") => true,
-        Some(">f4") => false,
-        _ => {
-            return Err(Error::WrongDtype {
-                file: what,
-                tensor: None,
-                found: dtype_name(&header.type_descriptor.to_string()),
-            })
-        }
+    let Some(Element { width, decode }) = header.type_descriptor.as_string().and_then(|d| element(d)) else {
+        return Err(Error::WrongDtype {
+            file: what,
+            tensor: None,
+            found: dtype_name(&header.type_descriptor.to_string()),
+            expected,
+        });
     };
     let count = header
         .shape
         .iter()
         .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
-        .filter(|n| n.checked_mul(4).is_some())
+        .filter(|n| n.checked_mul(width).is_some())
         .ok_or_else(|| malformed(format!("the declared shape {:?} is too large to address", header.shape)))?;
-    let body = count * 4;
+    let body = count * width;
     let declared = |present: u64| {
         format!(
-            "the header declares shape {:?} of f32 ({body} bytes of data), but the file holds {present}",
+            "the header declares shape {:?} of {expected} ({body} bytes of data), but the file holds {present}",
             header.shape
         )
     };
@@ -86,21 +141,13 @@ pub fn read_npy_from<R: Read>(mut input: Input<R>) -> Result<(Vec<usize>, Vec<f3
         if got < wanted {
             return Err(malformed(declared(read + got)));
         }
-        let decode = |b: &[u8]| {
-            let b = [b[0], b[1], b[2], b[3]];
-            if little {
-                f32::from_le_bytes(b)
-            } else {
-                f32::from_be_bytes(b)
-            }
-        };
-        data.extend(chunk.chunks_exact(4).map(decode));
+        data.extend(chunk.chunks_exact(width as usize).map(decode));
         read += got;
     }
     let extra = input::trailing_bytes(&mut input.reader, &what)?;
     if extra > 0 {
         return Err(malformed(format!(
-            "the header declares shape {:?} of f32 ({body} bytes of data), but more bytes follow",
+            "the header declares shape {:?} of {expected} ({body} bytes of data), but more bytes follow",
             header.shape
         )));
     }
@@ -154,6 +201,7 @@ fn read_header<R: Read>(input: &mut Input<R>, head: &mut Vec<u8>) -> Result<Head
 fn dtype_name(descr: &str) -> String {
     let kinds = [
         ("f8", "f64"),
+        ("f4", "f32"),
         ("f2", "f16"),
         ("i8", "int64"),
         ("i4", "int32"),
@@ -234,7 +282,8 @@ mod tests {
             Error::WrongDtype {
                 file: "x".into(),
                 tensor: None,
-                found: "f64".into()
+                found: "f64".into(),
+                expected: "f32"
             }
         );
         assert!(matches!(read_npy(b"junk", "x"), Err(Error::Malformed { .. })));

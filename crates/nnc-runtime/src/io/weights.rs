@@ -120,6 +120,7 @@ pub fn read_safetensors_from<R: Read>(
                 file: what.clone(),
                 tensor: Some(e.name.to_string()),
                 found: format!("{:?}", view.dtype()),
+                expected: "F32",
             });
         }
         if view.shape() != e.shape {

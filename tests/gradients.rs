@@ -1,0 +1,526 @@
+//! Gradients against float64 finite differences.
+//!
+//! The truth is a central difference of the loss computed by the f64
+//! reference forward pass (`common/reference.rs`, written from the op
+//! definitions, not from the kernels) with the random draws (dropout masks,
+//! RReLU slopes) the f32 forward recorded. The f32 forward + backward of
+//! `nnc_interp::Gradients` is checked against it: every parameter element
+//! for one small program per op, and directional derivatives along random
+//! directions for every bundled model.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::reference::{evaluate_with, Tensor};
+use nnc_diag::SourceFile;
+use nnc_driver::{compile, Loss, Options, Quiet, Stage};
+use nnc_interp::{Gradients, Targets};
+use nnc_ir::grad::Target;
+use nnc_ir::{Act, Mode, Module, Op};
+use nnc_runtime::Rng;
+use std::collections::BTreeMap;
+
+/// The loss, the gradients by name, and the forward's draws by op index.
+type Run = (f64, BTreeMap<String, Vec<f64>>, Vec<Option<Vec<f64>>>);
+
+/// A model with its backward, weights, a batch and targets.
+struct Case {
+    name: String,
+    module: Module,
+    params: BTreeMap<String, Vec<f64>>,
+    input: Vec<f32>,
+    batch: usize,
+    classes: Vec<u32>,
+    values: Vec<f32>,
+}
+
+fn grad_module(text: &str, loss: Option<Loss>, passes: Option<Vec<String>>) -> Module {
+    let options = Options {
+        modes: vec![Mode::Train],
+        stage: Stage::Grad,
+        passes,
+        loss,
+    };
+    let source = SourceFile::new("t.nn", text);
+    match compile(&source, &options, &mut Quiet) {
+        Ok(c) => c.module.unwrap(),
+        Err(e) => panic!("{e}\n{text}"),
+    }
+}
+
+impl Case {
+    fn new(name: &str, text: &str, loss: Option<Loss>, batch: usize, seed: u64) -> Case {
+        Case::with_passes(name, text, loss, None, batch, seed)
+    }
+
+    fn with_passes(
+        name: &str,
+        text: &str,
+        loss: Option<Loss>,
+        passes: Option<Vec<String>>,
+        batch: usize,
+        seed: u64,
+    ) -> Case {
+        let module = grad_module(text, loss, passes);
+        let weights = common::weights(text, seed);
+        let params = weights
+            .tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.data.iter().map(|v| f64::from(*v)).collect()))
+            .collect();
+        let train = module.function(Mode::Train).unwrap();
+        let per_sample = train.value_type(train.input).numel();
+        let out = train.value_type(train.output).numel();
+        let input = common::input(per_sample, batch, seed);
+        let mut rng = Rng::new(seed, 11);
+        let classes = (0..batch).map(|_| rng.next_u32() % out as u32).collect();
+        let backward = module.backward.as_ref().unwrap();
+        let values = (0..batch * out)
+            .map(|_| match backward.loss {
+                Loss::Bce => rng.uniform(),
+                _ => rng.normal() as f32,
+            })
+            .collect();
+        Case {
+            name: name.to_string(),
+            module,
+            params,
+            input,
+            batch,
+            classes,
+            values,
+        }
+    }
+
+    fn targets(&self) -> Targets<'_> {
+        match self.module.backward.as_ref().unwrap().target {
+            Target::Classes { .. } => Targets::Classes(&self.classes),
+            Target::Values(_) => Targets::Values(&self.values),
+        }
+    }
+
+    /// The f32 forward + backward: the loss, the gradients by name, and
+    /// what the forward drew (by op index).
+    fn run(&self, threads: usize) -> Run {
+        let weights = nnc_runtime::io::weights::Weights {
+            tensors: self
+                .params
+                .iter()
+                .map(|(k, v)| {
+                    let tensor = nnc_runtime::io::weights::Tensor {
+                        shape: vec![v.len()],
+                        data: v.iter().map(|x| *x as f32).collect(),
+                    };
+                    (k.clone(), tensor)
+                })
+                .collect(),
+        };
+        let mut g = Gradients::new(&self.module, &weights).unwrap();
+        let loss = g.run(&self.input, self.batch, self.targets(), threads, 5).unwrap();
+        let grads = g
+            .gradients()
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.iter().map(|x| f64::from(*x)).collect()))
+            .collect();
+        let train = self.module.function(Mode::Train).unwrap();
+        let records = (0..train.ops.len())
+            .map(|i| {
+                let draws = matches!(
+                    train.ops[i].op,
+                    Op::Dropout { .. }
+                        | Op::AlphaDropout { .. }
+                        | Op::DropBlock { .. }
+                        | Op::Act(Act::Rrelu { .. })
+                        | Op::Linear {
+                            dropconnect: Some(_),
+                            ..
+                        }
+                        | Op::Conv2d {
+                            dropconnect: Some(_),
+                            ..
+                        }
+                );
+                g.record(i)
+                    .filter(|_| draws)
+                    .map(|r| r.iter().map(|v| f64::from(*v)).collect())
+            })
+            .collect();
+        (loss, grads, records)
+    }
+
+    /// The loss in f64 at `params`, with the forward's draws.
+    fn loss(&self, params: &BTreeMap<String, Vec<f64>>, records: &[Option<Vec<f64>>]) -> f64 {
+        let stored = |name: &str| params.get(name).unwrap_or_else(|| panic!("no `{name}`")).clone();
+        let draws = |i: usize| records.get(i).cloned().flatten();
+        let eval = evaluate_with(&self.module, Mode::Train, &stored, &self.input, self.batch, &draws);
+        let backward = self.module.backward.as_ref().unwrap();
+        let train = self.module.function(Mode::Train).unwrap();
+        let last = train.ops.iter().find(|o| o.result == train.output).map(|o| &o.op);
+        let y = &eval.output;
+        let data = match backward.loss {
+            Loss::CrossEntropy { label_smoothing } => {
+                let eps = f64::from(label_smoothing);
+                let (c, _) = y.channels_inner();
+                let mut total = 0.0;
+                for (row, &label) in y.data.chunks(c).zip(&self.classes) {
+                    // log-probabilities: of the softmax the model ends with,
+                    // or of its output as logits.
+                    let log_p: Vec<f64> = if matches!(last, Some(Op::Act(Act::Softmax))) {
+                        row.iter().map(|p| p.ln()).collect()
+                    } else {
+                        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                        let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
+                        row.iter().map(|v| v - m - s.ln()).collect()
+                    };
+                    for (k, lp) in log_p.iter().enumerate() {
+                        let t = if k == label as usize {
+                            1.0 - eps + eps / c as f64
+                        } else {
+                            eps / c as f64
+                        };
+                        total -= t * lp;
+                    }
+                }
+                total / self.batch as f64
+            }
+            Loss::Mse => mean(y, &self.values, |v, t| (v - t).powi(2)),
+            Loss::Bce => mean(y, &self.values, |p, t| {
+                -(t * p.ln().max(-100.0) + (1.0 - t) * (1.0 - p).ln().max(-100.0))
+            }),
+        };
+        let penalties: f64 = self
+            .module
+            .params
+            .iter()
+            .filter(|p| p.l1 != 0.0 || p.l2 != 0.0)
+            .map(|p| {
+                let w = &params[&p.name];
+                let (l1, l2) = (f64::from(p.l1), f64::from(p.l2));
+                w.iter().map(|v| l1 * v.abs() + l2 * v * v).sum::<f64>()
+            })
+            .sum();
+        data + penalties
+    }
+}
+
+fn mean(y: &Tensor, t: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
+    let n = y.data.len() as f64;
+    y.data.iter().zip(t).map(|(v, t)| f(*v, f64::from(*t))).sum::<f64>() / n
+}
+
+/// d(loss)/d(params) along `direction` by a central difference in f64.
+fn directional(case: &Case, records: &[Option<Vec<f64>>], direction: &BTreeMap<String, Vec<f64>>, h: f64) -> f64 {
+    let shifted = |sign: f64| {
+        let mut p = case.params.clone();
+        for (name, d) in direction {
+            for (v, dv) in p.get_mut(name).unwrap().iter_mut().zip(d) {
+                *v += sign * h * dv;
+            }
+        }
+        case.loss(&p, records)
+    };
+    (shifted(1.0) - shifted(-1.0)) / (2.0 * h)
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// Every element of every trained parameter against its central
+/// difference, within `tol` of the gradient's norm (f32 kernels).
+fn check_elementwise(case: &Case, tol: f64) {
+    let (loss, grads, records) = case.run(1);
+    let reference = case.loss(&case.params, &records);
+    assert!(
+        (loss - reference).abs() <= 1e-5 * reference.abs().max(1.0),
+        "{}: loss {loss} vs f64 {reference}",
+        case.name
+    );
+    assert!(!grads.is_empty(), "{}: nothing trained", case.name);
+    for (name, g) in &grads {
+        let scale = norm(g).max(1e-3);
+        for i in 0..g.len() {
+            let mut d = BTreeMap::new();
+            let mut e = vec![0.0; g.len()];
+            e[i] = 1.0;
+            d.insert(name.clone(), e);
+            let fd = directional(case, &records, &d, 1e-6);
+            assert!(
+                (g[i] - fd).abs() <= tol * scale,
+                "{}: d loss / d {name}[{i}] = {} but the f64 finite difference is {fd} (|g| = {scale:e})",
+                case.name,
+                g[i]
+            );
+        }
+    }
+}
+
+/// Small programs, each with the op under test between two layers that
+/// have parameters, so both its input gradient and its parameters are
+/// exercised.
+fn op_programs() -> Vec<(String, String, Option<Loss>)> {
+    let mut out = Vec::new();
+    let mut dense = |name: &str, body: &str, loss: Option<Loss>| {
+        let text = format!("model T {{\n  input 5\n  dense 5 -> 6\n{body}\n  dense 3\n}}\n");
+        out.push((name.to_string(), text, loss));
+    };
+    for act in [
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu(alpha=0.1)",
+        "leaky_relu(alpha=-0.2)",
+        "prelu",
+        "prelu(shared=true)",
+        "rrelu",
+        "elu(alpha=0.7)",
+        "elu(alpha=-0.5)",
+        "selu",
+        "softplus(beta=2)",
+        "gelu",
+        "silu",
+        "maxout(pieces=2)",
+    ] {
+        dense(act, &format!("  dense 6 -> 4 act={act}"), None);
+    }
+    dense("batch norm", "  dense 6 -> 4 norm=batch act=tanh", None);
+    dense(
+        "batch norm post",
+        "  dense 6 -> 4 norm=batch norm_pos=post act=relu",
+        None,
+    );
+    dense("layer norm", "  dense 6 -> 4\n  norm layer", None);
+    dense("dropout", "  dense 6 -> 4 act=tanh dropout=0.4", None);
+    dense("alpha dropout", "  dense 6 -> 4 act=selu dropout=alpha(0.3)", None);
+    dense("dropconnect", "  dense 6 -> 4 dropout=dropconnect(0.4)", None);
+    dense(
+        "residual",
+        "  dense 6 -> 4 act=tanh\n  residual { dense 4 act=elu }",
+        None,
+    );
+    dense("penalties", "  dense 6 -> 4 act=tanh l1=0.01 l2=0.02", None);
+    dense("no bias", "  dense 6 -> 4 bias=false act=silu", None);
+
+    dense(
+        "cross-entropy on logits",
+        "  dense 6 -> 4 act=tanh",
+        Some(Loss::CrossEntropy { label_smoothing: 0.0 }),
+    );
+    for (name, last, loss) in [
+        ("cross-entropy", "softmax", None),
+        (
+            "label smoothing",
+            "softmax",
+            Some(Loss::CrossEntropy { label_smoothing: 0.1 }),
+        ),
+        ("bce with logits", "sigmoid", None),
+    ] {
+        let text = format!("model T {{\n  input 5\n  dense 5 -> 6 act=tanh\n  dense 6 -> 4 act={last}\n}}\n");
+        out.push((name.to_string(), text, loss));
+    }
+    // Softmax is the last op; with mse it is not fused into the loss.
+    out.push((
+        "softmax".into(),
+        "model T {\n  input 5\n  dense 5 -> 6 act=tanh\n  dense 6 -> 4 act=softmax\n}\n".into(),
+        Some(Loss::Mse),
+    ));
+    out.push((
+        "sigmoid + mse".into(),
+        "model T {\n  input 5\n  dense 5 -> 6 act=tanh\n  dense 6 -> 4 act=sigmoid\n}\n".into(),
+        Some(Loss::Mse),
+    ));
+    let mut image = |name: &str, body: &str| {
+        let text =
+            format!("model T {{\n  input [2, 6, 6]\n  conv 2 -> 4 k=3 pad=1\n{body}\n  flatten\n  dense 3\n}}\n");
+        out.push((name.to_string(), text, None));
+    };
+    image("conv", "  conv 4 -> 4 k=3 stride=2 pad=1 act=tanh");
+    image("conv dilated", "  conv 4 -> 2 k=3 dilation=2 pad=same");
+    image("conv grouped", "  conv 4 -> 4 k=3 groups=2 pad=1 act=relu");
+    image("depthwise", "  conv 4 -> 4 k=3 groups=4 pad=1 act=gelu");
+    image("conv 1x1", "  conv 4 -> 3 k=1");
+    image("conv dropconnect", "  conv 4 -> 4 k=3 pad=1 dropout=dropconnect(0.3)");
+    image("maxpool", "  act tanh\n  maxpool k=2");
+    image("maxpool padded", "  maxpool k=3 stride=2 pad=1");
+    image("avgpool", "  avgpool k=3 stride=2 pad=1");
+    image("batch norm 2d", "  norm batch\n  act relu");
+    image("instance norm", "  norm instance");
+    image("group norm", "  norm group(groups=2)");
+    image("lrn", "  norm lrn(size=3, alpha=0.5)");
+    image("prelu 2d", "  act prelu");
+    image("dropblock", "  act tanh\n  dropout=dropblock(0.3, block=3)");
+    image("maxout 2d", "  act maxout(pieces=2)");
+    out.push((
+        "globalavgpool".into(),
+        "model T {\n  input [2, 5, 5]\n  conv 2 -> 4 k=3 act=tanh\n  globalavgpool\n  dense 3\n}\n".into(),
+        None,
+    ));
+    out
+}
+
+#[test]
+fn every_op_matches_float64_finite_differences() {
+    for (i, (name, text, loss)) in op_programs().into_iter().enumerate() {
+        let text = text.replace("  dropout=dropblock", "  conv 4 -> 4 k=1 dropout=dropblock");
+        let case = Case::new(&name, &text, loss, 3, 100 + i as u64);
+        check_elementwise(&case, 2e-3);
+    }
+}
+
+/// Random directions over all trained parameters, and over each tensor
+/// alone, for every bundled model.
+#[test]
+fn every_model_matches_float64_directional_derivatives() {
+    for (file, text) in common::models() {
+        let batch = std::env::var("NNC_BATCH").map_or(8, |b| b.parse().unwrap());
+        let case = Case::new(&file, &text, None, batch, 7);
+        let (loss, grads, records) = case.run(2);
+        let reference = case.loss(&case.params, &records);
+        assert!(
+            (loss - reference).abs() <= 1e-4 * reference.abs().max(1.0),
+            "{file}: loss {loss} vs f64 {reference}"
+        );
+        let mut rng = Rng::new(3, 3);
+        let mut random = |names: &[&String]| -> BTreeMap<String, Vec<f64>> {
+            names
+                .iter()
+                .map(|n| ((*n).clone(), (0..grads[*n].len()).map(|_| rng.normal()).collect()))
+                .collect()
+        };
+        let all: Vec<&String> = grads.keys().collect();
+        // Every tensor alone in small models; the first, the last and all
+        // together in the large ones (each difference is two passes).
+        let mut probes: Vec<Vec<&String>> = vec![all.clone()];
+        if all.len() <= 12 || std::env::var("NNC_PROBE_ALL").is_ok() {
+            probes.extend(all.iter().map(|n| vec![*n]));
+        } else {
+            probes.push(vec![all[0]]);
+            probes.push(vec![all[all.len() - 1]]);
+        }
+        for names in probes {
+            let d = random(&names);
+            let analytic: f64 = d
+                .iter()
+                .map(|(n, dv)| grads[n].iter().zip(dv).map(|(g, v)| g * v).sum::<f64>())
+                .sum();
+            let scale: f64 = names
+                .iter()
+                .map(|n| norm(&grads[*n]).powi(2))
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-12);
+            // A small step: with thousands of ReLU-family units, a larger one
+            // moves some across their kink and bends the difference. But a
+            // vanishing gradient (1e-7 at the first layer of the N(0, 0.01²)
+            // tanh net) changes the loss by less than its rounding unless
+            // the step is larger.
+            let h = (1e-9 / scale).clamp(1e-7, 1e-2);
+            let fd = directional(&case, &records, &d, h);
+            if std::env::var("NNC_PROBE_ALL").is_ok() {
+                eprintln!("{file} {names:?}: {analytic} vs {fd}");
+                continue;
+            }
+            assert!(
+                (analytic - fd).abs() <= 2e-3 * scale,
+                "{file}: along {names:?}: backward {analytic}, f64 finite difference {fd} (|g| = {scale:e})"
+            );
+        }
+    }
+}
+
+#[test]
+fn threads_do_not_change_the_gradients() {
+    for (file, text) in common::models() {
+        let case = Case::new(&file, &text, None, 9, 1);
+        let (l1, g1, _) = case.run(1);
+        let (l2, g2, _) = case.run(2);
+        assert!((l1 - l2).abs() <= 1e-6 * l1.abs().max(1.0), "{file}");
+        for (name, a) in &g1 {
+            let b = &g2[name];
+            let scale = norm(a).max(1e-6);
+            let diff = norm(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>());
+            assert!(
+                diff <= 1e-4 * scale,
+                "{file}: {name} differs with 2 threads ({diff:e} of {scale:e})"
+            );
+        }
+    }
+}
+
+/// Dropout's gradient is zero where it dropped and scaled by 1/(1 − p)
+/// where it kept: with one sample, the first layer's bias gradient is the
+/// mask times what flows back from the second layer.
+#[test]
+fn dropout_gradients_follow_the_mask() {
+    let text = "model T {\n  input 5\n  dense 5 -> 40 dropout=0.5\n  dense 40 -> 2\n}\n";
+    let case = Case::new("dropout mask", text, None, 1, 3);
+    let (_, grads, records) = case.run(1);
+    let train = case.module.function(Mode::Train).unwrap();
+    let at = train
+        .ops
+        .iter()
+        .position(|o| matches!(o.op, Op::Dropout { .. }))
+        .unwrap();
+    let mask = records[at].as_ref().unwrap();
+    // What reaches the dropout's output: W2ᵀ·dy, dy = 2(y − t)/2 for mse.
+    let stored = |name: &str| case.params[name].clone();
+    let y = evaluate_with(&case.module, Mode::Train, &stored, &case.input, 1, &|i| {
+        records[i].clone()
+    })
+    .output;
+    let dy: Vec<f64> = y
+        .data
+        .iter()
+        .zip(&case.values)
+        .map(|(v, t)| 2.0 * (v - f64::from(*t)) / 2.0)
+        .collect();
+    let w2 = &case.params["layer1.weight"];
+    let (mut dropped, mut kept) = (0, 0);
+    for j in 0..40 {
+        let back: f64 = (0..2).map(|o| w2[o * 40 + j] * dy[o]).sum();
+        let g = grads["layer0.bias"][j];
+        if mask[j] == 0.0 {
+            dropped += 1;
+            assert_eq!(g, 0.0, "a dropped unit gets no gradient");
+        } else {
+            kept += 1;
+            assert_eq!(mask[j], 2.0, "kept units are scaled by 1/(1 − p)");
+            assert!(
+                (g - 2.0 * back).abs() <= 1e-5 * back.abs().max(1e-3),
+                "unit {j}: {g} vs {}",
+                2.0 * back
+            );
+        }
+    }
+    assert!(dropped > 5 && kept > 5, "a mask of {dropped} dropped and {kept} kept");
+}
+
+/// Batch norm's input gradient sums to zero over the batch per channel:
+/// seen as the gradient of the bias before it (kept here by running only
+/// `dce`), which is therefore zero, the value `nnc grad` writes for a bias
+/// the train pipeline removed.
+#[test]
+fn batch_norm_input_gradient_sums_to_zero() {
+    let text = "model T {\n  input 5\n  dense 5 -> 6 norm=batch act=tanh\n  dense 6 -> 3\n}\n";
+    let case = Case::with_passes("bn", text, None, Some(vec!["dce".into()]), 8, 2);
+    let (_, grads, _) = case.run(1);
+    let bias = &grads["layer0.bias"];
+    let weight = norm(&grads["layer0.weight"]);
+    for (c, g) in bias.iter().enumerate() {
+        assert!(g.abs() <= 1e-6 * weight.max(1.0), "channel {c}: Σ dx = {g}");
+    }
+}
+
+/// Softmax + cross-entropy gives `p − onehot`: every row sums to zero, so
+/// the last bias's gradient does too.
+#[test]
+fn softmax_cross_entropy_rows_sum_to_zero() {
+    let text = "model T {\n  input 5\n  dense 5 -> 6 act=relu\n  dense 6 -> 4 act=softmax\n}\n";
+    let case = Case::new("ce", text, None, 6, 4);
+    let (_, grads, _) = case.run(1);
+    let bias = &grads["layer1.bias"];
+    let sum: f64 = bias.iter().sum();
+    assert!(sum.abs() <= 1e-6, "Σ_c d loss / d b_c = {sum}");
+    assert!(norm(bias) > 1e-3, "a gradient to speak of");
+}
