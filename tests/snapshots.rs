@@ -61,6 +61,28 @@ fn models_lower_and_optimize() {
             }
             insta::assert_snapshot!(format!("optimized-{mode}"), text);
         }
+        // The grad stage: the train function with what it saves, and its
+        // backward. Every trained parameter of the train function gets a
+        // gradient (nothing is left out by the rules).
+        let grad = build(path, Mode::Train, Stage::Grad);
+        let text = check_text(&grad, "grad");
+        let train = grad.function(Mode::Train).unwrap();
+        let backward = grad.backward.as_ref().unwrap();
+        let trained = backward.trained_params(train);
+        for op in &train.ops {
+            for p in op.op.params() {
+                let role = grad.param(p).role;
+                let state = matches!(role, nnc_ir::ParamRole::RunningMean | nnc_ir::ParamRole::RunningVar);
+                assert_eq!(
+                    !state,
+                    trained.contains(&p),
+                    "{}: @{}",
+                    path.display(),
+                    grad.param(p).name
+                );
+            }
+        }
+        insta::assert_snapshot!("grad-train", text);
     });
 }
 

@@ -73,7 +73,11 @@ fn tensors(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         .tensors()
         .into_iter()
         .map(|(name, view)| {
-            let data = view.data().chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let data = view
+                .data()
+                .chunks(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             (name, view.shape().to_vec(), data)
         })
         .collect();
@@ -142,31 +146,59 @@ fn broken_targets_are_refused_naming_the_row() {
     let floats = f.dir.join("f.npy");
     std::fs::write(&floats, write_npy(&[3], &[0.0, 1.0, 2.0]).unwrap()).unwrap();
     let nan = f.dir.join("nan.npy");
-    std::fs::write(&nan, write_npy(&[3, 3], &[0.0, 1.0, 0.0, 0.0, f32::NAN, 0.0, 1.0, 0.0, 0.0]).unwrap()).unwrap();
+    std::fs::write(
+        &nan,
+        write_npy(&[3, 3], &[0.0, 1.0, 0.0, 0.0, f32::NAN, 0.0, 1.0, 0.0, 0.0]).unwrap(),
+    )
+    .unwrap();
     let cases: Vec<(String, &[&str], &str)> = vec![
         (labels(&f.dir, "short.npy", &[0, 1]), &[], "one class index per sample"),
-        (labels(&f.dir, "range.npy", &[0, 3, 1]), &[], "row 1: class 3 is not one of the model's 3 classes"),
+        (
+            labels(&f.dir, "range.npy", &[0, 3, 1]),
+            &[],
+            "row 1: class 3 is not one of the model's 3 classes",
+        ),
         (labels(&f.dir, "negative.npy", &[0, 1, -1]), &[], "row 2: class -1"),
         (s(&floats).to_string(), &[], "expected int32 or int64"),
         (s(&nan).to_string(), &["--loss", "mse"], "row 1: a target is NaN"),
         (s(&nan).to_string(), &["--loss", "bce"], "row 1: a target is NaN"),
-        (labels(&f.dir, "ints.npy", &[0, 1, 2]), &["--loss", "mse"], "expected f32"),
+        (
+            labels(&f.dir, "ints.npy", &[0, 1, 2]),
+            &["--loss", "mse"],
+            "expected f32",
+        ),
     ];
     for (target, extra, needle) in cases {
         std::fs::write(&out_path, b"untouched").unwrap();
         let out = grad(&f, &target, &out_path, extra);
         assert_eq!(out.status.code(), Some(1), "{target}: {}", stderr(&out));
-        assert!(stderr(&out).contains(needle), "{target}: expected `{needle}` in: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(needle),
+            "{target}: expected `{needle}` in: {}",
+            stderr(&out)
+        );
         assert_eq!(stderr(&out).lines().count(), 1, "one line: {}", stderr(&out));
-        assert_eq!(std::fs::read(&out_path).unwrap(), b"untouched", "{target}: output changed");
+        assert_eq!(
+            std::fs::read(&out_path).unwrap(),
+            b"untouched",
+            "{target}: output changed"
+        );
     }
     // bce targets outside [0, 1].
     let outside = f.dir.join("outside.npy");
-    std::fs::write(&outside, write_npy(&[3, 3], &[0.0, 1.0, 0.0, 0.0, 1.5, 0.0, 1.0, 0.0, 0.0]).unwrap()).unwrap();
+    std::fs::write(
+        &outside,
+        write_npy(&[3, 3], &[0.0, 1.0, 0.0, 0.0, 1.5, 0.0, 1.0, 0.0, 0.0]).unwrap(),
+    )
+    .unwrap();
     std::fs::write(&out_path, b"untouched").unwrap();
     let out = grad(&f, s(&outside), &out_path, &["--loss", "bce"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("row 1: a target is outside [0, 1]"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("row 1: a target is outside [0, 1]"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read(&out_path).unwrap(), b"untouched");
 }
 
@@ -176,7 +208,20 @@ fn cross_entropy_needs_class_scores() {
     let dir = scratch("ce-shape");
     let model = dir.join("m.nn");
     std::fs::write(&model, text).unwrap();
-    let out = nnc(&["ir", s(&model), "--mode", "train", "--stage", "grad", "--loss", "cross_entropy"]);
+    let out = nnc(&[
+        "ir",
+        s(&model),
+        "--mode",
+        "train",
+        "--stage",
+        "grad",
+        "--loss",
+        "cross_entropy",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cross_entropy needs an output of class scores"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cross_entropy needs an output of class scores"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -225,7 +225,7 @@ fn value(f: &Function, v: ValueId) -> Result<&ValueType, GradError> {
 
 /// What the steps read of the train function, in the order it is made
 /// (the input first, then by op; an op's result before its record).
-fn saved(train: &Function, backward: &Backward, rules: &[Rule], producers: &[Option<usize>]) -> Vec<Saved> {
+pub(crate) fn saved(train: &Function, backward: &Backward, rules: &[Rule], producers: &[Option<usize>]) -> Vec<Saved> {
     let mut out = Vec::new();
     for step in &backward.steps {
         match &step.kind {

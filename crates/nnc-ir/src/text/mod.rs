@@ -23,6 +23,7 @@
 //! ([`print_module_with_errors`]) needs.
 
 mod parse;
+mod parse_grad;
 mod print;
 
 pub use parse::{parse_module, ParseError};

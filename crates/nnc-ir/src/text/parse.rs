@@ -20,13 +20,14 @@ use pest::{Parser as _, Span};
 use std::collections::HashMap;
 use std::fmt;
 
-mod grammar {
+pub(super) mod grammar {
     #[derive(pest_derive::Parser)]
     #[grammar = "../../grammar/ir.pest"]
     pub struct IrParser;
 }
 
-use grammar::{IrParser, Rule};
+use grammar::IrParser;
+pub(super) use grammar::Rule;
 
 /// At most 2³² elements per sample in a value, or in a parameter.
 const MAX_ELEMENTS: u64 = 1 << 32;
@@ -53,10 +54,10 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-type Result<T> = std::result::Result<T, ParseError>;
+pub(super) type Result<T> = std::result::Result<T, ParseError>;
 
 /// An error at the start of `span`.
-fn error_at(span: Span<'_>, message: impl Into<String>) -> ParseError {
+pub(super) fn error_at(span: Span<'_>, message: impl Into<String>) -> ParseError {
     let (line, col) = span.start_pos().line_col();
     ParseError {
         line,
@@ -164,19 +165,33 @@ fn describe(rule: &Rule) -> String {
         Rule::ident => "a name",
         Rule::uint => "a whole number",
         Rule::number => "a number",
+        Rule::saving => "`saving ...`",
+        Rule::saved | Rule::record_ref => "a saved value like `%3` or `stats(%3)`",
+        Rule::backward => "`func @backward(...)`",
+        Rule::target_type | Rule::class_target => "a target type like `class[N] < 10` or `f32[N,1]`",
+        Rule::loss_spec => "a loss",
+        Rule::step_line => "a backward step",
+        Rule::loss_step | Rule::loss_head => "`loss[LAYER] of %K`",
+        Rule::fused => "`fused`",
+        Rule::vjp_step | Rule::vjp_head => "a VJP like `linear.vjp[layer0]`",
+        Rule::reads => "`reads(...)`",
+        Rule::grads => "`grads(...)`",
+        Rule::sum_step | Rule::sum_head => "`sum[LAYER] %dA, %dB`",
+        Rule::penalty_step | Rule::penalty_head => "`penalty[LAYER] @PARAM`",
+        Rule::grad_ref => "a gradient like `%d3`",
     };
     text.to_string()
 }
 
 /// The children of a pair, without keywords, read front to back.
-struct Items<'i> {
+pub(super) struct Items<'i> {
     /// Where "missing" errors point.
     span: Span<'i>,
     pairs: std::iter::Peekable<std::vec::IntoIter<Pair<'i, Rule>>>,
 }
 
 impl<'i> Items<'i> {
-    fn new(pair: Pair<'i, Rule>) -> Items<'i> {
+    pub(super) fn new(pair: Pair<'i, Rule>) -> Items<'i> {
         let span = pair.as_span();
         let pairs: Vec<Pair<'i, Rule>> = pair
             .into_inner()
@@ -201,7 +216,7 @@ impl<'i> Items<'i> {
     }
 
     /// The next child, which the grammar says must be a `rule`.
-    fn expect(&mut self, rule: Rule) -> Result<Pair<'i, Rule>> {
+    pub(super) fn expect(&mut self, rule: Rule) -> Result<Pair<'i, Rule>> {
         match self.pairs.next() {
             Some(p) if p.as_rule() == rule => Ok(p),
             _ => Err(error_at(
@@ -212,7 +227,7 @@ impl<'i> Items<'i> {
     }
 
     /// The next child if it is a `rule`.
-    fn optional(&mut self, rule: Rule) -> Option<Pair<'i, Rule>> {
+    pub(super) fn optional(&mut self, rule: Rule) -> Option<Pair<'i, Rule>> {
         self.pairs.next_if(|p| p.as_rule() == rule)
     }
 }
@@ -232,6 +247,7 @@ fn read_module(pair: Pair<'_, Rule>) -> Result<Module> {
     let mut module = Module::new(name.as_str());
     let mut params = Vec::new();
     let mut functions = Vec::new();
+    let mut backward = None;
     for item in items {
         match item.as_rule() {
             Rule::note => {
@@ -240,6 +256,10 @@ fn read_module(pair: Pair<'_, Rule>) -> Result<Module> {
             }
             Rule::param => params.push(item),
             Rule::func => functions.push(item),
+            Rule::backward if backward.is_some() => {
+                return Err(error_at(item.as_span(), "a second @backward function"))
+            }
+            Rule::backward => backward = Some(item),
             _ => return Err(error_at(item.as_span(), "internal: unexpected item")),
         }
     }
@@ -260,30 +280,43 @@ fn read_module(pair: Pair<'_, Rule>) -> Result<Module> {
     for param in params {
         module.params.push(reader.param(param)?);
     }
+    let mut saving = None;
     for function in functions {
-        let (span, function) = reader.function(&module, function)?;
+        let (span, function, saved) = reader.function(&module, function)?;
         if module.function(function.mode).is_some() {
             return Err(error_at(span, format!("a second @{} function", function.mode)));
         }
+        if let Some(saved) = saved {
+            saving = Some(saved);
+        }
         module.functions.push(function);
+    }
+    match (backward, saving) {
+        (Some(pair), saving) => {
+            module.backward = Some(super::parse_grad::backward(&reader.names, &module, pair, saving)?);
+        }
+        (None, Some((span, _))) => {
+            return Err(error_at(span, "`saving` without a @backward function"));
+        }
+        (None, None) => {}
     }
     Ok(module)
 }
 
 /// `@name` without the sigil.
-fn param_name<'i>(pair: &Pair<'i, Rule>) -> &'i str {
+pub(super) fn param_name<'i>(pair: &Pair<'i, Rule>) -> &'i str {
     let text = pair.as_str();
     text.strip_prefix('@').unwrap_or(text)
 }
 
-fn f32_of(pair: &Pair<'_, Rule>) -> Result<f32> {
+pub(super) fn f32_of(pair: &Pair<'_, Rule>) -> Result<f32> {
     pair.as_str()
         .parse::<f32>()
         .map_err(|_| error_at(pair.as_span(), format!("`{}` is not a number", pair.as_str())))
 }
 
 /// A whole number no larger than `max`.
-fn uint_of(pair: &Pair<'_, Rule>, max: u64) -> Result<u64> {
+pub(super) fn uint_of(pair: &Pair<'_, Rule>, max: u64) -> Result<u64> {
     match pair.as_str().parse::<u64>() {
         Ok(n) if n <= max => Ok(n),
         _ => Err(error_at(
@@ -303,7 +336,7 @@ fn u32_of(pair: &Pair<'_, Rule>) -> Result<u32> {
 }
 
 /// The `K` of `%K`.
-fn value_number(pair: &Pair<'_, Rule>) -> Result<u32> {
+pub(super) fn value_number(pair: &Pair<'_, Rule>) -> Result<u32> {
     u32_of(&Items::new(pair.clone()).expect(Rule::uint)?)
 }
 
@@ -321,7 +354,7 @@ fn dims_of(pair: Pair<'_, Rule>) -> Result<Vec<usize>> {
     Ok(dims)
 }
 
-fn value_type_of(pair: Pair<'_, Rule>) -> Result<ValueType> {
+pub(super) fn value_type_of(pair: Pair<'_, Rule>) -> Result<ValueType> {
     let span = pair.as_span();
     let dims = dims_of(pair)?;
     // Every value has per-sample axes (inputs are 1-D or 3-D); shape rules
@@ -437,8 +470,14 @@ impl<'i> Reader<'i> {
         }
     }
 
-    /// A `func` block, and where its name is (for a duplicate-mode error).
-    fn function(&self, module: &Module, pair: Pair<'i, Rule>) -> Result<(Span<'i>, Function)> {
+    /// A `func` block, where its name is (for a duplicate-mode error), and
+    /// its `saving` list if it has one.
+    #[allow(clippy::type_complexity)]
+    fn function(
+        &self,
+        module: &Module,
+        pair: Pair<'i, Rule>,
+    ) -> Result<(Span<'i>, Function, Option<(Span<'i>, Vec<Pair<'i, Rule>>)>)> {
         let mut items = Items::new(pair);
         let name = items.expect(Rule::func_name)?;
         let mode_name = name.as_str().strip_prefix('@').unwrap_or(name.as_str());
@@ -460,12 +499,17 @@ impl<'i> Reader<'i> {
             values: HashMap::new(),
         };
         body.values.insert(value_number(&input)?, ValueId(0));
+        let mut saving = None;
         for item in items {
             match item.as_rule() {
                 Rule::op_line => body.op_line(item)?,
                 Rule::ret => {
-                    let value = Items::new(item).expect(Rule::value_ref)?;
+                    let mut ret = Items::new(item);
+                    let value = ret.expect(Rule::value_ref)?;
                     body.function.output = body.value(&value)?;
+                    if let Some(list) = ret.optional(Rule::saving) {
+                        saving = Some((list.as_span(), list.into_inner().collect()));
+                    }
                 }
                 _ => return Err(error_at(item.as_span(), "internal: unexpected line")),
             }
@@ -479,7 +523,13 @@ impl<'i> Reader<'i> {
                 format!("declared output type {output_type} but the returned value is {returned}"),
             ));
         }
-        Ok((name.as_span(), function))
+        if saving.is_some() && mode != Mode::Train {
+            return Err(error_at(
+                name.as_span(),
+                "only @train keeps values for a backward (`saving`)",
+            ));
+        }
+        Ok((name.as_span(), function, saving))
     }
 }
 
@@ -618,7 +668,7 @@ impl<'r, 'i> Body<'r, 'i> {
     }
 }
 
-fn loc_of(pair: Pair<'_, Rule>) -> Result<Loc> {
+pub(super) fn loc_of(pair: Pair<'_, Rule>) -> Result<Loc> {
     let mut items = Items::new(pair);
     let line = u32_of(&items.expect(Rule::uint)?)?;
     let col = u32_of(&items.expect(Rule::uint)?)?;
