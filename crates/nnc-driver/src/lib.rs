@@ -150,6 +150,12 @@ pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observ
             }
         };
         module.backward = Some(build(&module, loss).map_err(CompileError::Grad)?);
+        // A backward that breaks an invariant is a bug of the grad stage.
+        if let Err(errors) = nnc_ir::verify::verify(&module) {
+            let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            let message = format!("internal error (a bug in nnc's grad stage): {}", messages.join("; "));
+            return Err(CompileError::Grad(GradError(message)));
+        }
     }
     Ok(Compiled {
         ast,

@@ -41,6 +41,19 @@
 //!   `f32[N]`).
 //! - The output is defined.
 //!
+//! The backward (the grad stage), when there is one:
+//!
+//! - There is a train function, every gradient id is in range, each step's
+//!   gradient arguments are defined by an earlier step, and each gradient
+//!   value is defined once.
+//! - A loss step reads a train value and its result has that value's type;
+//!   cross-entropy's target has one class per output feature.
+//! - A VJP's `of` is defined by a train op that has a rule; its argument
+//!   has the type of the op's result, its result the type of the op's input.
+//! - A sum adds two gradients of its result's type; a penalty names a
+//!   parameter with a non-zero `l1` or `l2`.
+//! - The train function's saved list is what the steps read.
+//!
 //! The text form:
 //!
 //! - The module name is an identifier (`[A-Za-z_][A-Za-z0-9_]*`), layer
@@ -124,6 +137,9 @@ pub fn verify(module: &Module) -> Result<(), Vec<VerifyError>> {
         check_modes(module, &mut errors);
         for function in &module.functions {
             check_function(module, function, &mut errors);
+        }
+        if let Some(backward) = &module.backward {
+            check_backward(module, backward, &mut errors);
         }
     }
     if errors.is_empty() {
@@ -376,5 +392,92 @@ fn check_function(module: &Module, f: &Function, errors: &mut Vec<VerifyError>) 
     if !defined[f.output.0 as usize] {
         let msg = format!("output value #{} is not defined", f.output.0);
         errors.push(VerifyError::function(f.mode, msg));
+    }
+}
+
+/// The backward's invariants (listed in the module doc).
+fn check_backward(module: &Module, b: &crate::grad::Backward, errors: &mut Vec<VerifyError>) {
+    use crate::grad::rules::rule;
+    use crate::grad::{StepKind, Target};
+    let mut error = |msg: String| errors.push(VerifyError::module(format!("@backward: {msg}")));
+    let Some(train) = module.function(Mode::Train) else {
+        error("there is no train function".into());
+        return;
+    };
+    let producers = train.producers();
+    let train_type = |v: ValueId| train.values.get(v.0 as usize);
+    let mut defined = vec![false; b.values.len()];
+    for (i, step) in b.steps.iter().enumerate() {
+        let grad_type = |v: ValueId| b.values.get(v.0 as usize);
+        for a in &step.args {
+            if !defined.get(a.0 as usize).copied().unwrap_or(false) {
+                error(format!("step {i} reads gradient #{} before it is defined", a.0));
+            }
+        }
+        let result_type = step.result.and_then(grad_type);
+        if let Some(r) = step.result {
+            match defined.get_mut(r.0 as usize) {
+                Some(true) => error(format!("step {i} redefines gradient #{}", r.0)),
+                Some(slot) => *slot = true,
+                None => error(format!("step {i} defines gradient #{}, out of range", r.0)),
+            }
+        }
+        match &step.kind {
+            StepKind::Loss { of, .. } => {
+                if train_type(*of).is_none() || result_type != train_type(*of) {
+                    error(format!("step {i}: the loss's gradient does not have its value's type"));
+                }
+            }
+            StepKind::Vjp { of } => {
+                let op = producers
+                    .get(of.0 as usize)
+                    .copied()
+                    .flatten()
+                    .and_then(|o| train.ops.get(o));
+                let Some(op) = op else {
+                    error(format!("step {i}: a VJP of %{}, which no train op defines", of.0));
+                    continue;
+                };
+                if let Err(e) = rule(&op.op) {
+                    error(format!("step {i}: {e}"));
+                }
+                let dy = step.args.first().and_then(|a| grad_type(*a));
+                if step.args.len() != 1 || dy != train_type(op.result) {
+                    error(format!(
+                        "step {i}: {}.vjp's gradient argument is not of its result's type",
+                        op.op.name()
+                    ));
+                }
+                let x = op.args.first().and_then(|a| train_type(*a));
+                if step.result.is_some() && result_type != x {
+                    error(format!(
+                        "step {i}: {}.vjp's result is not of its input's type",
+                        op.op.name()
+                    ));
+                }
+            }
+            StepKind::Sum => {
+                let types: Vec<_> = step.args.iter().map(|a| grad_type(*a)).collect();
+                if types.len() != 2 || types.iter().any(|t| *t != result_type) || result_type.is_none() {
+                    error(format!("step {i}: a sum of other types than its result's"));
+                }
+            }
+            StepKind::Penalty { param } => match module.params.get(param.0 as usize) {
+                Some(p) if p.l1 != 0.0 || p.l2 != 0.0 => {}
+                Some(p) => error(format!("step {i}: a penalty on @{}, which has none", p.name)),
+                None => error(format!("step {i}: a penalty on parameter #{}, out of range", param.0)),
+            },
+        }
+    }
+    if let (Target::Classes { classes }, Some(out)) = (&b.target, train_type(train.output)) {
+        if out.dims != [*classes] {
+            error(format!("cross-entropy over {classes} classes of an output {out}"));
+        }
+    }
+    let rules: Option<Vec<_>> = train.ops.iter().map(|o| rule(&o.op).ok()).collect();
+    if let Some(rules) = rules {
+        if crate::grad::build::saved(train, b, &rules, &producers) != b.saved {
+            error("the saved list is not what the steps read".into());
+        }
     }
 }
