@@ -47,6 +47,16 @@ fn dce() {
     run_folder("dce");
 }
 
+#[test]
+fn fuse_activation_backward() {
+    run_folder("fuse-activation-backward");
+}
+
+#[test]
+fn dce_backward() {
+    run_folder("dce-backward");
+}
+
 /// Every folder names a pass, and every pass has at least three cases, one
 /// of them a `*-no-fire.ir`.
 #[test]

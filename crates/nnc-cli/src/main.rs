@@ -547,10 +547,13 @@ fn ir(
     if loss.is_some() && stage != Stage::Grad {
         return Err(Failure("error: --loss needs --stage grad".into()));
     }
-    let pipeline: Vec<String> = match &passes {
+    let mut pipeline: Vec<String> = match &passes {
         Some(list) => list.clone(),
         None => nnc_passes::pipeline(mode).iter().map(|s| s.to_string()).collect(),
     };
+    if stage == Stage::Grad {
+        pipeline.extend(nnc_passes::backward_pipeline().iter().map(|s| s.to_string()));
+    }
     for name in after {
         if nnc_passes::lookup(name).is_none() {
             let known: Vec<&str> = nnc_passes::PASSES.iter().map(|p| p.name).collect();
@@ -613,5 +616,9 @@ fn passes_table() -> String {
     for mode in Mode::ALL {
         out.push_str(&format!("  {mode}: {}\n", nnc_passes::pipeline(mode).join(", ")));
     }
+    out.push_str(&format!(
+        "  backward (after the grad stage): {}\n",
+        nnc_passes::backward_pipeline().join(", ")
+    ));
     out
 }

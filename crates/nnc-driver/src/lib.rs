@@ -150,12 +150,11 @@ pub fn compile(source: &SourceFile, options: &Options, observer: &mut dyn Observ
             }
         };
         module.backward = Some(build(&module, loss).map_err(CompileError::Grad)?);
-        // A backward that breaks an invariant is a bug of the grad stage.
-        if let Err(errors) = nnc_ir::verify::verify(&module) {
-            let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            let message = format!("internal error (a bug in nnc's grad stage): {}", messages.join("; "));
-            return Err(CompileError::Grad(GradError(message)));
-        }
+        // The passes over the backward; the manager verifies the result (a
+        // backward that breaks an invariant is a bug of the grad stage or
+        // of a pass, reported with the IR).
+        let backward = nnc_passes::backward_pipeline();
+        nnc_passes::run_passes(&mut module, Mode::Train, backward, observer).map_err(CompileError::Pass)?;
     }
     Ok(Compiled {
         ast,

@@ -35,9 +35,13 @@ fn module(text: &str, stage: Stage) -> Module {
 
 fn input(text: &str, batch: usize) -> (Vec<f32>, Vec<u32>) {
     let m = module(text, Stage::Optimized);
-    let Some(f) = m.function(Mode::Train) else { panic!("train") };
+    let Some(f) = m.function(Mode::Train) else {
+        panic!("train")
+    };
     let n = f.value_type(f.input).numel();
-    let x = (0..batch * n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let x = (0..batch * n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
     let y = (0..batch).map(|i| (i % 10) as u32).collect();
     (x, y)
 }

@@ -12,7 +12,7 @@ use nnc_ir::{Act, Mode, Module, Op, ParamId, ValueId};
 use nnc_runtime::io::weights::Weights;
 use nnc_runtime::kernels::act::{maxout_grad, softmax_grad, From};
 use nnc_runtime::kernels::conv::{conv2d_grad_input, conv2d_grad_weight};
-use nnc_runtime::kernels::dense::{dense_grad_input, dense_grad_weight};
+use nnc_runtime::kernels::dense::{dense_grad_input, dense_grad_input_then, dense_grad_weight};
 use nnc_runtime::kernels::dropout::mask_grad;
 use nnc_runtime::kernels::loss::{bce, bce_with_logits, mse, penalty, softmax_cross_entropy};
 use nnc_runtime::kernels::norm::{
@@ -323,7 +323,7 @@ impl Gradients {
                     op_index.ok_or_else(|| Error::Unsupported(format!("a VJP of value %{} no op defines", of.0)))?;
                 let dy = grad(step.args[0]);
                 let dx = result.map(|_| &mut *dx);
-                self.vjp(op_index, input, batch, dy, dx)
+                self.vjp(op_index, input, batch, dy, dx, &step.then)
             }
         };
         if let Some(r) = result {
@@ -334,7 +334,107 @@ impl Gradients {
 
     /// The VJP of forward op `index`: `dx` from `dy` (when asked for), and
     /// the op's parameter gradients.
-    fn vjp(&self, index: usize, input: &[f32], batch: usize, dy: &[f32], dx: Option<&mut [f32]>) -> Result<(), Error> {
+    #[allow(clippy::too_many_arguments)]
+    fn vjp(
+        &self,
+        index: usize,
+        input: &[f32],
+        batch: usize,
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+        then: &[ValueId],
+    ) -> Result<(), Error> {
+        let mut acts = [None; MAX_THEN];
+        let acts = self.then_acts(then, input, batch, &mut acts)?;
+        // A dense VJP applies the activations to each tile of dX it has
+        // just computed; any other applies them after.
+        let mut dx = dx;
+        if let (Op::Linear { dropconnect: None, .. }, Some(dx)) = (&self.forward.func.ops[index].op, dx.as_deref_mut())
+        {
+            return self.linear_vjp(index, input, batch, dy, dx, acts);
+        }
+        self.vjp_alone(index, input, batch, dy, dx.as_deref_mut())?;
+        if let Some(dx) = dx {
+            apply_then(acts, 0, dx);
+        }
+        Ok(())
+    }
+
+    /// The activations of a step's `then` list, ready to apply.
+    fn then_acts<'a>(
+        &'a self,
+        then: &[ValueId],
+        input: &'a [f32],
+        batch: usize,
+        out: &'a mut [Option<ThenAct<'a>>; MAX_THEN],
+    ) -> Result<&'a [Option<ThenAct<'a>>], Error> {
+        if then.len() > MAX_THEN {
+            return Err(Error::Unsupported(format!(
+                "{} fused activations (at most {MAX_THEN})",
+                then.len()
+            )));
+        }
+        for (slot, v) in out.iter_mut().zip(then) {
+            let i = self.producers.get(v.0 as usize).copied().flatten();
+            let i = i.ok_or_else(|| Error::Unsupported(format!("a fused VJP of %{}", v.0)))?;
+            let op = &self.forward.func.ops[i];
+            let Op::Act(act) = &op.op else {
+                return Err(Error::Unsupported(format!("a fused {}", op.op.name())));
+            };
+            let ty = self.forward.func.value_type(op.result);
+            let (from, value) = match self.rules[i].reads.first() {
+                Some(Read::Output) => (From::Output, op.result),
+                _ => (From::Input, op.args[0]),
+            };
+            *slot = Some(ThenAct {
+                act: activation(act, &self.forward.params)?,
+                from,
+                saved: self.saved(input, value, batch),
+                channels: ty.channels(),
+                inner: ty.inner(),
+                per_sample: ty.numel(),
+            });
+        }
+        Ok(&out[..then.len()])
+    }
+
+    /// A dense layer's VJP with its fused activations applied per tile.
+    fn linear_vjp(
+        &self,
+        index: usize,
+        input: &[f32],
+        batch: usize,
+        dy: &[f32],
+        dx: &mut [f32],
+        acts: &[Option<ThenAct<'_>>],
+    ) -> Result<(), Error> {
+        let f = &self.forward;
+        let op = &f.func.ops[index];
+        let Op::Linear { weight, bias, .. } = &op.op else {
+            return Err(Error::Unsupported("a dense VJP of another op".into()));
+        };
+        let (n_out, n_in) = (
+            f.func.value_type(op.result).channels(),
+            f.func.value_type(op.args[0]).numel(),
+        );
+        let w = f.params[weight.0 as usize].as_slice();
+        let then = |first_row: usize, rows: &mut [f32]| apply_then(acts, first_row, rows);
+        dense_grad_input_then(dy, batch, w, n_out, n_in, dx, &then, &f.team);
+        let x = self.saved(input, op.args[0], batch);
+        let db = bias.map(|b| self.param_grad(b));
+        dense_grad_weight(x, dy, batch, n_in, n_out, self.param_grad(*weight), db, &f.team);
+        Ok(())
+    }
+
+    /// The VJP of forward op `index` on its own.
+    fn vjp_alone(
+        &self,
+        index: usize,
+        input: &[f32],
+        batch: usize,
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+    ) -> Result<(), Error> {
         // Gradients are written through raw parts below only for disjoint
         // parameters; see `param_grad`.
         let f = &self.forward;
@@ -600,6 +700,32 @@ impl Gradients {
         // SAFETY: as for `param_grad`: one VJP uses the scratch at a time,
         // and nothing else reads it.
         unsafe { std::slice::from_raw_parts_mut(self.scratch.as_ptr().cast_mut(), len) }
+    }
+}
+
+/// The most activations one step applies to its result.
+const MAX_THEN: usize = 16;
+
+/// One fused activation: its derivative, from what, on which layout.
+#[derive(Clone, Copy)]
+struct ThenAct<'a> {
+    act: nnc_runtime::kernels::act::Activation<'a>,
+    from: From,
+    /// The whole batch's saved value.
+    saved: &'a [f32],
+    channels: usize,
+    inner: usize,
+    per_sample: usize,
+}
+
+/// Applies the fused activations, in order, to `rows` of a gradient that
+/// start at sample `first_row`.
+fn apply_then(acts: &[Option<ThenAct<'_>>], first_row: usize, rows: &mut [f32]) {
+    for a in acts.iter().flatten() {
+        let start = first_row * a.per_sample;
+        if let Some(saved) = a.saved.get(start..start + rows.len()) {
+            a.act.backward_in_place(saved, a.from, rows, a.channels, a.inner);
+        }
     }
 }
 

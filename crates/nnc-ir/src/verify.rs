@@ -455,6 +455,23 @@ fn check_backward(module: &Module, b: &crate::grad::Backward, errors: &mut Vec<V
                         op.op.name()
                     ));
                 }
+                for v in &step.then {
+                    let then_op = producers
+                        .get(v.0 as usize)
+                        .copied()
+                        .flatten()
+                        .and_then(|o| train.ops.get(o));
+                    let fusable = matches!(
+                        then_op.map(|o| &o.op),
+                        Some(crate::Op::Act(act)) if act.is_elementwise() && act.params().is_empty()
+                    );
+                    if !fusable || step.result.is_none() || train_type(*v) != result_type {
+                        error(format!(
+                            "step {i}: %{} is not an element-wise activation of its result",
+                            v.0
+                        ));
+                    }
+                }
             }
             StepKind::Sum => {
                 let types: Vec<_> = step.args.iter().map(|a| grad_type(*a)).collect();

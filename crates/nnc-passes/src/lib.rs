@@ -6,13 +6,18 @@
 //! when it must not fire, and shows the IR before and after. No pass calls
 //! another: [`registry`] lists them and the default pipelines, and
 //! [`manager::run_passes`] runs a list, verifying after each pass. Every pass
-//! is idempotent: running it twice changes nothing the second time.
+//! is idempotent: running it twice changes nothing the second time. The
+//! passes named `*-backward` rewrite the module's backward function (the
+//! grad stage's), in train mode, after the grad stage.
 
+mod backward;
 mod dce;
+mod dce_backward;
 mod drop_redundant_bias;
 mod eliminate_dropout;
 mod fold_batchnorm;
 mod fuse_activation;
+mod fuse_activation_backward;
 pub mod manager;
 pub mod registry;
 mod rewrite;
@@ -20,9 +25,11 @@ mod rewrite;
 mod tests;
 
 pub use dce::dce;
+pub use dce_backward::dce_backward;
 pub use drop_redundant_bias::drop_redundant_bias;
 pub use eliminate_dropout::eliminate_dropout;
 pub use fold_batchnorm::fold_batchnorm;
 pub use fuse_activation::fuse_activation;
+pub use fuse_activation_backward::fuse_activation_backward;
 pub use manager::{run_passes, run_pipelines, Observer, PassError, Rebuild};
-pub use registry::{lookup, pipeline, PassInfo, PASSES};
+pub use registry::{backward_pipeline, lookup, pipeline, PassInfo, PASSES};

@@ -3,7 +3,10 @@
 //! the default pipelines are data, not code (tract's `declutter()` list, MLIR's
 //! `Passes.td`).
 
-use crate::{dce, drop_redundant_bias, eliminate_dropout, fold_batchnorm, fuse_activation};
+use crate::{
+    dce, dce_backward, drop_redundant_bias, eliminate_dropout, fold_batchnorm, fuse_activation,
+    fuse_activation_backward,
+};
 use nnc_ir::{Mode, Module};
 
 /// One pass as the registry lists it.
@@ -52,6 +55,18 @@ pub static PASSES: &[PassInfo] = &[
         modes: &[Mode::Train, Mode::Infer],
         run: dce,
     },
+    PassInfo {
+        name: "fuse-activation-backward",
+        summary: "(backward) apply an activation's derivative in the dX product of the dense VJP before it",
+        modes: &[Mode::Train],
+        run: fuse_activation_backward,
+    },
+    PassInfo {
+        name: "dce-backward",
+        summary: "(backward) remove unread gradients, and what the train function saves only for them",
+        modes: &[Mode::Train],
+        run: dce_backward,
+    },
 ];
 
 /// The pass with this name.
@@ -65,6 +80,11 @@ pub fn pipeline(mode: Mode) -> &'static [&'static str] {
         Mode::Infer => &["eliminate-dropout", "fold-batchnorm", "fuse-activation", "dce"],
         Mode::Train => &["drop-redundant-bias", "dce"],
     }
+}
+
+/// The pipeline over the backward function, run after the grad stage.
+pub fn backward_pipeline() -> &'static [&'static str] {
+    &["fuse-activation-backward", "dce-backward"]
 }
 
 impl PassInfo {

@@ -158,6 +158,7 @@ pub fn build(module: &Module, loss: Loss) -> Result<Backward, GradError> {
                 result: None,
                 layer,
                 locs: Vec::new(),
+                then: Vec::new(),
             });
         }
     }
@@ -192,6 +193,7 @@ impl Builder<'_> {
             result,
             layer,
             locs,
+            then: Vec::new(),
         });
     }
 
@@ -223,26 +225,34 @@ fn value(f: &Function, v: ValueId) -> Result<&ValueType, GradError> {
         .ok_or_else(|| GradError(format!("value %{} is not in the train function", v.0)))
 }
 
+/// What the VJP of the op defining `of` reads of the train function.
+pub fn reads(train: &Function, rules: &[Rule], producers: &[Option<usize>], of: ValueId) -> Vec<Saved> {
+    let Some(i) = producers.get(of.0 as usize).copied().flatten() else {
+        return Vec::new();
+    };
+    let (Some(op), Some(rule)) = (train.ops.get(i), rules.get(i)) else {
+        return Vec::new();
+    };
+    rule.reads
+        .iter()
+        .map(|read| match read {
+            Read::Input => Saved::Value(op.args.first().copied().unwrap_or(train.input)),
+            Read::Output => Saved::Value(op.result),
+            Read::Record => Saved::Record(op.result),
+        })
+        .collect()
+}
+
 /// What the steps read of the train function, in the order it is made
 /// (the input first, then by op; an op's result before its record).
-pub(crate) fn saved(train: &Function, backward: &Backward, rules: &[Rule], producers: &[Option<usize>]) -> Vec<Saved> {
+pub fn saved(train: &Function, backward: &Backward, rules: &[Rule], producers: &[Option<usize>]) -> Vec<Saved> {
     let mut out = Vec::new();
     for step in &backward.steps {
         match &step.kind {
             StepKind::Loss { of, .. } => out.push(Saved::Value(*of)),
             StepKind::Vjp { of } => {
-                let Some(i) = producers.get(of.0 as usize).copied().flatten() else {
-                    continue;
-                };
-                let (Some(op), Some(rule)) = (train.ops.get(i), rules.get(i)) else {
-                    continue;
-                };
-                for read in &rule.reads {
-                    out.push(match read {
-                        Read::Input => Saved::Value(op.args.first().copied().unwrap_or(train.input)),
-                        Read::Output => Saved::Value(op.result),
-                        Read::Record => Saved::Record(op.result),
-                    });
+                for v in std::iter::once(of).chain(&step.then) {
+                    out.extend(reads(train, rules, producers, *v));
                 }
             }
             StepKind::Sum | StepKind::Penalty { .. } => {}

@@ -82,6 +82,11 @@ pub struct Step {
     /// The layer of the forward op.
     pub layer: String,
     pub locs: Vec<Loc>,
+    /// Element-wise activations whose VJPs this step applies to its result
+    /// while it is in cache, in order (the forward values they define): the
+    /// `fuse-activation-backward` pass moves them here from steps of their
+    /// own.
+    pub then: Vec<ValueId>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -176,6 +176,7 @@ fn describe(rule: &Rule) -> String {
         Rule::vjp_step | Rule::vjp_head => "a VJP like `linear.vjp[layer0]`",
         Rule::reads => "`reads(...)`",
         Rule::grads => "`grads(...)`",
+        Rule::then_list | Rule::then_item => "`then(ACT of %K, ...)`",
         Rule::sum_step | Rule::sum_head => "`sum[LAYER] %dA, %dB`",
         Rule::penalty_step | Rule::penalty_head => "`penalty[LAYER] @PARAM`",
         Rule::grad_ref => "a gradient like `%d3`",

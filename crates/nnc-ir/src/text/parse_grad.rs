@@ -196,6 +196,7 @@ impl<'i> Reading<'_, 'i> {
             None => Vec::new(),
         };
         let rule_name = body.as_rule();
+        let mut then = Vec::new();
         let mut parts = Items::new(body);
         let head = parts.next().ok_or_else(|| error_at(body_span, "internal: no head"))?;
         let layer = Items::new(head.clone())
@@ -253,6 +254,25 @@ impl<'i> Reading<'_, 'i> {
                         body_span,
                         format!("{name}.vjp has gradients for other parameters"),
                     ));
+                }
+                if let Some(list) = parts.optional(Rule::then_list) {
+                    for item in list.into_inner() {
+                        let item_span = item.as_span();
+                        let mut it = Items::new(item);
+                        let act = it.expect(Rule::ident)?.as_str();
+                        let v = self.forward(&it.expect(Rule::value_ref)?)?;
+                        let made_by = self
+                            .producers
+                            .get(v.0 as usize)
+                            .copied()
+                            .flatten()
+                            .and_then(|i| self.train.ops.get(i))
+                            .map(|o| o.op.name());
+                        if made_by != Some(act) {
+                            return Err(error_at(item_span, format!("that value is not made by {act}")));
+                        }
+                        then.push(v);
+                    }
                 }
                 if self.values.get(dy.0 as usize) != self.train.values.get(op.result.0 as usize) {
                     return Err(error_at(dy_pair.as_span(), "the gradient's type is not its value's"));
@@ -326,6 +346,7 @@ impl<'i> Reading<'_, 'i> {
             result,
             layer,
             locs,
+            then,
         })
     }
 

@@ -374,6 +374,21 @@ fn backward_text(module: &Module, train: &Function, backward: &Backward) -> Stri
                         let _ = write!(line, " grads({})", grads.join(", "));
                     }
                 }
+                if !step.then.is_empty() {
+                    let items: Vec<String> = step
+                        .then
+                        .iter()
+                        .map(|v| {
+                            let op = producers
+                                .get(v.0 as usize)
+                                .copied()
+                                .flatten()
+                                .and_then(|i| train.ops.get(i));
+                            format!("{} of {}", op.map_or("?", |o| o.op.name()), value_ref(&forward, *v))
+                        })
+                        .collect();
+                    let _ = write!(line, " then({})", items.join(", "));
+                }
             }
             StepKind::Sum => {
                 let _ = write!(line, "sum[{}] {}", step.layer, args.join(", "));

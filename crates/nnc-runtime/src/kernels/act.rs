@@ -150,6 +150,22 @@ impl Activation<'_> {
         }
     }
 
+    /// `d = d·φ′` in place, φ′ from `saved` as in [`Activation::backward`]
+    /// (`saved` and `d` start at the same element of a `[n, channels,
+    /// inner]` layout, at a channel boundary): what a dense layer's input
+    /// gradient applies to each tile it has just computed.
+    pub fn backward_in_place(&self, saved: &[f32], from: From, d: &mut [f32], channels: usize, inner: usize) {
+        let inner = inner.max(1);
+        let channel = |i: usize| i / inner % channels.max(1);
+        for (i, (g, v)) in d.iter_mut().zip(saved).enumerate() {
+            let slope = self.derivative(*v, from, channel(i));
+            // A select, not a product, where the derivative is 0 or 1 by
+            // cases (PyTorch's threshold_backward): a NaN from a dropped
+            // branch does not leak in.
+            *g = if slope == 0.0 { 0.0 } else { *g * slope };
+        }
+    }
+
     /// The backward of [`Activation::apply_slice`] on `[n, channels, inner]`:
     /// `dx = dy·φ′`, φ′ from `saved` (the forward's input or output, as
     /// `from` says); PReLU's slope gradient `Σ dy·x` over its negative
@@ -165,15 +181,10 @@ impl Activation<'_> {
         inner: usize,
         dslopes: Option<&mut [f32]>,
     ) {
+        dx.copy_from_slice(dy);
+        self.backward_in_place(saved, from, dx, channels, inner);
         let inner = inner.max(1);
         let channel = |i: usize| i / inner % channels.max(1);
-        for (i, ((d, v), g)) in dx.iter_mut().zip(saved).zip(dy).enumerate() {
-            let slope = self.derivative(*v, from, channel(i));
-            // A select, not a product, where the derivative is 0 or 1 by
-            // cases (PyTorch's threshold_backward): a NaN from a dropped
-            // branch does not leak in.
-            *d = if slope == 0.0 { 0.0 } else { g * slope };
-        }
         if let (Activation::Prelu { slopes }, Some(dslopes)) = (self, dslopes) {
             for (i, (v, g)) in saved.iter().zip(dy).enumerate() {
                 if *v <= 0.0 {

@@ -362,31 +362,56 @@ pub fn dense_grad_input(
     dx: &mut [f32],
     team: &Team,
 ) {
+    dense_grad_input_then(dy, batch, weight, out_features, in_features, dx, &|_, _| {}, team);
+}
+
+/// [`dense_grad_input`], then `then(first_row, rows)` on each tile of rows
+/// of `dx` right after its product, while it is in cache: where the
+/// derivative of the activation before the layer is applied
+/// (`fuse-activation-backward`).
+#[allow(clippy::too_many_arguments)]
+pub fn dense_grad_input_then(
+    dy: &[f32],
+    batch: usize,
+    weight: &[f32],
+    out_features: usize,
+    in_features: usize,
+    dx: &mut [f32],
+    then: &(dyn Fn(usize, &mut [f32]) + Sync),
+    team: &Team,
+) {
     debug_assert_eq!(dy.len(), batch * out_features);
     debug_assert_eq!(weight.len(), out_features * in_features);
     debug_assert_eq!(dx.len(), batch * in_features);
-    let (out, n_in) = (out_features, in_features);
+    let (out, n_in) = (out_features, in_features.max(1));
     let work = batch * out * n_in / WORK_PER_THREAD;
     let parts = team.threads().min(batch.div_ceil(8)).min(work).max(1);
     let dx = Disjoint::new(dx);
+    let tile = (TILE_BYTES / (4 * n_in)).clamp(8, 512);
     team.run(parts, &|t| {
         let rows = split(batch, parts, t, 8);
         // SAFETY: parts own disjoint ranges of rows.
         let mine = unsafe { dx.piece(rows.start * n_in..rows.end * n_in) };
-        let g = Gemm {
-            m: rows.len(),
-            k: out,
-            n: n_in,
-        };
-        sgemm(
-            g,
-            &dy[rows.start * out..rows.end * out],
-            (out, 1),
-            weight,
-            (n_in, 1),
-            mine,
-            n_in,
-        );
+        let mut first = rows.start;
+        for part in mine.chunks_mut(tile * n_in) {
+            let count = part.len() / n_in;
+            let g = Gemm {
+                m: count,
+                k: out,
+                n: n_in,
+            };
+            sgemm(
+                g,
+                &dy[first * out..(first + count) * out],
+                (out, 1),
+                weight,
+                (n_in, 1),
+                part,
+                n_in,
+            );
+            then(first, part);
+            first += count;
+        }
     });
 }
 
