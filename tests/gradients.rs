@@ -19,6 +19,7 @@ use nnc_interp::{Gradients, Targets};
 use nnc_ir::grad::Target;
 use nnc_ir::{Act, Mode, Module, Op};
 use nnc_runtime::Rng;
+use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 /// The loss, the gradients by name, and the forward's draws by op index.
@@ -151,9 +152,16 @@ impl Case {
 
     /// The loss in f64 at `params`, with the forward's draws.
     fn loss(&self, params: &BTreeMap<String, Vec<f64>>, records: &[Option<Vec<f64>>]) -> f64 {
+        self.loss_and_amplification(params, records).0
+    }
+
+    /// The loss in f64, and how much the forward's normalisations amplify
+    /// rounding (`reference::amplification`).
+    fn loss_and_amplification(&self, params: &BTreeMap<String, Vec<f64>>, records: &[Option<Vec<f64>>]) -> (f64, f64) {
         let stored = |name: &str| params.get(name).unwrap_or_else(|| panic!("no `{name}`")).clone();
         let draws = |i: usize| records.get(i).cloned().flatten();
         let eval = evaluate_with(&self.module, Mode::Train, &stored, &self.input, self.batch, &draws);
+        let amplification = eval.amplification;
         let backward = self.module.backward.as_ref().unwrap();
         let train = self.module.function(Mode::Train).unwrap();
         let last = train.ops.iter().find(|o| o.result == train.output).map(|o| &o.op);
@@ -200,7 +208,7 @@ impl Case {
                 w.iter().map(|v| l1 * v.abs() + l2 * v * v).sum::<f64>()
             })
             .sum();
-        data + penalties
+        (data + penalties, amplification)
     }
 }
 
@@ -523,4 +531,74 @@ fn softmax_cross_entropy_rows_sum_to_zero() {
     let sum: f64 = bias.iter().sum();
     assert!(sum.abs() <= 1e-6, "Σ_c d loss / d b_c = {sum}");
     assert!(norm(bias) > 1e-3, "a gradient to speak of");
+}
+
+/// Random valid programs (the generator of `tests/pipeline_props.rs`) and
+/// random conv geometries: the backward runs without panicking, the loss is
+/// the reference's, and the gradient along a random direction is the f64
+/// finite difference's, within f32 rounding amplified by ill-conditioned
+/// normalisations. Bounded by `PROPTEST_CASES` (CI: 256).
+fn random_case(name: &str, text: &str, seed: u64) {
+    // Cross-entropy (the default after a softmax) takes class scores; a
+    // softmax over an image's channels is trained with mse here.
+    let train = common::module(text, Mode::Train, Stage::Optimized);
+    let f = train.function(Mode::Train).unwrap();
+    let loss = (f.value_type(f.output).dims.len() > 1).then_some(Loss::Mse);
+    let case = Case::new(name, text, loss, 3, seed);
+    let (loss, grads, records) = case.run(2);
+    let (reference, amplification) = case.loss_and_amplification(&case.params, &records);
+    assert!(loss.is_finite(), "{text}: loss {loss}");
+    let tolerance = 1e-4 * amplification;
+    assert!(
+        (loss - reference).abs() <= tolerance * reference.abs().max(1.0),
+        "{text}: loss {loss} vs f64 {reference} (amplification {amplification:e})"
+    );
+    if grads.is_empty() {
+        return;
+    }
+    let mut rng = Rng::new(seed, 5);
+    let d: BTreeMap<String, Vec<f64>> = grads
+        .iter()
+        .map(|(n, g)| (n.clone(), (0..g.len()).map(|_| rng.normal()).collect()))
+        .collect();
+    let analytic: f64 = d
+        .iter()
+        .map(|(n, dv)| grads[n].iter().zip(dv).map(|(g, v)| g * v).sum::<f64>())
+        .sum();
+    let scale = grads.values().map(|g| norm(g).powi(2)).sum::<f64>().sqrt().max(1e-12);
+    let h = (1e-9 / scale).clamp(1e-7, 1e-2);
+    let fd = directional(&case, &records, &d, h);
+    assert!(
+        (analytic - fd).abs() <= 2e-3 * scale * amplification.max(1.0),
+        "{text}: backward {analytic}, f64 finite difference {fd} (|g| = {scale:e}, amplification {amplification:e})"
+    );
+}
+
+proptest! {
+    #[test]
+    fn random_programs_have_the_finite_difference_gradient(
+        choices in prop::collection::vec(any::<u8>(), 0..96),
+        seed in 0u64..1000,
+    ) {
+        let program = common::programs::build("Random", &choices);
+        random_case("random", &program.text, seed);
+    }
+
+    #[test]
+    fn random_conv_geometries_have_the_finite_difference_gradient(
+        (groups, per_in, per_out) in (1usize..=3, 1usize..=2, 1usize..=2),
+        (h, w) in (1usize..=6, 1usize..=6),
+        (k, stride, dilation, pad) in (1u32..=5, 1u32..=3, 1u32..=2, 0u32..=5),
+        seed in 0u64..1000,
+    ) {
+        let (c, out) = (groups * per_in, groups * per_out);
+        // Enough padding for the window to fit the map.
+        let span = (dilation * (k - 1) + 1) as usize;
+        let pad = pad.max(span.saturating_sub(h.min(w)).div_ceil(2) as u32);
+        let text = format!(
+            "model G {{ input [{c}, {h}, {w}] conv {c} -> {out} k={k} stride={stride} pad={pad} \
+             dilation={dilation} groups={groups} act=tanh flatten dense 2 }}"
+        );
+        random_case("conv", &text, seed);
+    }
 }

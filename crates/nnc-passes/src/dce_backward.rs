@@ -35,7 +35,8 @@ pub fn dce_backward(module: &mut Module, mode: Mode) -> bool {
             .and_then(|i| train.ops.get(i))
             .and_then(|o| rule(&o.op).ok())
             .is_some_and(|r| !r.params.is_empty()),
-        StepKind::Penalty { .. } | StepKind::Loss { .. } => true,
+        StepKind::Penalty { .. } => true,
+        StepKind::Loss { .. } => true,
         StepKind::Sum => false,
     };
     let mut reads = vec![0usize; backward.values.len()];
@@ -49,7 +50,12 @@ pub fn dce_backward(module: &mut Module, mode: Mode) -> bool {
     let mut changed = false;
     let mut keep = vec![true; backward.steps.len()];
     for (k, step) in backward.steps.iter_mut().enumerate().rev() {
-        let Some(r) = step.result else { continue };
+        // The loss step stays whole: it writes the loss value, and its
+        // gradient is the backward's start even when nothing reads it (a
+        // model with no parameter before its output).
+        let Some(r) = step.result.filter(|_| !matches!(step.kind, StepKind::Loss { .. })) else {
+            continue;
+        };
         if reads.get(r.0 as usize).copied().unwrap_or(0) > 0 {
             continue;
         }
