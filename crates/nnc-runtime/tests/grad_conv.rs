@@ -89,9 +89,20 @@ fn check(g: ConvGeometry, batch: usize, seed: u64) {
     assert_grad(&format!("{what}: dw"), &dw, &want_dw, 1e-3);
     assert_grad(&format!("{what}: db"), &db, &want_db, 1e-3);
 
+    // Two threads: samples shared, the parts summed.
+    let pair = Team::new(2).unwrap();
+    let (mut dw2, mut db2) = (vec![0.0; w.len()], vec![0.0; b.len()]);
+    scratch.fill(f32::NAN);
+    conv2d_grad_weight(&x, &dy, batch, &g, &mut dw2, Some(&mut db2), &mut scratch, &pair);
+    assert_grad(&format!("{what}: dw, 2 threads"), &dw2, &want_dw, 1e-3);
+    assert_grad(&format!("{what}: db, 2 threads"), &db2, &want_db, 1e-3);
+
     let (once_w, once_b) = (dw.clone(), db.clone());
     conv2d_grad_weight(&x, &dy, batch, &g, &mut dw, Some(&mut db), &mut scratch, &single);
     assert_close_f32(&format!("{what}: dw twice"), &dw, &doubled(&once_w));
+    // And onto a non-zero buffer with two threads: added, not overwritten.
+    conv2d_grad_weight(&x, &dy, batch, &g, &mut dw2, None, &mut scratch, &pair);
+    assert_close_f32(&format!("{what}: dw twice, 2 threads"), &dw2, &doubled(&once_w));
     assert_close_f32(&format!("{what}: db twice"), &db, &doubled(&once_b));
     // Without a bias gradient the weight gradient is the same.
     let mut dw_alone = vec![0.0; w.len()];

@@ -13,7 +13,7 @@
 //! `w_groupᵀ · dy_group` folded back by `col2im`, the weight gradient
 //! `dy_group · colᵀ`.
 
-use super::dense::{sgemm, split, Gemm};
+use super::dense::{sgemm, sgemm_add, split, Gemm};
 use super::epilogue::Epilogue;
 use super::panel;
 use crate::team::{Disjoint, Team};
@@ -54,12 +54,11 @@ impl ConvGeometry {
         threads.max(1) * self.grad_scratch_per_thread()
     }
 
-    /// A column matrix, and one group's weight-gradient product: SGEMM
-    /// overwrites its output, so a sample's product is formed there and then
-    /// added to `dw`.
+    /// A column matrix, and a whole weight gradient: each thread but the
+    /// first sums its samples' `dW` there, and the parts are added up after.
     fn grad_scratch_per_thread(&self) -> usize {
         let k = self.col_rows();
-        k * self.out_height() * self.out_width() + self.out_channels / self.groups.max(1) * k
+        k * self.out_height() * self.out_width() + self.out_channels * k
     }
 
     /// The column matrix (none for a pointwise conv), and where the panel
@@ -276,8 +275,8 @@ fn grad_input_sample(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], co
 /// The parameter gradients of [`conv2d`] (without epilogue): `dw +=
 /// Σ_samples dy_group · colᵀ`, the correlation of `dy` with `x`, and, when
 /// given, `db[o] += Σ` of `dy` over samples and pixels. Accumulates into the
-/// caller's buffers. Runs on one thread for now (`team` is for later);
-/// scratch from [`ConvGeometry::grad_scratch_len`].
+/// caller's buffers. Samples are shared among the team; scratch from
+/// [`ConvGeometry::grad_scratch_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_grad_weight(
     x: &[f32],
@@ -304,26 +303,54 @@ pub fn conv2d_grad_weight(
     if batch == 0 || x_len == 0 || y_len == 0 {
         return;
     }
-    let (col, product) = scratch[..g.grad_scratch_per_thread()].split_at_mut(k * out_plane);
-    for (xs, dys) in x.chunks_exact(x_len).zip(dy.chunks_exact(y_len)).take(batch) {
-        for group in 0..groups {
-            let xg = &xs[group * in_group * in_plane..(group + 1) * in_group * in_plane];
-            let columns: &[f32] = if g.is_pointwise() {
-                xg
+    // Samples are shared among the team: the first thread adds straight
+    // into `dw`, each other one into a part of its own, summed at the end.
+    let per_thread = g.grad_scratch_per_thread();
+    let w_len = g.out_channels * k;
+    let parts = team.threads().min(batch).max(1);
+    {
+        let (dw, scratch) = (Disjoint::new(dw), Disjoint::new(scratch));
+        team.run(parts, &|t| {
+            let samples = split(batch, parts, t, 1);
+            // SAFETY: each part has its own scratch; only part 0 writes dw.
+            let (col, partial) =
+                unsafe { scratch.piece(t * per_thread..(t + 1) * per_thread) }.split_at_mut(k * out_plane);
+            let acc: &mut [f32] = if t == 0 {
+                // SAFETY: as above.
+                unsafe { dw.piece(0..w_len) }
             } else {
-                im2col(g, xg, in_group, col);
-                col
+                let acc = &mut partial[..w_len];
+                acc.fill(0.0);
+                acc
             };
-            let dyg = &dys[group * out_group * out_plane..(group + 1) * out_group * out_plane];
-            // [out_group, k] = dy_group [out_group, pixels] · colᵀ [pixels, k].
-            let gemm = Gemm {
-                m: out_group,
-                k: out_plane,
-                n: k,
-            };
-            sgemm(gemm, dyg, (out_plane, 1), columns, (1, out_plane), product, k);
-            let dwg = &mut dw[group * out_group * k..(group + 1) * out_group * k];
-            dwg.iter_mut().zip(product.iter()).for_each(|(d, p)| *d += p);
+            for n in samples {
+                let xs = &x[n * x_len..(n + 1) * x_len];
+                let dys = &dy[n * y_len..(n + 1) * y_len];
+                for group in 0..groups {
+                    let xg = &xs[group * in_group * in_plane..(group + 1) * in_group * in_plane];
+                    let columns: &[f32] = if g.is_pointwise() {
+                        xg
+                    } else {
+                        im2col(g, xg, in_group, col);
+                        col
+                    };
+                    let dyg = &dys[group * out_group * out_plane..(group + 1) * out_group * out_plane];
+                    // dW_group [out_group, k] += dy_group [out_group, pixels] · colᵀ [pixels, k].
+                    let gemm = Gemm {
+                        m: out_group,
+                        k: out_plane,
+                        n: k,
+                    };
+                    let dwg = &mut acc[group * out_group * k..(group + 1) * out_group * k];
+                    sgemm_add(gemm, dyg, (out_plane, 1), columns, (1, out_plane), dwg, k);
+                }
+            }
+        });
+    }
+    for t in 1..parts {
+        let start = t * per_thread + k * out_plane;
+        for (d, p) in dw.iter_mut().zip(&scratch[start..start + w_len]) {
+            *d += p;
         }
     }
 }
