@@ -133,7 +133,12 @@ fn read_target(path: &Path, target: &Target, loss: Loss, batch: usize) -> Result
     let at = |what: String| Failure(format!("error: {}: {what}", path.display()));
     match target {
         Target::Classes { classes } => {
-            let (shape, labels) = read_npy_int_file(path).map_err(|e| Failure(format!("error: {e}")))?;
+            let (shape, labels) = read_npy_int_file(path).map_err(|e| {
+                Failure(format!(
+                    "error: {e} (cross_entropy takes class indices, int32 or int64 of shape [N]; \
+                     --loss mse or bce takes f32 targets of the output's shape)"
+                ))
+            })?;
             if shape != [batch] {
                 return Err(at(format!(
                     "cross_entropy needs one class index per sample, shape ({batch},), got {shape:?}"
@@ -154,7 +159,14 @@ fn read_target(path: &Path, target: &Target, loss: Loss, batch: usize) -> Result
             Ok(TargetData::Classes(out))
         }
         Target::Values(ty) => {
-            let (shape, values) = read_npy_file(path).map_err(|e| Failure(format!("error: {e}")))?;
+            let (shape, values) = read_npy_file(path).map_err(|e| {
+                Failure(format!(
+                    "error: {e} ({} takes f32 targets of the output's shape [N, {}]; class indices go \
+                     with --loss cross_entropy)",
+                    loss.name(),
+                    ty.dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
             let n = check_input(&shape, &ty.dims).map_err(|e| at(format!("{} targets: {e}", loss.name())))?;
             if n != batch {
                 return Err(at(format!("{n} targets for {batch} inputs")));
