@@ -14,19 +14,12 @@ use nnc_runtime::kernels::act::{maxout_grad, softmax_grad, From};
 use nnc_runtime::kernels::conv::{conv2d_grad_input, conv2d_grad_weight};
 use nnc_runtime::kernels::dense::{dense_grad_input, dense_grad_input_then, dense_grad_weight};
 use nnc_runtime::kernels::dropout::mask_grad;
+pub use nnc_runtime::kernels::loss::Targets;
 use nnc_runtime::kernels::loss::{bce, bce_with_logits, mse, penalty, softmax_cross_entropy};
 use nnc_runtime::kernels::norm::{
     add, affine_grad, batch_norm_grad, group_norm_grad, instance_norm_grad, layer_norm_grad, lrn_grad,
 };
 use nnc_runtime::kernels::pool::{avg_pool2d_grad, global_avg_pool_grad, max_pool2d_grad};
-
-/// What the loss compares the output with: a class per sample, or values
-/// of the output's shape.
-#[derive(Clone, Copy, Debug)]
-pub enum Targets<'a> {
-    Classes(&'a [u32]),
-    Values(&'a [f32]),
-}
 
 /// A module's train function and backward, loaded with weights.
 pub struct Gradients {
@@ -82,7 +75,8 @@ impl Gradients {
             let len = module.params.get(id.0 as usize).map_or(0, |p| p.shape.iter().product());
             grads[id.0 as usize] = vec![0.0; len];
         }
-        let (slot_of, slot_len) = plan_gradients(&backward);
+        let plan = nnc_ir::GradientPlan::new(&backward);
+        let (slot_of, slot_len) = (plan.slot_of, plan.slot_len);
         Ok(Gradients {
             producers: train.producers(),
             forward,
@@ -727,45 +721,4 @@ fn apply_then(acts: &[Option<ThenAct<'_>>], first_row: usize, rows: &mut [f32]) 
             a.act.backward_in_place(saved, a.from, rows, a.channels, a.inner);
         }
     }
-}
-
-/// Slots for the backward's values: a value's slot is reused once the last
-/// step reading it has run.
-fn plan_gradients(backward: &Backward) -> (Vec<usize>, Vec<usize>) {
-    let n = backward.values.len();
-    let mut last_use = vec![0usize; n];
-    for (i, step) in backward.steps.iter().enumerate() {
-        for a in &step.args {
-            if let Some(l) = last_use.get_mut(a.0 as usize) {
-                *l = i;
-            }
-        }
-    }
-    let mut slot_of = vec![usize::MAX; n];
-    let mut slot_len: Vec<usize> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    for (i, step) in backward.steps.iter().enumerate() {
-        if let Some(r) = step.result {
-            let len = backward.values.get(r.0 as usize).map_or(0, |t| t.numel());
-            let slot = match free.iter().position(|s| slot_len[*s] >= len) {
-                Some(at) => free.swap_remove(at),
-                None => match free.pop() {
-                    Some(s) => s,
-                    None => {
-                        slot_len.push(0);
-                        slot_len.len() - 1
-                    }
-                },
-            };
-            slot_len[slot] = slot_len[slot].max(len);
-            slot_of[r.0 as usize] = slot;
-        }
-        for a in &step.args {
-            let s = slot_of[a.0 as usize];
-            if last_use[a.0 as usize] == i && !free.contains(&s) && Some(*a) != step.result {
-                free.push(s);
-            }
-        }
-    }
-    (slot_of, slot_len)
 }

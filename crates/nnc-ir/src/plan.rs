@@ -3,6 +3,7 @@
 //! buffers whatever its depth. The interpreter allocates the slots per
 //! batch size; generated code sizes them as constants.
 
+use crate::grad::Backward;
 use crate::{Function, ValueId};
 
 /// Which buffer each value of a function lives in.
@@ -73,5 +74,57 @@ impl BufferPlan {
     /// The slot `value` lives in.
     pub fn slot(&self, value: ValueId) -> usize {
         self.slot_of[value.0 as usize]
+    }
+}
+
+/// Which buffer each gradient value of a backward lives in: a slot is
+/// reused once the last step reading its value has run (the interpreter
+/// and generated code plan alike).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GradientPlan {
+    /// Slot of each gradient value (`usize::MAX` for values no step defines).
+    pub slot_of: Vec<usize>,
+    /// The largest per-sample size each slot must hold.
+    pub slot_len: Vec<usize>,
+}
+
+impl GradientPlan {
+    pub fn new(backward: &Backward) -> GradientPlan {
+        let n = backward.values.len();
+        let mut last_use = vec![0usize; n];
+        for (i, step) in backward.steps.iter().enumerate() {
+            for a in &step.args {
+                if let Some(l) = last_use.get_mut(a.0 as usize) {
+                    *l = i;
+                }
+            }
+        }
+        let mut slot_of = vec![usize::MAX; n];
+        let mut slot_len: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        for (i, step) in backward.steps.iter().enumerate() {
+            if let Some(r) = step.result {
+                let len = backward.values.get(r.0 as usize).map_or(0, |t| t.numel());
+                let slot = match free.iter().position(|s| slot_len[*s] >= len) {
+                    Some(at) => free.swap_remove(at),
+                    None => match free.pop() {
+                        Some(s) => s,
+                        None => {
+                            slot_len.push(0);
+                            slot_len.len() - 1
+                        }
+                    },
+                };
+                slot_len[slot] = slot_len[slot].max(len);
+                slot_of[r.0 as usize] = slot;
+            }
+            for a in &step.args {
+                let s = slot_of[a.0 as usize];
+                if last_use[a.0 as usize] == i && !free.contains(&s) && Some(*a) != step.result {
+                    free.push(s);
+                }
+            }
+        }
+        GradientPlan { slot_of, slot_len }
     }
 }

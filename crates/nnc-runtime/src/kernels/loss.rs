@@ -6,6 +6,14 @@
 
 use super::act::sigmoid;
 
+/// What a loss compares a model's output with: a class index per sample
+/// (cross-entropy), or values of the output's shape (mse, bce).
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a> {
+    Classes(&'a [u32]),
+    Values(&'a [f32]),
+}
+
 /// Softmax cross-entropy of logits `z` (`[batch, classes]`) against class
 /// indices (each below `classes`; the caller checks), PyTorch's
 /// `CrossEntropyLoss`: with label smoothing ε the target distribution is
