@@ -192,3 +192,60 @@ fn passes_lists_every_pass_and_the_pipelines() {
         "{text}"
     );
 }
+
+#[test]
+fn ir_grad_stage_prints_the_backward_and_what_is_saved() {
+    let out = nnc(&["ir", "models/digits_mlp.nn", "--mode", "train", "--stage", "grad"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("// nnc ir · DigitsMlp · train · grad"), "{text}");
+    assert!(
+        text.contains("func @backward(target: class[N] < 10) loss=cross_entropy {"),
+        "{text}"
+    );
+    assert!(text.contains(" saving %0, "), "{text}");
+    assert!(text.contains("stats(%"), "{text}");
+    assert!(text.contains("mask(%"), "{text}");
+    // A named loss; the banner of a backward pass with --after.
+    let mse = nnc(&[
+        "ir",
+        "models/digits_mlp.nn",
+        "--mode",
+        "train",
+        "--stage",
+        "grad",
+        "--loss",
+        "mse",
+    ]);
+    assert!(stdout(&mse).contains("loss=mse"), "{}", stderr(&mse));
+    let after = nnc(&[
+        "ir",
+        "models/digits_mlp.nn",
+        "--mode",
+        "train",
+        "--stage",
+        "grad",
+        "--after",
+        "dce-backward",
+    ]);
+    assert!(
+        stdout(&after).starts_with("// nnc ir · DigitsMlp · train · after dce-backward"),
+        "{}",
+        stderr(&after)
+    );
+    // What does not fit: grad without train mode, --loss without grad.
+    for (args, needle) in [
+        (
+            vec!["ir", "models/digits_mlp.nn", "--stage", "grad"],
+            "add --mode train",
+        ),
+        (
+            vec!["ir", "models/digits_mlp.nn", "--loss", "mse"],
+            "--loss needs --stage grad",
+        ),
+    ] {
+        let out = nnc(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}
