@@ -450,6 +450,16 @@ impl Op {
             }
             Op::MaxPool(g) | Op::AvgPool(g) => {
                 let [c, h, w] = image(x, self.name())?;
+                // A window wholly in the padding would have nothing to
+                // take (LANGUAGE.md §8: a pool's pad is at most K/2).
+                if g.pads.iter().any(|p| *p > g.kernel / 2) {
+                    bail!(
+                        "{} padding {:?} exceeds half the window ({})",
+                        self.name(),
+                        g.pads,
+                        g.kernel / 2
+                    );
+                }
                 let ho = window_output(h, g.pads[0] + g.pads[2], g.kernel, g.stride, 1)?;
                 let wo = window_output(w, g.pads[1] + g.pads[3], g.kernel, g.stride, 1)?;
                 Ok(ValueType::new([c, ho, wo]))

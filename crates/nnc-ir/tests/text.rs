@@ -524,6 +524,10 @@ fn extreme_sizes_are_errors_not_overflows() {
     let pool = "model M\nfunc @infer(%0: f32[N,1,2,2]) -> f32[N,1,1,1] {\n  \
          %1: f32[N,1,1,1] = maxpool[p] %0 kernel=16777216 stride=1 pads=[0,0,0,0]\n  return %1\n}\n";
     assert_error(pool, 3, "maxpool", "does not fit");
+    // A window wholly in the padding (LANGUAGE.md §8 allows at most K/2).
+    let padded = "model M\nfunc @infer(%0: f32[N,1,2,2]) -> f32[N,1,4,4] {\n  \
+         %1: f32[N,1,4,4] = maxpool[p] %0 kernel=1 stride=1 pads=[1,1,1,1]\n  return %1\n}\n";
+    assert_error(padded, 3, "maxpool", "exceeds half the window");
     let flatten = "model M\nfunc @infer(%0: f32[N,65536,65536]) -> f32[N,4294967296] {\n  \
          %1: f32[N,4294967296] = flatten[f] %0\n  return %1\n}\n";
     round_trip(&parse_module(flatten).unwrap());
