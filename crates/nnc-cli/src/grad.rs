@@ -5,7 +5,7 @@
 use crate::run::{check_memory, declared, load_weights, thread_count};
 use crate::{output, read_source, report, run_compile, Failure};
 use nnc_driver::{Loss, Options, Quiet, Stage};
-use nnc_interp::{non_finite, Footprint, Gradients, Targets};
+use nnc_interp::{check_value, class_label, non_finite, Footprint, Gradients, Targets};
 use nnc_ir::grad::Target;
 use nnc_ir::{Mode, ParamRole};
 use nnc_runtime::io::npy::{check_input, read_npy_file, read_npy_int_file};
@@ -144,18 +144,11 @@ fn read_target(path: &Path, target: &Target, loss: Loss, batch: usize) -> Result
                     "cross_entropy needs one class index per sample, shape ({batch},), got {shape:?}"
                 )));
             }
-            let mut out = Vec::with_capacity(labels.len());
-            for (row, &label) in labels.iter().enumerate() {
-                match u32::try_from(label).ok().filter(|l| (*l as usize) < *classes) {
-                    Some(l) => out.push(l),
-                    None => {
-                        return Err(at(format!(
-                            "row {row}: class {label} is not one of the model's {classes} classes (0 to {})",
-                            classes - 1
-                        )))
-                    }
-                }
-            }
+            let out = labels
+                .iter()
+                .enumerate()
+                .map(|(row, label)| class_label(row, *label, *classes).map_err(at))
+                .collect::<Result<_, _>>()?;
             Ok(TargetData::Classes(out))
         }
         Target::Values(ty) => {
@@ -173,18 +166,7 @@ fn read_target(path: &Path, target: &Target, loss: Loss, batch: usize) -> Result
             }
             let per_sample = ty.numel().max(1);
             for (i, v) in values.iter().enumerate() {
-                let why = if v.is_nan() {
-                    Some("NaN")
-                } else if v.is_infinite() {
-                    Some("infinite")
-                } else if loss == Loss::Bce && !(0.0..=1.0).contains(v) {
-                    Some("outside [0, 1], which bce needs")
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    return Err(at(format!("row {}: a target is {why} ({v})", i / per_sample)));
-                }
+                check_value(i / per_sample, *v, loss).map_err(at)?;
             }
             Ok(TargetData::Values(values))
         }

@@ -26,7 +26,7 @@ pub struct Gradients {
     forward: Interpreter,
     backward: Backward,
     /// Per forward value, the op defining it.
-    producers: Vec<Option<usize>>,
+    producers: nnc_ir::Producers,
     /// Per forward op, its gradient rule.
     rules: Vec<Rule>,
     /// Per backward value, its slot; per slot, its per-sample length.
@@ -183,11 +183,8 @@ impl Gradients {
                         labels.len()
                     )));
                 }
-                if let Some((row, label)) = labels.iter().enumerate().find(|(_, l)| **l as usize >= *classes) {
-                    return Err(Error::Input(format!(
-                        "the label of sample {row} is {label}, but the model has {classes} classes (0 to {})",
-                        classes - 1
-                    )));
+                for (row, label) in labels.iter().enumerate() {
+                    class_label(row, i64::from(*label), *classes).map_err(Error::Input)?;
                 }
                 Ok(())
             }
@@ -199,14 +196,8 @@ impl Gradients {
                         values.len()
                     )));
                 }
-                let bad = |v: &f32| v.is_nan() || (self.backward.loss == Loss::Bce && !(0.0..=1.0).contains(v));
-                if let Some(i) = values.iter().position(bad) {
-                    let why = if values[i].is_nan() { "NaN" } else { "outside [0, 1]" };
-                    return Err(Error::Input(format!(
-                        "the target of sample {} is {why} ({})",
-                        i / per_sample.max(1),
-                        values[i]
-                    )));
+                for (i, v) in values.iter().enumerate() {
+                    check_value(i / per_sample.max(1), *v, self.backward.loss).map_err(Error::Input)?;
                 }
                 Ok(())
             }
@@ -312,7 +303,7 @@ impl Gradients {
                 Ok(())
             }
             StepKind::Vjp { of } => {
-                let op_index = self.producers.get(of.0 as usize).copied().flatten();
+                let op_index = self.producers.index(*of);
                 let op_index =
                     op_index.ok_or_else(|| Error::Unsupported(format!("a VJP of value %{} no op defines", of.0)))?;
                 let dy = grad(step.args[0]);
@@ -342,13 +333,11 @@ impl Gradients {
         let acts = self.then_acts(then, input, batch, &mut acts)?;
         // A dense VJP applies the activations to each tile of dX it has
         // just computed; any other applies them after.
+        let in_product = matches!(self.forward.func.ops[index].op, Op::Linear { dropconnect: None, .. });
         let mut dx = dx;
-        if let (Op::Linear { dropconnect: None, .. }, Some(dx)) = (&self.forward.func.ops[index].op, dx.as_deref_mut())
-        {
-            return self.linear_vjp(index, input, batch, dy, dx, acts);
-        }
-        self.vjp_alone(index, input, batch, dy, dx.as_deref_mut())?;
-        if let Some(dx) = dx {
+        let fused = if in_product { acts } else { &[] };
+        self.op_vjp(index, input, batch, dy, dx.as_deref_mut(), fused)?;
+        if let (false, Some(dx)) = (in_product, dx) {
             apply_then(acts, 0, dx);
         }
         Ok(())
@@ -369,7 +358,7 @@ impl Gradients {
             )));
         }
         for (slot, v) in out.iter_mut().zip(then) {
-            let i = self.producers.get(v.0 as usize).copied().flatten();
+            let i = self.producers.index(*v);
             let i = i.ok_or_else(|| Error::Unsupported(format!("a fused VJP of %{}", v.0)))?;
             let op = &self.forward.func.ops[i];
             let Op::Act(act) = &op.op else {
@@ -392,42 +381,17 @@ impl Gradients {
         Ok(&out[..then.len()])
     }
 
-    /// A dense layer's VJP with its fused activations applied per tile.
-    fn linear_vjp(
-        &self,
-        index: usize,
-        input: &[f32],
-        batch: usize,
-        dy: &[f32],
-        dx: &mut [f32],
-        acts: &[Option<ThenAct<'_>>],
-    ) -> Result<(), Error> {
-        let f = &self.forward;
-        let op = &f.func.ops[index];
-        let Op::Linear { weight, bias, .. } = &op.op else {
-            return Err(Error::Unsupported("a dense VJP of another op".into()));
-        };
-        let (n_out, n_in) = (
-            f.func.value_type(op.result).channels(),
-            f.func.value_type(op.args[0]).numel(),
-        );
-        let w = f.params[weight.0 as usize].as_slice();
-        let then = |first_row: usize, rows: &mut [f32]| apply_then(acts, first_row, rows);
-        dense_grad_input_then(dy, batch, w, n_out, n_in, dx, &then, &f.team);
-        let x = self.saved(input, op.args[0], batch);
-        let db = bias.map(|b| self.param_grad(b));
-        dense_grad_weight(x, dy, batch, n_in, n_out, self.param_grad(*weight), db, &f.team);
-        Ok(())
-    }
-
-    /// The VJP of forward op `index` on its own.
-    fn vjp_alone(
+    /// The VJP of forward op `index`; a dense one without DropConnect
+    /// applies `acts` to each tile of dX it computes.
+    #[allow(clippy::too_many_arguments)]
+    fn op_vjp(
         &self,
         index: usize,
         input: &[f32],
         batch: usize,
         dy: &[f32],
         dx: Option<&mut [f32]>,
+        acts: &[Option<ThenAct<'_>>],
     ) -> Result<(), Error> {
         // Gradients are written through raw parts below only for disjoint
         // parameters; see `param_grad`.
@@ -458,7 +422,8 @@ impl Gradients {
                 match dropconnect {
                     None => {
                         if let Some(dx) = dx {
-                            dense_grad_input(dy, batch, p(weight), n_out, n_in, dx, &f.team);
+                            let then = |first_row: usize, rows: &mut [f32]| apply_then(acts, first_row, rows);
+                            dense_grad_input_then(dy, batch, p(weight), n_out, n_in, dx, &then, &f.team);
                         }
                         dense_grad_weight(x, dy, batch, n_in, n_out, dw, db, &f.team);
                     }
@@ -695,6 +660,35 @@ impl Gradients {
         // and nothing else reads it.
         unsafe { std::slice::from_raw_parts_mut(self.scratch.as_ptr().cast_mut(), len) }
     }
+}
+
+/// Sample `row`'s class index as the loss takes it: one of the model's
+/// `classes`, else why not.
+pub fn class_label(row: usize, label: i64, classes: usize) -> Result<u32, String> {
+    u32::try_from(label)
+        .ok()
+        .filter(|l| (*l as usize) < classes)
+        .ok_or_else(|| {
+            format!(
+                "row {row}: class {label} is not one of the model's {classes} classes (0 to {})",
+                classes.saturating_sub(1)
+            )
+        })
+}
+
+/// A target value of sample `row` that `loss` can take: finite, and in
+/// [0, 1] for binary cross-entropy; else why not.
+pub fn check_value(row: usize, v: f32, loss: Loss) -> Result<(), String> {
+    let why = if v.is_nan() {
+        "NaN"
+    } else if v.is_infinite() {
+        "infinite"
+    } else if loss == Loss::Bce && !(0.0..=1.0).contains(&v) {
+        "outside [0, 1], which bce needs"
+    } else {
+        return Ok(());
+    };
+    Err(format!("row {row}: a target is {why} ({v})"))
 }
 
 /// The most activations one step applies to its result.

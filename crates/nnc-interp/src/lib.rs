@@ -20,7 +20,7 @@ mod init;
 mod plan;
 
 pub use audit::audit_weights;
-pub use backward::{Gradients, Targets};
+pub use backward::{check_value, class_label, Gradients, Targets};
 pub use footprint::{Footprint, Part};
 pub use init::init_weights;
 

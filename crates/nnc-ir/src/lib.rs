@@ -32,7 +32,7 @@ pub mod text;
 mod types;
 pub mod verify;
 
-pub use module::{Function, Mode, Module, OpData, OpId, ValueId};
+pub use module::{Function, Mode, Module, OpData, OpId, Producers, ValueId};
 pub use op::{window_output, Act, ConvGeometry, Epilogue, EpilogueStep, Op, PoolGeometry, ShapeError};
 pub use param::{BinaryOp, Derivation, Dist, Init, ParamData, ParamId, ParamRole, ParamSource};
 pub use plan::{BufferPlan, GradientPlan};

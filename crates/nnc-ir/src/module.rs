@@ -85,6 +85,22 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Which op of a function defines each value: [`Function::producers`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Producers(Vec<Option<usize>>);
+
+impl Producers {
+    /// The index of the op defining `v`, if one does.
+    pub fn index(&self, v: ValueId) -> Option<usize> {
+        self.0.get(v.0 as usize).copied().flatten()
+    }
+
+    /// The op of `f` (the function these were built from) defining `v`.
+    pub fn op<'f>(&self, f: &'f Function, v: ValueId) -> Option<&'f OpData> {
+        self.index(v).and_then(|i| f.ops.get(i))
+    }
+}
+
 impl fmt::Display for ValueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "%{}", self.0)
@@ -181,16 +197,16 @@ impl Function {
         &self.values[value.0 as usize]
     }
 
-    /// Per value id, the index of the op defining it (`None` for the input
-    /// and for values no op defines).
-    pub fn producers(&self) -> Vec<Option<usize>> {
+    /// Per value, the op defining it (none for the input and for values no
+    /// op defines), so that a pass or the printer asks in constant time.
+    pub fn producers(&self) -> Producers {
         let mut out = vec![None; self.values.len()];
         for (i, op) in self.ops.iter().enumerate() {
             if let Some(slot) = out.get_mut(op.result.0 as usize) {
                 *slot = Some(i);
             }
         }
-        out
+        Producers(out)
     }
 
     pub fn add_value(&mut self, ty: ValueType) -> ValueId {

@@ -29,14 +29,10 @@ pub fn dce_backward(module: &mut Module, mode: Mode) -> bool {
     let producers = train.producers();
     let has_params = |kind: &StepKind| match kind {
         StepKind::Vjp { of } => producers
-            .get(of.0 as usize)
-            .copied()
-            .flatten()
-            .and_then(|i| train.ops.get(i))
+            .op(train, *of)
             .and_then(|o| rule(&o.op).ok())
             .is_some_and(|r| !r.params.is_empty()),
-        StepKind::Penalty { .. } => true,
-        StepKind::Loss { .. } => true,
+        StepKind::Penalty { .. } | StepKind::Loss { .. } => true,
         StepKind::Sum => false,
     };
     let mut reads = vec![0usize; backward.values.len()];

@@ -10,7 +10,7 @@
 
 use super::rules::{rule, Read, Rule};
 use super::{Backward, Loss, Saved, Step, StepKind, Target};
-use crate::{Act, Function, Mode, Module, Op, ValueId, ValueType};
+use crate::{Act, Function, Mode, Module, Op, OpData, ValueId, ValueType};
 use std::fmt;
 
 /// Why a module has no backward.
@@ -48,7 +48,7 @@ pub fn build(module: &Module, loss: Loss) -> Result<Backward, GradError> {
         .map(|o| rule(&o.op).map_err(|e| GradError(format!("layer `{}`: no gradient for {e}", o.layer))))
         .collect::<Result<_, _>>()?;
     let producers = train.producers();
-    let producer = |v: ValueId| producers.get(v.0 as usize).copied().flatten();
+    let producer = |v: ValueId| producers.index(v);
     let output_type = value(train, train.output)?;
 
     // The loss starts from the output, or from the input of a last softmax
@@ -162,7 +162,7 @@ pub fn build(module: &Module, loss: Loss) -> Result<Backward, GradError> {
             });
         }
     }
-    backward.saved = saved(train, &backward, &rules, &producers);
+    backward.saved = saved(train, &backward);
     Ok(backward)
 }
 
@@ -225,12 +225,10 @@ fn value(f: &Function, v: ValueId) -> Result<&ValueType, GradError> {
         .ok_or_else(|| GradError(format!("value %{} is not in the train function", v.0)))
 }
 
-/// What the VJP of the op defining `of` reads of the train function.
-pub fn reads(train: &Function, rules: &[Rule], producers: &[Option<usize>], of: ValueId) -> Vec<Saved> {
-    let Some(i) = producers.get(of.0 as usize).copied().flatten() else {
-        return Vec::new();
-    };
-    let (Some(op), Some(rule)) = (train.ops.get(i), rules.get(i)) else {
+/// What the VJP of `op` (an op of `train`) reads of the train function,
+/// by its rule: nothing for an op without one.
+pub fn reads(train: &Function, op: &OpData) -> Vec<Saved> {
+    let Ok(rule) = rule(&op.op) else {
         return Vec::new();
     };
     rule.reads
@@ -245,14 +243,17 @@ pub fn reads(train: &Function, rules: &[Rule], producers: &[Option<usize>], of: 
 
 /// What the steps read of the train function, in the order it is made
 /// (the input first, then by op; an op's result before its record).
-pub fn saved(train: &Function, backward: &Backward, rules: &[Rule], producers: &[Option<usize>]) -> Vec<Saved> {
+pub fn saved(train: &Function, backward: &Backward) -> Vec<Saved> {
+    let producers = train.producers();
     let mut out = Vec::new();
     for step in &backward.steps {
         match &step.kind {
             StepKind::Loss { of, .. } => out.push(Saved::Value(*of)),
             StepKind::Vjp { of } => {
                 for v in std::iter::once(of).chain(&step.then) {
-                    out.extend(reads(train, rules, producers, *v));
+                    if let Some(op) = producers.op(train, *v) {
+                        out.extend(reads(train, op));
+                    }
                 }
             }
             StepKind::Sum | StepKind::Penalty { .. } => {}
@@ -263,8 +264,7 @@ pub fn saved(train: &Function, backward: &Backward, rules: &[Rule], producers: &
             Saved::Value(v) => (*v, 0),
             Saved::Record(v) => (*v, 1),
         };
-        let at = producers.get(v.0 as usize).copied().flatten().map_or(0, |i| i + 1);
-        (at, record, v)
+        (producers.index(v).map_or(0, |i| i + 1), record, v)
     };
     out.sort_by_key(order);
     out.dedup();

@@ -163,10 +163,7 @@ impl Backward {
         for step in &self.steps {
             let ids = match &step.kind {
                 StepKind::Vjp { of } => producers
-                    .get(of.0 as usize)
-                    .copied()
-                    .flatten()
-                    .and_then(|i| train.ops.get(i))
+                    .op(train, *of)
                     .and_then(|op| rules::rule(&op.op).ok())
                     .map(|r| r.params)
                     .unwrap_or_default(),

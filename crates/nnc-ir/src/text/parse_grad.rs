@@ -7,10 +7,10 @@
 use super::parse::{
     error_at, f32_of, loc_of, param_name, uint_of, value_number, value_type_of, Items, ParseError, Result, Rule,
 };
-use crate::grad::build::saved;
-use crate::grad::rules::{rule, Read};
+use crate::grad::build::{reads as reads_of, saved};
+use crate::grad::rules::rule;
 use crate::grad::{Backward, Loss, Saved, Step, StepKind, Target};
-use crate::{Function, Mode, Module, ParamId, ValueId, ValueType};
+use crate::{Function, Mode, Module, ParamId, Producers, ValueId, ValueType};
 use pest::iterators::Pair;
 use pest::Span;
 use std::collections::HashMap;
@@ -51,10 +51,7 @@ pub(super) fn backward<'i>(
         steps,
         saved: Vec::new(),
     };
-    let rules: Vec<_> = train.ops.iter().map(|o| rule(&o.op).ok()).collect();
-    let rules: Option<Vec<_>> = rules.into_iter().collect();
-    let rules = rules.ok_or_else(|| error_at(span, "the train function has an op without a gradient rule"))?;
-    backward.saved = saved(train, &backward, &rules, &r.producers);
+    backward.saved = saved(train, &backward);
     let (list_span, written) = match saving {
         Some((s, pairs)) => {
             let reading = Reading {
@@ -105,7 +102,7 @@ struct Reading<'a, 'i> {
     names: &'a HashMap<&'i str, ParamId>,
     module: &'a Module,
     train: &'a Function,
-    producers: Vec<Option<usize>>,
+    producers: Producers,
     /// Printed gradient number → arena id.
     grads: HashMap<u32, ValueId>,
     values: Vec<ValueType>,
@@ -158,10 +155,7 @@ impl<'i> Reading<'_, 'i> {
                 let v = self.forward(&items.expect(Rule::value_ref)?)?;
                 let record = self
                     .producers
-                    .get(v.0 as usize)
-                    .copied()
-                    .flatten()
-                    .and_then(|i| self.train.ops.get(i))
+                    .op(self.train, v)
                     .and_then(|o| rule(&o.op).ok())
                     .and_then(|r| r.record);
                 match record {
@@ -217,10 +211,7 @@ impl<'i> Reading<'_, 'i> {
                 let of = self.forward(&parts.expect(Rule::value_ref)?)?;
                 let op = self
                     .producers
-                    .get(of.0 as usize)
-                    .copied()
-                    .flatten()
-                    .and_then(|i| self.train.ops.get(i))
+                    .op(self.train, of)
                     .ok_or_else(|| error_at(body_span, "the input has no VJP"))?;
                 if op.op.name() != name {
                     return Err(error_at(
@@ -233,16 +224,7 @@ impl<'i> Reading<'_, 'i> {
                     Some(r) => r.into_inner().map(|p| self.saved(p)).collect::<Result<_>>()?,
                     None => Vec::new(),
                 };
-                let expected_reads: Vec<Saved> = op_rule
-                    .reads
-                    .iter()
-                    .map(|read| match read {
-                        Read::Input => Saved::Value(op.args.first().copied().unwrap_or(self.train.input)),
-                        Read::Output => Saved::Value(op.result),
-                        Read::Record => Saved::Record(op.result),
-                    })
-                    .collect();
-                if reads != expected_reads {
+                if reads != reads_of(self.train, op) {
                     return Err(error_at(body_span, format!("{name}.vjp reads other values than these")));
                 }
                 let grads: Vec<ParamId> = match parts.optional(Rule::grads) {
@@ -261,13 +243,7 @@ impl<'i> Reading<'_, 'i> {
                         let mut it = Items::new(item);
                         let act = it.expect(Rule::ident)?.as_str();
                         let v = self.forward(&it.expect(Rule::value_ref)?)?;
-                        let made_by = self
-                            .producers
-                            .get(v.0 as usize)
-                            .copied()
-                            .flatten()
-                            .and_then(|i| self.train.ops.get(i))
-                            .map(|o| o.op.name());
+                        let made_by = self.producers.op(self.train, v).map(|o| o.op.name());
                         if made_by != Some(act) {
                             return Err(error_at(item_span, format!("that value is not made by {act}")));
                         }

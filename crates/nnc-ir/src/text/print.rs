@@ -2,13 +2,14 @@
 //! in program order. It reads ids with `get`, never by indexing, so it can
 //! show a module the verifier has just rejected.
 
-use crate::grad::rules::{self, Read};
+use crate::grad::build::reads;
+use crate::grad::rules;
 use crate::grad::{Backward, Saved, StepKind, Target};
 use crate::types::fmt_param_shape;
 use crate::verify::VerifyError;
 use crate::{
     Act, Derivation, Dist, Epilogue, EpilogueStep, Function, Mode, Module, Op, OpId, ParamData, ParamId, ParamSource,
-    ValueId,
+    Producers, ValueId,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -274,10 +275,11 @@ fn function_text(module: &Module, function: &Function, marks: &FunctionMarks<'_>
     }
     let _ = write!(out, "  return {}", value_ref(&numbers, function.output));
     if let Some(backward) = module.backward.as_ref().filter(|_| function.mode == Mode::Train) {
+        let producers = function.producers();
         let saved: Vec<String> = backward
             .saved
             .iter()
-            .map(|s| saved_text(function, &numbers, s))
+            .map(|s| saved_text(function, &producers, &numbers, s))
             .collect();
         if !saved.is_empty() {
             let _ = write!(out, " saving {}", saved.join(", "));
@@ -288,14 +290,12 @@ fn function_text(module: &Module, function: &Function, marks: &FunctionMarks<'_>
 }
 
 /// `%3`, or `stats(%2)` for what op `%2` records.
-fn saved_text(function: &Function, numbers: &HashMap<ValueId, usize>, saved: &Saved) -> String {
+fn saved_text(function: &Function, producers: &Producers, numbers: &HashMap<ValueId, usize>, saved: &Saved) -> String {
     match saved {
         Saved::Value(v) => value_ref(numbers, *v),
         Saved::Record(v) => {
-            let record = function
-                .ops
-                .iter()
-                .find(|o| o.result == *v)
+            let record = producers
+                .op(function, *v)
                 .and_then(|o| rules::rule(&o.op).ok())
                 .and_then(|r| r.record)
                 .map_or("record", |r| r.name());
@@ -343,11 +343,7 @@ fn backward_text(module: &Module, train: &Function, backward: &Backward) -> Stri
                 }
             }
             StepKind::Vjp { of } => {
-                let op = producers
-                    .get(of.0 as usize)
-                    .copied()
-                    .flatten()
-                    .and_then(|i| train.ops.get(i));
+                let op = producers.op(train, *of);
                 let name = op.map_or("?", |o| o.op.name());
                 let _ = write!(
                     line,
@@ -357,14 +353,9 @@ fn backward_text(module: &Module, train: &Function, backward: &Backward) -> Stri
                     value_ref(&forward, *of)
                 );
                 if let Some((op, rule)) = op.and_then(|o| rules::rule(&o.op).ok().map(|r| (o, r))) {
-                    let reads: Vec<String> = rule
-                        .reads
+                    let reads: Vec<String> = reads(train, op)
                         .iter()
-                        .map(|r| match r {
-                            Read::Input => value_ref(&forward, op.args.first().copied().unwrap_or(train.input)),
-                            Read::Output => value_ref(&forward, op.result),
-                            Read::Record => saved_text(train, &forward, &Saved::Record(op.result)),
-                        })
+                        .map(|s| saved_text(train, &producers, &forward, s))
                         .collect();
                     if !reads.is_empty() {
                         let _ = write!(line, " reads({})", reads.join(", "));
@@ -379,11 +370,7 @@ fn backward_text(module: &Module, train: &Function, backward: &Backward) -> Stri
                         .then
                         .iter()
                         .map(|v| {
-                            let op = producers
-                                .get(v.0 as usize)
-                                .copied()
-                                .flatten()
-                                .and_then(|i| train.ops.get(i));
+                            let op = producers.op(train, *v);
                             format!("{} of {}", op.map_or("?", |o| o.op.name()), value_ref(&forward, *v))
                         })
                         .collect();

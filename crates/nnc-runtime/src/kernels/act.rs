@@ -155,14 +155,32 @@ impl Activation<'_> {
     /// inner]` layout, at a channel boundary): what a dense layer's input
     /// gradient applies to each tile it has just computed.
     pub fn backward_in_place(&self, saved: &[f32], from: From, d: &mut [f32], channels: usize, inner: usize) {
-        let inner = inner.max(1);
-        let channel = |i: usize| i / inner % channels.max(1);
-        for (i, (g, v)) in d.iter_mut().zip(saved).enumerate() {
-            let slope = self.derivative(*v, from, channel(i));
-            // A select, not a product, where the derivative is 0 or 1 by
-            // cases (PyTorch's threshold_backward): a NaN from a dropped
-            // branch does not leak in.
-            *g = if slope == 0.0 { 0.0 } else { *g * slope };
+        self.scale_by_derivative(saved, from, channels, inner, d, |_, g| g);
+    }
+
+    /// `out[i] = gradient(i, out[i])·φ′(saved[i])`, as a select, not a
+    /// product, where φ′ is 0 (PyTorch's threshold_backward: a NaN from a
+    /// dropped branch does not leak in). Only PReLU, whose slope depends on
+    /// the channel, works the channel out per element.
+    fn scale_by_derivative(
+        &self,
+        saved: &[f32],
+        from: From,
+        channels: usize,
+        inner: usize,
+        out: &mut [f32],
+        gradient: impl Fn(usize, f32) -> f32,
+    ) {
+        let select = |g: f32, slope: f32| if slope == 0.0 { 0.0 } else { g * slope };
+        if let Activation::Prelu { .. } = self {
+            let (inner, channels) = (inner.max(1), channels.max(1));
+            for (i, (o, v)) in out.iter_mut().zip(saved).enumerate() {
+                *o = select(gradient(i, *o), self.derivative(*v, from, i / inner % channels));
+            }
+        } else {
+            for (i, (o, v)) in out.iter_mut().zip(saved).enumerate() {
+                *o = select(gradient(i, *o), self.derivative(*v, from, 0));
+            }
         }
     }
 
@@ -181,8 +199,9 @@ impl Activation<'_> {
         inner: usize,
         dslopes: Option<&mut [f32]>,
     ) {
-        dx.copy_from_slice(dy);
-        self.backward_in_place(saved, from, dx, channels, inner);
+        self.scale_by_derivative(saved, from, channels, inner, dx, |i, _| {
+            dy.get(i).copied().unwrap_or_default()
+        });
         let inner = inner.max(1);
         let channel = |i: usize| i / inner % channels.max(1);
         if let (Activation::Prelu { slopes }, Some(dslopes)) = (self, dslopes) {

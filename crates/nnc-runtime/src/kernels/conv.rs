@@ -122,21 +122,8 @@ pub fn conv2d(
     let conv = Conv { g, weight, epilogue };
     let (x_len, y_len) = (g.in_channels * in_plane, g.out_channels * out_plane);
     let col_len = g.scratch_per_thread();
-    let parts = team.threads().min(batch);
-    let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
-    team.run(parts, &|t| {
-        let samples = split(batch, parts, t, 1);
-        // SAFETY: parts own disjoint samples of y and their own column buffer.
-        let (ys, col) = unsafe {
-            (
-                y.piece(samples.start * y_len..samples.end * y_len),
-                scratch.piece(t * col_len..(t + 1) * col_len),
-            )
-        };
-        let xs = &x[samples.start * x_len..samples.end * x_len];
-        for (xs, ys) in xs.chunks_exact(x_len).zip(ys.chunks_exact_mut(y_len)) {
-            conv.sample(xs, ys, col);
-        }
+    per_sample(team, batch, (x, x_len), (y, y_len), (scratch, col_len), |x, y, col| {
+        conv.sample(x, y, col)
     });
 }
 
@@ -226,20 +213,41 @@ pub fn conv2d_grad_input(
         return;
     }
     let per_thread = g.grad_scratch_per_thread();
+    per_sample(
+        team,
+        batch,
+        (dy, y_len),
+        (dx, x_len),
+        (scratch, per_thread),
+        |dy, dx, col| grad_input_sample(g, w, dy, dx, col),
+    );
+}
+
+/// `f(sample of src, sample of dst, scratch)` for each of `batch` samples
+/// (`src_len` and `dst_len` floats each), the samples shared among the
+/// team, each thread with `per_thread` floats of scratch of its own.
+fn per_sample(
+    team: &Team,
+    batch: usize,
+    (src, src_len): (&[f32], usize),
+    (dst, dst_len): (&mut [f32], usize),
+    (scratch, per_thread): (&mut [f32], usize),
+    f: impl Fn(&[f32], &mut [f32], &mut [f32]) + Sync,
+) {
     let parts = team.threads().min(batch);
-    let (dx, scratch) = (Disjoint::new(dx), Disjoint::new(scratch));
+    let (dst, scratch) = (Disjoint::new(dst), Disjoint::new(scratch));
     team.run(parts, &|t| {
         let samples = split(batch, parts, t, 1);
-        // SAFETY: parts own disjoint samples of dx and their own scratch.
-        let (dxs, col) = unsafe {
+        // SAFETY: parts own disjoint samples of dst and their own scratch.
+        let (dsts, own) = unsafe {
             (
-                dx.piece(samples.start * x_len..samples.end * x_len),
+                dst.piece(samples.start * dst_len..samples.end * dst_len),
                 scratch.piece(t * per_thread..(t + 1) * per_thread),
             )
         };
-        let dys = &dy[samples.start * y_len..samples.end * y_len];
-        for (dy, dx) in dys.chunks_exact(y_len).zip(dxs.chunks_exact_mut(x_len)) {
-            grad_input_sample(g, w, dy, dx, col);
+        let srcs = &src[samples.start * src_len..samples.end * src_len];
+        for (s, d) in srcs.chunks_exact(src_len).zip(dsts.chunks_exact_mut(dst_len)) {
+            f(s, d, own);
         }
     });
 }

@@ -55,44 +55,46 @@ pub fn softmax_cross_entropy(
     total / batch.max(1) as f64
 }
 
-/// Mean squared error over every element; the gradient is `2(y − t)/count`.
-pub fn mse(y: &[f32], target: &[f32], dy: &mut [f32]) -> f64 {
+/// The mean over every element of `term(y, t)`, whose first part is the
+/// element's loss and second its derivative, which (divided by the count)
+/// goes into `dy`: PyTorch's `reduction='mean'`.
+fn elementwise_mean(y: &[f32], target: &[f32], dy: &mut [f32], term: impl Fn(f64, f64) -> (f64, f64)) -> f64 {
     let count = y.len().max(1) as f64;
     let mut total = 0.0;
     for ((g, v), t) in dy.iter_mut().zip(y).zip(target) {
-        let e = f64::from(*v) - f64::from(*t);
-        total += e * e;
-        *g = (2.0 * e / count) as f32;
+        let (loss, derivative) = term(f64::from(*v), f64::from(*t));
+        total += loss;
+        *g = (derivative / count) as f32;
     }
     total / count
+}
+
+/// Mean squared error over every element; the gradient is `2(y − t)/count`.
+pub fn mse(y: &[f32], target: &[f32], dy: &mut [f32]) -> f64 {
+    elementwise_mean(y, target, dy, |v, t| {
+        let e = v - t;
+        (e * e, 2.0 * e)
+    })
 }
 
 /// Binary cross-entropy of logits (PyTorch's `BCEWithLogitsLoss`), over
 /// every element: `max(z, 0) − z·t + log(1 + e^−|z|)`, gradient
 /// `(σ(z) − t)/count`.
 pub fn bce_with_logits(z: &[f32], target: &[f32], dz: &mut [f32]) -> f64 {
-    let count = z.len().max(1) as f64;
-    let mut total = 0.0;
-    for ((g, v), t) in dz.iter_mut().zip(z).zip(target) {
-        let (v, t) = (f64::from(*v), f64::from(*t));
-        total += v.max(0.0) - v * t + (-v.abs()).exp().ln_1p();
-        *g = ((f64::from(sigmoid(v as f32)) - t) / count) as f32;
-    }
-    total / count
+    elementwise_mean(z, target, dz, |v, t| {
+        let loss = v.max(0.0) - v * t + (-v.abs()).exp().ln_1p();
+        (loss, f64::from(sigmoid(v as f32)) - t)
+    })
 }
 
 /// Binary cross-entropy of probabilities (PyTorch's `BCELoss`): each log
 /// is clamped at −100 as PyTorch does, and the gradient
 /// `(p − t) / max(p(1 − p), 1e-12) / count` likewise stays finite.
 pub fn bce(p: &[f32], target: &[f32], dp: &mut [f32]) -> f64 {
-    let count = p.len().max(1) as f64;
-    let mut total = 0.0;
-    for ((g, v), t) in dp.iter_mut().zip(p).zip(target) {
-        let (v, t) = (f64::from(*v), f64::from(*t));
-        total -= t * v.ln().max(-100.0) + (1.0 - t) * (1.0 - v).ln().max(-100.0);
-        *g = ((v - t) / (v * (1.0 - v)).max(1e-12) / count) as f32;
-    }
-    total / count
+    elementwise_mean(p, target, dp, |v, t| {
+        let loss = -(t * v.ln().max(-100.0) + (1.0 - t) * (1.0 - v).ln().max(-100.0));
+        (loss, (v - t) / (v * (1.0 - v)).max(1e-12))
+    })
 }
 
 /// The penalty `l1·Σ|w| + l2·Σw²` (Keras's kernel regularisers), returned,
