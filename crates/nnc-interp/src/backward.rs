@@ -168,10 +168,16 @@ impl Gradients {
             self.grads[id.0 as usize].fill(0.0);
         }
         self.loss = 0.0;
-        for index in 0..self.backward.steps.len() {
-            self.step(index, input, batch, targets)?;
-        }
-        Ok(self.loss)
+        // The accumulators leave `self` while the steps write them and read
+        // the rest of it.
+        let mut acc = Accumulators {
+            grads: std::mem::take(&mut self.grads),
+            scratch: std::mem::take(&mut self.scratch),
+        };
+        let outcome =
+            (0..self.backward.steps.len()).try_for_each(|index| self.step(index, input, batch, targets, &mut acc));
+        (self.grads, self.scratch) = (acc.grads, acc.scratch);
+        outcome.map(|()| self.loss)
     }
 
     fn check_targets(&self, targets: Targets<'_>, batch: usize) -> Result<(), Error> {
@@ -261,7 +267,14 @@ impl Gradients {
         }
     }
 
-    fn step(&mut self, index: usize, input: &[f32], batch: usize, targets: Targets<'_>) -> Result<(), Error> {
+    fn step(
+        &mut self,
+        index: usize,
+        input: &[f32],
+        batch: usize,
+        targets: Targets<'_>,
+        acc: &mut Accumulators,
+    ) -> Result<(), Error> {
         let step = &self.backward.steps[index];
         let result = step.result;
         // The result's buffer leaves the table while the step writes it.
@@ -299,7 +312,10 @@ impl Gradients {
                 let p = param.0 as usize;
                 let (l1, l2) = self.penalties.get(p).copied().unwrap_or((0.0, 0.0));
                 let w = &self.forward.params[p];
-                self.loss += penalty(w, l1, l2, &mut self.grads[p]);
+                let Some(dw) = acc.grads.get_mut(p) else {
+                    return Err(Error::Unsupported(format!("a penalty on parameter #{p}")));
+                };
+                self.loss += penalty(w, l1, l2, dw);
                 Ok(())
             }
             StepKind::Vjp { of } => {
@@ -308,7 +324,7 @@ impl Gradients {
                     op_index.ok_or_else(|| Error::Unsupported(format!("a VJP of value %{} no op defines", of.0)))?;
                 let dy = grad(step.args[0]);
                 let dx = result.map(|_| &mut *dx);
-                self.vjp(op_index, input, batch, dy, dx, &step.then)
+                self.vjp(op_index, input, batch, dy, dx, &step.then, acc)
             }
         };
         if let Some(r) = result {
@@ -328,6 +344,7 @@ impl Gradients {
         dy: &[f32],
         dx: Option<&mut [f32]>,
         then: &[ValueId],
+        acc: &mut Accumulators,
     ) -> Result<(), Error> {
         let mut acts = [None; MAX_THEN];
         let acts = self.then_acts(then, input, batch, &mut acts)?;
@@ -336,7 +353,7 @@ impl Gradients {
         let in_product = matches!(self.forward.func.ops[index].op, Op::Linear { dropconnect: None, .. });
         let mut dx = dx;
         let fused = if in_product { acts } else { &[] };
-        self.op_vjp(index, input, batch, dy, dx.as_deref_mut(), fused)?;
+        self.op_vjp(index, input, batch, dy, dx.as_deref_mut(), fused, acc)?;
         if let (false, Some(dx)) = (in_product, dx) {
             apply_then(acts, 0, dx);
         }
@@ -392,9 +409,8 @@ impl Gradients {
         dy: &[f32],
         dx: Option<&mut [f32]>,
         acts: &[Option<ThenAct<'_>>],
+        acc: &mut Accumulators,
     ) -> Result<(), Error> {
-        // Gradients are written through raw parts below only for disjoint
-        // parameters; see `param_grad`.
         let f = &self.forward;
         let op = &f.func.ops[index];
         let rule = &self.rules[index];
@@ -417,8 +433,7 @@ impl Gradients {
                 let (n_out, n_in) = (y_ty.channels(), x_ty.numel());
                 let x = saved(Read::Input);
                 let w_len = p(weight).len();
-                let dw = self.param_grad(*weight);
-                let db = bias.map(|b| self.param_grad(b));
+                let (dw, db, scratch) = acc.pair(*weight, *bias)?;
                 match dropconnect {
                     None => {
                         if let Some(dx) = dx {
@@ -431,8 +446,7 @@ impl Gradients {
                         // The forward used W·mask: so does dX, and dW is the
                         // masked weight's gradient times the mask.
                         let mask = saved(Read::Record);
-                        let scratch = self.scratch_mut(2 * w_len);
-                        let (masked, dmasked) = scratch.split_at_mut(w_len);
+                        let (masked, dmasked) = scratch[..2 * w_len].split_at_mut(w_len);
                         for ((m, w), k) in masked.iter_mut().zip(p(weight)).zip(mask) {
                             *m = w * k;
                         }
@@ -457,7 +471,7 @@ impl Gradients {
             Op::Act(act) => {
                 let Some(dx) = dx else {
                     // Only PReLU has a parameter; its slope gradient needs no dx.
-                    return self.prelu_slopes_only(act, &saved, dy, channels, inner);
+                    return self.prelu_slopes_only(act, &saved, dy, channels, inner, acc);
                 };
                 match act {
                     Act::Softmax => softmax_grad(saved(Read::Output), dy, batch, channels, inner, dx),
@@ -472,7 +486,7 @@ impl Gradients {
                             _ => (From::Input, saved(Read::Input)),
                         };
                         let dslopes = match act {
-                            Act::Prelu { weight } => Some(self.param_grad(*weight)),
+                            Act::Prelu { weight } => Some(acc.pair(*weight, None)?.0),
                             _ => None,
                         };
                         a.backward(v, from, dy, dx, channels, inner, dslopes);
@@ -496,12 +510,11 @@ impl Gradients {
                 let g = conv_geometry(x_ty, geometry, y_ty);
                 let x = saved(Read::Input);
                 let w_len = p(weight).len();
-                let dw = self.param_grad(*weight);
-                let db = bias.map(|b| self.param_grad(b));
+                let (dw, db, scratch) = acc.pair(*weight, *bias)?;
                 let work = g.grad_scratch_len(f.team.threads());
                 match dropconnect {
                     None => {
-                        let scratch = self.scratch_mut(work);
+                        let scratch = &mut scratch[..work];
                         if let Some(dx) = dx {
                             conv2d_grad_input(dy, batch, &g, p(weight), dx, scratch, &f.team);
                         }
@@ -509,8 +522,7 @@ impl Gradients {
                     }
                     Some(_) => {
                         let mask = saved(Read::Record);
-                        let scratch = self.scratch_mut(2 * w_len + work);
-                        let (masked, rest) = scratch.split_at_mut(w_len);
+                        let (masked, rest) = scratch[..2 * w_len + work].split_at_mut(w_len);
                         let (dmasked, work) = rest.split_at_mut(w_len);
                         for ((m, w), k) in masked.iter_mut().zip(p(weight)).zip(mask) {
                             *m = w * k;
@@ -550,12 +562,13 @@ impl Gradients {
             | Op::InstanceNorm { weight, bias, .. }
             | Op::GroupNorm { weight, bias, .. } => {
                 let (x, stats) = (saved(Read::Input), saved(Read::Record));
-                let (dgamma, dbeta) = (self.param_grad(*weight), self.param_grad(*bias));
+                let (dgamma, dbeta, scratch) = acc.pair(*weight, Some(*bias))?;
+                let dbeta = dbeta.unwrap_or_default();
                 // The kernels compute dx with the parameter gradients: into
                 // scratch when nothing needs dx.
                 let dx = match dx {
                     Some(dx) => dx,
-                    None => self.scratch_mut(x.len()),
+                    None => &mut scratch[..x.len()],
                 };
                 let gamma = p(weight);
                 match &op.op {
@@ -599,11 +612,12 @@ impl Gradients {
             }
             Op::Affine { scale, shift } => {
                 let x = saved(Read::Input);
+                let (dscale, dshift, scratch) = acc.pair(*scale, Some(*shift))?;
+                let dshift = dshift.unwrap_or_default();
                 let dx = match dx {
                     Some(dx) => dx,
-                    None => self.scratch_mut(x.len()),
+                    None => &mut scratch[..x.len()],
                 };
-                let (dscale, dshift) = (self.param_grad(*scale), self.param_grad(*shift));
                 affine_grad(x, dy, batch, channels, inner, p(scale), dx, dscale, dshift);
                 Ok(())
             }
@@ -621,44 +635,23 @@ impl Gradients {
         dy: &[f32],
         channels: usize,
         inner: usize,
+        acc: &mut Accumulators,
     ) -> Result<(), Error> {
         if let Act::Prelu { weight } = act {
             let a = activation(act, &self.forward.params)?;
             let x = saved(Read::Input);
-            let scratch = self.scratch_mut(x.len());
+            let (dslopes, _, scratch) = acc.pair(*weight, None)?;
             a.backward(
                 x,
                 From::Input,
                 dy,
-                scratch,
+                &mut scratch[..x.len()],
                 channels,
                 inner,
-                Some(self.param_grad(*weight)),
+                Some(dslopes),
             );
         }
         Ok(())
-    }
-
-    /// The gradient accumulator of one parameter, writable while the rest
-    /// of `self` is read.
-    #[allow(clippy::mut_from_ref)]
-    fn param_grad(&self, id: ParamId) -> &mut [f32] {
-        let g = &self.grads[id.0 as usize];
-        // SAFETY: the accumulators are only written here, one parameter at
-        // a time per VJP (an op's parameters are distinct ids, so the
-        // slices handed out by one VJP are disjoint), never resized while
-        // a step runs, and not read until the backward is over.
-        unsafe { std::slice::from_raw_parts_mut(g.as_ptr().cast_mut(), g.len()) }
-    }
-
-    /// The first `len` values of the scratch, writable while the rest of
-    /// `self` is read.
-    #[allow(clippy::mut_from_ref)]
-    fn scratch_mut(&self, len: usize) -> &mut [f32] {
-        let len = len.min(self.scratch.len());
-        // SAFETY: as for `param_grad`: one VJP uses the scratch at a time,
-        // and nothing else reads it.
-        unsafe { std::slice::from_raw_parts_mut(self.scratch.as_ptr().cast_mut(), len) }
     }
 }
 
@@ -689,6 +682,32 @@ pub fn check_value(row: usize, v: f32, loss: Loss) -> Result<(), String> {
         return Ok(());
     };
     Err(format!("row {row}: a target is {why} ({v})"))
+}
+
+/// What the steps write: each trained parameter's gradient, and scratch.
+struct Accumulators {
+    grads: Vec<Vec<f32>>,
+    scratch: Vec<f32>,
+}
+
+impl Accumulators {
+    /// The gradients of parameter `a` and of `b` (a different one, if
+    /// any), and the scratch: what one VJP writes.
+    #[allow(clippy::type_complexity)]
+    fn pair(&mut self, a: ParamId, b: Option<ParamId>) -> Result<(&mut [f32], Option<&mut [f32]>, &mut [f32]), Error> {
+        let missing = || Error::Unsupported(format!("gradients of parameters #{} and {b:?}", a.0));
+        let (a, scratch) = (a.0 as usize, self.scratch.as_mut_slice());
+        match b {
+            None => {
+                let ga = self.grads.get_mut(a).ok_or_else(missing)?;
+                Ok((ga.as_mut_slice(), None, scratch))
+            }
+            Some(b) => {
+                let [ga, gb] = self.grads.get_disjoint_mut([a, b.0 as usize]).map_err(|_| missing())?;
+                Ok((ga.as_mut_slice(), Some(gb.as_mut_slice()), scratch))
+            }
+        }
+    }
 }
 
 /// The most activations one step applies to its result.
