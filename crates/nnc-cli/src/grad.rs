@@ -2,7 +2,7 @@
 //! as a weight file of gradients (each under its parameter's own name) and
 //! the loss.
 
-use crate::run::{check_memory, declared, load_weights, thread_count};
+use crate::run::{check_memory, declared, load_weights, read_input, thread_count};
 use crate::{output, read_source, report, run_compile, Failure};
 use nnc_driver::{Loss, Options, Quiet, Stage};
 use nnc_interp::{check_value, class_label, non_finite, Footprint, Gradients, Targets};
@@ -55,7 +55,7 @@ pub(crate) fn grad(
         return Err(Failure("internal error: the grad stage produced no backward".into()));
     };
     let weights = load_weights(files.model, files.weights)?;
-    let (shape, x) = read_npy_file(files.input).map_err(|e| Failure(format!("error: {e}")))?;
+    let (shape, x) = read_input(files.input)?;
     let batch = check_input(&shape, &train.value_type(train.input).dims)
         .map_err(|e| Failure(format!("error: {}: {e}", files.input.display())))?;
     let target = read_target(files.target, &backward.target, backward.loss, batch)?;
@@ -126,6 +126,15 @@ pub(crate) fn grad(
     Ok(String::new())
 }
 
+/// A target file that cannot be read; one of the wrong dtype says which
+/// targets the loss takes.
+fn unreadable(e: nnc_runtime::Error, hint: &str) -> Failure {
+    match e {
+        nnc_runtime::Error::WrongDtype { .. } => Failure(format!("error: {e} ({hint})")),
+        other => Failure(format!("error: {other}")),
+    }
+}
+
 /// Reads and checks `--target` against what the loss needs: class indices
 /// in range for cross-entropy, finite values of the output's shape (in
 /// [0, 1] for binary cross-entropy) otherwise. Errors name the row.
@@ -133,12 +142,9 @@ fn read_target(path: &Path, target: &Target, loss: Loss, batch: usize) -> Result
     let at = |what: String| Failure(format!("error: {}: {what}", path.display()));
     match target {
         Target::Classes { classes } => {
-            let (shape, labels) = read_npy_int_file(path).map_err(|e| {
-                Failure(format!(
-                    "error: {e} (cross_entropy takes class indices, int32 or int64 of shape [N]; \
-                     --loss mse or bce takes f32 targets of the output's shape)"
-                ))
-            })?;
+            let hint = "cross_entropy takes class indices, int32 or int64 of shape [N]; --loss mse or bce \
+                        takes f32 targets of the output's shape";
+            let (shape, labels) = read_npy_int_file(path).map_err(|e| unreadable(e, hint))?;
             if shape != [batch] {
                 return Err(at(format!(
                     "cross_entropy needs one class index per sample, shape ({batch},), got {shape:?}"
@@ -152,14 +158,12 @@ fn read_target(path: &Path, target: &Target, loss: Loss, batch: usize) -> Result
             Ok(TargetData::Classes(out))
         }
         Target::Values(ty) => {
-            let (shape, values) = read_npy_file(path).map_err(|e| {
-                Failure(format!(
-                    "error: {e} ({} takes f32 targets of the output's shape [N, {}]; class indices go \
-                     with --loss cross_entropy)",
-                    loss.name(),
-                    ty.dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                ))
-            })?;
+            let hint = format!(
+                "{} takes f32 targets of the output's shape [N, {}]; class indices go with --loss cross_entropy",
+                loss.name(),
+                ty.dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            );
+            let (shape, values) = read_npy_file(path).map_err(|e| unreadable(e, &hint))?;
             let n = check_input(&shape, &ty.dims).map_err(|e| at(format!("{} targets: {e}", loss.name())))?;
             if n != batch {
                 return Err(at(format!("{n} targets for {batch} inputs")));

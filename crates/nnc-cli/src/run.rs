@@ -123,15 +123,7 @@ pub(crate) fn run(
     let stage = if no_opt { Stage::Lowered } else { Stage::Optimized };
     let module = compiled(file, mode, stage, None)?;
     let weights = load_weights(file, weights_path)?;
-    let (shape, data) = read_npy_file(input).map_err(|e| Failure(format!("error: {e}")))?;
-    let bad_inputs = non_finite(&data);
-    if bad_inputs > 0 {
-        report(&format!(
-            "warning: {}: {bad_inputs} of the {} input values are not finite (NaN or ±inf)",
-            input.display(),
-            data.len()
-        ));
-    }
+    let (shape, data) = read_input(input)?;
     let func = module
         .function(mode)
         .ok_or_else(|| Failure(format!("internal error: no {mode} function")))?;
@@ -172,6 +164,20 @@ pub(crate) fn run(
     let bytes = write_npy(&out_shape, &y).map_err(|e| Failure(format!("error: {e}")))?;
     output::write(&[(&sink, &bytes)])?;
     Ok(String::new())
+}
+
+/// Reads an `--input` array, warning when it holds NaN or ±inf.
+pub(crate) fn read_input(input: &Path) -> Result<(Vec<usize>, Vec<f32>), Failure> {
+    let (shape, data) = read_npy_file(input).map_err(|e| Failure(format!("error: {e}")))?;
+    let bad_inputs = non_finite(&data);
+    if bad_inputs > 0 {
+        report(&format!(
+            "warning: {}: {bad_inputs} of the {} input values are not finite (NaN or ±inf)",
+            input.display(),
+            data.len()
+        ));
+    }
+    Ok((shape, data))
 }
 
 /// `--threads`, capped to the cores: more threads than cores only adds
