@@ -192,11 +192,27 @@ fn from_safetensors_names_a_missing_or_misshapen_tensor() {
     assert!(mlp::Tiny::from_safetensors(b"not a file").is_err());
 }
 
-/// `nnc build`'s output for every model, in a crate of its own that denies
+/// The module `nnc build --train` generates from: infer and train
+/// functions, and the backward.
+fn with_backward(text: &str) -> nnc_ir::Module {
+    let options = nnc_driver::Options {
+        modes: vec![Mode::Infer, Mode::Train],
+        stage: Stage::Grad,
+        passes: None,
+        loss: None,
+    };
+    let source = nnc_diag::SourceFile::new("t.nn", text);
+    nnc_driver::compile(&source, &options, &mut nnc_driver::Quiet)
+        .unwrap()
+        .module
+        .unwrap()
+}
+
+/// `nnc build --train`'s output for every model, in a crate of its own that denies
 /// warnings (the macro's expansion cannot show this: rustc keeps some lints
 /// quiet inside macro expansions), checked by `cargo check`.
 #[test]
-fn nnc_build_output_of_every_model_compiles_without_warnings() {
+fn nnc_build_train_output_of_every_model_compiles_without_warnings() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let krate = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("generated-check");
     std::fs::create_dir_all(krate.join("src")).unwrap();
@@ -216,13 +232,17 @@ fn nnc_build_output_of_every_model_compiles_without_warnings() {
     for (file, text) in common::models() {
         let stem = file.trim_end_matches(".nn");
         let source = nnc_diag::SourceFile::new(format!("models/{file}"), text.clone());
-        let optimized = module(&text, Mode::Infer, Stage::Optimized);
+        let optimized = with_backward(&text);
         // One model also with `embedded()`, reading a file beside its source.
         let embed = (stem == "digits_mlp").then(|| format!("{stem}.embedded.safetensors"));
         if let Some(name) = &embed {
             std::fs::write(krate.join("src").join(name), b"").unwrap();
         }
-        let options = nnc_codegen::Options::build(embed);
+        // `nnc build --train`: the training step too.
+        let options = nnc_codegen::Options {
+            train: true,
+            ..nnc_codegen::Options::build(embed)
+        };
         let generated = nnc_codegen::generate_source(&optimized, &source, &options).unwrap();
         std::fs::write(krate.join("src").join(format!("{stem}.rs")), generated).unwrap();
         lib.push_str(&format!("pub mod {stem};\n"));
@@ -239,15 +259,20 @@ fn nnc_build_output_of_every_model_compiles_without_warnings() {
         let text =
             format!("model {name} {{ input [1, 4, 4] conv 2 k=3 name={layer} act=relu flatten dense 3 name={other} }}");
         let source = nnc_diag::SourceFile::new(format!("odd{i}.nn"), text.clone());
-        let optimized = module(&text, Mode::Infer, Stage::Optimized);
-        let generated = nnc_codegen::generate_source(&optimized, &source, &nnc_codegen::Options::build(None))
-            .unwrap_or_else(|e| panic!("model {name}: {e}"));
+        let optimized = with_backward(&text);
+        let options = nnc_codegen::Options {
+            train: true,
+            ..nnc_codegen::Options::build(None)
+        };
+        let generated =
+            nnc_codegen::generate_source(&optimized, &source, &options).unwrap_or_else(|e| panic!("model {name}: {e}"));
         let type_name = nnc_codegen::type_name(name);
         assert!(generated.contains(&format!("pub struct {type_name} ")), "model {name}");
         std::fs::write(krate.join("src").join(format!("odd{i}.rs")), generated).unwrap();
         // Use the type, so a name that only parses would still fail.
         lib.push_str(&format!(
-            "pub mod odd{i};\npub fn use_odd{i}() -> odd{i}::{type_name} {{ odd{i}::{type_name}::init(0) }}\n"
+            "pub mod odd{i};\npub fn use_odd{i}() -> (odd{i}::{type_name}, odd{i}::{type_name}Train, odd{i}::{type_name}Grads) \
+             {{ (odd{i}::{type_name}::init(0), odd{i}::{type_name}Train::init(0), odd{i}::{type_name}Grads::new()) }}\n"
         ));
     }
     std::fs::write(krate.join("src/lib.rs"), lib).unwrap();

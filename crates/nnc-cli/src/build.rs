@@ -1,5 +1,6 @@
 //! `nnc build`: the inference function as Rust source, and with `--embed`
-//! the weights folded once, here, into a sibling file the source embeds.
+//! the weights folded once, here, into a sibling file the source embeds;
+//! with `--train`, the training step too.
 
 use crate::output::{self, Sink};
 use crate::run::load_weights;
@@ -10,7 +11,14 @@ use nnc_ir::Mode;
 use nnc_runtime::io::weights::{write_safetensors, Tensor, Weights};
 use std::path::{Path, PathBuf};
 
-pub(crate) fn build(file: &Path, output: &Path, embed: Option<&Path>) -> Result<String, Failure> {
+/// `train`: `Some(loss)` generates the training step too (`None` for the
+/// default loss).
+pub(crate) fn build(
+    file: &Path,
+    output: &Path,
+    embed: Option<&Path>,
+    train: Option<Option<nnc_driver::Loss>>,
+) -> Result<String, Failure> {
     // The flags first: no point compiling for an output that will be refused.
     if output.extension().is_some_and(|e| e == "safetensors") {
         return Err(Failure(format!(
@@ -37,10 +45,14 @@ pub(crate) fn build(file: &Path, output: &Path, embed: Option<&Path>) -> Result<
     };
     let source = read_source(file)?;
     let options = Options {
-        modes: vec![Mode::Infer],
-        stage: Stage::Optimized,
+        modes: if train.is_some() {
+            vec![Mode::Infer, Mode::Train]
+        } else {
+            vec![Mode::Infer]
+        },
+        stage: if train.is_some() { Stage::Grad } else { Stage::Optimized },
         passes: None,
-        loss: None,
+        loss: train.flatten(),
     };
     let module = run_compile(&source, &options, &mut Quiet)?
         .module
@@ -49,10 +61,13 @@ pub(crate) fn build(file: &Path, output: &Path, embed: Option<&Path>) -> Result<
         None => None,
         Some(weights_path) => Some(fold_weights(file, &module, weights_path)?),
     };
-    let codegen_options = nnc_codegen::Options::build(sibling.as_ref().map(|path| {
-        path.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    }));
+    let codegen_options = nnc_codegen::Options {
+        train: train.is_some(),
+        ..nnc_codegen::Options::build(sibling.as_ref().map(|path| {
+            path.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        }))
+    };
     let text = nnc_codegen::generate_source(&module, &source, &codegen_options)
         .map_err(|e| Failure(format!("internal error (a bug in nnc, please report it): {e}")))?;
     // The pair is written together: both temporaries complete, then the

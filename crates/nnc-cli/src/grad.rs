@@ -5,7 +5,7 @@
 use crate::run::{check_memory, declared, load_weights, read_input, thread_count};
 use crate::{output, read_source, report, run_compile, Failure};
 use nnc_driver::{Loss, Options, Quiet, Stage};
-use nnc_interp::{check_value, class_label, non_finite, Footprint, Gradients, Targets};
+use nnc_interp::{class_label, non_finite, Footprint, Gradients, Targets};
 use nnc_ir::grad::Target;
 use nnc_ir::{Mode, ParamRole};
 use nnc_runtime::io::npy::{check_input, read_npy_file, read_npy_int_file};
@@ -170,7 +170,7 @@ fn read_target(path: &Path, target: &Target, loss: Loss, batch: usize) -> Result
             }
             let per_sample = ty.numel().max(1);
             for (i, v) in values.iter().enumerate() {
-                check_value(i / per_sample, *v, loss).map_err(at)?;
+                nnc_runtime::kernels::loss::check_value(i / per_sample, *v, loss == Loss::Bce).map_err(at)?;
             }
             Ok(TargetData::Values(values))
         }

@@ -103,7 +103,8 @@ enum Command {
         #[arg(long, allow_hyphen_values = true, value_parser = parse_threads)]
         threads: Option<usize>,
     },
-    /// Generate Rust source for the inference function (a struct named after the model).
+    /// Generate Rust source for the inference function (a struct named after
+    /// the model); with `--train`, also the training step (`<Model>Train`).
     Build {
         /// The model file (.nn).
         file: PathBuf,
@@ -114,6 +115,14 @@ enum Command {
         /// tensors go to `<output>.embedded.safetensors`, read by `Model::embedded()`.
         #[arg(long, value_name = "WEIGHTS")]
         embed: Option<PathBuf>,
+        /// Also generate `<Model>Train` and `<Model>Grads`: one training
+        /// step's forward and backward (`grad_into`).
+        #[arg(long)]
+        train: bool,
+        /// The loss `--train` differentiates (default: cross_entropy after a
+        /// last softmax, bce after a last sigmoid, else mse).
+        #[arg(long, value_enum, requires = "train")]
+        loss: Option<LossArg>,
     },
     /// One training-mode forward and backward on a batch: the loss and the
     /// gradient of every trainable parameter, under its own name.
@@ -354,7 +363,16 @@ fn main() -> ExitCode {
             grad::grad(&files, loss.map(LossArg::loss), seed, threads)
         }
         Command::Export { file, weights, output } => run::export(&file, &weights, &output),
-        Command::Build { file, output, embed } => build::build(&file, &output, embed.as_deref()),
+        Command::Build {
+            file,
+            output,
+            embed,
+            train,
+            loss,
+        } => {
+            let train = train.then(|| loss.map(LossArg::loss));
+            build::build(&file, &output, embed.as_deref(), train)
+        }
     };
     match result.and_then(|text| to_stdout(text.as_bytes())) {
         Ok(()) => ExitCode::SUCCESS,

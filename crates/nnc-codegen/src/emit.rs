@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 const COMMENT_MARKER: &str = "__nnc_comment";
 
 /// Where a value lives during the forward pass.
-enum Home {
+pub(crate) enum Home {
     /// The caller's input slice.
     Input,
     /// The caller's output slice (the function's result is written in place).
@@ -26,15 +26,22 @@ enum Home {
 
 /// The buffers of the forward pass: the IR's slot plan, keeping only the
 /// slots some op writes (the input and output are the caller's).
-struct Buffers {
+pub(crate) struct Buffers {
     home: BTreeMap<ValueId, usize>,
     /// Per-sample floats of each buffer.
-    lens: Vec<usize>,
+    pub(crate) lens: Vec<usize>,
 }
 
 impl Buffers {
-    fn new(func: &Function) -> Result<Buffers, Error> {
-        let plan = BufferPlan::new(func).ok_or_else(|| Error::Malformed("an op reads an undefined value".into()))?;
+    pub(crate) fn new(func: &Function) -> Result<Buffers, Error> {
+        Buffers::keeping(func, &[])
+    }
+
+    /// The buffers of a training forward pass: `kept` values (what the
+    /// backward reads) are never overwritten.
+    pub(crate) fn keeping(func: &Function, kept: &[ValueId]) -> Result<Buffers, Error> {
+        let plan =
+            BufferPlan::keeping(func, kept).ok_or_else(|| Error::Malformed("an op reads an undefined value".into()))?;
         let mut renumber = BTreeMap::new();
         let mut home = BTreeMap::new();
         let mut lens = Vec::new();
@@ -52,7 +59,7 @@ impl Buffers {
         Ok(Buffers { home, lens })
     }
 
-    fn home(&self, func: &Function, v: ValueId) -> Home {
+    pub(crate) fn home(&self, func: &Function, v: ValueId) -> Home {
         if v == func.input {
             Home::Input
         } else if v == func.output {
@@ -73,7 +80,7 @@ pub(crate) fn model(
     let rt = &options.runtime;
     let type_name = type_name(&module.name);
     let name = Ident::new(&type_name, Span::call_site());
-    let fields = Fields::new(module, func)?;
+    let fields = Fields::new(module, func, true)?;
     let buffers = Buffers::new(func)?;
     let input_dims = &func.value_type(func.input).dims;
     let output_dims = &func.value_type(func.output).dims;
@@ -131,7 +138,7 @@ pub(crate) fn model(
 }
 
 /// `init`, `from_safetensors`, `embedded` and the folding they share.
-fn loaders(module: &Module, fields: &Fields, options: &Options) -> Result<TokenStream, Error> {
+pub(crate) fn loaders(module: &Module, fields: &Fields, options: &Options) -> Result<TokenStream, Error> {
     let rt = &options.runtime;
     let (stored, derived) = params::closure(module, &fields.ident);
     let stored_list = stored.iter().map(|(id, init)| {
@@ -264,7 +271,7 @@ fn forward(
 
     let mut blocks = Vec::new();
     for (index, op) in func.ops.iter().enumerate() {
-        let block = op_block(func, op, fields, buffers, geometry_of.get(&index))?;
+        let block = op_block(func, op, fields, buffers, geometry_of.get(&index), None)?;
         blocks.push(comment_then(options, &op_comment(op, source), block));
     }
     let finish = if func.ops.is_empty() {
@@ -352,7 +359,7 @@ fn forward(
 }
 
 /// Each conv's geometry as a named constant: `(op index, name, literal)`.
-fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, Ident, TokenStream)> {
+pub(crate) fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, Ident, TokenStream)> {
     let mut out: Vec<(usize, Ident, TokenStream)> = Vec::new();
     let mut taken = std::collections::HashSet::new();
     for (index, op) in func.ops.iter().enumerate() {
@@ -379,13 +386,23 @@ fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, Ident, Toke
     out
 }
 
-/// One op as a block: bind its input and output slices, call the kernel.
-fn op_block(
+/// How an op of a train function runs: in training, recording for the
+/// backward into `record` (a slice expression), drawing from stream
+/// `index` of the step's seed.
+pub(crate) struct TrainOp {
+    pub(crate) index: usize,
+    pub(crate) record: TokenStream,
+}
+
+/// One op as a block: bind its input and output slices, call the kernel;
+/// with `train`, the op's training form (the interpreter's `exec.rs`).
+pub(crate) fn op_block(
     func: &Function,
     op: &OpData,
     fields: &Fields,
     buffers: &Buffers,
     conv_geometry: Option<&Ident>,
+    train: Option<&TrainOp>,
 ) -> Result<TokenStream, Error> {
     let x_ty = func.value_type(op.args[0]);
     let y_ty = func.value_type(op.result);
@@ -412,24 +429,127 @@ fn op_block(
         Home::Input => return Err(Error::Malformed("an op writes the function's input".into())),
     };
     let p = |id: &ParamId| fields.slice(*id);
+    // What a training op records into, and its generator (the
+    // interpreter's streams: bit 63 and the op's index).
+    let (record, rng) = match train {
+        Some(t) => {
+            let stream = Literal::u64_unsuffixed((1u64 << 63) | t.index as u64);
+            (t.record.clone(), quote!(&mut Rng::new(seed, #stream)))
+        }
+        None => (quote!(), quote!()),
+    };
     let call = match &op.op {
         Op::Linear {
-            weight, bias, epilogue, ..
+            weight,
+            bias,
+            epilogue,
+            dropconnect,
         } => {
             let ep = epilogue_tokens(bias.as_ref(), &epilogue.steps, fields)?;
             let f = &fields.ident[weight];
-            quote!(dense::dense_weight(x, batch, &self.#f, &#ep, y, team);)
+            let (n_out, n_in) = (usize_lit(y_ty.channels()), usize_lit(x_ty.numel()));
+            match (dropconnect, train) {
+                (Some(rate), Some(_)) => {
+                    let (rate, w_len) = (f32_lit(*rate), usize_lit(fields.len(*weight)));
+                    quote! {
+                        // A fresh mask each step, so the masked weight is used once, as rows.
+                        let masked = &mut scratch[..#w_len];
+                        dropout::dropconnect_save(&self.#f, #rate, #rng, masked, #record);
+                        dense::dense(x, batch, #n_in, masked, #n_out, &#ep, y, team);
+                    }
+                }
+                _ if fields.dense.contains_key(weight) => {
+                    quote!(dense::dense_weight(x, batch, &self.#f, &#ep, y, team);)
+                }
+                _ => quote!(dense::dense(x, batch, #n_in, &self.#f, #n_out, &#ep, y, team);),
+            }
         }
         Op::Conv2d {
-            weight, bias, epilogue, ..
+            weight,
+            bias,
+            epilogue,
+            dropconnect,
+            ..
         } => {
             let ep = epilogue_tokens(bias.as_ref(), &epilogue.steps, fields)?;
             let g = conv_geometry.ok_or_else(|| Error::Malformed("a conv without geometry".into()))?;
             let w = p(weight);
-            quote! {
-                let scratch = &mut scratch[..Self::#g.scratch_len(team.threads())];
-                conv::conv2d(x, batch, &Self::#g, #w, &#ep, y, scratch, team);
+            match (dropconnect, train) {
+                (Some(rate), Some(_)) => {
+                    let (rate, w_len) = (f32_lit(*rate), usize_lit(fields.len(*weight)));
+                    quote! {
+                        let (masked, cols) = scratch.split_at_mut(#w_len);
+                        dropout::dropconnect_save(#w, #rate, #rng, masked, #record);
+                        let cols = &mut cols[..Self::#g.scratch_len(team.threads())];
+                        conv::conv2d(x, batch, &Self::#g, masked, &#ep, y, cols, team);
+                    }
+                }
+                _ => quote! {
+                    let scratch = &mut scratch[..Self::#g.scratch_len(team.threads())];
+                    conv::conv2d(x, batch, &Self::#g, #w, &#ep, y, scratch, team);
+                },
             }
+        }
+        Op::MaxPool(g) if train.is_some() => {
+            let (h, w) = (usize_lit(x_ty.height()), usize_lit(x_ty.width()));
+            let (kernel, stride) = (usize_lit(g.kernel as usize), usize_lit(g.stride as usize));
+            let pads = dims(&g.pads.map(|v| v as usize));
+            quote! {
+                let g = pool::PoolGeometry {
+                    channels: #channels, height: #h, width: #w, kernel: #kernel, stride: #stride, pads: #pads,
+                };
+                pool::max_pool2d_argmax(x, batch, &g, y, #record);
+            }
+        }
+        Op::Dropout { p: rate } if train.is_some() => {
+            let rate = f32_lit(*rate);
+            quote!(dropout::dropout_save(x, #rate, #rng, y, #record);)
+        }
+        Op::AlphaDropout { p: rate } if train.is_some() => {
+            let rate = f32_lit(*rate);
+            quote!(dropout::alpha_dropout_save(x, #rate, #rng, y, #record);)
+        }
+        Op::DropBlock { p: rate, block } if train.is_some() => {
+            let (h, w) = (usize_lit(x_ty.height()), usize_lit(x_ty.width()));
+            let (rate, block) = (f32_lit(*rate), usize_lit(*block as usize));
+            quote!(dropout::dropblock(x, batch, #channels, #h, #w, #rate, #block, #rng, y, #record);)
+        }
+        Op::Act(Act::Rrelu { lower, upper }) if train.is_some() => {
+            let (lower, upper) = (f32_lit(*lower), f32_lit(*upper));
+            quote!(dropout::rrelu_train_save(x, #lower, #upper, #rng, y, #record);)
+        }
+        Op::BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps,
+            momentum,
+        } if train.is_some() => {
+            let (g, b, e, m) = (p(weight), p(bias), f32_lit(*eps), f32_lit(*momentum));
+            let (mean, var) = (&fields.ident[running_mean], &fields.ident[running_var]);
+            quote! {
+                norm::batch_norm_train_save(
+                    x, batch, #channels, #inner, #g, #b, &mut self.#mean, &mut self.#var, #e, #m, y, #record,
+                );
+            }
+        }
+        Op::LayerNorm { weight, bias, eps } if train.is_some() => {
+            let (g, b, e, numel) = (p(weight), p(bias), f32_lit(*eps), usize_lit(x_ty.numel()));
+            quote!(norm::layer_norm_save(x, batch, #numel, #g, #b, #e, y, #record);)
+        }
+        Op::InstanceNorm { weight, bias, eps } if train.is_some() => {
+            let (g, b, e) = (p(weight), p(bias), f32_lit(*eps));
+            quote!(norm::instance_norm_save(x, batch, #channels, #inner, #g, #b, #e, y, #record);)
+        }
+        Op::GroupNorm {
+            weight,
+            bias,
+            groups,
+            eps,
+        } if train.is_some() => {
+            let (g, b, e, groups) = (p(weight), p(bias), f32_lit(*eps), usize_lit(*groups as usize));
+            quote!(norm::group_norm_save(x, batch, #channels, #inner, #groups, #g, #b, #e, y, #record);)
         }
         Op::MaxPool(g) | Op::AvgPool(g) => {
             let (h, w) = (usize_lit(x_ty.height()), usize_lit(x_ty.width()));
@@ -525,7 +645,11 @@ fn op_block(
 }
 
 /// `Epilogue { bias, steps }` for a fused dense or conv.
-fn epilogue_tokens(bias: Option<&ParamId>, steps: &[EpilogueStep], fields: &Fields) -> Result<TokenStream, Error> {
+pub(crate) fn epilogue_tokens(
+    bias: Option<&ParamId>,
+    steps: &[EpilogueStep],
+    fields: &Fields,
+) -> Result<TokenStream, Error> {
     let bias = match bias {
         Some(id) => {
             let b = fields.slice(*id);
@@ -551,7 +675,7 @@ fn epilogue_tokens(bias: Option<&ParamId>, steps: &[EpilogueStep], fields: &Fiel
 
 /// The runtime's activation for an element-wise IR one; RReLU is its
 /// inference form, the mean slope (computed as the interpreter does).
-fn activation(act: &Act, fields: &Fields) -> Result<TokenStream, Error> {
+pub(crate) fn activation(act: &Act, fields: &Fields) -> Result<TokenStream, Error> {
     let a = quote!(act::Activation);
     Ok(match act {
         Act::Sigmoid => quote!(#a::Sigmoid),
@@ -690,7 +814,7 @@ fn model_ident(name: &str) -> String {
     s
 }
 
-fn join(dims: &[usize]) -> String {
+pub(crate) fn join(dims: &[usize]) -> String {
     dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
 }
 
@@ -699,7 +823,7 @@ fn join(dims: &[usize]) -> String {
 /// How much of a statement an op's comment quotes.
 const COMMENT_COLUMNS: usize = 100;
 
-fn op_comment(op: &OpData, source: &SourceFile) -> String {
+pub(crate) fn op_comment(op: &OpData, source: &SourceFile) -> String {
     let mut text = format!("{} [{}]", op_summary(op), op.layer);
     for loc in &op.locs {
         let line_of = |at: Loc| {
@@ -745,7 +869,7 @@ fn op_summary(op: &OpData) -> String {
 
 /// `body`, preceded by a comment marker for each line of `text` when
 /// comments are on.
-fn comment_then(options: &Options, text: &str, body: TokenStream) -> TokenStream {
+pub(crate) fn comment_then(options: &Options, text: &str, body: TokenStream) -> TokenStream {
     if !options.comments {
         return body;
     }

@@ -11,6 +11,7 @@
 
 mod emit;
 mod params;
+mod train;
 
 pub use emit::type_name;
 
@@ -33,6 +34,9 @@ pub struct Options {
     /// With `Some(file)`, an `embedded()` constructor reads the folded
     /// weights from `file`, a path relative to the generated source.
     pub embed: Option<String>,
+    /// Also generate `<Model>Train` and `<Model>Grads`, the training step
+    /// (the module's grad stage must have run).
+    pub train: bool,
 }
 
 /// Why a module cannot be generated.
@@ -40,6 +44,9 @@ pub struct Options {
 pub enum Error {
     /// The module has no `infer` function.
     NoInfer,
+    /// Training code was asked for a module without a train function and
+    /// its backward.
+    NoTrain,
     /// The IR is inconsistent (a compiler bug or a hand-edited IR).
     Malformed(String),
     /// The generated tokens do not parse as Rust (a code generator bug).
@@ -50,6 +57,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NoInfer => f.write_str("the module has no infer function to generate"),
+            Error::NoTrain => f.write_str("the module has no train function with a backward to generate"),
             Error::Malformed(why) => write!(f, "cannot generate code: {why}"),
             Error::Unparsable(why) => write!(f, "the generated code does not parse (a bug in nnc): {why}"),
         }
@@ -69,6 +77,7 @@ impl Options {
             ),
             comments: true,
             embed,
+            train: false,
         }
     }
 
@@ -79,6 +88,7 @@ impl Options {
             import: TokenStream::new(),
             comments: false,
             embed: None,
+            train: false,
         }
     }
 }
@@ -87,7 +97,11 @@ impl Options {
 /// `source` is the program, for comments.
 pub fn generate(module: &Module, source: &SourceFile, options: &Options) -> Result<TokenStream, Error> {
     let func = module.function(Mode::Infer).ok_or(Error::NoInfer)?;
-    emit::model(module, func, source, options)
+    let mut tokens = emit::model(module, func, source, options)?;
+    if options.train {
+        tokens.extend(train::model(module, source, options)?);
+    }
+    Ok(tokens)
 }
 
 /// [`generate`], formatted as a source file with a header and a comment per op.

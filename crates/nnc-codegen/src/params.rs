@@ -17,10 +17,14 @@ pub(crate) struct Fields {
     /// Parameters read as a dense layer's weight (kept as a `DenseWeight`
     /// laid out for the CPU, with `[out, in]`).
     pub(crate) dense: BTreeMap<ParamId, (usize, usize)>,
+    /// Elements of each read parameter.
+    lens: BTreeMap<ParamId, usize>,
 }
 
 impl Fields {
-    pub(crate) fn new(module: &Module, func: &Function) -> Result<Fields, Error> {
+    /// The fields of `func`'s parameters; with `lay_out_dense`, dense
+    /// weights are kept laid out for the CPU (inference: they never change).
+    pub(crate) fn new(module: &Module, func: &Function, lay_out_dense: bool) -> Result<Fields, Error> {
         let mut ident = BTreeMap::new();
         let mut taken = BTreeSet::new();
         for id in func.params_read() {
@@ -44,11 +48,20 @@ impl Fields {
             .ops
             .iter()
             .filter_map(|op| match &op.op {
-                Op::Linear { weight, .. } => Some((*weight, module.param(*weight).out_and_in())),
+                Op::Linear { weight, .. } if lay_out_dense => Some((*weight, module.param(*weight).out_and_in())),
                 _ => None,
             })
             .collect();
-        Ok(Fields { ident, dense })
+        let lens = ident
+            .keys()
+            .map(|id| (*id, module.param(*id).shape.iter().product()))
+            .collect();
+        Ok(Fields { ident, dense, lens })
+    }
+
+    /// Elements of a read parameter.
+    pub(crate) fn len(&self, id: ParamId) -> usize {
+        self.lens.get(&id).copied().unwrap_or(0)
     }
 
     /// `self.<field>` for a parameter read as a slice.
@@ -60,7 +73,7 @@ impl Fields {
 
 /// A field name for a §7 name: `layer0.norm.running_var` →
 /// `layer0_norm_running_var`; a derived (primed) one ends in `_folded`.
-fn field_name(param: &str) -> String {
+pub(crate) fn field_name(param: &str) -> String {
     let primes = param.chars().filter(|c| *c == '\'').count();
     let mut name: String = param
         .trim_end_matches('\'')

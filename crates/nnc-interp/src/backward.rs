@@ -16,6 +16,7 @@ use nnc_runtime::kernels::dense::{dense_grad_input, dense_grad_input_then, dense
 use nnc_runtime::kernels::dropout::mask_grad;
 pub use nnc_runtime::kernels::loss::Targets;
 use nnc_runtime::kernels::loss::{bce, bce_with_logits, mse, penalty, softmax_cross_entropy};
+pub use nnc_runtime::kernels::loss::{class_label, TargetKind};
 use nnc_runtime::kernels::norm::{
     add, affine_grad, batch_norm_grad, group_norm_grad, instance_norm_grad, layer_norm_grad, lrn_grad,
 };
@@ -181,40 +182,7 @@ impl Gradients {
     }
 
     fn check_targets(&self, targets: Targets<'_>, batch: usize) -> Result<(), Error> {
-        match (&self.backward.target, targets) {
-            (Target::Classes { classes }, Targets::Classes(labels)) => {
-                if labels.len() != batch {
-                    return Err(Error::Input(format!(
-                        "{} class labels for {batch} samples",
-                        labels.len()
-                    )));
-                }
-                for (row, label) in labels.iter().enumerate() {
-                    class_label(row, i64::from(*label), *classes).map_err(Error::Input)?;
-                }
-                Ok(())
-            }
-            (Target::Values(ty), Targets::Values(values)) => {
-                let per_sample = ty.numel();
-                if values.len() != batch * per_sample {
-                    return Err(Error::Input(format!(
-                        "{} target values for {batch} samples of {per_sample}",
-                        values.len()
-                    )));
-                }
-                for (i, v) in values.iter().enumerate() {
-                    check_value(i / per_sample.max(1), *v, self.backward.loss).map_err(Error::Input)?;
-                }
-                Ok(())
-            }
-            (Target::Classes { .. }, Targets::Values(_)) => Err(Error::Input(
-                "cross_entropy needs integer class labels, not values".into(),
-            )),
-            (Target::Values(_), Targets::Classes(_)) => Err(Error::Input(format!(
-                "{} needs target values of the output's shape, not class labels",
-                self.backward.loss.name()
-            ))),
-        }
+        target_kind(&self.backward).check(targets, batch).map_err(Error::Input)
     }
 
     /// Scratch for the step that needs the most: DropConnect's masked
@@ -655,33 +623,15 @@ impl Gradients {
     }
 }
 
-/// Sample `row`'s class index as the loss takes it: one of the model's
-/// `classes`, else why not.
-pub fn class_label(row: usize, label: i64, classes: usize) -> Result<u32, String> {
-    u32::try_from(label)
-        .ok()
-        .filter(|l| (*l as usize) < classes)
-        .ok_or_else(|| {
-            format!(
-                "row {row}: class {label} is not one of the model's {classes} classes (0 to {})",
-                classes.saturating_sub(1)
-            )
-        })
-}
-
-/// A target value of sample `row` that `loss` can take: finite, and in
-/// [0, 1] for binary cross-entropy; else why not.
-pub fn check_value(row: usize, v: f32, loss: Loss) -> Result<(), String> {
-    let why = if v.is_nan() {
-        "NaN"
-    } else if v.is_infinite() {
-        "infinite"
-    } else if loss == Loss::Bce && !(0.0..=1.0).contains(&v) {
-        "outside [0, 1], which bce needs"
-    } else {
-        return Ok(());
-    };
-    Err(format!("row {row}: a target is {why} ({v})"))
+/// What `backward`'s loss takes as targets.
+pub fn target_kind(backward: &Backward) -> TargetKind {
+    match &backward.target {
+        Target::Classes { classes } => TargetKind::Classes(*classes),
+        Target::Values(ty) => TargetKind::Values {
+            per_sample: ty.numel(),
+            unit_interval: backward.loss == Loss::Bce,
+        },
+    }
 }
 
 /// What the steps write: each trained parameter's gradient, and scratch.

@@ -20,7 +20,7 @@ mod init;
 mod plan;
 
 pub use audit::audit_weights;
-pub use backward::{check_value, class_label, Gradients, Targets};
+pub use backward::{class_label, target_kind, Gradients, TargetKind, Targets};
 pub use footprint::{Footprint, Part};
 pub use init::init_weights;
 
@@ -158,7 +158,10 @@ impl Interpreter {
         let params = param_values(module, weights)?;
         let plan = Plan::keeping(&func, kept)?;
         let mut dense_weights = vec![None; params.len()];
-        for op in &func.ops {
+        // A training step reads the weights as stored (they change every
+        // step, as in the generated `<Model>Train`); inference lays them
+        // out for the CPU's kernel once.
+        for op in func.ops.iter().filter(|_| !recording) {
             if let Op::Linear { weight, .. } = &op.op {
                 let w = &params[weight.0 as usize];
                 let (out, n_in) = module.param(*weight).out_and_in();

@@ -83,26 +83,10 @@ pub(crate) fn op_scratch_len(
     }
 }
 
-/// The f32s op `op` records in training for its backward at `batch`
-/// samples (see [`nnc_ir::grad::rules::Record`]); arg-maxes are counted too
-/// but kept as u32.
+/// The numbers op `op` records in training for its backward at `batch`
+/// samples (see [`nnc_ir::grad::rules::record_size`]).
 pub(crate) fn record_len(func: &Function, op: &OpData, param_len: &dyn Fn(ParamId) -> usize, batch: usize) -> usize {
-    use nnc_ir::grad::rules::{rule, Record};
-    let Some(record) = rule(&op.op).ok().and_then(|r| r.record) else {
-        return 0;
-    };
-    let x = func.value_type(op.args[0]);
-    let y = func.value_type(op.result);
-    match (record, &op.op) {
-        (Record::Mask | Record::Slopes, _) => x.numel() * batch,
-        (Record::WeightMask, Op::Linear { weight, .. } | Op::Conv2d { weight, .. }) => param_len(*weight),
-        (Record::Argmax, _) => y.numel() * batch,
-        (Record::Stats, Op::BatchNorm { .. }) => 2 * x.channels(),
-        (Record::Stats, Op::LayerNorm { .. }) => 2 * batch,
-        (Record::Stats, Op::InstanceNorm { .. }) => 2 * batch * x.channels(),
-        (Record::Stats, Op::GroupNorm { groups, .. }) => 2 * batch * *groups as usize,
-        _ => 0,
-    }
+    nnc_ir::grad::rules::record_size(func, op, param_len).map_or(0, |(_, per_sample, fixed)| per_sample * batch + fixed)
 }
 
 /// The runtime's view of a pool op on input `[C, H, W]`.

@@ -9,6 +9,9 @@
 //!     }
 //! }
 //! nnc::model!(file = "models/mlp.nn"); // relative to CARGO_MANIFEST_DIR
+//! // Also `MlpTrain` and `MlpGrads`, the training step (loss: §9's default,
+//! // or `loss = "mse",` before the model).
+//! nnc::model!(train, file = "models/mlp.nn");
 //! ```
 //!
 //! Inline, the macro's tokens are joined back into text (the language is
@@ -28,13 +31,56 @@ use tokens::Text;
 
 #[proc_macro]
 pub fn model(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
-    let input = TokenStream::from(input);
+    let (what, input) = match leading_options(TokenStream::from(input)) {
+        Ok(split) => split,
+        Err(e) => return e.to_compile_error().into(),
+    };
     let expanded = match file_argument(&input) {
-        Some(Ok(path)) => from_file(&path),
+        Some(Ok(path)) => from_file(&path, &what),
         Some(Err(e)) => e.to_compile_error(),
-        None => inline(input),
+        None => inline(input, &what),
     };
     expanded.into()
+}
+
+/// What to generate: the inference struct, and with `train` the training
+/// step too, for `loss` (§9's default when `None`).
+#[derive(Clone, Debug, Default)]
+struct What {
+    train: bool,
+    loss: Option<nnc_driver::Loss>,
+}
+
+/// The options before the model: `train,` and `loss = "mse",` (in any
+/// order), and the tokens after them.
+fn leading_options(input: TokenStream) -> syn::Result<(What, TokenStream)> {
+    let trees: Vec<TokenTree> = input.into_iter().collect();
+    let mut what = What::default();
+    let mut at = 0;
+    loop {
+        let comma = |i: usize| matches!(trees.get(i), Some(TokenTree::Punct(p)) if p.as_char() == ',');
+        match (trees.get(at), trees.get(at + 1)) {
+            (Some(TokenTree::Ident(key)), _) if key == "train" && comma(at + 1) => {
+                what.train = true;
+                at += 2;
+            }
+            (Some(TokenTree::Ident(key)), Some(TokenTree::Punct(eq))) if key == "loss" && eq.as_char() == '=' => {
+                let literal: syn::LitStr = match trees.get(at + 2) {
+                    Some(tree) => syn::parse2(tree.clone().into())?,
+                    None => return Err(syn::Error::new(key.span(), "`loss =` needs a loss name in quotes")),
+                };
+                let loss = nnc_driver::Loss::from_name(&literal.value()).ok_or_else(|| {
+                    let names = nnc_driver::Loss::NAMES.join(", ");
+                    syn::Error::new(literal.span(), format!("unknown loss; the losses are {names}"))
+                })?;
+                what.loss = Some(loss);
+                what.train = true;
+                at += if comma(at + 3) { 4 } else { 3 };
+            }
+            _ => break,
+        }
+    }
+    Ok((what, trees[at..].iter().cloned().collect()))
 }
 
 /// `file = "…"`: the path literal, or `None` for an inline model.
@@ -49,10 +95,10 @@ fn file_argument(input: &TokenStream) -> Option<syn::Result<syn::LitStr>> {
     }
 }
 
-fn inline(input: TokenStream) -> TokenStream {
+fn inline(input: TokenStream, what: &What) -> TokenStream {
     let text = Text::join(input);
     let source = SourceFile::new("model!", text.text.clone());
-    match generate(&source) {
+    match generate(&source, what) {
         Ok(tokens) => tokens,
         Err(Failure::Program(diagnostics)) => {
             let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
@@ -73,13 +119,13 @@ fn inline(input: TokenStream) -> TokenStream {
     }
 }
 
-fn from_file(path: &syn::LitStr) -> TokenStream {
+fn from_file(path: &syn::LitStr, what: &What) -> TokenStream {
     let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
-    from_file_in(std::path::Path::new(&root), path)
+    from_file_in(std::path::Path::new(&root), path, what)
 }
 
 /// The file form with `path` relative to `root`.
-fn from_file_in(root: &std::path::Path, path: &syn::LitStr) -> TokenStream {
+fn from_file_in(root: &std::path::Path, path: &syn::LitStr, what: &What) -> TokenStream {
     let span = path.span();
     let full = root.join(path.value());
     let text = match std::fs::read_to_string(&full) {
@@ -95,7 +141,7 @@ fn from_file_in(root: &std::path::Path, path: &syn::LitStr) -> TokenStream {
     let track = quote!(
         const _: &str = include_str!(#full_text);
     );
-    match generate(&source) {
+    match generate(&source, what) {
         Ok(tokens) => quote!(#track #tokens),
         Err(Failure::Program(diagnostics)) => {
             let rendered = nnc_diag::render_plain(&diagnostics, &source);
@@ -111,8 +157,18 @@ enum Failure {
     Other(String),
 }
 
-fn generate(source: &SourceFile) -> Result<TokenStream, Failure> {
-    let compiled = match compile(source, &Options::default(), &mut Quiet) {
+fn generate(source: &SourceFile, what: &What) -> Result<TokenStream, Failure> {
+    let options = if what.train {
+        Options {
+            modes: vec![nnc_ir::Mode::Infer, nnc_ir::Mode::Train],
+            stage: nnc_driver::Stage::Grad,
+            loss: what.loss,
+            ..Options::default()
+        }
+    } else {
+        Options::default()
+    };
+    let compiled = match compile(source, &options, &mut Quiet) {
         Ok(compiled) => compiled,
         Err(CompileError::Program(diagnostics)) => return Err(Failure::Program(diagnostics)),
         Err(CompileError::Pass(e)) => return Err(Failure::Other(format!("nnc: {e}"))),
@@ -121,8 +177,11 @@ fn generate(source: &SourceFile) -> Result<TokenStream, Failure> {
     let module = compiled
         .module
         .ok_or_else(|| Failure::Other("nnc: compiling produced no module".into()))?;
-    nnc_codegen::generate(&module, source, &nnc_codegen::Options::macro_expansion())
-        .map_err(|e| Failure::Other(format!("nnc: {e}")))
+    let options = nnc_codegen::Options {
+        train: what.train,
+        ..nnc_codegen::Options::macro_expansion()
+    };
+    nnc_codegen::generate(&module, source, &options).map_err(|e| Failure::Other(format!("nnc: {e}")))
 }
 
 /// A diagnostic as one compile error: `E0103: message (label)`, then its
@@ -153,7 +212,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("models")).unwrap();
         std::fs::write(dir.join("models/m.nn"), text).unwrap();
         let path = syn::LitStr::new("models/m.nn", proc_macro2::Span::call_site());
-        from_file_in(&dir, &path).to_string()
+        from_file_in(&dir, &path, &What::default()).to_string()
     }
 
     #[test]
@@ -209,7 +268,7 @@ mod tests {
     fn deep_nesting_is_one_compile_error_not_a_crash() {
         // 2,000 nested residuals crashed the compiler (issue 11).
         for depth in [2_000, 20_000] {
-            let out = on_small_stack(move || inline(nested_tokens(depth)).to_string());
+            let out = on_small_stack(move || inline(nested_tokens(depth), &What::default()).to_string());
             assert_eq!(
                 out.matches("compile_error").count(),
                 1,
@@ -223,7 +282,7 @@ mod tests {
     #[test]
     fn nesting_at_the_limit_expands() {
         let depth = nnc_driver::MAX_NESTING - 1;
-        let out = on_small_stack(move || inline(nested_tokens(depth)).to_string());
+        let out = on_small_stack(move || inline(nested_tokens(depth), &What::default()).to_string());
         assert!(out.contains("pub struct Deep"), "{}", &out[..out.len().min(400)]);
     }
 }

@@ -48,6 +48,9 @@ pub enum Error {
     EmptyBatch { found: Vec<usize> },
     /// Any other I/O failure, with the path.
     Io { path: String, reason: String },
+    /// Targets a training step cannot take (see
+    /// `kernels::loss::TargetKind::check`): why, naming the row.
+    Targets(String),
 }
 
 /// A tensor as a safetensors header declares it, for messages.
@@ -127,6 +130,7 @@ impl fmt::Display for Error {
                 "the input holds no samples (shape {found:?}): the batch axis is empty"
             ),
             Error::Io { path, reason } => write!(f, "cannot read {path}: {reason}"),
+            Error::Targets(why) => write!(f, "the targets: {why}"),
         }
     }
 }

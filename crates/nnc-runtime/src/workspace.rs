@@ -10,6 +10,8 @@ use crate::Team;
 pub struct Workspace {
     team: Team,
     arena: Vec<f32>,
+    /// Indices a training step records (max-pool arg-maxes).
+    indices: Vec<u32>,
 }
 
 impl Workspace {
@@ -19,6 +21,7 @@ impl Workspace {
         Ok(Workspace {
             team: Team::new(threads)?,
             arena: Vec::new(),
+            indices: Vec::new(),
         })
     }
 
@@ -27,6 +30,7 @@ impl Workspace {
         Workspace {
             team: Team::single(),
             arena: Vec::new(),
+            indices: Vec::new(),
         }
     }
 
@@ -62,6 +66,46 @@ impl Workspace {
         });
         (buffers, &mut rest[..scratch], &self.team)
     }
+
+    /// The arenas cut for a training step: `N` float regions of
+    /// `per_sample · batch + fixed` floats each (`sizes[i]` is
+    /// `(per_sample, fixed)`: values, masks, a norm's statistics, a weight
+    /// mask), `M` index regions of `index_lens[i] · batch`, and `scratch`
+    /// floats, with the team (growing the arenas first if too small).
+    #[allow(clippy::type_complexity)]
+    pub fn split_regions<const N: usize, const M: usize>(
+        &mut self,
+        sizes: [(usize, usize); N],
+        index_lens: [usize; M],
+        batch: usize,
+        scratch: usize,
+    ) -> ([&mut [f32]; N], [&mut [u32]; M], &mut [f32], &Team) {
+        self.reserve_regions(&sizes, &index_lens, batch, scratch);
+        let mut rest: &mut [f32] = &mut self.arena;
+        let floats = sizes.map(|(per_sample, fixed)| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(per_sample * batch + fixed);
+            rest = tail;
+            head
+        });
+        let mut rest_indices: &mut [u32] = &mut self.indices;
+        let indices = index_lens.map(|len| {
+            let (head, tail) = std::mem::take(&mut rest_indices).split_at_mut(len * batch);
+            rest_indices = tail;
+            head
+        });
+        (floats, indices, &mut rest[..scratch], &self.team)
+    }
+
+    /// Grows the arenas for [`Workspace::split_regions`] with these sizes;
+    /// a no-op (no allocation) when they are large enough.
+    pub fn reserve_regions(&mut self, sizes: &[(usize, usize)], index_lens: &[usize], batch: usize, scratch: usize) {
+        let floats: usize = sizes.iter().map(|(per_sample, fixed)| per_sample * batch + fixed).sum();
+        self.reserve(0, batch, floats + scratch);
+        let indices: usize = index_lens.iter().sum::<usize>() * batch;
+        if self.indices.len() < indices {
+            self.indices.resize(indices, 0);
+        }
+    }
 }
 
 impl std::fmt::Debug for Workspace {
@@ -90,5 +134,16 @@ mod tests {
         let before = ws.arena.as_ptr();
         let _ = ws.split([3, 2], 1, 0);
         assert_eq!(ws.arena.as_ptr(), before);
+    }
+
+    #[test]
+    fn regions_are_per_sample_plus_fixed() {
+        let mut ws = Workspace::single();
+        let ([a, b], [i], scratch, _) = ws.split_regions([(3, 0), (0, 4)], [2], 5, 1);
+        assert_eq!((a.len(), b.len(), i.len(), scratch.len()), (15, 4, 10, 1));
+        i.fill(7);
+        let before = (ws.arena.as_ptr(), ws.indices.as_ptr());
+        let _ = ws.split_regions([(3, 0), (0, 4)], [2], 2, 1);
+        assert_eq!((ws.arena.as_ptr(), ws.indices.as_ptr()), before);
     }
 }

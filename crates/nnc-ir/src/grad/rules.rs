@@ -79,6 +79,30 @@ impl Record {
     }
 }
 
+/// What op `op` of `func` records in training and how much of it:
+/// `(record, per_sample, fixed)`, the record holding `per_sample · batch +
+/// fixed` numbers (f32s; u32 indices for arg-maxes). `param_len` is a
+/// parameter's number of elements.
+pub fn record_size(
+    func: &crate::Function,
+    op: &crate::OpData,
+    param_len: &dyn Fn(ParamId) -> usize,
+) -> Option<(Record, usize, usize)> {
+    let record = rule(&op.op).ok()?.record?;
+    let x = func.value_type(op.args[0]);
+    let (per_sample, fixed) = match (record, &op.op) {
+        (Record::Mask | Record::Slopes, _) => (x.numel(), 0),
+        (Record::WeightMask, Op::Linear { weight, .. } | Op::Conv2d { weight, .. }) => (0, param_len(*weight)),
+        (Record::Argmax, _) => (func.value_type(op.result).numel(), 0),
+        (Record::Stats, Op::BatchNorm { .. }) => (0, 2 * x.channels()),
+        (Record::Stats, Op::LayerNorm { .. }) => (2, 0),
+        (Record::Stats, Op::InstanceNorm { .. }) => (2 * x.channels(), 0),
+        (Record::Stats, Op::GroupNorm { groups, .. }) => (2 * *groups as usize, 0),
+        _ => (0, 0),
+    };
+    Some((record, per_sample, fixed))
+}
+
 impl Rule {
     fn reads(reads: &[Read]) -> Rule {
         Rule {

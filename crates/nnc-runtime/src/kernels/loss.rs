@@ -14,6 +14,87 @@ pub enum Targets<'a> {
     Values(&'a [f32]),
 }
 
+/// What a model's loss takes as targets, to check them before a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    /// One class index per sample, below `classes` (cross-entropy).
+    Classes(usize),
+    /// `per_sample` finite values per sample, each in [0, 1] with
+    /// `unit_interval` (binary cross-entropy).
+    Values { per_sample: usize, unit_interval: bool },
+}
+
+impl TargetKind {
+    /// Whether `targets` fit this kind for `batch` samples; else why not,
+    /// naming the first bad row.
+    pub fn check(self, targets: Targets<'_>, batch: usize) -> Result<(), String> {
+        match (self, targets) {
+            (TargetKind::Classes(classes), Targets::Classes(labels)) => {
+                if labels.len() != batch {
+                    return Err(format!("{} class labels for {batch} samples", labels.len()));
+                }
+                for (row, label) in labels.iter().enumerate() {
+                    class_label(row, i64::from(*label), classes)?;
+                }
+                Ok(())
+            }
+            (
+                TargetKind::Values {
+                    per_sample,
+                    unit_interval,
+                },
+                Targets::Values(values),
+            ) => {
+                if values.len() != batch * per_sample {
+                    return Err(format!(
+                        "{} target values for {batch} samples of {per_sample}",
+                        values.len()
+                    ));
+                }
+                for (i, v) in values.iter().enumerate() {
+                    check_value(i / per_sample.max(1), *v, unit_interval)?;
+                }
+                Ok(())
+            }
+            (TargetKind::Classes(_), Targets::Values(_)) => {
+                Err("cross_entropy needs integer class labels, not values".into())
+            }
+            (TargetKind::Values { .. }, Targets::Classes(_)) => {
+                Err("mse and bce need target values of the output's shape, not class labels".into())
+            }
+        }
+    }
+}
+
+/// Sample `row`'s class index as the loss takes it: one of the model's
+/// `classes`, else why not.
+pub fn class_label(row: usize, label: i64, classes: usize) -> Result<u32, String> {
+    u32::try_from(label)
+        .ok()
+        .filter(|l| (*l as usize) < classes)
+        .ok_or_else(|| {
+            format!(
+                "row {row}: class {label} is not one of the model's {classes} classes (0 to {})",
+                classes.saturating_sub(1)
+            )
+        })
+}
+
+/// A target value of sample `row`: finite, and in [0, 1] when
+/// `unit_interval` (binary cross-entropy); else why not.
+pub fn check_value(row: usize, v: f32, unit_interval: bool) -> Result<(), String> {
+    let why = if v.is_nan() {
+        "NaN"
+    } else if v.is_infinite() {
+        "infinite"
+    } else if unit_interval && !(0.0..=1.0).contains(&v) {
+        "outside [0, 1], which bce needs"
+    } else {
+        return Ok(());
+    };
+    Err(format!("row {row}: a target is {why} ({v})"))
+}
+
 /// Softmax cross-entropy of logits `z` (`[batch, classes]`) against class
 /// indices (each below `classes`; the caller checks), PyTorch's
 /// `CrossEntropyLoss`: with label smoothing ε the target distribution is
