@@ -141,3 +141,39 @@ fn failed_builds_leave_nothing_behind() {
 
     assert_eq!(files_in(&dir), before, "no output and no temporary file");
 }
+
+#[test]
+fn build_train_adds_the_training_step_for_the_chosen_loss() {
+    let dir = scratch("train");
+    let model = dir.join("small.nn");
+    std::fs::write(&model, MODEL).unwrap();
+    let out = dir.join("small.rs");
+    let o = nnc(&["build", s(&model), "--train", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    for item in [
+        "pub struct Small ",
+        "pub struct SmallTrain",
+        "pub struct SmallGrads",
+        "pub fn grad_into(",
+    ] {
+        assert!(text.contains(item), "{item}");
+    }
+    // The last op is relu: §9's default loss is mse, on values.
+    assert!(text.contains("TargetKind::Values"), "{text}");
+    assert!(text.contains("// backward: loss mse"), "{text}");
+    let o = nnc(&["build", s(&model), "--train", "--loss", "bce", "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(common::stdout(&o).contains("unit_interval: true"));
+    // Cross-entropy needs class scores: a model ending in relu has them.
+    let o = nnc(&["build", s(&model), "--train", "--loss", "cross_entropy", "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let compact: String = common::stdout(&o).split_whitespace().collect();
+    assert!(compact.contains("TargetKind::Classes(2"), "{compact}");
+    // --loss without --train is a flag error, and nothing is written.
+    let other = dir.join("other.rs");
+    let o = nnc(&["build", s(&model), "--loss", "mse", "-o", s(&other)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--train"), "{}", stderr(&o));
+    assert!(!other.exists());
+}
