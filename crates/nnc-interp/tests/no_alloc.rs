@@ -1,7 +1,8 @@
 //! Once buffers are planned for a batch size and thread count, a forward
-//! pass allocates nothing: a counting global allocator watches a second run
-//! of every bundled model (every kind of op) in both modes, with one and
-//! two threads.
+//! pass allocates nothing, and neither does a training step's forward and
+//! backward: a counting global allocator watches a second run of every
+//! bundled model (every kind of op) in both modes, with one and two
+//! threads, and a second `Gradients::run`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,12 +12,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nnc_diag::SourceFile;
 use nnc_driver::{compile, Options, Quiet, Stage};
 use nnc_interp::{init_weights, Interpreter};
+use nnc_interp::{Gradients, Targets};
+use nnc_ir::grad::Target;
 use nnc_ir::Mode;
-use nnc_runtime::kernels::dense::DenseWeight;
+use nnc_runtime::kernels::dense::{products_allocate_nothing, DenseWeight};
 
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// The count is global: the tests take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 // SAFETY: defers to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
@@ -52,6 +58,7 @@ fn interpreter(path: &str, mode: Mode) -> Interpreter {
 
 #[test]
 fn a_planned_forward_pass_allocates_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
     let mut models: Vec<String> = std::fs::read_dir(format!("{root}/models"))
         .unwrap()
@@ -65,11 +72,11 @@ fn a_planned_forward_pass_allocates_nothing() {
             let mut it = interpreter(path, mode);
             let per_sample: usize = it.input_shape().iter().product();
             let out_len: usize = it.output_shape().iter().product();
-            // Without AVX-512, convs and batches past the GEMV run on
-            // matrixmultiply, which allocates its packing buffer per product.
-            let panels = DenseWeight::has_panels();
-            if !panels && path.contains("cnn") {
-                eprintln!("no AVX-512 here: {path} not checked");
+            // Without AVX2, products run on matrixmultiply, which
+            // allocates its packing buffers per product.
+            let panels = DenseWeight::has_panels() || products_allocate_nothing();
+            if !products_allocate_nothing() && path.contains("cnn") {
+                eprintln!("no AVX2 here: {path} not checked");
                 continue;
             }
             let sizes: &[(usize, usize)] = if panels {
@@ -87,6 +94,58 @@ fn a_planned_forward_pass_allocates_nothing() {
                 assert_eq!(allocated, 0, "{path} {mode:?} batch {batch} threads {threads}");
                 assert!(y.iter().all(|v| v.is_finite()), "{path} {mode:?}");
             }
+        }
+    }
+}
+
+#[test]
+fn a_planned_training_step_allocates_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !products_allocate_nothing() {
+        eprintln!("no AVX2 here: matrixmultiply allocates per product; not checked");
+        return;
+    }
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    let mut models: Vec<String> = std::fs::read_dir(format!("{root}/models"))
+        .unwrap()
+        .map(|e| format!("models/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    models.push("tests/train/every_op.nn".into());
+    models.sort();
+    for path in &models {
+        let text = std::fs::read_to_string(format!("{root}/{path}")).unwrap();
+        let options = Options {
+            modes: vec![Mode::Train],
+            stage: Stage::Grad,
+            passes: None,
+            loss: None,
+        };
+        let module = compile(&SourceFile::new(path, &text), &options, &mut Quiet)
+            .unwrap()
+            .module
+            .unwrap();
+        let train = module.function(Mode::Train).unwrap();
+        let (per_sample, out_len) = (
+            train.value_type(train.input).numel(),
+            train.value_type(train.output).numel(),
+        );
+        let classes = matches!(module.backward.as_ref().unwrap().target, Target::Classes { .. });
+        let mut g = Gradients::new(&module, &init_weights(&module, 0)).unwrap();
+        for (batch, threads) in [(3, 1), (16, 2)] {
+            let x: Vec<f32> = (0..batch * per_sample).map(|i| (i % 7) as f32 * 0.1).collect();
+            let labels: Vec<u32> = (0..batch as u32).map(|i| i % out_len as u32).collect();
+            let values = vec![0.5; batch * out_len];
+            let targets = if classes {
+                Targets::Classes(&labels)
+            } else {
+                Targets::Values(&values)
+            };
+            g.run(&x, batch, targets, threads, 1).unwrap();
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            let loss = g.run(&x, batch, targets, threads, 2).unwrap();
+            let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+            assert_eq!(allocated, 0, "{path} batch {batch} threads {threads}");
+            assert!(loss.is_finite(), "{path}");
         }
     }
 }

@@ -7,7 +7,8 @@
 //! On rows there are two paths. Small batches (≤ [`GEMV_MAX_BATCH`]) are
 //! bound by reading the weights once, so they run a GEMV that streams the
 //! weights row by row against the input, with the output features split
-//! between threads. Larger batches run matrixmultiply's packed SGEMM on tiles
+//! between threads. Larger batches run a packed SGEMM (nnc's own with AVX2
+//! and FMA, [`super::gemm`], else matrixmultiply's) on tiles
 //! of rows small enough that a tile of the output stays in L2 while its
 //! epilogue runs, with the batch split between threads.
 //!
@@ -63,6 +64,13 @@ impl DenseWeight {
     pub fn has_panels() -> bool {
         panel::available()
     }
+}
+
+/// Whether every matrix product runs on nnc's own SGEMM here (x86-64 with
+/// AVX2 and FMA), which allocates nothing once a thread has run one;
+/// elsewhere matrixmultiply allocates its packing buffers per product.
+pub fn products_allocate_nothing() -> bool {
+    super::gemm::available()
 }
 
 /// [`dense`] on a weight laid out by [`DenseWeight`].
@@ -320,6 +328,10 @@ fn product(
         if beta == 0.0 {
             c.chunks_mut(rsc).take(g.m).for_each(|row| row[..g.n].fill(0.0));
         }
+        return;
+    }
+    if super::gemm::available() {
+        super::gemm::sgemm(g, a, (rsa, csa), b, (rsb, csb), c, rsc, beta);
         return;
     }
     let as_isize = |s: usize| isize::try_from(s).unwrap_or(isize::MAX);

@@ -1,0 +1,437 @@
+//! A packed SGEMM for CPUs with AVX2 and FMA (and AVX-512F, used where
+//! present): `C = A·B + beta·C` with A and B given by any strides, C
+//! row-major. The products of the dense and conv layers without panels and
+//! of every backward run here; matrixmultiply's elsewhere.
+//!
+//! The blocking is the usual one (Goto and van de Geijn): B is packed in
+//! blocks of `KC × NC` as panels `NR` columns wide, A in blocks of
+//! `MC × KC` as panels [`MR`] rows tall, and a register-blocked micro-kernel
+//! computes each `MR × NR` tile of C from one panel of each, with its
+//! 12 accumulators (two vector registers per row of 6) in registers: NR is
+//! 16 with AVX2, 32 with AVX-512. The packing buffers are per thread and
+//! allocated once, at their largest, on a thread's first product, so a
+//! planned step allocates nothing (matrixmultiply allocates its packing
+//! buffers on every call).
+
+use std::cell::RefCell;
+
+use super::dense::Gemm;
+use super::simd::Level;
+
+/// Rows of a micro-tile.
+const MR: usize = 6;
+/// Floats of a panel of B (KC·NR, 16 KiB): it stays in L1 even when two
+/// hyperthreads of one core each hold one.
+const B_PANEL: usize = 4096;
+/// The largest depth of a packed block (with the narrowest tile, NR = 16).
+const KC: usize = B_PANEL / 16;
+/// Rows of a packed block of A (MC·KC floats, at most 144 KiB): stays in L2.
+const MC: usize = 144;
+/// Columns of a packed block of B (KC·NC floats, at most 1 MiB).
+const NC: usize = 1024;
+
+thread_local! {
+    /// This thread's packed blocks of A and B.
+    static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Whether this CPU runs [`sgemm`].
+#[inline]
+pub(crate) fn available() -> bool {
+    Level::detect() != Level::Base
+}
+
+/// `C = A·B + beta·C`: A is `m × k` with strides `(rsa, csa)`, B is `k × n`
+/// with `(rsb, csb)`, C is `m × n` with row stride `rsc`; `beta` 0 (C is not
+/// read) or 1. The caller has checked that every element the strides reach
+/// is inside its slice, and that [`available`] holds.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm(
+    g: Gemm,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    c: &mut [f32],
+    rsc: usize,
+    beta: f32,
+) {
+    PACKED.with(|packed| {
+        let mut packed = packed.borrow_mut();
+        let (a_pack, b_pack) = &mut *packed;
+        // The largest blocks, once: later products allocate nothing.
+        if a_pack.len() < MC.next_multiple_of(MR) * KC {
+            a_pack.resize(MC.next_multiple_of(MR) * KC, 0.0);
+        }
+        if b_pack.len() < KC * NC {
+            b_pack.resize(KC * NC, 0.0);
+        }
+        match Level::detect() {
+            Level::Avx512 => blocked::<32>(g, a, sa, b, sb, c, rsc, beta, a_pack, b_pack),
+            _ => blocked::<16>(g, a, sa, b, sb, c, rsc, beta, a_pack, b_pack),
+        }
+        if g.k == 0 && beta == 0.0 {
+            c.chunks_mut(rsc.max(1)).take(g.m).for_each(|row| row[..g.n].fill(0.0));
+        }
+    });
+}
+
+/// The blocked product with micro-tiles `NR` columns wide.
+#[allow(clippy::too_many_arguments)]
+fn blocked<const NR: usize>(
+    g: Gemm,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    c: &mut [f32],
+    rsc: usize,
+    beta: f32,
+    a_pack: &mut [f32],
+    b_pack: &mut [f32],
+) {
+    let depth = B_PANEL / NR;
+    for jc in (0..g.n).step_by(NC) {
+        let nc = NC.min(g.n - jc);
+        for pc in (0..g.k).step_by(depth) {
+            let kc = depth.min(g.k - pc);
+            pack_b::<NR>(b, sb, pc, kc, jc, nc, b_pack);
+            // The first block of the depth writes C (scaled by beta); the
+            // others add to it.
+            let keep = if pc == 0 { beta } else { 1.0 };
+            for ic in (0..g.m).step_by(MC) {
+                let mc = MC.min(g.m - ic);
+                pack_a(a, sa, ic, mc, pc, kc, a_pack);
+                for (q, jr) in (0..nc).step_by(NR).enumerate() {
+                    let nr = NR.min(nc - jr);
+                    let b_panel = &b_pack[q * kc * NR..(q + 1) * kc * NR];
+                    for (p, ir) in (0..mc).step_by(MR).enumerate() {
+                        let mr = MR.min(mc - ir);
+                        let a_panel = &a_pack[p * kc * MR..(p + 1) * kc * MR];
+                        let at = (ic + ir) * rsc + jc + jr;
+                        let c = &mut c[at..];
+                        if mr == MR && nr == NR && c.len() >= (MR - 1) * rsc + NR {
+                            full_tile::<NR>(kc, a_panel, b_panel, c, rsc, keep);
+                        } else {
+                            let tile = micro_tile::<NR>(kc, a_panel, b_panel);
+                            store(&tile, mr, nr, c, rsc, keep);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows `ic..ic + mc`, depths `pc..pc + kc` of A as panels of [`MR`] rows:
+/// depth-major within a panel, zero past the last row.
+fn pack_a(a: &[f32], (rsa, csa): (usize, usize), ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) {
+    for (p, ir) in (0..mc).step_by(MR).enumerate() {
+        let panel = &mut out[p * kc * MR..(p + 1) * kc * MR];
+        let rows = MR.min(mc - ir);
+        if rows < MR {
+            for (kk, slot) in panel.chunks_exact_mut(MR).enumerate() {
+                let at = (ic + ir) * rsa + (pc + kk) * csa;
+                for (i, v) in slot.iter_mut().enumerate() {
+                    *v = if i < rows { a[at + i * rsa] } else { 0.0 };
+                }
+            }
+        } else if csa == 1 {
+            // Row-major A: six runs of contiguous depths, interleaved.
+            let row = |i: usize| {
+                let at = (ic + ir + i) * rsa + pc;
+                &a[at..at + kc]
+            };
+            let rows = [row(0), row(1), row(2), row(3), row(4), row(5)];
+            for (kk, slot) in panel.chunks_exact_mut(MR).enumerate() {
+                if let Ok(slot) = <&mut [f32; MR]>::try_from(slot) {
+                    *slot = [
+                        rows[0][kk],
+                        rows[1][kk],
+                        rows[2][kk],
+                        rows[3][kk],
+                        rows[4][kk],
+                        rows[5][kk],
+                    ];
+                }
+            }
+        } else {
+            for (kk, slot) in panel.chunks_exact_mut(MR).enumerate() {
+                let at = (ic + ir) * rsa + (pc + kk) * csa;
+                if rsa == 1 {
+                    slot.copy_from_slice(&a[at..at + MR]);
+                } else {
+                    for (i, v) in slot.iter_mut().enumerate() {
+                        *v = a[at + i * rsa];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Depths `pc..pc + kc`, columns `jc..jc + nc` of B as panels of `NR`
+/// columns: depth-major within a panel, zero past the last column.
+fn pack_b<const NR: usize>(
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    pc: usize,
+    kc: usize,
+    jc: usize,
+    nc: usize,
+    out: &mut [f32],
+) {
+    for (q, jr) in (0..nc).step_by(NR).enumerate() {
+        let panel = &mut out[q * kc * NR..(q + 1) * kc * NR];
+        let cols = NR.min(nc - jr);
+        if rsb == 1 && csb != 1 {
+            // B read transposed (a weight `[out, in]` as `in × out`): each
+            // column's depths are contiguous; read them in runs.
+            if cols < NR {
+                panel.fill(0.0);
+            }
+            for j in 0..cols {
+                let at = (jc + jr + j) * csb + pc;
+                for (kk, v) in b[at..at + kc].iter().enumerate() {
+                    panel[kk * NR + j] = *v;
+                }
+            }
+            continue;
+        }
+        for (kk, slot) in panel.chunks_exact_mut(NR).enumerate() {
+            let at = (pc + kk) * rsb + (jc + jr) * csb;
+            if csb == 1 && cols == NR {
+                // Fixed-size copies: moves, not a memcpy call per row.
+                if let (Ok(slot), Ok(row)) = (
+                    <&mut [f32; NR]>::try_from(slot),
+                    <&[f32; NR]>::try_from(&b[at..at + NR]),
+                ) {
+                    *slot = *row;
+                }
+            } else {
+                for (j, v) in slot.iter_mut().enumerate() {
+                    *v = if j < cols { b[at + j * csb] } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// `C[..mr, ..nr] = tile + keep·C` (keep 0: C is not read).
+fn store<const NR: usize>(tile: &[[f32; NR]; MR], mr: usize, nr: usize, c: &mut [f32], rsc: usize, keep: f32) {
+    for (i, row) in tile.iter().enumerate().take(mr) {
+        let out = &mut c[i * rsc..i * rsc + nr];
+        if keep == 0.0 {
+            out.copy_from_slice(&row[..nr]);
+        } else {
+            for (o, v) in out.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+    }
+}
+
+/// A whole tile straight into C: `C = tile + keep·C` on `MR` rows of `NR`
+/// (keep 0 or 1), `c` holding them at row stride `rsc`.
+fn full_tile<const NR: usize>(kc: usize, a: &[f32], b: &[f32], c: &mut [f32], rsc: usize, keep: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if a.len() >= kc * MR && b.len() >= kc * NR && c.len() >= (MR - 1) * rsc + NR {
+        let accumulate = keep != 0.0;
+        // SAFETY: as in `micro_tile`; C's rows are inside `c`, checked above.
+        unsafe {
+            match NR {
+                32 => return micro_tile_avx512(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rsc, accumulate),
+                16 => return micro_tile_avx2(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rsc, accumulate),
+                _ => {}
+            }
+        }
+    }
+    let tile = micro_tile::<NR>(kc, a, b);
+    store(&tile, MR, NR, c, rsc, keep);
+}
+
+/// One `MR × NR` tile: `Σ_kk a[kk][i]·b[kk][j]` over the panels' depth.
+fn micro_tile<const NR: usize>(kc: usize, a: &[f32], b: &[f32]) -> [[f32; NR]; MR] {
+    let mut tile = [[0.0; NR]; MR];
+    let fits = a.len() >= kc * MR && b.len() >= kc * NR;
+    #[cfg(target_arch = "x86_64")]
+    if fits {
+        // SAFETY: `sgemm` runs only where `available()`, and takes NR = 32
+        // only at AVX-512; the panels hold `kc` depths, checked just above.
+        unsafe {
+            match NR {
+                32 => micro_tile_avx512(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr().cast(), NR, false),
+                16 => micro_tile_avx2(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr().cast(), NR, false),
+                _ => {}
+            }
+        }
+        return tile;
+    }
+    if fits {
+        for kk in 0..kc {
+            for (i, row) in tile.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v += a[kk * MR + i] * b[kk * NR + j];
+                }
+            }
+        }
+    }
+    tile
+}
+
+/// The AVX2 micro-kernel, 6 × 16: 12 accumulators, two loads of B and six
+/// broadcasts of A per depth; the tile goes to `c` (rows `rsc` apart),
+/// added to what is there with `accumulate`.
+///
+/// # Safety
+/// AVX2 and FMA are available; `a` holds `kc·6` floats, `b` `kc·16`, and
+/// `c` 6 rows of 16 at stride `rsc`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn micro_tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, accumulate: bool) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    for kk in 0..kc {
+        let b0 = _mm256_loadu_ps(b.add(kk * 16));
+        let b1 = _mm256_loadu_ps(b.add(kk * 16 + 8));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm256_broadcast_ss(&*a.add(kk * MR + i));
+            row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        let out = c.add(i * rsc);
+        let (mut lo, mut hi) = (row[0], row[1]);
+        if accumulate {
+            lo = _mm256_add_ps(lo, _mm256_loadu_ps(out));
+            hi = _mm256_add_ps(hi, _mm256_loadu_ps(out.add(8)));
+        }
+        _mm256_storeu_ps(out, lo);
+        _mm256_storeu_ps(out.add(8), hi);
+    }
+}
+
+/// The AVX-512 micro-kernel, 6 × 32, as the AVX2 one with 16 lanes.
+///
+/// # Safety
+/// AVX-512F is available; `a` holds `kc·6` floats, `b` `kc·32`, and `c` 6
+/// rows of 32 at stride `rsc`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, accumulate: bool) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for kk in 0..kc {
+        let b0 = _mm512_loadu_ps(b.add(kk * 32));
+        let b1 = _mm512_loadu_ps(b.add(kk * 32 + 16));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(*a.add(kk * MR + i));
+            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        let out = c.add(i * rsc);
+        let (mut lo, mut hi) = (row[0], row[1]);
+        if accumulate {
+            lo = _mm512_add_ps(lo, _mm512_loadu_ps(out));
+            hi = _mm512_add_ps(hi, _mm512_loadu_ps(out.add(16)));
+        }
+        _mm512_storeu_ps(out, lo);
+        _mm512_storeu_ps(out.add(16), hi);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product in f64, the naive way.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        g: Gemm,
+        a: &[f32],
+        sa: (usize, usize),
+        b: &[f32],
+        sb: (usize, usize),
+        c: &[f32],
+        beta: f32,
+    ) -> Vec<f64> {
+        let mut out = vec![0.0; g.m * g.n];
+        for i in 0..g.m {
+            for j in 0..g.n {
+                let mut s = f64::from(beta) * f64::from(c[i * g.n + j]);
+                for k in 0..g.k {
+                    s += f64::from(a[i * sa.0 + k * sa.1]) * f64::from(b[k * sb.0 + j * sb.1]);
+                }
+                out[i * g.n + j] = s;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_naive_product_on_edges_strides_and_blocks() {
+        if !available() {
+            return;
+        }
+        let mut seed = 1u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (5, 3, 7),
+            (6, 16, 16),
+            (7, 257, 17),
+            (73, 300, 1030),
+            (13, 0, 5),
+        ] {
+            for transposed in [false, true] {
+                for beta in [0.0, 1.0] {
+                    let g = Gemm { m, k, n };
+                    let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+                    let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+                    let start: Vec<f32> = (0..m * n).map(|_| next()).collect();
+                    // A as given, or read through transposed strides.
+                    let sa = if transposed { (1, m) } else { (k, 1) };
+                    let a_t: Vec<f32> = if transposed {
+                        let mut t = vec![0.0; m * k];
+                        for i in 0..m {
+                            for kk in 0..k {
+                                t[kk * m + i] = a[i * k + kk];
+                            }
+                        }
+                        t
+                    } else {
+                        a.clone()
+                    };
+                    // B as given, or transposed (a weight read as `in × out`).
+                    let (b_t, sb) = if transposed {
+                        let mut t = vec![0.0; k * n];
+                        for kk in 0..k {
+                            for j in 0..n {
+                                t[j * k + kk] = b[kk * n + j];
+                            }
+                        }
+                        (t, (1, k))
+                    } else {
+                        (b.clone(), (n, 1))
+                    };
+                    let mut c = start.clone();
+                    sgemm(g, &a_t, sa, &b_t, sb, &mut c, n, beta);
+                    let expected = reference(g, &a, (k, 1), &b, (n, 1), &start, beta);
+                    for (i, (got, want)) in c.iter().zip(&expected).enumerate() {
+                        let tolerance = 1e-5 * (k as f64).sqrt().max(1.0);
+                        assert!(
+                            (f64::from(*got) - want).abs() <= tolerance,
+                            "{m}x{k}x{n} transposed {transposed} beta {beta}: element {i}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
