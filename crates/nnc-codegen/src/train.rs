@@ -14,7 +14,7 @@ use crate::params::{dims, field_name, usize_lit, Fields};
 use crate::{Error, Options};
 use nnc_diag::SourceFile;
 use nnc_ir::grad::rules::{record_size, rule, Read, Record, Rule};
-use nnc_ir::grad::{Backward, Loss, Saved, Step, StepKind, Target};
+use nnc_ir::grad::{Backward, Loss, Step, StepKind, Target};
 use nnc_ir::{Act, Function, GradientPlan, Mode, Module, Op, ParamId, Producers, ValueId};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
@@ -37,15 +37,7 @@ struct Layout {
 
 impl Layout {
     fn new(module: &Module, train: &Function, backward: &Backward) -> Result<Layout, Error> {
-        let kept: Vec<ValueId> = backward
-            .saved
-            .iter()
-            .filter_map(|s| match s {
-                Saved::Value(v) => Some(*v),
-                Saved::Record(_) => None,
-            })
-            .collect();
-        let forward = Buffers::keeping(train, &kept)?;
+        let forward = Buffers::keeping(train, &backward.kept_values())?;
         let mut sizes: Vec<(usize, usize)> = forward.lens.iter().map(|len| (*len, 0)).collect();
         let mut names: Vec<Ident> = (0..sizes.len()).map(|b| format_ident!("b{}", b)).collect();
         let (mut records, mut index_lens, mut index_names) = (BTreeMap::new(), Vec::new(), Vec::new());
@@ -562,6 +554,7 @@ fn vjp_block(cx: &Context<'_>, index: usize, step: &Step, dx: Option<TokenStream
                 Some(_) => {
                     let w_len = usize_lit(cx.fields.len(*weight));
                     let mask = cx.record(index)?;
+                    let (mask_weight, mask_grad) = masked_weight(&w, &dw);
                     let input = if_dx(quote!(dense::dense_grad_input(dy, batch, masked, #n_out, #n_in, dx, team);));
                     quote! {
                         // The forward used W·mask: so does dX, and dW is the
@@ -569,15 +562,10 @@ fn vjp_block(cx: &Context<'_>, index: usize, step: &Step, dx: Option<TokenStream
                         let mask = #mask;
                         let (masked, rest) = scratch.split_at_mut(#w_len);
                         let dmasked = &mut rest[..#w_len];
-                        for ((m, w), k) in masked.iter_mut().zip(#w).zip(mask) {
-                            *m = w * k;
-                        }
+                        #mask_weight
                         #input
-                        dmasked.fill(0.0);
                         dense::dense_grad_weight(x, dy, batch, #n_in, #n_out, dmasked, #db, team);
-                        for ((g, d), k) in #dw.iter_mut().zip(dmasked.iter()).zip(mask) {
-                            *g += d * k;
-                        }
+                        #mask_grad
                     }
                 }
             }
@@ -614,21 +602,17 @@ fn vjp_block(cx: &Context<'_>, index: usize, step: &Step, dx: Option<TokenStream
                 Some(_) => {
                     let w_len = usize_lit(cx.fields.len(*weight));
                     let mask = cx.record(index)?;
+                    let (mask_weight, mask_grad) = masked_weight(&w, &dw);
                     let input = if_dx(quote!(conv::conv2d_grad_input(dy, batch, &Self::#g, masked, dx, work, team);));
                     quote! {
                         let mask = #mask;
                         let (masked, rest) = scratch.split_at_mut(#w_len);
                         let (dmasked, rest) = rest.split_at_mut(#w_len);
                         let work = &mut rest[..#work_len];
-                        for ((m, w), k) in masked.iter_mut().zip(#w).zip(mask) {
-                            *m = w * k;
-                        }
+                        #mask_weight
                         #input
-                        dmasked.fill(0.0);
                         conv::conv2d_grad_weight(x, dy, batch, &Self::#g, dmasked, #db, work, team);
-                        for ((g, d), k) in #dw.iter_mut().zip(dmasked.iter()).zip(mask) {
-                            *g += d * k;
-                        }
+                        #mask_grad
                     }
                 }
             }
@@ -768,6 +752,24 @@ fn vjp_block(cx: &Context<'_>, index: usize, step: &Step, dx: Option<TokenStream
         #body
         #after
     }})
+}
+
+/// DropConnect's VJP around the product's: the masked weight the forward
+/// used (into `masked`), and, after the product's weight gradient went to a
+/// zeroed `dmasked`, that gradient times the mask added into `dw`.
+fn masked_weight(w: &TokenStream, dw: &TokenStream) -> (TokenStream, TokenStream) {
+    let before = quote! {
+        for ((m, w), k) in masked.iter_mut().zip(#w).zip(mask) {
+            *m = w * k;
+        }
+        dmasked.fill(0.0);
+    };
+    let after = quote! {
+        for ((g, d), k) in (#dw).iter_mut().zip(dmasked.iter()).zip(mask) {
+            *g += d * k;
+        }
+    };
+    (before, after)
 }
 
 /// A norm's or affine's VJP computes dx with the parameter gradients: into

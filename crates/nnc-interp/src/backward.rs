@@ -7,7 +7,7 @@ use crate::exec::activation;
 use crate::plan::{conv_geometry, pool_geometry};
 use crate::{Error, Interpreter};
 use nnc_ir::grad::rules::{rule, Read, Rule};
-use nnc_ir::grad::{Backward, Loss, Saved, StepKind, Target};
+use nnc_ir::grad::{Backward, Loss, StepKind, Target};
 use nnc_ir::{Act, Mode, Module, Op, ParamId, ValueId};
 use nnc_runtime::io::weights::Weights;
 use nnc_runtime::kernels::act::{maxout_grad, softmax_grad, From};
@@ -56,14 +56,7 @@ impl Gradients {
             .clone()
             .ok_or_else(|| Error::Unsupported("gradients of a module without a backward function".into()))?;
         let train = module.function(Mode::Train).ok_or(Error::NoFunction(Mode::Train))?;
-        let kept: Vec<ValueId> = backward
-            .saved
-            .iter()
-            .filter_map(|s| match s {
-                Saved::Value(v) => Some(*v),
-                Saved::Record(_) => None,
-            })
-            .collect();
+        let kept = backward.kept_values();
         let forward = Interpreter::keeping(module, Mode::Train, weights, &kept, true)?;
         let rules = train
             .ops

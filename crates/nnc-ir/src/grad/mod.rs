@@ -154,6 +154,18 @@ impl Backward {
         &self.values[v.0 as usize]
     }
 
+    /// The train function's values the steps read (the saved values that
+    /// are not records): a buffer plan must keep them.
+    pub fn kept_values(&self) -> Vec<ValueId> {
+        self.saved
+            .iter()
+            .filter_map(|s| match s {
+                Saved::Value(v) => Some(*v),
+                Saved::Record(_) => None,
+            })
+            .collect()
+    }
+
     /// The parameters the backward has gradients for, in the order the
     /// steps first write them.
     pub fn trained_params(&self, train: &crate::Function) -> Vec<ParamId> {
