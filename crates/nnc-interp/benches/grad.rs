@@ -1,5 +1,6 @@
-//! Forward + backward (`Gradients::run`) against the training-mode forward
-//! alone (`Interpreter::run_into` on the train function), on the reference
+//! Forward + backward (`Gradients::run`) against the step's training-mode
+//! forward alone (`Gradients::train_forward`: recording, on weights as
+//! stored), on the reference
 //! models of `../shared/bench` (copied to `bench/models/`): the seed MLP
 //! with a 10-class head at batch 64 and 2000, and the VGG-style CNN at
 //! batch 64, on 1 and 2 threads. The ratio of the two medians is the cost
@@ -9,7 +10,7 @@
 
 use nnc_diag::SourceFile;
 use nnc_driver::{compile, Options, Quiet, Stage};
-use nnc_interp::{init_weights, Gradients, Interpreter, Targets};
+use nnc_interp::{init_weights, Gradients, Targets};
 use nnc_ir::{Mode, Module};
 
 fn main() {
@@ -47,13 +48,15 @@ fn input(text: &str, batch: usize) -> (Vec<f32>, Vec<u32>) {
 }
 
 fn forward(bencher: divan::Bencher, text: &str, batch: usize, threads: usize) {
-    let m = module(text, Stage::Optimized);
+    let m = module(text, Stage::Grad);
     let weights = init_weights(&m, 0);
-    let mut it = Interpreter::new(&m, Mode::Train, &weights).unwrap_or_else(|e| panic!("{e}"));
+    let mut g = Gradients::new(&m, &weights).unwrap_or_else(|e| panic!("{e}"));
     let (x, _) = input(text, batch);
-    let mut out = vec![0.0; batch * 10];
-    let _ = it.run_into(&x, batch, threads, 0, &mut out);
-    bencher.bench_local(|| it.run_into(divan::black_box(&x), batch, threads, 0, &mut out));
+    let _ = g.train_forward(&x, batch, threads, 0);
+    bencher.bench_local(|| {
+        g.train_forward(divan::black_box(&x), batch, threads, 0)
+            .map(<[f32]>::len)
+    });
 }
 
 fn forward_backward(bencher: divan::Bencher, text: &str, batch: usize, threads: usize) {

@@ -135,6 +135,18 @@ impl Gradients {
         self.forward.param(name)
     }
 
+    /// The training-mode forward pass of [`Gradients::run`] alone, recording
+    /// what a backward reads (masks and slopes from `seed`; running
+    /// statistics move); returns the output (batch-major).
+    pub fn train_forward(&mut self, input: &[f32], batch: usize, threads: usize, seed: u64) -> Result<&[f32], Error> {
+        let out_len = batch * self.forward.output_shape().iter().product::<usize>();
+        self.output.resize(out_len, 0.0);
+        self.forward.check_input(input, batch)?;
+        self.forward.prepare(batch, threads)?;
+        self.forward.forward(input, batch, seed, &mut self.output)?;
+        Ok(&self.output)
+    }
+
     /// One training-mode forward pass on `batch` samples of `input` (masks
     /// and RReLU slopes from `seed`) and the backward from the loss against
     /// `targets`; returns the loss.
@@ -147,11 +159,7 @@ impl Gradients {
         seed: u64,
     ) -> Result<f64, Error> {
         self.check_targets(targets, batch)?;
-        let out_len = batch * self.forward.output_shape().iter().product::<usize>();
-        self.output.resize(out_len, 0.0);
-        self.forward.check_input(input, batch)?;
-        self.forward.prepare(batch, threads)?;
-        self.forward.forward(input, batch, seed, &mut self.output)?;
+        self.train_forward(input, batch, threads, seed)?;
         if self.planned_batch != batch || self.planned_threads != self.forward.team.threads() {
             self.buffers = self.slot_len.iter().map(|len| vec![0.0; len * batch]).collect();
             self.scratch = vec![0.0; self.scratch_len(batch)];
