@@ -8,9 +8,10 @@
 //! bound by reading the weights once, so they run a GEMV that streams the
 //! weights row by row against the input, with the output features split
 //! between threads. Larger batches run a packed SGEMM (nnc's own with AVX2
-//! and FMA, [`super::gemm`], else matrixmultiply's) on tiles
-//! of rows small enough that a tile of the output stays in L2 while its
-//! epilogue runs, with the batch split between threads.
+//! and FMA, [`super::gemm`], else matrixmultiply's), which hands each block
+//! of finished output rows to the epilogue while it is in cache (packing
+//! the weight once per call, not once per tile of rows), with the batch
+//! split between threads.
 //!
 //! Parts of a call run on the caller's [`Team`], and a call only splits
 //! when each part has at least `WORK_PER_THREAD` multiply-adds.
@@ -100,9 +101,6 @@ const LANES: usize = 16;
 /// Multiply-adds a part must have before another one is worth starting
 /// (handing a part to a spinning worker costs ~1 µs, ~60k multiply-adds).
 pub(crate) const WORK_PER_THREAD: usize = 1 << 16;
-/// Bytes of output a GEMM tile may span, so that the tile stays in L2 between
-/// the product and the epilogue.
-const TILE_BYTES: usize = 512 * 1024;
 
 /// y[b, o] = epilogue_o( Σ_i x[b, i] · w[o, i] ) for b < batch; w is [out, in] row-major (PyTorch layout).
 #[allow(clippy::too_many_arguments)]
@@ -244,31 +242,31 @@ fn gemm_threaded(layer: &Layer, x: &[f32], batch: usize, y: &mut [f32], team: &T
     });
 }
 
-/// Rows of `x` a tile at a time: the product into the tile of `y`, then the
-/// epilogue on each of its rows while the tile is in L2.
+/// The product into `y`, then the epilogue on each block of rows as soon as
+/// the product has finished it, while it is in cache.
 fn gemm_tiles(layer: &Layer, x: &[f32], y: &mut [f32]) {
     let (n_in, out) = (layer.in_features, layer.out_features);
-    let tile_rows = (TILE_BYTES / (4 * out)).clamp(32, 512) / 8 * 8;
-    for (xt, yt) in x.chunks(tile_rows * n_in).zip(y.chunks_mut(tile_rows * out)) {
-        let rows = yt.len() / out;
-        // C[rows, out] = X[rows, in] · Wᵀ, Wᵀ read in place as [in, out] with strides (1, in).
-        sgemm(
-            Gemm {
-                m: rows,
-                k: n_in,
-                n: out,
-            },
-            xt,
-            (n_in, 1),
-            layer.weight,
-            (1, n_in),
-            yt,
-            out,
-        );
-        for row in yt.chunks_exact_mut(out) {
+    let rows = y.len() / out.max(1);
+    let epilogue = |_: usize, block: &mut [f32]| {
+        for row in block.chunks_exact_mut(out) {
             layer.epilogue.apply_row(row, 0);
         }
-    }
+    };
+    // C[rows, out] = X[rows, in] · Wᵀ, Wᵀ read in place as [in, out] with strides (1, in).
+    sgemm_then(
+        Gemm {
+            m: rows,
+            k: n_in,
+            n: out,
+        },
+        x,
+        (n_in, 1),
+        layer.weight,
+        (1, n_in),
+        y,
+        out,
+        &epilogue,
+    );
 }
 
 /// The sizes of a product `C[m, n] = A[m, k] · B[k, n]`.
@@ -283,7 +281,24 @@ pub(crate) struct Gemm {
 /// their (row, column) strides. Writes nothing if a slice is too short for
 /// the strides (the callers check lengths in debug builds).
 pub(crate) fn sgemm(g: Gemm, a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize), c: &mut [f32], rsc: usize) {
-    product(g, a, sa, b, sb, c, rsc, 0.0);
+    product(g, a, sa, b, sb, c, rsc, 0.0, &|_, _| {});
+}
+
+/// [`sgemm`], then `then(first_row, rows)` on each block of rows of C as soon
+/// as it is final, while it is in cache (all of C at the end where nnc's own
+/// SGEMM does not run).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_then(
+    g: Gemm,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    c: &mut [f32],
+    rsc: usize,
+    then: super::gemm::Then<'_>,
+) {
+    product(g, a, sa, b, sb, c, rsc, 0.0, then);
 }
 
 /// `C += A · B`, as [`sgemm`] otherwise: what parameter gradients, summed
@@ -297,10 +312,11 @@ pub(crate) fn sgemm_add(
     c: &mut [f32],
     rsc: usize,
 ) {
-    product(g, a, sa, b, sb, c, rsc, 1.0);
+    product(g, a, sa, b, sb, c, rsc, 1.0, &|_, _| {});
 }
 
-/// `C = A · B + beta · C`, beta 0 (C not read) or 1.
+/// `C = A · B + beta · C`, beta 0 (C not read) or 1, then `then` on C's
+/// finished rows.
 #[allow(clippy::too_many_arguments)]
 fn product(
     g: Gemm,
@@ -311,6 +327,7 @@ fn product(
     c: &mut [f32],
     rsc: usize,
     beta: f32,
+    then: super::gemm::Then<'_>,
 ) {
     if g.m == 0 || g.n == 0 {
         return;
@@ -328,10 +345,11 @@ fn product(
         if beta == 0.0 {
             c.chunks_mut(rsc).take(g.m).for_each(|row| row[..g.n].fill(0.0));
         }
+        then(0, c);
         return;
     }
     if super::gemm::available() {
-        super::gemm::sgemm(g, a, (rsa, csa), b, (rsb, csb), c, rsc, beta);
+        super::gemm::sgemm(g, a, (rsa, csa), b, (rsb, csb), c, rsc, beta, then);
         return;
     }
     let as_isize = |s: usize| isize::try_from(s).unwrap_or(isize::MAX);
@@ -360,6 +378,7 @@ fn product(
             1,
         );
     }
+    then(0, c);
 }
 
 /// The input gradient of [`dense`]: `dx[b, i] = Σ_o dy[b, o] · w[o, i]`
@@ -399,31 +418,27 @@ pub fn dense_grad_input_then(
     let work = batch * out * n_in / WORK_PER_THREAD;
     let parts = team.threads().min(batch.div_ceil(8)).min(work).max(1);
     let dx = Disjoint::new(dx);
-    let tile = (TILE_BYTES / (4 * n_in)).clamp(8, 512);
     team.run(parts, &|t| {
         let rows = split(batch, parts, t, 8);
         // SAFETY: parts own disjoint ranges of rows.
         let mine = unsafe { dx.piece(rows.start * n_in..rows.end * n_in) };
-        let mut first = rows.start;
-        for part in mine.chunks_mut(tile * n_in) {
-            let count = part.len() / n_in;
-            let g = Gemm {
-                m: count,
-                k: out,
-                n: n_in,
-            };
-            sgemm(
-                g,
-                &dy[first * out..(first + count) * out],
-                (out, 1),
-                weight,
-                (n_in, 1),
-                part,
-                n_in,
-            );
-            then(first, part);
-            first += count;
-        }
+        let g = Gemm {
+            m: rows.len(),
+            k: out,
+            n: n_in,
+        };
+        let first = rows.start;
+        let then = |row: usize, block: &mut [f32]| then(first + row, block);
+        sgemm_then(
+            g,
+            &dy[first * out..rows.end * out],
+            (out, 1),
+            weight,
+            (n_in, 1),
+            mine,
+            n_in,
+            &then,
+        );
     });
 }
 

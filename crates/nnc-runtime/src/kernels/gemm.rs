@@ -5,10 +5,10 @@
 //!
 //! The blocking is the usual one (Goto and van de Geijn): B is packed in
 //! blocks of `KC × NC` as panels `NR` columns wide, A in blocks of
-//! `MC × KC` as panels [`MR`] rows tall, and a register-blocked micro-kernel
+//! `MC × KC` as panels `MR` rows tall, and a register-blocked micro-kernel
 //! computes each `MR × NR` tile of C from one panel of each, with its
-//! 12 accumulators (two vector registers per row of 6) in registers: NR is
-//! 16 with AVX2, 32 with AVX-512. The packing buffers are per thread and
+//! accumulators (two vector registers per row) in registers: 6 × 16 with
+//! AVX2, 12 × 32 with AVX-512. The packing buffers are per thread and
 //! allocated once, at their largest, on a thread's first product, so a
 //! planned step allocates nothing (matrixmultiply allocates its packing
 //! buffers on every call).
@@ -18,8 +18,12 @@ use std::cell::RefCell;
 use super::dense::Gemm;
 use super::simd::Level;
 
-/// Rows of a micro-tile.
-const MR: usize = 6;
+/// Rows of a micro-tile with AVX2 (12 `ymm` accumulators of 16).
+const MR_AVX2: usize = 6;
+/// Rows of a micro-tile with AVX-512 (24 `zmm` accumulators of 32).
+const MR_AVX512: usize = 12;
+/// The tallest micro-tile, for buffer sizes.
+const MR_MAX: usize = MR_AVX512;
 /// Floats of a panel of B (KC·NR, 16 KiB): it stays in L1 even when two
 /// hyperthreads of one core each hold one.
 const B_PANEL: usize = 4096;
@@ -41,10 +45,16 @@ pub(crate) fn available() -> bool {
     Level::detect() != Level::Base
 }
 
+/// What runs on each block of finished rows of C: `then(first_row, rows)`,
+/// `rows` starting at row `first_row` (whole rows of `rsc` floats, the last
+/// one possibly cut at its end).
+pub(crate) type Then<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
+
 /// `C = A·B + beta·C`: A is `m × k` with strides `(rsa, csa)`, B is `k × n`
 /// with `(rsb, csb)`, C is `m × n` with row stride `rsc`; `beta` 0 (C is not
-/// read) or 1. The caller has checked that every element the strides reach
-/// is inside its slice, and that [`available`] holds.
+/// read) or 1; then `then` on each block of rows as soon as it is final,
+/// while it is in cache. The caller has checked that every element the
+/// strides reach is inside its slice, and that [`available`] holds.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm(
     g: Gemm,
@@ -55,30 +65,34 @@ pub(crate) fn sgemm(
     c: &mut [f32],
     rsc: usize,
     beta: f32,
+    then: Then<'_>,
 ) {
     PACKED.with(|packed| {
         let mut packed = packed.borrow_mut();
         let (a_pack, b_pack) = &mut *packed;
         // The largest blocks, once: later products allocate nothing.
-        if a_pack.len() < MC.next_multiple_of(MR) * KC {
-            a_pack.resize(MC.next_multiple_of(MR) * KC, 0.0);
+        if a_pack.len() < MC.next_multiple_of(MR_MAX) * KC {
+            a_pack.resize(MC.next_multiple_of(MR_MAX) * KC, 0.0);
         }
         if b_pack.len() < KC * NC {
             b_pack.resize(KC * NC, 0.0);
         }
         match Level::detect() {
-            Level::Avx512 => blocked::<32>(g, a, sa, b, sb, c, rsc, beta, a_pack, b_pack),
-            _ => blocked::<16>(g, a, sa, b, sb, c, rsc, beta, a_pack, b_pack),
+            Level::Avx512 => blocked::<MR_AVX512, 32>(g, a, sa, b, sb, c, rsc, beta, a_pack, b_pack, then),
+            _ => blocked::<MR_AVX2, 16>(g, a, sa, b, sb, c, rsc, beta, a_pack, b_pack, then),
         }
-        if g.k == 0 && beta == 0.0 {
-            c.chunks_mut(rsc.max(1)).take(g.m).for_each(|row| row[..g.n].fill(0.0));
+        if g.k == 0 {
+            if beta == 0.0 {
+                c.chunks_mut(rsc.max(1)).take(g.m).for_each(|row| row[..g.n].fill(0.0));
+            }
+            then(0, c);
         }
     });
 }
 
 /// The blocked product with micro-tiles `NR` columns wide.
 #[allow(clippy::too_many_arguments)]
-fn blocked<const NR: usize>(
+fn blocked<const MR: usize, const NR: usize>(
     g: Gemm,
     a: &[f32],
     sa: (usize, usize),
@@ -89,6 +103,7 @@ fn blocked<const NR: usize>(
     beta: f32,
     a_pack: &mut [f32],
     b_pack: &mut [f32],
+    then: Then<'_>,
 ) {
     let depth = B_PANEL / NR;
     for jc in (0..g.n).step_by(NC) {
@@ -101,7 +116,7 @@ fn blocked<const NR: usize>(
             let keep = if pc == 0 { beta } else { 1.0 };
             for ic in (0..g.m).step_by(MC) {
                 let mc = MC.min(g.m - ic);
-                pack_a(a, sa, ic, mc, pc, kc, a_pack);
+                pack_a::<MR>(a, sa, ic, mc, pc, kc, a_pack);
                 for (q, jr) in (0..nc).step_by(NR).enumerate() {
                     let nr = NR.min(nc - jr);
                     let b_panel = &b_pack[q * kc * NR..(q + 1) * kc * NR];
@@ -111,21 +126,35 @@ fn blocked<const NR: usize>(
                         let at = (ic + ir) * rsc + jc + jr;
                         let c = &mut c[at..];
                         if mr == MR && nr == NR && c.len() >= (MR - 1) * rsc + NR {
-                            full_tile::<NR>(kc, a_panel, b_panel, c, rsc, keep);
+                            full_tile::<MR, NR>(kc, a_panel, b_panel, c, rsc, keep);
                         } else {
-                            let tile = micro_tile::<NR>(kc, a_panel, b_panel);
+                            let tile = micro_tile::<MR, NR>(kc, a_panel, b_panel);
                             store(&tile, mr, nr, c, rsc, keep);
                         }
                     }
+                }
+                // Rows ic..ic + mc are final once the last depth block of
+                // the last column block is in.
+                if jc + nc == g.n && pc + kc == g.k {
+                    let end = ((ic + mc) * rsc).min(c.len());
+                    then(ic, &mut c[ic * rsc..end]);
                 }
             }
         }
     }
 }
 
-/// Rows `ic..ic + mc`, depths `pc..pc + kc` of A as panels of [`MR`] rows:
+/// Rows `ic..ic + mc`, depths `pc..pc + kc` of A as panels of `MR` rows:
 /// depth-major within a panel, zero past the last row.
-fn pack_a(a: &[f32], (rsa, csa): (usize, usize), ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) {
+fn pack_a<const MR: usize>(
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    ic: usize,
+    mc: usize,
+    pc: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
     for (p, ir) in (0..mc).step_by(MR).enumerate() {
         let panel = &mut out[p * kc * MR..(p + 1) * kc * MR];
         let rows = MR.min(mc - ir);
@@ -137,22 +166,15 @@ fn pack_a(a: &[f32], (rsa, csa): (usize, usize), ic: usize, mc: usize, pc: usize
                 }
             }
         } else if csa == 1 {
-            // Row-major A: six runs of contiguous depths, interleaved.
+            // Row-major A: MR runs of contiguous depths, interleaved.
             let row = |i: usize| {
                 let at = (ic + ir + i) * rsa + pc;
                 &a[at..at + kc]
             };
-            let rows = [row(0), row(1), row(2), row(3), row(4), row(5)];
+            let rows: [&[f32]; MR] = std::array::from_fn(row);
             for (kk, slot) in panel.chunks_exact_mut(MR).enumerate() {
                 if let Ok(slot) = <&mut [f32; MR]>::try_from(slot) {
-                    *slot = [
-                        rows[0][kk],
-                        rows[1][kk],
-                        rows[2][kk],
-                        rows[3][kk],
-                        rows[4][kk],
-                        rows[5][kk],
-                    ];
+                    *slot = std::array::from_fn(|i| rows[i][kk]);
                 }
             }
         } else {
@@ -218,7 +240,14 @@ fn pack_b<const NR: usize>(
 }
 
 /// `C[..mr, ..nr] = tile + keep·C` (keep 0: C is not read).
-fn store<const NR: usize>(tile: &[[f32; NR]; MR], mr: usize, nr: usize, c: &mut [f32], rsc: usize, keep: f32) {
+fn store<const MR: usize, const NR: usize>(
+    tile: &[[f32; NR]; MR],
+    mr: usize,
+    nr: usize,
+    c: &mut [f32],
+    rsc: usize,
+    keep: f32,
+) {
     for (i, row) in tile.iter().enumerate().take(mr) {
         let out = &mut c[i * rsc..i * rsc + nr];
         if keep == 0.0 {
@@ -233,25 +262,27 @@ fn store<const NR: usize>(tile: &[[f32; NR]; MR], mr: usize, nr: usize, c: &mut 
 
 /// A whole tile straight into C: `C = tile + keep·C` on `MR` rows of `NR`
 /// (keep 0 or 1), `c` holding them at row stride `rsc`.
-fn full_tile<const NR: usize>(kc: usize, a: &[f32], b: &[f32], c: &mut [f32], rsc: usize, keep: f32) {
+fn full_tile<const MR: usize, const NR: usize>(kc: usize, a: &[f32], b: &[f32], c: &mut [f32], rsc: usize, keep: f32) {
     #[cfg(target_arch = "x86_64")]
     if a.len() >= kc * MR && b.len() >= kc * NR && c.len() >= (MR - 1) * rsc + NR {
         let accumulate = keep != 0.0;
         // SAFETY: as in `micro_tile`; C's rows are inside `c`, checked above.
         unsafe {
-            match NR {
-                32 => return micro_tile_avx512(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rsc, accumulate),
-                16 => return micro_tile_avx2(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rsc, accumulate),
+            match (MR, NR) {
+                (MR_AVX512, 32) => {
+                    return micro_tile_avx512(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rsc, accumulate)
+                }
+                (MR_AVX2, 16) => return micro_tile_avx2(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rsc, accumulate),
                 _ => {}
             }
         }
     }
-    let tile = micro_tile::<NR>(kc, a, b);
+    let tile = micro_tile::<MR, NR>(kc, a, b);
     store(&tile, MR, NR, c, rsc, keep);
 }
 
 /// One `MR × NR` tile: `Σ_kk a[kk][i]·b[kk][j]` over the panels' depth.
-fn micro_tile<const NR: usize>(kc: usize, a: &[f32], b: &[f32]) -> [[f32; NR]; MR] {
+fn micro_tile<const MR: usize, const NR: usize>(kc: usize, a: &[f32], b: &[f32]) -> [[f32; NR]; MR] {
     let mut tile = [[0.0; NR]; MR];
     let fits = a.len() >= kc * MR && b.len() >= kc * NR;
     #[cfg(target_arch = "x86_64")]
@@ -259,9 +290,9 @@ fn micro_tile<const NR: usize>(kc: usize, a: &[f32], b: &[f32]) -> [[f32; NR]; M
         // SAFETY: `sgemm` runs only where `available()`, and takes NR = 32
         // only at AVX-512; the panels hold `kc` depths, checked just above.
         unsafe {
-            match NR {
-                32 => micro_tile_avx512(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr().cast(), NR, false),
-                16 => micro_tile_avx2(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr().cast(), NR, false),
+            match (MR, NR) {
+                (MR_AVX512, 32) => micro_tile_avx512(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr().cast(), NR, false),
+                (MR_AVX2, 16) => micro_tile_avx2(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr().cast(), NR, false),
                 _ => {}
             }
         }
@@ -290,6 +321,7 @@ fn micro_tile<const NR: usize>(kc: usize, a: &[f32], b: &[f32]) -> [[f32; NR]; M
 #[target_feature(enable = "avx2,fma")]
 unsafe fn micro_tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, accumulate: bool) {
     use std::arch::x86_64::*;
+    const MR: usize = MR_AVX2;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     for kk in 0..kc {
         let b0 = _mm256_loadu_ps(b.add(kk * 16));
@@ -312,15 +344,17 @@ unsafe fn micro_tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, 
     }
 }
 
-/// The AVX-512 micro-kernel, 6 × 32, as the AVX2 one with 16 lanes.
+/// The AVX-512 micro-kernel, 12 × 32, as the AVX2 one with 16 lanes and
+/// twice the rows (24 of the 32 registers accumulate).
 ///
 /// # Safety
-/// AVX-512F is available; `a` holds `kc·6` floats, `b` `kc·32`, and `c` 6
+/// AVX-512F is available; `a` holds `kc·12` floats, `b` `kc·32`, and `c` 12
 /// rows of 32 at stride `rsc`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn micro_tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, accumulate: bool) {
     use std::arch::x86_64::*;
+    const MR: usize = MR_AVX512;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for kk in 0..kc {
         let b0 = _mm512_loadu_ps(b.add(kk * 32));
@@ -421,7 +455,7 @@ mod tests {
                         (b.clone(), (n, 1))
                     };
                     let mut c = start.clone();
-                    sgemm(g, &a_t, sa, &b_t, sb, &mut c, n, beta);
+                    sgemm(g, &a_t, sa, &b_t, sb, &mut c, n, beta, &|_, _| {});
                     let expected = reference(g, &a, (k, 1), &b, (n, 1), &start, beta);
                     for (i, (got, want)) in c.iter().zip(&expected).enumerate() {
                         let tolerance = 1e-5 * (k as f64).sqrt().max(1.0);
