@@ -8,27 +8,12 @@
 
 mod common;
 
-use common::{input, module, weights};
+use common::{assert_close, input, module, module_of, weights};
 use nnc_driver::Stage;
 use nnc_interp::{init_weights, Interpreter};
 use nnc_ir::Mode;
 use nnc_runtime::io::weights::write_safetensors;
 use nnc_runtime::Workspace;
-
-/// `|a − b| ≤ 1e-5 · |b|` element-wise (with a floor of 1e-5 of the output's
-/// largest magnitude, for values that are zero up to rounding).
-fn assert_close(what: &str, a: &[f32], b: &[f32]) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    for (i, (p, q)) in a.iter().zip(b).enumerate() {
-        assert!(p.is_finite(), "{what}: non-finite output at {i}");
-        let tolerance = 1e-5 * q.abs().max(1e-3 * scale).max(f32::MIN_POSITIVE);
-        assert!(
-            (p - q).abs() <= tolerance,
-            "{what}: element {i}: generated {p}, interpreter {q}"
-        );
-    }
-}
 
 macro_rules! generated_models {
     ($($module:ident: $model:ident from $file:literal;)*) => {
@@ -192,22 +177,6 @@ fn from_safetensors_names_a_missing_or_misshapen_tensor() {
     assert!(mlp::Tiny::from_safetensors(b"not a file").is_err());
 }
 
-/// The module `nnc build --train` generates from: infer and train
-/// functions, and the backward.
-fn with_backward(text: &str) -> nnc_ir::Module {
-    let options = nnc_driver::Options {
-        modes: vec![Mode::Infer, Mode::Train],
-        stage: Stage::Grad,
-        passes: None,
-        loss: None,
-    };
-    let source = nnc_diag::SourceFile::new("t.nn", text);
-    nnc_driver::compile(&source, &options, &mut nnc_driver::Quiet)
-        .unwrap()
-        .module
-        .unwrap()
-}
-
 /// `nnc build --train`'s output for every model, in a crate of its own that denies
 /// warnings (the macro's expansion cannot show this: rustc keeps some lints
 /// quiet inside macro expansions), checked by `cargo check`.
@@ -232,7 +201,7 @@ fn nnc_build_train_output_of_every_model_compiles_without_warnings() {
     for (file, text) in common::models() {
         let stem = file.trim_end_matches(".nn");
         let source = nnc_diag::SourceFile::new(format!("models/{file}"), text.clone());
-        let optimized = with_backward(&text);
+        let optimized = module_of(&text, &[Mode::Infer, Mode::Train], Stage::Grad);
         // One model also with `embedded()`, reading a file beside its source.
         let embed = (stem == "digits_mlp").then(|| format!("{stem}.embedded.safetensors"));
         if let Some(name) = &embed {
@@ -259,7 +228,7 @@ fn nnc_build_train_output_of_every_model_compiles_without_warnings() {
         let text =
             format!("model {name} {{ input [1, 4, 4] conv 2 k=3 name={layer} act=relu flatten dense 3 name={other} }}");
         let source = nnc_diag::SourceFile::new(format!("odd{i}.nn"), text.clone());
-        let optimized = with_backward(&text);
+        let optimized = module_of(&text, &[Mode::Infer, Mode::Train], Stage::Grad);
         let options = nnc_codegen::Options {
             train: true,
             ..nnc_codegen::Options::build(None)

@@ -11,42 +11,13 @@
 
 mod common;
 
-use common::{input, weights};
-use nnc_diag::SourceFile;
-use nnc_driver::{compile, Options, Quiet, Stage};
+use common::{assert_close, input, module_of, weights};
+use nnc_driver::Stage;
 use nnc_interp::{Gradients, Targets};
 use nnc_ir::grad::Target;
-use nnc_ir::{Mode, Module};
+use nnc_ir::Mode;
 use nnc_runtime::io::weights::write_safetensors;
 use nnc_runtime::{Rng, Workspace};
-
-/// `|a − b| ≤ 1e-5 · |b|` element-wise, with a floor of 1e-5 of 1e-3 of
-/// the largest magnitude (for values that are zero up to rounding).
-fn assert_close(what: &str, a: &[f32], b: &[f32]) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    for (i, (p, q)) in a.iter().zip(b).enumerate() {
-        assert!(p.is_finite(), "{what}: non-finite value at {i}");
-        let tolerance = 1e-5 * q.abs().max(1e-3 * scale).max(f32::MIN_POSITIVE);
-        assert!(
-            (p - q).abs() <= tolerance,
-            "{what}: element {i}: generated {p}, interpreter {q}"
-        );
-    }
-}
-
-fn grad_module(text: &str) -> Module {
-    let options = Options {
-        modes: vec![Mode::Train],
-        stage: Stage::Grad,
-        passes: None,
-        loss: None,
-    };
-    compile(&SourceFile::new("t.nn", text), &options, &mut Quiet)
-        .unwrap()
-        .module
-        .unwrap()
-}
 
 /// What a generated training struct offers, as the test drives it.
 trait Generated: Sized {
@@ -128,7 +99,7 @@ macro_rules! generated_models {
 }
 
 fn check<M: Generated>(file: &str, text: &str) {
-    let module = grad_module(text);
+    let module = module_of(text, &[Mode::Train], Stage::Grad);
     let stored = weights(text, 3);
     let bytes = write_safetensors(&stored).unwrap();
     let train = module.function(Mode::Train).unwrap();

@@ -15,14 +15,36 @@ use nnc_runtime::io::weights::Weights;
 use nnc_runtime::Rng;
 
 pub fn module(text: &str, mode: Mode, stage: Stage) -> Module {
+    module_of(text, &[mode], stage)
+}
+
+/// The module of `modes`' functions at `stage` (with `Stage::Grad` and the
+/// train mode: and its backward, for §9's default loss).
+pub fn module_of(text: &str, modes: &[Mode], stage: Stage) -> Module {
     let source = SourceFile::new("t.nn", text);
     let options = Options {
-        modes: vec![mode],
+        modes: modes.to_vec(),
         stage,
         passes: None,
         loss: None,
     };
     compile(&source, &options, &mut Quiet).unwrap().module.unwrap()
+}
+
+/// `|a − b| ≤ 1e-5 · |b|` element-wise, with a floor of 1e-5 of 1e-3 of
+/// the largest magnitude (for values that are zero up to rounding): the
+/// generated code against the interpreter.
+pub fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (i, (p, q)) in a.iter().zip(b).enumerate() {
+        assert!(p.is_finite(), "{what}: non-finite value at {i}");
+        let tolerance = 1e-5 * q.abs().max(1e-3 * scale).max(f32::MIN_POSITIVE);
+        assert!(
+            (p - q).abs() <= tolerance,
+            "{what}: element {i}: generated {p}, interpreter {q}"
+        );
+    }
 }
 
 /// Weights as `nnc init` draws them, with the norm and PReLU parameters

@@ -11,13 +11,13 @@ use nnc_ir::Mode;
 use nnc_runtime::io::weights::{write_safetensors, Tensor, Weights};
 use std::path::{Path, PathBuf};
 
-/// `train`: `Some(loss)` generates the training step too (`None` for the
-/// default loss).
+/// With `train`, the training step too, for `loss` (`None`: §9's default).
 pub(crate) fn build(
     file: &Path,
     output: &Path,
     embed: Option<&Path>,
-    train: Option<Option<nnc_driver::Loss>>,
+    train: bool,
+    loss: Option<nnc_driver::Loss>,
 ) -> Result<String, Failure> {
     // The flags first: no point compiling for an output that will be refused.
     if output.extension().is_some_and(|e| e == "safetensors") {
@@ -45,14 +45,14 @@ pub(crate) fn build(
     };
     let source = read_source(file)?;
     let options = Options {
-        modes: if train.is_some() {
+        modes: if train {
             vec![Mode::Infer, Mode::Train]
         } else {
             vec![Mode::Infer]
         },
-        stage: if train.is_some() { Stage::Grad } else { Stage::Optimized },
+        stage: if train { Stage::Grad } else { Stage::Optimized },
         passes: None,
-        loss: train.flatten(),
+        loss,
     };
     let module = run_compile(&source, &options, &mut Quiet)?
         .module
@@ -62,7 +62,7 @@ pub(crate) fn build(
         Some(weights_path) => Some(fold_weights(file, &module, weights_path)?),
     };
     let codegen_options = nnc_codegen::Options {
-        train: train.is_some(),
+        train,
         ..nnc_codegen::Options::build(sibling.as_ref().map(|path| {
             path.file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned())

@@ -369,10 +369,7 @@ fn main() -> ExitCode {
             embed,
             train,
             loss,
-        } => {
-            let train = train.then(|| loss.map(LossArg::loss));
-            build::build(&file, &output, embed.as_deref(), train)
-        }
+        } => build::build(&file, &output, embed.as_deref(), train, loss.map(LossArg::loss)),
     };
     match result.and_then(|text| to_stdout(text.as_bytes())) {
         Ok(()) => ExitCode::SUCCESS,

@@ -490,17 +490,6 @@ pub(crate) fn op_block(
                 },
             }
         }
-        Op::MaxPool(g) if train.is_some() => {
-            let (h, w) = (usize_lit(x_ty.height()), usize_lit(x_ty.width()));
-            let (kernel, stride) = (usize_lit(g.kernel as usize), usize_lit(g.stride as usize));
-            let pads = dims(&g.pads.map(|v| v as usize));
-            quote! {
-                let g = pool::PoolGeometry {
-                    channels: #channels, height: #h, width: #w, kernel: #kernel, stride: #stride, pads: #pads,
-                };
-                pool::max_pool2d_argmax(x, batch, &g, y, #record);
-            }
-        }
         Op::Dropout { p: rate } if train.is_some() => {
             let rate = f32_lit(*rate);
             quote!(dropout::dropout_save(x, #rate, #rng, y, #record);)
@@ -552,19 +541,16 @@ pub(crate) fn op_block(
             quote!(norm::group_norm_save(x, batch, #channels, #inner, #groups, #g, #b, #e, y, #record);)
         }
         Op::MaxPool(g) | Op::AvgPool(g) => {
-            let (h, w) = (usize_lit(x_ty.height()), usize_lit(x_ty.width()));
-            let (kernel, stride) = (usize_lit(g.kernel as usize), usize_lit(g.stride as usize));
-            let pads = dims(&g.pads.map(|v| v as usize));
-            let f = if let Op::MaxPool(_) = op.op {
-                quote!(max_pool2d)
-            } else {
-                quote!(avg_pool2d)
+            let geometry = pool_geometry(x_ty, g);
+            let call = match (&op.op, train) {
+                // Training keeps which element each window took.
+                (Op::MaxPool(_), Some(_)) => quote!(pool::max_pool2d_argmax(x, batch, &g, y, #record);),
+                (Op::MaxPool(_), None) => quote!(pool::max_pool2d(x, batch, &g, y);),
+                _ => quote!(pool::avg_pool2d(x, batch, &g, y);),
             };
             quote! {
-                let g = pool::PoolGeometry {
-                    channels: #channels, height: #h, width: #w, kernel: #kernel, stride: #stride, pads: #pads,
-                };
-                pool::#f(x, batch, &g, y);
+                let g = #geometry;
+                #call
             }
         }
         Op::GlobalAvgPool => quote!(pool::global_avg_pool(x, batch, #channels, #inner, y);),
@@ -642,6 +628,19 @@ pub(crate) fn op_block(
         let (x, y) = (#x, #y);
         #call
     }})
+}
+
+/// The runtime's `PoolGeometry` of a pool on input `x`, as a literal (the
+/// `pool` module in scope).
+pub(crate) fn pool_geometry(x: &nnc_ir::ValueType, g: &nnc_ir::PoolGeometry) -> TokenStream {
+    let (channels, h, w) = (usize_lit(x.channels()), usize_lit(x.height()), usize_lit(x.width()));
+    let (kernel, stride) = (usize_lit(g.kernel as usize), usize_lit(g.stride as usize));
+    let pads = dims(&g.pads.map(|v| v as usize));
+    quote! {
+        pool::PoolGeometry {
+            channels: #channels, height: #h, width: #w, kernel: #kernel, stride: #stride, pads: #pads,
+        }
+    }
 }
 
 /// `Epilogue { bias, steps }` for a fused dense or conv.

@@ -8,7 +8,8 @@
 //! op's record, and gradient values (the IR's gradient plan).
 
 use crate::emit::{
-    activation, comment_then, conv_geometries, f32_lit, join, loaders, op_block, op_comment, Buffers, Home, TrainOp,
+    activation, comment_then, conv_geometries, f32_lit, join, loaders, op_block, op_comment, pool_geometry, Buffers,
+    Home, TrainOp,
 };
 use crate::params::{dims, field_name, usize_lit, Fields};
 use crate::{Error, Options};
@@ -428,6 +429,17 @@ impl Context<'_> {
         Ok(quote!(&mut grads.#f))
     }
 
+    /// A bias's gradient as the products take it: `Some(&mut …)` or `None`.
+    fn bias_grad(&self, bias: Option<ParamId>) -> Result<TokenStream, Error> {
+        Ok(match bias {
+            Some(b) => {
+                let db = self.param_grad(b)?;
+                quote!(Some(#db))
+            }
+            None => quote!(None),
+        })
+    }
+
     fn record(&self, index: usize) -> Result<TokenStream, Error> {
         let record = self
             .layout
@@ -526,13 +538,7 @@ fn vjp_block(cx: &Context<'_>, index: usize, step: &Step, dx: Option<TokenStream
         } => {
             let (n_out, n_in) = (usize_lit(y_ty.channels()), usize_lit(x_ty.numel()));
             let dw = cx.param_grad(*weight)?;
-            let db = match bias {
-                Some(b) => {
-                    let db = cx.param_grad(*b)?;
-                    quote!(Some(#db))
-                }
-                None => quote!(None),
-            };
+            let db = cx.bias_grad(*bias)?;
             let w = p(weight);
             match dropconnect {
                 None => {
@@ -581,13 +587,7 @@ fn vjp_block(cx: &Context<'_>, index: usize, step: &Step, dx: Option<TokenStream
                 .get(&index)
                 .ok_or_else(|| Error::Malformed("a conv without geometry".into()))?;
             let dw = cx.param_grad(*weight)?;
-            let db = match bias {
-                Some(b) => {
-                    let db = cx.param_grad(*b)?;
-                    quote!(Some(#db))
-                }
-                None => quote!(None),
-            };
+            let db = cx.bias_grad(*bias)?;
             let w = p(weight);
             let work_len = quote!(Self::#g.grad_scratch_len(team.threads()));
             match dropconnect {
@@ -666,9 +666,7 @@ fn vjp_block(cx: &Context<'_>, index: usize, step: &Step, dx: Option<TokenStream
             if_dx(quote!(dropout::mask_grad(dy, #mask, dx);))
         }
         Op::MaxPool(g) | Op::AvgPool(g) => {
-            let (h, w) = (usize_lit(x_ty.height()), usize_lit(x_ty.width()));
-            let (kernel, stride) = (usize_lit(g.kernel as usize), usize_lit(g.stride as usize));
-            let pads = dims(&g.pads.map(|v| v as usize));
+            let geometry = pool_geometry(x_ty, g);
             let call = if let Op::MaxPool(_) = op.op {
                 let argmax = cx.record(index)?;
                 quote!(pool::max_pool2d_grad(dy, #argmax, batch, &g, dx);)
@@ -676,9 +674,7 @@ fn vjp_block(cx: &Context<'_>, index: usize, step: &Step, dx: Option<TokenStream
                 quote!(pool::avg_pool2d_grad(dy, batch, &g, dx);)
             };
             if_dx(quote! {
-                let g = pool::PoolGeometry {
-                    channels: #channels, height: #h, width: #w, kernel: #kernel, stride: #stride, pads: #pads,
-                };
+                let g = #geometry;
                 #call
             })
         }

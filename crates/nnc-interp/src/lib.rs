@@ -161,12 +161,13 @@ impl Interpreter {
         // A training step reads the weights as stored (they change every
         // step, as in the generated `<Model>Train`); inference lays them
         // out for the CPU's kernel once.
-        for op in func.ops.iter().filter(|_| !recording) {
-            if let Op::Linear { weight, .. } = &op.op {
-                let w = &params[weight.0 as usize];
-                let (out, n_in) = module.param(*weight).out_and_in();
-                dense_weights[weight.0 as usize] = Some(DenseWeight::new(w, out, n_in));
-            }
+        let linear_weights = func.ops.iter().filter_map(|op| match &op.op {
+            Op::Linear { weight, .. } if !recording => Some(*weight),
+            _ => None,
+        });
+        for weight in linear_weights {
+            let (out, n_in) = module.param(weight).out_and_in();
+            dense_weights[weight.0 as usize] = Some(DenseWeight::new(&params[weight.0 as usize], out, n_in));
         }
         let names = module.params.iter().map(|p| p.name.clone()).collect();
         Ok(Interpreter {

@@ -238,13 +238,13 @@ fn gemm_threaded(layer: &Layer, x: &[f32], batch: usize, y: &mut [f32], team: &T
         let rows = split(batch, parts, t, 8);
         // SAFETY: parts own disjoint ranges of rows.
         let mine = unsafe { y.piece(rows.start * out..rows.end * out) };
-        gemm_tiles(layer, &x[rows.start * n_in..rows.end * n_in], mine);
+        gemm_with_epilogue(layer, &x[rows.start * n_in..rows.end * n_in], mine);
     });
 }
 
 /// The product into `y`, then the epilogue on each block of rows as soon as
 /// the product has finished it, while it is in cache.
-fn gemm_tiles(layer: &Layer, x: &[f32], y: &mut [f32]) {
+fn gemm_with_epilogue(layer: &Layer, x: &[f32], y: &mut [f32]) {
     let (n_in, out) = (layer.in_features, layer.out_features);
     let rows = y.len() / out.max(1);
     let epilogue = |_: usize, block: &mut [f32]| {
