@@ -227,6 +227,39 @@ mod tests {
     }
 
     #[test]
+    fn train_and_loss_come_before_the_model_and_a_bad_loss_is_an_error() {
+        let (what, rest) = leading_options(quote!(train, file = "m.nn")).unwrap();
+        assert!(what.train && what.loss.is_none());
+        assert_eq!(rest.to_string(), quote!(file = "m.nn").to_string());
+        let (what, _) = leading_options(quote!(loss = "mse", model M { input 2 })).unwrap();
+        assert!(what.train && what.loss == Some(nnc_driver::Loss::Mse));
+        let err = leading_options(quote!(loss = "hinge", file = "m.nn")).unwrap_err();
+        assert!(err.to_string().contains("cross_entropy, mse, bce"), "{err}");
+        let (what, _) = leading_options(quote!(model M { input 2 })).unwrap();
+        assert!(!what.train);
+    }
+
+    #[test]
+    fn a_train_file_expands_to_the_training_step_too() {
+        let dir = std::env::temp_dir().join(format!("nnc-macros-{}-train", std::process::id()));
+        std::fs::create_dir_all(dir.join("models")).unwrap();
+        std::fs::write(
+            dir.join("models/m.nn"),
+            "model Good { input 4 dense 4 -> 2 act=softmax }",
+        )
+        .unwrap();
+        let path = syn::LitStr::new("models/m.nn", proc_macro2::Span::call_site());
+        let what = What {
+            train: true,
+            loss: None,
+        };
+        let out = from_file_in(&dir, &path, &what).to_string();
+        assert!(out.contains("pub struct GoodTrain"), "{out}");
+        assert!(out.contains("pub struct GoodGrads"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
     fn a_good_file_expands_to_the_struct_and_tracks_the_file() {
         let out = expand_file("good", "model Good { input 4 dense 4 -> 2 act=softmax }");
         assert!(out.contains("pub struct Good"), "{out}");
