@@ -60,3 +60,46 @@ fn seed_bn_forward<const THREADS: usize>(bencher: divan::Bencher, batch: usize) 
         300,
     );
 }
+
+mod cifar_vgg {
+    nnc::model!(file = "bench/models/cifar_vgg.nn");
+}
+mod resnet_mini {
+    nnc::model!(file = "bench/models/resnet_mini.nn");
+}
+mod mobile_mini {
+    nnc::model!(file = "bench/models/mobile_mini.nn");
+}
+mod digits_cnn {
+    nnc::model!(file = "models/digits_cnn.nn");
+}
+
+/// The CNN rows of `bench/compare.py`: each model's forward on
+/// `[batch, …input]` of 0.1, at batch 1 and 64.
+macro_rules! cnn_benches {
+    ($($bench:ident => $module:ident :: $model:ident),*) => {$(
+        #[divan::bench(args = [1, 64], consts = [1, 2])]
+        fn $bench<const THREADS: usize>(bencher: divan::Bencher, batch: usize) {
+            let model = $module::$model::init(0);
+            let (input, output) = (
+                $module::$model::INPUT.iter().product::<usize>(),
+                $module::$model::OUTPUT.iter().product::<usize>(),
+            );
+            let mut ws = match Workspace::new(THREADS) {
+                Ok(ws) => ws,
+                Err(e) => panic!("{e}"),
+            };
+            let x = vec![0.1f32; batch * input];
+            let mut y = vec![0.0f32; batch * output];
+            model.forward_into(&x, batch, &mut y, &mut ws);
+            bencher.bench_local(|| model.forward_into(divan::black_box(&x), batch, &mut y, &mut ws));
+        }
+    )*};
+}
+
+cnn_benches!(
+    cifar_vgg_forward => cifar_vgg::CifarVgg,
+    resnet_mini_forward => resnet_mini::ResnetMini,
+    mobile_mini_forward => mobile_mini::MobileMini,
+    digits_cnn_forward => digits_cnn::DigitNet
+);

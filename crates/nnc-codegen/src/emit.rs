@@ -90,6 +90,8 @@ pub(crate) fn model(
         let doc = format!(" `{}` {:?}", p.name, p.shape);
         if fields.dense.contains_key(id) {
             quote!(#[doc = #doc] #f: #rt::kernels::dense::DenseWeight)
+        } else if fields.conv.contains_key(id) {
+            quote!(#[doc = #doc] #f: #rt::kernels::conv::ConvWeight)
         } else {
             quote!(#[doc = #doc] #f: ::std::vec::Vec<f32>)
         }
@@ -161,11 +163,12 @@ pub(crate) fn loaders(module: &Module, fields: &Fields, options: &Options) -> Re
     };
     let assemble = fields.ident.iter().map(|(id, f)| {
         let name = &module.param(*id).name;
-        match fields.dense.get(id) {
-            Some((out, n_in)) => {
-                let (out, n_in) = (usize_lit(*out), usize_lit(*n_in));
-                quote!(#f: DenseWeight::new(&take(#name), #out, #n_in))
-            }
+        if let Some((out, n_in)) = fields.dense.get(id) {
+            let (out, n_in) = (usize_lit(*out), usize_lit(*n_in));
+            return quote!(#f: DenseWeight::new(&take(#name), #out, #n_in));
+        }
+        match fields.conv.get(id) {
+            Some(g) => quote!(#f: #rt::kernels::conv::ConvWeight::new(&take(#name), &Self::#g)),
             None => quote!(#f: take(#name)),
         }
     });
@@ -264,9 +267,11 @@ fn forward(
     let conv_consts = convs
         .iter()
         .map(|(_, ident, g)| quote!(const #ident: #rt::kernels::conv::ConvGeometry = #g;));
+    // Inference packs every conv weight once (`Fields`), so a conv needs
+    // no room for its packed weight.
     let scratch_terms = convs
         .iter()
-        .map(|(_, ident, _)| quote!(.max(Self::#ident.scratch_len(threads))));
+        .map(|(_, ident, _)| quote!(.max(Self::#ident.packed_scratch_len(threads))));
     let geometry_of: BTreeMap<usize, Ident> = convs.iter().map(|(i, ident, _)| (*i, ident.clone())).collect();
 
     let mut blocks = Vec::new();
@@ -360,28 +365,42 @@ fn forward(
 
 /// Each conv's geometry as a named constant: `(op index, name, literal)`.
 pub(crate) fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, Ident, TokenStream)> {
-    let mut out: Vec<(usize, Ident, TokenStream)> = Vec::new();
+    conv_geometry_names(func)
+        .into_iter()
+        .filter_map(|(index, name)| {
+            let op = &func.ops[index];
+            let Op::Conv2d { geometry: g, .. } = &op.op else {
+                return None;
+            };
+            let (x, y) = (func.value_type(op.args[0]), func.value_type(op.result));
+            let [c, h, w, o] = [x.channels(), x.height(), x.width(), y.channels()].map(usize_lit);
+            let [k, s, dl, gr] = [g.kernel, g.stride, g.dilation, g.groups].map(|v| usize_lit(v as usize));
+            let pads = dims(&g.pads.map(|p| p as usize));
+            let literal = quote! {
+                #rt::kernels::conv::ConvGeometry {
+                    in_channels: #c, height: #h, width: #w, out_channels: #o,
+                    kernel: #k, stride: #s, dilation: #dl, groups: #gr, pads: #pads,
+                }
+            };
+            Some((index, name, literal))
+        })
+        .collect()
+}
+
+/// The name of each conv's geometry constant: `(op index, name)`.
+pub(crate) fn conv_geometry_names(func: &Function) -> Vec<(usize, Ident)> {
+    let mut out = Vec::new();
     let mut taken = std::collections::HashSet::new();
     for (index, op) in func.ops.iter().enumerate() {
-        let Op::Conv2d { geometry: g, .. } = &op.op else {
+        if !matches!(op.op, Op::Conv2d { .. }) {
             continue;
-        };
-        let (x, y) = (func.value_type(op.args[0]), func.value_type(op.result));
-        let [c, h, w, o] = [x.channels(), x.height(), x.width(), y.channels()].map(usize_lit);
-        let [k, s, dl, gr] = [g.kernel, g.stride, g.dilation, g.groups].map(|v| usize_lit(v as usize));
-        let pads = dims(&g.pads.map(|p| p as usize));
+        }
         let mut name = format!("{}_GEOMETRY", model_ident(&op.layer).to_uppercase());
         if taken.contains(&name) {
             name = format!("{name}_{index}");
         }
         taken.insert(name.clone());
-        let literal = quote! {
-            #rt::kernels::conv::ConvGeometry {
-                in_channels: #c, height: #h, width: #w, out_channels: #o,
-                kernel: #k, stride: #s, dilation: #dl, groups: #gr, pads: #pads,
-            }
-        };
-        out.push((index, Ident::new(&name, Span::call_site()), literal));
+        out.push((index, Ident::new(&name, Span::call_site())));
     }
     out
 }
@@ -482,6 +501,13 @@ pub(crate) fn op_block(
                         dropout::dropconnect_save(#w, #rate, #rng, masked, #record);
                         let cols = &mut cols[..Self::#g.scratch_len(team.threads())];
                         conv::conv2d(x, batch, &Self::#g, masked, &#ep, y, cols, team);
+                    }
+                }
+                _ if fields.conv.contains_key(weight) => {
+                    let f = &fields.ident[weight];
+                    quote! {
+                        let scratch = &mut scratch[..Self::#g.packed_scratch_len(team.threads())];
+                        conv::conv2d_packed(x, batch, &Self::#g, &self.#f, &#ep, y, scratch, team);
                     }
                 }
                 _ => quote! {

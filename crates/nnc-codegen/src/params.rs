@@ -17,14 +17,18 @@ pub(crate) struct Fields {
     /// Parameters read as a dense layer's weight (kept as a `DenseWeight`
     /// laid out for the CPU, with `[out, in]`).
     pub(crate) dense: BTreeMap<ParamId, (usize, usize)>,
+    /// Parameters read as a conv layer's weight (kept as a `ConvWeight`
+    /// packed for the CPU), with the name of the conv's geometry constant.
+    pub(crate) conv: BTreeMap<ParamId, Ident>,
     /// Elements of each read parameter.
     lens: BTreeMap<ParamId, usize>,
 }
 
 impl Fields {
-    /// The fields of `func`'s parameters; with `lay_out_dense`, dense
-    /// weights are kept laid out for the CPU (inference: they never change).
-    pub(crate) fn new(module: &Module, func: &Function, lay_out_dense: bool) -> Result<Fields, Error> {
+    /// The fields of `func`'s parameters; with `lay_out`, dense and
+    /// conv weights are kept laid out for the CPU (inference: they never
+    /// change).
+    pub(crate) fn new(module: &Module, func: &Function, lay_out: bool) -> Result<Fields, Error> {
         let mut ident = BTreeMap::new();
         let mut taken = BTreeSet::new();
         for id in func.params_read() {
@@ -48,7 +52,15 @@ impl Fields {
             .ops
             .iter()
             .filter_map(|op| match &op.op {
-                Op::Linear { weight, .. } if lay_out_dense => Some((*weight, module.param(*weight).out_and_in())),
+                Op::Linear { weight, .. } if lay_out => Some((*weight, module.param(*weight).out_and_in())),
+                _ => None,
+            })
+            .collect();
+        let conv = crate::emit::conv_geometry_names(func)
+            .into_iter()
+            .filter(|_| lay_out)
+            .filter_map(|(index, name)| match &func.ops[index].op {
+                Op::Conv2d { weight, .. } => Some((*weight, name)),
                 _ => None,
             })
             .collect();
@@ -56,7 +68,12 @@ impl Fields {
             .keys()
             .map(|id| (*id, module.param(*id).shape.iter().product()))
             .collect();
-        Ok(Fields { ident, dense, lens })
+        Ok(Fields {
+            ident,
+            dense,
+            conv,
+            lens,
+        })
     }
 
     /// Elements of a read parameter.

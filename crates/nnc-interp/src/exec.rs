@@ -2,10 +2,10 @@
 //! `nnc_ir::Op` onto `nnc_runtime` calls.
 
 use crate::plan::{conv_geometry, pool_geometry};
-use crate::{Error, Interpreter};
+use crate::{Error, Interpreter, LaidOut};
 use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId, ValueId};
 use nnc_runtime::kernels::act::{maxout, softmax, Activation};
-use nnc_runtime::kernels::conv::conv2d;
+use nnc_runtime::kernels::conv::{conv2d, conv2d_packed};
 use nnc_runtime::kernels::dense::{dense, dense_weight};
 use nnc_runtime::kernels::dropout::{alpha_dropout_save, dropblock, dropconnect_save, dropout_save, rrelu_train_save};
 use nnc_runtime::kernels::epilogue::{Epilogue, EpilogueStep};
@@ -63,15 +63,15 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
                 bias: bias.as_ref().map(p),
                 steps: &steps[..n],
             };
-            match (drop, &it.dense_weights[weight.0 as usize]) {
+            match (drop, &it.laid_out[weight.0 as usize]) {
                 (Some(rate), _) if train => {
                     // A fresh mask each pass, so the masked weight is used once, as rows.
                     let masked = &mut it.scratch[..p(weight).len()];
                     dropconnect_save(p(weight), *rate, &mut rng(), masked, record);
                     dense(x, batch, n_in, &it.scratch[..p(weight).len()], n_out, &ep, y, &it.team);
                 }
-                (_, Some(laid_out)) => dense_weight(x, batch, laid_out, &ep, y, &it.team),
-                (_, None) => dense(x, batch, n_in, p(weight), n_out, &ep, y, &it.team),
+                (_, Some(LaidOut::Dense(laid_out))) => dense_weight(x, batch, laid_out, &ep, y, &it.team),
+                _ => dense(x, batch, n_in, p(weight), n_out, &ep, y, &it.team),
             }
             Ok(())
         }
@@ -89,25 +89,38 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
                 bias: bias.as_ref().map(p),
                 steps: &steps[..n],
             };
-            let w_len = p(weight).len();
-            let (w_part, cols) = it.scratch.split_at_mut(if drop.is_some() && train { w_len } else { 0 });
-            let w: &[f32] = match drop {
-                Some(rate) if train => {
-                    dropconnect_save(p(weight), *rate, &mut rng(), w_part, record);
-                    w_part
+            let threads = it.team.threads();
+            match (drop, &it.laid_out[weight.0 as usize]) {
+                (Some(rate), _) if train => {
+                    // A fresh mask each pass, applied to the weight as stored.
+                    let (masked, cols) = it.scratch.split_at_mut(p(weight).len());
+                    dropconnect_save(p(weight), *rate, &mut rng(), masked, record);
+                    conv2d(
+                        x,
+                        batch,
+                        &g,
+                        masked,
+                        &ep,
+                        y,
+                        &mut cols[..g.scratch_len(threads)],
+                        &it.team,
+                    );
                 }
-                _ => p(weight),
-            };
-            conv2d(
-                x,
-                batch,
-                &g,
-                w,
-                &ep,
-                y,
-                &mut cols[..g.scratch_len(it.team.threads())],
-                &it.team,
-            );
+                (_, Some(LaidOut::Conv(laid_out))) => {
+                    let scratch = &mut it.scratch[..g.packed_scratch_len(threads)];
+                    conv2d_packed(x, batch, &g, laid_out, &ep, y, scratch, &it.team);
+                }
+                _ => conv2d(
+                    x,
+                    batch,
+                    &g,
+                    p(weight),
+                    &ep,
+                    y,
+                    &mut it.scratch[..g.scratch_len(threads)],
+                    &it.team,
+                ),
+            }
             Ok(())
         }
         Op::MaxPool(g) | Op::AvgPool(g) => {

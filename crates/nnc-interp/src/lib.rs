@@ -26,19 +26,27 @@ pub use init::init_weights;
 
 use nnc_ir::{Function, Mode, Module, Op, ParamSource};
 use nnc_runtime::io::weights::Weights;
+use nnc_runtime::kernels::conv::ConvWeight;
 use nnc_runtime::kernels::dense::DenseWeight;
 use nnc_runtime::Team;
 use plan::Plan;
 use std::fmt;
+
+/// A weight laid out once for this CPU's kernel.
+#[derive(Clone, Debug)]
+enum LaidOut {
+    Dense(DenseWeight),
+    Conv(ConvWeight),
+}
 
 /// A function ready to run, with its parameters and buffers.
 pub struct Interpreter {
     func: Function,
     /// Every parameter's values, indexed by `ParamId`.
     params: Vec<Vec<f32>>,
-    /// Dense weights laid out for this CPU's kernel, indexed by `ParamId`
-    /// (`None` for parameters that are not a dense layer's weight).
-    dense_weights: Vec<Option<DenseWeight>>,
+    /// Weights laid out for this CPU's kernel, indexed by `ParamId`
+    /// (`None` for parameters that are not a dense or conv layer's weight).
+    laid_out: Vec<Option<LaidOut>>,
     names: Vec<String>,
     /// The threads of the planned thread count, kept between runs so that
     /// no forward pass starts a thread.
@@ -157,23 +165,33 @@ impl Interpreter {
         let func = module.function(mode).ok_or(Error::NoFunction(mode))?.clone();
         let params = param_values(module, weights)?;
         let plan = Plan::keeping(&func, kept)?;
-        let mut dense_weights = vec![None; params.len()];
+        let mut laid_out = vec![None; params.len()];
         // A training step reads the weights as stored (they change every
         // step, as in the generated `<Model>Train`); inference lays them
         // out for the CPU's kernel once.
-        let linear_weights = func.ops.iter().filter_map(|op| match &op.op {
-            Op::Linear { weight, .. } if !recording => Some(*weight),
-            _ => None,
-        });
-        for weight in linear_weights {
-            let (out, n_in) = module.param(weight).out_and_in();
-            dense_weights[weight.0 as usize] = Some(DenseWeight::new(&params[weight.0 as usize], out, n_in));
+        for op in func.ops.iter().filter(|_| !recording) {
+            let (weight, layout) = match &op.op {
+                Op::Linear { weight, .. } => {
+                    let (out, n_in) = module.param(*weight).out_and_in();
+                    (
+                        *weight,
+                        LaidOut::Dense(DenseWeight::new(&params[weight.0 as usize], out, n_in)),
+                    )
+                }
+                Op::Conv2d { weight, geometry, .. } => {
+                    let (x, y) = (func.value_type(op.args[0]), func.value_type(op.result));
+                    let g = plan::conv_geometry(x, geometry, y);
+                    (*weight, LaidOut::Conv(ConvWeight::new(&params[weight.0 as usize], &g)))
+                }
+                _ => continue,
+            };
+            laid_out[weight.0 as usize] = Some(layout);
         }
         let names = module.params.iter().map(|p| p.name.clone()).collect();
         Ok(Interpreter {
             func,
             params,
-            dense_weights,
+            laid_out,
             names,
             team: Team::single(),
             plan,

@@ -280,6 +280,7 @@ pub(crate) struct Gemm {
 /// `C = A · B` with `C` row-major with row stride `rsc` and A, B given by
 /// their (row, column) strides. Writes nothing if a slice is too short for
 /// the strides (the callers check lengths in debug builds).
+#[cfg(test)]
 pub(crate) fn sgemm(g: Gemm, a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize), c: &mut [f32], rsc: usize) {
     product(g, a, sa, b, sb, c, rsc, 0.0, &|_, _| {});
 }

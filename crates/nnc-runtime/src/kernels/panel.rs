@@ -232,63 +232,6 @@ impl Product {
     }
 }
 
-/// Floats of [`pack_columns`]'s output for a `[depth, cols]` matrix.
-pub fn packed_len(depth: usize, cols: usize) -> usize {
-    cols.div_ceil(NR) * NR * depth
-}
-
-/// Packs `b` (`[depth, cols]`, row-major) into panels in `out`
-/// ([`packed_len`] floats): the layout of [`Panels`] for a matrix given
-/// column-major, as the columns of a conv's im2col are.
-pub fn pack_columns(b: &[f32], depth: usize, cols: usize, out: &mut [f32]) {
-    let len = packed_len(depth, cols);
-    debug_assert!(b.len() >= depth * cols && out.len() >= len);
-    for (p, panel) in out[..len].chunks_exact_mut((NR * depth).max(1)).enumerate() {
-        let first = p * NR;
-        let width = NR.min(cols - first);
-        for (k, step) in panel.chunks_exact_mut(NR).enumerate() {
-            step[..width].copy_from_slice(&b[k * cols + first..k * cols + first + width]);
-            step[width..].fill(0.0);
-        }
-    }
-}
-
-/// `c[rows, cols] = a[rows, depth] · B` where B was packed by
-/// [`pack_columns`]; `c` has row stride `ldc`. Single-threaded; the caller
-/// guarantees [`available`] and the lengths.
-pub fn matmul(a: &[f32], rows: usize, depth: usize, packed: &[f32], cols: usize, c: &mut [f32], ldc: usize) {
-    let fits = a.len() >= rows * depth
-        && packed.len() >= packed_len(depth, cols)
-        && (rows == 0 || c.len() >= (rows - 1) * ldc + cols)
-        && ldc >= cols;
-    debug_assert!(fits, "matmul operands too short");
-    if !fits || rows == 0 || cols == 0 || !available() {
-        return;
-    }
-    if depth == 0 {
-        c.chunks_mut(ldc).take(rows).for_each(|row| row[..cols].fill(0.0));
-        return;
-    }
-    let product = Product {
-        rows,
-        depth,
-        a: a.as_ptr(),
-        lda: depth,
-        panels: packed.as_ptr(),
-        cols,
-        c: c.as_mut_ptr(),
-        ldc,
-    };
-    // SAFETY: AVX-512F is available; every pointer the product forms is
-    // inside the slices checked above.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        product.run(0..cols.div_ceil(NR))
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = product;
-}
-
 /// The store masks of a panel's registers for `cols` valid columns.
 fn lane_masks(cols: usize) -> [u16; VR] {
     let low = |n: usize| ((1u32 << n.min(16)) - 1) as u16;

@@ -87,6 +87,24 @@ impl PoolGeometry {
 }
 
 pub fn max_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
+    if g.kernel == 2 && g.stride == 2 && g.pads == [0; 4] {
+        // The usual 2×2 halving, in the general fold's order (the first
+        // fold, from −∞, is the identity), without its bounds per tap.
+        let (ow, width) = (g.out_width(), g.width);
+        for (plane, out) in g.planes(x, n, y) {
+            for (r, out_row) in out.chunks_exact_mut(ow.max(1)).enumerate() {
+                let (top, bottom) = (
+                    &plane[2 * r * width..][..2 * ow],
+                    &plane[(2 * r + 1) * width..][..2 * ow],
+                );
+                let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                for (o, (t, b)) in out_row.iter_mut().zip(pairs) {
+                    *o = max_nan(max_nan(max_nan(t[0], t[1]), b[0]), b[1]);
+                }
+            }
+        }
+        return;
+    }
     for (plane, out) in g.planes(x, n, y) {
         g.each_window(plane, out, f32::NEG_INFINITY, max_nan, |m, _| m);
     }
@@ -213,6 +231,40 @@ mod tests {
         assert_eq!(y, [6.0, 8.0, 14.0, 16.0]);
         avg_pool2d(&grid(), 1, &g, &mut y);
         assert_eq!(y, [3.5, 5.5, 11.5, 13.5]);
+    }
+
+    /// The 2×2 fast path against the general window fold, on odd and even
+    /// sizes, with NaNs and infinities in every position of a window.
+    #[test]
+    fn the_two_by_two_path_folds_as_every_window_does() {
+        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0];
+        for (height, width) in [(2, 2), (5, 7), (6, 4), (3, 9)] {
+            let g = PoolGeometry {
+                channels: 3,
+                height,
+                width,
+                kernel: 2,
+                stride: 2,
+                pads: [0; 4],
+            };
+            let x: Vec<f32> = (0..2 * 3 * height * width)
+                .map(|i| {
+                    if i % 7 == 3 {
+                        specials[i % 5]
+                    } else {
+                        ((i * 37) % 11) as f32 - 5.0
+                    }
+                })
+                .collect();
+            let mut fast = vec![0.0; 2 * 3 * g.out_height() * g.out_width()];
+            max_pool2d(&x, 2, &g, &mut fast);
+            let mut general = vec![0.0; fast.len()];
+            for (plane, out) in g.planes(&x, 2, &mut general) {
+                g.each_window(plane, out, f32::NEG_INFINITY, max_nan, |m, _| m);
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&general), "{height}x{width}");
+        }
     }
 
     #[test]

@@ -1,23 +1,21 @@
-//! 2-D convolution (NCHW, square kernels) by im2col + GEMM, with the dense
-//! epilogue applied to each output channel's plane straight after its product.
+//! 2-D convolution (NCHW, square kernels), forward and backward.
 //!
-//! For each sample and group, the receptive fields are unrolled into a
-//! `[in/groups · k · k, out_h · out_w]` column matrix in the scratch buffer
-//! (skipped for a 1×1, stride-1, unpadded conv, whose input already is that
-//! matrix), and `y_group = w_group · col` is one SGEMM whose output is the
-//! group's output planes in place. Where the CPU has AVX-512 the columns
-//! are packed into panels and multiplied by the dense kernel's micro-kernel
-//! (which needs no allocation); elsewhere matrixmultiply's SGEMM runs.
-//!
-//! The backward runs the same unrolling the other way: the input gradient is
-//! `w_groupᵀ · dy_group` folded back by `col2im`, the weight gradient
-//! `dy_group · colᵀ`.
+//! The forward and the input gradient run the direct kernel of [`direct`]:
+//! register tiles of output channels × output positions, read straight from
+//! a padded, stride-phased copy of one sample's input, weights packed into
+//! strips (once, in a [`ConvWeight`], for a weight that stays fixed; per
+//! call into the scratch otherwise). The input gradient is the transposed
+//! convolution: the same kernel on the output gradient spread out by the
+//! stride, with the kernel flipped. The weight gradient is a correlation of
+//! the output gradient with the input, one SGEMM per sample and group over
+//! the unrolled receptive fields (`dy_group · colᵀ`).
 
-use super::dense::{sgemm, sgemm_add, split, Gemm};
+mod direct;
+
+use self::direct::{Direct, Grid, Shape};
+use super::dense::{sgemm_add, split, Gemm};
 use super::epilogue::Epilogue;
-use super::panel;
 use crate::team::{Disjoint, Team};
-
 /// The shape of a conv2d: input `[in_channels, height, width]` per sample,
 /// `out_channels` square `kernel`s, and the padding added around the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,15 +41,28 @@ impl ConvGeometry {
         out_size(self.width, self.pads[1] + self.pads[3], self.span(), self.stride)
     }
 
-    /// f32s of scratch conv2d needs for `threads` threads
+    /// f32s of scratch [`conv2d`] needs for `threads` threads (the
+    /// weights packed once per call, and each thread's copy of a sample and
+    /// its output tiles); [`conv2d_packed`] needs [`Self::packed_scratch_len`].
     pub fn scratch_len(&self, threads: usize) -> usize {
-        threads.max(1) * self.scratch_per_thread()
+        self.packed_len() + self.packed_scratch_len(threads)
+    }
+
+    /// f32s of scratch [`conv2d_packed`] needs for `threads` threads.
+    pub fn packed_scratch_len(&self, threads: usize) -> usize {
+        threads.max(1) * Direct::scratch_per_thread(&Grid::forward(self), self.shape(), self.out_group())
     }
 
     /// f32s of scratch [`conv2d_grad_input`] and [`conv2d_grad_weight`]
     /// need for `threads` threads.
     pub fn grad_scratch_len(&self, threads: usize) -> usize {
-        threads.max(1) * self.grad_scratch_per_thread()
+        let threads = threads.max(1);
+        let transposed = Grid::transposed(self);
+        let in_group = self.in_channels / self.groups.max(1);
+        let shape = Shape::pick(in_group);
+        let dx = direct::packed_len(shape, self.groups.max(1), in_group, transposed.depth())
+            + threads * Direct::scratch_per_thread(&transposed, shape, in_group);
+        dx.max(threads * self.grad_scratch_per_thread())
     }
 
     /// A column matrix, and a whole weight gradient: each thread but the
@@ -61,17 +72,25 @@ impl ConvGeometry {
         k * self.out_height() * self.out_width() + self.out_channels * k
     }
 
-    /// The column matrix (none for a pointwise conv), and where the panel
-    /// kernel runs, the same columns packed into panels.
-    fn scratch_per_thread(&self) -> usize {
-        let (k, pixels) = (self.col_rows(), self.out_height() * self.out_width());
-        let col = if self.is_pointwise() { 0 } else { k * pixels };
-        let packed = if panel::available() {
-            panel::packed_len(k, pixels)
-        } else {
-            0
-        };
-        col + packed
+    fn out_group(&self) -> usize {
+        self.out_channels / self.groups.max(1)
+    }
+
+    /// The direct kernel's tile for this conv's forward.
+    fn shape(&self) -> Shape {
+        Shape::pick(self.out_group())
+    }
+
+    /// Floats of the forward's packed weights.
+    fn packed_len(&self) -> usize {
+        direct::packed_len(self.shape(), self.groups.max(1), self.out_group(), self.col_rows())
+    }
+
+    /// Packs `weight` `[out, in/groups, k, k]` for the forward into `out`.
+    fn pack_forward(&self, weight: &[f32], out: &mut [f32]) {
+        let (out_group, depth) = (self.out_group(), self.col_rows());
+        let w = |group: usize, o: usize, d: usize| weight[(group * out_group + o) * depth + d];
+        direct::pack(self.shape(), self.groups.max(1), out_group, depth, w, out);
     }
 
     /// The extent of one dilated kernel: `dilation·(kernel − 1) + 1`.
@@ -96,7 +115,26 @@ fn out_size(input: usize, pads: usize, span: usize, stride: usize) -> usize {
         .map_or(0, |room| room / stride.max(1) + 1)
 }
 
-/// NCHW conv; weight [out, in/groups, k, k]; epilogue per output channel; scratch from scratch_len.
+/// A conv layer's weight `[out, in/groups, k, k]`, packed once for this
+/// CPU's direct kernel.
+#[derive(Clone, Debug)]
+pub struct ConvWeight {
+    geometry: ConvGeometry,
+    packed: Vec<f32>,
+}
+
+impl ConvWeight {
+    pub fn new(weight: &[f32], g: &ConvGeometry) -> ConvWeight {
+        debug_assert_eq!(weight.len(), g.out_channels * g.col_rows());
+        let mut packed = vec![0.0; g.packed_len()];
+        g.pack_forward(weight, &mut packed);
+        ConvWeight { geometry: *g, packed }
+    }
+}
+
+/// NCHW conv; weight [out, in/groups, k, k]; epilogue per output channel;
+/// scratch from [`ConvGeometry::scratch_len`]. Packs the weight on every
+/// call: a weight that stays fixed is faster as a [`ConvWeight`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
@@ -108,86 +146,64 @@ pub fn conv2d(
     scratch: &mut [f32],
     team: &Team,
 ) {
+    debug_assert_eq!(weight.len(), g.out_channels * g.col_rows());
+    debug_assert!(scratch.len() >= g.scratch_len(team.threads()));
+    let (packed, rest) = scratch.split_at_mut(g.packed_len());
+    g.pack_forward(weight, packed);
+    forward(x, batch, g, packed, epilogue, y, rest, team);
+}
+
+/// [`conv2d`] with the weight packed once; scratch from
+/// [`ConvGeometry::packed_scratch_len`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_packed(
+    x: &[f32],
+    batch: usize,
+    g: &ConvGeometry,
+    weight: &ConvWeight,
+    epilogue: &Epilogue,
+    y: &mut [f32],
+    scratch: &mut [f32],
+    team: &Team,
+) {
+    debug_assert_eq!(&weight.geometry, g);
+    forward(x, batch, g, &weight.packed, epilogue, y, scratch, team);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    x: &[f32],
+    batch: usize,
+    g: &ConvGeometry,
+    packed: &[f32],
+    epilogue: &Epilogue,
+    y: &mut [f32],
+    scratch: &mut [f32],
+    team: &Team,
+) {
     let groups = g.groups.max(1);
     let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
     debug_assert_eq!((g.in_channels % groups, g.out_channels % groups), (0, 0));
     debug_assert_eq!(x.len(), batch * g.in_channels * in_plane);
-    debug_assert_eq!(weight.len(), g.out_channels * g.col_rows());
     debug_assert_eq!(y.len(), batch * g.out_channels * out_plane);
-    debug_assert!(scratch.len() >= g.scratch_len(team.threads()));
+    debug_assert!(scratch.len() >= g.packed_scratch_len(team.threads()));
     debug_assert!(epilogue.fits(g.out_channels));
-    if batch == 0 || g.out_channels == 0 || out_plane == 0 {
-        return;
-    }
-    let conv = Conv { g, weight, epilogue };
-    let (x_len, y_len) = (g.in_channels * in_plane, g.out_channels * out_plane);
-    let col_len = g.scratch_per_thread();
-    per_sample(team, batch, (x, x_len), (y, y_len), (scratch, col_len), |x, y, col| {
-        conv.sample(x, y, col)
-    });
-}
-
-/// One conv layer's parameters.
-struct Conv<'a> {
-    g: &'a ConvGeometry,
-    weight: &'a [f32],
-    epilogue: &'a Epilogue<'a>,
-}
-
-impl Conv<'_> {
-    /// One sample: `x` is `[in_channels, H, W]`, `y` is `[out_channels, oh, ow]`.
-    fn sample(&self, x: &[f32], y: &mut [f32], col: &mut [f32]) {
-        let g = self.g;
-        let groups = g.groups.max(1);
-        let (in_group, out_group) = (g.in_channels / groups, g.out_channels / groups);
-        let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
-        let k = g.col_rows();
-        let (col, packed) = col.split_at_mut(if g.is_pointwise() { 0 } else { k * out_plane });
-        for group in 0..groups {
-            let xg = &x[group * in_group * in_plane..(group + 1) * in_group * in_plane];
-            let columns: &[f32] = if g.is_pointwise() {
-                xg
-            } else {
-                im2col(g, xg, in_group, col);
-                col
-            };
-            let channels = group * out_group..(group + 1) * out_group;
-            let wg = &self.weight[channels.start * k..channels.end * k];
-            let yg = &mut y[channels.start * out_plane..channels.end * out_plane];
-            if panel::available() {
-                // The columns change with every sample, so they are the
-                // operand packed here; the weight rows are broadcast from.
-                panel::pack_columns(columns, k, out_plane, packed);
-                panel::matmul(wg, out_group, k, packed, out_plane, yg, out_plane);
-            } else {
-                sgemm(
-                    Gemm {
-                        m: out_group,
-                        k,
-                        n: out_plane,
-                    },
-                    wg,
-                    (k, 1),
-                    columns,
-                    (out_plane, 1),
-                    yg,
-                    out_plane,
-                );
-            }
-            for (plane, channel) in yg.chunks_exact_mut(out_plane).zip(channels) {
-                self.epilogue.apply_channel(plane, channel);
-            }
-        }
-    }
+    let direct = Direct {
+        grid: Grid::forward(g),
+        shape: g.shape(),
+        groups,
+        out_group: g.out_group(),
+        packed,
+        epilogue,
+    };
+    direct.run(x, batch, y, scratch, team);
 }
 
 /// The input gradient of [`conv2d`] (without epilogue): the transposed
 /// convolution of `dy` `[batch, out_channels, oh, ow]` with `w`, which
-/// overwrites `dx` `[batch, in_channels, H, W]`. Per sample and group the
-/// columns' gradient `w_groupᵀ · dy_group` is one SGEMM, folded back onto the
-/// input planes by [`col2im`] (a pointwise conv's columns are the planes).
-/// Samples are shared among the team; scratch from
-/// [`ConvGeometry::grad_scratch_len`].
+/// overwrites `dx` `[batch, in_channels, H, W]`: the direct kernel on `dy`
+/// spread out by the stride, with the kernel flipped and its input and
+/// output channels swapped. Scratch from [`ConvGeometry::grad_scratch_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_grad_input(
     dy: &[f32],
@@ -212,72 +228,29 @@ pub fn conv2d_grad_input(
     if batch == 0 || x_len == 0 {
         return;
     }
-    let per_thread = g.grad_scratch_per_thread();
-    per_sample(
-        team,
-        batch,
-        (dy, y_len),
-        (dx, x_len),
-        (scratch, per_thread),
-        |dy, dx, col| grad_input_sample(g, w, dy, dx, col),
-    );
-}
-
-/// `f(sample of src, sample of dst, scratch)` for each of `batch` samples
-/// (`src_len` and `dst_len` floats each), the samples shared among the
-/// team, each thread with `per_thread` floats of scratch of its own.
-fn per_sample(
-    team: &Team,
-    batch: usize,
-    (src, src_len): (&[f32], usize),
-    (dst, dst_len): (&mut [f32], usize),
-    (scratch, per_thread): (&mut [f32], usize),
-    f: impl Fn(&[f32], &mut [f32], &mut [f32]) + Sync,
-) {
-    let parts = team.threads().min(batch);
-    let (dst, scratch) = (Disjoint::new(dst), Disjoint::new(scratch));
-    team.run(parts, &|t| {
-        let samples = split(batch, parts, t, 1);
-        // SAFETY: parts own disjoint samples of dst and their own scratch.
-        let (dsts, own) = unsafe {
-            (
-                dst.piece(samples.start * dst_len..samples.end * dst_len),
-                scratch.piece(t * per_thread..(t + 1) * per_thread),
-            )
-        };
-        let srcs = &src[samples.start * src_len..samples.end * src_len];
-        for (s, d) in srcs.chunks_exact(src_len).zip(dsts.chunks_exact_mut(dst_len)) {
-            f(s, d, own);
-        }
-    });
-}
-
-/// One sample of [`conv2d_grad_input`]: `dy` `[out_channels, oh, ow]`, `dx`
-/// `[in_channels, H, W]`.
-fn grad_input_sample(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], col: &mut [f32]) {
     let groups = g.groups.max(1);
-    let (in_group, out_group) = (g.in_channels / groups, g.out_channels / groups);
-    let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
-    let k = g.col_rows();
-    let col = &mut col[..k * out_plane];
-    for group in 0..groups {
-        let wg = &w[group * out_group * k..(group + 1) * out_group * k];
-        let dyg = &dy[group * out_group * out_plane..(group + 1) * out_group * out_plane];
-        let dxg = &mut dx[group * in_group * in_plane..(group + 1) * in_group * in_plane];
-        // [k, pixels] = w_groupᵀ [k, out_group] · dy_group [out_group, pixels].
-        let gemm = Gemm {
-            m: k,
-            k: out_group,
-            n: out_plane,
-        };
-        if g.is_pointwise() {
-            sgemm(gemm, wg, (1, k), dyg, (out_plane, 1), dxg, out_plane);
-        } else {
-            sgemm(gemm, wg, (1, k), dyg, (out_plane, 1), col, out_plane);
-            dxg.fill(0.0);
-            col2im(g, col, in_group, dxg);
-        }
-    }
+    let (in_group, out_group, k) = (g.in_channels / groups, g.out_group(), g.kernel);
+    let grid = Grid::transposed(g);
+    let shape = Shape::pick(in_group);
+    let depth = grid.depth();
+    let (packed, rest) = scratch.split_at_mut(direct::packed_len(shape, groups, in_group, depth));
+    // Output channel c of the transposed conv, depth (o, ki, kj): the
+    // forward's weight of o on c at the flipped tap.
+    let flipped = |group: usize, c: usize, d: usize| {
+        let (o, tap) = (d / (k * k), d % (k * k));
+        let (ki, kj) = (k - 1 - tap / k, k - 1 - tap % k);
+        w[(((group * out_group + o) * in_group + c) * k + ki) * k + kj]
+    };
+    direct::pack(shape, groups, in_group, depth, flipped, packed);
+    let direct = Direct {
+        grid,
+        shape,
+        groups,
+        out_group: in_group,
+        packed,
+        epilogue: &Epilogue::NONE,
+    };
+    direct.run(dy, batch, dx, rest, team);
 }
 
 /// The parameter gradients of [`conv2d`] (without epilogue): `dw +=
@@ -377,34 +350,6 @@ fn bias_grad(dy: &[f32], batch: usize, out_channels: usize, out_plane: usize, db
     }
 }
 
-/// The adjoint of [`im2col`]: adds each entry of `col` `[channels · k · k,
-/// oh · ow]` into the input pixel it was read from in `x` (entries read from
-/// the padding are dropped). `x` must be zeroed first to get the gradient.
-fn col2im(g: &ConvGeometry, col: &[f32], channels: usize, x: &mut [f32]) {
-    let (oh, ow) = (g.out_height(), g.out_width());
-    let (stride, dilation) = (g.stride.max(1), g.dilation.max(1));
-    let [pad_top, pad_left, ..] = g.pads;
-    let mut rows = col.chunks_exact(oh * ow);
-    for plane in x.chunks_exact_mut(g.height * g.width).take(channels) {
-        for ki in 0..g.kernel {
-            for kj in 0..g.kernel {
-                let Some(row) = rows.next() else { return };
-                let Some(taps) = Taps::new(ow, stride, kj * dilation, pad_left, g.width) else {
-                    continue;
-                };
-                for (r, out_row) in row.chunks_exact(ow).enumerate() {
-                    let ih = (r * stride + ki * dilation)
-                        .checked_sub(pad_top)
-                        .filter(|&ih| ih < g.height);
-                    if let Some(ih) = ih {
-                        taps.add(out_row, &mut plane[ih * g.width..(ih + 1) * g.width]);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Unrolls the receptive fields of `channels` input planes into `col`
 /// `[channels · k · k, oh · ow]`: row `(c, ki, kj)` holds, for each output
 /// position, the input under kernel tap `(ki, kj)`, or 0 in the padding.
@@ -481,19 +426,6 @@ impl Taps {
             let taps = input[start..].iter().step_by(stride);
             out_row[first..end].iter_mut().zip(taps).for_each(|(o, v)| *o = *v);
         }
-    }
-
-    /// The adjoint of `copy`: adds output columns `first..end` of `out_row`
-    /// into the input columns they were copied from.
-    fn add(&self, out_row: &[f32], input: &mut [f32]) {
-        let Taps {
-            first,
-            end,
-            start,
-            stride,
-        } = *self;
-        let taps = input[start..].iter_mut().step_by(stride);
-        taps.zip(&out_row[first..end]).for_each(|(i, v)| *i += v);
     }
 }
 

@@ -1,0 +1,659 @@
+//! Direct convolution: each output tile is `MR` output channels × `NV`
+//! vectors of consecutive output positions, accumulated in registers over
+//! the whole depth (input channels × kernel taps) and read straight from a
+//! copy of the input, with no column matrix.
+//!
+//! The copy ([`Grid`]) is the input zero-padded and split into `stride²`
+//! phases (phase `(a, b)` holds the padded pixels `(s·i + a, s·j + b)`), so
+//! that for every tap the outputs of a row read consecutive values of one
+//! phase: output `(r, q)` under tap `(ki, kj)` reads phase
+//! `(ki·d mod s, kj·d mod s)` at `(r + ki·d div s, q + kj·d div s)`. The
+//! outputs are computed on the phase's row width (a few columns too many,
+//! dropped when the tile is copied out), so a vector of outputs runs across
+//! rows and is one unaligned load per tap. The same grid serves the input
+//! gradient, a stride-1 convolution of the output gradient spread out by the
+//! stride (zeros between its pixels), with the kernel flipped.
+//!
+//! The weights are packed per group into strips of `MR` output channels,
+//! depth-major, so a tap's `MR` weights are consecutive broadcasts.
+
+use std::cell::RefCell;
+
+use super::ConvGeometry;
+use crate::kernels::epilogue::Epilogue;
+use crate::kernels::simd::Level;
+use crate::team::{Disjoint, Team};
+
+/// Floats of a unit's output tiles per thread: the unit's rows are chosen
+/// to fit (at least one), so the tiles are copied out while in L2.
+const OUT_CAP: usize = 32 * 1024;
+/// Depth steps (channels × taps) per block: a block's weights (8 strips'
+/// worth at most) and reads stay in L1 across a strip's tiles.
+const DEPTH_BLOCK: usize = 256;
+/// The widest tile, in floats (8 vectors of 16).
+const TILE_MAX: usize = 128;
+
+/// How a direct convolution reads its source: where each source pixel lands
+/// in a zero-padded plane, split into `stride²` phases of `phase_h × phase_w`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Grid {
+    /// Source channels per group: the depth is `channels · kernel²`.
+    pub channels: usize,
+    pub src_h: usize,
+    pub src_w: usize,
+    /// Source pixel `(i, j)` lands at padded `(i·spread + top, j·spread + left)`.
+    pub spread: usize,
+    pub top: isize,
+    pub left: isize,
+    pub kernel: usize,
+    pub dilation: usize,
+    pub stride: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub phase_h: usize,
+    pub phase_w: usize,
+}
+
+impl Grid {
+    /// The forward convolution's: the input, padded, at the conv's stride.
+    pub fn forward(g: &ConvGeometry) -> Grid {
+        let s = g.stride.max(1);
+        let [top, left, bottom, right] = g.pads;
+        Grid {
+            channels: g.in_channels / g.groups.max(1),
+            src_h: g.height,
+            src_w: g.width,
+            spread: 1,
+            top: top as isize,
+            left: left as isize,
+            kernel: g.kernel,
+            dilation: g.dilation.max(1),
+            stride: s,
+            out_h: g.out_height(),
+            out_w: g.out_width(),
+            phase_h: (g.height + top + bottom).div_ceil(s),
+            phase_w: (g.width + left + right).div_ceil(s),
+        }
+    }
+
+    /// The input gradient's: the output gradient spread out by the stride
+    /// and padded by `span − 1 − pad` (cut where that is negative), read at
+    /// stride 1 with the flipped kernel, onto the input's size.
+    pub fn transposed(g: &ConvGeometry) -> Grid {
+        let span = g.span();
+        Grid {
+            channels: g.out_channels / g.groups.max(1),
+            src_h: g.out_height(),
+            src_w: g.out_width(),
+            spread: g.stride.max(1),
+            top: span as isize - 1 - g.pads[0] as isize,
+            left: span as isize - 1 - g.pads[1] as isize,
+            kernel: g.kernel,
+            dilation: g.dilation.max(1),
+            stride: 1,
+            out_h: g.height,
+            out_w: g.width,
+            phase_h: g.height + span - 1,
+            phase_w: g.width + span - 1,
+        }
+    }
+
+    fn plane(&self) -> usize {
+        self.phase_h * self.phase_w
+    }
+
+    /// How far past an output position a tap reads, in phase rows (and columns).
+    fn reach(&self) -> usize {
+        self.kernel.saturating_sub(1) * self.dilation / self.stride
+    }
+
+    pub fn depth(&self) -> usize {
+        self.channels * self.kernel * self.kernel
+    }
+
+    /// Floats of the copy: the phases, then room for the last tile's
+    /// overrun (it reads past the last row; those outputs are dropped).
+    pub fn source_len(&self) -> usize {
+        self.stride * self.stride * self.channels * self.plane() + TILE_MAX + self.reach() + 1
+    }
+
+    /// Lays one group's source planes (`channels` of `src_h × src_w`) out in
+    /// `buf`. The room past the phases is left as it is: only outputs that
+    /// are dropped read it.
+    fn prepare(&self, src: &[f32], buf: &mut [f32]) {
+        let planes = src.chunks_exact(self.src_h * self.src_w).take(self.channels);
+        let buf = &mut buf[..self.stride * self.stride * self.channels * self.plane()];
+        if self.stride == 1 && self.spread == 1 {
+            // One pass, row by row: padding, the row, padding.
+            let left = usize::try_from(self.left).unwrap_or(0).min(self.phase_w);
+            let skip = usize::try_from(-self.left).unwrap_or(0);
+            for (channel, out) in planes.zip(buf.chunks_exact_mut(self.plane())) {
+                for (pi, out_row) in out.chunks_exact_mut(self.phase_w).enumerate() {
+                    let i = usize::try_from(pi as isize - self.top).ok().filter(|&i| i < self.src_h);
+                    let Some(i) = i else {
+                        out_row.fill(0.0);
+                        continue;
+                    };
+                    let row = &channel[i * self.src_w..(i + 1) * self.src_w];
+                    let row = &row[skip.min(row.len())..];
+                    let (pad, rest) = out_row.split_at_mut(left);
+                    pad.fill(0.0);
+                    let n = row.len().min(rest.len());
+                    copy_run(&mut rest[..n], &row[..n]);
+                    rest[n..].fill(0.0);
+                }
+            }
+            return;
+        }
+        buf.fill(0.0);
+        let (s, plane) = (self.stride, self.plane());
+        let phases = self.channels * plane;
+        let place = |at: usize, extent: usize, offset: isize| {
+            let v = (at * self.spread) as isize + offset;
+            usize::try_from(v).ok().filter(|&v| v < extent * s)
+        };
+        // The source columns inside the plane, and where the first lands:
+        // later ones move `spread` padded columns each, tracked as (phase,
+        // column) without a division per pixel.
+        let first_j = (0..self.src_w).find(|&j| place(j, self.phase_w, self.left).is_some());
+        let Some(first_j) = first_j else { return };
+        let start = place(first_j, self.phase_w, self.left).unwrap_or(0);
+        let (step_b, step_col) = (self.spread % s, self.spread / s);
+        for (c, channel) in planes.enumerate() {
+            for (i, row) in channel.chunks_exact(self.src_w).enumerate() {
+                let Some(vi) = place(i, self.phase_h, self.top) else {
+                    continue;
+                };
+                let phase_row = (vi % s) * s * phases + c * plane + (vi / s) * self.phase_w;
+                let (mut b, mut col) = (start % s, start / s);
+                for v in &row[first_j..] {
+                    if col >= self.phase_w {
+                        break;
+                    }
+                    buf[phase_row + b * phases + col] = *v;
+                    b += step_b;
+                    col += step_col;
+                    if b >= s {
+                        b -= s;
+                        col += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst = src` for the short runs of one row: moves of 8 floats inline,
+/// where `copy_from_slice` would call `memmove` per row.
+#[inline]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    let mut to = dst.chunks_exact_mut(8);
+    let mut from = src.chunks_exact(8);
+    for (d, s) in (&mut to).zip(&mut from) {
+        if let (Ok(d), Ok(s)) = (<&mut [f32; 8]>::try_from(d), <&[f32; 8]>::try_from(s)) {
+            *d = *s;
+        }
+    }
+    for (d, s) in to.into_remainder().iter_mut().zip(from.remainder()) {
+        *d = *s;
+    }
+}
+
+/// A micro-tile: `mr` output channels by `nv` vectors of `lanes` positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Shape {
+    pub mr: usize,
+    nv: usize,
+    lanes: usize,
+}
+
+impl Shape {
+    /// The shape for this CPU and `out_group` output channels per group:
+    /// 24 (AVX-512) or 12 (AVX2) accumulators, as many channels as divide
+    /// evenly, and one channel by many vectors for a depthwise conv.
+    pub fn pick(out_group: usize) -> Shape {
+        let level = Level::detect();
+        let (lanes, fewer, more) = match level {
+            Level::Avx512 => (16, 8, 12),
+            Level::Avx2 => (8, 4, 6),
+            Level::Base => (8, 4, 4),
+        };
+        let (mr, nv) = if out_group <= 2 {
+            (1, if level == Level::Base { 4 } else { 8 })
+        } else if out_group.is_multiple_of(fewer) {
+            (fewer, if level == Level::Base { 2 } else { 3 })
+        } else {
+            (more, 2)
+        };
+        Shape { mr, nv, lanes }
+    }
+
+    fn tile(&self) -> usize {
+        self.nv * self.lanes
+    }
+
+    fn strips(&self, out_group: usize) -> usize {
+        out_group.div_ceil(self.mr)
+    }
+}
+
+/// Floats of `groups` groups' weights packed by [`pack`].
+pub(super) fn packed_len(shape: Shape, groups: usize, out_group: usize, depth: usize) -> usize {
+    groups * shape.strips(out_group) * shape.mr * depth
+}
+
+/// Packs `weight(group, o, d)` (output channel `o` of the group, depth `d`)
+/// into strips of `mr` channels, depth-major, zero past the last channel.
+pub(super) fn pack(
+    shape: Shape,
+    groups: usize,
+    out_group: usize,
+    depth: usize,
+    weight: impl Fn(usize, usize, usize) -> f32,
+    out: &mut [f32],
+) {
+    let mr = shape.mr;
+    let strip_len = mr * depth;
+    for group in 0..groups {
+        for strip in 0..shape.strips(out_group) {
+            let at = (group * shape.strips(out_group) + strip) * strip_len;
+            for (d, slot) in out[at..at + strip_len].chunks_exact_mut(mr).enumerate() {
+                for (i, v) in slot.iter_mut().enumerate() {
+                    let o = strip * mr + i;
+                    *v = if o < out_group { weight(group, o, d) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// One direct convolution: `groups` groups of `out_group` output channels,
+/// the weights packed by [`pack`] with `shape`.
+pub(super) struct Direct<'a> {
+    pub grid: Grid,
+    pub shape: Shape,
+    pub groups: usize,
+    pub out_group: usize,
+    pub packed: &'a [f32],
+    pub epilogue: &'a Epilogue<'a>,
+}
+
+impl Direct<'_> {
+    /// Output rows per unit: as many as fit [`OUT_CAP`], at least one.
+    fn rows(&self) -> usize {
+        let channels = self.shape.strips(self.out_group) * self.shape.mr;
+        let most = (OUT_CAP / (channels * self.grid.phase_w).max(1)).clamp(1, self.grid.out_h.max(1));
+        // Blocks of even size: 16 + 16 rows, not 30 + 2.
+        self.grid.out_h.div_ceil(self.grid.out_h.div_ceil(most).max(1)).max(1)
+    }
+
+    /// Floats between the rows of the tile buffer (one per channel).
+    fn out_stride(&self) -> usize {
+        (self.rows() * self.grid.phase_w).next_multiple_of(self.shape.tile())
+    }
+
+    /// Scratch per thread: the source copy and the unit's output tiles.
+    pub fn scratch_per_thread(grid: &Grid, shape: Shape, out_group: usize) -> usize {
+        let probe = Direct {
+            grid: *grid,
+            shape,
+            groups: 1,
+            out_group,
+            packed: &[],
+            epilogue: &Epilogue::NONE,
+        };
+        grid.source_len() + shape.strips(out_group) * shape.mr * probe.out_stride()
+    }
+
+    /// `y` (`[batch, groups·out_group, out_h, out_w]`) from `src`
+    /// (`[batch, groups·channels, src_h, src_w]`), the epilogue applied.
+    pub fn run(&self, src: &[f32], batch: usize, y: &mut [f32], scratch: &mut [f32], team: &Team) {
+        let grid = &self.grid;
+        if batch == 0 || grid.out_h * grid.out_w == 0 || self.out_group == 0 {
+            return;
+        }
+        let strips = self.shape.strips(self.out_group);
+        let row_blocks = grid.out_h.div_ceil(self.rows());
+        // A batch too small to share: share each sample's channels.
+        let blocks = batch * self.groups * row_blocks;
+        let chunks = if blocks < team.threads() {
+            team.threads().min(strips)
+        } else {
+            1
+        };
+        let units = blocks * chunks;
+        let parts = team.threads().min(units);
+        let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
+        TAPS.with(|taps| {
+            let mut taps = taps.borrow_mut();
+            tap_offsets(grid, &mut taps);
+            self.run_units(src, (units, parts, chunks, row_blocks), &taps, y, scratch, team);
+        });
+    }
+
+    /// The body of [`Direct::run`]: `units` units of (sample and group,
+    /// chunk of strips, block of rows) shared among `parts` parts.
+    fn run_units(
+        &self,
+        src: &[f32],
+        (units, parts, chunks, row_blocks): (usize, usize, usize, usize),
+        taps: &[usize],
+        y: Disjoint<'_>,
+        scratch: Disjoint<'_>,
+        team: &Team,
+    ) {
+        let grid = &self.grid;
+        let (out_plane, src_plane) = (grid.out_h * grid.out_w, grid.src_h * grid.src_w);
+        let (strips, rows) = (self.shape.strips(self.out_group), self.rows());
+        let per_thread = Direct::scratch_per_thread(grid, self.shape, self.out_group);
+        team.run(parts, &|t| {
+            let mine = crate::kernels::dense::split(units, parts, t, 1);
+            // SAFETY: each part has its own scratch.
+            let own = unsafe { scratch.piece(t * per_thread..(t + 1) * per_thread) };
+            let (source, tiles) = own.split_at_mut(grid.source_len());
+            let mut prepared = None;
+            for unit in mine {
+                let (sample_group, rest) = (unit / (chunks * row_blocks), unit % (chunks * row_blocks));
+                let (chunk, block) = (rest / row_blocks, rest % row_blocks);
+                if prepared != Some(sample_group) {
+                    let (n, group) = (sample_group / self.groups, sample_group % self.groups);
+                    let at = (n * self.groups + group) * grid.channels * src_plane;
+                    grid.prepare(&src[at..at + grid.channels * src_plane], source);
+                    prepared = Some(sample_group);
+                }
+                let strip_range = crate::kernels::dense::split(strips, chunks, chunk, 1);
+                let row_range = block * rows..((block + 1) * rows).min(grid.out_h);
+                let unit = Unit {
+                    source,
+                    taps,
+                    strips: strip_range.clone(),
+                    rows: row_range.clone(),
+                    group: sample_group % self.groups,
+                };
+                self.unit(&unit, tiles);
+                // Run the epilogue on the tiles while they are in cache (on
+                // the columns past out_w too: cheaper than a call per row),
+                // then copy the outputs out, dropping those columns.
+                let group = sample_group % self.groups;
+                let n = sample_group / self.groups;
+                let ld = self.out_stride();
+                for o in strip_range.start * self.shape.mr..(strip_range.end * self.shape.mr).min(self.out_group) {
+                    let channel = group * self.out_group + o;
+                    let plane_at = (n * self.groups * self.out_group + channel) * out_plane;
+                    // SAFETY: units write disjoint (sample, channel, rows) pieces of y.
+                    let out = unsafe {
+                        y.piece(plane_at + row_range.start * grid.out_w..plane_at + row_range.end * grid.out_w)
+                    };
+                    let tile_row = &mut tiles[o * ld..o * ld + row_range.len() * grid.phase_w];
+                    self.epilogue.apply_channel(tile_row, channel);
+                    for (out_row, tile_row) in out
+                        .chunks_exact_mut(grid.out_w)
+                        .zip(tile_row.chunks_exact(grid.phase_w))
+                    {
+                        copy_run(out_row, &tile_row[..grid.out_w]);
+                    }
+                }
+            }
+        });
+    }
+
+    /// The tiles of strips `strips` over output rows `rows` into `tiles`
+    /// (channel `o` of the group at `o · out_stride`, positions on the phase
+    /// width from the first row's), compiled for this CPU's vectors.
+    fn unit(&self, at: &Unit, tiles: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        match Level::detect() {
+            // SAFETY: the CPU has each variant's features.
+            Level::Avx512 => return unsafe { self.unit_avx512(at, tiles) },
+            Level::Avx2 => return unsafe { self.unit_avx2(at, tiles) },
+            Level::Base => {}
+        }
+        match (self.shape.mr, self.shape.nv) {
+            (1, _) => self.tiles::<Portable, 1, 4>(at, tiles),
+            _ => self.tiles::<Portable, 4, 2>(at, tiles),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn unit_avx512(&self, at: &Unit, tiles: &mut [f32]) {
+        use std::arch::x86_64::__m512;
+        match self.shape.mr {
+            1 => self.tiles::<__m512, 1, 8>(at, tiles),
+            8 => self.tiles::<__m512, 8, 3>(at, tiles),
+            _ => self.tiles::<__m512, 12, 2>(at, tiles),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn unit_avx2(&self, at: &Unit, tiles: &mut [f32]) {
+        use std::arch::x86_64::__m256;
+        match self.shape.mr {
+            1 => self.tiles::<__m256, 1, 8>(at, tiles),
+            4 => self.tiles::<__m256, 4, 3>(at, tiles),
+            _ => self.tiles::<__m256, 6, 2>(at, tiles),
+        }
+    }
+
+    /// The body of [`Direct::unit`] for vectors `V` and `MR × NV` tiles.
+    #[inline(always)]
+    fn tiles<V: Lanes, const MR: usize, const NV: usize>(&self, at: &Unit, tiles: &mut [f32]) {
+        let grid = &self.grid;
+        let depth = grid.depth();
+        let tile = NV * V::N;
+        let ld = self.out_stride();
+        let first = at.rows.start * grid.phase_w;
+        let positions = at.rows.len() * grid.phase_w;
+        let strip_len = MR * depth;
+        let group_at = at.group * self.shape.strips(self.out_group) * strip_len;
+        let s = grid.stride;
+        let reads = Reads {
+            channels: grid.channels,
+            plane: grid.plane(),
+            taps: at.taps,
+            last: (s * s - 1) * grid.channels * grid.plane()
+                + grid.channels.saturating_sub(1) * grid.plane()
+                + grid.reach() * (grid.phase_w + 1),
+        };
+        // Blocks of channels whose reads and weights stay in L1 across a
+        // strip's tiles; the tiles add up the blocks' sums in `tiles`.
+        let taps = grid.kernel * grid.kernel;
+        let most = (DEPTH_BLOCK / taps.max(1)).max(1);
+        let block = grid.channels.div_ceil(grid.channels.div_ceil(most).max(1)).max(1);
+        for c0 in (0..grid.channels).step_by(block) {
+            let channels = block.min(grid.channels - c0);
+            let reads = Reads {
+                channels,
+                last: reads.last - (grid.channels - channels) * grid.plane(),
+                ..reads
+            };
+            for strip in at.strips.clone() {
+                let w_at = group_at + strip * strip_len + c0 * taps * MR;
+                let w = &self.packed[w_at..w_at + channels * taps * MR];
+                let out = &mut tiles[strip * MR * ld..(strip + 1) * MR * ld];
+                for u in (0..positions).step_by(tile) {
+                    let x = &at.source[first + u + c0 * reads.plane..];
+                    // SAFETY: the reads stay inside `source` (its length has
+                    // room for a tile and the reach past the last row), `w`
+                    // holds the block's `MR · depth`, and `out` MR rows of
+                    // `ld ≥ u + tile`.
+                    debug_assert!(x.len() >= reads.last + tile);
+                    unsafe { micro::<V, MR, NV>(&reads, x.as_ptr(), w.as_ptr(), out[u..].as_mut_ptr(), ld, c0 > 0) };
+                }
+            }
+        }
+    }
+}
+
+/// What one [`Direct::unit`] computes.
+struct Unit<'a> {
+    source: &'a [f32],
+    taps: &'a [usize],
+    strips: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
+    group: usize,
+}
+
+/// Where the taps of one output position read, relative to it: channel
+/// `c`'s tap `t` (kernel row, then column) at `c · plane + taps[t]`.
+#[derive(Clone, Copy)]
+struct Reads<'a> {
+    channels: usize,
+    plane: usize,
+    taps: &'a [usize],
+    /// The farthest read from the tile's first position.
+    last: usize,
+}
+
+thread_local! {
+    /// The tap offsets of the calling thread's current conv, shared with
+    /// the team while it runs: grown once to the largest kernel seen, so a
+    /// planned step allocates nothing after its first.
+    static TAPS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Fills `taps` with the offsets of `grid`'s `kernel²` taps.
+fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
+    let (s, d, k) = (grid.stride, grid.dilation, grid.kernel);
+    let phases = grid.channels * grid.plane();
+    taps.clear();
+    taps.extend((0..k * k).map(|t| {
+        let (ki, kj) = ((t / k) * d, (t % k) * d);
+        ((ki % s) * s + kj % s) * phases + (ki / s) * grid.phase_w + kj / s
+    }));
+}
+
+/// One `MR × NV·lanes` tile: accumulates every tap of `reads.channels`
+/// channels (onto what `out` holds, with `accumulate`), then stores the
+/// tile at `out` (rows `ld` apart).
+///
+/// # Safety
+/// The CPU has `V`'s features; `x` holds `reads.last + NV·lanes` floats,
+/// `w` `MR · depth`, `out` `MR` rows of `NV·lanes` at stride `ld`.
+#[inline(always)]
+unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
+    reads: &Reads<'_>,
+    x: *const f32,
+    mut w: *const f32,
+    out: *mut f32,
+    ld: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[V::zero(); NV]; MR];
+    if accumulate {
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            for (v, a) in acc_row.iter_mut().enumerate() {
+                *a = V::load(out.add(i * ld + v * V::N));
+            }
+        }
+    }
+    for c in 0..reads.channels {
+        let xc = x.add(c * reads.plane);
+        for tap in reads.taps {
+            let p = xc.add(*tap);
+            let xs: [V; NV] = std::array::from_fn(|v| V::load(p.add(v * V::N)));
+            for (i, acc_row) in acc.iter_mut().enumerate() {
+                let wi = V::splat(w.add(i));
+                for (a, xv) in acc_row.iter_mut().zip(&xs) {
+                    *a = V::fma(wi, *xv, *a);
+                }
+            }
+            w = w.add(MR);
+        }
+    }
+    for (i, acc_row) in acc.iter().enumerate() {
+        for (v, a) in acc_row.iter().enumerate() {
+            a.store(out.add(i * ld + v * V::N));
+        }
+    }
+}
+
+/// A vector of `N` floats, for the micro-kernel written once for every width.
+trait Lanes: Copy {
+    const N: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn splat(p: *const f32) -> Self;
+    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self;
+    unsafe fn store(self, p: *mut f32);
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for std::arch::x86_64::__m512 {
+    const N: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        std::arch::x86_64::_mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        std::arch::x86_64::_mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> Self {
+        std::arch::x86_64::_mm512_set1_ps(*p)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self {
+        std::arch::x86_64::_mm512_fmadd_ps(a, b, acc)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::arch::x86_64::_mm512_storeu_ps(p, self)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for std::arch::x86_64::__m256 {
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        std::arch::x86_64::_mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> Self {
+        std::arch::x86_64::_mm256_broadcast_ss(&*p)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self {
+        std::arch::x86_64::_mm256_fmadd_ps(a, b, acc)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::arch::x86_64::_mm256_storeu_ps(p, self)
+    }
+}
+
+/// Eight floats in plain Rust, for CPUs without AVX2 (the compiler
+/// vectorises what it can).
+#[derive(Clone, Copy)]
+struct Portable([f32; 8]);
+
+impl Lanes for Portable {
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Portable([0.0; 8])
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Portable(std::ptr::read_unaligned(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> Self {
+        Portable([*p; 8])
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self {
+        Portable(std::array::from_fn(|i| a.0[i] * b.0[i] + acc.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::ptr::write_unaligned(p.cast(), self.0)
+    }
+}
