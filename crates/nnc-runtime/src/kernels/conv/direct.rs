@@ -29,7 +29,7 @@ use crate::team::{Disjoint, Team};
 const OUT_CAP: usize = 32 * 1024;
 /// Depth steps (channels × taps) per block: a block's weights (8 strips'
 /// worth at most) and reads stay in L1 across a strip's tiles.
-const DEPTH_BLOCK: usize = 256;
+const DEPTH_BLOCK: usize = 512;
 /// The widest tile, in floats (8 vectors of 16).
 const TILE_MAX: usize = 128;
 
@@ -270,15 +270,59 @@ pub(super) fn pack(
 /// One direct convolution: `groups` groups of `out_group` output channels,
 /// the weights packed by [`pack`] with `shape`.
 pub(super) struct Direct<'a> {
-    pub grid: Grid,
-    pub shape: Shape,
-    pub groups: usize,
-    pub out_group: usize,
-    pub packed: &'a [f32],
-    pub epilogue: &'a Epilogue<'a>,
+    grid: Grid,
+    shape: Shape,
+    groups: usize,
+    out_group: usize,
+    packed: &'a [f32],
+    epilogue: &'a Epilogue<'a>,
+    /// With one source channel per group (a depthwise conv), the groups
+    /// run as one, `multiplier` output channels reading each source
+    /// channel: a sample's channels are laid out and tiled in one go.
+    multiplier: Option<usize>,
 }
 
-impl Direct<'_> {
+impl<'a> Direct<'a> {
+    pub fn new(
+        grid: Grid,
+        shape: Shape,
+        groups: usize,
+        out_group: usize,
+        packed: &'a [f32],
+        epilogue: &'a Epilogue<'a>,
+    ) -> Direct<'a> {
+        let mut direct = Direct {
+            grid,
+            shape,
+            groups,
+            out_group,
+            packed,
+            epilogue,
+            multiplier: None,
+        };
+        // (When whole strips fit in one source channel's outputs.)
+        if grid.channels == 1 && groups > 1 && out_group.is_multiple_of(shape.mr) {
+            direct.grid.channels = groups;
+            direct.groups = 1;
+            direct.out_group = groups * out_group;
+            direct.multiplier = Some(out_group);
+        }
+        if direct.shape.mr == 1 {
+            // One channel by as many vectors as a unit has, up to 8.
+            let vectors = direct.rows() * direct.grid.phase_w.div_ceil(direct.shape.lanes);
+            direct.shape.nv = vectors.clamp(1, 8);
+        }
+        direct
+    }
+
+    /// Floats of the weights' depth per output channel.
+    fn depth(&self) -> usize {
+        match self.multiplier {
+            Some(_) => self.grid.kernel * self.grid.kernel,
+            None => self.grid.depth(),
+        }
+    }
+
     /// Output rows per unit: as many as fit [`OUT_CAP`], at least one.
     fn rows(&self) -> usize {
         let channels = self.shape.strips(self.out_group) * self.shape.mr;
@@ -293,16 +337,12 @@ impl Direct<'_> {
     }
 
     /// Scratch per thread: the source copy and the unit's output tiles.
-    pub fn scratch_per_thread(grid: &Grid, shape: Shape, out_group: usize) -> usize {
-        let probe = Direct {
-            grid: *grid,
-            shape,
-            groups: 1,
-            out_group,
-            packed: &[],
-            epilogue: &Epilogue::NONE,
-        };
-        grid.source_len() + shape.strips(out_group) * shape.mr * probe.out_stride()
+    pub fn scratch_per_thread(grid: &Grid, shape: Shape, groups: usize, out_group: usize) -> usize {
+        Direct::new(*grid, shape, groups, out_group, &[], &Epilogue::NONE).own_scratch()
+    }
+
+    fn own_scratch(&self) -> usize {
+        self.grid.source_len() + self.shape.strips(self.out_group) * self.shape.mr * self.out_stride()
     }
 
     /// `y` (`[batch, groups·out_group, out_h, out_w]`) from `src`
@@ -345,7 +385,7 @@ impl Direct<'_> {
         let grid = &self.grid;
         let (out_plane, src_plane) = (grid.out_h * grid.out_w, grid.src_h * grid.src_w);
         let (strips, rows) = (self.shape.strips(self.out_group), self.rows());
-        let per_thread = Direct::scratch_per_thread(grid, self.shape, self.out_group);
+        let per_thread = self.own_scratch();
         team.run(parts, &|t| {
             let mine = crate::kernels::dense::split(units, parts, t, 1);
             // SAFETY: each part has its own scratch.
@@ -363,27 +403,45 @@ impl Direct<'_> {
                 }
                 let strip_range = crate::kernels::dense::split(strips, chunks, chunk, 1);
                 let row_range = block * rows..((block + 1) * rows).min(grid.out_h);
+                let group = sample_group % self.groups;
+                let n = sample_group / self.groups;
+                let group_plane = (n * self.groups + group) * self.out_group * out_plane;
+                let direct = self.stores_direct();
                 let unit = Unit {
                     source,
                     taps,
                     strips: strip_range.clone(),
                     rows: row_range.clone(),
-                    group: sample_group % self.groups,
+                    group,
+                    // SAFETY (of the unit's writes): units write disjoint
+                    // (sample, channel, rows) pieces of y.
+                    out: if direct {
+                        y.as_mut_ptr().wrapping_add(group_plane)
+                    } else {
+                        tiles.as_mut_ptr()
+                    },
                 };
-                self.unit(&unit, tiles);
+                self.unit(&unit);
+                let channels = strip_range.start * self.shape.mr..(strip_range.end * self.shape.mr).min(self.out_group);
+                let rows_at = row_range.start * grid.out_w..row_range.end * grid.out_w;
+                if direct {
+                    for o in channels {
+                        let plane_at = group_plane + o * out_plane;
+                        // SAFETY: as above.
+                        let out = unsafe { y.piece(plane_at + rows_at.start..plane_at + rows_at.end) };
+                        self.epilogue.apply_channel(out, group * self.out_group + o);
+                    }
+                    continue;
+                }
                 // Run the epilogue on the tiles while they are in cache (on
                 // the columns past out_w too: cheaper than a call per row),
                 // then copy the outputs out, dropping those columns.
-                let group = sample_group % self.groups;
-                let n = sample_group / self.groups;
                 let ld = self.out_stride();
-                for o in strip_range.start * self.shape.mr..(strip_range.end * self.shape.mr).min(self.out_group) {
+                for o in channels {
                     let channel = group * self.out_group + o;
-                    let plane_at = (n * self.groups * self.out_group + channel) * out_plane;
-                    // SAFETY: units write disjoint (sample, channel, rows) pieces of y.
-                    let out = unsafe {
-                        y.piece(plane_at + row_range.start * grid.out_w..plane_at + row_range.end * grid.out_w)
-                    };
+                    let plane_at = group_plane + o * out_plane;
+                    // SAFETY: as above.
+                    let out = unsafe { y.piece(plane_at + rows_at.start..plane_at + rows_at.end) };
                     let tile_row = &mut tiles[o * ld..o * ld + row_range.len() * grid.phase_w];
                     self.epilogue.apply_channel(tile_row, channel);
                     for (out_row, tile_row) in out
@@ -397,89 +455,129 @@ impl Direct<'_> {
         });
     }
 
-    /// The tiles of strips `strips` over output rows `rows` into `tiles`
-    /// (channel `o` of the group at `o · out_stride`, positions on the phase
-    /// width from the first row's), compiled for this CPU's vectors.
-    fn unit(&self, at: &Unit, tiles: &mut [f32]) {
+    /// Whether the tiles are stored straight into the output: when whole
+    /// vectors tile each output row (a tile's vectors are then row
+    /// segments, with no columns to drop) and whole strips the channels.
+    /// Otherwise tiles run across rows on the phase width, into the
+    /// thread's tile buffer, whose strips have room for every row.
+    fn stores_direct(&self) -> bool {
+        self.grid.out_w.is_multiple_of(self.shape.lanes) && self.out_group.is_multiple_of(self.shape.mr)
+    }
+
+    /// The tiles of strips `at.strips` over output rows `at.rows`, compiled
+    /// for this CPU's vectors.
+    fn unit(&self, at: &Unit) {
         #[cfg(target_arch = "x86_64")]
         match Level::detect() {
             // SAFETY: the CPU has each variant's features.
-            Level::Avx512 => return unsafe { self.unit_avx512(at, tiles) },
-            Level::Avx2 => return unsafe { self.unit_avx2(at, tiles) },
+            Level::Avx512 => return unsafe { self.unit_avx512(at) },
+            Level::Avx2 => return unsafe { self.unit_avx2(at) },
             Level::Base => {}
         }
         match (self.shape.mr, self.shape.nv) {
-            (1, _) => self.tiles::<Portable, 1, 4>(at, tiles),
-            _ => self.tiles::<Portable, 4, 2>(at, tiles),
+            (1, _) => self.tiles::<Portable, 1, 4>(at),
+            _ => self.tiles::<Portable, 4, 2>(at),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn unit_avx512(&self, at: &Unit, tiles: &mut [f32]) {
+    unsafe fn unit_avx512(&self, at: &Unit) {
         use std::arch::x86_64::__m512;
-        match self.shape.mr {
-            1 => self.tiles::<__m512, 1, 8>(at, tiles),
-            8 => self.tiles::<__m512, 8, 3>(at, tiles),
-            _ => self.tiles::<__m512, 12, 2>(at, tiles),
+        match (self.shape.mr, self.shape.nv) {
+            (1, 1) => self.tiles::<__m512, 1, 1>(at),
+            (1, 2) => self.tiles::<__m512, 1, 2>(at),
+            (1, 3) => self.tiles::<__m512, 1, 3>(at),
+            (1, 4) => self.tiles::<__m512, 1, 4>(at),
+            (1, 5) => self.tiles::<__m512, 1, 5>(at),
+            (1, 6) => self.tiles::<__m512, 1, 6>(at),
+            (1, 7) => self.tiles::<__m512, 1, 7>(at),
+            (1, _) => self.tiles::<__m512, 1, 8>(at),
+            (8, _) => self.tiles::<__m512, 8, 3>(at),
+            _ => self.tiles::<__m512, 12, 2>(at),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn unit_avx2(&self, at: &Unit, tiles: &mut [f32]) {
+    unsafe fn unit_avx2(&self, at: &Unit) {
         use std::arch::x86_64::__m256;
-        match self.shape.mr {
-            1 => self.tiles::<__m256, 1, 8>(at, tiles),
-            4 => self.tiles::<__m256, 4, 3>(at, tiles),
-            _ => self.tiles::<__m256, 6, 2>(at, tiles),
+        match (self.shape.mr, self.shape.nv) {
+            (1, 1) => self.tiles::<__m256, 1, 1>(at),
+            (1, 2) => self.tiles::<__m256, 1, 2>(at),
+            (1, 3..=4) => self.tiles::<__m256, 1, 4>(at),
+            (1, _) => self.tiles::<__m256, 1, 8>(at),
+            (4, _) => self.tiles::<__m256, 4, 3>(at),
+            _ => self.tiles::<__m256, 6, 2>(at),
         }
     }
 
     /// The body of [`Direct::unit`] for vectors `V` and `MR × NV` tiles.
     #[inline(always)]
-    fn tiles<V: Lanes, const MR: usize, const NV: usize>(&self, at: &Unit, tiles: &mut [f32]) {
+    fn tiles<V: Lanes, const MR: usize, const NV: usize>(&self, at: &Unit) {
         let grid = &self.grid;
-        let depth = grid.depth();
-        let tile = NV * V::N;
-        let ld = self.out_stride();
-        let first = at.rows.start * grid.phase_w;
-        let positions = at.rows.len() * grid.phase_w;
+        let (depth, plane) = (self.depth(), grid.plane());
         let strip_len = MR * depth;
         let group_at = at.group * self.shape.strips(self.out_group) * strip_len;
         let s = grid.stride;
-        let reads = Reads {
-            channels: grid.channels,
-            plane: grid.plane(),
-            taps: at.taps,
-            last: (s * s - 1) * grid.channels * grid.plane()
-                + grid.channels.saturating_sub(1) * grid.plane()
-                + grid.reach() * (grid.phase_w + 1),
+        let last = (s * s - 1) * grid.channels * plane + grid.reach() * (grid.phase_w + 1);
+        // Where vector `v` of tile `t` reads (from the copy's first channel)
+        // and writes (channel 0 of the strip, channels `ld` apart).
+        let direct = self.stores_direct();
+        let (ld, vectors) = if direct {
+            let per_row = grid.out_w / V::N;
+            (grid.out_h * grid.out_w, at.rows.len() * per_row)
+        } else {
+            (self.out_stride(), (at.rows.len() * grid.phase_w).div_ceil(V::N))
+        };
+        let place = |index: usize| {
+            if direct {
+                let per_row = grid.out_w / V::N;
+                let (r, q) = (at.rows.start + index / per_row, (index % per_row) * V::N);
+                (r * grid.phase_w + q, r * grid.out_w + q)
+            } else {
+                (at.rows.start * grid.phase_w + index * V::N, index * V::N)
+            }
         };
         // Blocks of channels whose reads and weights stay in L1 across a
-        // strip's tiles; the tiles add up the blocks' sums in `tiles`.
+        // strip's tiles; the tiles add up the blocks' sums where they go.
+        // A depthwise strip reads one channel, its own.
         let taps = grid.kernel * grid.kernel;
         let most = (DEPTH_BLOCK / taps.max(1)).max(1);
         let block = grid.channels.div_ceil(grid.channels.div_ceil(most).max(1)).max(1);
-        for c0 in (0..grid.channels).step_by(block) {
-            let channels = block.min(grid.channels - c0);
-            let reads = Reads {
-                channels,
-                last: reads.last - (grid.channels - channels) * grid.plane(),
-                ..reads
-            };
+        let blocks = match self.multiplier {
+            Some(_) => 1,
+            None => grid.channels.div_ceil(block),
+        };
+        for b in 0..blocks {
             for strip in at.strips.clone() {
-                let w_at = group_at + strip * strip_len + c0 * taps * MR;
+                let (c0, channels) = match self.multiplier {
+                    Some(m) => (strip * MR / m, 1),
+                    None => (b * block, block.min(grid.channels - b * block)),
+                };
+                let reads = Reads {
+                    channels,
+                    plane,
+                    taps: at.taps,
+                };
+                let w_at = group_at + strip * strip_len + (c0 * taps * MR) * usize::from(self.multiplier.is_none());
                 let w = &self.packed[w_at..w_at + channels * taps * MR];
-                let out = &mut tiles[strip * MR * ld..(strip + 1) * MR * ld];
-                for u in (0..positions).step_by(tile) {
-                    let x = &at.source[first + u + c0 * reads.plane..];
+                for first in (0..vectors).step_by(NV) {
+                    // A last, short tile repeats its last vector: the same
+                    // sums, stored twice.
+                    let spots: [(usize, usize); NV] = std::array::from_fn(|v| place((first + v).min(vectors - 1)));
+                    let src = spots.map(|(from, _)| {
+                        let from = from + c0 * plane;
+                        debug_assert!(from + last + (channels - 1) * plane + V::N <= at.source.len());
+                        at.source[from..].as_ptr()
+                    });
+                    let dst = spots.map(|(_, to)| at.out.wrapping_add(strip * MR * ld + to));
                     // SAFETY: the reads stay inside `source` (its length has
-                    // room for a tile and the reach past the last row), `w`
-                    // holds the block's `MR · depth`, and `out` MR rows of
-                    // `ld ≥ u + tile`.
-                    debug_assert!(x.len() >= reads.last + tile);
-                    unsafe { micro::<V, MR, NV>(&reads, x.as_ptr(), w.as_ptr(), out[u..].as_mut_ptr(), ld, c0 > 0) };
+                    // room for a vector and the reach past the last row), `w`
+                    // holds the block's `MR · depth`, and the MR rows of each
+                    // `dst` are this unit's (in y, or in the tile buffer,
+                    // whose rows of `ld` hold every position).
+                    unsafe { micro::<V, MR, NV>(&reads, src, w.as_ptr(), dst, ld, b > 0) };
                 }
             }
         }
@@ -490,6 +588,9 @@ impl Direct<'_> {
 struct Unit<'a> {
     source: &'a [f32],
     taps: &'a [usize],
+    /// Where the group's (or the tile buffer's) channel 0 is: the tiles
+    /// of strip `s` go `s · MR` channels on.
+    out: *mut f32,
     strips: std::ops::Range<usize>,
     rows: std::ops::Range<usize>,
     group: usize,
@@ -502,8 +603,6 @@ struct Reads<'a> {
     channels: usize,
     plane: usize,
     taps: &'a [usize],
-    /// The farthest read from the tile's first position.
-    last: usize,
 }
 
 thread_local! {
@@ -524,35 +623,36 @@ fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
     }));
 }
 
-/// One `MR × NV·lanes` tile: accumulates every tap of `reads.channels`
-/// channels (onto what `out` holds, with `accumulate`), then stores the
-/// tile at `out` (rows `ld` apart).
+/// One `MR × NV·lanes` tile: vector `v` of output channel `i` at
+/// `dst[v] + i·ld`, reading from `src[v]`; accumulates every tap of
+/// `reads.channels` channels (onto what the tile holds, with `accumulate`),
+/// then stores the tile.
 ///
 /// # Safety
-/// The CPU has `V`'s features; `x` holds `reads.last + NV·lanes` floats,
-/// `w` `MR · depth`, `out` `MR` rows of `NV·lanes` at stride `ld`.
+/// The CPU has `V`'s features; each `src[v]` holds every tap's read of a
+/// vector, `w` `MR · depth` floats, and each `dst[v]` `MR` rows of a vector
+/// at stride `ld`.
 #[inline(always)]
 unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
     reads: &Reads<'_>,
-    x: *const f32,
+    src: [*const f32; NV],
     mut w: *const f32,
-    out: *mut f32,
+    dst: [*mut f32; NV],
     ld: usize,
     accumulate: bool,
 ) {
     let mut acc = [[V::zero(); NV]; MR];
     if accumulate {
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            for (v, a) in acc_row.iter_mut().enumerate() {
-                *a = V::load(out.add(i * ld + v * V::N));
+            for (a, d) in acc_row.iter_mut().zip(&dst) {
+                *a = V::load(d.add(i * ld));
             }
         }
     }
     for c in 0..reads.channels {
-        let xc = x.add(c * reads.plane);
+        let at = c * reads.plane;
         for tap in reads.taps {
-            let p = xc.add(*tap);
-            let xs: [V; NV] = std::array::from_fn(|v| V::load(p.add(v * V::N)));
+            let xs: [V; NV] = std::array::from_fn(|v| V::load(src[v].add(at + *tap)));
             for (i, acc_row) in acc.iter_mut().enumerate() {
                 let wi = V::splat(w.add(i));
                 for (a, xv) in acc_row.iter_mut().zip(&xs) {
@@ -563,8 +663,8 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
         }
     }
     for (i, acc_row) in acc.iter().enumerate() {
-        for (v, a) in acc_row.iter().enumerate() {
-            a.store(out.add(i * ld + v * V::N));
+        for (a, d) in acc_row.iter().zip(&dst) {
+            a.store(d.add(i * ld));
         }
     }
 }

@@ -50,7 +50,8 @@ impl ConvGeometry {
 
     /// f32s of scratch [`conv2d_packed`] needs for `threads` threads.
     pub fn packed_scratch_len(&self, threads: usize) -> usize {
-        threads.max(1) * Direct::scratch_per_thread(&Grid::forward(self), self.shape(), self.out_group())
+        let groups = self.groups.max(1);
+        threads.max(1) * Direct::scratch_per_thread(&Grid::forward(self), self.shape(), groups, self.out_group())
     }
 
     /// f32s of scratch [`conv2d_grad_input`] and [`conv2d_grad_weight`]
@@ -61,7 +62,7 @@ impl ConvGeometry {
         let in_group = self.in_channels / self.groups.max(1);
         let shape = Shape::pick(in_group);
         let dx = direct::packed_len(shape, self.groups.max(1), in_group, transposed.depth())
-            + threads * Direct::scratch_per_thread(&transposed, shape, in_group);
+            + threads * Direct::scratch_per_thread(&transposed, shape, self.groups.max(1), in_group);
         dx.max(threads * self.grad_scratch_per_thread())
     }
 
@@ -188,15 +189,7 @@ fn forward(
     debug_assert_eq!(y.len(), batch * g.out_channels * out_plane);
     debug_assert!(scratch.len() >= g.packed_scratch_len(team.threads()));
     debug_assert!(epilogue.fits(g.out_channels));
-    let direct = Direct {
-        grid: Grid::forward(g),
-        shape: g.shape(),
-        groups,
-        out_group: g.out_group(),
-        packed,
-        epilogue,
-    };
-    direct.run(x, batch, y, scratch, team);
+    Direct::new(Grid::forward(g), g.shape(), groups, g.out_group(), packed, epilogue).run(x, batch, y, scratch, team);
 }
 
 /// The input gradient of [`conv2d`] (without epilogue): the transposed
@@ -242,15 +235,7 @@ pub fn conv2d_grad_input(
         w[(((group * out_group + o) * in_group + c) * k + ki) * k + kj]
     };
     direct::pack(shape, groups, in_group, depth, flipped, packed);
-    let direct = Direct {
-        grid,
-        shape,
-        groups,
-        out_group: in_group,
-        packed,
-        epilogue: &Epilogue::NONE,
-    };
-    direct.run(dy, batch, dx, rest, team);
+    Direct::new(grid, shape, groups, in_group, packed, &Epilogue::NONE).run(dy, batch, dx, rest, team);
 }
 
 /// The parameter gradients of [`conv2d`] (without epilogue): `dw +=
@@ -659,6 +644,18 @@ mod tests {
                 },
                 e,
             );
+            // Depthwise with channel multipliers of 4 and 8 (strips of 12
+            // and 8 channels, several source channels to a strip or one).
+            for out in [12, 24] {
+                check(
+                    ConvGeometry {
+                        groups: 3,
+                        pads: [1, 2, 2, 1],
+                        ..geometry(3, 6, out, 4)
+                    },
+                    e,
+                );
+            }
             // Depthwise with a channel multiplier of 2.
             check(
                 ConvGeometry {
