@@ -57,16 +57,9 @@ pub struct Panels {
     out_features: usize,
 }
 
-/// Whether this CPU runs the panel kernel.
+/// Whether this CPU runs the panel kernel (AVX-512, unless `NNC_SIMD` asks for less).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::simd::Level::detect() == super::simd::Level::Avx512
 }
 
 impl Panels {

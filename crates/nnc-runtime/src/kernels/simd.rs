@@ -17,9 +17,25 @@ pub(crate) enum Level {
 }
 
 impl Level {
-    /// This CPU's level (the standard library caches the CPUID query).
+    /// The level the kernels run at: this CPU's, or lower where the
+    /// environment variable `NNC_SIMD` (`avx2` or `base`) asks for it, so
+    /// that the paths of CPUs without AVX-512 (or AVX2) can be tested and
+    /// measured on one that has it. Read once per process.
     #[inline]
     pub(crate) fn detect() -> Level {
+        static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let cpu = Level::cpu();
+            match std::env::var("NNC_SIMD").as_deref() {
+                Ok("base") => Level::Base,
+                Ok("avx2") if cpu == Level::Avx512 => Level::Avx2,
+                _ => cpu,
+            }
+        })
+    }
+
+    /// This CPU's level (the standard library caches the CPUID query).
+    fn cpu() -> Level {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
