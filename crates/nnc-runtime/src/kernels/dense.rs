@@ -199,7 +199,7 @@ fn gemv(layer: &Layer, x: &[f32], batch: usize, outputs: Range<usize>, y: &mut [
 /// `x` makes LLVM's SLP vectoriser pack across rows with shuffles instead,
 /// at less than half the speed.)
 #[inline]
-fn dot(w: &[f32], x: &[f32]) -> f32 {
+pub(crate) fn dot(w: &[f32], x: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     for (wc, xc) in w.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
         for l in 0..LANES {

@@ -98,7 +98,7 @@ impl Grid {
         }
     }
 
-    fn plane(&self) -> usize {
+    pub fn plane(&self) -> usize {
         self.phase_h * self.phase_w
     }
 
@@ -118,11 +118,14 @@ impl Grid {
     }
 
     /// Lays one group's source planes (`channels` of `src_h × src_w`) out in
-    /// `buf`. The room past the phases is left as it is: only outputs that
-    /// are dropped read it.
-    fn prepare(&self, src: &[f32], buf: &mut [f32]) {
+    /// `buf`, zeros in the room past the phases (only outputs that are
+    /// dropped read it, but the weight gradient multiplies it by zeros, and
+    /// a stale NaN would not vanish).
+    pub fn prepare(&self, src: &[f32], buf: &mut [f32]) {
         let planes = src.chunks_exact(self.src_h * self.src_w).take(self.channels);
-        let buf = &mut buf[..self.stride * self.stride * self.channels * self.plane()];
+        let (buf, room) =
+            buf[..self.source_len()].split_at_mut(self.stride * self.stride * self.channels * self.plane());
+        room.fill(0.0);
         if self.stride == 1 && self.spread == 1 {
             // One pass, row by row: padding, the row, padding.
             let left = usize::try_from(self.left).unwrap_or(0).min(self.phase_w);
@@ -364,10 +367,8 @@ impl<'a> Direct<'a> {
         let units = blocks * chunks;
         let parts = team.threads().min(units);
         let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
-        TAPS.with(|taps| {
-            let mut taps = taps.borrow_mut();
-            tap_offsets(grid, &mut taps);
-            self.run_units(src, (units, parts, chunks, row_blocks), &taps, y, scratch, team);
+        with_tap_offsets(grid, |taps| {
+            self.run_units(src, (units, parts, chunks, row_blocks), taps, y, scratch, team)
         });
     }
 
@@ -610,6 +611,16 @@ thread_local! {
     /// the team while it runs: grown once to the largest kernel seen, so a
     /// planned step allocates nothing after its first.
     static TAPS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f(taps)` with the offsets of `grid`'s `kernel²` taps, in the calling
+/// thread's table.
+pub(super) fn with_tap_offsets<R>(grid: &Grid, f: impl FnOnce(&[usize]) -> R) -> R {
+    TAPS.with(|taps| {
+        let mut taps = taps.borrow_mut();
+        tap_offsets(grid, &mut taps);
+        f(&taps)
+    })
 }
 
 /// Fills `taps` with the offsets of `grid`'s `kernel²` taps.

@@ -13,7 +13,7 @@
 mod direct;
 
 use self::direct::{Direct, Grid, Shape};
-use super::dense::{sgemm_add, split, Gemm};
+use super::dense::{dot, split, Gemm};
 use super::epilogue::Epilogue;
 use crate::team::{Disjoint, Team};
 /// The shape of a conv2d: input `[in_channels, height, width]` per sample,
@@ -63,14 +63,29 @@ impl ConvGeometry {
         let shape = Shape::pick(in_group);
         let dx = direct::packed_len(shape, self.groups.max(1), in_group, transposed.depth())
             + threads * Direct::scratch_per_thread(&transposed, shape, self.groups.max(1), in_group);
-        dx.max(threads * self.grad_scratch_per_thread())
+        dx.max(threads * self.weight_grad_per_thread())
     }
 
-    /// A column matrix, and a whole weight gradient: each thread but the
-    /// first sums its samples' `dW` there, and the parts are added up after.
-    fn grad_scratch_per_thread(&self) -> usize {
-        let k = self.col_rows();
-        k * self.out_height() * self.out_width() + self.out_channels * k
+    /// The weight gradient's scratch per thread: the copy of a sample's
+    /// group, its output gradient on the copy's row width, and a whole
+    /// `dWᵀ` that the thread's samples add up in.
+    fn weight_grad_per_thread(&self) -> usize {
+        let (grid, _) = self.weight_grad_grid();
+        let planes = grid.channels.max(self.out_group());
+        grid.source_len() + planes * self.out_height() * grid.phase_w + self.out_channels * self.col_rows()
+    }
+
+    /// The copy the weight gradient reads: one group's, or for a depthwise
+    /// conv (one input and one output channel per group) every channel's,
+    /// laid out at once.
+    fn weight_grad_grid(&self) -> (Grid, bool) {
+        let mut grid = Grid::forward(self);
+        let groups = self.groups.max(1);
+        let depthwise = groups > 1 && self.in_channels == groups && self.out_channels == groups;
+        if depthwise {
+            grid.channels = groups;
+        }
+        (grid, depthwise)
     }
 
     fn out_group(&self) -> usize {
@@ -102,11 +117,6 @@ impl ConvGeometry {
     /// Rows of the column matrix: the inputs of one group times the kernel area.
     fn col_rows(&self) -> usize {
         self.in_channels / self.groups.max(1) * self.kernel * self.kernel
-    }
-
-    /// A 1×1, stride-1, unpadded conv: the input planes already are the columns.
-    fn is_pointwise(&self) -> bool {
-        self.kernel == 1 && self.stride == 1 && self.pads == [0; 4]
     }
 }
 
@@ -239,10 +249,15 @@ pub fn conv2d_grad_input(
 }
 
 /// The parameter gradients of [`conv2d`] (without epilogue): `dw +=
-/// Σ_samples dy_group · colᵀ`, the correlation of `dy` with `x`, and, when
-/// given, `db[o] += Σ` of `dy` over samples and pixels. Accumulates into the
-/// caller's buffers. Samples are shared among the team; scratch from
-/// [`ConvGeometry::grad_scratch_len`].
+/// Σ_samples` the correlation of `dy` with `x`, and, when given, `db[o] +=
+/// Σ` of `dy` over samples and pixels. Accumulates into the caller's
+/// buffers. Per sample and group, `dWᵀ [in/groups·k², out/groups] += X · dyᵀ`
+/// is one SGEMM over the output positions whose left rows are read in place
+/// from the padded, phased copy of the input the forward reads (row `(c,
+/// tap)` starts at the tap's offset in channel `c`), its right operand the
+/// output gradient on the copy's row width (zeros in the extra columns).
+/// Samples are shared among the team, each part summing its own `dWᵀ`;
+/// scratch from [`ConvGeometry::grad_scratch_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_grad_weight(
     x: &[f32],
@@ -255,7 +270,7 @@ pub fn conv2d_grad_weight(
     team: &Team,
 ) {
     let groups = g.groups.max(1);
-    let (in_group, out_group) = (g.in_channels / groups, g.out_channels / groups);
+    let (in_group, out_group) = (g.in_channels / groups, g.out_group());
     let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
     let (x_len, y_len) = (g.in_channels * in_plane, g.out_channels * out_plane);
     let k = g.col_rows();
@@ -269,54 +284,95 @@ pub fn conv2d_grad_weight(
     if batch == 0 || x_len == 0 || y_len == 0 {
         return;
     }
-    // Samples are shared among the team: the first thread adds straight
-    // into `dw`, each other one into a part of its own, summed at the end.
-    let per_thread = g.grad_scratch_per_thread();
-    let w_len = g.out_channels * k;
+    let (grid, depthwise) = g.weight_grad_grid();
+    let (positions, w_len) = (g.out_height() * grid.phase_w, g.out_channels * k);
+    let per_thread = g.weight_grad_per_thread();
     let parts = team.threads().min(batch).max(1);
-    {
-        let (dw, scratch) = (Disjoint::new(dw), Disjoint::new(scratch));
+    let taps_len = g.kernel * g.kernel;
+    direct::with_tap_offsets(&grid, |taps| {
+        let scratch = Disjoint::new(&mut scratch[..parts * per_thread]);
         team.run(parts, &|t| {
-            let samples = split(batch, parts, t, 1);
-            // SAFETY: each part has its own scratch; only part 0 writes dw.
-            let (col, partial) =
-                unsafe { scratch.piece(t * per_thread..(t + 1) * per_thread) }.split_at_mut(k * out_plane);
-            let acc: &mut [f32] = if t == 0 {
-                // SAFETY: as above.
-                unsafe { dw.piece(0..w_len) }
-            } else {
-                let acc = &mut partial[..w_len];
-                acc.fill(0.0);
-                acc
-            };
-            for n in samples {
-                let xs = &x[n * x_len..(n + 1) * x_len];
-                let dys = &dy[n * y_len..(n + 1) * y_len];
+            // SAFETY: each part has its own scratch.
+            let own = unsafe { scratch.piece(t * per_thread..(t + 1) * per_thread) };
+            let (source, rest) = own.split_at_mut(grid.source_len());
+            let (dy_grid, acc) = rest.split_at_mut(grid.channels.max(out_group) * positions);
+            let acc = &mut acc[..w_len];
+            acc.fill(0.0);
+            for n in split(batch, parts, t, 1) {
+                if depthwise {
+                    // Every channel at once: dW[c, tap] += dy_c · (x_c under the tap).
+                    grid.prepare(&x[n * x_len..(n + 1) * x_len], source);
+                    on_copy_width(&grid, &dy[n * y_len..(n + 1) * y_len], dy_grid);
+                    for (c, (w, dy_c)) in acc
+                        .chunks_exact_mut(taps_len)
+                        .zip(dy_grid.chunks_exact(positions))
+                        .enumerate()
+                    {
+                        for (w, tap) in w.iter_mut().zip(taps) {
+                            *w += dot(&source[c * grid.plane() + tap..][..positions], dy_c);
+                        }
+                    }
+                    continue;
+                }
                 for group in 0..groups {
-                    let xg = &xs[group * in_group * in_plane..(group + 1) * in_group * in_plane];
-                    let columns: &[f32] = if g.is_pointwise() {
-                        xg
-                    } else {
-                        im2col(g, xg, in_group, col);
-                        col
-                    };
-                    let dyg = &dys[group * out_group * out_plane..(group + 1) * out_group * out_plane];
-                    // dW_group [out_group, k] += dy_group [out_group, pixels] · colᵀ [pixels, k].
-                    let gemm = Gemm {
-                        m: out_group,
-                        k: out_plane,
-                        n: k,
-                    };
-                    let dwg = &mut acc[group * out_group * k..(group + 1) * out_group * k];
-                    sgemm_add(gemm, dyg, (out_plane, 1), columns, (1, out_plane), dwg, k);
+                    let xg = &x[n * x_len + group * in_group * in_plane..][..in_group * in_plane];
+                    grid.prepare(xg, source);
+                    let dyg = &dy[n * y_len + group * out_group * out_plane..][..out_group * out_plane];
+                    on_copy_width(&grid, dyg, dy_grid);
+                    let start = |row: usize| (row / taps_len) * grid.plane() + taps[row % taps_len];
+                    let acc_group = &mut acc[group * k * out_group..(group + 1) * k * out_group];
+                    transposed_product(
+                        Gemm {
+                            m: k,
+                            k: positions,
+                            n: out_group,
+                        },
+                        source,
+                        &start,
+                        dy_grid,
+                        acc_group,
+                    );
                 }
             }
         });
+    });
+    // dW[o, (c, tap)] += Σ over parts of dWᵀ[(c, tap), o], group by group.
+    for t in 0..parts {
+        let acc = &scratch[t * per_thread + grid.source_len() + grid.channels.max(out_group) * positions..][..w_len];
+        for group in 0..groups {
+            let acc_group = &acc[group * k * out_group..(group + 1) * k * out_group];
+            for (row, d) in acc_group.chunks_exact(out_group).enumerate() {
+                for (o, v) in d.iter().enumerate() {
+                    dw[(group * out_group + o) * k + row] += v;
+                }
+            }
+        }
     }
-    for t in 1..parts {
-        let start = t * per_thread + k * out_plane;
-        for (d, p) in dw.iter_mut().zip(&scratch[start..start + w_len]) {
-            *d += p;
+}
+
+/// `dy`'s planes on the copy's row width in `out`, zero past `out_w`.
+fn on_copy_width(grid: &Grid, dy: &[f32], out: &mut [f32]) {
+    let (out_plane, positions) = (grid.out_h * grid.out_w, grid.out_h * grid.phase_w);
+    for (plane, out) in dy.chunks_exact(out_plane).zip(out.chunks_exact_mut(positions)) {
+        for (row, out_row) in plane.chunks_exact(grid.out_w).zip(out.chunks_exact_mut(grid.phase_w)) {
+            let (valid, extra) = out_row.split_at_mut(grid.out_w);
+            valid.copy_from_slice(row);
+            extra.fill(0.0);
+        }
+    }
+}
+
+/// `c += A · bᵀ` for `c` `[m, n]` row-major: A's row `i` the `g.k` floats
+/// from `a[start(i)]`, `b` `[n, g.k]` row-major.
+fn transposed_product(g: Gemm, a: &[f32], start: &dyn Fn(usize) -> usize, b: &[f32], c: &mut [f32]) {
+    if super::gemm::available() {
+        super::gemm::sgemm_rows(g, a, start, b, (1, g.k), c, g.n, 1.0);
+        return;
+    }
+    for (i, c_row) in c.chunks_exact_mut(g.n).take(g.m).enumerate() {
+        let row = &a[start(i)..start(i) + g.k];
+        for (c, b_row) in c_row.iter_mut().zip(b.chunks_exact(g.k)) {
+            *c += row.iter().zip(b_row).map(|(x, y)| x * y).sum::<f32>();
         }
     }
 }
@@ -332,85 +388,6 @@ fn bias_grad(dy: &[f32], batch: usize, out_channels: usize, out_plane: usize, db
             .map(|v| f64::from(*v))
             .sum();
         *d += sum as f32;
-    }
-}
-
-/// Unrolls the receptive fields of `channels` input planes into `col`
-/// `[channels · k · k, oh · ow]`: row `(c, ki, kj)` holds, for each output
-/// position, the input under kernel tap `(ki, kj)`, or 0 in the padding.
-fn im2col(g: &ConvGeometry, x: &[f32], channels: usize, col: &mut [f32]) {
-    let (oh, ow) = (g.out_height(), g.out_width());
-    let (stride, dilation) = (g.stride.max(1), g.dilation.max(1));
-    let [pad_top, pad_left, ..] = g.pads;
-    let mut rows = col.chunks_exact_mut(oh * ow);
-    for plane in x.chunks_exact(g.height * g.width).take(channels) {
-        for ki in 0..g.kernel {
-            for kj in 0..g.kernel {
-                let Some(row) = rows.next() else { return };
-                let taps = Taps::new(ow, stride, kj * dilation, pad_left, g.width);
-                for (r, out_row) in row.chunks_exact_mut(ow).enumerate() {
-                    let ih = (r * stride + ki * dilation)
-                        .checked_sub(pad_top)
-                        .filter(|&ih| ih < g.height);
-                    match (ih, taps) {
-                        (Some(ih), Some(taps)) => taps.copy(&plane[ih * g.width..(ih + 1) * g.width], out_row),
-                        // The tap's row, or every one of its columns, is in the padding.
-                        _ => out_row.fill(0.0),
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Where one kernel column's taps fall along an output row: output columns
-/// `first..end` read input column `first·stride + offset − pad` onwards,
-/// every `stride`-th; the columns outside that range read the padding.
-#[derive(Clone, Copy)]
-struct Taps {
-    first: usize,
-    end: usize,
-    /// The input column of output column `first`.
-    start: usize,
-    stride: usize,
-}
-
-impl Taps {
-    /// `None` when every output column reads the padding: the tap's offset
-    /// lies more than the padding before or after the row, as when the
-    /// padding is wider than the map (`k=5 pad=2` on a 1-pixel map).
-    fn new(ow: usize, stride: usize, offset: usize, pad: usize, width: usize) -> Option<Taps> {
-        // Output column q reads input column q·stride + offset − pad, inside
-        // the row for ⌈(pad − offset)/stride⌉ ≤ q < ⌈(width + pad − offset)/stride⌉.
-        let first = pad.saturating_sub(offset).div_ceil(stride).min(ow);
-        let end = (width + pad)
-            .checked_sub(offset)
-            .map_or(0, |room| room.div_ceil(stride))
-            .min(ow);
-        // first < end implies first·stride + offset ≥ pad and the column < width.
-        (first < end).then(|| Taps {
-            first,
-            end,
-            start: first * stride + offset - pad,
-            stride,
-        })
-    }
-
-    fn copy(&self, input: &[f32], out_row: &mut [f32]) {
-        let Taps {
-            first,
-            end,
-            start,
-            stride,
-        } = *self;
-        out_row[..first].fill(0.0);
-        out_row[end..].fill(0.0);
-        if stride == 1 {
-            out_row[first..end].copy_from_slice(&input[start..start + (end - first)]);
-        } else {
-            let taps = input[start..].iter().step_by(stride);
-            out_row[first..end].iter_mut().zip(taps).for_each(|(o, v)| *o = *v);
-        }
     }
 }
 
