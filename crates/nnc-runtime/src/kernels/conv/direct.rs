@@ -140,10 +140,10 @@ impl Grid {
                     let row = &channel[i * self.src_w..(i + 1) * self.src_w];
                     let row = &row[skip.min(row.len())..];
                     let (pad, rest) = out_row.split_at_mut(left);
-                    pad.fill(0.0);
+                    zero_run(pad);
                     let n = row.len().min(rest.len());
                     copy_run(&mut rest[..n], &row[..n]);
-                    rest[n..].fill(0.0);
+                    zero_run(&mut rest[n..]);
                 }
             }
             return;
@@ -155,30 +155,28 @@ impl Grid {
             let v = (at * self.spread) as isize + offset;
             usize::try_from(v).ok().filter(|&v| v < extent * s)
         };
-        // The source columns inside the plane, and where the first lands:
-        // later ones move `spread` padded columns each, tracked as (phase,
-        // column) without a division per pixel.
+        // The source columns inside the plane, from the first: stepping
+        // `s` columns keeps the phase and moves `spread` phase columns, so
+        // each phase takes every `s`-th column from the first that lands in
+        // it (the forward: consecutive writes; the input gradient's spread
+        // copy: `s` is 1).
         let first_j = (0..self.src_w).find(|&j| place(j, self.phase_w, self.left).is_some());
         let Some(first_j) = first_j else { return };
-        let start = place(first_j, self.phase_w, self.left).unwrap_or(0);
-        let (step_b, step_col) = (self.spread % s, self.spread / s);
         for (c, channel) in planes.enumerate() {
             for (i, row) in channel.chunks_exact(self.src_w).enumerate() {
                 let Some(vi) = place(i, self.phase_h, self.top) else {
                     continue;
                 };
                 let phase_row = (vi % s) * s * phases + c * plane + (vi / s) * self.phase_w;
-                let (mut b, mut col) = (start % s, start / s);
-                for v in &row[first_j..] {
-                    if col >= self.phase_w {
-                        break;
-                    }
-                    buf[phase_row + b * phases + col] = *v;
-                    b += step_b;
-                    col += step_col;
-                    if b >= s {
-                        b -= s;
-                        col += 1;
+                for j in first_j..(first_j + s).min(self.src_w) {
+                    let Some(vj) = place(j, self.phase_w, self.left) else {
+                        continue;
+                    };
+                    let (b, col) = (vj % s, vj / s);
+                    let out = &mut buf[phase_row + b * phases..][..self.phase_w];
+                    let cols = (col..self.phase_w).step_by(self.spread);
+                    for (to, v) in cols.zip(row[j..].iter().step_by(s)) {
+                        out[to] = *v;
                     }
                 }
             }
@@ -186,19 +184,35 @@ impl Grid {
     }
 }
 
-/// `dst = src` for the short runs of one row: moves of 8 floats inline,
-/// where `copy_from_slice` would call `memmove` per row.
+/// `dst = src` for the short runs of one row, in moves of 8, 4, 2 and 1
+/// floats inline, where `copy_from_slice` (or a loop, which LLVM turns
+/// into one) would call `memmove` per row.
 #[inline]
 fn copy_run(dst: &mut [f32], src: &[f32]) {
-    let mut to = dst.chunks_exact_mut(8);
-    let mut from = src.chunks_exact(8);
-    for (d, s) in (&mut to).zip(&mut from) {
-        if let (Ok(d), Ok(s)) = (<&mut [f32; 8]>::try_from(d), <&[f32; 8]>::try_from(s)) {
-            *d = *s;
-        }
+    let n = dst.len().min(src.len());
+    let mut at = 0;
+    macro_rules! moves {
+        ($($width:literal),*) => {$(
+            while at + $width <= n {
+                if let (Ok(d), Ok(s)) = (
+                    <&mut [f32; $width]>::try_from(&mut dst[at..at + $width]),
+                    <&[f32; $width]>::try_from(&src[at..at + $width]),
+                ) {
+                    *d = *s;
+                }
+                at += $width;
+            }
+        )*};
     }
-    for (d, s) in to.into_remainder().iter_mut().zip(from.remainder()) {
-        *d = *s;
+    moves!(8, 4, 2, 1);
+}
+
+/// `dst = 0` for the padding of one row, as [`copy_run`] (no `memset` call).
+#[inline]
+fn zero_run(dst: &mut [f32]) {
+    const ZEROS: [f32; 8] = [0.0; 8];
+    for part in dst.chunks_mut(8) {
+        copy_run(part, &ZEROS);
     }
 }
 
@@ -550,23 +564,25 @@ impl<'a> Direct<'a> {
             Some(_) => 1,
             None => grid.channels.div_ceil(block),
         };
+        // Tiles outside, strips inside: a tile's reads stay in L1 while
+        // every strip's weights (a block's worth) pass over them.
         for b in 0..blocks {
-            for strip in at.strips.clone() {
-                let (c0, channels) = match self.multiplier {
-                    Some(m) => (strip * MR / m, 1),
-                    None => (b * block, block.min(grid.channels - b * block)),
-                };
-                let reads = Reads {
-                    channels,
-                    plane,
-                    taps: at.taps,
-                };
-                let w_at = group_at + strip * strip_len + (c0 * taps * MR) * usize::from(self.multiplier.is_none());
-                let w = &self.packed[w_at..w_at + channels * taps * MR];
-                for first in (0..vectors).step_by(NV) {
-                    // A last, short tile repeats its last vector: the same
-                    // sums, stored twice.
-                    let spots: [(usize, usize); NV] = std::array::from_fn(|v| place((first + v).min(vectors - 1)));
+            for first in (0..vectors).step_by(NV) {
+                // A last, short tile repeats its last vector: the same
+                // sums, stored twice.
+                let spots: [(usize, usize); NV] = std::array::from_fn(|v| place((first + v).min(vectors - 1)));
+                for strip in at.strips.clone() {
+                    let (c0, channels) = match self.multiplier {
+                        Some(m) => (strip * MR / m, 1),
+                        None => (b * block, block.min(grid.channels - b * block)),
+                    };
+                    let reads = Reads {
+                        channels,
+                        plane,
+                        taps: at.taps,
+                    };
+                    let w_at = group_at + strip * strip_len + (c0 * taps * MR) * usize::from(self.multiplier.is_none());
+                    let w = &self.packed[w_at..w_at + channels * taps * MR];
                     let src = spots.map(|(from, _)| {
                         let from = from + c0 * plane;
                         debug_assert!(from + last + (channels - 1) * plane + V::N <= at.source.len());
