@@ -191,6 +191,7 @@ impl Grid {
 fn copy_run(dst: &mut [f32], src: &[f32]) {
     let n = dst.len().min(src.len());
     let mut at = 0;
+    #[allow(clippy::int_plus_one)] // `at + 1 <= n` reads as its siblings do.
     macro_rules! moves {
         ($($width:literal),*) => {$(
             while at + $width <= n {
