@@ -188,10 +188,10 @@ impl Grid {
 /// floats inline, where `copy_from_slice` (or a loop, which LLVM turns
 /// into one) would call `memmove` per row.
 #[inline]
+#[allow(clippy::int_plus_one)] // `at + 1 <= n` reads as its siblings do.
 fn copy_run(dst: &mut [f32], src: &[f32]) {
     let n = dst.len().min(src.len());
     let mut at = 0;
-    #[allow(clippy::int_plus_one)] // `at + 1 <= n` reads as its siblings do.
     macro_rules! moves {
         ($($width:literal),*) => {$(
             while at + $width <= n {
