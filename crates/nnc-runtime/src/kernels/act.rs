@@ -208,6 +208,13 @@ impl Activation<'_> {
         inner: usize,
         dslopes: Option<&mut [f32]>,
     ) {
+        if let (Activation::Relu, true) = (self, dy.len() == dx.len()) {
+            // The common case as a plain select, which vectorises.
+            for ((dx, dy), v) in dx.iter_mut().zip(dy).zip(saved) {
+                *dx = if *v > 0.0 { *dy } else { 0.0 };
+            }
+            return;
+        }
         self.scale_by_derivative(saved, from, channels, inner, dx, |i, _| {
             dy.get(i).copied().unwrap_or_default()
         });

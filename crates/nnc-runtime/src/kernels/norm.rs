@@ -190,21 +190,23 @@ fn batch_norm_train_stats(
     mut stats: Option<&mut [f32]>,
 ) {
     let count = n * inner;
-    let at = Channels { n, channels, inner };
     let m = f64::from(momentum);
-    // A channel at a time, so that no table of statistics is needed.
+    // A channel at a time, so that no table of statistics is needed; each
+    // sample's run of the channel is contiguous, summed in f32 lanes and
+    // the runs in f64.
+    let runs = |c: usize| (0..n).map(move |s| (s * channels + c) * inner..(s * channels + c + 1) * inner);
     for c in 0..channels {
-        let (mean, var) = moments(count, |k| {
-            x[((k / inner.max(1)) * channels + c) * inner + k % inner.max(1)]
-        });
-        normalise_channel(x, at, c, (mean, var), gamma, beta, eps, y);
-        save(
-            stats.as_deref_mut(),
-            channels,
-            c,
-            mean,
-            1.0 / (var + f64::from(eps)).sqrt(),
-        );
+        let mean = runs(c).map(|r| run_sum(&x[r])).sum::<f64>() / count.max(1) as f64;
+        let var = runs(c).map(|r| run_squared_deviation(&x[r], mean as f32)).sum::<f64>() / count.max(1) as f64;
+        let inv = 1.0 / (var + f64::from(eps)).sqrt();
+        let scale = f64::from(gamma[c]) * inv;
+        let (a, b) = (scale as f32, (f64::from(beta[c]) - mean * scale) as f32);
+        for r in runs(c) {
+            for (y, x) in y[r.clone()].iter_mut().zip(&x[r]) {
+                *y = x * a + b;
+            }
+        }
+        save(stats.as_deref_mut(), channels, c, mean, inv);
         let unbiased = if count > 1 {
             var * count as f64 / (count - 1) as f64
         } else {
@@ -213,6 +215,39 @@ fn batch_norm_train_stats(
         running_mean[c] = ((1.0 - m) * f64::from(running_mean[c]) + m * mean) as f32;
         running_var[c] = ((1.0 - m) * f64::from(running_var[c]) + m * unbiased) as f32;
     }
+}
+
+/// Lanes of the runs' partial sums: the loops vectorise without
+/// reassociating, and each lane adds few enough values for f32.
+const RUN_LANES: usize = 16;
+
+/// `Σ xs`, in f32 lanes, then in f64.
+fn run_sum(xs: &[f32]) -> f64 {
+    run_fold(xs, xs, |x, _| x)
+}
+
+/// `Σ (x − mean)²`.
+fn run_squared_deviation(xs: &[f32], mean: f32) -> f64 {
+    run_fold(xs, xs, |x, _| (x - mean) * (x - mean))
+}
+
+/// `Σ f(a, b)` over a pair of runs, in lanes.
+#[inline(always)]
+fn run_fold(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    let mut lanes = [0.0f32; RUN_LANES];
+    let (chunks_a, chunks_b) = (a.chunks_exact(RUN_LANES), b.chunks_exact(RUN_LANES));
+    let tail: f64 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(a, b)| f64::from(f(*a, *b)))
+        .sum();
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for l in 0..RUN_LANES {
+            lanes[l] += f(ca[l], cb[l]);
+        }
+    }
+    lanes.iter().map(|v| f64::from(*v)).sum::<f64>() + tail
 }
 
 /// The backward of training-mode batch norm through its batch statistics
@@ -231,13 +266,30 @@ pub fn batch_norm_grad(
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) {
-    let at = Channels { n, channels, inner };
+    let count = (n * inner).max(1) as f64;
+    let runs = |c: usize| (0..n).map(move |s| (s * channels + c) * inner..(s * channels + c + 1) * inner);
     for c in 0..channels {
-        let saved = saved(stats, channels, c);
-        let (sum_dy, sum_dy_xhat) = affine_sums(x, dy, at.channel(c), saved);
+        let (mean, inv) = saved(stats, channels, c);
+        let m = mean as f32;
+        let sum_dy = runs(c).map(|r| run_sum(&dy[r])).sum::<f64>();
+        let sum_dy_centred = runs(c)
+            .map(|r| run_fold(&dy[r.clone()], &x[r], |d, x| d * (x - m)))
+            .sum::<f64>();
+        let sum_dy_xhat = sum_dy_centred * inv;
         dgamma[c] += sum_dy_xhat as f32;
         dbeta[c] += sum_dy as f32;
-        set_input_grad(x, dy, at.channel(c), |_| f64::from(gamma[c]), saved, dx);
+        // dx = inv·γ·(dy − mean(dy) − x̂·mean(dy·x̂)), in f64: its two
+        // terms can cancel to far below either (with two values per
+        // channel, x̂ = ±1 whatever x is, and dx is exactly zero).
+        let a = inv * f64::from(gamma[c]);
+        let b = -a * inv * sum_dy_xhat / count;
+        let mean_dy = sum_dy / count;
+        for r in runs(c) {
+            let (dy, x) = (&dy[r.clone()], &x[r.clone()]);
+            for ((dx, dy), x) in dx[r].iter_mut().zip(dy).zip(x) {
+                *dx = ((f64::from(*dy) - mean_dy) * a + (f64::from(*x) - mean) * b) as f32;
+            }
+        }
     }
 }
 

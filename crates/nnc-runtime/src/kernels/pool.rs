@@ -130,6 +130,28 @@ pub fn avg_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
 pub fn max_pool2d_argmax(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32], argmax: &mut [u32]) {
     let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
     let (ow, count) = (g.out_width(), n * g.channels);
+    if g.kernel == 2 && g.stride == 2 && g.pads == [0; 4] && in_plane <= u32::MAX as usize {
+        // The 2×2 halving without bounds per tap, as max_pool2d's; the
+        // index moves as the general scan's does.
+        let width = g.width;
+        let planes = x.chunks(in_plane.max(1)).zip(y.chunks_mut(out_plane.max(1)));
+        for ((plane, out), arg) in planes.zip(argmax.chunks_mut(out_plane.max(1))).take(count) {
+            for (o, (out, arg)) in out.iter_mut().zip(arg.iter_mut()).enumerate() {
+                let (r, q) = (o / ow, o % ow);
+                let at = [0, 1, width, width + 1].map(|d| 2 * r * width + 2 * q + d);
+                let values = at.map(|i| plane[i]);
+                let (mut best, mut best_value) = (0, values[0]);
+                for (k, v) in values.iter().enumerate().skip(1) {
+                    if !best_value.is_nan() && (*v > best_value || v.is_nan()) {
+                        (best, best_value) = (k, *v);
+                    }
+                }
+                *out = max_nan(max_nan(max_nan(values[0], values[1]), values[2]), values[3]);
+                *arg = at[best] as u32;
+            }
+        }
+        return;
+    }
     let planes = x.chunks(in_plane.max(1)).zip(y.chunks_mut(out_plane.max(1)));
     for ((plane, out), arg) in planes.zip(argmax.chunks_mut(out_plane.max(1))).take(count) {
         for (o, (out, arg)) in out.iter_mut().zip(arg.iter_mut()).enumerate() {
@@ -238,7 +260,7 @@ mod tests {
     #[test]
     fn the_two_by_two_path_folds_as_every_window_does() {
         let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0];
-        for (height, width) in [(2, 2), (5, 7), (6, 4), (3, 9)] {
+        for (height, width) in [(2, 2), (5, 7), (6, 4), (3, 9), (4, 7), (7, 6)] {
             let g = PoolGeometry {
                 channels: 3,
                 height,
@@ -264,6 +286,22 @@ mod tests {
             }
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&fast), bits(&general), "{height}x{width}");
+            // The arg-max path against the general scan (which a pad on a
+            // side that no window reaches, at an even size, sends it to).
+            let mut with_arg = vec![0.0; fast.len()];
+            let mut arg = vec![0u32; fast.len()];
+            max_pool2d_argmax(&x, 2, &g, &mut with_arg, &mut arg);
+            let pads = match (height % 2, width % 2) {
+                (_, 0) => [0, 0, 0, 1],
+                (0, _) => [0, 0, 1, 0],
+                _ => continue,
+            };
+            let scan = PoolGeometry { pads, ..g };
+            assert_eq!((scan.out_height(), scan.out_width()), (g.out_height(), g.out_width()));
+            let (mut general_y, mut general_arg) = (vec![0.0; fast.len()], vec![0u32; fast.len()]);
+            max_pool2d_argmax(&x, 2, &scan, &mut general_y, &mut general_arg);
+            assert_eq!(bits(&with_arg), bits(&general_y), "{height}x{width}");
+            assert_eq!(arg, general_arg, "{height}x{width}");
         }
     }
 
