@@ -175,6 +175,16 @@ fn groups_and_depthwise() {
     check(geometry(3, 3, (4, 4), 2, 3, 2, 3, [1, 0, 1, 3]), 3, 26);
 }
 
+/// Small maps with channels in 32s and 64s, forward and input gradient:
+/// where AVX-512 puts channels, not positions, in its vectors.
+#[test]
+fn channels_in_vectors_on_small_maps() {
+    // (Small enough for finite differences in a debug build.)
+    check(geometry(2, 32, (3, 4), 3, 1, 1, 1, [1; 4]), 1, 31); // forward
+    check(geometry(32, 2, (3, 3), 3, 1, 1, 1, [1; 4]), 1, 32); // input gradient
+    check(geometry(2, 64, (3, 3), 3, 2, 1, 1, [1; 4]), 2, 33); // strided, 64s
+}
+
 /// A seeded sweep over the whole range of the parameters.
 #[test]
 fn random_geometries() {

@@ -217,19 +217,25 @@ fn zero_run(dst: &mut [f32]) {
     }
 }
 
-/// A micro-tile: `mr` output channels by `nv` vectors of `lanes` positions.
+/// A micro-tile: `mr` output channels by `nv` vectors of `lanes` positions;
+/// or, with `across` (channels in vectors), `nv` output positions by `mr`
+/// channels, `mr / lanes` vectors of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Shape {
     pub mr: usize,
     nv: usize,
     lanes: usize,
+    across: bool,
 }
 
 impl Shape {
-    /// The shape for this CPU and `out_group` output channels per group:
-    /// 24 (AVX-512) or 12 (AVX2) accumulators, as many channels as divide
-    /// evenly, and one channel by many vectors for a depthwise conv.
-    pub fn pick(out_group: usize) -> Shape {
+    /// The shape for this CPU, `out_group` output channels per group and
+    /// the output `grid`: 24 (AVX-512) or 12 (AVX2) accumulators, as many
+    /// channels as divide evenly, and one channel by many vectors for a
+    /// depthwise conv. Where rows of positions fill vectors badly (maps of
+    /// 8 × 8 and smaller take 16-lane vectors two-thirds full) and the
+    /// channels come in 32s, AVX-512 puts channels in the vectors instead.
+    pub fn pick(out_group: usize, grid: &Grid) -> Shape {
         let level = Level::detect();
         let (lanes, fewer, more) = match level {
             Level::Avx512 => (16, 8, 12),
@@ -243,7 +249,43 @@ impl Shape {
         } else {
             (more, 2)
         };
-        Shape { mr, nv, lanes }
+        let positions = Shape {
+            mr,
+            nv,
+            lanes,
+            across: false,
+        };
+        if level != Level::Avx512 || positions.position_use(grid) >= 0.85 {
+            return positions;
+        }
+        match (out_group.is_multiple_of(64), out_group.is_multiple_of(32)) {
+            (true, _) => Shape {
+                mr: 64,
+                nv: 6,
+                lanes,
+                across: true,
+            },
+            (false, true) => Shape {
+                mr: 32,
+                nv: 12,
+                lanes,
+                across: true,
+            },
+            _ => positions,
+        }
+    }
+
+    /// The share of computed positions that are outputs, for tiles of
+    /// positions on `grid` (a whole map a unit).
+    fn position_use(&self, grid: &Grid) -> f64 {
+        let outputs = grid.out_h * grid.out_w;
+        let vectors = if grid.out_w.is_multiple_of(self.lanes) {
+            outputs / self.lanes
+        } else {
+            (grid.out_h * grid.phase_w).div_ceil(self.lanes)
+        };
+        let computed = vectors.div_ceil(self.nv) * self.nv * self.lanes;
+        outputs as f64 / computed.max(1) as f64
     }
 
     fn tile(&self) -> usize {
@@ -477,7 +519,8 @@ impl<'a> Direct<'a> {
     /// Otherwise tiles run across rows on the phase width, into the
     /// thread's tile buffer, whose strips have room for every row.
     fn stores_direct(&self) -> bool {
-        self.grid.out_w.is_multiple_of(self.shape.lanes) && self.out_group.is_multiple_of(self.shape.mr)
+        (self.shape.across || self.grid.out_w.is_multiple_of(self.shape.lanes))
+            && self.out_group.is_multiple_of(self.shape.mr)
     }
 
     /// The tiles of strips `at.strips` over output rows `at.rows`, compiled
@@ -500,7 +543,18 @@ impl<'a> Direct<'a> {
     #[target_feature(enable = "avx512f")]
     unsafe fn unit_avx512(&self, at: &Unit) {
         use std::arch::x86_64::__m512;
-        match (self.shape.mr, self.shape.nv) {
+        match (self.shape.across, self.shape.mr, self.shape.nv) {
+            (true, 64, _) => self.tiles_across::<__m512, 6, 4>(at),
+            (true, _, _) => self.tiles_across::<__m512, 12, 2>(at),
+            (_, mr, nv) => self.unit_positions_avx512(at, mr, nv),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn unit_positions_avx512(&self, at: &Unit, mr: usize, nv: usize) {
+        use std::arch::x86_64::__m512;
+        match (mr, nv) {
             (1, 1) => self.tiles::<__m512, 1, 1>(at),
             (1, 2) => self.tiles::<__m512, 1, 2>(at),
             (1, 3) => self.tiles::<__m512, 1, 3>(at),
@@ -600,6 +654,42 @@ impl<'a> Direct<'a> {
             }
         }
     }
+
+    /// [`Direct::tiles`] with channels in the vectors: tiles of `PX`
+    /// output positions (any positions: no columns to drop) by `NV`
+    /// vectors of channels, stored straight into the output.
+    #[inline(always)]
+    fn tiles_across<V: Lanes, const PX: usize, const NV: usize>(&self, at: &Unit) {
+        let grid = &self.grid;
+        let (depth, plane, mr) = (self.depth(), grid.plane(), NV * V::N);
+        let strip_len = mr * depth;
+        let group_at = at.group * self.shape.strips(self.out_group) * strip_len;
+        let out_plane = grid.out_h * grid.out_w;
+        let first = at.rows.start * grid.out_w;
+        let outputs = at.rows.len() * grid.out_w;
+        let reads = Reads {
+            channels: grid.channels,
+            plane,
+            taps: at.taps,
+        };
+        for start in (0..outputs).step_by(PX) {
+            // A last, short tile repeats its last position.
+            let spots: [(usize, usize); PX] = std::array::from_fn(|i| {
+                let p = first + (start + i).min(outputs - 1);
+                ((p / grid.out_w) * grid.phase_w + p % grid.out_w, p)
+            });
+            let src = spots.map(|(from, _)| at.source[from..].as_ptr());
+            let to = spots.map(|(_, to)| to);
+            for strip in at.strips.clone() {
+                let w = &self.packed[group_at + strip * strip_len..group_at + (strip + 1) * strip_len];
+                let out = at.out.wrapping_add(strip * mr * out_plane);
+                // SAFETY: as in `tiles`: the reads stay inside `source`, `w`
+                // holds the strip's `mr · depth`, and the strip's channels
+                // at the tile's positions are this unit's part of y.
+                unsafe { micro_across::<V, PX, NV>(&reads, src, w.as_ptr(), out, out_plane, to) };
+            }
+        }
+    }
 }
 
 /// What one [`Direct::unit`] computes.
@@ -693,6 +783,50 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
     for (i, acc_row) in acc.iter().enumerate() {
         for (a, d) in acc_row.iter().zip(&dst) {
             a.store(d.add(i * ld));
+        }
+    }
+}
+
+/// One tile of `PX` output positions by `NV` vectors of channels: position
+/// `i` reads from `src[i]` and goes to `out + c·ld + to[i]` for channel
+/// `c` of the strip; every tap of every channel, then the tile stored,
+/// transposed through a buffer on the stack.
+///
+/// # Safety
+/// As [`micro`]'s, with `w` holding `NV·lanes` weights per depth step.
+#[inline(always)]
+unsafe fn micro_across<V: Lanes, const PX: usize, const NV: usize>(
+    reads: &Reads<'_>,
+    src: [*const f32; PX],
+    mut w: *const f32,
+    out: *mut f32,
+    ld: usize,
+    to: [usize; PX],
+) {
+    let mut acc = [[V::zero(); NV]; PX];
+    for c in 0..reads.channels {
+        let at = c * reads.plane;
+        for tap in reads.taps {
+            let ws: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::N)));
+            for (i, acc_row) in acc.iter_mut().enumerate() {
+                let xi = V::splat(src[i].add(at + *tap));
+                for (a, wv) in acc_row.iter_mut().zip(&ws) {
+                    *a = V::fma(xi, *wv, *a);
+                }
+            }
+            w = w.add(NV * V::N);
+        }
+    }
+    let mut tile = [[0.0f32; 64]; PX];
+    for (row, acc_row) in tile.iter_mut().zip(&acc) {
+        for (v, a) in acc_row.iter().enumerate() {
+            a.store(row.as_mut_ptr().add(v * V::N));
+        }
+    }
+    for channel in 0..NV * V::N {
+        let plane = out.add(channel * ld);
+        for (row, at) in tile.iter().zip(&to) {
+            *plane.add(*at) = row[channel];
         }
     }
 }

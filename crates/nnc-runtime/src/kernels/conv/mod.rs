@@ -60,7 +60,7 @@ impl ConvGeometry {
         let threads = threads.max(1);
         let transposed = Grid::transposed(self);
         let in_group = self.in_channels / self.groups.max(1);
-        let shape = Shape::pick(in_group);
+        let shape = Shape::pick(in_group, &transposed);
         let dx = direct::packed_len(shape, self.groups.max(1), in_group, transposed.depth())
             + threads * Direct::scratch_per_thread(&transposed, shape, self.groups.max(1), in_group);
         dx.max(threads * self.weight_grad_per_thread())
@@ -94,7 +94,7 @@ impl ConvGeometry {
 
     /// The direct kernel's tile for this conv's forward.
     fn shape(&self) -> Shape {
-        Shape::pick(self.out_group())
+        Shape::pick(self.out_group(), &Grid::forward(self))
     }
 
     /// Floats of the forward's packed weights.
@@ -234,7 +234,7 @@ pub fn conv2d_grad_input(
     let groups = g.groups.max(1);
     let (in_group, out_group, k) = (g.in_channels / groups, g.out_group(), g.kernel);
     let grid = Grid::transposed(g);
-    let shape = Shape::pick(in_group);
+    let shape = Shape::pick(in_group, &grid);
     let depth = grid.depth();
     let (packed, rest) = scratch.split_at_mut(direct::packed_len(shape, groups, in_group, depth));
     // Output channel c of the transposed conv, depth (o, ki, kj): the
@@ -595,6 +595,37 @@ mod tests {
                     stride: 3,
                     pads: [1, 1, 1, 1],
                     ..geometry(3, 10, 4, 2)
+                },
+                e,
+            );
+        }
+    }
+
+    /// Small maps with channels in 32s and 64s (AVX-512 puts channels in
+    /// its vectors there), output positions not a multiple of a tile.
+    #[test]
+    fn channels_in_vectors_on_small_maps() {
+        for e in [false, true] {
+            check(
+                ConvGeometry {
+                    pads: [1; 4],
+                    ..geometry(5, 6, 64, 3)
+                },
+                e,
+            );
+            check(
+                ConvGeometry {
+                    stride: 2,
+                    pads: [0, 0, 1, 1],
+                    ..geometry(7, 9, 32, 3)
+                },
+                e,
+            );
+            check(
+                ConvGeometry {
+                    groups: 2,
+                    pads: [1, 2, 1, 0],
+                    ..geometry(4, 5, 128, 3)
                 },
                 e,
             );
