@@ -5,7 +5,7 @@
 //! against `nnc_runtime::memory::Limit` so that a model too large for the
 //! machine is an error naming the layer, not an abort.
 
-use crate::plan::{op_scratch_len, Plan};
+use crate::plan::{conv_geometry, op_scratch_len, Plan};
 use crate::Error;
 use nnc_ir::{Mode, Module, Op, ParamId, ParamSource};
 use nnc_runtime::memory::Bytes;
@@ -33,8 +33,8 @@ impl Footprint {
         let func = module.function(mode).ok_or(Error::NoFunction(mode))?;
         let plan = Plan::new(func)?;
         let param_len = |id: ParamId| module.param(id).shape.iter().product::<usize>();
-        // The interpreter's own copy of every parameter, plus dense weights
-        // packed for the kernel.
+        // The interpreter's own copy of every parameter, plus dense and
+        // conv weights packed for the kernels.
         let params: Bytes = module
             .params
             .iter()
@@ -45,6 +45,10 @@ impl Footprint {
             .iter()
             .filter_map(|op| match &op.op {
                 Op::Linear { weight, .. } => Some(Bytes::of_f32(param_len(*weight))),
+                Op::Conv2d { geometry, .. } => {
+                    let (x, y) = (func.value_type(op.args[0]), func.value_type(op.result));
+                    Some(Bytes::of_f32(conv_geometry(x, geometry, y).packed_weight_len()))
+                }
                 _ => None,
             })
             .sum();

@@ -97,6 +97,12 @@ impl ConvGeometry {
         Shape::pick(self.out_group(), &Grid::forward(self))
     }
 
+    /// Floats of a [`ConvWeight`]: the weight packed for this CPU's kernel
+    /// (whole strips of output channels).
+    pub fn packed_weight_len(&self) -> usize {
+        self.packed_len()
+    }
+
     /// Floats of the forward's packed weights.
     fn packed_len(&self) -> usize {
         direct::packed_len(self.shape(), self.groups.max(1), self.out_group(), self.col_rows())
