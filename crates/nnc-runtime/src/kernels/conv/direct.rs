@@ -98,6 +98,13 @@ impl Grid {
         }
     }
 
+    /// Whether the copy is the source as it is: stride 1, no padding, no
+    /// spreading out.
+    fn is_plain(&self) -> bool {
+        (self.stride, self.spread, self.top, self.left) == (1, 1, 0, 0)
+            && (self.phase_h, self.phase_w) == (self.src_h, self.src_w)
+    }
+
     pub fn plane(&self) -> usize {
         self.phase_h * self.phase_w
     }
@@ -369,7 +376,12 @@ impl<'a> Direct<'a> {
         }
         if direct.shape.mr == 1 {
             // One channel by as many vectors as a unit has, up to 8.
-            let vectors = direct.rows() * direct.grid.phase_w.div_ceil(direct.shape.lanes);
+            let (rows, lanes) = (direct.rows(), direct.shape.lanes);
+            let vectors = if direct.stores_direct() {
+                rows * direct.grid.out_w / lanes
+            } else {
+                (rows * direct.grid.phase_w).div_ceil(lanes)
+            };
             direct.shape.nv = vectors.clamp(1, 8);
         }
         direct
@@ -444,6 +456,9 @@ impl<'a> Direct<'a> {
         let (out_plane, src_plane) = (grid.out_h * grid.out_w, grid.src_h * grid.src_w);
         let (strips, rows) = (self.shape.strips(self.out_group), self.rows());
         let per_thread = self.own_scratch();
+        // An unpadded pointwise conv's copy would be its input: read that
+        // in place where no tile reads past the outputs.
+        let in_place = grid.is_plain() && self.stores_direct();
         team.run(parts, &|t| {
             let mine = crate::kernels::dense::split(units, parts, t, 1);
             // SAFETY: each part has its own scratch.
@@ -453,12 +468,12 @@ impl<'a> Direct<'a> {
             for unit in mine {
                 let (sample_group, rest) = (unit / (chunks * row_blocks), unit % (chunks * row_blocks));
                 let (chunk, block) = (rest / row_blocks, rest % row_blocks);
-                if prepared != Some(sample_group) {
-                    let (n, group) = (sample_group / self.groups, sample_group % self.groups);
-                    let at = (n * self.groups + group) * grid.channels * src_plane;
-                    grid.prepare(&src[at..at + grid.channels * src_plane], source);
+                let planes = sample_group * grid.channels * src_plane..(sample_group + 1) * grid.channels * src_plane;
+                if prepared != Some(sample_group) && !in_place {
+                    grid.prepare(&src[planes.clone()], source);
                     prepared = Some(sample_group);
                 }
+                let source: &[f32] = if in_place { &src[planes] } else { source };
                 let strip_range = crate::kernels::dense::split(strips, chunks, chunk, 1);
                 let row_range = block * rows..((block + 1) * rows).min(grid.out_h);
                 let group = sample_group % self.groups;
