@@ -24,6 +24,11 @@ use crate::kernels::epilogue::Epilogue;
 use crate::kernels::simd::Level;
 use crate::team::{Disjoint, Team};
 
+/// Multiply-adds a part must have for a conv to share its work: waking a
+/// thread costs more than half of a 3 → 32 conv on a 32 × 32 map (0.9 M
+/// multiply-adds is slower on two threads than on one). The unit tests
+/// split everything, to reach the split paths on small shapes.
+const WORK_PER_PART: usize = if cfg!(test) { 1 } else { 1 << 20 };
 /// Floats of a unit's output tiles per thread: the unit's rows are chosen
 /// to fit (at least one), so the tiles are copied out while in L2.
 const OUT_CAP: usize = 32 * 1024;
@@ -434,7 +439,8 @@ impl<'a> Direct<'a> {
             1
         };
         let units = blocks * chunks;
-        let parts = team.threads().min(units);
+        let work = batch * self.groups * self.out_group * grid.out_h * grid.out_w * self.depth();
+        let parts = team.threads().min(units).min(work / WORK_PER_PART).max(1);
         let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
         with_tap_offsets(grid, |taps| {
             self.run_units(src, (units, parts, chunks, row_blocks), taps, y, scratch, team)
