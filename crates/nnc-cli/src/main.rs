@@ -507,13 +507,22 @@ fn summary(module: &Module) -> String {
     let io = module
         .function(Mode::Infer)
         .map(|f| format!(" · {} → {}", f.value_type(f.input), f.value_type(f.output)));
-    format!(
+    let mut out = format!(
         "{}: ok{} · {} parameters in {} tensors\n",
         module.name,
         io.unwrap_or_default(),
         group_thousands(count),
         stored.len()
-    )
+    );
+    // What `nnc run` will allocate: the weights as laid out for the
+    // kernels, the planned buffers and the largest op's scratch.
+    let needs = |batch| nnc_interp::Footprint::run(module, Mode::Infer, batch, 1).map(|f| f.total);
+    if let (Ok(one), Ok(many)) = (needs(1), needs(64)) {
+        out.push_str(&format!(
+            "  inference memory: {one} at batch 1, {many} at batch 64 (one thread)\n"
+        ));
+    }
+    out
 }
 
 fn group_thousands(n: usize) -> String {

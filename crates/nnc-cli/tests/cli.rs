@@ -34,6 +34,38 @@ fn check_summarises_the_model() {
     assert!(text.contains("f32[N,800] → f32[N,300]"), "{text}");
 }
 
+/// The memory line: at least the weights as laid out (the seed MLP's
+/// 3.2 M floats, packed once) and one batch of its widest activation,
+/// and more at batch 64 than at batch 1 for a CNN, whose buffers grow
+/// with the batch.
+#[test]
+fn check_reports_the_memory_a_forward_needs() {
+    let mib = |text: &str, at: &str| -> f64 {
+        let line = text.lines().find(|l| l.contains("inference memory:")).unwrap();
+        let part = line.split(at).next().unwrap().rsplit(", ").next().unwrap();
+        let part = part.trim_start_matches("  inference memory: ");
+        let (value, unit) = part.trim().split_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap();
+        match unit {
+            "KiB" => value / 1024.0,
+            "MiB" => value,
+            "GiB" => value * 1024.0,
+            _ => value / 1024.0 / 1024.0,
+        }
+    };
+    let mlp = stdout(&nnc(&["check", "models/seed_relu_he.nn"]));
+    let params = (0..10).map(|i| (800 - 50 * i) * (750 - 50 * i)).sum::<usize>() as f64;
+    // The interpreter's copy and the packed copy of every weight.
+    assert!(mlp_weights_fit(mib(&mlp, " at batch 1"), params), "{mlp}");
+    let cnn = stdout(&nnc(&["check", "models/digits_cnn.nn"]));
+    assert!(mib(&cnn, " at batch 64") > mib(&cnn, " at batch 1"), "{cnn}");
+}
+
+/// (The line rounds to a tenth of a MiB.)
+fn mlp_weights_fit(mib: f64, params: f64) -> bool {
+    (mib + 0.05) * 1024.0 * 1024.0 >= 2.0 * 4.0 * params
+}
+
 #[test]
 fn check_rejects_a_bad_program_with_its_position() {
     let out = nnc(&["check", "tests/errors/size_mismatch.nn"]);
