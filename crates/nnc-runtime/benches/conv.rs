@@ -107,7 +107,8 @@ fn forward(bencher: Bencher, name: &str, batch: usize, threads: usize) {
         });
 }
 
-fn backward(bencher: Bencher, name: &str, batch: usize, threads: usize) {
+/// `parts`: (the input gradient, the weight gradient).
+fn backward(bencher: Bencher, name: &str, batch: usize, threads: usize, parts: (bool, bool)) {
     let g = geometry(name);
     let mut rng = Rng::new(4, 0);
     let x = random(&mut rng, batch * g.in_channels * g.height * g.width);
@@ -121,12 +122,16 @@ fn backward(bencher: Bencher, name: &str, batch: usize, threads: usize) {
     let mut db = vec![0.0; g.out_channels];
     let mut scratch = vec![0.0; g.grad_scratch_len(threads)];
     let team = team(threads);
-    bencher
-        .counter(ItemsCount::new(2 * multiply_adds(&g, batch)))
-        .bench_local(|| {
+    let (input, weight) = parts;
+    let count = multiply_adds(&g, batch) * (u64::from(input) + u64::from(weight));
+    bencher.counter(ItemsCount::new(count)).bench_local(|| {
+        if input {
             conv2d_grad_input(divan::black_box(&dy), batch, &g, &w, &mut dx, &mut scratch, &team);
+        }
+        if weight {
             conv2d_grad_weight(&x, &dy, batch, &g, &mut dw, Some(&mut db), &mut scratch, &team);
-        });
+        }
+    });
 }
 
 macro_rules! layer_benches {
@@ -145,7 +150,25 @@ macro_rules! layer_benches {
             $(
                 #[divan::bench(args = BATCHES, consts = THREADS)]
                 fn $layer<const T: usize>(bencher: Bencher, batch: usize) {
-                    backward(bencher, stringify!($layer), batch, T);
+                    backward(bencher, stringify!($layer), batch, T, (true, true));
+                }
+            )*
+        }
+        mod bwd_input {
+            use super::*;
+            $(
+                #[divan::bench(args = BATCHES, consts = THREADS)]
+                fn $layer<const T: usize>(bencher: Bencher, batch: usize) {
+                    backward(bencher, stringify!($layer), batch, T, (true, false));
+                }
+            )*
+        }
+        mod bwd_weight {
+            use super::*;
+            $(
+                #[divan::bench(args = BATCHES, consts = THREADS)]
+                fn $layer<const T: usize>(bencher: Bencher, batch: usize) {
+                    backward(bencher, stringify!($layer), batch, T, (false, true));
                 }
             )*
         }
