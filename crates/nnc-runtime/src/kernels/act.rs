@@ -181,6 +181,14 @@ impl Activation<'_> {
         gradient: impl Fn(usize, f32) -> f32,
     ) {
         let select = |g: f32, slope: f32| if slope == 0.0 { 0.0 } else { g * slope };
+        if let Activation::Relu = self {
+            // The common case as a plain select (φ′ is 1 or 0), which vectorises.
+            for (i, (o, v)) in out.iter_mut().zip(saved).enumerate() {
+                let g = gradient(i, *o);
+                *o = if *v > 0.0 { g } else { 0.0 };
+            }
+            return;
+        }
         if let Activation::Prelu { .. } = self {
             let (inner, channels) = (inner.max(1), channels.max(1));
             for (i, (o, v)) in out.iter_mut().zip(saved).enumerate() {

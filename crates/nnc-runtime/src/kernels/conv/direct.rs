@@ -201,7 +201,7 @@ impl Grid {
 /// into one) would call `memmove` per row.
 #[inline]
 #[allow(clippy::int_plus_one)] // `at + 1 <= n` reads as its siblings do.
-fn copy_run(dst: &mut [f32], src: &[f32]) {
+pub(super) fn copy_run(dst: &mut [f32], src: &[f32]) {
     let n = dst.len().min(src.len());
     let mut at = 0;
     macro_rules! moves {
@@ -222,7 +222,7 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
 
 /// `dst = 0` for the padding of one row, as [`copy_run`] (no `memset` call).
 #[inline]
-fn zero_run(dst: &mut [f32]) {
+pub(super) fn zero_run(dst: &mut [f32]) {
     const ZEROS: [f32; 8] = [0.0; 8];
     for part in dst.chunks_mut(8) {
         copy_run(part, &ZEROS);

@@ -362,8 +362,8 @@ fn on_copy_width(grid: &Grid, dy: &[f32], out: &mut [f32]) {
     for (plane, out) in dy.chunks_exact(out_plane).zip(out.chunks_exact_mut(positions)) {
         for (row, out_row) in plane.chunks_exact(grid.out_w).zip(out.chunks_exact_mut(grid.phase_w)) {
             let (valid, extra) = out_row.split_at_mut(grid.out_w);
-            valid.copy_from_slice(row);
-            extra.fill(0.0);
+            direct::copy_run(valid, row);
+            direct::zero_run(extra);
         }
     }
 }
@@ -387,14 +387,23 @@ fn transposed_product(g: Gemm, a: &[f32], start: &dyn Fn(usize) -> usize, b: &[f
 fn bias_grad(dy: &[f32], batch: usize, out_channels: usize, out_plane: usize, db: &mut [f32]) {
     for (o, d) in db.iter_mut().enumerate().take(out_channels) {
         let sum: f64 = (0..batch)
-            .flat_map(|n| {
-                let start = (n * out_channels + o) * out_plane;
-                &dy[start..start + out_plane]
-            })
-            .map(|v| f64::from(*v))
+            .map(|n| plane_sum(&dy[(n * out_channels + o) * out_plane..][..out_plane]))
             .sum();
         *d += sum as f32;
     }
+}
+
+/// `Σ plane` in 16 f32 lanes (which vectorise), then in f64.
+fn plane_sum(plane: &[f32]) -> f64 {
+    let mut lanes = [0.0f32; 16];
+    let chunks = plane.chunks_exact(16);
+    let tail: f64 = chunks.remainder().iter().map(|v| f64::from(*v)).sum();
+    for chunk in chunks {
+        for (l, v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    lanes.iter().map(|v| f64::from(*v)).sum::<f64>() + tail
 }
 
 #[cfg(test)]
