@@ -439,7 +439,9 @@ impl<'a> Direct<'a> {
             1
         };
         let units = blocks * chunks;
-        let work = batch * self.groups * self.out_group * grid.out_h * grid.out_w * self.depth();
+        let work = [self.groups, self.out_group, grid.out_h, grid.out_w, self.depth()]
+            .iter()
+            .fold(batch, |w, n| w.saturating_mul(*n));
         let parts = team.threads().min(units).min(work / WORK_PER_PART).max(1);
         let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
         with_tap_offsets(grid, |taps| {
