@@ -545,7 +545,7 @@ pub(crate) fn op_block(
             let (mean, var) = (&fields.ident[running_mean], &fields.ident[running_var]);
             quote! {
                 norm::batch_norm_train_save(
-                    x, batch, #channels, #inner, #g, #b, &mut self.#mean, &mut self.#var, #e, #m, y, #record,
+                    x, batch, #channels, #inner, #g, #b, &mut self.#mean, &mut self.#var, #e, #m, y, #record, team,
                 );
             }
         }

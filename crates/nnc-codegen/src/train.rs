@@ -687,7 +687,7 @@ fn vjp_block(cx: &Context<'_>, index: usize, step: &Step, dx: Option<TokenStream
             let (gamma, dgamma, dbeta) = (p(weight), cx.param_grad(*weight)?, cx.param_grad(*bias)?);
             let call = match &op.op {
                 Op::BatchNorm { .. } => quote! {
-                    norm::batch_norm_grad(x, dy, batch, #channels, #inner, #gamma, #stats, dx, #dgamma, #dbeta);
+                    norm::batch_norm_grad(x, dy, batch, #channels, #inner, #gamma, #stats, dx, #dgamma, #dbeta, team);
                 },
                 Op::LayerNorm { .. } => {
                     let numel = usize_lit(x_ty.numel());

@@ -542,7 +542,7 @@ impl Gradients {
                 let gamma = p(weight);
                 match &op.op {
                     Op::BatchNorm { .. } => {
-                        batch_norm_grad(x, dy, batch, channels, inner, gamma, stats, dx, dgamma, dbeta)
+                        batch_norm_grad(x, dy, batch, channels, inner, gamma, stats, dx, dgamma, dbeta, &f.team)
                     }
                     Op::LayerNorm { .. } => {
                         layer_norm_grad(x, dy, batch, x_ty.numel(), gamma, stats, dx, dgamma, dbeta)

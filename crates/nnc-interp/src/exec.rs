@@ -160,11 +160,12 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
                 let (gamma, beta) = (&it.params[weight.0 as usize], &it.params[bias.0 as usize]);
                 if record.is_empty() {
                     batch_norm_train(
-                        x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y,
+                        x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y, &it.team,
                     );
                 } else {
                     batch_norm_train_save(
                         x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y, record,
+                        &it.team,
                     );
                 }
                 it.params[running_mean.0 as usize] = mean;

@@ -11,6 +11,7 @@ use nnc_runtime::kernels::norm::{
     group_norm_save, instance_norm, instance_norm_grad, instance_norm_save, layer_norm, layer_norm_grad,
     layer_norm_save, lrn, lrn_grad,
 };
+use nnc_runtime::Team;
 
 const EPS: f32 = 1e-5;
 
@@ -151,12 +152,25 @@ fn batch_norm() {
             EPS,
             0.1,
             &mut y,
+            &Team::single(),
         );
         let (mut rm_s, mut rv_s, mut y_s) = (running.0.clone(), running.1.clone(), vec![0.0; case.x.len()]);
         let mut stats = vec![f32::NAN; 2 * channels];
         let (x, gamma, beta) = (&case.x, &case.gamma, &case.beta);
         batch_norm_train_save(
-            x, n, channels, inner, gamma, beta, &mut rm_s, &mut rv_s, EPS, 0.1, &mut y_s, &mut stats,
+            x,
+            n,
+            channels,
+            inner,
+            gamma,
+            beta,
+            &mut rm_s,
+            &mut rv_s,
+            EPS,
+            0.1,
+            &mut y_s,
+            &mut stats,
+            &Team::single(),
         );
         assert_eq!(
             (bits(&y_s), bits(&rm_s), bits(&rv_s)),
@@ -179,6 +193,7 @@ fn batch_norm() {
             &mut dx,
             &mut dgamma,
             &mut dbeta,
+            &Team::single(),
         );
         case.check(&what, (&dx, &dgamma, &dbeta), case.terms(&stats), |x, g, b| {
             normalise_sets(x, &sets, |i| i / inner % channels, g, b)
@@ -205,10 +220,44 @@ fn batch_norm() {
             &mut dx,
             &mut dgamma,
             &mut dbeta,
+            &Team::single(),
         );
         assert_close_f32(&format!("{what}: dgamma twice"), &dgamma, &doubled(&once.0));
         assert_close_f32(&format!("{what}: dbeta twice"), &dbeta, &doubled(&once.1));
     }
+}
+
+/// Channels shared between two threads (a tensor large enough to split):
+/// every output bit for bit as on one.
+#[test]
+fn batch_norm_on_two_threads_is_the_one_thread_result() {
+    let (n, channels, inner) = (3, 5, 9000);
+    let mut rng = Xorshift::new(77);
+    let case = Case::new(&mut rng, n * channels * inner, channels);
+    let (x, gamma, beta) = (&case.x, &case.gamma, &case.beta);
+    let run = |team: &Team| {
+        let (mut rm, mut rv) = (vec![0.5; channels], vec![1.5; channels]);
+        let (mut y, mut stats) = (vec![f32::NAN; x.len()], vec![f32::NAN; 2 * channels]);
+        batch_norm_train_save(
+            x, n, channels, inner, gamma, beta, &mut rm, &mut rv, EPS, 0.1, &mut y, &mut stats, team,
+        );
+        let (mut dx, mut dgamma, mut dbeta) = (vec![f32::NAN; x.len()], vec![0.25; channels], vec![0.5; channels]);
+        batch_norm_grad(
+            x,
+            &case.dy,
+            n,
+            channels,
+            inner,
+            gamma,
+            &stats,
+            &mut dx,
+            &mut dgamma,
+            &mut dbeta,
+            team,
+        );
+        [y, rm, rv, stats, dx, dgamma, dbeta].map(|v| bits(&v))
+    };
+    assert_eq!(run(&Team::new(2).unwrap()), run(&Team::single()));
 }
 
 #[test]

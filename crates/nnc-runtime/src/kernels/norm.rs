@@ -4,6 +4,9 @@
 //! Statistics are accumulated in f64. For training, the `_save` forwards
 //! keep each set's `[mean…, inv_std…]` (f32) for the `_grad` backwards.
 
+use super::dense::{split, WORK_PER_THREAD};
+use crate::team::{Disjoint, Team};
+
 /// Mean and biased variance of the values `at(0..count)`.
 fn moments(count: usize, at: impl Fn(usize) -> f32) -> (f64, f64) {
     let n = count.max(1) as f64;
@@ -136,9 +139,12 @@ pub fn batch_norm_train(
     eps: f32,
     momentum: f32,
     y: &mut [f32],
+    team: &Team,
 ) {
     let running = (running_mean, running_var);
-    batch_norm_train_stats(x, n, channels, inner, gamma, beta, running, eps, momentum, y, None);
+    batch_norm_train_stats(
+        x, n, channels, inner, gamma, beta, running, eps, momentum, y, None, team,
+    );
 }
 
 /// [`batch_norm_train`] that also saves the batch statistics for
@@ -158,6 +164,7 @@ pub fn batch_norm_train_save(
     momentum: f32,
     y: &mut [f32],
     stats: &mut [f32],
+    team: &Team,
 ) {
     let running = (running_mean, running_var);
     batch_norm_train_stats(
@@ -172,6 +179,7 @@ pub fn batch_norm_train_save(
         momentum,
         y,
         Some(stats),
+        team,
     );
 }
 
@@ -187,34 +195,59 @@ fn batch_norm_train_stats(
     eps: f32,
     momentum: f32,
     y: &mut [f32],
-    mut stats: Option<&mut [f32]>,
+    stats: Option<&mut [f32]>,
+    team: &Team,
 ) {
     let count = n * inner;
     let m = f64::from(momentum);
     // A channel at a time, so that no table of statistics is needed; each
     // sample's run of the channel is contiguous, summed in f32 lanes and
-    // the runs in f64.
+    // the runs in f64. Channels are shared among the team.
     let runs = |c: usize| (0..n).map(move |s| (s * channels + c) * inner..(s * channels + c + 1) * inner);
-    for c in 0..channels {
-        let mean = runs(c).map(|r| run_sum(&x[r])).sum::<f64>() / count.max(1) as f64;
-        let var = runs(c).map(|r| run_squared_deviation(&x[r], mean as f32)).sum::<f64>() / count.max(1) as f64;
-        let inv = 1.0 / (var + f64::from(eps)).sqrt();
-        let scale = f64::from(gamma[c]) * inv;
-        let (a, b) = (scale as f32, (f64::from(beta[c]) - mean * scale) as f32);
-        for r in runs(c) {
-            for (y, x) in y[r.clone()].iter_mut().zip(&x[r]) {
-                *y = x * a + b;
+    let (y, running_mean, running_var) = (
+        Disjoint::new(y),
+        Disjoint::new(running_mean),
+        Disjoint::new(running_var),
+    );
+    let stats = stats.map(Disjoint::new);
+    let parts = channel_parts(team, channels, x.len());
+    team.run(parts, &|t| {
+        for c in split(channels, parts, t, 1) {
+            let mean = runs(c).map(|r| run_sum(&x[r])).sum::<f64>() / count.max(1) as f64;
+            let var = runs(c).map(|r| run_squared_deviation(&x[r], mean as f32)).sum::<f64>() / count.max(1) as f64;
+            let inv = 1.0 / (var + f64::from(eps)).sqrt();
+            let scale = f64::from(gamma[c]) * inv;
+            let (a, b) = (scale as f32, (f64::from(beta[c]) - mean * scale) as f32);
+            // SAFETY (every piece below): parts own disjoint channels, and
+            // these are channel c's runs and entries.
+            for r in runs(c) {
+                let y = unsafe { y.piece(r.clone()) };
+                for (y, x) in y.iter_mut().zip(&x[r]) {
+                    *y = x * a + b;
+                }
+            }
+            if let Some(stats) = stats {
+                unsafe { stats.piece(c..c + 1) }.fill(mean as f32);
+                unsafe { stats.piece(channels + c..channels + c + 1) }.fill(inv as f32);
+            }
+            let unbiased = if count > 1 {
+                var * count as f64 / (count - 1) as f64
+            } else {
+                var
+            };
+            for (running, value) in [(running_mean, mean), (running_var, unbiased)] {
+                for r in unsafe { running.piece(c..c + 1) } {
+                    *r = ((1.0 - m) * f64::from(*r) + m * value) as f32;
+                }
             }
         }
-        save(stats.as_deref_mut(), channels, c, mean, inv);
-        let unbiased = if count > 1 {
-            var * count as f64 / (count - 1) as f64
-        } else {
-            var
-        };
-        running_mean[c] = ((1.0 - m) * f64::from(running_mean[c]) + m * mean) as f32;
-        running_var[c] = ((1.0 - m) * f64::from(running_var[c]) + m * unbiased) as f32;
-    }
+    });
+}
+
+/// Parts to share a per-channel norm's `channels` among: one unless each
+/// has at least `WORK_PER_THREAD` values.
+fn channel_parts(team: &Team, channels: usize, values: usize) -> usize {
+    team.threads().min(channels).min(values / WORK_PER_THREAD).max(1)
 }
 
 /// Lanes of the runs' partial sums: the loops vectorise without
@@ -265,32 +298,44 @@ pub fn batch_norm_grad(
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
+    team: &Team,
 ) {
     let count = (n * inner).max(1) as f64;
     let runs = |c: usize| (0..n).map(move |s| (s * channels + c) * inner..(s * channels + c + 1) * inner);
-    for c in 0..channels {
-        let (mean, inv) = saved(stats, channels, c);
-        let m = mean as f32;
-        let sum_dy = runs(c).map(|r| run_sum(&dy[r])).sum::<f64>();
-        let sum_dy_centred = runs(c)
-            .map(|r| run_fold(&dy[r.clone()], &x[r], |d, x| d * (x - m)))
-            .sum::<f64>();
-        let sum_dy_xhat = sum_dy_centred * inv;
-        dgamma[c] += sum_dy_xhat as f32;
-        dbeta[c] += sum_dy as f32;
-        // dx = inv·γ·(dy − mean(dy) − x̂·mean(dy·x̂)), in f64: its two
-        // terms can cancel to far below either (with two values per
-        // channel, x̂ = ±1 whatever x is, and dx is exactly zero).
-        let a = inv * f64::from(gamma[c]);
-        let b = -a * inv * sum_dy_xhat / count;
-        let mean_dy = sum_dy / count;
-        for r in runs(c) {
-            let (dy, x) = (&dy[r.clone()], &x[r.clone()]);
-            for ((dx, dy), x) in dx[r].iter_mut().zip(dy).zip(x) {
-                *dx = ((f64::from(*dy) - mean_dy) * a + (f64::from(*x) - mean) * b) as f32;
+    let (dx, dgamma, dbeta) = (Disjoint::new(dx), Disjoint::new(dgamma), Disjoint::new(dbeta));
+    let parts = channel_parts(team, channels, x.len());
+    team.run(parts, &|t| {
+        for c in split(channels, parts, t, 1) {
+            let (mean, inv) = saved(stats, channels, c);
+            let m = mean as f32;
+            let sum_dy = runs(c).map(|r| run_sum(&dy[r])).sum::<f64>();
+            let sum_dy_centred = runs(c)
+                .map(|r| run_fold(&dy[r.clone()], &x[r], |d, x| d * (x - m)))
+                .sum::<f64>();
+            let sum_dy_xhat = sum_dy_centred * inv;
+            // SAFETY (every piece below): parts own disjoint channels, and
+            // these are channel c's entries and runs.
+            unsafe { dgamma.piece(c..c + 1) }
+                .iter_mut()
+                .for_each(|g| *g += sum_dy_xhat as f32);
+            unsafe { dbeta.piece(c..c + 1) }
+                .iter_mut()
+                .for_each(|b| *b += sum_dy as f32);
+            // dx = inv·γ·(dy − mean(dy) − x̂·mean(dy·x̂)), in f64: its two
+            // terms can cancel to far below either (with two values per
+            // channel, x̂ = ±1 whatever x is, and dx is exactly zero).
+            let a = inv * f64::from(gamma[c]);
+            let b = -a * inv * sum_dy_xhat / count;
+            let mean_dy = sum_dy / count;
+            for r in runs(c) {
+                let (dy, x) = (&dy[r.clone()], &x[r.clone()]);
+                let dx = unsafe { dx.piece(r) };
+                for ((dx, dy), x) in dx.iter_mut().zip(dy).zip(x) {
+                    *dx = ((f64::from(*dy) - mean_dy) * a + (f64::from(*x) - mean) * b) as f32;
+                }
             }
         }
-    }
+    });
 }
 
 /// Per sample over all `per_sample` values; γ and β have the per-sample shape.
@@ -648,7 +693,20 @@ mod tests {
         let x = [1.0, 3.0, 5.0, 7.0];
         let (mut rm, mut rv) = ([0.0f32], [1.0f32]);
         let mut y = [0.0; 4];
-        batch_norm_train(&x, 2, 1, 2, &[1.0], &[0.0], &mut rm, &mut rv, 0.0, 0.1, &mut y);
+        batch_norm_train(
+            &x,
+            2,
+            1,
+            2,
+            &[1.0],
+            &[0.0],
+            &mut rm,
+            &mut rv,
+            0.0,
+            0.1,
+            &mut y,
+            &Team::single(),
+        );
         // mean 4, biased var 5, unbiased 20/3.
         let sd = 5f32.sqrt();
         assert!(
