@@ -645,34 +645,47 @@ impl<'a> Direct<'a> {
         // Tiles outside, strips inside: a tile's reads stay in L1 while
         // every strip's weights (a block's worth) pass over them.
         for b in 0..blocks {
+            // One tile of K vectors: `spots` are where each reads and writes.
+            macro_rules! tile {
+                ($k:tt, $spots:expr) => {{
+                    let spots: [(usize, usize); $k] = $spots;
+                    for strip in at.strips.clone() {
+                        let (c0, channels) = match self.multiplier {
+                            Some(m) => (strip * MR / m, 1),
+                            None => (b * block, block.min(grid.channels - b * block)),
+                        };
+                        let reads = Reads {
+                            channels,
+                            plane,
+                            taps: at.taps,
+                        };
+                        let w_at =
+                            group_at + strip * strip_len + (c0 * taps * MR) * usize::from(self.multiplier.is_none());
+                        let w = &self.packed[w_at..w_at + channels * taps * MR];
+                        let src = spots.map(|(from, _)| {
+                            let from = from + c0 * plane;
+                            debug_assert!(from + last + (channels - 1) * plane + V::N <= at.source.len());
+                            at.source[from..].as_ptr()
+                        });
+                        let dst = spots.map(|(_, to)| at.out.wrapping_add(strip * MR * ld + to));
+                        // SAFETY: the reads stay inside `source` (its length
+                        // has room for a vector and the reach past the last
+                        // row), `w` holds the block's `MR · depth`, and the
+                        // MR rows of each `dst` are this unit's (in y, or in
+                        // the tile buffer, whose rows of `ld` hold every
+                        // position).
+                        unsafe { micro::<V, MR, $k>(&reads, src, w.as_ptr(), dst, ld, b > 0) };
+                    }
+                }};
+            }
             for first in (0..vectors).step_by(NV) {
-                // A last, short tile repeats its last vector: the same
-                // sums, stored twice.
-                let spots: [(usize, usize); NV] = std::array::from_fn(|v| place((first + v).min(vectors - 1)));
-                for strip in at.strips.clone() {
-                    let (c0, channels) = match self.multiplier {
-                        Some(m) => (strip * MR / m, 1),
-                        None => (b * block, block.min(grid.channels - b * block)),
-                    };
-                    let reads = Reads {
-                        channels,
-                        plane,
-                        taps: at.taps,
-                    };
-                    let w_at = group_at + strip * strip_len + (c0 * taps * MR) * usize::from(self.multiplier.is_none());
-                    let w = &self.packed[w_at..w_at + channels * taps * MR];
-                    let src = spots.map(|(from, _)| {
-                        let from = from + c0 * plane;
-                        debug_assert!(from + last + (channels - 1) * plane + V::N <= at.source.len());
-                        at.source[from..].as_ptr()
-                    });
-                    let dst = spots.map(|(_, to)| at.out.wrapping_add(strip * MR * ld + to));
-                    // SAFETY: the reads stay inside `source` (its length has
-                    // room for a vector and the reach past the last row), `w`
-                    // holds the block's `MR · depth`, and the MR rows of each
-                    // `dst` are this unit's (in y, or in the tile buffer,
-                    // whose rows of `ld` hold every position).
-                    unsafe { micro::<V, MR, NV>(&reads, src, w.as_ptr(), dst, ld, b > 0) };
+                if vectors - first == 1 && NV > 1 {
+                    // One vector left: a tile of one, not NV computing it NV times.
+                    tile!(1, [place(first)]);
+                } else {
+                    // A short last tile repeats its last vector: the same
+                    // sums, stored twice.
+                    tile!(NV, std::array::from_fn(|v| place((first + v).min(vectors - 1))));
                 }
             }
         }
