@@ -803,17 +803,38 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
             }
         }
     }
-    for c in 0..reads.channels {
-        let at = c * reads.plane;
-        for tap in reads.taps {
-            let xs: [V; NV] = std::array::from_fn(|v| V::load(src[v].add(at + *tap)));
+    // One step: a tap of a channel, `at` floats into the sources (a macro,
+    // not a closure, which would not be compiled with the caller's vector
+    // features).
+    macro_rules! step {
+        ($at:expr, $w:expr) => {{
+            let (at, w): (usize, *const f32) = ($at, $w);
+            let xs: [V; NV] = std::array::from_fn(|v| V::load(src[v].add(at)));
             for (i, acc_row) in acc.iter_mut().enumerate() {
                 let wi = V::splat(w.add(i));
                 for (a, xv) in acc_row.iter_mut().zip(&xs) {
                     *a = V::fma(wi, *xv, *a);
                 }
             }
-            w = w.add(MR);
+        }};
+    }
+    if let Ok(taps) = <&[usize; 9]>::try_from(reads.taps) {
+        // 3 × 3, the usual kernel, with the taps unrolled: a loop of nine
+        // steps ran the kernel at 60 % of the FMA peak, unrolled at 75–80 %.
+        for c in 0..reads.channels {
+            let at = c * reads.plane;
+            for (t, tap) in taps.iter().enumerate() {
+                step!(at + tap, w.add(t * MR));
+            }
+            w = w.add(9 * MR);
+        }
+    } else {
+        for c in 0..reads.channels {
+            let at = c * reads.plane;
+            for tap in reads.taps {
+                step!(at + tap, w);
+                w = w.add(MR);
+            }
         }
     }
     for (i, acc_row) in acc.iter().enumerate() {
@@ -840,17 +861,36 @@ unsafe fn micro_across<V: Lanes, const PX: usize, const NV: usize>(
     to: [usize; PX],
 ) {
     let mut acc = [[V::zero(); NV]; PX];
-    for c in 0..reads.channels {
-        let at = c * reads.plane;
-        for tap in reads.taps {
+    // One step, as in `micro`: a tap of a channel (a macro, not a closure,
+    // which would not be compiled with the caller's vector features).
+    macro_rules! step {
+        ($at:expr, $w:expr) => {{
+            let (at, w): (usize, *const f32) = ($at, $w);
             let ws: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::N)));
             for (i, acc_row) in acc.iter_mut().enumerate() {
-                let xi = V::splat(src[i].add(at + *tap));
+                let xi = V::splat(src[i].add(at));
                 for (a, wv) in acc_row.iter_mut().zip(&ws) {
                     *a = V::fma(xi, *wv, *a);
                 }
             }
-            w = w.add(NV * V::N);
+        }};
+    }
+    let width = NV * V::N;
+    if let Ok(taps) = <&[usize; 9]>::try_from(reads.taps) {
+        for c in 0..reads.channels {
+            let at = c * reads.plane;
+            for (t, tap) in taps.iter().enumerate() {
+                step!(at + tap, w.add(t * width));
+            }
+            w = w.add(9 * width);
+        }
+    } else {
+        for c in 0..reads.channels {
+            let at = c * reads.plane;
+            for tap in reads.taps {
+                step!(at + tap, w);
+                w = w.add(width);
+            }
         }
     }
     let mut tile = [[0.0f32; 64]; PX];
