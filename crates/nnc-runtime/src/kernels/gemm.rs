@@ -19,7 +19,7 @@
 use std::cell::RefCell;
 
 use super::dense::Gemm;
-use super::simd::Level;
+use super::simd::{Lanes, Level};
 
 /// Rows of a micro-tile with AVX2 (12 `ymm` accumulators of 16).
 const MR_AVX2: usize = 6;
@@ -331,71 +331,60 @@ fn store(tile: &[f32], nr_full: usize, mr: usize, nr: usize, c: &mut [f32], rsc:
     }
 }
 
-/// The AVX2 micro-kernel, 6 × 16: 12 accumulators, two loads of B and six
-/// broadcasts of A per depth; the tile goes to `c` (rows `rsc` apart),
-/// added to what is there with `accumulate`.
+/// The micro-kernel, `MR` rows × two vectors of `V`: 2·MR accumulators, two
+/// loads of B and MR broadcasts of A per depth; the tile goes to `c` (rows
+/// `rsc` apart), added to what is there with `accumulate`.
 ///
 /// # Safety
-/// AVX2 and FMA are available; `a` holds `kc·6` floats, `b` `kc·16`, and
-/// `c` 6 rows of 16 at stride `rsc`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, accumulate: bool) {
-    use std::arch::x86_64::*;
-    const MR: usize = MR_AVX2;
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+/// The CPU has `V`'s features; `a` holds `kc·MR` floats, `b` `kc·2·lanes`,
+/// and `c` MR rows of `2·lanes` at stride `rsc`.
+#[inline(always)]
+unsafe fn tile<V: Lanes, const MR: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    accumulate: bool,
+) {
+    let nr = 2 * V::N;
+    let mut acc = [[V::zero(); 2]; MR];
     for kk in 0..kc {
-        let b0 = _mm256_loadu_ps(b.add(kk * 16));
-        let b1 = _mm256_loadu_ps(b.add(kk * 16 + 8));
+        let bs = [V::load(b.add(kk * nr)), V::load(b.add(kk * nr + V::N))];
         for (i, row) in acc.iter_mut().enumerate() {
-            let ai = _mm256_broadcast_ss(&*a.add(kk * MR + i));
-            row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
-            row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+            let ai = V::splat(a.add(kk * MR + i));
+            row[0] = V::fma(ai, bs[0], row[0]);
+            row[1] = V::fma(ai, bs[1], row[1]);
         }
     }
     for (i, row) in acc.iter().enumerate() {
         let out = c.add(i * rsc);
-        let (mut lo, mut hi) = (row[0], row[1]);
-        if accumulate {
-            lo = _mm256_add_ps(lo, _mm256_loadu_ps(out));
-            hi = _mm256_add_ps(hi, _mm256_loadu_ps(out.add(8)));
+        for (v, part) in row.iter().enumerate() {
+            let at = out.add(v * V::N);
+            let value = if accumulate { V::add(*part, V::load(at)) } else { *part };
+            value.store(at);
         }
-        _mm256_storeu_ps(out, lo);
-        _mm256_storeu_ps(out.add(8), hi);
     }
 }
 
-/// The AVX-512 micro-kernel, 12 × 32, as the AVX2 one with 16 lanes and
-/// twice the rows (24 of the 32 registers accumulate).
+/// [`tile`] with AVX2: 6 × 16, 12 accumulators.
 ///
 /// # Safety
-/// AVX-512F is available; `a` holds `kc·12` floats, `b` `kc·32`, and `c` 12
-/// rows of 32 at stride `rsc`.
+/// AVX2 and FMA are available; the operands as [`tile`] needs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, accumulate: bool) {
+    tile::<std::arch::x86_64::__m256, MR_AVX2>(kc, a, b, c, rsc, accumulate);
+}
+
+/// [`tile`] with AVX-512: 12 × 32, 24 of the 32 registers accumulating.
+///
+/// # Safety
+/// AVX-512F is available; the operands as [`tile`] needs.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, accumulate: bool) {
-    use std::arch::x86_64::*;
-    const MR: usize = MR_AVX512;
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    for kk in 0..kc {
-        let b0 = _mm512_loadu_ps(b.add(kk * 32));
-        let b1 = _mm512_loadu_ps(b.add(kk * 32 + 16));
-        for (i, row) in acc.iter_mut().enumerate() {
-            let ai = _mm512_set1_ps(*a.add(kk * MR + i));
-            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
-        }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        let out = c.add(i * rsc);
-        let (mut lo, mut hi) = (row[0], row[1]);
-        if accumulate {
-            lo = _mm512_add_ps(lo, _mm512_loadu_ps(out));
-            hi = _mm512_add_ps(hi, _mm512_loadu_ps(out.add(16)));
-        }
-        _mm512_storeu_ps(out, lo);
-        _mm512_storeu_ps(out.add(16), hi);
-    }
+    tile::<std::arch::x86_64::__m512, MR_AVX512>(kc, a, b, c, rsc, accumulate);
 }
 
 #[cfg(test)]

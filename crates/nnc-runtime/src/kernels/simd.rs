@@ -48,3 +48,106 @@ impl Level {
         Level::Base
     }
 }
+
+/// A vector of `N` floats, for micro-kernels written once for every width
+/// (their body `#[inline(always)]`, instantiated in the wrappers above).
+pub(crate) trait Lanes: Copy {
+    const N: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn splat(p: *const f32) -> Self;
+    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self;
+    unsafe fn add(a: Self, b: Self) -> Self;
+    unsafe fn store(self, p: *mut f32);
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for std::arch::x86_64::__m512 {
+    const N: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        std::arch::x86_64::_mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        std::arch::x86_64::_mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> Self {
+        std::arch::x86_64::_mm512_set1_ps(*p)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self {
+        std::arch::x86_64::_mm512_fmadd_ps(a, b, acc)
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        std::arch::x86_64::_mm512_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::arch::x86_64::_mm512_storeu_ps(p, self)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for std::arch::x86_64::__m256 {
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        std::arch::x86_64::_mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> Self {
+        std::arch::x86_64::_mm256_broadcast_ss(&*p)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self {
+        std::arch::x86_64::_mm256_fmadd_ps(a, b, acc)
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        std::arch::x86_64::_mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::arch::x86_64::_mm256_storeu_ps(p, self)
+    }
+}
+
+/// Eight floats in plain Rust, for CPUs without AVX2 (the compiler
+/// vectorises what it can).
+#[derive(Clone, Copy)]
+pub(crate) struct Portable([f32; 8]);
+
+impl Lanes for Portable {
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Portable([0.0; 8])
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Portable(std::ptr::read_unaligned(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> Self {
+        Portable([*p; 8])
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self {
+        Portable(std::array::from_fn(|i| a.0[i] * b.0[i] + acc.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| a.0[i] + b.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::ptr::write_unaligned(p.cast(), self.0)
+    }
+}

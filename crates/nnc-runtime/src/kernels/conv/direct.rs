@@ -21,7 +21,7 @@ use std::cell::RefCell;
 
 use super::ConvGeometry;
 use crate::kernels::epilogue::Epilogue;
-use crate::kernels::simd::Level;
+use crate::kernels::simd::{Lanes, Level, Portable};
 use crate::team::{Disjoint, Team};
 
 /// Multiply-adds a part must have for a conv to share its work: waking a
@@ -777,6 +777,37 @@ fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
     }));
 }
 
+/// Runs `step` (`|at, w|`: the read `at` floats into the sources, the
+/// weights at `w`) for every tap of every channel of `reads`, in depth
+/// order, `width` weights a step; `w` ends past the last. A macro, not a
+/// function taking a closure: a closure is not compiled with the caller's
+/// vector features. A 3 × 3 kernel's nine taps are unrolled: a loop of
+/// nine steps ran the kernel at 60 % of the FMA peak, unrolled at 75–80 %.
+macro_rules! each_tap {
+    ($reads:expr, $w:ident, $width:expr, |$at:ident, $wt:ident| $step:block) => {{
+        let width = $width;
+        if let Ok(taps) = <&[usize; 9]>::try_from($reads.taps) {
+            for c in 0..$reads.channels {
+                let base = c * $reads.plane;
+                for (t, tap) in taps.iter().enumerate() {
+                    let ($at, $wt) = (base + tap, $w.add(t * width));
+                    $step
+                }
+                $w = $w.add(9 * width);
+            }
+        } else {
+            for c in 0..$reads.channels {
+                let base = c * $reads.plane;
+                for tap in $reads.taps {
+                    let ($at, $wt) = (base + tap, $w);
+                    $step
+                    $w = $w.add(width);
+                }
+            }
+        }
+    }};
+}
+
 /// One `MR × NV·lanes` tile: vector `v` of output channel `i` at
 /// `dst[v] + i·ld`, reading from `src[v]`; accumulates every tap of
 /// `reads.channels` channels (onto what the tile holds, with `accumulate`),
@@ -803,40 +834,15 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
             }
         }
     }
-    // One step: a tap of a channel, `at` floats into the sources (a macro,
-    // not a closure, which would not be compiled with the caller's vector
-    // features).
-    macro_rules! step {
-        ($at:expr, $w:expr) => {{
-            let (at, w): (usize, *const f32) = ($at, $w);
-            let xs: [V; NV] = std::array::from_fn(|v| V::load(src[v].add(at)));
-            for (i, acc_row) in acc.iter_mut().enumerate() {
-                let wi = V::splat(w.add(i));
-                for (a, xv) in acc_row.iter_mut().zip(&xs) {
-                    *a = V::fma(wi, *xv, *a);
-                }
-            }
-        }};
-    }
-    if let Ok(taps) = <&[usize; 9]>::try_from(reads.taps) {
-        // 3 × 3, the usual kernel, with the taps unrolled: a loop of nine
-        // steps ran the kernel at 60 % of the FMA peak, unrolled at 75–80 %.
-        for c in 0..reads.channels {
-            let at = c * reads.plane;
-            for (t, tap) in taps.iter().enumerate() {
-                step!(at + tap, w.add(t * MR));
-            }
-            w = w.add(9 * MR);
-        }
-    } else {
-        for c in 0..reads.channels {
-            let at = c * reads.plane;
-            for tap in reads.taps {
-                step!(at + tap, w);
-                w = w.add(MR);
+    each_tap!(reads, w, MR, |at, weights| {
+        let xs: [V; NV] = std::array::from_fn(|v| V::load(src[v].add(at)));
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            let wi = V::splat(weights.add(i));
+            for (a, xv) in acc_row.iter_mut().zip(&xs) {
+                *a = V::fma(wi, *xv, *a);
             }
         }
-    }
+    });
     for (i, acc_row) in acc.iter().enumerate() {
         for (a, d) in acc_row.iter().zip(&dst) {
             a.store(d.add(i * ld));
@@ -861,38 +867,15 @@ unsafe fn micro_across<V: Lanes, const PX: usize, const NV: usize>(
     to: [usize; PX],
 ) {
     let mut acc = [[V::zero(); NV]; PX];
-    // One step, as in `micro`: a tap of a channel (a macro, not a closure,
-    // which would not be compiled with the caller's vector features).
-    macro_rules! step {
-        ($at:expr, $w:expr) => {{
-            let (at, w): (usize, *const f32) = ($at, $w);
-            let ws: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::N)));
-            for (i, acc_row) in acc.iter_mut().enumerate() {
-                let xi = V::splat(src[i].add(at));
-                for (a, wv) in acc_row.iter_mut().zip(&ws) {
-                    *a = V::fma(xi, *wv, *a);
-                }
-            }
-        }};
-    }
-    let width = NV * V::N;
-    if let Ok(taps) = <&[usize; 9]>::try_from(reads.taps) {
-        for c in 0..reads.channels {
-            let at = c * reads.plane;
-            for (t, tap) in taps.iter().enumerate() {
-                step!(at + tap, w.add(t * width));
-            }
-            w = w.add(9 * width);
-        }
-    } else {
-        for c in 0..reads.channels {
-            let at = c * reads.plane;
-            for tap in reads.taps {
-                step!(at + tap, w);
-                w = w.add(width);
+    each_tap!(reads, w, NV * V::N, |at, weights| {
+        let ws: [V; NV] = std::array::from_fn(|v| V::load(weights.add(v * V::N)));
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            let xi = V::splat(src[i].add(at));
+            for (a, wv) in acc_row.iter_mut().zip(&ws) {
+                *a = V::fma(xi, *wv, *a);
             }
         }
-    }
+    });
     let mut tile = [[0.0f32; 64]; PX];
     for (row, acc_row) in tile.iter_mut().zip(&acc) {
         for (v, a) in acc_row.iter().enumerate() {
@@ -904,94 +887,5 @@ unsafe fn micro_across<V: Lanes, const PX: usize, const NV: usize>(
         for (row, at) in tile.iter().zip(&to) {
             *plane.add(*at) = row[channel];
         }
-    }
-}
-
-/// A vector of `N` floats, for the micro-kernel written once for every width.
-trait Lanes: Copy {
-    const N: usize;
-    unsafe fn zero() -> Self;
-    unsafe fn load(p: *const f32) -> Self;
-    unsafe fn splat(p: *const f32) -> Self;
-    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self;
-    unsafe fn store(self, p: *mut f32);
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Lanes for std::arch::x86_64::__m512 {
-    const N: usize = 16;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        std::arch::x86_64::_mm512_setzero_ps()
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        std::arch::x86_64::_mm512_loadu_ps(p)
-    }
-    #[inline(always)]
-    unsafe fn splat(p: *const f32) -> Self {
-        std::arch::x86_64::_mm512_set1_ps(*p)
-    }
-    #[inline(always)]
-    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self {
-        std::arch::x86_64::_mm512_fmadd_ps(a, b, acc)
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        std::arch::x86_64::_mm512_storeu_ps(p, self)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Lanes for std::arch::x86_64::__m256 {
-    const N: usize = 8;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        std::arch::x86_64::_mm256_setzero_ps()
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        std::arch::x86_64::_mm256_loadu_ps(p)
-    }
-    #[inline(always)]
-    unsafe fn splat(p: *const f32) -> Self {
-        std::arch::x86_64::_mm256_broadcast_ss(&*p)
-    }
-    #[inline(always)]
-    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self {
-        std::arch::x86_64::_mm256_fmadd_ps(a, b, acc)
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        std::arch::x86_64::_mm256_storeu_ps(p, self)
-    }
-}
-
-/// Eight floats in plain Rust, for CPUs without AVX2 (the compiler
-/// vectorises what it can).
-#[derive(Clone, Copy)]
-struct Portable([f32; 8]);
-
-impl Lanes for Portable {
-    const N: usize = 8;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        Portable([0.0; 8])
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        Portable(std::ptr::read_unaligned(p.cast()))
-    }
-    #[inline(always)]
-    unsafe fn splat(p: *const f32) -> Self {
-        Portable([*p; 8])
-    }
-    #[inline(always)]
-    unsafe fn fma(a: Self, b: Self, acc: Self) -> Self {
-        Portable(std::array::from_fn(|i| a.0[i] * b.0[i] + acc.0[i]))
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        std::ptr::write_unaligned(p.cast(), self.0)
     }
 }
