@@ -360,11 +360,7 @@ pub fn conv2d_grad_weight(
 fn on_copy_width(grid: &Grid, dy: &[f32], out: &mut [f32]) {
     let (out_plane, positions) = (grid.out_h * grid.out_w, grid.out_h * grid.phase_w);
     for (plane, out) in dy.chunks_exact(out_plane).zip(out.chunks_exact_mut(positions)) {
-        for (row, out_row) in plane.chunks_exact(grid.out_w).zip(out.chunks_exact_mut(grid.phase_w)) {
-            let (valid, extra) = out_row.split_at_mut(grid.out_w);
-            direct::copy_run(valid, row);
-            direct::zero_run(extra);
-        }
+        direct::place_rows(out, grid.phase_w, plane, grid.out_w, 0);
     }
 }
 
@@ -794,6 +790,33 @@ mod tests {
             // every pixel its taps reach, the rest is padding.
             let want = reference(&x, 1, &g, &w, &Epilogue::NONE);
             assert_eq!(y.iter().map(|v| f64::from(*v)).collect::<Vec<_>>(), want, "{g:?}");
+        }
+    }
+
+    /// A row placed in a wider or narrower one (padding, cropping, the
+    /// tile copy-out) is the definition, element by element, on every
+    /// path the CPU has, for vector tails and masks at every offset.
+    #[test]
+    fn rows_are_placed_by_definition() {
+        let src: Vec<f32> = (1..=40).map(|v| v as f32).collect();
+        for m in [0, 1, 5, 16, 17, 33, 40] {
+            for n in [0, 1, 3, 16, 18, 34, 47] {
+                for offset in -20..20isize {
+                    let want: Vec<f32> = (0..n as isize)
+                        .map(|j| usize::try_from(j - offset).ok().filter(|&i| i < m).map_or(0.0, |i| src[i]))
+                        .collect();
+                    let mut got = vec![f32::NAN; n];
+                    direct::place_row(&mut got, &src[..m], offset);
+                    assert_eq!(got, want, "portable: {m} into {n} at {offset}");
+                    // Two rows at once, through the CPU's path.
+                    let two: Vec<f32> = src[..m].iter().chain(&src[..m]).copied().collect();
+                    let mut got = vec![f32::NAN; 2 * n];
+                    direct::place_rows(&mut got, n, &two, m, offset);
+                    if n > 0 && m > 0 {
+                        assert_eq!(got, [want.clone(), want].concat(), "vectors: {m} into {n} at {offset}");
+                    }
+                }
+            }
         }
     }
 }
