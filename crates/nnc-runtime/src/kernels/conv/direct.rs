@@ -188,7 +188,62 @@ impl Grid {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn prepare_plain_avx512(&self, src: &[f32], buf: &mut [f32]) {
-        self.prepare_plain::<true>(src, buf);
+        let inside = self.top >= 0
+            && self.left >= 0
+            && self.top as usize + self.src_h <= self.phase_h
+            && self.left as usize + self.src_w <= self.phase_w;
+        if !inside {
+            return self.prepare_plain::<true>(src, buf);
+        }
+        // The source is all inside the plane: each vector of the padded
+        // planes takes the next source floats into its interior lanes
+        // (an expand), so a channel is a run of whole vectors, however
+        // narrow its rows (an 8 × 8 map's rows are half a vector).
+        use std::arch::x86_64::{_mm512_mask_storeu_ps, _mm512_maskz_expand_ps, _mm512_maskz_loadu_ps};
+        INTERIOR.with(|interior| {
+            let mut interior = interior.borrow_mut();
+            self.interior_lanes(&mut interior);
+            let (plane, src_plane) = (self.plane(), self.src_h * self.src_w);
+            let planes = src.chunks_exact(src_plane).take(self.channels);
+            for (channel, out) in planes.zip(buf.chunks_exact_mut(plane)) {
+                let (mut from, mut to) = (channel.as_ptr(), out.as_mut_ptr());
+                for (k, lanes) in interior.iter().enumerate() {
+                    let n = lanes.count_ones();
+                    let store = if (k + 1) * 16 <= plane { u16::MAX } else { low_lanes(plane - k * 16) };
+                    // SAFETY: the interior lanes of the plane, counted
+                    // from its first vector, number exactly the source
+                    // plane's floats, so `from` reads inside `channel`;
+                    // the stores stay inside `out`.
+                    unsafe {
+                        let v = _mm512_maskz_loadu_ps(low_lanes(n as usize), from);
+                        _mm512_mask_storeu_ps(to, store, _mm512_maskz_expand_ps(*lanes, v));
+                        from = from.add(n as usize);
+                        to = to.add(16);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Fills `lanes` with one mask per 16 positions of a padded plane: bit
+    /// `l` of mask `k` set where position `16k + l` holds a source pixel.
+    /// (Set a row's run of bits at a time: the masks cost a few operations
+    /// per row, against a copy of every channel.)
+    fn interior_lanes(&self, lanes: &mut Vec<u16>) {
+        lanes.clear();
+        lanes.resize(self.plane().div_ceil(16), 0);
+        let (top, left) = (self.top.max(0) as usize, self.left.max(0) as usize);
+        for r in top..(top + self.src_h).min(self.phase_h) {
+            let start = r * self.phase_w + left;
+            let end = r * self.phase_w + (left + self.src_w).min(self.phase_w);
+            let mut at = start;
+            while at < end {
+                let (word, bit) = (at / 16, at % 16);
+                let n = (16 - bit).min(end - at);
+                lanes[word] |= low_lanes(n) << bit;
+                at += n;
+            }
+        }
     }
 
     /// [`Grid::prepare`] at stride 1 (not spread out): one pass, row by
@@ -215,6 +270,11 @@ impl Grid {
             }
         }
     }
+}
+
+/// A mask of the lowest `n` of 16 lanes.
+fn low_lanes(n: usize) -> u16 {
+    ((1u32 << n.min(16)) - 1) as u16
 }
 
 /// `dst[j] = src[j − offset]` where that is in `src`, else 0, for every
@@ -829,6 +889,9 @@ struct Reads<'a> {
 }
 
 thread_local! {
+    /// The interior masks of the calling thread's current plane (see
+    /// [`Grid::interior_lanes`]), grown once as [`TAPS`] is.
+    static INTERIOR: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
     /// The tap offsets of the calling thread's current conv, shared with
     /// the team while it runs: grown once to the largest kernel seen, so a
     /// planned step allocates nothing after its first.
