@@ -137,6 +137,90 @@ impl Epilogue<'_> {
     }
 }
 
+/// One channel's epilogue where it is what most convs have (the bias, a
+/// batch norm's scale and shift, then ReLU, leaky ReLU or PReLU, each at
+/// most once, in that order): a few vector operations on a register,
+/// with the roundings of [`Epilogue::apply_channel`] (no fused
+/// multiply-add), so a tile can take it on its way out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ChannelSteps {
+    bias: Option<f32>,
+    affine: Option<(f32, f32)>,
+    act: Rectifier,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rectifier {
+    None,
+    Relu,
+    Leaky(f32),
+}
+
+impl Epilogue<'_> {
+    /// `channel`'s epilogue as [`ChannelSteps`], if it has that form.
+    pub(crate) fn channel_steps(&self, channel: usize) -> Option<ChannelSteps> {
+        let mut steps = ChannelSteps {
+            bias: self.bias.map(|b| b[channel]),
+            affine: None,
+            act: Rectifier::None,
+        };
+        let mut acted = false;
+        for step in self.steps {
+            if acted {
+                return None;
+            }
+            match *step {
+                EpilogueStep::Affine { scale, shift } if steps.affine.is_none() => {
+                    steps.affine = Some((scale[channel], shift[channel]));
+                }
+                EpilogueStep::Act(act) => {
+                    acted = true;
+                    steps.act = match act {
+                        Activation::Identity => Rectifier::None,
+                        Activation::Relu => Rectifier::Relu,
+                        Activation::LeakyRelu { alpha } => Rectifier::Leaky(alpha),
+                        Activation::Prelu { slopes } if slopes.len() == 1 => Rectifier::Leaky(slopes[0]),
+                        Activation::Prelu { slopes } => Rectifier::Leaky(slopes[channel]),
+                        _ => return None,
+                    };
+                }
+                EpilogueStep::Affine { .. } => return None,
+            }
+        }
+        Some(steps)
+    }
+}
+
+impl ChannelSteps {
+    /// The steps on 16 values (ReLU keeps NaN and maps −0 to 0, as
+    /// [`relu`]; leaky ReLU scales what is not ≥ 0, as the slice form).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(crate) unsafe fn apply_avx512(&self, v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        let mut v = v;
+        if let Some(b) = self.bias {
+            v = _mm512_add_ps(v, _mm512_set1_ps(b));
+        }
+        if let Some((a, b)) = self.affine {
+            v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(a)), _mm512_set1_ps(b));
+        }
+        let zero = _mm512_setzero_ps();
+        match self.act {
+            Rectifier::None => v,
+            Rectifier::Relu => _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(v, zero), v),
+            Rectifier::Leaky(slope) => {
+                let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, zero);
+                _mm512_mask_mov_ps(_mm512_mul_ps(v, _mm512_set1_ps(slope)), keep, v)
+            }
+        }
+    }
+}
+
 /// Applies an activation that does not depend on the channel to every value
 /// of `values`, with the dispatch hoisted out of the loop so that the cheap
 /// ones vectorise.
@@ -384,5 +468,79 @@ mod tests {
         }
         // channel 1: (−0.5 − 1)·3 + 0.2 = −4.3, PReLU slope 0.2 → −0.86
         assert!((row[1] + 0.86).abs() < 1e-6, "{row:?}");
+    }
+
+    /// The register form of the common epilogues gives the slice form's
+    /// bits (ReLU's NaN and −0, the leaky slope on NaN, the unfused
+    /// multiply-add), and is offered only for those epilogues.
+    #[test]
+    fn channel_steps_agree_with_the_slice_form() {
+        let (bias, scale, shift, slopes) = ([0.5f32, -1.0], [2.0f32, -3.0], [0.1f32, 0.2], [0.1f32, 0.2]);
+        let affine = EpilogueStep::Affine {
+            scale: &scale,
+            shift: &shift,
+        };
+        let acts = [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::LeakyRelu { alpha: 0.01 },
+            Activation::Prelu { slopes: &slopes },
+            Activation::Prelu { slopes: &slopes[..1] },
+        ];
+        let mut forms: Vec<Vec<EpilogueStep>> = vec![vec![], vec![affine]];
+        for act in acts {
+            forms.push(vec![EpilogueStep::Act(act)]);
+            forms.push(vec![affine, EpilogueStep::Act(act)]);
+        }
+        let values: Vec<f32> = [
+            -0.0,
+            0.0,
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.5,
+            0.25,
+            -1e-40,
+            1e30,
+            -0.1,
+            0.3,
+            -7.0,
+            3.0,
+            1.5,
+            -2.5,
+        ]
+        .to_vec();
+        for steps in &forms {
+            for bias in [None, Some(&bias[..])] {
+                let epilogue = Epilogue { bias, steps };
+                for channel in 0..2 {
+                    let Some(fast) = epilogue.channel_steps(channel) else {
+                        panic!("{steps:?} has the common form")
+                    };
+                    let mut want = values.clone();
+                    epilogue.apply_channel(&mut want, channel);
+                    #[cfg(target_arch = "x86_64")]
+                    if Level::detect() == Level::Avx512 {
+                        let mut got = [0.0f32; 16];
+                        // SAFETY: the CPU has AVX-512.
+                        unsafe {
+                            use std::arch::x86_64::{_mm512_loadu_ps, _mm512_storeu_ps};
+                            _mm512_storeu_ps(got.as_mut_ptr(), fast.apply_avx512(_mm512_loadu_ps(values.as_ptr())));
+                        }
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "{steps:?} {bias:?} channel {channel}");
+                    }
+                }
+            }
+        }
+        // Not the common form: an activation that is not a rectifier, a
+        // step after the activation, two batch norms.
+        let tanh = [EpilogueStep::Act(Activation::Tanh)];
+        let after = [EpilogueStep::Act(Activation::Relu), affine];
+        let twice = [affine, affine];
+        for steps in [&tanh[..], &after, &twice] {
+            assert_eq!(Epilogue { bias: None, steps }.channel_steps(0), None, "{steps:?}");
+        }
     }
 }

@@ -18,6 +18,7 @@
 //! depth-major, so a tap's `MR` weights are consecutive broadcasts.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use super::ConvGeometry;
 use crate::kernels::epilogue::Epilogue;
@@ -227,23 +228,11 @@ impl Grid {
 
     /// Fills `lanes` with one mask per 16 positions of a padded plane: bit
     /// `l` of mask `k` set where position `16k + l` holds a source pixel.
-    /// (Set a row's run of bits at a time: the masks cost a few operations
-    /// per row, against a copy of every channel.)
     fn interior_lanes(&self, lanes: &mut Vec<u16>) {
-        lanes.clear();
-        lanes.resize(self.plane().div_ceil(16), 0);
         let (top, left) = (self.top.max(0) as usize, self.left.max(0) as usize);
-        for r in top..(top + self.src_h).min(self.phase_h) {
-            let start = r * self.phase_w + left;
-            let end = r * self.phase_w + (left + self.src_w).min(self.phase_w);
-            let mut at = start;
-            while at < end {
-                let (word, bit) = (at / 16, at % 16);
-                let n = (16 - bit).min(end - at);
-                lanes[word] |= low_lanes(n) << bit;
-                at += n;
-            }
-        }
+        let rows = top..(top + self.src_h).min(self.phase_h);
+        let cols = left..(left + self.src_w).min(self.phase_w);
+        run_lanes(lanes, self.plane(), rows, self.phase_w, cols);
     }
 
     /// [`Grid::prepare`] at stride 1 (not spread out): one pass, row by
@@ -268,6 +257,24 @@ impl Grid {
                     place_row(out_row, row, self.left);
                 }
             }
+        }
+    }
+}
+
+/// Fills `lanes` with one mask per 16 of `len` positions, in rows of
+/// `pitch`: bit `l` of mask `k` set where position `16k + l` is in one of
+/// `rows` and `cols`. (A row's run of bits is set a word at a time: the
+/// masks cost a few operations per row, against a copy of every channel.)
+fn run_lanes(lanes: &mut Vec<u16>, len: usize, rows: Range<usize>, pitch: usize, cols: Range<usize>) {
+    lanes.clear();
+    lanes.resize(len.div_ceil(16), 0);
+    for r in rows {
+        let (mut at, end) = (r * pitch + cols.start, (r * pitch + cols.end).min(len));
+        while at < end {
+            let (word, bit) = (at / 16, at % 16);
+            let n = (16 - bit).min(end - at);
+            lanes[word] |= low_lanes(n) << bit;
+            at += n;
         }
     }
 }
@@ -662,14 +669,73 @@ impl<'a> Direct<'a> {
                 // the columns past out_w too: cheaper than a call per row),
                 // then copy the outputs out, dropping those columns.
                 let ld = self.out_stride();
-                for o in channels {
-                    let channel = group * self.out_group + o;
+                let outs = channels.map(|o| {
                     let plane_at = group_plane + o * out_plane;
                     // SAFETY: as above.
                     let out = unsafe { y.piece(plane_at + rows_at.start..plane_at + rows_at.end) };
+                    (o, out)
+                });
+                #[cfg(target_arch = "x86_64")]
+                if Level::detect() == Level::Avx512 {
+                    // SAFETY: the CPU has AVX-512.
+                    unsafe { self.copy_out_avx512(tiles, ld, row_range.len(), group, outs) };
+                    continue;
+                }
+                for (o, out) in outs {
                     let tile_row = &mut tiles[o * ld..o * ld + row_range.len() * grid.phase_w];
-                    self.epilogue.apply_channel(tile_row, channel);
+                    self.epilogue.apply_channel(tile_row, group * self.out_group + o);
                     place_rows(out, grid.out_w, tile_row, grid.phase_w, 0);
+                }
+            }
+        });
+    }
+
+    /// The copy-out of a unit's tiles (`rows` rows on the phase width, the
+    /// rows of output channel `o` of the group at `o · ld`) into `outs`
+    /// (`(o, its rows of y)`), the epilogue applied: a vector of tile
+    /// positions at a time, its outputs packed together (a compress) and
+    /// stored, the epilogue on the way where
+    /// [`ChannelSteps`](crate::kernels::epilogue::ChannelSteps) has it.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn copy_out_avx512<'y>(
+        &self,
+        tiles: &mut [f32],
+        ld: usize,
+        rows: usize,
+        group: usize,
+        outs: impl Iterator<Item = (usize, &'y mut [f32])>,
+    ) {
+        use std::arch::x86_64::{_mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_compress_ps};
+        let grid = &self.grid;
+        let positions = rows * grid.phase_w;
+        KEEP.with(|keep| {
+            let mut keep = keep.borrow_mut();
+            run_lanes(&mut keep, positions, 0..rows, grid.phase_w, 0..grid.out_w);
+            for (o, out) in outs {
+                let channel = group * self.out_group + o;
+                // A tile row has room for whole vectors (`ld` is a
+                // multiple of the tile), so every vector loads inside it.
+                let tile_row = &mut tiles[o * ld..(o + 1) * ld];
+                debug_assert!(keep.len() * 16 <= tile_row.len() && out.len() == rows * grid.out_w);
+                let steps = self.epilogue.channel_steps(channel);
+                if steps.is_none() {
+                    self.epilogue.apply_channel(&mut tile_row[..positions], channel);
+                }
+                let mut to = out.as_mut_ptr();
+                for (k, lanes) in keep.iter().enumerate() {
+                    // SAFETY: the load is inside the tile row; the lanes
+                    // kept number the outputs of this vector, the next
+                    // ones of `out`.
+                    unsafe {
+                        let mut v = _mm512_loadu_ps(tile_row.as_ptr().add(16 * k));
+                        if let Some(steps) = &steps {
+                            v = steps.apply_avx512(v);
+                        }
+                        let n = lanes.count_ones() as usize;
+                        _mm512_mask_storeu_ps(to, low_lanes(n), _mm512_maskz_compress_ps(*lanes, v));
+                        to = to.add(n);
+                    }
                 }
             }
         });
@@ -892,6 +958,9 @@ thread_local! {
     /// The interior masks of the calling thread's current plane (see
     /// [`Grid::interior_lanes`]), grown once as [`TAPS`] is.
     static INTERIOR: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    /// The masks of the outputs among a unit's tile positions (those
+    /// whose column is inside the output row), grown once as [`TAPS`] is.
+    static KEEP: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
     /// The tap offsets of the calling thread's current conv, shared with
     /// the team while it runs: grown once to the largest kernel seen, so a
     /// planned step allocates nothing after its first.
