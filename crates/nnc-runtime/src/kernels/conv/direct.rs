@@ -201,38 +201,37 @@ impl Grid {
         // (an expand), so a channel is a run of whole vectors, however
         // narrow its rows (an 8 × 8 map's rows are half a vector).
         use std::arch::x86_64::{_mm512_mask_storeu_ps, _mm512_maskz_expand_ps, _mm512_maskz_loadu_ps};
-        INTERIOR.with(|interior| {
-            let mut interior = interior.borrow_mut();
-            self.interior_lanes(&mut interior);
-            let (plane, src_plane) = (self.plane(), self.src_h * self.src_w);
-            let planes = src.chunks_exact(src_plane).take(self.channels);
-            for (channel, out) in planes.zip(buf.chunks_exact_mut(plane)) {
-                let (mut from, mut to) = (channel.as_ptr(), out.as_mut_ptr());
-                for (k, lanes) in interior.iter().enumerate() {
-                    let n = lanes.count_ones();
-                    let store = if (k + 1) * 16 <= plane { u16::MAX } else { low_lanes(plane - k * 16) };
+        let (plane, src_plane) = (self.plane(), self.src_h * self.src_w);
+        let (top, left) = (self.top as usize, self.left as usize);
+        let lanes_of = LaneMasks {
+            len: plane,
+            rows: top..top + self.src_h,
+            pitch: self.phase_w,
+            cols: left..left + self.src_w,
+        };
+        let first = lanes_of.chunk(0);
+        let planes = src.chunks_exact(src_plane).take(self.channels);
+        for (channel, out) in planes.zip(buf.chunks_exact_mut(plane)) {
+            let (mut from, mut to) = (channel.as_ptr(), out.as_mut_ptr());
+            for start in (0..lanes_of.vectors()).step_by(CHUNK) {
+                let chunk = if start == 0 { first } else { lanes_of.chunk(start) };
+                for (k, lanes) in chunk.iter().take(lanes_of.vectors() - start).enumerate() {
+                    let n = lanes.count_ones() as usize;
+                    let at = (start + k) * 16;
+                    let store = low_lanes(plane - at);
                     // SAFETY: the interior lanes of the plane, counted
                     // from its first vector, number exactly the source
                     // plane's floats, so `from` reads inside `channel`;
                     // the stores stay inside `out`.
                     unsafe {
-                        let v = _mm512_maskz_loadu_ps(low_lanes(n as usize), from);
+                        let v = _mm512_maskz_loadu_ps(low_lanes(n), from);
                         _mm512_mask_storeu_ps(to, store, _mm512_maskz_expand_ps(*lanes, v));
-                        from = from.add(n as usize);
+                        from = from.add(n);
                         to = to.add(16);
                     }
                 }
             }
-        });
-    }
-
-    /// Fills `lanes` with one mask per 16 positions of a padded plane: bit
-    /// `l` of mask `k` set where position `16k + l` holds a source pixel.
-    fn interior_lanes(&self, lanes: &mut Vec<u16>) {
-        let (top, left) = (self.top.max(0) as usize, self.left.max(0) as usize);
-        let rows = top..(top + self.src_h).min(self.phase_h);
-        let cols = left..(left + self.src_w).min(self.phase_w);
-        run_lanes(lanes, self.plane(), rows, self.phase_w, cols);
+        }
     }
 
     /// [`Grid::prepare`] at stride 1 (not spread out): one pass, row by
@@ -261,21 +260,42 @@ impl Grid {
     }
 }
 
-/// Fills `lanes` with one mask per 16 of `len` positions, in rows of
-/// `pitch`: bit `l` of mask `k` set where position `16k + l` is in one of
-/// `rows` and `cols`. (A row's run of bits is set a word at a time: the
-/// masks cost a few operations per row, against a copy of every channel.)
-fn run_lanes(lanes: &mut Vec<u16>, len: usize, rows: Range<usize>, pitch: usize, cols: Range<usize>) {
-    lanes.clear();
-    lanes.resize(len.div_ceil(16), 0);
-    for r in rows {
-        let (mut at, end) = (r * pitch + cols.start, (r * pitch + cols.end).min(len));
-        while at < end {
-            let (word, bit) = (at / 16, at % 16);
-            let n = (16 - bit).min(end - at);
-            lanes[word] |= low_lanes(n) << bit;
-            at += n;
+/// Vectors of masks computed at a time, on the stack.
+const CHUNK: usize = 128;
+
+/// Which of `len` positions, in rows of `pitch`, are in `rows` and `cols`
+/// (a source's pixels in a padded plane, outputs among tile positions):
+/// bit `l` of mask `k` set where position `16k + l` is.
+struct LaneMasks {
+    len: usize,
+    rows: Range<usize>,
+    pitch: usize,
+    cols: Range<usize>,
+}
+
+impl LaneMasks {
+    fn vectors(&self) -> usize {
+        self.len.div_ceil(16)
+    }
+
+    /// The masks of vectors `start..start + CHUNK`, a row's run of bits a
+    /// word at a time (a few operations a row, against a copy of every
+    /// channel); zero past the last.
+    fn chunk(&self, start: usize) -> [u16; CHUNK] {
+        let mut lanes = [0u16; CHUNK];
+        let (from, to) = (start * 16, ((start + CHUNK) * 16).min(self.len));
+        let pitch = self.pitch.max(1);
+        for r in self.rows.start.max(from / pitch)..self.rows.end.min(to.div_ceil(pitch)) {
+            let mut at = (r * pitch + self.cols.start).max(from);
+            let end = (r * pitch + self.cols.end).min(to);
+            while at < end {
+                let (word, bit) = (at / 16 - start, at % 16);
+                let n = (16 - bit).min(end - at);
+                lanes[word] |= low_lanes(n) << bit;
+                at += n;
+            }
         }
+        lanes
     }
 }
 
@@ -709,26 +729,32 @@ impl<'a> Direct<'a> {
         use std::arch::x86_64::{_mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_compress_ps};
         let grid = &self.grid;
         let positions = rows * grid.phase_w;
-        KEEP.with(|keep| {
-            let mut keep = keep.borrow_mut();
-            run_lanes(&mut keep, positions, 0..rows, grid.phase_w, 0..grid.out_w);
-            for (o, out) in outs {
-                let channel = group * self.out_group + o;
-                // A tile row has room for whole vectors (`ld` is a
-                // multiple of the tile), so every vector loads inside it.
-                let tile_row = &mut tiles[o * ld..(o + 1) * ld];
-                debug_assert!(keep.len() * 16 <= tile_row.len() && out.len() == rows * grid.out_w);
-                let steps = self.epilogue.channel_steps(channel);
-                if steps.is_none() {
-                    self.epilogue.apply_channel(&mut tile_row[..positions], channel);
-                }
-                let mut to = out.as_mut_ptr();
-                for (k, lanes) in keep.iter().enumerate() {
+        let lanes_of = LaneMasks {
+            len: positions,
+            rows: 0..rows,
+            pitch: grid.phase_w,
+            cols: 0..grid.out_w,
+        };
+        let first = lanes_of.chunk(0);
+        for (o, out) in outs {
+            let channel = group * self.out_group + o;
+            // A tile row has room for whole vectors (`ld` is a multiple
+            // of the tile), so every vector loads inside it.
+            let tile_row = &mut tiles[o * ld..(o + 1) * ld];
+            debug_assert!(lanes_of.vectors() * 16 <= tile_row.len() && out.len() == rows * grid.out_w);
+            let steps = self.epilogue.channel_steps(channel);
+            if steps.is_none() {
+                self.epilogue.apply_channel(&mut tile_row[..positions], channel);
+            }
+            let mut to = out.as_mut_ptr();
+            for start in (0..lanes_of.vectors()).step_by(CHUNK) {
+                let chunk = if start == 0 { first } else { lanes_of.chunk(start) };
+                for (k, lanes) in chunk.iter().take(lanes_of.vectors() - start).enumerate() {
                     // SAFETY: the load is inside the tile row; the lanes
                     // kept number the outputs of this vector, the next
                     // ones of `out`.
                     unsafe {
-                        let mut v = _mm512_loadu_ps(tile_row.as_ptr().add(16 * k));
+                        let mut v = _mm512_loadu_ps(tile_row.as_ptr().add(16 * (start + k)));
                         if let Some(steps) = &steps {
                             v = steps.apply_avx512(v);
                         }
@@ -738,7 +764,7 @@ impl<'a> Direct<'a> {
                     }
                 }
             }
-        });
+        }
     }
 
     /// Whether the tiles are stored straight into the output: when whole
@@ -955,12 +981,6 @@ struct Reads<'a> {
 }
 
 thread_local! {
-    /// The interior masks of the calling thread's current plane (see
-    /// [`Grid::interior_lanes`]), grown once as [`TAPS`] is.
-    static INTERIOR: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
-    /// The masks of the outputs among a unit's tile positions (those
-    /// whose column is inside the output row), grown once as [`TAPS`] is.
-    static KEEP: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
     /// The tap offsets of the calling thread's current conv, shared with
     /// the team while it runs: grown once to the largest kernel seen, so a
     /// planned step allocates nothing after its first.

@@ -556,6 +556,28 @@ mod tests {
         }
     }
 
+    /// Maps whose padded planes (and a unit's tile positions) take more
+    /// than one chunk of lane masks to copy in and out.
+    #[test]
+    fn large_maps() {
+        for e in [false, true] {
+            check(
+                ConvGeometry {
+                    pads: [1, 2, 1, 0],
+                    ..geometry(2, 50, 3, 3)
+                },
+                e,
+            );
+            check(
+                ConvGeometry {
+                    pads: [1, 1, 1, 1],
+                    ..geometry(1, 47, 1, 3)
+                },
+                e,
+            );
+        }
+    }
+
     #[test]
     fn stride_padding_and_dilation() {
         for e in [false, true] {
