@@ -321,7 +321,14 @@ impl DigitsMlp {
         // line 6: dense 64 -> 10 act=softmax
         {
             let (x, y) = (&b0[..batch * 10], &mut *out);
-            act::softmax(x, batch, 10, 1, y);
+            team.per_samples(
+                batch,
+                x,
+                y,
+                &|x, batch, y| {
+                    act::softmax(x, batch, 10, 1, y);
+                },
+            );
         }
     }
 }

@@ -290,7 +290,7 @@ fn forward(
     let uses_team = func
         .ops
         .iter()
-        .any(|op| matches!(op.op, Op::Linear { .. } | Op::Conv2d { .. }));
+        .any(|op| matches!(op.op, Op::Linear { .. } | Op::Conv2d { .. }) || op.op.shared_by_samples());
     let team_name = if uses_team { quote!(team) } else { quote!(_) };
 
     let nd = quote!(#rt::ndarray);
@@ -650,6 +650,19 @@ pub(crate) fn op_block(
             }});
         }
     };
+    if train.is_none() && op.op.shared_by_samples() {
+        // Inference: the op's samples are independent; the team shares
+        // them (the interpreter's `exec.rs` does the same).
+        let n = if call.to_string().split_whitespace().any(|t| t == "batch") {
+            quote!(batch)
+        } else {
+            quote!(_)
+        };
+        return Ok(quote! {{
+            let (x, y) = (#x, #y);
+            team.per_samples(batch, x, y, &|x, #n, y| { #call });
+        }});
+    }
     Ok(quote! {{
         let (x, y) = (#x, #y);
         #call

@@ -3,7 +3,7 @@
 
 use crate::plan::{conv_geometry, pool_geometry};
 use crate::{Error, Interpreter, LaidOut};
-use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId, ValueId};
+use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId, ValueId, ValueType};
 use nnc_runtime::kernels::act::{maxout, softmax, Activation};
 use nnc_runtime::kernels::conv::{conv2d, conv2d_packed};
 use nnc_runtime::kernels::dense::{dense, dense_weight};
@@ -49,6 +49,17 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
     let record: &mut [f32] = it.records.get_mut(index).map_or(&mut [], |r| r.as_mut_slice());
     // Only ops that draw (in training) build their generator.
     let rng = || Rng::new(seed, (1 << 63) | index as u64);
+    if !train && op.op.shared_by_samples() {
+        // Inference: the op's samples are independent; share them.
+        let (params, failed) = (&it.params, std::sync::Mutex::new(None));
+        it.team.per_samples(batch, x, y, &|x, n, y| {
+            if let Err(e) = sample_op(&op.op, params, x_ty, x, n, y) {
+                *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+            }
+        });
+        it.buffers[out_slot] = out;
+        return failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).map_or(Ok(()), Err);
+    }
     let result = match &op.op {
         Op::Linear {
             weight,
@@ -123,20 +134,9 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             }
             Ok(())
         }
-        Op::MaxPool(g) | Op::AvgPool(g) => {
-            let geometry = pool_geometry(x_ty, g);
-            if let Op::MaxPool(_) = op.op {
-                match it.argmax.get_mut(index).filter(|a| !a.is_empty()) {
-                    Some(argmax) => max_pool2d_argmax(x, batch, &geometry, y, argmax),
-                    None => max_pool2d(x, batch, &geometry, y),
-                }
-            } else {
-                avg_pool2d(x, batch, &geometry, y);
-            }
-            Ok(())
-        }
-        Op::GlobalAvgPool => {
-            global_avg_pool(x, batch, channels, inner, y);
+        Op::MaxPool(g) if it.argmax.get(index).is_some_and(|a| !a.is_empty()) => {
+            let argmax = &mut it.argmax[index];
+            max_pool2d_argmax(x, batch, &pool_geometry(x_ty, g), y, argmax);
             Ok(())
         }
         Op::Flatten => {
@@ -151,8 +151,8 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             running_var,
             eps,
             momentum,
-        } => {
-            if train {
+        } if train => {
+            {
                 // The running statistics leave the table while the kernel
                 // updates them; γ and β are read from it meanwhile.
                 let mut mean = std::mem::take(&mut it.params[running_mean.0 as usize]);
@@ -170,36 +170,16 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
                 }
                 it.params[running_mean.0 as usize] = mean;
                 it.params[running_var.0 as usize] = var;
-            } else {
-                batch_norm_infer(
-                    x,
-                    batch,
-                    channels,
-                    inner,
-                    p(weight),
-                    p(bias),
-                    p(running_mean),
-                    p(running_var),
-                    *eps,
-                    y,
-                );
             }
             Ok(())
         }
-        Op::LayerNorm { weight, bias, eps } => {
-            if record.is_empty() {
-                layer_norm(x, batch, x_ty.numel(), p(weight), p(bias), *eps, y);
-            } else {
-                layer_norm_save(x, batch, x_ty.numel(), p(weight), p(bias), *eps, y, record);
-            }
+        // The recording forms of the per-sample norms.
+        Op::LayerNorm { weight, bias, eps } if !record.is_empty() => {
+            layer_norm_save(x, batch, x_ty.numel(), p(weight), p(bias), *eps, y, record);
             Ok(())
         }
-        Op::InstanceNorm { weight, bias, eps } => {
-            if record.is_empty() {
-                instance_norm(x, batch, channels, inner, p(weight), p(bias), *eps, y);
-            } else {
-                instance_norm_save(x, batch, channels, inner, p(weight), p(bias), *eps, y, record);
-            }
+        Op::InstanceNorm { weight, bias, eps } if !record.is_empty() => {
+            instance_norm_save(x, batch, channels, inner, p(weight), p(bias), *eps, y, record);
             Ok(())
         }
         Op::GroupNorm {
@@ -207,28 +187,20 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             bias,
             groups,
             eps,
-        } => {
+        } if !record.is_empty() => {
             let g = *groups as usize;
-            if record.is_empty() {
-                group_norm(x, batch, channels, inner, g, p(weight), p(bias), *eps, y);
-            } else {
-                group_norm_save(x, batch, channels, inner, g, p(weight), p(bias), *eps, y, record);
-            }
+            group_norm_save(x, batch, channels, inner, g, p(weight), p(bias), *eps, y, record);
             Ok(())
         }
-        Op::Lrn {
-            size,
-            alpha,
-            beta,
-            bias,
-        } => {
-            lrn(x, batch, channels, inner, *size as usize, *alpha, *beta, *bias, y);
-            Ok(())
-        }
-        Op::Affine { scale, shift } => {
-            affine(x, batch, channels, inner, p(scale), p(shift), y);
-            Ok(())
-        }
+        Op::MaxPool(_)
+        | Op::AvgPool(_)
+        | Op::GlobalAvgPool
+        | Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::InstanceNorm { .. }
+        | Op::GroupNorm { .. }
+        | Op::Lrn { .. }
+        | Op::Affine { .. } => sample_op(&op.op, &it.params, x_ty, x, batch, y),
         Op::Dropout { p: rate } if train => {
             dropout_save(x, *rate, &mut rng(), y, record);
             Ok(())
@@ -261,6 +233,52 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
     };
     it.buffers[out_slot] = out;
     result
+}
+
+/// The forms of the ops [`Op::shared_by_samples`] that record nothing (inference, or
+/// a training forward that keeps no record), on `batch` samples.
+fn sample_op(op: &Op, params: &[Vec<f32>], x_ty: &ValueType, x: &[f32], batch: usize, y: &mut [f32]) -> Result<(), Error> {
+    let p = |id: &ParamId| params[id.0 as usize].as_slice();
+    let (channels, inner) = (x_ty.channels(), x_ty.inner());
+    match op {
+        Op::MaxPool(g) => max_pool2d(x, batch, &pool_geometry(x_ty, g), y),
+        Op::AvgPool(g) => avg_pool2d(x, batch, &pool_geometry(x_ty, g), y),
+        Op::GlobalAvgPool => global_avg_pool(x, batch, channels, inner, y),
+        Op::Act(act) => {
+            let no_rng = || Rng::new(0, 0);
+            return run_act(act, x, batch, channels, inner, params, false, no_rng, y, &mut []);
+        }
+        Op::BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps,
+            ..
+        } => {
+            let (mean, var) = (p(running_mean), p(running_var));
+            batch_norm_infer(x, batch, channels, inner, p(weight), p(bias), mean, var, *eps, y);
+        }
+        Op::LayerNorm { weight, bias, eps } => layer_norm(x, batch, x_ty.numel(), p(weight), p(bias), *eps, y),
+        Op::InstanceNorm { weight, bias, eps } => {
+            instance_norm(x, batch, channels, inner, p(weight), p(bias), *eps, y);
+        }
+        Op::GroupNorm {
+            weight,
+            bias,
+            groups,
+            eps,
+        } => group_norm(x, batch, channels, inner, *groups as usize, p(weight), p(bias), *eps, y),
+        Op::Lrn {
+            size,
+            alpha,
+            beta,
+            bias,
+        } => lrn(x, batch, channels, inner, *size as usize, *alpha, *beta, *bias, y),
+        Op::Affine { scale, shift } => affine(x, batch, channels, inner, p(scale), p(shift), y),
+        other => return Err(Error::Unsupported(format!("{other:?} is not a per-sample op"))),
+    }
+    Ok(())
 }
 
 /// A standalone activation.

@@ -299,6 +299,27 @@ impl Op {
         }
     }
 
+    /// Whether the executors (interpreter and generated code) share the
+    /// op's inference among their threads by samples: a sample's output
+    /// reads only that sample, and the runtime's kernel runs on one thread
+    /// (dense and conv share their own work; copies and sums are bound by
+    /// memory, not worth waking a thread for).
+    pub fn shared_by_samples(&self) -> bool {
+        matches!(
+            self,
+            Op::MaxPool(_)
+                | Op::AvgPool(_)
+                | Op::GlobalAvgPool
+                | Op::Act(_)
+                | Op::BatchNorm { .. }
+                | Op::LayerNorm { .. }
+                | Op::InstanceNorm { .. }
+                | Op::GroupNorm { .. }
+                | Op::Lrn { .. }
+                | Op::Affine { .. }
+        )
+    }
+
     /// How many value arguments the op takes.
     pub fn arity(&self) -> usize {
         match self {

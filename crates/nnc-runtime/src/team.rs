@@ -145,6 +145,37 @@ impl Team {
     }
 }
 
+/// Output floats a part must write for [`Team::per_samples`] to share a
+/// batch: waking a thread costs a few microseconds, what a pool or a norm
+/// takes over ~32 K values.
+const SAMPLE_WORK: usize = 1 << 15;
+
+/// An op on a run of samples: `(x, samples, y)`.
+pub type SampleFn<'a> = dyn Fn(&[f32], usize, &mut [f32]) + Sync + 'a;
+
+impl Team {
+    /// Runs `f(x, n, y)` on runs of `n` consecutive samples of a batch of
+    /// `batch` (`x` and `y` hold `batch` samples each), shared among the
+    /// team where the batch is large enough: for an op whose samples are
+    /// computed independently (a pool, a norm over a sample, an activation),
+    /// whose kernel is then one thread's, and whose results do not depend
+    /// on how the batch was split.
+    pub fn per_samples(&self, batch: usize, x: &[f32], y: &mut [f32], f: &SampleFn<'_>) {
+        let parts = self.threads().min(batch).min(y.len() / SAMPLE_WORK).max(1);
+        if parts == 1 || batch == 0 {
+            return f(x, batch, y);
+        }
+        let (x_per, y_per) = (x.len() / batch, y.len() / batch);
+        let out = Disjoint::new(y);
+        self.run(parts, &|part| {
+            let samples = crate::kernels::dense::split(batch, parts, part, 1);
+            // SAFETY: the parts' runs of samples are disjoint.
+            let y = unsafe { out.piece(samples.start * y_per..samples.end * y_per) };
+            f(&x[samples.start * x_per..samples.end * x_per], samples.len(), y);
+        });
+    }
+}
+
 impl Shared {
     fn new() -> Shared {
         Shared {
