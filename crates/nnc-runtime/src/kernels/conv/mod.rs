@@ -575,6 +575,17 @@ mod tests {
                 },
                 e,
             );
+            // Phase rows of more than one vector, at stride 2 and 3.
+            for (stride, pads) in [(2, [1, 0, 1, 1]), (2, [0, 3, 2, 0]), (3, [2, 1, 0, 2])] {
+                check(
+                    ConvGeometry {
+                        stride,
+                        pads,
+                        ..geometry(2, 50, 3, 3)
+                    },
+                    e,
+                );
+            }
         }
     }
 
