@@ -1241,6 +1241,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
             }
         }
     });
+    #[allow(clippy::needless_range_loop)] // `v` picks a column of `acc`.
     for v in 0..NV {
         for first in (0..PX).step_by(8) {
             // Eight positions (the last repeated past the tile) of 16 channels.
