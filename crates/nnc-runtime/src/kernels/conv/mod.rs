@@ -556,6 +556,30 @@ mod tests {
         }
     }
 
+    /// Outputs whose rows are whole vectors (16 and 32 wide) and channels
+    /// whole strips: the tiles store straight into y and take the
+    /// epilogue in their registers, plain and depthwise.
+    #[test]
+    fn tiles_stored_straight_into_the_output() {
+        for (width, groups) in [(16, 1), (32, 1), (16, 16), (32, 24)] {
+            let channels = if groups == 1 { 24 } else { groups };
+            let g = ConvGeometry {
+                in_channels: if groups == 1 { 5 } else { channels },
+                height: 3,
+                width,
+                out_channels: channels,
+                kernel: 3,
+                stride: 1,
+                dilation: 1,
+                groups,
+                pads: [1, 1, 1, 1],
+            };
+            for e in [false, true] {
+                check(g, e);
+            }
+        }
+    }
+
     /// Maps whose padded planes (and a unit's tile positions) take more
     /// than one chunk of lane masks to copy in and out.
     #[test]
