@@ -36,6 +36,9 @@ const OUT_CAP: usize = 32 * 1024;
 /// Depth steps (channels × taps) per block: a block's weights (8 strips'
 /// worth at most) and reads stay in L1 across a strip's tiles.
 const DEPTH_BLOCK: usize = 512;
+/// Floats of a strip's weights per block of channels in the
+/// channels-in-vectors tiles (24 KiB: half of a 48 KiB L1).
+const ACROSS_BLOCK: usize = 6 * 1024;
 /// The widest tile, in floats (8 vectors of 16).
 const TILE_MAX: usize = 128;
 
@@ -799,6 +802,7 @@ impl<'a> Direct<'a> {
                     } else {
                         tiles.as_mut_ptr()
                     },
+                    sums: tiles.as_mut_ptr(),
                 };
                 self.unit(&unit);
                 let channels = strip_range.start * self.shape.mr..(strip_range.end * self.shape.mr).min(self.out_group);
@@ -1062,27 +1066,48 @@ impl<'a> Direct<'a> {
         let out_plane = grid.out_h * grid.out_w;
         let first = at.rows.start * grid.out_w;
         let outputs = at.rows.len() * grid.out_w;
-        let reads = Reads {
-            channels: grid.channels,
-            plane,
-            taps: at.taps,
-        };
-        for start in (0..outputs).step_by(PX) {
+        let taps = at.taps.len();
+        // Blocks of channels whose weights (a strip's) stay in L1 while
+        // every tile of the unit passes over them: a strip of 64 channels
+        // of a 3 × 3 kernel over 128 input channels is 295 KB, streamed
+        // from L2 once per tile otherwise. The tiles keep their partial
+        // sums in the tile buffer between blocks (as `PX × NV` vectors).
+        let block = (ACROSS_BLOCK / (taps.max(1) * mr)).clamp(1, grid.channels.max(1));
+        let tiles = outputs.div_ceil(PX);
+        let spots = |start: usize| -> [(usize, usize); PX] {
             // A last, short tile repeats its last position.
-            let spots: [(usize, usize); PX] = std::array::from_fn(|i| {
+            std::array::from_fn(|i| {
                 let p = first + (start + i).min(outputs - 1);
                 ((p / grid.out_w) * grid.phase_w + p % grid.out_w, p)
-            });
-            let src = spots.map(|(from, _)| at.source[from..].as_ptr());
-            // The tile's outputs: consecutive positions from its first.
-            let (to, count) = (spots[0].1, PX.min(outputs - start));
-            for strip in at.strips.clone() {
-                let w = &self.packed[group_at + strip * strip_len..group_at + (strip + 1) * strip_len];
-                let out = at.out.wrapping_add(strip * mr * out_plane + to);
-                // SAFETY: as in `tiles`: the reads stay inside `source`, `w`
-                // holds the strip's `mr · depth`, and the strip's channels
-                // at the tile's positions are this unit's part of y.
-                unsafe { micro_across::<PX, NV>(&reads, src, w.as_ptr(), out, out_plane, count) };
+            })
+        };
+        for strip in at.strips.clone() {
+            let w = &self.packed[group_at + strip * strip_len..group_at + (strip + 1) * strip_len];
+            for c0 in (0..grid.channels).step_by(block) {
+                let channels = block.min(grid.channels - c0);
+                let reads = Reads {
+                    channels,
+                    plane,
+                    taps: at.taps,
+                };
+                let last = c0 + channels == grid.channels;
+                for tile in 0..tiles {
+                    let spots = spots(tile * PX);
+                    let src = spots.map(|(from, _)| at.source[c0 * plane + from..].as_ptr());
+                    let sums = at.sums.wrapping_add(tile * PX * mr);
+                    // The tile's outputs: consecutive positions from its first.
+                    let (to, count) = (spots[0].1, PX.min(outputs - tile * PX));
+                    let out = last.then(|| at.out.wrapping_add(strip * mr * out_plane + to));
+                    // SAFETY: as in `tiles`: the reads stay inside `source`,
+                    // `w` holds the strip's `mr · depth` (the block's from
+                    // `c0 · taps · mr`), the tile's sums are its own part of
+                    // the thread's buffer, and the strip's channels at the
+                    // tile's positions are this unit's part of y.
+                    unsafe {
+                        let w = w.as_ptr().add(c0 * taps * mr);
+                        micro_across::<PX, NV>(&reads, src, w, sums, c0 > 0, out.map(|o| (o, out_plane, count)));
+                    }
+                }
             }
         }
     }
@@ -1095,6 +1120,9 @@ struct Unit<'a> {
     /// Where the group's (or the tile buffer's) channel 0 is: the tiles
     /// of strip `s` go `s · MR` channels on.
     out: *mut f32,
+    /// The thread's tile buffer (where channels-in-vectors tiles keep
+    /// their partial sums between blocks of channels).
+    sums: *mut f32,
     strips: std::ops::Range<usize>,
     rows: std::ops::Range<usize>,
     group: usize,
@@ -1210,28 +1238,38 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
     }
 }
 
-/// One tile of `PX` output positions by `NV` vectors of 16 channels:
-/// position `i` reads from `src[i]` and goes to `out + c·ld + i` for
-/// channel `c` of the strip (the first `count` positions); every tap of
-/// every channel, then the tile stored transposed ([`store_transposed`]).
+/// One tile of `PX` output positions by `NV` vectors of 16 channels over
+/// a block of channels: position `i` reads from `src[i]`; the tile starts
+/// from its partial sums at `sums` (with `accumulate`, else from zero),
+/// adds every tap of the block's channels, and either keeps its sums
+/// there or, with `out = (out, ld, count)`, goes to `out + c·ld + i` for
+/// channel `c` of the strip (the first `count` positions), stored
+/// transposed ([`store_transposed`]).
 ///
 /// # Safety
-/// As [`micro`]'s, with `w` holding `16·NV` weights per depth step, and
-/// `out + c·ld` `count` floats for each of the strip's channels; the CPU
-/// has AVX-512F.
+/// As [`micro`]'s, with `w` holding `16·NV` weights per depth step,
+/// `sums` `PX · NV · 16` floats, and `out + c·ld` `count` floats for each
+/// of the strip's channels; the CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn micro_across<const PX: usize, const NV: usize>(
     reads: &Reads<'_>,
     src: [*const f32; PX],
     mut w: *const f32,
-    out: *mut f32,
-    ld: usize,
-    count: usize,
+    sums: *mut f32,
+    accumulate: bool,
+    out: Option<(*mut f32, usize, usize)>,
 ) {
     use std::arch::x86_64::__m512;
     type V = __m512;
     let mut acc = [[V::zero(); NV]; PX];
+    if accumulate {
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            for (v, a) in acc_row.iter_mut().enumerate() {
+                *a = V::load(sums.add((i * NV + v) * V::N));
+            }
+        }
+    }
     each_tap!(reads, w, NV * V::N, |at, weights| {
         let ws: [V; NV] = std::array::from_fn(|v| V::load(weights.add(v * V::N)));
         for (i, acc_row) in acc.iter_mut().enumerate() {
@@ -1241,6 +1279,14 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
             }
         }
     });
+    let Some((out, ld, count)) = out else {
+        for (i, acc_row) in acc.iter().enumerate() {
+            for (v, a) in acc_row.iter().enumerate() {
+                a.store(sums.add((i * NV + v) * V::N));
+            }
+        }
+        return;
+    };
     #[allow(clippy::needless_range_loop)] // `v` picks a column of `acc`.
     for v in 0..NV {
         for first in (0..PX).step_by(8) {
