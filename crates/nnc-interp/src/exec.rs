@@ -58,7 +58,10 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             }
         });
         it.buffers[out_slot] = out;
-        return failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).map_or(Ok(()), Err);
+        return failed
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map_or(Ok(()), Err);
     }
     let result = match &op.op {
         Op::Linear {
@@ -237,7 +240,14 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
 
 /// The forms of the ops [`Op::shared_by_samples`] that record nothing (inference, or
 /// a training forward that keeps no record), on `batch` samples.
-fn sample_op(op: &Op, params: &[Vec<f32>], x_ty: &ValueType, x: &[f32], batch: usize, y: &mut [f32]) -> Result<(), Error> {
+fn sample_op(
+    op: &Op,
+    params: &[Vec<f32>],
+    x_ty: &ValueType,
+    x: &[f32],
+    batch: usize,
+    y: &mut [f32],
+) -> Result<(), Error> {
     let p = |id: &ParamId| params[id.0 as usize].as_slice();
     let (channels, inner) = (x_ty.channels(), x_ty.inner());
     match op {

@@ -476,7 +476,11 @@ fn group_norm_stats(
         save(stats.as_deref_mut(), n * groups, set, mean, inv);
         let first = (set % groups) * (channels / groups);
         let out = &mut y[set * per_group..(set + 1) * per_group];
-        for (k, (xs, ys)) in run.chunks_exact(inner.max(1)).zip(out.chunks_exact_mut(inner.max(1))).enumerate() {
+        for (k, (xs, ys)) in run
+            .chunks_exact(inner.max(1))
+            .zip(out.chunks_exact_mut(inner.max(1)))
+            .enumerate()
+        {
             let scale = inv * f64::from(gamma[first + k]);
             let shift = f64::from(beta[first + k]);
             for (y, v) in ys.iter_mut().zip(xs) {

@@ -269,12 +269,22 @@ impl Grid {
                 let out = &mut buf[phase * phases + c * plane..][..plane];
                 for (pr, out_row) in out.chunks_exact_mut(phase_w).enumerate() {
                     let i = (pr * s + a) as isize - self.top;
-                    let row = (0..self.src_h as isize).contains(&i).then(|| &channel[i as usize * self.src_w..][..self.src_w]);
+                    let row = (0..self.src_h as isize)
+                        .contains(&i)
+                        .then(|| &channel[i as usize * self.src_w..][..self.src_w]);
                     for t0 in (0..phase_w).step_by(16) {
                         // Lane l reads source column start + s·l.
                         let start = (t0 * s + b) as isize - self.left;
-                        let lo = if start >= 0 { 0 } else { start.unsigned_abs().div_ceil(s) as isize };
-                        let hi = if start >= src_w { 0 } else { (src_w - start).unsigned_abs().div_ceil(s) as isize };
+                        let lo = if start >= 0 {
+                            0
+                        } else {
+                            start.unsigned_abs().div_ceil(s) as isize
+                        };
+                        let hi = if start >= src_w {
+                            0
+                        } else {
+                            (src_w - start).unsigned_abs().div_ceil(s) as isize
+                        };
                         let store = low_lanes(phase_w - t0);
                         let read = match row {
                             Some(_) => store & lane_range(lo, hi),
@@ -291,7 +301,9 @@ impl Grid {
                                     _mm512_set1_epi32(self.src_w as i32 - 1),
                                 );
                                 // SAFETY: every offset is a column of the row.
-                                unsafe { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), read, inside, row.as_ptr()) }
+                                unsafe {
+                                    _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), read, inside, row.as_ptr())
+                                }
                             }
                             _ => _mm512_setzero_ps(),
                         };
@@ -324,7 +336,9 @@ impl Grid {
             for a in 0..2 {
                 for pr in 0..self.phase_h {
                     let i = (pr * 2 + a) as isize - self.top;
-                    let row = (0..self.src_h as isize).contains(&i).then(|| &channel[i as usize * self.src_w..][..self.src_w]);
+                    let row = (0..self.src_h as isize)
+                        .contains(&i)
+                        .then(|| &channel[i as usize * self.src_w..][..self.src_w]);
                     let at = pr * phase_w;
                     for t0 in (0..phase_w).step_by(16) {
                         // Phase (a, b) column t0 + l reads source column

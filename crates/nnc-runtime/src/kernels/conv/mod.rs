@@ -860,7 +860,12 @@ mod tests {
             for n in [0, 1, 3, 16, 18, 34, 47] {
                 for offset in -20..20isize {
                     let want: Vec<f32> = (0..n as isize)
-                        .map(|j| usize::try_from(j - offset).ok().filter(|&i| i < m).map_or(0.0, |i| src[i]))
+                        .map(|j| {
+                            usize::try_from(j - offset)
+                                .ok()
+                                .filter(|&i| i < m)
+                                .map_or(0.0, |i| src[i])
+                        })
                         .collect();
                     let mut got = vec![f32::NAN; n];
                     direct::place_row(&mut got, &src[..m], offset);
