@@ -1,6 +1,6 @@
 //! The conv kernels on the 3×3 layers of `../shared/bench/models/cifar_vgg.nn`
-//! (and a stride-2, a depthwise and a 1×1 layer of the other reference
-//! CNNs): forward with the weight packed once, and the backward (input
+//! (a stride-2 layer of `resnet_mini.nn`, and every conv of
+//! `mobile_mini.nn`): forward with the weight packed once, and the backward (input
 //! gradient, weight gradient), at batch 1 and 64 with 1 and 2 threads.
 //! Divan's throughput column is multiply-adds per second: twice that is
 //! GFLOP/s, to compare with `fma_peak`, a loop of register-only fused
@@ -23,7 +23,7 @@ const BATCHES: [usize; 2] = [1, 64];
 const THREADS: [usize; 2] = [1, 2];
 
 /// (name, in, out, size, stride, groups, kernel)
-const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 9] = [
+const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 14] = [
     ("vgg1_3x32x32", 3, 32, 32, 1, 1, 3),
     ("vgg2_32x32x32", 32, 32, 32, 1, 1, 3),
     ("vgg3_32x16x16", 32, 64, 16, 1, 1, 3),
@@ -31,6 +31,11 @@ const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 9] = [
     ("vgg5_64x8x8", 64, 128, 8, 1, 1, 3),
     ("vgg6_128x8x8", 128, 128, 8, 1, 1, 3),
     ("resnet_s2_64x16x16", 64, 128, 16, 2, 1, 3),
+    ("mobile1_s2_3x32x32", 3, 32, 32, 2, 1, 3),
+    ("mobile_dw_32x16x16", 32, 32, 16, 1, 32, 3),
+    ("mobile_1x1_32to64x16x16", 32, 64, 16, 1, 1, 1),
+    ("mobile_dw_s2_64x16x16", 64, 64, 16, 2, 64, 3),
+    ("mobile_1x1_64to128x8x8", 64, 128, 8, 1, 1, 1),
     ("mobile_dw_128x8x8", 128, 128, 8, 1, 128, 3),
     ("mobile_1x1_128x8x8", 128, 128, 8, 1, 1, 1),
 ];
@@ -183,6 +188,11 @@ layer_benches!(
     vgg5_64x8x8,
     vgg6_128x8x8,
     resnet_s2_64x16x16,
+    mobile1_s2_3x32x32,
+    mobile_dw_32x16x16,
+    mobile_1x1_32to64x16x16,
+    mobile_dw_s2_64x16x16,
+    mobile_1x1_64to128x8x8,
     mobile_dw_128x8x8,
     mobile_1x1_128x8x8
 );

@@ -29,7 +29,7 @@ use crate::team::{Disjoint, Team};
 /// thread costs more than half of a 3 → 32 conv on a 32 × 32 map (0.9 M
 /// multiply-adds is slower on two threads than on one). The unit tests
 /// split everything, to reach the split paths on small shapes.
-const WORK_PER_PART: usize = if cfg!(test) { 1 } else { 1 << 20 };
+pub(super) const WORK_PER_PART: usize = if cfg!(test) { 1 } else { 1 << 20 };
 /// Floats of a unit's output tiles per thread: the unit's rows are chosen
 /// to fit (at least one), so the tiles are copied out while in L2.
 const OUT_CAP: usize = 32 * 1024;
@@ -438,13 +438,13 @@ impl LaneMasks {
 }
 
 /// A mask of lanes `lo..hi` (clamped to the 16).
-fn lane_range(lo: isize, hi: isize) -> u16 {
+pub(super) fn lane_range(lo: isize, hi: isize) -> u16 {
     let (lo, hi) = (lo.clamp(0, 16) as usize, hi.clamp(0, 16) as usize);
     low_lanes(hi) & !low_lanes(lo)
 }
 
 /// A mask of the lowest `n` of 16 lanes.
-fn low_lanes(n: usize) -> u16 {
+pub(super) fn low_lanes(n: usize) -> u16 {
     ((1u32 << n.min(16)) - 1) as u16
 }
 

@@ -9,9 +9,15 @@
 //! stride, with the kernel flipped. The weight gradient is a correlation of
 //! the output gradient with the input, one SGEMM per sample and group over
 //! the unrolled receptive fields (`dy_group · colᵀ`).
+//!
+//! A depthwise forward (one input and one output channel per group, stride
+//! 1 or 2) on AVX-512 runs [`depthwise`] instead: vectors of one channel's
+//! outputs read in place with masked loads, no copy, no tile buffer.
 
+mod depthwise;
 mod direct;
 
+use self::depthwise::Depthwise;
 use self::direct::{Direct, Grid, Shape};
 use super::dense::{dot, split, Gemm};
 use super::epilogue::Epilogue;
@@ -50,6 +56,9 @@ impl ConvGeometry {
 
     /// f32s of scratch [`conv2d_packed`] needs for `threads` threads.
     pub fn packed_scratch_len(&self, threads: usize) -> usize {
+        if Depthwise::applies(self) {
+            return 0;
+        }
         let groups = self.groups.max(1);
         threads.max(1) * Direct::scratch_per_thread(&Grid::forward(self), self.shape(), groups, self.out_group())
     }
@@ -205,6 +214,10 @@ fn forward(
     debug_assert_eq!(y.len(), batch * g.out_channels * out_plane);
     debug_assert!(scratch.len() >= g.packed_scratch_len(team.threads()));
     debug_assert!(epilogue.fits(g.out_channels));
+    if Depthwise::applies(g) {
+        // (The packed weight of a depthwise conv is `[channels, k²]`.)
+        return Depthwise::new(g, packed, epilogue).forward(x, batch, y, team);
+    }
     Direct::new(Grid::forward(g), g.shape(), groups, g.out_group(), packed, epilogue).run(x, batch, y, scratch, team);
 }
 
@@ -458,6 +471,21 @@ mod tests {
     }
 
     fn check(g: ConvGeometry, with_epilogue: bool) {
+        check_tail(g, if with_epilogue { Tail::AffinePrelu } else { Tail::Plain });
+    }
+
+    /// What follows the product in a checked conv.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Tail {
+        Plain,
+        /// Bias, a folded batch norm and a per-channel PReLU: the form the
+        /// kernels apply on registers.
+        AffinePrelu,
+        /// Bias and tanh: a second pass over the outputs.
+        Tanh,
+    }
+
+    fn check_tail(g: ConvGeometry, tail: Tail) {
         let mut rng = Rng::new(11, (g.in_channels * 7919 + g.kernel * 31 + g.groups) as u64);
         let w = random(&mut rng, g.out_channels * g.col_rows());
         let (bias, scale, shift, slopes) = (
@@ -473,13 +501,17 @@ mod tests {
             },
             EpilogueStep::Act(Activation::Prelu { slopes: &slopes }),
         ];
-        let epilogue = if with_epilogue {
-            Epilogue {
+        let tanh = [EpilogueStep::Act(Activation::Tanh)];
+        let epilogue = match tail {
+            Tail::Plain => Epilogue::NONE,
+            Tail::AffinePrelu => Epilogue {
                 bias: Some(&bias),
                 steps: &steps,
-            }
-        } else {
-            Epilogue::NONE
+            },
+            Tail::Tanh => Epilogue {
+                bias: Some(&bias),
+                steps: &tanh,
+            },
         };
         assert!(g.out_height() > 0 && g.out_width() > 0, "{g:?} has an empty output");
         for batch in [1, 3] {
@@ -751,6 +783,45 @@ mod tests {
         }
     }
 
+    /// Depthwise convs (one input and one output channel per group), which
+    /// AVX-512 reads in place with masked loads: maps whose rows are as
+    /// wide as the output's (vectors run on into the next rows) or not,
+    /// wider and narrower than a vector, stride 1 and 2, dilation, SAME
+    /// padding with the odd pixel at the bottom/right, channel counts that
+    /// leave a remainder of the kernel's channels per step.
+    #[test]
+    fn depthwise_in_place() {
+        let mut checked = 0;
+        for (channels, height, width) in [(5, 16, 16), (16, 8, 8), (3, 7, 9), (2, 17, 17), (1, 3, 35)] {
+            for (kernel, stride, dilation) in [(1, 1, 1), (3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 2, 1), (3, 3, 1)] {
+                let span = dilation * (kernel - 1) + 1;
+                let same = |size: usize| (size.div_ceil(stride) - 1) * stride + span - size.min(span);
+                let (th, tw) = (same(height), same(width));
+                for pads in [[0; 4], [1; 4], [th / 2, tw / 2, th - th / 2, tw - tw / 2]] {
+                    let g = ConvGeometry {
+                        in_channels: channels,
+                        height,
+                        width,
+                        out_channels: channels,
+                        kernel,
+                        stride,
+                        dilation,
+                        groups: channels,
+                        pads,
+                    };
+                    if g.out_height() == 0 || g.out_width() == 0 {
+                        continue;
+                    }
+                    for tail in [Tail::Plain, Tail::AffinePrelu, Tail::Tanh] {
+                        check_tail(g, tail);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 80, "{checked} geometries");
+    }
+
     /// Every small geometry, with the padding up to twice the map (taps
     /// wholly in the padding: issue 11, `k=5 pad=2` on a 1-pixel map
     /// panicked), symmetric and SAME_UPPER-like, against the definition.
@@ -764,12 +835,13 @@ mod tests {
                 (1..=5).flat_map(|k| (1..=3).flat_map(move |s| (1..=3).map(move |d| (k, s, d))))
             {
                 for pads in (0..=4).flat_map(|p| [[p; 4], [p, p, p + 1, p + 1], [p, 0, p, 4 - p]]) {
-                    for groups in [1, 2] {
+                    // Plain, two groups with two outputs each, depthwise.
+                    for (groups, out_channels) in [(1, 2), (2, 4), (2, 2)] {
                         let g = ConvGeometry {
                             in_channels: 2,
                             height,
                             width,
-                            out_channels: 2 * groups,
+                            out_channels,
                             kernel,
                             stride,
                             dilation,

@@ -1,0 +1,426 @@
+//! Depthwise convolution (as many groups as channels, one output channel
+//! per input channel) on AVX-512, read in place: a vector holds 16 outputs
+//! of one channel, and each tap is one masked load of the input (lanes that
+//! fall in the padding load zeros), so there is no padded copy and no tile
+//! buffer, and the epilogue runs on the registers on their way out. With
+//! stride 2, a vector is two runs of up to 8 outputs of a row, and a tap
+//! loads the 16 inputs under each run and keeps the even lanes.
+//!
+//! The direct kernel of [`super::direct`] took one channel by many vectors
+//! of positions through a padded copy of the whole sample: the copy and a
+//! second pass for the epilogue cost as much as the multiply-adds, and the
+//! tiles read the copy from L2 (2–3.5× ONNX Runtime's time on the depthwise
+//! layers of `mobile_mini.nn`).
+//!
+//! The loads' offsets and masks depend on the geometry alone: they are
+//! worked out for a block of vectors at a time and serve every channel.
+
+use super::direct::{lane_range, low_lanes, WORK_PER_PART};
+use super::ConvGeometry;
+use crate::kernels::dense::split;
+use crate::kernels::epilogue::Epilogue;
+use crate::kernels::simd::Level;
+use crate::team::{Disjoint, Team};
+
+/// Taps the tables hold: kernels up to 7 × 7.
+const MAX_TAPS: usize = 49;
+/// Vectors computed at once, at most.
+const BLOCK: usize = 8;
+/// Blocks of vectors the tables hold: a plane of 32 × 32 outputs (maps
+/// with more take their vectors in chunks of this many blocks).
+const BLOCKS: usize = 8;
+
+/// A vector of outputs: the lanes that hold outputs (`lanes`), which go
+/// packed together to `count` consecutive positions of the output plane
+/// from `at`.
+#[derive(Clone, Copy, Default)]
+struct Segment {
+    at: usize,
+    lanes: u16,
+    count: usize,
+}
+
+/// A run of outputs in one vector: `n` consecutive positions of the output
+/// plane from `p` (row `p / out_w`, column `p % out_w`).
+#[derive(Clone, Copy)]
+struct Run {
+    p: usize,
+    n: usize,
+}
+
+/// The tables of a block of up to [`BLOCK`] vectors. Tap `t` of vector
+/// `i` reads the 16 lanes from `bases[i].0 + taps[t]` of the channel's
+/// input plane (stride 1), or the even lanes of 16 from there and of 16
+/// from `bases[i].1 + taps[t]` (stride 2), where `taps[t]` is
+/// [`Tables::taps`]; `masks[t][i]` enables the lanes inside the plane (the
+/// others read nothing).
+#[derive(Clone, Copy)]
+struct Block {
+    bases: [(isize, isize); BLOCK],
+    masks: [[(u16, u16); BLOCK]; MAX_TAPS],
+    segments: [Segment; BLOCK],
+}
+
+/// The tables of a chunk of up to [`BLOCKS`] blocks.
+struct Tables {
+    /// Where each tap reads relative to a vector's base.
+    taps: [isize; MAX_TAPS],
+    blocks: [Block; BLOCKS],
+}
+
+/// A depthwise conv's geometry as the kernel walks it.
+pub(super) struct Depthwise<'a> {
+    g: ConvGeometry,
+    /// `[channels, kernel²]`.
+    weights: &'a [f32],
+    epilogue: &'a Epilogue<'a>,
+    /// The output's rows and columns.
+    out_h: usize,
+    out_w: usize,
+    /// Outputs per run: 16, or 8 with stride 2.
+    run_len: usize,
+    /// Whether a stride-1 run may go on into the next row: when input and
+    /// output rows are as wide, the next row's inputs follow in memory.
+    flat: bool,
+    /// Runs per output row (but for flat runs).
+    per_row: usize,
+    /// Runs in the plane.
+    runs: usize,
+}
+
+impl<'a> Depthwise<'a> {
+    /// Whether this kernel runs `g`: depthwise with stride 1 or 2 and a
+    /// kernel of at most 7 × 7, on a CPU with AVX-512.
+    pub fn applies(g: &ConvGeometry) -> bool {
+        let c = g.in_channels;
+        c > 0
+            && g.groups == c
+            && g.out_channels == c
+            && (1..=2).contains(&g.stride)
+            && g.kernel * g.kernel <= MAX_TAPS
+            && cfg!(target_arch = "x86_64")
+            && Level::detect() == Level::Avx512
+    }
+
+    pub fn new(g: &ConvGeometry, weights: &'a [f32], epilogue: &'a Epilogue<'a>) -> Depthwise<'a> {
+        debug_assert!(Depthwise::applies(g));
+        debug_assert_eq!(weights.len(), g.out_channels * g.kernel * g.kernel);
+        let (out_h, out_w, run_len) = (g.out_height(), g.out_width(), 16 / g.stride);
+        let flat = g.stride == 1 && out_w == g.width;
+        let per_row = out_w.div_ceil(run_len);
+        let runs = if flat {
+            (out_h * out_w).div_ceil(16)
+        } else {
+            out_h * per_row
+        };
+        Depthwise {
+            g: *g,
+            weights,
+            epilogue,
+            out_h,
+            out_w,
+            run_len,
+            flat,
+            per_row,
+            runs,
+        }
+    }
+
+    /// Run `index` of the plane (in order).
+    fn run(&self, index: usize) -> Run {
+        if self.flat {
+            let p = 16 * index;
+            return Run {
+                p,
+                n: 16.min(self.out_h * self.out_w - p),
+            };
+        }
+        let (r, q) = (index / self.per_row, index % self.per_row * self.run_len);
+        Run {
+            p: r * self.out_w + q,
+            n: self.run_len.min(self.out_w - q),
+        }
+    }
+
+    /// Vectors of outputs in the plane: a run each (stride 1), or two.
+    fn segments(&self) -> usize {
+        self.runs.div_ceil(self.g.stride)
+    }
+
+    /// Fills the tables of segments `first..first + n`.
+    fn tables(&self, first: usize, n: usize, taps: &mut [isize; MAX_TAPS], t: &mut Block) {
+        let g = &self.g;
+        let (k, d) = (g.kernel, g.dilation.max(1) as isize);
+        let (h, w, ow) = (g.height as isize, g.width as isize, self.out_w);
+        let (pt, pl) = (g.pads[0] as isize, g.pads[1] as isize);
+        let s = g.stride;
+        for (i, segment) in (first..first + n).enumerate() {
+            let runs = [self.run(s * segment), self.run((s * segment + 1).min(self.runs - 1))];
+            let second = s == 2 && s * segment + 1 < self.runs;
+            let [a, b] = runs;
+            t.segments[i] = if s == 1 {
+                Segment {
+                    at: a.p,
+                    lanes: low_lanes(a.n),
+                    count: a.n,
+                }
+            } else {
+                let nb = if second { b.n } else { 0 };
+                Segment {
+                    at: a.p,
+                    lanes: low_lanes(a.n) | low_lanes(nb) << 8,
+                    count: a.n + nb,
+                }
+            };
+            let (r0, q0) = ((a.p / ow) as isize, (a.p % ow) as isize);
+            let (rb, qb) = ((b.p / ow) as isize, (b.p % ow) as isize);
+            t.bases[i] = if s == 1 {
+                // Lane l reads input (r0 + ki − pt, q0 + l + kj − pl), going
+                // on into the next rows when the run is flat.
+                ((r0 - pt) * w + q0 - pl, 0)
+            } else {
+                ((2 * r0 - pt) * w + 2 * q0 - pl, (2 * rb - pt) * w + 2 * qb - pl)
+            };
+            // The vector's pieces, one per input row a tap reads: its input
+            // row under the kernel's first row, its lanes (`lo` half or
+            // `hi`), and the lanes whose input column is inside the plane
+            // under the kernel's first column (`lane_range(cols)`).
+            let mut pieces = [(0isize, false, 0u16, (0isize, 0isize)); 17];
+            let mut count = 0;
+            if s == 1 {
+                let last_row = ((a.p + a.n - 1) / ow) as isize;
+                for r in r0..=last_row {
+                    let row_lane = (r - r0) * ow as isize - q0;
+                    let lanes = lane_range(row_lane.max(0), (row_lane + ow as isize).min(a.n as isize));
+                    pieces[count] = (r - pt, false, lanes, (row_lane + pl, row_lane + w + pl));
+                    count += 1;
+                }
+            } else {
+                for (run, hi, present) in [(a, false, true), (b, true, second)] {
+                    let (r, q) = ((run.p / ow) as isize, (run.p % ow) as isize);
+                    if present {
+                        let lanes = EVEN & lane_range(0, 2 * run.n as isize);
+                        pieces[count] = (2 * r - pt, hi, lanes, (pl - 2 * q, w + pl - 2 * q));
+                        count += 1;
+                    }
+                }
+            }
+            // (Rows then columns, not a division per tap.)
+            let offsets = (0..k as isize).flat_map(|i| (0..k as isize).map(move |j| (i * d, j * d)));
+            for (tap, (ki, kj)) in offsets.enumerate() {
+                taps[tap] = ki * w + kj;
+                let mut masks = (0, 0);
+                for &(row, hi, lanes, (lo_col, hi_col)) in &pieces[..count] {
+                    if (0..h).contains(&(row + ki)) {
+                        let mask = if hi { &mut masks.1 } else { &mut masks.0 };
+                        *mask |= lanes & lane_range(lo_col - kj, hi_col - kj);
+                    }
+                }
+                t.masks[tap][i] = masks;
+            }
+        }
+    }
+
+    /// `y` `[batch, channels, out_h, out_w]` from `x` `[batch, channels,
+    /// height, width]`, the epilogue applied, the planes (a sample's
+    /// channel each) shared among the team's threads.
+    pub fn forward(&self, x: &[f32], batch: usize, y: &mut [f32], team: &Team) {
+        let g = &self.g;
+        let (c, taps) = (g.out_channels, g.kernel * g.kernel);
+        let out_plane = self.out_h * self.out_w;
+        if batch * c * out_plane == 0 {
+            return;
+        }
+        let planes = batch * c;
+        let work = planes * out_plane * taps;
+        let parts = team.threads().min(planes).min(work / WORK_PER_PART).max(1);
+        let y = Disjoint::new(y);
+        team.run(parts, &|part| {
+            let mine = split(planes, parts, part, 1);
+            // SAFETY: the parts own disjoint ranges of planes.
+            let out = unsafe { y.piece(mine.start * out_plane..mine.end * out_plane) };
+            let src = &x[mine.start * g.height * g.width..mine.end * g.height * g.width];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `applies` checked for AVX-512.
+            unsafe {
+                self.planes_avx512(src, mine.clone(), out)
+            };
+            for (p, plane) in mine.zip(out.chunks_exact_mut(out_plane)) {
+                if self.epilogue.channel_steps(p % c).is_none() {
+                    self.epilogue.apply_channel(plane, p % c);
+                }
+            }
+        });
+    }
+
+    /// The output planes `planes` (of `[batch · channels]`; their inputs
+    /// `src`, outputs `out`), but for an epilogue that is not
+    /// [`ChannelSteps`]: a chunk of vectors at a time, every plane passing
+    /// over the chunk's tables while its input stays in L1.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn planes_avx512(&self, src: &[f32], planes: std::ops::Range<usize>, out: &mut [f32]) {
+        let segments = self.segments();
+        // Vectors per block, and planes per step: eight sums in flight
+        // (an FMA's latency times its throughput) where a plane has fewer
+        // than eight vectors.
+        let width = match segments {
+            1 => 1,
+            2 => 2,
+            3..=4 => 4,
+            _ => 8,
+        };
+        let block = Block {
+            bases: [(0, 0); BLOCK],
+            masks: [[(0, 0); BLOCK]; MAX_TAPS],
+            segments: [Segment::default(); BLOCK],
+        };
+        let mut tables = Tables {
+            taps: [0; MAX_TAPS],
+            blocks: [block; BLOCKS],
+        };
+        for first in (0..segments).step_by(BLOCKS * width) {
+            let n = (BLOCKS * width).min(segments - first);
+            let blocks = n.div_ceil(width);
+            for (b, block) in tables.blocks[..blocks].iter_mut().enumerate() {
+                let m = width.min(n - b * width);
+                self.tables(first + b * width, m, &mut tables.taps, block);
+                // A short last block repeats its last vector (the same
+                // sums, stored twice).
+                for i in m..width {
+                    for tap in 0..self.g.kernel * self.g.kernel {
+                        block.masks[tap][i] = block.masks[tap][m - 1];
+                    }
+                    block.bases[i] = block.bases[m - 1];
+                    block.segments[i] = block.segments[m - 1];
+                }
+            }
+            let chunk = (&tables, blocks);
+            // SAFETY: the CPU has AVX-512F (the caller's promise).
+            unsafe {
+                match (width, self.g.stride == 2) {
+                    (1, false) => self.chunk::<4, 1, false>(chunk, src, planes.clone(), out),
+                    (2, false) => self.chunk::<4, 2, false>(chunk, src, planes.clone(), out),
+                    (4, false) => self.chunk::<2, 4, false>(chunk, src, planes.clone(), out),
+                    (_, false) => self.chunk::<1, 8, false>(chunk, src, planes.clone(), out),
+                    (1, true) => self.chunk::<4, 1, true>(chunk, src, planes.clone(), out),
+                    (2, true) => self.chunk::<4, 2, true>(chunk, src, planes.clone(), out),
+                    (4, true) => self.chunk::<2, 4, true>(chunk, src, planes.clone(), out),
+                    (_, true) => self.chunk::<1, 8, true>(chunk, src, planes.clone(), out),
+                }
+            }
+        }
+    }
+
+    /// The first `blocks` blocks of the tables `t` for every plane of
+    /// `planes`, `CH` planes by `NV` vectors at a time (one plane at a
+    /// time for the planes left over).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn chunk<const CH: usize, const NV: usize, const S2: bool>(
+        &self,
+        (t, blocks): (&Tables, usize),
+        src: &[f32],
+        planes: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        let mut p = planes.start;
+        while p < planes.end {
+            let step = if planes.end - p >= CH { CH } else { 1 };
+            for block in &t.blocks[..blocks] {
+                // SAFETY: as the caller's.
+                unsafe {
+                    if step == CH {
+                        self.step::<CH, NV, S2>(&t.taps, block, src, (planes.start, p), out)
+                    } else {
+                        self.step::<1, NV, S2>(&t.taps, block, src, (planes.start, p), out)
+                    }
+                };
+            }
+            p += step;
+        }
+    }
+
+    /// The first `NV` vectors of `block` for planes `p..p + CH` (the
+    /// slices `src` and `out` start at plane `first`): the sums over every
+    /// tap, the epilogue, the stores.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn step<const CH: usize, const NV: usize, const S2: bool>(
+        &self,
+        taps_at: &[isize; MAX_TAPS],
+        t: &Block,
+        src: &[f32],
+        (first, p): (usize, usize),
+        out: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        let g = &self.g;
+        let (channels, taps) = (g.out_channels, g.kernel * g.kernel);
+        let (in_plane, out_plane) = (g.height * g.width, self.out_h * self.out_w);
+        let c = p - first;
+        debug_assert!((c + CH) * in_plane <= src.len() && (c + CH) * out_plane <= out.len());
+        let weights: [&[f32]; CH] = std::array::from_fn(|j| &self.weights[(p + j) % channels * taps..][..taps]);
+        // Each vector's reads from each plane, before the tap's offset.
+        let lo: [[*const f32; NV]; CH] = std::array::from_fn(|j| {
+            std::array::from_fn(|i| {
+                src.as_ptr()
+                    .wrapping_add((c + j) * in_plane)
+                    .wrapping_offset(t.bases[i].0)
+            })
+        });
+        let hi: [[*const f32; NV]; CH] = std::array::from_fn(|j| {
+            std::array::from_fn(|i| {
+                src.as_ptr()
+                    .wrapping_add((c + j) * in_plane)
+                    .wrapping_offset(t.bases[i].1)
+            })
+        });
+        let evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        let mut sums = [[_mm512_setzero_ps(); NV]; CH];
+        for tap in 0..taps {
+            let (at, masks) = (taps_at[tap], &t.masks[tap]);
+            let w: [__m512; CH] = std::array::from_fn(|j| _mm512_set1_ps(weights[j][tap]));
+            for (i, &(lo_mask, hi_mask)) in masks.iter().take(NV).enumerate() {
+                for j in 0..CH {
+                    // SAFETY: the tables enable only lanes inside the
+                    // channel's input plane (masked lanes are not read).
+                    let v = unsafe {
+                        let low = _mm512_maskz_loadu_ps(lo_mask, lo[j][i].wrapping_offset(at));
+                        if S2 {
+                            let high = _mm512_maskz_loadu_ps(hi_mask, hi[j][i].wrapping_offset(at));
+                            _mm512_permutex2var_ps(low, evens, high)
+                        } else {
+                            low
+                        }
+                    };
+                    sums[j][i] = _mm512_fmadd_ps(v, w[j], sums[j][i]);
+                }
+            }
+        }
+        for (j, sums) in sums.iter().enumerate() {
+            let steps = self.epilogue.channel_steps((p + j) % channels);
+            let plane = out.as_mut_ptr().wrapping_add((c + j) * out_plane);
+            for (segment, &sum) in t.segments.iter().zip(sums) {
+                let v = match &steps {
+                    // SAFETY: AVX-512F, as the caller's.
+                    Some(steps) => unsafe { steps.apply_avx512(sum) },
+                    None => sum,
+                };
+                // Stride 1 holds its outputs in the low lanes already.
+                let v = if S2 {
+                    _mm512_maskz_compress_ps(segment.lanes, v)
+                } else {
+                    v
+                };
+                // SAFETY: a segment's outputs are `count` positions of the
+                // plane from `at`.
+                unsafe { _mm512_mask_storeu_ps(plane.add(segment.at), low_lanes(segment.count), v) };
+            }
+        }
+    }
+}
+
+/// The even lanes of 16.
+const EVEN: u16 = 0x5555;
