@@ -611,7 +611,14 @@ impl Shape {
         } else {
             (grid.out_h * grid.phase_w).div_ceil(self.lanes)
         };
-        let computed = vectors.div_ceil(self.nv) * self.nv * self.lanes;
+        // As [`Direct::tiles`] computes them: a last vector on its own is
+        // a tile of one, a last few a whole tile.
+        let last = match vectors % self.nv {
+            0 => 0,
+            1 => 1,
+            _ => self.nv,
+        };
+        let computed = (vectors / self.nv * self.nv + last) * self.lanes;
         outputs as f64 / computed.max(1) as f64
     }
 

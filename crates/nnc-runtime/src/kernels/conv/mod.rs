@@ -60,7 +60,7 @@ impl ConvGeometry {
             return 0;
         }
         let groups = self.groups.max(1);
-        threads.max(1) * Direct::scratch_per_thread(&Grid::forward(self), self.shape(), groups, self.out_group())
+        threads.max(1) * Direct::scratch_per_thread(&self.forward_grid(), self.shape(), groups, self.out_group())
     }
 
     /// f32s of scratch [`conv2d_grad_input`] and [`conv2d_grad_weight`]
@@ -103,7 +103,23 @@ impl ConvGeometry {
 
     /// The direct kernel's tile for this conv's forward.
     fn shape(&self) -> Shape {
-        Shape::pick(self.out_group(), &Grid::forward(self))
+        Shape::pick(self.out_group(), &self.forward_grid())
+    }
+
+    /// The grid the forward's direct kernel runs on: a pointwise conv
+    /// (1 × 1, stride 1, no padding) reads and writes each plane as one
+    /// row, so that its vectors of positions fill up across the map's
+    /// rows (an 8 × 8 map is four whole vectors, not eight half ones).
+    fn forward_grid(&self) -> Grid {
+        let pointwise = self.kernel == 1 && self.stride == 1 && self.pads == [0; 4];
+        if pointwise {
+            return Grid::forward(&ConvGeometry {
+                height: 1,
+                width: self.height * self.width,
+                ..*self
+            });
+        }
+        Grid::forward(self)
     }
 
     /// Floats of a [`ConvWeight`]: the weight packed for this CPU's kernel
@@ -218,7 +234,7 @@ fn forward(
         // (The packed weight of a depthwise conv is `[channels, k²]`.)
         return Depthwise::new(g, packed, epilogue).forward(x, batch, y, team);
     }
-    Direct::new(Grid::forward(g), g.shape(), groups, g.out_group(), packed, epilogue).run(x, batch, y, scratch, team);
+    Direct::new(g.forward_grid(), g.shape(), groups, g.out_group(), packed, epilogue).run(x, batch, y, scratch, team);
 }
 
 /// The input gradient of [`conv2d`] (without epilogue): the transposed
@@ -703,6 +719,25 @@ mod tests {
 
     /// Small maps with channels in 32s and 64s (AVX-512 puts channels in
     /// its vectors there), output positions not a multiple of a tile.
+    /// Pointwise convs run on each plane as one row: maps of whole
+    /// vectors (8 × 8, 16 × 4) and not (7 × 7), with tiles of positions
+    /// ending in one vector, several, or none.
+    #[test]
+    fn pointwise_planes_as_one_row() {
+        for (size, width, channels, out) in [(8, 8, 64, 128), (7, 7, 32, 64), (16, 4, 24, 40), (8, 8, 128, 24)] {
+            for e in [false, true] {
+                check(
+                    ConvGeometry {
+                        height: size,
+                        width,
+                        ..geometry(channels, size, out, 1)
+                    },
+                    e,
+                );
+            }
+        }
+    }
+
     #[test]
     fn channels_in_vectors_on_small_maps() {
         for e in [false, true] {
