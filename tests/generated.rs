@@ -97,6 +97,7 @@ generated_models! {
     maxout_mlp: MaxoutMlp from "models/maxout_mlp.nn";
     post_norm: PostNorm from "models/post_norm.nn";
     rectifiers: Rectifiers from "models/rectifiers.nn";
+    residual_cnn: ResidualCnn from "models/residual_cnn.nn";
     residual_mlp: ResidualMlp from "models/residual_mlp.nn";
     seed_elu_bn_dropout: SeedEluBn from "models/seed_elu_bn_dropout.nn";
     seed_relu_he: SeedReluHe from "models/seed_relu_he.nn";

@@ -161,6 +161,7 @@ generated_models! {
     maxout_mlp: MaxoutMlpTrain, MaxoutMlpGrads from "models/maxout_mlp.nn";
     post_norm: PostNormTrain, PostNormGrads from "models/post_norm.nn";
     rectifiers: RectifiersTrain, RectifiersGrads from "models/rectifiers.nn";
+    residual_cnn: ResidualCnnTrain, ResidualCnnGrads from "models/residual_cnn.nn";
     residual_mlp: ResidualMlpTrain, ResidualMlpGrads from "models/residual_mlp.nn";
     seed_elu_bn_dropout: SeedEluBnTrain, SeedEluBnGrads from "models/seed_elu_bn_dropout.nn";
     seed_relu_he: SeedReluHeTrain, SeedReluHeGrads from "models/seed_relu_he.nn";

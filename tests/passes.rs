@@ -38,6 +38,11 @@ fn fuse_activation() {
 }
 
 #[test]
+fn fuse_residual() {
+    run_folder("fuse-residual");
+}
+
+#[test]
 fn drop_redundant_bias() {
     run_folder("drop-redundant-bias");
 }

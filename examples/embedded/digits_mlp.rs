@@ -277,6 +277,7 @@ impl DigitsMlp {
                 &epilogue::Epilogue {
                     bias: Some(&self.layer0_bias_folded),
                     steps: &[epilogue::EpilogueStep::Act(act::Activation::Relu)],
+                    residual: None,
                 },
                 y,
                 team,
@@ -294,6 +295,7 @@ impl DigitsMlp {
                 &epilogue::Epilogue {
                     bias: Some(&self.layer1_bias_folded),
                     steps: &[epilogue::EpilogueStep::Act(act::Activation::Relu)],
+                    residual: None,
                 },
                 y,
                 team,
@@ -311,6 +313,7 @@ impl DigitsMlp {
                 &epilogue::Epilogue {
                     bias: Some(&self.layer2_bias),
                     steps: &[],
+                    residual: None,
                 },
                 y,
                 team,

@@ -570,7 +570,18 @@ pub fn evaluate_with(
             } => {
                 let out = module.param(*weight).shape[0];
                 let y = conv2d(x, &weight_of(*weight), bias.map(param).as_deref(), out, geometry);
-                apply_epilogue(y, &epilogue.steps, &param)
+                // A residual's sum splits the steps: those before it, the
+                // sum (its cancellation counted as an add's), those after.
+                match epilogue.steps.iter().position(|s| *s == EpilogueStep::Add) {
+                    Some(at) => {
+                        let before = apply_epilogue(y, &epilogue.steps[..at], &param);
+                        let r = values[op.args[1].0 as usize].as_ref().expect("arguments come first");
+                        let sum = add(&before, r);
+                        amplified *= cancellation(&before, &sum);
+                        apply_epilogue(sum, &epilogue.steps[at + 1..], &param)
+                    }
+                    None => apply_epilogue(y, &epilogue.steps, &param),
+                }
             }
             Op::MaxPool(g) => max_pool2d(x, g),
             Op::AvgPool(g) => avg_pool2d(x, g),
@@ -699,6 +710,7 @@ fn apply_epilogue(mut y: Tensor, steps: &[EpilogueStep], param: &dyn Fn(ParamId)
                 let slopes: Vec<f64> = act.params().into_iter().flat_map(param).collect();
                 activation(&y, act, &slopes)
             }
+            EpilogueStep::Add => panic!("the conv splits its steps at the residual's sum"),
         };
     }
     y

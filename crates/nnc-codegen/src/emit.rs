@@ -663,6 +663,15 @@ pub(crate) fn op_block(
             team.per_samples(batch, x, y, &|x, #n, y| { #call });
         }});
     }
+    if let Some(residual) = op.args.get(1) {
+        // A conv that adds a residual: `r`, bound with `x` before either
+        // name is shadowed (the residual may be the function's input).
+        let r = read(*residual);
+        return Ok(quote! {{
+            let (x, y, r) = (#x, #y, #r);
+            #call
+        }});
+    }
     Ok(quote! {{
         let (x, y) = (#x, #y);
         #call
@@ -682,7 +691,9 @@ pub(crate) fn pool_geometry(x: &nnc_ir::ValueType, g: &nnc_ir::PoolGeometry) -> 
     }
 }
 
-/// `Epilogue { bias, steps }` for a fused dense or conv.
+/// `Epilogue { bias, steps, residual }` for a fused dense or conv; a step
+/// that adds a residual splits the steps into those before the sum and
+/// those after, and the residual's values are the slice named `r`.
 pub(crate) fn epilogue_tokens(
     bias: Option<&ParamId>,
     steps: &[EpilogueStep],
@@ -695,20 +706,31 @@ pub(crate) fn epilogue_tokens(
         }
         None => quote!(None),
     };
-    let steps = steps
-        .iter()
-        .map(|step| match step {
-            EpilogueStep::Affine { scale, shift } => {
-                let (s, t) = (fields.slice(*scale), fields.slice(*shift));
-                Ok(quote!(epilogue::EpilogueStep::Affine { scale: #s, shift: #t }))
-            }
-            EpilogueStep::Act(act) => {
-                let a = activation(act, fields)?;
-                Ok(quote!(epilogue::EpilogueStep::Act(#a)))
-            }
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    Ok(quote!(epilogue::Epilogue { bias: #bias, steps: &[#(#steps),*] }))
+    let runtime = |steps: &[EpilogueStep]| {
+        steps
+            .iter()
+            .map(|step| match step {
+                EpilogueStep::Affine { scale, shift } => {
+                    let (s, t) = (fields.slice(*scale), fields.slice(*shift));
+                    Ok(quote!(epilogue::EpilogueStep::Affine { scale: #s, shift: #t }))
+                }
+                EpilogueStep::Act(act) => {
+                    let a = activation(act, fields)?;
+                    Ok(quote!(epilogue::EpilogueStep::Act(#a)))
+                }
+                EpilogueStep::Add => Err(Error::Malformed("two residual sums in one epilogue".into())),
+            })
+            .collect::<Result<Vec<_>, Error>>()
+    };
+    let (steps, residual) = match steps.iter().position(|s| *s == EpilogueStep::Add) {
+        Some(at) => {
+            let (before, then) = (runtime(&steps[..at])?, runtime(&steps[at + 1..])?);
+            let residual = quote!(Some(epilogue::Residual { values: r, then: &[#(#then),*] }));
+            (before, residual)
+        }
+        None => (runtime(steps)?, quote!(None)),
+    };
+    Ok(quote!(epilogue::Epilogue { bias: #bias, steps: &[#(#steps),*], residual: #residual }))
 }
 
 /// The runtime's activation for an element-wise IR one; RReLU is its
@@ -900,6 +922,7 @@ fn op_summary(op: &OpData) -> String {
         s.push_str(match step {
             EpilogueStep::Affine { .. } => "affine",
             EpilogueStep::Act(a) => a.name(),
+            EpilogueStep::Add => "add",
         });
     }
     s

@@ -8,7 +8,7 @@ use nnc_runtime::kernels::act::{maxout, softmax, Activation};
 use nnc_runtime::kernels::conv::{conv2d, conv2d_packed};
 use nnc_runtime::kernels::dense::{dense, dense_weight};
 use nnc_runtime::kernels::dropout::{alpha_dropout_save, dropblock, dropconnect_save, dropout_save, rrelu_train_save};
-use nnc_runtime::kernels::epilogue::{Epilogue, EpilogueStep};
+use nnc_runtime::kernels::epilogue::{Epilogue, EpilogueStep, Residual};
 use nnc_runtime::kernels::norm::{
     add, affine, batch_norm_infer, batch_norm_train, batch_norm_train_save, group_norm, group_norm_save, instance_norm,
     instance_norm_save, layer_norm, layer_norm_save, lrn,
@@ -76,6 +76,7 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             let ep = Epilogue {
                 bias: bias.as_ref().map(p),
                 steps: &steps[..n],
+                residual: None,
             };
             match (drop, &it.laid_out[weight.0 as usize]) {
                 (Some(rate), _) if train => {
@@ -97,11 +98,25 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             epilogue,
         } => {
             let g = conv_geometry(x_ty, geometry, y_ty);
+            // The steps before the residual's sum (all, without one), and after.
+            let added = epilogue.steps.iter().position(|s| *s == IrStep::Add);
+            let (before, after) = epilogue.steps.split_at(added.unwrap_or(epilogue.steps.len()));
             let mut steps = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
-            let n = epilogue_steps(&epilogue.steps, &it.params, &mut steps)?;
+            let mut then = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
+            let n = epilogue_steps(before, &it.params, &mut steps)?;
+            let m = epilogue_steps(after.get(1..).unwrap_or(&[]), &it.params, &mut then)?;
+            let residual = match (added, op.args.get(1)) {
+                (Some(_), Some(r)) if *r == it.func.input => Some(&input[..y_len]),
+                (Some(_), Some(r)) => Some(&it.buffers[it.plan.slot(*r)][..y_len]),
+                _ => None,
+            };
             let ep = Epilogue {
                 bias: bias.as_ref().map(p),
                 steps: &steps[..n],
+                residual: residual.map(|values| Residual {
+                    values,
+                    then: &then[..m],
+                }),
             };
             let threads = it.team.threads();
             match (drop, &it.laid_out[weight.0 as usize]) {
@@ -365,6 +380,8 @@ fn epilogue_steps<'p>(
                 shift: &params[shift.0 as usize],
             },
             IrStep::Act(act) => EpilogueStep::Act(activation(act, params)?),
+            // The caller splits the steps at the residual's sum.
+            IrStep::Add => return Err(Error::Unsupported("a residual's sum among the steps".into())),
         };
     }
     Ok(steps.len())

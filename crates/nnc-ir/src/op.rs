@@ -130,6 +130,9 @@ pub enum EpilogueStep {
     Affine { scale: ParamId, shift: ParamId },
     /// An element-wise activation (never `Maxout` or `Softmax`).
     Act(Act),
+    /// Adds the op's second argument, a value of the op's own type (the
+    /// other branch of a residual block): a conv's only.
+    Add,
 }
 
 /// Convolution geometry. `pads` are `[top, left, bottom, right]`.
@@ -239,6 +242,7 @@ impl Epilogue {
             .flat_map(|s| match s {
                 EpilogueStep::Affine { scale, shift } => vec![*scale, *shift],
                 EpilogueStep::Act(a) => a.params(),
+                EpilogueStep::Add => Vec::new(),
             })
             .collect()
     }
@@ -249,6 +253,7 @@ impl Epilogue {
             .flat_map(|s| match s {
                 EpilogueStep::Affine { scale, shift } => vec![scale, shift],
                 EpilogueStep::Act(a) => a.params_mut(),
+                EpilogueStep::Add => Vec::new(),
             })
             .collect()
     }
@@ -269,9 +274,18 @@ impl Epilogue {
                         check_channel_param(params, p, channels, "prelu slope", true)?;
                     }
                 }
+                EpilogueStep::Add => {}
             }
         }
+        if self.steps.iter().filter(|s| **s == EpilogueStep::Add).count() > 1 {
+            bail!("an epilogue adds one residual at most");
+        }
         Ok(())
+    }
+
+    /// Whether a step adds the op's second argument.
+    pub fn adds(&self) -> bool {
+        self.steps.contains(&EpilogueStep::Add)
     }
 }
 
@@ -324,6 +338,8 @@ impl Op {
     pub fn arity(&self) -> usize {
         match self {
             Op::Add => 2,
+            // The residual its epilogue adds.
+            Op::Conv2d { epilogue, .. } if epilogue.adds() => 2,
             _ => 1,
         }
     }
@@ -440,6 +456,9 @@ impl Op {
                 }
                 check_probability(*dropconnect)?;
                 epilogue.check(*out, params)?;
+                if epilogue.adds() {
+                    bail!("only a conv2d's epilogue adds a residual");
+                }
                 Ok(ValueType::new([*out]))
             }
             Op::Conv2d {
@@ -467,7 +486,11 @@ impl Op {
                 let g = geometry;
                 let ho = window_output(h, g.pads[0] + g.pads[2], g.kernel, g.stride, g.dilation)?;
                 let wo = window_output(wd, g.pads[1] + g.pads[3], g.kernel, g.stride, g.dilation)?;
-                Ok(ValueType::new([*out, ho, wo]))
+                let y = ValueType::new([*out, ho, wo]);
+                if let Some(residual) = args.get(1).filter(|r| **r != &y) {
+                    bail!("conv2d adds a residual of its output's type {y}, got {residual}");
+                }
+                Ok(y)
             }
             Op::MaxPool(g) | Op::AvgPool(g) => {
                 let [c, h, w] = image(x, self.name())?;

@@ -35,6 +35,8 @@ pub enum ExportError {
         largest_bytes: u64,
     },
     Encode(String),
+    /// IR the verifier would refuse (an op missing an argument).
+    Malformed(String),
 }
 
 impl fmt::Display for ExportError {
@@ -53,6 +55,7 @@ impl fmt::Display for ExportError {
                  write ONNX external data yet"
             ),
             ExportError::Encode(e) => write!(f, "cannot encode the ONNX model: {e}"),
+            ExportError::Malformed(e) => write!(f, "malformed IR: {e}"),
         }
     }
 }
@@ -315,7 +318,7 @@ impl Graph<'_> {
                 }
                 let tmp = if epilogue.is_empty() { out.clone() } else { self.temp() };
                 self.node("Gemm", inputs, tmp.clone(), vec![attr_int("transB", 1)]);
-                self.epilogue(&epilogue.steps, tmp, out, false)?;
+                self.epilogue(&epilogue.steps, None, tmp, out, false)?;
             }
             Op::Conv2d {
                 weight,
@@ -337,7 +340,8 @@ impl Graph<'_> {
                 ];
                 let tmp = if epilogue.is_empty() { out.clone() } else { self.temp() };
                 self.node("Conv", inputs, tmp.clone(), attrs);
-                self.epilogue(&epilogue.steps, tmp, out, true)?;
+                let residual = op.args.get(1).map(|r| self.name(*r));
+                self.epilogue(&epilogue.steps, residual, tmp, out, true)?;
             }
             Op::MaxPool(g) | Op::AvgPool(g) => {
                 let mut attrs = vec![
@@ -466,14 +470,28 @@ impl Graph<'_> {
         Ok(())
     }
 
-    /// The steps of a fused op's epilogue, from `from` to `out`.
-    fn epilogue(&mut self, steps: &[EpilogueStep], from: String, out: String, image: bool) -> Result<(), ExportError> {
+    /// The steps of a fused op's epilogue, from `from` to `out`; a
+    /// residual's sum (`Add` with the value named `residual`) among them.
+    fn epilogue(
+        &mut self,
+        steps: &[EpilogueStep],
+        residual: Option<String>,
+        from: String,
+        out: String,
+        image: bool,
+    ) -> Result<(), ExportError> {
         let mut cur = from;
         for (i, step) in steps.iter().enumerate() {
             let next = if i + 1 == steps.len() { out.clone() } else { self.temp() };
             match step {
                 EpilogueStep::Affine { scale, shift } => self.affine(*scale, *shift, cur, next.clone(), image)?,
                 EpilogueStep::Act(act) => self.act(act, cur, next.clone(), image)?,
+                EpilogueStep::Add => {
+                    let r = residual
+                        .clone()
+                        .ok_or_else(|| ExportError::Malformed("a residual sum without its value".into()))?;
+                    self.node("Add", vec![cur, r], next.clone(), Vec::new());
+                }
             }
             cur = next;
         }

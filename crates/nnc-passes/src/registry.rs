@@ -5,7 +5,7 @@
 
 use crate::{
     dce, dce_backward, drop_redundant_bias, eliminate_dropout, fold_batchnorm, fuse_activation,
-    fuse_activation_backward,
+    fuse_activation_backward, fuse_residual,
 };
 use nnc_ir::{Mode, Module};
 
@@ -44,6 +44,12 @@ pub static PASSES: &[PassInfo] = &[
         run: fuse_activation,
     },
     PassInfo {
+        name: "fuse-residual",
+        summary: "move the add that closes a residual block into the conv before it",
+        modes: &[Mode::Infer],
+        run: fuse_residual,
+    },
+    PassInfo {
         name: "drop-redundant-bias",
         summary: "remove a bias that the batch norm right after it cancels",
         modes: &[Mode::Train, Mode::Infer],
@@ -77,7 +83,15 @@ pub fn lookup(name: &str) -> Option<&'static PassInfo> {
 /// The default pipeline of a mode, by pass name, in order.
 pub fn pipeline(mode: Mode) -> &'static [&'static str] {
     match mode {
-        Mode::Infer => &["eliminate-dropout", "fold-batchnorm", "fuse-activation", "dce"],
+        // fuse-activation again: the ReLU after a residual's sum.
+        Mode::Infer => &[
+            "eliminate-dropout",
+            "fold-batchnorm",
+            "fuse-activation",
+            "fuse-residual",
+            "fuse-activation",
+            "dce",
+        ],
         Mode::Train => &["drop-redundant-bias", "dce"],
     }
 }

@@ -114,17 +114,29 @@ impl Sweep {
     /// removed op (for its locations).
     pub(crate) fn remove_forwarding<'f>(&mut self, f: &'f Function, index: usize) -> Option<&'f OpData> {
         let arg = self.arg(f, index, 0)?;
+        self.remove_replacing(f, index, arg)
+    }
+
+    /// Removes the op at `index` and makes every reader of its result read
+    /// `value` instead. Returns the removed op (for its locations).
+    pub(crate) fn remove_replacing<'f>(&mut self, f: &'f Function, index: usize, value: ValueId) -> Option<&'f OpData> {
         if self.is_removed(index) {
             return None;
         }
         let op = &f.ops[index];
         self.unread(f, index);
-        self.readers.move_all(op.result.0 as usize, arg.0 as usize);
+        self.readers.move_all(op.result.0 as usize, value.0 as usize);
         if let Some(slot) = self.forward.get_mut(op.result.0 as usize) {
-            *slot = arg;
+            *slot = value;
         }
         self.removed[index] = true;
         Some(op)
+    }
+
+    /// Gives the op at `index` one more argument, `value`.
+    pub(crate) fn push_arg(&mut self, f: &mut Function, index: usize, value: ValueId) {
+        self.readers.push(value.0 as usize, index);
+        f.ops[index].args.push(value);
     }
 
     /// Removes the op at `index`, whose result nothing reads.

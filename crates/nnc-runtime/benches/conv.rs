@@ -92,6 +92,7 @@ fn forward(bencher: Bencher, name: &str, batch: usize, threads: usize) {
     let epilogue = Epilogue {
         bias: Some(&bias),
         steps: &steps,
+        residual: None,
     };
     let mut y = vec![0.0; batch * g.out_channels * g.out_height() * g.out_width()];
     let mut scratch = vec![0.0; g.packed_scratch_len(threads)];

@@ -52,6 +52,7 @@ fn layer_800x750(bencher: Bencher, batch: usize, threads: usize, layout: fn(&[f3
     let epilogue = Epilogue {
         bias: Some(&bias),
         steps: &steps,
+        residual: None,
     };
     let team = team(threads);
     let mut y = vec![0.0; batch * 750];
@@ -94,6 +95,7 @@ fn mlp_forward<const THREADS: usize>(bencher: Bencher, batch: usize) {
             let epilogue = Epilogue {
                 bias: Some(&model.biases[layer]),
                 steps: &steps,
+                residual: None,
             };
             dense_weight(
                 &ping[..batch * n_in],

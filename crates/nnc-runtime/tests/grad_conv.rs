@@ -67,6 +67,7 @@ fn check(g: ConvGeometry, batch: usize, seed: u64) {
     let epilogue = Epilogue {
         bias: Some(&b),
         steps: &[],
+        residual: None,
     };
     conv2d(&x, batch, &g, &w, &epilogue, &mut y, &mut scratch, &single);
     let y64 = conv_f64(&x64, batch, &g, &w64, &b64);

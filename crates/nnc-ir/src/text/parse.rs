@@ -653,6 +653,8 @@ impl<'r, 'i> Body<'r, 'i> {
                     scale: attrs.param("scale", self.reader)?,
                     shift: attrs.param("shift", self.reader)?,
                 }
+            } else if name == "add" {
+                EpilogueStep::Add
             } else {
                 let slope = match name {
                     "prelu" => Some(attrs.param("weight", self.reader)?),

@@ -574,5 +574,6 @@ fn step_text(module: &Module, step: &EpilogueStep) -> String {
             }
             text
         }
+        EpilogueStep::Add => "add".to_string(),
     }
 }

@@ -38,7 +38,14 @@ fn registry_names_are_unique_kebab_case_and_pipelines_resolve() {
     }
     assert_eq!(
         pipeline(Mode::Infer),
-        ["eliminate-dropout", "fold-batchnorm", "fuse-activation", "dce"]
+        [
+            "eliminate-dropout",
+            "fold-batchnorm",
+            "fuse-activation",
+            "fuse-residual",
+            "fuse-activation",
+            "dce"
+        ]
     );
     assert_eq!(pipeline(Mode::Train), ["drop-redundant-bias", "dce"]);
 }
@@ -54,6 +61,9 @@ fn runs_the_infer_pipeline_and_reports_each_pass() {
             ("eliminate-dropout", true),
             ("fold-batchnorm", true),
             ("fuse-activation", true),
+            // An MLP has no residual sum, and nothing left to fuse after it.
+            ("fuse-residual", false),
+            ("fuse-activation", false),
             // Nothing is dead: folded parameters still read the originals.
             ("dce", false)
         ]

@@ -81,6 +81,7 @@ impl Activation<'_> {
             Epilogue {
                 bias: None,
                 steps: &steps,
+                residual: None,
             }
             .apply_channel(data, 0);
         }
@@ -487,6 +488,7 @@ mod special_value_tests {
         let epilogue = Epilogue {
             bias: None,
             steps: &steps,
+            residual: None,
         };
         let mut plane = values.to_vec();
         epilogue.apply_channel(&mut plane, 1);

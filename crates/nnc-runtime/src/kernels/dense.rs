@@ -82,7 +82,7 @@ pub fn dense_weight(x: &[f32], batch: usize, w: &DenseWeight, epilogue: &Epilogu
         Layout::Panels(panels) => {
             debug_assert_eq!(x.len(), batch * n_in);
             debug_assert_eq!(y.len(), batch * n_out);
-            debug_assert!(epilogue.fits(n_out));
+            debug_assert!(epilogue.fits(n_out) && epilogue.residual.is_none());
             let fits = x.len() >= batch * n_in && y.len() >= batch * n_out;
             if fits && batch > 0 && n_out > 0 {
                 panel::dense(x, batch, panels, epilogue, y, team);
@@ -117,7 +117,7 @@ pub fn dense(
     debug_assert_eq!(x.len(), batch * in_features);
     debug_assert_eq!(weight.len(), out_features * in_features);
     debug_assert_eq!(y.len(), batch * out_features);
-    debug_assert!(epilogue.fits(out_features));
+    debug_assert!(epilogue.fits(out_features) && epilogue.residual.is_none());
     if batch == 0 || out_features == 0 {
         return;
     }
@@ -537,6 +537,7 @@ mod tests {
         let epilogue = Epilogue {
             bias: with_bias.then_some(&bias[..]),
             steps,
+            residual: None,
         };
         let want = reference(&x, batch, n_in, &w, out, &epilogue);
         let mut layouts = vec![("rows", DenseWeight::rows(&w, out, n_in))];
@@ -637,6 +638,7 @@ mod tests {
         let epilogue = Epilogue {
             bias: Some(&bias),
             steps: &steps,
+            residual: None,
         };
         for batch in [1, 9] {
             let mut y = vec![f32::NAN; batch * 2];

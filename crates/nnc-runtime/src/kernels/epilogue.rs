@@ -21,16 +21,49 @@ enum Block<'v> {
     Channel { run: &'v mut [f32], channel: usize },
 }
 
-/// What happens to each output value after the matrix product: `+ bias[o]`, then the steps in order.
+/// What happens to each output value after the matrix product: `+ bias[o]`,
+/// then the steps in order, then (a conv's) the residual.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
     pub steps: &'a [EpilogueStep<'a>],
+    pub residual: Option<Residual<'a>>,
+}
+
+/// The other branch of a residual block, added to a conv's outputs after
+/// its epilogue's steps: `values` (laid out as the output), then `then`,
+/// the steps after the sum (its ReLU). ONNX Runtime's `FusedConv` with a
+/// `Sum` input, oneDNN's sum post-op.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Residual<'a> {
+    pub values: &'a [f32],
+    pub then: &'a [EpilogueStep<'a>],
 }
 
 impl Epilogue<'_> {
     /// The empty epilogue: the plain matrix product.
-    pub const NONE: Epilogue<'static> = Epilogue { bias: None, steps: &[] };
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        steps: &[],
+        residual: None,
+    };
+
+    /// The residual's part on `run`, the outputs of `channel` from `at` in
+    /// the output, once the rest of the epilogue has run on them: adds the
+    /// residual's values at the same places, then its steps. Nothing
+    /// without a residual.
+    pub fn finish_channel(&self, run: &mut [f32], at: usize, channel: usize) {
+        if let Some(residual) = &self.residual {
+            let values = &residual.values[at..at + run.len()];
+            run.iter_mut().zip(values).for_each(|(v, r)| *v += r);
+            let then = Epilogue {
+                bias: None,
+                steps: residual.then,
+                residual: None,
+            };
+            then.apply_channel(run, channel);
+        }
+    }
 
     /// Applies the epilogue to `row`, whose element `j` belongs to output
     /// channel `first_channel + j` (a row of a dense output, or a part of it).
@@ -457,6 +490,7 @@ mod tests {
         let epilogue = Epilogue {
             bias: Some(&bias),
             steps: &steps,
+            residual: None,
         };
         assert!(epilogue.fits(3) && !epilogue.fits(4));
         let mut row = [-1.0f32, -0.5, 0.25];
@@ -513,7 +547,11 @@ mod tests {
         .to_vec();
         for steps in &forms {
             for bias in [None, Some(&bias[..])] {
-                let epilogue = Epilogue { bias, steps };
+                let epilogue = Epilogue {
+                    bias,
+                    steps,
+                    residual: None,
+                };
                 for channel in 0..2 {
                     let Some(fast) = epilogue.channel_steps(channel) else {
                         panic!("{steps:?} has the common form")
@@ -540,7 +578,16 @@ mod tests {
         let after = [EpilogueStep::Act(Activation::Relu), affine];
         let twice = [affine, affine];
         for steps in [&tanh[..], &after, &twice] {
-            assert_eq!(Epilogue { bias: None, steps }.channel_steps(0), None, "{steps:?}");
+            assert_eq!(
+                Epilogue {
+                    bias: None,
+                    steps,
+                    residual: None
+                }
+                .channel_steps(0),
+                None,
+                "{steps:?}"
+            );
         }
     }
 }

@@ -249,6 +249,7 @@ impl<'a> Depthwise<'a> {
                 if self.epilogue.channel_steps(p % c).is_none() {
                     self.epilogue.apply_channel(plane, p % c);
                 }
+                self.epilogue.finish_channel(plane, p * out_plane, p % c);
             }
         });
     }

@@ -828,20 +828,34 @@ impl<'a> Direct<'a> {
                 self.unit(&unit);
                 let channels = strip_range.start * self.shape.mr..(strip_range.end * self.shape.mr).min(self.out_group);
                 let rows_at = row_range.start * grid.out_w..row_range.end * grid.out_w;
-                if direct {
+                // A residual is added once the unit's outputs are final, while
+                // they are in cache.
+                let finish = |channels: Range<usize>| {
+                    if self.epilogue.residual.is_none() {
+                        return;
+                    }
                     for o in channels {
+                        let at = group_plane + o * out_plane + rows_at.start;
+                        // SAFETY: as above.
+                        let out = unsafe { y.piece(at..at + rows_at.len()) };
+                        self.epilogue.finish_channel(out, at, group * self.out_group + o);
+                    }
+                };
+                if direct {
+                    for o in channels.clone() {
                         let plane_at = group_plane + o * out_plane;
                         // SAFETY: as above.
                         let out = unsafe { y.piece(plane_at + rows_at.start..plane_at + rows_at.end) };
                         self.epilogue.apply_channel(out, group * self.out_group + o);
                     }
+                    finish(channels);
                     continue;
                 }
                 // Run the epilogue on the tiles while they are in cache (on
                 // the columns past out_w too: cheaper than a call per row),
                 // then copy the outputs out, dropping those columns.
                 let ld = self.out_stride();
-                let outs = channels.map(|o| {
+                let outs = channels.clone().map(|o| {
                     let plane_at = group_plane + o * out_plane;
                     // SAFETY: as above.
                     let out = unsafe { y.piece(plane_at + rows_at.start..plane_at + rows_at.end) };
@@ -851,6 +865,7 @@ impl<'a> Direct<'a> {
                 if Level::detect() == Level::Avx512 {
                     // SAFETY: the CPU has AVX-512.
                     unsafe { self.copy_out_avx512(tiles, ld, row_range.len(), group, outs) };
+                    finish(channels);
                     continue;
                 }
                 for (o, out) in outs {
@@ -858,6 +873,7 @@ impl<'a> Direct<'a> {
                     self.epilogue.apply_channel(tile_row, group * self.out_group + o);
                     place_rows(out, grid.out_w, tile_row, grid.phase_w, 0);
                 }
+                finish(channels);
             }
         });
     }

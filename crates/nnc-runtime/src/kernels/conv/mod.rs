@@ -435,7 +435,7 @@ fn plane_sum(plane: &[f32]) -> f64 {
 mod tests {
     use super::*;
     use crate::kernels::act::Activation;
-    use crate::kernels::epilogue::EpilogueStep;
+    use crate::kernels::epilogue::{EpilogueStep, Residual};
     use crate::Rng;
 
     fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
@@ -471,14 +471,17 @@ mod tests {
                             }
                         }
                         s += e.bias.map_or(0.0, |b| b[o] as f64);
-                        for step in e.steps {
-                            s = match *step {
-                                EpilogueStep::Affine { scale, shift } => s * scale[o] as f64 + shift[o] as f64,
-                                EpilogueStep::Act(Activation::Tanh) => s.tanh(),
-                                EpilogueStep::Act(act) => act.apply(s as f32, o) as f64,
-                            };
+                        let at = ((n * g.out_channels + o) * oh + r) * ow + q;
+                        let step = |s: f64, step: &EpilogueStep| match *step {
+                            EpilogueStep::Affine { scale, shift } => s * scale[o] as f64 + shift[o] as f64,
+                            EpilogueStep::Act(Activation::Tanh) => s.tanh(),
+                            EpilogueStep::Act(act) => act.apply(s as f32, o) as f64,
+                        };
+                        s = e.steps.iter().fold(s, step);
+                        if let Some(residual) = &e.residual {
+                            s = residual.then.iter().fold(s + residual.values[at] as f64, step);
                         }
-                        y[((n * g.out_channels + o) * oh + r) * ow + q] = s;
+                        y[at] = s;
                     }
                 }
             }
@@ -499,6 +502,8 @@ mod tests {
         AffinePrelu,
         /// Bias and tanh: a second pass over the outputs.
         Tanh,
+        /// Bias, batch norm and PReLU, then a residual added and ReLU.
+        Residual,
     }
 
     fn check_tail(g: ConvGeometry, tail: Tail) {
@@ -518,20 +523,33 @@ mod tests {
             EpilogueStep::Act(Activation::Prelu { slopes: &slopes }),
         ];
         let tanh = [EpilogueStep::Act(Activation::Tanh)];
-        let epilogue = match tail {
+        let relu = [EpilogueStep::Act(Activation::Relu)];
+        let residual = random(&mut rng, 3 * g.out_channels * g.out_height() * g.out_width());
+        let mut epilogue = match tail {
             Tail::Plain => Epilogue::NONE,
             Tail::AffinePrelu => Epilogue {
                 bias: Some(&bias),
                 steps: &steps,
+                residual: None,
             },
             Tail::Tanh => Epilogue {
                 bias: Some(&bias),
                 steps: &tanh,
+                residual: None,
+            },
+            Tail::Residual => Epilogue {
+                bias: Some(&bias),
+                steps: &steps,
+                residual: None,
             },
         };
         assert!(g.out_height() > 0 && g.out_width() > 0, "{g:?} has an empty output");
         for batch in [1, 3] {
             let x = random(&mut rng, batch * g.in_channels * g.height * g.width);
+            if tail == Tail::Residual {
+                let values = &residual[..batch * g.out_channels * g.out_height() * g.out_width()];
+                epilogue.residual = Some(Residual { values, then: &relu });
+            }
             let want = reference(&x, batch, &g, &w, &epilogue);
             for threads in [1, 2] {
                 let mut y = vec![f32::NAN; want.len()];
@@ -719,6 +737,54 @@ mod tests {
 
     /// Small maps with channels in 32s and 64s (AVX-512 puts channels in
     /// its vectors there), output positions not a multiple of a tile.
+    /// A residual added after the epilogue, then ReLU, on every way a
+    /// conv's outputs leave its tiles: stored straight into the output
+    /// (rows of whole vectors, channels in vectors), copied out of the
+    /// tile buffer (rows that are not), pointwise, strided, grouped,
+    /// depthwise.
+    #[test]
+    fn residual_after_the_epilogue() {
+        let geometries = [
+            ConvGeometry {
+                height: 16,
+                width: 16,
+                pads: [1; 4],
+                ..geometry(8, 16, 16, 3)
+            },
+            ConvGeometry {
+                pads: [1; 4],
+                ..geometry(5, 6, 64, 3)
+            },
+            ConvGeometry {
+                pads: [1; 4],
+                ..geometry(4, 7, 12, 3)
+            },
+            ConvGeometry {
+                height: 8,
+                width: 8,
+                ..geometry(64, 8, 128, 1)
+            },
+            ConvGeometry {
+                stride: 2,
+                pads: [0, 0, 1, 1],
+                ..geometry(6, 9, 10, 3)
+            },
+            ConvGeometry {
+                groups: 2,
+                pads: [1; 4],
+                ..geometry(4, 6, 6, 3)
+            },
+            ConvGeometry {
+                groups: 6,
+                pads: [1; 4],
+                ..geometry(6, 8, 6, 3)
+            },
+        ];
+        for g in geometries {
+            check_tail(g, Tail::Residual);
+        }
+    }
+
     /// Pointwise convs run on each plane as one row: maps of whole
     /// vectors (8 × 8, 16 × 4) and not (7 × 7), with tiles of positions
     /// ending in one vector, several, or none.
@@ -847,7 +913,7 @@ mod tests {
                     if g.out_height() == 0 || g.out_width() == 0 {
                         continue;
                     }
-                    for tail in [Tail::Plain, Tail::AffinePrelu, Tail::Tanh] {
+                    for tail in [Tail::Plain, Tail::AffinePrelu, Tail::Tanh, Tail::Residual] {
                         check_tail(g, tail);
                     }
                     checked += 1;
@@ -891,6 +957,7 @@ mod tests {
                         let epilogue = Epilogue {
                             bias: Some(&bias),
                             steps: &[],
+                            residual: None,
                         };
                         let batch = 2;
                         let x = random(&mut rng, batch * g.in_channels * height * width);
