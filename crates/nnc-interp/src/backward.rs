@@ -33,14 +33,14 @@ pub struct Gradients {
     /// Per backward value, its slot; per slot, its per-sample length.
     slot_of: Vec<usize>,
     slot_len: Vec<usize>,
-    buffers: Vec<Vec<f32>>,
+    buffers: Vec<nnc_runtime::AlignedBuf>,
     /// Per parameter, its gradient (empty for parameters not trained).
     grads: Vec<Vec<f32>>,
     trained: Vec<ParamId>,
     names: Vec<String>,
     /// Per parameter, its `l1=` and `l2=` penalties.
     penalties: Vec<(f32, f32)>,
-    scratch: Vec<f32>,
+    scratch: nnc_runtime::AlignedBuf,
     output: Vec<f32>,
     loss: f64,
     planned_batch: usize,
@@ -83,7 +83,7 @@ impl Gradients {
             trained,
             names: module.params.iter().map(|p| p.name.clone()).collect(),
             penalties: module.params.iter().map(|p| (p.l1, p.l2)).collect(),
-            scratch: Vec::new(),
+            scratch: nnc_runtime::AlignedBuf::default(),
             output: Vec::new(),
             loss: 0.0,
             planned_batch: 0,
@@ -161,8 +161,12 @@ impl Gradients {
         self.check_targets(targets, batch)?;
         self.train_forward(input, batch, threads, seed)?;
         if self.planned_batch != batch || self.planned_threads != self.forward.team.threads() {
-            self.buffers = self.slot_len.iter().map(|len| vec![0.0; len * batch]).collect();
-            self.scratch = vec![0.0; self.scratch_len(batch)];
+            self.buffers = self
+                .slot_len
+                .iter()
+                .map(|len| nnc_runtime::AlignedBuf::zeroed(len * batch))
+                .collect();
+            self.scratch = nnc_runtime::AlignedBuf::zeroed(self.scratch_len(batch));
             self.planned_batch = batch;
             self.planned_threads = self.forward.team.threads();
         }
@@ -249,7 +253,7 @@ impl Gradients {
         // The result's buffer leaves the table while the step writes it.
         let mut out = match result {
             Some(r) => std::mem::take(&mut self.buffers[self.slot_of[r.0 as usize]]),
-            None => Vec::new(),
+            None => nnc_runtime::AlignedBuf::default(),
         };
         let out_len = result.map_or(0, |r| batch * self.backward.value_type(r).numel());
         let dx = &mut out[..out_len];
@@ -638,7 +642,7 @@ pub fn target_kind(backward: &Backward) -> TargetKind {
 /// What the steps write: each trained parameter's gradient, and scratch.
 struct Accumulators {
     grads: Vec<Vec<f32>>,
-    scratch: Vec<f32>,
+    scratch: nnc_runtime::AlignedBuf,
 }
 
 impl Accumulators {
@@ -647,7 +651,7 @@ impl Accumulators {
     #[allow(clippy::type_complexity)]
     fn pair(&mut self, a: ParamId, b: Option<ParamId>) -> Result<(&mut [f32], Option<&mut [f32]>, &mut [f32]), Error> {
         let missing = || Error::Unsupported(format!("gradients of parameters #{} and {b:?}", a.0));
-        let (a, scratch) = (a.0 as usize, self.scratch.as_mut_slice());
+        let (a, scratch) = (a.0 as usize, &mut *self.scratch);
         match b {
             None => {
                 let ga = self.grads.get_mut(a).ok_or_else(missing)?;

@@ -54,8 +54,8 @@ pub struct Interpreter {
     plan: Plan,
     /// Buffers for `planned_batch` samples (scratch also for the team's
     /// thread count); one per plan slot.
-    buffers: Vec<Vec<f32>>,
-    scratch: Vec<f32>,
+    buffers: Vec<nnc_runtime::AlignedBuf>,
+    scratch: nnc_runtime::AlignedBuf,
     planned_batch: usize,
     /// Per op, what it records for a backward (masks, slopes, statistics);
     /// all empty unless the interpreter runs for one.
@@ -196,7 +196,7 @@ impl Interpreter {
             team: Team::single(),
             plan,
             buffers: Vec::new(),
-            scratch: Vec::new(),
+            scratch: nnc_runtime::AlignedBuf::default(),
             planned_batch: 0,
             records: Vec::new(),
             argmax: Vec::new(),
@@ -279,7 +279,8 @@ impl Interpreter {
             self.buffers = self.plan.allocate(batch);
             let params = &self.params;
             let param_len = |id: nnc_ir::ParamId| params[id.0 as usize].len();
-            self.scratch = vec![0.0; self.plan.scratch_len(&self.func, &param_len, batch, threads)];
+            self.scratch =
+                nnc_runtime::AlignedBuf::zeroed(self.plan.scratch_len(&self.func, &param_len, batch, threads));
             if self.recording {
                 let lens = self
                     .func

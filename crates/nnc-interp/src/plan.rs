@@ -5,6 +5,7 @@ use crate::Error;
 use nnc_ir::{BufferPlan, Function, Op, OpData, ParamId, ValueId, ValueType};
 use nnc_runtime::kernels::conv::ConvGeometry;
 use nnc_runtime::kernels::pool::PoolGeometry;
+use nnc_runtime::AlignedBuf;
 
 pub(crate) struct Plan {
     slots: BufferPlan,
@@ -28,8 +29,12 @@ impl Plan {
     }
 
     /// One buffer per slot, for `batch` samples.
-    pub(crate) fn allocate(&self, batch: usize) -> Vec<Vec<f32>> {
-        self.slots.slot_len.iter().map(|len| vec![0.0; len * batch]).collect()
+    pub(crate) fn allocate(&self, batch: usize) -> Vec<AlignedBuf> {
+        self.slots
+            .slot_len
+            .iter()
+            .map(|len| AlignedBuf::zeroed(len * batch))
+            .collect()
     }
 
     /// How many values the buffers of `batch` samples hold together.

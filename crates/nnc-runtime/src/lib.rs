@@ -9,6 +9,7 @@
 //! its own; `nnc-interp` and `nnc-codegen` each map the IR's onto it in one
 //! exhaustive `match`.
 
+pub mod aligned;
 mod error;
 pub mod fold;
 pub mod init;
@@ -20,6 +21,7 @@ pub mod rng;
 pub mod team;
 mod workspace;
 
+pub use aligned::AlignedBuf;
 pub use error::{Error, TensorDecl};
 pub use rng::Rng;
 pub use team::Team;

@@ -2,6 +2,7 @@
 //! buffers, its scratch and its thread team, kept between calls so that a
 //! forward pass allocates nothing and starts no thread.
 
+use crate::aligned::{line_offset, LINE};
 use crate::Team;
 
 /// Buffers for one model at up to some batch size, and the team that runs
@@ -12,6 +13,9 @@ pub struct Workspace {
     arena: Vec<f32>,
     /// Indices a training step records (max-pool arg-maxes).
     indices: Vec<u32>,
+    /// The most buffers a split has cut the arena into: each starts on a
+    /// cache line, so the arena has room for that many lines of padding.
+    regions: usize,
 }
 
 impl Workspace {
@@ -22,6 +26,7 @@ impl Workspace {
             team: Team::new(threads)?,
             arena: Vec::new(),
             indices: Vec::new(),
+            regions: 0,
         })
     }
 
@@ -31,6 +36,7 @@ impl Workspace {
             team: Team::single(),
             arena: Vec::new(),
             indices: Vec::new(),
+            regions: 0,
         }
     }
 
@@ -42,7 +48,11 @@ impl Workspace {
     /// samples plus `scratch` more; a no-op (no allocation) when it already
     /// does.
     pub fn reserve(&mut self, per_sample: usize, batch: usize, scratch: usize) {
-        let want = per_sample * batch + scratch;
+        // Room to start the arena, and each buffer, on a cache line (4 KiB
+        // of padding for up to 63 buffers, whether or not a split has
+        // been seen yet, so reserving ahead keeps the first split from
+        // growing the arena).
+        let want = per_sample * batch + scratch + LINE * (self.regions.max(63) + 1);
         if self.arena.len() < want {
             self.arena.resize(want, 0.0);
         }
@@ -57,11 +67,12 @@ impl Workspace {
         batch: usize,
         scratch: usize,
     ) -> ([&mut [f32]; N], &mut [f32], &Team) {
+        self.regions = self.regions.max(N);
         self.reserve(lens.iter().sum(), batch, scratch);
-        let mut rest: &mut [f32] = &mut self.arena;
+        let mut rest: &mut [f32] = from_line(&mut self.arena);
         let buffers = lens.map(|len| {
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(len * batch);
-            rest = tail;
+            rest = skip_to_line(tail, len * batch);
             head
         });
         (buffers, &mut rest[..scratch], &self.team)
@@ -80,11 +91,13 @@ impl Workspace {
         batch: usize,
         scratch: usize,
     ) -> ([&mut [f32]; N], [&mut [u32]; M], &mut [f32], &Team) {
+        self.regions = self.regions.max(N);
         self.reserve_regions(&sizes, &index_lens, batch, scratch);
-        let mut rest: &mut [f32] = &mut self.arena;
+        let mut rest: &mut [f32] = from_line(&mut self.arena);
         let floats = sizes.map(|(per_sample, fixed)| {
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(per_sample * batch + fixed);
-            rest = tail;
+            let len = per_sample * batch + fixed;
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = skip_to_line(tail, len);
             head
         });
         let mut rest_indices: &mut [u32] = &mut self.indices;
@@ -106,6 +119,20 @@ impl Workspace {
             self.indices.resize(indices, 0);
         }
     }
+}
+
+/// `arena` from its first cache line on.
+fn from_line(arena: &mut [f32]) -> &mut [f32] {
+    let start = line_offset(arena.as_ptr()).min(arena.len());
+    &mut arena[start..]
+}
+
+/// `rest` from the first cache line at or after its start, given that it
+/// starts `len` floats after a line boundary.
+fn skip_to_line(rest: &mut [f32], len: usize) -> &mut [f32] {
+    let pad = (LINE - len % LINE) % LINE;
+    let at = pad.min(rest.len());
+    &mut rest[at..]
 }
 
 impl std::fmt::Debug for Workspace {
@@ -134,6 +161,19 @@ mod tests {
         let before = ws.arena.as_ptr();
         let _ = ws.split([3, 2], 1, 0);
         assert_eq!(ws.arena.as_ptr(), before);
+    }
+
+    #[test]
+    fn buffers_start_on_cache_lines() {
+        let mut ws = Workspace::single();
+        let ([a, b, c], scratch, _) = ws.split([3, 17, 1], 5, 7);
+        for buf in [&*a, &*b, &*c, &*scratch] {
+            assert_eq!(buf.as_ptr() as usize % 64, 0);
+        }
+        let ([d, e], [_], scratch, _) = ws.split_regions([(3, 1), (0, 5)], [2], 3, 2);
+        for buf in [&*d, &*e, &*scratch] {
+            assert_eq!(buf.as_ptr() as usize % 64, 0);
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use super::ConvGeometry;
+use crate::aligned::LINE;
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::simd::{Lanes, Level, Portable};
 use crate::team::{Disjoint, Team};
@@ -741,7 +742,15 @@ impl<'a> Direct<'a> {
     }
 
     fn own_scratch(&self) -> usize {
-        self.grid.source_len() + self.shape.strips(self.out_group) * self.shape.mr * self.out_stride()
+        let tiles = self.shape.strips(self.out_group) * self.shape.mr * self.out_stride();
+        (self.copy_len() + tiles).next_multiple_of(LINE)
+    }
+
+    /// Floats of a thread's scratch before its tile buffer: the source
+    /// copy, rounded to whole cache lines so that the tiles (and the next
+    /// thread's scratch) start on one when the scratch does.
+    fn copy_len(&self) -> usize {
+        self.grid.source_len().next_multiple_of(LINE)
     }
 
     /// `y` (`[batch, groups·out_group, out_h, out_w]`) from `src`
@@ -793,7 +802,7 @@ impl<'a> Direct<'a> {
             let mine = crate::kernels::dense::split(units, parts, t, 1);
             // SAFETY: each part has its own scratch.
             let own = unsafe { scratch.piece(t * per_thread..(t + 1) * per_thread) };
-            let (source, tiles) = own.split_at_mut(grid.source_len());
+            let (source, tiles) = own.split_at_mut(self.copy_len());
             let mut prepared = None;
             for unit in mine {
                 let (sample_group, rest) = (unit / (chunks * row_blocks), unit % (chunks * row_blocks));
