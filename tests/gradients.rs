@@ -568,8 +568,14 @@ fn random_case(name: &str, text: &str, seed: u64) {
     let scale = grads.values().map(|g| norm(g).powi(2)).sum::<f64>().sqrt().max(1e-12);
     let h = (1e-9 / scale).clamp(1e-7, 1e-2);
     let fd = directional(&case, &records, &d, h);
+    // A gradient that is zero in exact arithmetic (a softmax over equal
+    // outputs: conv taps that only read padding) comes out as rounding of
+    // the O(1) loss, ~1e-8 in f32; measured against its own size it would
+    // fail at random (2e-8 against 5e-11). Below 1e-4, a size reached by
+    // summing rounding over a few outputs, the gradient's size is rounding.
+    let tolerance = 2e-3 * scale.max(1e-4) * amplification.max(1.0);
     assert!(
-        (analytic - fd).abs() <= 2e-3 * scale * amplification.max(1.0),
+        (analytic - fd).abs() <= tolerance,
         "{text}: backward {analytic}, f64 finite difference {fd} (|g| = {scale:e}, amplification {amplification:e})"
     );
 }
@@ -600,5 +606,16 @@ proptest! {
              dilation={dilation} groups={groups} act=tanh flatten dense 2 }}"
         );
         random_case("conv", &text, seed);
+    }
+}
+
+/// A conv whose taps read only padding feeds a softmax equal outputs: its
+/// parameters' gradient is zero, computed as f32 rounding (it failed the
+/// random-program property at random seeds).
+#[test]
+fn a_zero_gradient_is_rounding_not_a_failure() {
+    let text = "model Degenerate { input [1, 1, 1] conv 1 -> 1 k=2 stride=3 pad=4 dilation=3 flatten act softmax }";
+    for seed in 0..64 {
+        random_case("degenerate", text, seed);
     }
 }
