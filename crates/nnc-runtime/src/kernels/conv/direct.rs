@@ -1071,7 +1071,10 @@ impl<'a> Direct<'a> {
                         let w = &self.packed[w_at..w_at + channels * taps * MR];
                         let src = spots.map(|(from, _)| {
                             let from = from + c0 * plane;
-                            debug_assert!(from + last + (channels - 1) * plane + V::N <= at.source.len());
+                            debug_assert!(
+                                from + last + (channels - 1) * plane + V::N <= at.source.len().min(grid.source_len()),
+                                "reads past the copy"
+                            );
                             at.source[from..].as_ptr()
                         });
                         let dst = spots.map(|(_, to)| at.out.wrapping_add(strip * MR * ld + to));

@@ -21,7 +21,9 @@ use self::depthwise::Depthwise;
 use self::direct::{Direct, Grid, Shape};
 use super::dense::{dot, split, Gemm};
 use super::epilogue::Epilogue;
+use crate::aligned::LINE;
 use crate::team::{Disjoint, Team};
+use crate::AlignedBuf;
 /// The shape of a conv2d: input `[in_channels, height, width]` per sample,
 /// `out_channels` square `kernel`s, and the padding added around the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +53,7 @@ impl ConvGeometry {
     /// weights packed once per call, and each thread's copy of a sample and
     /// its output tiles); [`conv2d_packed`] needs [`Self::packed_scratch_len`].
     pub fn scratch_len(&self, threads: usize) -> usize {
-        self.packed_len() + self.packed_scratch_len(threads)
+        self.packed_len().next_multiple_of(LINE) + self.packed_scratch_len(threads)
     }
 
     /// f32s of scratch [`conv2d_packed`] needs for `threads` threads.
@@ -162,13 +164,15 @@ fn out_size(input: usize, pads: usize, span: usize, stride: usize) -> usize {
 #[derive(Clone, Debug)]
 pub struct ConvWeight {
     geometry: ConvGeometry,
-    packed: Vec<f32>,
+    /// On a cache line: the channels-in-vectors tiles load the weights as
+    /// whole vectors.
+    packed: AlignedBuf,
 }
 
 impl ConvWeight {
     pub fn new(weight: &[f32], g: &ConvGeometry) -> ConvWeight {
         debug_assert_eq!(weight.len(), g.out_channels * g.col_rows());
-        let mut packed = vec![0.0; g.packed_len()];
+        let mut packed = AlignedBuf::zeroed(g.packed_len());
         g.pack_forward(weight, &mut packed);
         ConvWeight { geometry: *g, packed }
     }
@@ -190,7 +194,9 @@ pub fn conv2d(
 ) {
     debug_assert_eq!(weight.len(), g.out_channels * g.col_rows());
     debug_assert!(scratch.len() >= g.scratch_len(team.threads()));
-    let (packed, rest) = scratch.split_at_mut(g.packed_len());
+    // The threads' scratch after the packed weight, on a cache line.
+    let (packed, rest) = scratch.split_at_mut(g.packed_len().next_multiple_of(LINE));
+    let packed = &mut packed[..g.packed_len()];
     g.pack_forward(weight, packed);
     forward(x, batch, g, packed, epilogue, y, rest, team);
 }
