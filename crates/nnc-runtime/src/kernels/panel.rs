@@ -23,6 +23,7 @@ use std::ops::Range;
 use super::dense::{split, WORK_PER_THREAD};
 use super::epilogue::Epilogue;
 use crate::team::{Disjoint, Team};
+use crate::AlignedBuf;
 
 /// Output features per panel: three 16-lane registers.
 pub const NR: usize = 48;
@@ -44,15 +45,12 @@ const ROW_TILE_BYTES: usize = 1 << 20;
 /// panels (measured on the seed MLP at batch 2000 with 2 threads: 47 ms by
 /// rows, 52 ms by panels).
 const ROWS_PER_PART: usize = 256;
-/// Floats of padding so that panels can start on a 64-byte line.
-const ALIGN_FLOATS: usize = 16;
 
 /// A weight packed into panels. Only built where [`available`] holds.
 #[derive(Clone, Debug)]
 pub struct Panels {
-    data: Vec<f32>,
-    /// Where the first panel starts in `data` (64-byte aligned).
-    start: usize,
+    /// The panels, the first on a 64-byte line.
+    data: AlignedBuf,
     in_features: usize,
     out_features: usize,
 }
@@ -67,9 +65,8 @@ impl Panels {
     pub fn pack(weight: &[f32], out_features: usize, in_features: usize) -> Panels {
         debug_assert_eq!(weight.len(), out_features * in_features);
         let panels = out_features.div_ceil(NR);
-        let mut data = vec![0.0f32; panels * NR * in_features + ALIGN_FLOATS];
-        let start = data.as_ptr().align_offset(64).min(ALIGN_FLOATS);
-        let packed = &mut data[start..];
+        let mut data = AlignedBuf::zeroed(panels * NR * in_features);
+        let packed = &mut data[..];
         for (o, row) in weight.chunks_exact(in_features.max(1)).take(out_features).enumerate() {
             let (p, j) = (o / NR, o % NR);
             let panel = &mut packed[p * NR * in_features..(p + 1) * NR * in_features];
@@ -79,7 +76,6 @@ impl Panels {
         }
         Panels {
             data,
-            start,
             in_features,
             out_features,
         }
@@ -128,7 +124,7 @@ unsafe fn panels_avx512(x: &[f32], batch: usize, w: &Panels, panels: Range<usize
     let (k_total, out) = (w.in_features, w.out_features);
     debug_assert!(x.len() >= batch * k_total && y.len() >= batch * out);
     let tile_rows = (ROW_TILE_BYTES / (4 * (k_total + out))).clamp(MR, 1024) / MR * MR;
-    let packed = &w.data[w.start..];
+    let packed = &w.data[..];
     for rows in (0..batch).step_by(tile_rows).map(|r| r..(r + tile_rows).min(batch)) {
         let product = Product {
             rows: rows.len(),
