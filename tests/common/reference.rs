@@ -572,15 +572,16 @@ pub fn evaluate_with(
                 let y = conv2d(x, &weight_of(*weight), bias.map(param).as_deref(), out, geometry);
                 // A residual's sum splits the steps: those before it, the
                 // sum (its cancellation counted as an add's), those after.
-                match epilogue.steps.iter().position(|s| *s == EpilogueStep::Add) {
-                    Some(at) => {
-                        let before = apply_epilogue(y, &epilogue.steps[..at], &param);
+                let (before, after) = epilogue.split_at_sum();
+                let y = apply_epilogue(y, before, &param);
+                match after {
+                    Some(then) => {
                         let r = values[op.args[1].0 as usize].as_ref().expect("arguments come first");
-                        let sum = add(&before, r);
-                        amplified *= cancellation(&before, &sum);
-                        apply_epilogue(sum, &epilogue.steps[at + 1..], &param)
+                        let sum = add(&y, r);
+                        amplified *= cancellation(&y, &sum);
+                        apply_epilogue(sum, then, &param)
                     }
-                    None => apply_epilogue(y, &epilogue.steps, &param),
+                    None => y,
                 }
             }
             Op::MaxPool(g) => max_pool2d(x, g),

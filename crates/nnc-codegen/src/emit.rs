@@ -464,7 +464,7 @@ pub(crate) fn op_block(
             epilogue,
             dropconnect,
         } => {
-            let ep = epilogue_tokens(bias.as_ref(), &epilogue.steps, fields)?;
+            let ep = epilogue_tokens(bias.as_ref(), epilogue, fields)?;
             let f = &fields.ident[weight];
             let (n_out, n_in) = (usize_lit(y_ty.channels()), usize_lit(x_ty.numel()));
             match (dropconnect, train) {
@@ -490,7 +490,7 @@ pub(crate) fn op_block(
             dropconnect,
             ..
         } => {
-            let ep = epilogue_tokens(bias.as_ref(), &epilogue.steps, fields)?;
+            let ep = epilogue_tokens(bias.as_ref(), epilogue, fields)?;
             let g = conv_geometry.ok_or_else(|| Error::Malformed("a conv without geometry".into()))?;
             let w = p(weight);
             match (dropconnect, train) {
@@ -696,7 +696,7 @@ pub(crate) fn pool_geometry(x: &nnc_ir::ValueType, g: &nnc_ir::PoolGeometry) -> 
 /// those after, and the residual's values are the slice named `r`.
 pub(crate) fn epilogue_tokens(
     bias: Option<&ParamId>,
-    steps: &[EpilogueStep],
+    epilogue: &nnc_ir::Epilogue,
     fields: &Fields,
 ) -> Result<TokenStream, Error> {
     let bias = match bias {
@@ -722,14 +722,15 @@ pub(crate) fn epilogue_tokens(
             })
             .collect::<Result<Vec<_>, Error>>()
     };
-    let (steps, residual) = match steps.iter().position(|s| *s == EpilogueStep::Add) {
-        Some(at) => {
-            let (before, then) = (runtime(&steps[..at])?, runtime(&steps[at + 1..])?);
-            let residual = quote!(Some(epilogue::Residual { values: r, then: &[#(#then),*] }));
-            (before, residual)
+    let (before, after) = epilogue.split_at_sum();
+    let residual = match after {
+        Some(then) => {
+            let then = runtime(then)?;
+            quote!(Some(epilogue::Residual { values: r, then: &[#(#then),*] }))
         }
-        None => (runtime(steps)?, quote!(None)),
+        None => quote!(None),
     };
+    let steps = runtime(before)?;
     Ok(quote!(epilogue::Epilogue { bias: #bias, steps: &[#(#steps),*], residual: #residual }))
 }
 

@@ -98,14 +98,13 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             epilogue,
         } => {
             let g = conv_geometry(x_ty, geometry, y_ty);
-            // The steps before the residual's sum (all, without one), and after.
-            let added = epilogue.steps.iter().position(|s| *s == IrStep::Add);
-            let (before, after) = epilogue.steps.split_at(added.unwrap_or(epilogue.steps.len()));
+            let (before, after) = epilogue.split_at_sum();
             let mut steps = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
             let mut then = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
             let n = epilogue_steps(before, &it.params, &mut steps)?;
-            let m = epilogue_steps(after.get(1..).unwrap_or(&[]), &it.params, &mut then)?;
-            let residual = match (added, op.args.get(1)) {
+            let m = epilogue_steps(after.unwrap_or(&[]), &it.params, &mut then)?;
+            // The residual is of the output's type (the shape rule).
+            let residual = match (after, op.args.get(1)) {
                 (Some(_), Some(r)) if *r == it.func.input => Some(&input[..y_len]),
                 (Some(_), Some(r)) => Some(&it.buffers[it.plan.slot(*r)][..y_len]),
                 _ => None,

@@ -285,7 +285,17 @@ impl Epilogue {
 
     /// Whether a step adds the op's second argument.
     pub fn adds(&self) -> bool {
-        self.steps.contains(&EpilogueStep::Add)
+        self.split_at_sum().1.is_some()
+    }
+
+    /// The steps before the residual's sum (all of them without one), and
+    /// those after it if there is one: what a kernel applies to its tiles,
+    /// and what follows the residual.
+    pub fn split_at_sum(&self) -> (&[EpilogueStep], Option<&[EpilogueStep]>) {
+        match self.steps.iter().position(|s| *s == EpilogueStep::Add) {
+            Some(at) => (&self.steps[..at], Some(&self.steps[at + 1..])),
+            None => (&self.steps, None),
+        }
     }
 }
 

@@ -18,7 +18,7 @@
 use super::direct::{lane_range, low_lanes, WORK_PER_PART};
 use super::ConvGeometry;
 use crate::kernels::dense::split;
-use crate::kernels::epilogue::Epilogue;
+use crate::kernels::epilogue::{ChannelSteps, Epilogue};
 use crate::kernels::simd::Level;
 use crate::team::{Disjoint, Team};
 
@@ -147,17 +147,28 @@ impl<'a> Depthwise<'a> {
         self.runs.div_ceil(self.g.stride)
     }
 
+    /// Where each tap reads relative to a vector's base: rows then columns,
+    /// not a division per tap.
+    fn tap_offsets(&self) -> [isize; MAX_TAPS] {
+        let (k, d, w) = (self.g.kernel, self.g.dilation.max(1) as isize, self.g.width as isize);
+        let mut taps = [0; MAX_TAPS];
+        let offsets = (0..k as isize).flat_map(|i| (0..k as isize).map(move |j| i * d * w + j * d));
+        for (tap, offset) in taps.iter_mut().zip(offsets) {
+            *tap = offset;
+        }
+        taps
+    }
+
     /// Fills the tables of segments `first..first + n`.
-    fn tables(&self, first: usize, n: usize, taps: &mut [isize; MAX_TAPS], t: &mut Block) {
+    fn tables(&self, first: usize, n: usize, t: &mut Block) {
         let g = &self.g;
         let (k, d) = (g.kernel, g.dilation.max(1) as isize);
         let (h, w, ow) = (g.height as isize, g.width as isize, self.out_w);
         let (pt, pl) = (g.pads[0] as isize, g.pads[1] as isize);
         let s = g.stride;
         for (i, segment) in (first..first + n).enumerate() {
-            let runs = [self.run(s * segment), self.run((s * segment + 1).min(self.runs - 1))];
+            let (a, b) = (self.run(s * segment), self.run((s * segment + 1).min(self.runs - 1)));
             let second = s == 2 && s * segment + 1 < self.runs;
-            let [a, b] = runs;
             t.segments[i] = if s == 1 {
                 Segment {
                     at: a.p,
@@ -208,7 +219,6 @@ impl<'a> Depthwise<'a> {
             // (Rows then columns, not a division per tap.)
             let offsets = (0..k as isize).flat_map(|i| (0..k as isize).map(move |j| (i * d, j * d)));
             for (tap, (ki, kj)) in offsets.enumerate() {
-                taps[tap] = ki * w + kj;
                 let mut masks = (0, 0);
                 for &(row, hi, lanes, (lo_col, hi_col)) in &pieces[..count] {
                     if (0..h).contains(&(row + ki)) {
@@ -255,9 +265,10 @@ impl<'a> Depthwise<'a> {
     }
 
     /// The output planes `planes` (of `[batch · channels]`; their inputs
-    /// `src`, outputs `out`), but for an epilogue that is not
-    /// [`ChannelSteps`]: a chunk of vectors at a time, every plane passing
-    /// over the chunk's tables while its input stays in L1.
+    /// `src`, outputs `out`), with the epilogue where it is
+    /// [`ChannelSteps`](crate::kernels::epilogue::ChannelSteps): a chunk of
+    /// vectors at a time, every plane passing over the chunk's tables while
+    /// its input stays in L1.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn planes_avx512(&self, src: &[f32], planes: std::ops::Range<usize>, out: &mut [f32]) {
@@ -277,7 +288,7 @@ impl<'a> Depthwise<'a> {
             segments: [Segment::default(); BLOCK],
         };
         let mut tables = Tables {
-            taps: [0; MAX_TAPS],
+            taps: self.tap_offsets(),
             blocks: [block; BLOCKS],
         };
         for first in (0..segments).step_by(BLOCKS * width) {
@@ -285,7 +296,7 @@ impl<'a> Depthwise<'a> {
             let blocks = n.div_ceil(width);
             for (b, block) in tables.blocks[..blocks].iter_mut().enumerate() {
                 let m = width.min(n - b * width);
-                self.tables(first + b * width, m, &mut tables.taps, block);
+                self.tables(first + b * width, m, block);
                 // A short last block repeats its last vector (the same
                 // sums, stored twice).
                 for i in m..width {
@@ -325,16 +336,20 @@ impl<'a> Depthwise<'a> {
         planes: std::ops::Range<usize>,
         out: &mut [f32],
     ) {
+        let channels = self.g.out_channels;
         let mut p = planes.start;
         while p < planes.end {
             let step = if planes.end - p >= CH { CH } else { 1 };
+            // The planes' epilogues, once for all the blocks.
+            let steps: [Option<ChannelSteps>; CH] =
+                std::array::from_fn(|j| self.epilogue.channel_steps((p + j.min(step - 1)) % channels));
             for block in &t.blocks[..blocks] {
                 // SAFETY: as the caller's.
                 unsafe {
                     if step == CH {
-                        self.step::<CH, NV, S2>(&t.taps, block, src, (planes.start, p), out)
+                        self.step::<CH, NV, S2>(&t.taps, block, src, (planes.start, p), &steps, out)
                     } else {
-                        self.step::<1, NV, S2>(&t.taps, block, src, (planes.start, p), out)
+                        self.step::<1, NV, S2>(&t.taps, block, src, (planes.start, p), &[steps[0]], out)
                     }
                 };
             }
@@ -344,7 +359,7 @@ impl<'a> Depthwise<'a> {
 
     /// The first `NV` vectors of `block` for planes `p..p + CH` (the
     /// slices `src` and `out` start at plane `first`): the sums over every
-    /// tap, the epilogue, the stores.
+    /// tap, the planes' epilogue `steps`, the stores.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -354,6 +369,7 @@ impl<'a> Depthwise<'a> {
         t: &Block,
         src: &[f32],
         (first, p): (usize, usize),
+        steps: &[Option<ChannelSteps>; CH],
         out: &mut [f32],
     ) {
         use std::arch::x86_64::*;
@@ -400,11 +416,10 @@ impl<'a> Depthwise<'a> {
                 }
             }
         }
-        for (j, sums) in sums.iter().enumerate() {
-            let steps = self.epilogue.channel_steps((p + j) % channels);
+        for (j, (sums, steps)) in sums.iter().zip(steps).enumerate() {
             let plane = out.as_mut_ptr().wrapping_add((c + j) * out_plane);
             for (segment, &sum) in t.segments.iter().zip(sums) {
-                let v = match &steps {
+                let v = match steps {
                     // SAFETY: AVX-512F, as the caller's.
                     Some(steps) => unsafe { steps.apply_avx512(sum) },
                     None => sum,

@@ -838,7 +838,7 @@ impl<'a> Direct<'a> {
                 let channels = strip_range.start * self.shape.mr..(strip_range.end * self.shape.mr).min(self.out_group);
                 let rows_at = row_range.start * grid.out_w..row_range.end * grid.out_w;
                 // A residual is added once the unit's outputs are final, while
-                // they are in cache.
+                // they are in cache (in the loop over them, where there is one).
                 let finish = |channels: Range<usize>| {
                     if self.epilogue.residual.is_none() {
                         return;
@@ -851,13 +851,13 @@ impl<'a> Direct<'a> {
                     }
                 };
                 if direct {
-                    for o in channels.clone() {
-                        let plane_at = group_plane + o * out_plane;
+                    for o in channels {
+                        let at = group_plane + o * out_plane + rows_at.start;
                         // SAFETY: as above.
-                        let out = unsafe { y.piece(plane_at + rows_at.start..plane_at + rows_at.end) };
+                        let out = unsafe { y.piece(at..at + rows_at.len()) };
                         self.epilogue.apply_channel(out, group * self.out_group + o);
+                        self.epilogue.finish_channel(out, at, group * self.out_group + o);
                     }
-                    finish(channels);
                     continue;
                 }
                 // Run the epilogue on the tiles while they are in cache (on
