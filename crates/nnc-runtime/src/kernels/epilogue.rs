@@ -189,13 +189,30 @@ enum Rectifier {
     Leaky(f32),
 }
 
-impl Epilogue<'_> {
-    /// `channel`'s epilogue as [`ChannelSteps`], if it has that form.
-    pub(crate) fn channel_steps(&self, channel: usize) -> Option<ChannelSteps> {
-        let mut steps = ChannelSteps {
-            bias: self.bias.map(|b| b[channel]),
+/// The common form of [`ChannelSteps`] for every channel at once, its
+/// parameters still per channel: found once per call, so that a kernel
+/// taking a plane at a time only indexes (a call per small plane cost a
+/// depthwise conv a third of its time).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ChannelForm<'a> {
+    bias: Option<&'a [f32]>,
+    affine: Option<(&'a [f32], &'a [f32])>,
+    act: FormAct<'a>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum FormAct<'a> {
+    Uniform(Rectifier),
+    Slopes(&'a [f32]),
+}
+
+impl<'a> Epilogue<'a> {
+    /// The epilogue as [`ChannelForm`], if it has that form.
+    pub(crate) fn channel_form(&self) -> Option<ChannelForm<'a>> {
+        let mut form = ChannelForm {
+            bias: self.bias,
             affine: None,
-            act: Rectifier::None,
+            act: FormAct::Uniform(Rectifier::None),
         };
         let mut acted = false;
         for step in self.steps {
@@ -203,24 +220,39 @@ impl Epilogue<'_> {
                 return None;
             }
             match *step {
-                EpilogueStep::Affine { scale, shift } if steps.affine.is_none() => {
-                    steps.affine = Some((scale[channel], shift[channel]));
-                }
+                EpilogueStep::Affine { scale, shift } if form.affine.is_none() => form.affine = Some((scale, shift)),
                 EpilogueStep::Act(act) => {
                     acted = true;
-                    steps.act = match act {
-                        Activation::Identity => Rectifier::None,
-                        Activation::Relu => Rectifier::Relu,
-                        Activation::LeakyRelu { alpha } => Rectifier::Leaky(alpha),
-                        Activation::Prelu { slopes } if slopes.len() == 1 => Rectifier::Leaky(slopes[0]),
-                        Activation::Prelu { slopes } => Rectifier::Leaky(slopes[channel]),
+                    form.act = match act {
+                        Activation::Identity => FormAct::Uniform(Rectifier::None),
+                        Activation::Relu => FormAct::Uniform(Rectifier::Relu),
+                        Activation::LeakyRelu { alpha } => FormAct::Uniform(Rectifier::Leaky(alpha)),
+                        Activation::Prelu { slopes } if slopes.len() == 1 => {
+                            FormAct::Uniform(Rectifier::Leaky(slopes[0]))
+                        }
+                        Activation::Prelu { slopes } => FormAct::Slopes(slopes),
                         _ => return None,
                     };
                 }
                 EpilogueStep::Affine { .. } => return None,
             }
         }
-        Some(steps)
+        Some(form)
+    }
+}
+
+impl ChannelForm<'_> {
+    /// The steps of `channel`.
+    #[inline(always)]
+    pub(crate) fn at(&self, channel: usize) -> ChannelSteps {
+        ChannelSteps {
+            bias: self.bias.map(|b| b[channel]),
+            affine: self.affine.map(|(scale, shift)| (scale[channel], shift[channel])),
+            act: match self.act {
+                FormAct::Uniform(act) => act,
+                FormAct::Slopes(slopes) => Rectifier::Leaky(slopes[channel]),
+            },
+        }
     }
 }
 
@@ -553,7 +585,7 @@ mod tests {
                     residual: None,
                 };
                 for channel in 0..2 {
-                    let Some(fast) = epilogue.channel_steps(channel) else {
+                    let Some(fast) = epilogue.channel_form().map(|form| form.at(channel)) else {
                         panic!("{steps:?} has the common form")
                     };
                     let mut want = values.clone();
@@ -584,7 +616,7 @@ mod tests {
                     steps,
                     residual: None
                 }
-                .channel_steps(0),
+                .channel_form(),
                 None,
                 "{steps:?}"
             );

@@ -255,8 +255,13 @@ impl<'a> Depthwise<'a> {
             unsafe {
                 self.planes_avx512(src, mine.clone(), out)
             };
+            // What the kernel's registers did not take: the uncommon
+            // epilogues, and a residual's sum.
+            if self.epilogue.channel_form().is_some() && self.epilogue.residual.is_none() {
+                return;
+            }
             for (p, plane) in mine.zip(out.chunks_exact_mut(out_plane)) {
-                if self.epilogue.channel_steps(p % c).is_none() {
+                if self.epilogue.channel_form().is_none() {
                     self.epilogue.apply_channel(plane, p % c);
                 }
                 self.epilogue.finish_channel(plane, p * out_plane, p % c);
@@ -337,12 +342,19 @@ impl<'a> Depthwise<'a> {
         out: &mut [f32],
     ) {
         let channels = self.g.out_channels;
+        let form = self.epilogue.channel_form();
         let mut p = planes.start;
         while p < planes.end {
             let step = if planes.end - p >= CH { CH } else { 1 };
-            // The planes' epilogues, once for all the blocks.
-            let steps: [Option<ChannelSteps>; CH] =
-                std::array::from_fn(|j| self.epilogue.channel_steps((p + j.min(step - 1)) % channels));
+            // The planes' epilogues, once for all the blocks (a loop, not
+            // a closure: closures do not take this function's AVX-512, so
+            // one is a call, and its result read back stalls).
+            let mut steps: [Option<ChannelSteps>; CH] = [None; CH];
+            if let Some(form) = &form {
+                for (j, s) in steps.iter_mut().enumerate() {
+                    *s = Some(form.at((p + j.min(step - 1)) % channels));
+                }
+            }
             for block in &t.blocks[..blocks] {
                 // SAFETY: as the caller's.
                 unsafe {
@@ -378,27 +390,28 @@ impl<'a> Depthwise<'a> {
         let (in_plane, out_plane) = (g.height * g.width, self.out_h * self.out_w);
         let c = p - first;
         debug_assert!((c + CH) * in_plane <= src.len() && (c + CH) * out_plane <= out.len());
-        let weights: [&[f32]; CH] = std::array::from_fn(|j| &self.weights[(p + j) % channels * taps..][..taps]);
-        // Each vector's reads from each plane, before the tap's offset.
-        let lo: [[*const f32; NV]; CH] = std::array::from_fn(|j| {
-            std::array::from_fn(|i| {
-                src.as_ptr()
-                    .wrapping_add((c + j) * in_plane)
-                    .wrapping_offset(t.bases[i].0)
-            })
-        });
-        let hi: [[*const f32; NV]; CH] = std::array::from_fn(|j| {
-            std::array::from_fn(|i| {
-                src.as_ptr()
-                    .wrapping_add((c + j) * in_plane)
-                    .wrapping_offset(t.bases[i].1)
-            })
-        });
+        // Loops, not `array::from_fn`: its closures do not take this
+        // function's AVX-512 and stay calls.
+        let mut weights: [&[f32]; CH] = [&[]; CH];
+        let mut lo = [[std::ptr::null::<f32>(); NV]; CH];
+        let mut hi = [[std::ptr::null::<f32>(); NV]; CH];
+        for (j, ((weights, lo), hi)) in weights.iter_mut().zip(&mut lo).zip(&mut hi).enumerate() {
+            *weights = &self.weights[(p + j) % channels * taps..][..taps];
+            // Each vector's reads from the plane, before the tap's offset.
+            let plane = src.as_ptr().wrapping_add((c + j) * in_plane);
+            for (i, (lo, hi)) in lo.iter_mut().zip(hi).enumerate() {
+                *lo = plane.wrapping_offset(t.bases[i].0);
+                *hi = plane.wrapping_offset(t.bases[i].1);
+            }
+        }
         let evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
         let mut sums = [[_mm512_setzero_ps(); NV]; CH];
         for tap in 0..taps {
             let (at, masks) = (taps_at[tap], &t.masks[tap]);
-            let w: [__m512; CH] = std::array::from_fn(|j| _mm512_set1_ps(weights[j][tap]));
+            let mut w = [_mm512_setzero_ps(); CH];
+            for (w, weights) in w.iter_mut().zip(&weights) {
+                *w = _mm512_set1_ps(weights[tap]);
+            }
             for (i, &(lo_mask, hi_mask)) in masks.iter().take(NV).enumerate() {
                 for j in 0..CH {
                     // SAFETY: the tables enable only lanes inside the

@@ -913,13 +913,14 @@ impl<'a> Direct<'a> {
             cols: 0..grid.out_w,
         };
         let first = lanes_of.chunk(0);
+        let form = self.epilogue.channel_form();
         for (o, out) in outs {
             let channel = group * self.out_group + o;
             // A tile row has room for whole vectors (`ld` is a multiple
             // of the tile), so every vector loads inside it.
             let tile_row = &mut tiles[o * ld..(o + 1) * ld];
             debug_assert!(lanes_of.vectors() * 16 <= tile_row.len() && out.len() == rows * grid.out_w);
-            let steps = self.epilogue.channel_steps(channel);
+            let steps = form.map(|form| form.at(channel));
             if steps.is_none() {
                 self.epilogue.apply_channel(&mut tile_row[..positions], channel);
             }
