@@ -15,11 +15,11 @@
 //! The loads' offsets and masks depend on the geometry alone: they are
 //! worked out for a block of vectors at a time and serve every channel.
 
-use super::direct::{lane_range, low_lanes, WORK_PER_PART};
+use super::direct::{lane_range, WORK_PER_PART};
 use super::ConvGeometry;
 use crate::kernels::dense::split;
 use crate::kernels::epilogue::{ChannelSteps, Epilogue};
-use crate::kernels::simd::Level;
+use crate::kernels::simd::{low_lanes, Level};
 use crate::team::{Disjoint, Team};
 
 /// Taps the tables hold: kernels up to 7 × 7.

@@ -23,7 +23,7 @@ use std::ops::Range;
 use super::ConvGeometry;
 use crate::aligned::LINE;
 use crate::kernels::epilogue::Epilogue;
-use crate::kernels::simd::{Lanes, Level, Portable};
+use crate::kernels::simd::{low_lanes, Lanes, Level, Portable};
 use crate::team::{Disjoint, Team};
 
 /// Multiply-adds a part must have for a conv to share its work: waking a
@@ -442,11 +442,6 @@ impl LaneMasks {
 pub(super) fn lane_range(lo: isize, hi: isize) -> u16 {
     let (lo, hi) = (lo.clamp(0, 16) as usize, hi.clamp(0, 16) as usize);
     low_lanes(hi) & !low_lanes(lo)
-}
-
-/// A mask of the lowest `n` of 16 lanes.
-pub(super) fn low_lanes(n: usize) -> u16 {
-    ((1u32 << n.min(16)) - 1) as u16
 }
 
 /// `dst[j] = src[j − offset]` where that is in `src`, else 0, for every
