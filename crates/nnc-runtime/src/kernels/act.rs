@@ -165,6 +165,9 @@ impl Activation<'_> {
     /// inner]` layout, at a channel boundary): what a dense layer's input
     /// gradient applies to each tile it has just computed.
     pub fn backward_in_place(&self, saved: &[f32], from: From, d: &mut [f32], channels: usize, inner: usize) {
+        if let Activation::Relu = self {
+            return relu_select(saved, None, d);
+        }
         self.scale_by_derivative(saved, from, channels, inner, d, |_, g| g);
     }
 
@@ -183,7 +186,7 @@ impl Activation<'_> {
     ) {
         let select = |g: f32, slope: f32| if slope == 0.0 { 0.0 } else { g * slope };
         if let Activation::Relu = self {
-            // The common case as a plain select (φ′ is 1 or 0), which vectorises.
+            // The common case (φ′ is 1 or 0) as a select.
             for (i, (o, v)) in out.iter_mut().zip(saved).enumerate() {
                 let g = gradient(i, *o);
                 *o = if *v > 0.0 { g } else { 0.0 };
@@ -218,11 +221,7 @@ impl Activation<'_> {
         dslopes: Option<&mut [f32]>,
     ) {
         if let (Activation::Relu, true) = (self, dy.len() == dx.len()) {
-            // The common case as a plain select, which vectorises.
-            for ((dx, dy), v) in dx.iter_mut().zip(dy).zip(saved) {
-                *dx = if *v > 0.0 { *dy } else { 0.0 };
-            }
-            return;
+            return relu_select(saved, Some(dy), dx);
         }
         self.scale_by_derivative(saved, from, channels, inner, dx, |i, _| {
             dy.get(i).copied().unwrap_or_default()
@@ -240,6 +239,50 @@ impl Activation<'_> {
             }
         }
     }
+}
+
+/// ReLU's backward: `out = dy` (or `out` itself, with no `dy`) where
+/// `saved` is above 0, else 0, as a select (a NaN gradient where the unit
+/// was off does not leak, as PyTorch's `threshold_backward`). Written as
+/// a mask of the bits, which vectorises, and compiled for this CPU's
+/// widest vectors: as an `if`, LLVM kept a branch per value, which
+/// mispredicts on half of a ReLU's inputs (a tenth of a CNN's training
+/// step went there).
+fn relu_select(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) {
+    #[inline(always)]
+    fn body(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) {
+        let keep = |v: f32| if v > 0.0 { u32::MAX } else { 0 };
+        match dy {
+            Some(dy) => {
+                for ((o, g), v) in out.iter_mut().zip(dy).zip(saved) {
+                    *o = f32::from_bits(g.to_bits() & keep(*v));
+                }
+            }
+            None => {
+                for (o, v) in out.iter_mut().zip(saved) {
+                    *o = f32::from_bits(o.to_bits() & keep(*v));
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) {
+            body(saved, dy, out)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) {
+            body(saved, dy, out)
+        }
+        match super::simd::Level::detect() {
+            // SAFETY: the CPU has the variant's features.
+            super::simd::Level::Avx512 => return unsafe { avx512(saved, dy, out) },
+            super::simd::Level::Avx2 => return unsafe { avx2(saved, dy, out) },
+            super::simd::Level::Base => {}
+        }
+    }
+    body(saved, dy, out)
 }
 
 /// 1/√(2π), the standard normal density's constant.

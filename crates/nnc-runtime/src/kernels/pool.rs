@@ -161,6 +161,70 @@ unsafe fn halve_row_avx512(top: &[f32], bottom: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Where [`halve_row`]'s outputs came from: `arg[q]` is the index in the
+/// plane (`first + 2q + d`, `d` one of `0, 1, width, width + 1` for the
+/// top pair then the bottom pair) of the first maximum of the window in
+/// that order, or of its first NaN, as the general scan records it.
+fn halve_row_argmax(top: &[f32], bottom: &[f32], (first, width): (usize, usize), arg: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::Level::detect() == super::simd::Level::Avx512 {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { halve_row_argmax_avx512(top, bottom, (first, width), arg) };
+    }
+    let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+    for (q, (a, (t, b))) in arg.iter_mut().zip(pairs).enumerate() {
+        let values = [t[0], t[1], b[0], b[1]];
+        let (mut best, mut best_value) = (0, values[0]);
+        for (k, v) in values.iter().enumerate().skip(1) {
+            if !best_value.is_nan() && (*v > best_value || v.is_nan()) {
+                (best, best_value) = (k, *v);
+            }
+        }
+        *a = (first + 2 * q + [0, 1, width, width + 1][best]) as u32;
+    }
+}
+
+/// [`halve_row_argmax`] 16 outputs at a time: the scalar scan's
+/// comparisons as masks, each taking the offset of its window position.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn halve_row_argmax_avx512(top: &[f32], bottom: &[f32], (first, width): (usize, usize), arg: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let n = arg.len().min(top.len() / 2).min(bottom.len() / 2);
+    let evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    let odds = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    let twice_lane = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    for q in (0..n).step_by(16) {
+        let count = (n - q).min(16);
+        let low = low_lanes(2 * count);
+        let high = low_lanes((2 * count).saturating_sub(16));
+        // SAFETY: as halve_row_avx512's; the stored lanes are the count
+        // outputs from q.
+        unsafe {
+            let row = |p: *const f32| {
+                let (a, b) = (_mm512_maskz_loadu_ps(low, p), _mm512_maskz_loadu_ps(high, p.add(16)));
+                (_mm512_permutex2var_ps(a, evens, b), _mm512_permutex2var_ps(a, odds, b))
+            };
+            let (t0, t1) = row(top.as_ptr().add(2 * q));
+            let (b0, b1) = row(bottom.as_ptr().add(2 * q));
+            let (mut best, mut offset) = (t0, _mm512_setzero_si512());
+            for (v, d) in [(t1, 1), (b0, width), (b1, width + 1)] {
+                let best_is_number = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(best, best);
+                let above_or_nan = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                let take = best_is_number & above_or_nan;
+                best = _mm512_mask_mov_ps(best, take, v);
+                offset = _mm512_mask_mov_epi32(offset, take, _mm512_set1_epi32(d as i32));
+            }
+            let base = _mm512_add_epi32(_mm512_set1_epi32((first + 2 * q) as i32), twice_lane);
+            let at = _mm512_add_epi32(base, offset);
+            _mm512_mask_storeu_epi32(arg.as_mut_ptr().add(q).cast(), low_lanes(count), at);
+        }
+    }
+}
+
 pub fn avg_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
     for (plane, out) in g.planes(x, n, y) {
         g.each_window(
@@ -187,18 +251,14 @@ pub fn max_pool2d_argmax(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32], a
         let width = g.width;
         let planes = x.chunks(in_plane.max(1)).zip(y.chunks_mut(out_plane.max(1)));
         for ((plane, out), arg) in planes.zip(argmax.chunks_mut(out_plane.max(1))).take(count) {
-            for (o, (out, arg)) in out.iter_mut().zip(arg.iter_mut()).enumerate() {
-                let (r, q) = (o / ow, o % ow);
-                let at = [0, 1, width, width + 1].map(|d| 2 * r * width + 2 * q + d);
-                let values = at.map(|i| plane[i]);
-                let (mut best, mut best_value) = (0, values[0]);
-                for (k, v) in values.iter().enumerate().skip(1) {
-                    if !best_value.is_nan() && (*v > best_value || v.is_nan()) {
-                        (best, best_value) = (k, *v);
-                    }
-                }
-                *out = max_nan(max_nan(max_nan(values[0], values[1]), values[2]), values[3]);
-                *arg = at[best] as u32;
+            let rows = out.chunks_exact_mut(ow.max(1)).zip(arg.chunks_exact_mut(ow.max(1)));
+            for (r, (out_row, arg_row)) in rows.enumerate() {
+                let (top, bottom) = (
+                    &plane[2 * r * width..][..2 * ow],
+                    &plane[(2 * r + 1) * width..][..2 * ow],
+                );
+                halve_row(top, bottom, out_row);
+                halve_row_argmax(top, bottom, (2 * r * width, width), arg_row);
             }
         }
         return;
@@ -306,7 +366,7 @@ mod tests {
     /// for bit: NaNs (either side, both), signed zeros, infinities, and
     /// every row length up to three vectors of outputs.
     #[test]
-    fn halving_a_row_folds_as_max_nan() {
+    fn halving_a_row_folds_as_max_nan_and_finds_its_argmax() {
         let special = [
             f32::NAN,
             -f32::NAN,
@@ -331,12 +391,20 @@ mod tests {
             let bottom: Vec<f32> = (0..2 * n).map(|_| pick()).collect();
             let mut got = vec![7.0; n];
             halve_row(&top, &bottom, &mut got);
+            let (first, width) = (1000, 2 * n + 3);
+            let mut arg = vec![0; n];
+            halve_row_argmax(&top, &bottom, (first, width), &mut arg);
             for q in 0..n {
-                let want = max_nan(
-                    max_nan(max_nan(top[2 * q], top[2 * q + 1]), bottom[2 * q]),
-                    bottom[2 * q + 1],
-                );
+                let window = [top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]];
+                let want = max_nan(max_nan(max_nan(window[0], window[1]), window[2]), window[3]);
                 assert_eq!(got[q].to_bits(), want.to_bits(), "n {n}, output {q}");
+                // The first NaN, else the first maximum, in scan order.
+                let best = match window.iter().position(|v| v.is_nan()) {
+                    Some(k) => k,
+                    None => window.iter().position(|v| *v == want).unwrap_or(usize::MAX),
+                };
+                let at = first + 2 * q + [0, 1, width, width + 1][best];
+                assert_eq!(arg[q] as usize, at, "n {n}, output {q}, window {window:?}");
             }
         }
     }
