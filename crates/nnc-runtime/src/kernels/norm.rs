@@ -7,6 +7,52 @@
 use super::dense::{split, WORK_PER_THREAD};
 use crate::team::{Disjoint, Team};
 
+/// Runs `$f(args…)` compiled for this CPU's widest vectors: the body, an
+/// `#[inline(always)]` function, inlined into a wrapper with the level's
+/// target features (see `simd`'s module comment).
+macro_rules! at_level {
+    ($f:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            use super::simd::Level;
+            match Level::detect() {
+                // SAFETY: the CPU has the level's features.
+                Level::Avx512 => unsafe { $f::avx512($($arg),*) },
+                Level::Avx2 => unsafe { $f::avx2($($arg),*) },
+                Level::Base => $f::body($($arg),*),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $f::body($($arg),*)
+        }
+    }};
+}
+
+/// Declares `mod $name` with the `body` of a kernel and its `avx512` and
+/// `avx2` wrappers, for [`at_level!`].
+macro_rules! leveled {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        mod $name {
+            use super::*;
+            #[inline(always)]
+            pub(super) fn body($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            pub(super) unsafe fn avx512($($arg: $ty),*) -> $ret {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            pub(super) unsafe fn avx2($($arg: $ty),*) -> $ret {
+                body($($arg),*)
+            }
+        }
+    };
+}
+
 /// Mean and biased variance of the values `at(0..count)`.
 fn moments(count: usize, at: impl Fn(usize) -> f32) -> (f64, f64) {
     let n = count.max(1) as f64;
@@ -198,12 +244,7 @@ fn batch_norm_train_stats(
     stats: Option<&mut [f32]>,
     team: &Team,
 ) {
-    let count = n * inner;
-    let m = f64::from(momentum);
-    // A channel at a time, so that no table of statistics is needed; each
-    // sample's run of the channel is contiguous, summed in f32 lanes and
-    // the runs in f64. Channels are shared among the team.
-    let runs = |c: usize| (0..n).map(move |s| (s * channels + c) * inner..(s * channels + c + 1) * inner);
+    let at = Channels { n, channels, inner };
     let (y, running_mean, running_var) = (
         Disjoint::new(y),
         Disjoint::new(running_mean),
@@ -211,30 +252,28 @@ fn batch_norm_train_stats(
     );
     let stats = stats.map(Disjoint::new);
     let parts = channel_parts(team, channels, x.len());
+    // A channel at a time, so that no table of statistics is needed;
+    // channels are shared among the team.
     team.run(parts, &|t| {
         for c in split(channels, parts, t, 1) {
-            let mean = runs(c).map(|r| run_sum(&x[r])).sum::<f64>() / count.max(1) as f64;
-            let var = runs(c).map(|r| run_squared_deviation(&x[r], mean as f32)).sum::<f64>() / count.max(1) as f64;
+            let (mean, var) = at_level!(channel_moments(x, at, c));
             let inv = 1.0 / (var + f64::from(eps)).sqrt();
             let scale = f64::from(gamma[c]) * inv;
             let (a, b) = (scale as f32, (f64::from(beta[c]) - mean * scale) as f32);
+            at_level!(scale_channel(x, at, c, (a, b), &y));
             // SAFETY (every piece below): parts own disjoint channels, and
-            // these are channel c's runs and entries.
-            for r in runs(c) {
-                let y = unsafe { y.piece(r.clone()) };
-                for (y, x) in y.iter_mut().zip(&x[r]) {
-                    *y = x * a + b;
-                }
-            }
+            // these are channel c's entries.
             if let Some(stats) = stats {
                 unsafe { stats.piece(c..c + 1) }.fill(mean as f32);
                 unsafe { stats.piece(channels + c..channels + c + 1) }.fill(inv as f32);
             }
+            let count = n * inner;
             let unbiased = if count > 1 {
                 var * count as f64 / (count - 1) as f64
             } else {
                 var
             };
+            let m = f64::from(momentum);
             for (running, value) in [(running_mean, mean), (running_var, unbiased)] {
                 for r in unsafe { running.piece(c..c + 1) } {
                     *r = ((1.0 - m) * f64::from(*r) + m * value) as f32;
@@ -242,6 +281,48 @@ fn batch_norm_train_stats(
             }
         }
     });
+}
+
+/// The `n · inner` values of channel `c`: each sample's run of it, one
+/// after another.
+#[inline(always)]
+fn channel_run(at: Channels, c: usize, s: usize) -> std::ops::Range<usize> {
+    let start = (s * at.channels + c) * at.inner;
+    start..start + at.inner
+}
+
+leveled! {
+    /// Channel `c`'s mean and biased variance: each run summed in f32
+    /// lanes, the runs in f64; the variance from the deviations from the
+    /// mean (a second pass), not from `E[x²] − E[x]²`.
+    fn channel_moments(x: &[f32], at: Channels, c: usize) -> (f64, f64) {
+        let count = (at.n * at.inner).max(1) as f64;
+        let mut sum = 0.0;
+        for s in 0..at.n {
+            sum += run_sum(&x[channel_run(at, c, s)]);
+        }
+        let mean = sum / count;
+        let mut deviations = 0.0;
+        for s in 0..at.n {
+            deviations += run_squared_deviation(&x[channel_run(at, c, s)], mean as f32);
+        }
+        (mean, deviations / count)
+    }
+}
+
+leveled! {
+    /// `y = x·a + b` on channel `c`'s runs.
+    fn scale_channel(x: &[f32], at: Channels, c: usize, ab: (f32, f32), y: &Disjoint<'_>) -> () {
+        let (a, b) = ab;
+        for s in 0..at.n {
+            let r = channel_run(at, c, s);
+            // SAFETY: the caller's part owns channel c.
+            let y = unsafe { y.piece(r.clone()) };
+            for (y, x) in y.iter_mut().zip(&x[r]) {
+                *y = x * a + b;
+            }
+        }
+    }
 }
 
 /// Parts to share a per-channel norm's `channels` among: one unless each
@@ -255,13 +336,35 @@ fn channel_parts(team: &Team, channels: usize, values: usize) -> usize {
 const RUN_LANES: usize = 16;
 
 /// `Σ xs`, in f32 lanes, then in f64.
+#[inline(always)]
 fn run_sum(xs: &[f32]) -> f64 {
     run_fold(xs, xs, |x, _| x)
 }
 
 /// `Σ (x − mean)²`.
+#[inline(always)]
 fn run_squared_deviation(xs: &[f32], mean: f32) -> f64 {
     run_fold(xs, xs, |x, _| (x - mean) * (x - mean))
+}
+
+/// `(Σ f(a, b), Σ g(a, b))` over a pair of runs, in lanes, in one pass.
+#[inline(always)]
+fn run_fold2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32, g: impl Fn(f32, f32) -> f32) -> (f64, f64) {
+    let (mut lanes_f, mut lanes_g) = ([0.0f32; RUN_LANES], [0.0f32; RUN_LANES]);
+    let (chunks_a, chunks_b) = (a.chunks_exact(RUN_LANES), b.chunks_exact(RUN_LANES));
+    let (mut tail_f, mut tail_g) = (0.0f64, 0.0f64);
+    for (a, b) in chunks_a.remainder().iter().zip(chunks_b.remainder()) {
+        tail_f += f64::from(f(*a, *b));
+        tail_g += f64::from(g(*a, *b));
+    }
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for l in 0..RUN_LANES {
+            lanes_f[l] += f(ca[l], cb[l]);
+            lanes_g[l] += g(ca[l], cb[l]);
+        }
+    }
+    let total = |lanes: [f32; RUN_LANES]| lanes.iter().map(|v| f64::from(*v)).sum::<f64>();
+    (total(lanes_f) + tail_f, total(lanes_g) + tail_g)
 }
 
 /// `Σ f(a, b)` over a pair of runs, in lanes.
@@ -300,42 +403,64 @@ pub fn batch_norm_grad(
     dbeta: &mut [f32],
     team: &Team,
 ) {
-    let count = (n * inner).max(1) as f64;
-    let runs = |c: usize| (0..n).map(move |s| (s * channels + c) * inner..(s * channels + c + 1) * inner);
+    let at = Channels { n, channels, inner };
     let (dx, dgamma, dbeta) = (Disjoint::new(dx), Disjoint::new(dgamma), Disjoint::new(dbeta));
     let parts = channel_parts(team, channels, x.len());
     team.run(parts, &|t| {
         for c in split(channels, parts, t, 1) {
             let (mean, inv) = saved(stats, channels, c);
-            let m = mean as f32;
-            let sum_dy = runs(c).map(|r| run_sum(&dy[r])).sum::<f64>();
-            let sum_dy_centred = runs(c)
-                .map(|r| run_fold(&dy[r.clone()], &x[r], |d, x| d * (x - m)))
-                .sum::<f64>();
-            let sum_dy_xhat = sum_dy_centred * inv;
+            let (sum_dy, sum_dy_xhat) = at_level!(channel_affine_sums(x, dy, at, c, (mean, inv)));
             // SAFETY (every piece below): parts own disjoint channels, and
-            // these are channel c's entries and runs.
+            // these are channel c's entries.
             unsafe { dgamma.piece(c..c + 1) }
                 .iter_mut()
                 .for_each(|g| *g += sum_dy_xhat as f32);
             unsafe { dbeta.piece(c..c + 1) }
                 .iter_mut()
                 .for_each(|b| *b += sum_dy as f32);
-            // dx = inv·γ·(dy − mean(dy) − x̂·mean(dy·x̂)), in f64: its two
-            // terms can cancel to far below either (with two values per
-            // channel, x̂ = ±1 whatever x is, and dx is exactly zero).
+            // dx = inv·γ·(dy − mean(dy) − x̂·mean(dy·x̂)).
+            let count = (n * inner).max(1) as f64;
             let a = inv * f64::from(gamma[c]);
             let b = -a * inv * sum_dy_xhat / count;
-            let mean_dy = sum_dy / count;
-            for r in runs(c) {
-                let (dy, x) = (&dy[r.clone()], &x[r.clone()]);
-                let dx = unsafe { dx.piece(r) };
-                for ((dx, dy), x) in dx.iter_mut().zip(dy).zip(x) {
-                    *dx = ((f64::from(*dy) - mean_dy) * a + (f64::from(*x) - mean) * b) as f32;
-                }
-            }
+            at_level!(channel_grad(x, dy, at, c, (mean, sum_dy / count, a, b), &dx));
         }
     });
+}
+
+leveled! {
+    /// `(Σ dy, Σ dy·x̂)` over channel `c`, in one pass over `dy` and `x`:
+    /// f32 lanes per run, the runs in f64.
+    fn channel_affine_sums(x: &[f32], dy: &[f32], at: Channels, c: usize, stats: (f64, f64)) -> (f64, f64) {
+        let (mean, inv) = stats;
+        let m = mean as f32;
+        let (mut sum_dy, mut sum_dy_centred) = (0.0, 0.0);
+        for s in 0..at.n {
+            let r = channel_run(at, c, s);
+            let (dy, x) = (&dy[r.clone()], &x[r]);
+            let (a, b) = run_fold2(dy, x, |d, _| d, |d, x| d * (x - m));
+            sum_dy += a;
+            sum_dy_centred += b;
+        }
+        (sum_dy, sum_dy_centred * inv)
+    }
+}
+
+leveled! {
+    /// `dx = (dy − mean_dy)·a + (x − mean)·b` on channel `c`, in f64: the
+    /// two terms can cancel to far below either (with two values per
+    /// channel, x̂ = ±1 whatever x is, and dx is exactly zero).
+    fn channel_grad(x: &[f32], dy: &[f32], at: Channels, c: usize, k: (f64, f64, f64, f64), dx: &Disjoint<'_>) -> () {
+        let (mean, mean_dy, a, b) = k;
+        for s in 0..at.n {
+            let r = channel_run(at, c, s);
+            let (dy, x) = (&dy[r.clone()], &x[r.clone()]);
+            // SAFETY: the caller's part owns channel c.
+            let dx = unsafe { dx.piece(r) };
+            for ((dx, dy), x) in dx.iter_mut().zip(dy).zip(x) {
+                *dx = ((f64::from(*dy) - mean_dy) * a + (f64::from(*x) - mean) * b) as f32;
+            }
+        }
+    }
 }
 
 /// Per sample over all `per_sample` values; γ and β have the per-sample shape.

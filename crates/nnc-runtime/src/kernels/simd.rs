@@ -8,12 +8,12 @@
 //! `#[inline(always)]` too) is then vectorised for 16 or 8 lanes. (A closure
 //! passed to such a wrapper is not inlined into it, so that shortcut fails.)
 
-/// The widest vector extension this CPU has, as far as the kernels care.
 /// A mask of the lowest `n` of 16 lanes (an AVX-512 vector of `f32`).
 pub(crate) fn low_lanes(n: usize) -> u16 {
     ((1u32 << n.min(16)) - 1) as u16
 }
 
+/// The widest vector extension this CPU has, as far as the kernels care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Level {
     Avx512,
