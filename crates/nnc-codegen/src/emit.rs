@@ -591,10 +591,7 @@ pub(crate) fn op_block(
         }
         Op::Act(act) => {
             let a = activation(act, fields)?;
-            quote! {
-                y.copy_from_slice(x);
-                #a.apply_slice(y, #channels, #inner);
-            }
+            quote!(#a.apply_into(x, y, #channels, #inner);)
         }
         Op::BatchNorm {
             weight,

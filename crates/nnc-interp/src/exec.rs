@@ -325,8 +325,7 @@ fn run_act(
         Act::Rrelu { lower, upper } if train => rrelu_train_save(x, *lower, *upper, &mut rng(), y, record),
         elementwise => {
             let a = activation(elementwise, params)?;
-            y.copy_from_slice(x);
-            a.apply_slice(y, channels, inner);
+            a.apply_into(x, y, channels, inner);
         }
     }
     Ok(())

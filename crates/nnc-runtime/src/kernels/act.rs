@@ -9,6 +9,7 @@
 //! silu(−∞) = 0`), also where the textbook formula would compute `−∞ · 0`.
 
 use super::epilogue::{Epilogue, EpilogueStep};
+use super::simd::{at_level, leveled};
 
 /// SELU's constants (Klambauer et al. 2017).
 pub const SELU_LAMBDA: f32 = 1.050_701;
@@ -62,6 +63,16 @@ impl Activation<'_> {
             Activation::Gelu => gelu(x),
             Activation::Silu => times_weight(x, sigmoid(x)),
         }
+    }
+
+    /// `y` = the activation of `x`, both laid out `[n, channels, inner]`:
+    /// [`Activation::apply_slice`] on a copy, ReLU in one pass.
+    pub fn apply_into(&self, x: &[f32], y: &mut [f32], channels: usize, inner: usize) {
+        if let Activation::Relu = self {
+            return at_level!(relu_into(x, y));
+        }
+        y.copy_from_slice(x);
+        self.apply_slice(y, channels, inner);
     }
 
     /// Applies the activation in place to `data` laid out `[n, channels,
@@ -166,7 +177,7 @@ impl Activation<'_> {
     /// gradient applies to each tile it has just computed.
     pub fn backward_in_place(&self, saved: &[f32], from: From, d: &mut [f32], channels: usize, inner: usize) {
         if let Activation::Relu = self {
-            return relu_select(saved, None, d);
+            return at_level!(relu_select(saved, None, d));
         }
         self.scale_by_derivative(saved, from, channels, inner, d, |_, g| g);
     }
@@ -221,7 +232,7 @@ impl Activation<'_> {
         dslopes: Option<&mut [f32]>,
     ) {
         if let (Activation::Relu, true) = (self, dy.len() == dx.len()) {
-            return relu_select(saved, Some(dy), dx);
+            return at_level!(relu_select(saved, Some(dy), dx));
         }
         self.scale_by_derivative(saved, from, channels, inner, dx, |i, _| {
             dy.get(i).copied().unwrap_or_default()
@@ -241,16 +252,14 @@ impl Activation<'_> {
     }
 }
 
-/// ReLU's backward: `out = dy` (or `out` itself, with no `dy`) where
-/// `saved` is above 0, else 0, as a select (a NaN gradient where the unit
-/// was off does not leak, as PyTorch's `threshold_backward`). Written as
-/// a mask of the bits, which vectorises, and compiled for this CPU's
-/// widest vectors: as an `if`, LLVM kept a branch per value, which
-/// mispredicts on half of a ReLU's inputs (a tenth of a CNN's training
-/// step went there).
-fn relu_select(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) {
-    #[inline(always)]
-    fn body(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) {
+leveled! {
+    /// ReLU's backward: `out = dy` (or `out` itself, with no `dy`) where
+    /// `saved` is above 0, else 0, as a select (a NaN gradient where the
+    /// unit was off does not leak, as PyTorch's `threshold_backward`).
+    /// Written as a mask of the bits, which vectorises: as an `if`, LLVM
+    /// kept a branch per value, which mispredicts on half of a ReLU's
+    /// inputs (a tenth of a CNN's training step went there).
+    fn relu_select(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) -> () {
         let keep = |v: f32| if v > 0.0 { u32::MAX } else { 0 };
         match dy {
             Some(dy) => {
@@ -265,24 +274,15 @@ fn relu_select(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) {
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) {
-            body(saved, dy, out)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(saved: &[f32], dy: Option<&[f32]>, out: &mut [f32]) {
-            body(saved, dy, out)
-        }
-        match super::simd::Level::detect() {
-            // SAFETY: the CPU has the variant's features.
-            super::simd::Level::Avx512 => return unsafe { avx512(saved, dy, out) },
-            super::simd::Level::Avx2 => return unsafe { avx2(saved, dy, out) },
-            super::simd::Level::Base => {}
+}
+
+leveled! {
+    /// `y = relu(x)` in one pass (not a copy, then ReLU in place).
+    fn relu_into(x: &[f32], y: &mut [f32]) -> () {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = relu(*x);
         }
     }
-    body(saved, dy, out)
 }
 
 /// 1/√(2π), the standard normal density's constant.

@@ -5,53 +5,8 @@
 //! keep each set's `[mean…, inv_std…]` (f32) for the `_grad` backwards.
 
 use super::dense::{split, WORK_PER_THREAD};
+use super::simd::{at_level, leveled};
 use crate::team::{Disjoint, Team};
-
-/// Runs `$f(args…)` compiled for this CPU's widest vectors: the body, an
-/// `#[inline(always)]` function, inlined into a wrapper with the level's
-/// target features (see `simd`'s module comment).
-macro_rules! at_level {
-    ($f:ident($($arg:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            use super::simd::Level;
-            match Level::detect() {
-                // SAFETY: the CPU has the level's features.
-                Level::Avx512 => unsafe { $f::avx512($($arg),*) },
-                Level::Avx2 => unsafe { $f::avx2($($arg),*) },
-                Level::Base => $f::body($($arg),*),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $f::body($($arg),*)
-        }
-    }};
-}
-
-/// Declares `mod $name` with the `body` of a kernel and its `avx512` and
-/// `avx2` wrappers, for [`at_level!`].
-macro_rules! leveled {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
-        $(#[$doc])*
-        #[allow(clippy::too_many_arguments)]
-        mod $name {
-            use super::*;
-            #[inline(always)]
-            pub(super) fn body($($arg: $ty),*) -> $ret $body
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f")]
-            pub(super) unsafe fn avx512($($arg: $ty),*) -> $ret {
-                body($($arg),*)
-            }
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            pub(super) unsafe fn avx2($($arg: $ty),*) -> $ret {
-                body($($arg),*)
-            }
-        }
-    };
-}
 
 /// Mean and biased variance of the values `at(0..count)`.
 fn moments(count: usize, at: impl Fn(usize) -> f32) -> (f64, f64) {
