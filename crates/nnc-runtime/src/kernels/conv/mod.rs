@@ -5,8 +5,11 @@
 //! a padded, stride-phased copy of one sample's input, weights packed into
 //! strips (once, in a [`ConvWeight`], for a weight that stays fixed; per
 //! call into the scratch otherwise). The input gradient is the transposed
-//! convolution: the same kernel on the output gradient spread out by the
-//! stride, with the kernel flipped. The weight gradient is a correlation of
+//! convolution: the same kernel on the output gradient with the kernel
+//! flipped, at a stride above 1 phase by phase ([`phases`]: each of the
+//! stride² phases of the input a correlation of the output gradient with
+//! the taps that reach it), with dilation on the output gradient spread
+//! out by the stride. The weight gradient is a correlation of
 //! the output gradient with the input, one SGEMM per sample and group over
 //! the unrolled receptive fields (`dy_group · colᵀ`).
 //!
@@ -16,6 +19,7 @@
 
 mod depthwise;
 mod direct;
+mod phases;
 
 use self::depthwise::Depthwise;
 use self::direct::{Direct, Grid, Shape};
@@ -69,6 +73,11 @@ impl ConvGeometry {
     /// need for `threads` threads.
     pub fn grad_scratch_len(&self, threads: usize) -> usize {
         let threads = threads.max(1);
+        if self.grad_input_by_phases() {
+            return self
+                .phases_scratch_len(threads)
+                .max(threads * self.weight_grad_per_thread());
+        }
         let transposed = Grid::transposed(self);
         let in_group = self.in_channels / self.groups.max(1);
         let shape = Shape::pick(in_group, &transposed);
@@ -245,9 +254,11 @@ fn forward(
 
 /// The input gradient of [`conv2d`] (without epilogue): the transposed
 /// convolution of `dy` `[batch, out_channels, oh, ow]` with `w`, which
-/// overwrites `dx` `[batch, in_channels, H, W]`: the direct kernel on `dy`
-/// spread out by the stride, with the kernel flipped and its input and
-/// output channels swapped. Scratch from [`ConvGeometry::grad_scratch_len`].
+/// overwrites `dx` `[batch, in_channels, H, W]`: the direct kernel on `dy`,
+/// with the kernel flipped and its input and output channels swapped; at
+/// a stride above 1 one phase of `dx` at a time ([`phases`]), with
+/// dilation on `dy` spread out by the stride. Scratch from
+/// [`ConvGeometry::grad_scratch_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_grad_input(
     dy: &[f32],
@@ -271,6 +282,9 @@ pub fn conv2d_grad_input(
     }
     if batch == 0 || x_len == 0 {
         return;
+    }
+    if g.grad_input_by_phases() {
+        return phases::grad_input(dy, batch, g, w, dx, scratch, team);
     }
     let groups = g.groups.max(1);
     let (in_group, out_group, k) = (g.in_channels / groups, g.out_group(), g.kernel);
