@@ -55,7 +55,9 @@ pub(super) struct Grid {
     pub spread: usize,
     pub top: isize,
     pub left: isize,
-    pub kernel: usize,
+    /// The kernel's rows and columns (square but for the input
+    /// gradient's phases, [`super::phases`]).
+    pub kernel: [usize; 2],
     pub dilation: usize,
     pub stride: usize,
     pub out_h: usize,
@@ -76,7 +78,7 @@ impl Grid {
             spread: 1,
             top: top as isize,
             left: left as isize,
-            kernel: g.kernel,
+            kernel: [g.kernel; 2],
             dilation: g.dilation.max(1),
             stride: s,
             out_h: g.out_height(),
@@ -98,7 +100,7 @@ impl Grid {
             spread: g.stride.max(1),
             top: span as isize - 1 - g.pads[0] as isize,
             left: span as isize - 1 - g.pads[1] as isize,
-            kernel: g.kernel,
+            kernel: [g.kernel; 2],
             dilation: g.dilation.max(1),
             stride: 1,
             out_h: g.height,
@@ -121,11 +123,16 @@ impl Grid {
 
     /// How far past an output position a tap reads, in phase rows (and columns).
     fn reach(&self) -> usize {
-        self.kernel.saturating_sub(1) * self.dilation / self.stride
+        self.kernel[0].max(self.kernel[1]).saturating_sub(1) * self.dilation / self.stride
     }
 
     pub fn depth(&self) -> usize {
-        self.channels * self.kernel * self.kernel
+        self.channels * self.taps()
+    }
+
+    /// Taps of the kernel.
+    pub fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
     }
 
     /// Floats of the copy: the phases, then room for the last tile's
@@ -713,7 +720,7 @@ impl<'a> Direct<'a> {
     /// Floats of the weights' depth per output channel.
     fn depth(&self) -> usize {
         match self.multiplier {
-            Some(_) => self.grid.kernel * self.grid.kernel,
+            Some(_) => self.grid.taps(),
             None => self.grid.depth(),
         }
     }
@@ -1038,7 +1045,7 @@ impl<'a> Direct<'a> {
         // Blocks of channels whose reads and weights stay in L1 across a
         // strip's tiles; the tiles add up the blocks' sums where they go.
         // A depthwise strip reads one channel, its own.
-        let taps = grid.kernel * grid.kernel;
+        let taps = grid.taps();
         let most = (DEPTH_BLOCK / taps.max(1)).max(1);
         let block = grid.channels.div_ceil(grid.channels.div_ceil(most).max(1)).max(1);
         let blocks = match self.multiplier {
@@ -1201,11 +1208,11 @@ pub(super) fn with_tap_offsets<R>(grid: &Grid, f: impl FnOnce(&[usize]) -> R) ->
 
 /// Fills `taps` with the offsets of `grid`'s `kernel²` taps.
 fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
-    let (s, d, k) = (grid.stride, grid.dilation, grid.kernel);
+    let (s, d, kw) = (grid.stride, grid.dilation, grid.kernel[1]);
     let phases = grid.channels * grid.plane();
     taps.clear();
-    taps.extend((0..k * k).map(|t| {
-        let (ki, kj) = ((t / k) * d, (t % k) * d);
+    taps.extend((0..grid.taps()).map(|t| {
+        let (ki, kj) = ((t / kw) * d, (t % kw) * d);
         ((ki % s) * s + kj % s) * phases + (ki / s) * grid.phase_w + kj / s
     }));
 }

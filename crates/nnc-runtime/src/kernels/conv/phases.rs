@@ -2,11 +2,12 @@
 //! a transposed convolution): input position `(py + s·a, px + s·b)` is
 //! reached only by the taps `ky ≡ py + top`, `kx ≡ px + left (mod s)`, so
 //! each of the `s²` phases of `dx` is a stride-1 correlation of `dy` as it
-//! is (not spread out with zeros) with a `⌈k/s⌉²` sub-kernel of the
-//! flipped weights. For a 3 × 3 stride-2 conv that is 4 taps a phase
-//! instead of 9 on a map spread to four times its size: 2.25 times fewer
-//! multiply-adds, and a phase that no tap reaches (a 1 × 1 stride-2
-//! shortcut's three) is only zeros.
+//! is (not spread out with zeros) with the taps of the flipped weights
+//! that reach it, a sub-kernel of up to `⌈k/s⌉` rows and columns. For a
+//! 3 × 3 stride-2 conv the four phases take 2 × 2, 2 × 1, 1 × 2 and 1 × 1
+//! taps: the forward's multiply-adds, where the kernel on a map spread to
+//! four times its size did four times as many; a phase that no tap reaches
+//! (a 1 × 1 stride-2 shortcut's three) is only zeros.
 //!
 //! Each phase runs the direct kernel on a few samples at a time into the
 //! scratch, whose outputs are then placed `s` apart in `dx`.
@@ -39,27 +40,22 @@ impl ConvGeometry {
         self.stride > 1 && self.dilation <= 1
     }
 
-    /// The side of a phase's sub-kernel.
-    fn phase_kernel(&self) -> usize {
-        self.kernel.div_ceil(self.stride)
-    }
-
     fn phases(&self) -> impl Iterator<Item = Phase> + '_ {
         let s = self.stride;
         (0..s * s).map(move |p| {
             let (py, px) = (p / s, p % s);
-            let k = self.phase_kernel();
-            // Per axis: the taps' residue, how far the sub-kernel's reads
-            // start before the phase's output (its padding), and the
-            // phase's size.
+            // Per axis: the taps' residue, how many taps there are, how
+            // far the sub-kernel's reads start before the phase's output
+            // (its padding), and the phase's size.
             let axis = |at: usize, pad: usize, size: usize| {
                 let (r, q) = ((at + pad) % s, (at + pad) / s);
+                let taps = self.kernel.saturating_sub(r).div_ceil(s);
                 let len = if at < size { (size - at).div_ceil(s) } else { 0 };
-                (r, (k - 1) as isize - q as isize, len)
+                (r, taps, taps as isize - 1 - q as isize, len)
             };
-            let (ry, top, out_h) = axis(py, self.pads[0], self.height);
-            let (rx, left, out_w) = axis(px, self.pads[1], self.width);
-            let reached = ry < self.kernel && rx < self.kernel && out_h * out_w > 0;
+            let (ry, kh, top, out_h) = axis(py, self.pads[0], self.height);
+            let (rx, kw, left, out_w) = axis(px, self.pads[1], self.width);
+            let reached = kh * kw * out_h * out_w > 0;
             let grid = Grid {
                 channels: self.out_channels / self.groups.max(1),
                 src_h: self.out_height(),
@@ -67,13 +63,13 @@ impl ConvGeometry {
                 spread: 1,
                 top,
                 left,
-                kernel: k,
+                kernel: [kh, kw],
                 dilation: 1,
                 stride: 1,
                 out_h,
                 out_w,
-                phase_h: out_h + k - 1,
-                phase_w: out_w + k - 1,
+                phase_h: out_h + kh.max(1) - 1,
+                phase_w: out_w + kw.max(1) - 1,
             };
             Phase {
                 py,
@@ -131,7 +127,7 @@ pub(super) fn grad_input(
         g.out_group(),
         g.kernel,
     );
-    let (s, sub) = (g.stride, g.phase_kernel());
+    let s = g.stride;
     let (x_len, y_len) = (
         g.in_channels * g.height * g.width,
         g.out_channels * g.out_height() * g.out_width(),
@@ -145,21 +141,18 @@ pub(super) fn grad_input(
     let (outputs, work) = rest.split_at_mut(g.phase_outputs_len(team.threads()).next_multiple_of(LINE));
     // Every reached phase's weights, packed once, one after another:
     // output channel c of the phase's correlation, depth (o, jy, jx),
-    // takes the forward's weight of o on c at the tap (ry + s·(sub − 1 −
-    // jy), rx + s·(sub − 1 − jx)), zero past the kernel.
+    // takes the forward's weight of o on c at the tap (ry + s·(kh − 1 −
+    // jy), rx + s·(kw − 1 − jx)).
     let mut at = 0;
     for phase in g.phases() {
         let Some(((ry, rx), grid)) = phase.taps else {
             continue;
         };
+        let [kh, kw] = grid.kernel;
         let weight = |group: usize, c: usize, d: usize| {
-            let (o, tap) = (d / (sub * sub), d % (sub * sub));
-            let (ky, kx) = (ry + s * (sub - 1 - tap / sub), rx + s * (sub - 1 - tap % sub));
-            if ky < k && kx < k {
-                w[(((group * out_group + o) * in_group + c) * k + ky) * k + kx]
-            } else {
-                0.0
-            }
+            let (o, tap) = (d / (kh * kw), d % (kh * kw));
+            let (ky, kx) = (ry + s * (kh - 1 - tap / kw), rx + s * (kw - 1 - tap % kw));
+            w[(((group * out_group + o) * in_group + c) * k + ky) * k + kx]
         };
         let shape = Shape::pick(in_group, &grid);
         direct::pack(
