@@ -174,6 +174,10 @@ fn groups_and_depthwise() {
     check(geometry(3, 6, (6, 5), 3, 1, 2, 3, [0, 1, 2, 1]), 1, 24); // multiplier 2
     check(geometry(2, 4, (7, 7), 5, 2, 1, 2, [2, 2, 3, 3]), 2, 25);
     check(geometry(3, 3, (4, 4), 2, 3, 2, 3, [1, 0, 1, 3]), 3, 26);
+    // Depthwise at stride 1: the input gradient is itself a depthwise conv
+    // (on dy, the kernel flipped), unless a pad is wider than the kernel.
+    check(geometry(4, 4, (7, 6), 3, 1, 2, 4, [2, 1, 0, 4]), 2, 27);
+    check(geometry(3, 3, (6, 6), 3, 1, 1, 3, [0, 3, 1, 1]), 2, 28);
 }
 
 /// Small maps with channels in 32s and 64s, forward and input gradient:

@@ -73,6 +73,12 @@ impl ConvGeometry {
     /// need for `threads` threads.
     pub fn grad_scratch_len(&self, threads: usize) -> usize {
         let threads = threads.max(1);
+        if self.depthwise_transposed().is_some() {
+            let flipped = self.in_channels * self.kernel * self.kernel;
+            return flipped
+                .next_multiple_of(LINE)
+                .max(threads * self.weight_grad_per_thread());
+        }
         if self.grad_input_by_phases() {
             return self
                 .phases_scratch_len(threads)
@@ -149,6 +155,26 @@ impl ConvGeometry {
         let (out_group, depth) = (self.out_group(), self.col_rows());
         let w = |group: usize, o: usize, d: usize| weight[(group * out_group + o) * depth + d];
         direct::pack(self.shape(), self.groups.max(1), out_group, depth, w, out);
+    }
+
+    /// A depthwise conv's input gradient at stride 1 as a depthwise conv
+    /// of its own, which the depthwise kernel runs: on `dy`, the kernel
+    /// flipped, padded by `span − 1 − pad` (where no pad is wider).
+    fn depthwise_transposed(&self) -> Option<ConvGeometry> {
+        let span = self.span();
+        let [Some(top), Some(left), Some(bottom), Some(right)] = self.pads.map(|p| (span - 1).checked_sub(p)) else {
+            return None;
+        };
+        let t = ConvGeometry {
+            in_channels: self.out_channels,
+            height: self.out_height(),
+            width: self.out_width(),
+            out_channels: self.in_channels,
+            pads: [top, left, bottom, right],
+            ..*self
+        };
+        let fits = (t.out_height(), t.out_width()) == (self.height, self.width);
+        (self.stride == 1 && fits && Depthwise::applies(self) && Depthwise::applies(&t)).then_some(t)
     }
 
     /// The extent of one dilated kernel: `dilation·(kernel − 1) + 1`.
@@ -282,6 +308,15 @@ pub fn conv2d_grad_input(
     }
     if batch == 0 || x_len == 0 {
         return;
+    }
+    if let Some(t) = g.depthwise_transposed() {
+        // The kernel flipped, as the depthwise kernel's `[channels, k²]`.
+        let taps = g.kernel * g.kernel;
+        let flipped = &mut scratch[..g.in_channels * taps];
+        for (f, w) in flipped.chunks_exact_mut(taps).zip(w.chunks_exact(taps)) {
+            f.iter_mut().zip(w.iter().rev()).for_each(|(f, w)| *f = *w);
+        }
+        return Depthwise::new(&t, flipped, &Epilogue::NONE).forward(dy, batch, dx, team);
     }
     if g.grad_input_by_phases() {
         return phases::grad_input(dy, batch, g, w, dx, scratch, team);
