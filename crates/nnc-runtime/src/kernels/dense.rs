@@ -198,7 +198,7 @@ fn gemv(layer: &Layer, x: &[f32], batch: usize, outputs: Range<usize>, y: &mut [
 /// vectorises without reassociating. (Interleaving several rows against one
 /// `x` makes LLVM's SLP vectoriser pack across rows with shuffles instead,
 /// at less than half the speed.)
-#[inline]
+#[inline(always)]
 pub(crate) fn dot(w: &[f32], x: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     for (wc, xc) in w.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
@@ -215,7 +215,7 @@ pub(crate) fn dot(w: &[f32], x: &[f32]) -> f32 {
 }
 
 /// Pairwise sum of the partial sums.
-#[inline]
+#[inline(always)]
 fn horizontal_sum(acc: [f32; LANES]) -> f32 {
     let mut width = LANES;
     let mut acc = acc;

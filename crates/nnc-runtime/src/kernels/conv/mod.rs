@@ -25,6 +25,7 @@ use self::depthwise::Depthwise;
 use self::direct::{Direct, Grid, Shape};
 use super::dense::{dot, split, Gemm};
 use super::epilogue::Epilogue;
+use super::simd::{at_level, leveled};
 use crate::aligned::LINE;
 use crate::team::{Disjoint, Team};
 use crate::AlignedBuf;
@@ -393,15 +394,7 @@ pub fn conv2d_grad_weight(
                     // Every channel at once: dW[c, tap] += dy_c · (x_c under the tap).
                     grid.prepare(&x[n * x_len..(n + 1) * x_len], source);
                     on_copy_width(&grid, &dy[n * y_len..(n + 1) * y_len], dy_grid);
-                    for (c, (w, dy_c)) in acc
-                        .chunks_exact_mut(taps_len)
-                        .zip(dy_grid.chunks_exact(positions))
-                        .enumerate()
-                    {
-                        for (w, tap) in w.iter_mut().zip(taps) {
-                            *w += dot(&source[c * grid.plane() + tap..][..positions], dy_c);
-                        }
-                    }
+                    at_level!(depthwise_taps(source, grid.plane(), taps, dy_grid, positions, acc));
                     continue;
                 }
                 for group in 0..groups {
@@ -435,6 +428,20 @@ pub fn conv2d_grad_weight(
                 for (o, v) in d.iter().enumerate() {
                     dw[(group * out_group + o) * k + row] += v;
                 }
+            }
+        }
+    }
+}
+
+leveled! {
+    /// A depthwise conv's weight gradient of one sample: `w[c, tap] +=
+    /// dy_c · (x_c under the tap)`, channel `c`'s copy at `c · plane` of
+    /// `source`, its output gradient at `c · positions` of `dy`.
+    fn depthwise_taps(source: &[f32], plane: usize, taps: &[usize], dy: &[f32], positions: usize, w: &mut [f32]) -> () {
+        let chunks = w.chunks_exact_mut(taps.len().max(1)).zip(dy.chunks_exact(positions.max(1)));
+        for (c, (w, dy_c)) in chunks.enumerate() {
+            for (w, tap) in w.iter_mut().zip(taps) {
+                *w += dot(&source[c * plane + tap..][..positions], dy_c);
             }
         }
     }
