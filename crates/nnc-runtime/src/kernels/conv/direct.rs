@@ -141,6 +141,33 @@ impl Grid {
         self.stride * self.stride * self.channels * self.plane() + TILE_MAX + self.reach() + 1
     }
 
+    /// Planes of `src_h × src_w` (as many as fit `buf`) onto rows of
+    /// `phase_w`, `phase_h` of them a plane, zeros after each row: a
+    /// weight gradient's output gradient on its copy's row width.
+    pub fn widen(src: &[f32], (src_h, src_w): (usize, usize), phase_w: usize, buf: &mut [f32]) {
+        let grid = Grid {
+            channels: buf.len() / (src_h * phase_w).max(1),
+            src_h,
+            src_w,
+            spread: 1,
+            top: 0,
+            left: 0,
+            kernel: [1, 1],
+            dilation: 1,
+            stride: 1,
+            out_h: src_h,
+            out_w: src_w,
+            phase_h: src_h,
+            phase_w,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if Level::detect() == Level::Avx512 {
+            // SAFETY: the CPU has AVX-512.
+            return unsafe { grid.prepare_plain_avx512(src, buf) };
+        }
+        grid.prepare_plain::<false>(src, buf);
+    }
+
     /// Lays one group's source planes (`channels` of `src_h × src_w`) out in
     /// `buf`, zeros in the room past the phases (only outputs that are
     /// dropped read it, but the weight gradient multiplies it by zeros, and

@@ -449,10 +449,9 @@ leveled! {
 
 /// `dy`'s planes on the copy's row width in `out`, zero past `out_w`.
 fn on_copy_width(grid: &Grid, dy: &[f32], out: &mut [f32]) {
-    let (out_plane, positions) = (grid.out_h * grid.out_w, grid.out_h * grid.phase_w);
-    for (plane, out) in dy.chunks_exact(out_plane).zip(out.chunks_exact_mut(positions)) {
-        direct::place_rows(out, grid.phase_w, plane, grid.out_w, 0);
-    }
+    let planes = dy.len() / (grid.out_h * grid.out_w).max(1);
+    let out = &mut out[..planes * grid.out_h * grid.phase_w];
+    Grid::widen(dy, (grid.out_h, grid.out_w), grid.phase_w, out);
 }
 
 /// `c += A · bᵀ` for `c` `[m, n]` row-major: A's row `i` the `g.k` floats
