@@ -292,7 +292,7 @@ const RUN_LANES: usize = 16;
 
 /// `Σ xs`, in f32 lanes, then in f64.
 #[inline(always)]
-fn run_sum(xs: &[f32]) -> f64 {
+pub(crate) fn run_sum(xs: &[f32]) -> f64 {
     run_fold(xs, xs, |x, _| x)
 }
 

@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use super::act::max_nan;
+use super::norm::run_sum;
 #[cfg(target_arch = "x86_64")]
 use super::simd::low_lanes;
 
@@ -99,7 +100,7 @@ pub fn max_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
                     &plane[2 * r * width..][..2 * ow],
                     &plane[(2 * r + 1) * width..][..2 * ow],
                 );
-                halve_row(top, bottom, out_row);
+                halve_row(top, bottom, out_row, None);
             }
         }
         return;
@@ -109,32 +110,61 @@ pub fn max_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
     }
 }
 
+/// Where a row's arg-max indices go: `arg[q]` is the index in the plane
+/// (`first + 2q + d`, `d` one of `0, 1, width, width + 1` for the top pair
+/// then the bottom pair) of the window's first maximum in that order, or
+/// of its first NaN, as the general scan records it.
+struct ArgRow<'a> {
+    first: usize,
+    width: usize,
+    arg: &'a mut [u32],
+}
+
 /// One output row of a 2 × 2 stride-2 max pool: `out[q]` from
-/// `top[2q..2q + 2]` and `bottom[2q..2q + 2]`, folded in `max_nan`'s order.
-fn halve_row(top: &[f32], bottom: &[f32], out: &mut [f32]) {
+/// `top[2q..2q + 2]` and `bottom[2q..2q + 2]`, folded in `max_nan`'s order,
+/// and with `arg`, where each came from, from the same reads.
+fn halve_row(top: &[f32], bottom: &[f32], out: &mut [f32], arg: Option<ArgRow<'_>>) {
     #[cfg(target_arch = "x86_64")]
     if super::simd::Level::detect() == super::simd::Level::Avx512 {
         // SAFETY: the CPU has AVX-512F.
-        return unsafe { halve_row_avx512(top, bottom, out) };
+        return unsafe { halve_row_avx512(top, bottom, out, arg) };
     }
     let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-    for (o, (t, b)) in out.iter_mut().zip(pairs) {
+    for (o, (t, b)) in out.iter_mut().zip(pairs.clone()) {
         *o = max_nan(max_nan(max_nan(t[0], t[1]), b[0]), b[1]);
+    }
+    let Some(ArgRow { first, width, arg }) = arg else {
+        return;
+    };
+    for (q, (a, (t, b))) in arg.iter_mut().zip(pairs).enumerate() {
+        let values = [t[0], t[1], b[0], b[1]];
+        let (mut best, mut best_value) = (0, values[0]);
+        for (k, v) in values.iter().enumerate().skip(1) {
+            if !best_value.is_nan() && (*v > best_value || v.is_nan()) {
+                (best, best_value) = (k, *v);
+            }
+        }
+        *a = (first + 2 * q + [0, 1, width, width + 1][best]) as u32;
     }
 }
 
 /// [`halve_row`] 16 outputs at a time: the even and odd lanes of 32
-/// inputs of each row (two permutes), and `max_nan` as a vector max
-/// (which gives its second operand where either is NaN or they are
-/// equal, as `max_nan` does) with the first operand's NaNs put back.
+/// inputs of each row (two permutes); `max_nan` as a vector max (which
+/// gives its second operand where either is NaN or they are equal, as
+/// `max_nan` does) with the first operand's NaNs put back; the arg-max
+/// scan's comparisons as masks, each taking its window position's offset.
 ///
 /// # Safety
 /// The CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn halve_row_avx512(top: &[f32], bottom: &[f32], out: &mut [f32]) {
+unsafe fn halve_row_avx512(top: &[f32], bottom: &[f32], out: &mut [f32], mut arg: Option<ArgRow<'_>>) {
     use std::arch::x86_64::*;
-    let n = out.len().min(top.len() / 2).min(bottom.len() / 2);
+    let mut n = out.len().min(top.len() / 2).min(bottom.len() / 2);
+    if let Some(a) = &arg {
+        n = n.min(a.arg.len());
+    }
+    // Lane l takes input 2l (and 2l + 1): its output's offset in the row.
     let evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     let odds = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     let max_nan = |a: __m512, b: __m512| {
@@ -157,68 +187,18 @@ unsafe fn halve_row_avx512(top: &[f32], bottom: &[f32], out: &mut [f32]) {
             let (b0, b1) = row(bottom.as_ptr().add(2 * q));
             let v = max_nan(max_nan(max_nan(t0, t1), b0), b1);
             _mm512_mask_storeu_ps(out.as_mut_ptr().add(q), low_lanes(count), v);
-        }
-    }
-}
-
-/// Where [`halve_row`]'s outputs came from: `arg[q]` is the index in the
-/// plane (`first + 2q + d`, `d` one of `0, 1, width, width + 1` for the
-/// top pair then the bottom pair) of the first maximum of the window in
-/// that order, or of its first NaN, as the general scan records it.
-fn halve_row_argmax(top: &[f32], bottom: &[f32], (first, width): (usize, usize), arg: &mut [u32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::Level::detect() == super::simd::Level::Avx512 {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { halve_row_argmax_avx512(top, bottom, (first, width), arg) };
-    }
-    let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-    for (q, (a, (t, b))) in arg.iter_mut().zip(pairs).enumerate() {
-        let values = [t[0], t[1], b[0], b[1]];
-        let (mut best, mut best_value) = (0, values[0]);
-        for (k, v) in values.iter().enumerate().skip(1) {
-            if !best_value.is_nan() && (*v > best_value || v.is_nan()) {
-                (best, best_value) = (k, *v);
-            }
-        }
-        *a = (first + 2 * q + [0, 1, width, width + 1][best]) as u32;
-    }
-}
-
-/// [`halve_row_argmax`] 16 outputs at a time: the scalar scan's
-/// comparisons as masks, each taking the offset of its window position.
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn halve_row_argmax_avx512(top: &[f32], bottom: &[f32], (first, width): (usize, usize), arg: &mut [u32]) {
-    use std::arch::x86_64::*;
-    let n = arg.len().min(top.len() / 2).min(bottom.len() / 2);
-    let evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    let odds = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    let twice_lane = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    for q in (0..n).step_by(16) {
-        let count = (n - q).min(16);
-        let low = low_lanes(2 * count);
-        let high = low_lanes((2 * count).saturating_sub(16));
-        // SAFETY: as halve_row_avx512's; the stored lanes are the count
-        // outputs from q.
-        unsafe {
-            let row = |p: *const f32| {
-                let (a, b) = (_mm512_maskz_loadu_ps(low, p), _mm512_maskz_loadu_ps(high, p.add(16)));
-                (_mm512_permutex2var_ps(a, evens, b), _mm512_permutex2var_ps(a, odds, b))
+            let Some(ArgRow { first, width, arg }) = &mut arg else {
+                continue;
             };
-            let (t0, t1) = row(top.as_ptr().add(2 * q));
-            let (b0, b1) = row(bottom.as_ptr().add(2 * q));
             let (mut best, mut offset) = (t0, _mm512_setzero_si512());
-            for (v, d) in [(t1, 1), (b0, width), (b1, width + 1)] {
+            for (v, d) in [(t1, 1), (b0, *width), (b1, *width + 1)] {
                 let best_is_number = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(best, best);
                 let above_or_nan = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
                 let take = best_is_number & above_or_nan;
                 best = _mm512_mask_mov_ps(best, take, v);
                 offset = _mm512_mask_mov_epi32(offset, take, _mm512_set1_epi32(d as i32));
             }
-            let base = _mm512_add_epi32(_mm512_set1_epi32((first + 2 * q) as i32), twice_lane);
+            let base = _mm512_add_epi32(_mm512_set1_epi32((*first + 2 * q) as i32), evens);
             let at = _mm512_add_epi32(base, offset);
             _mm512_mask_storeu_epi32(arg.as_mut_ptr().add(q).cast(), low_lanes(count), at);
         }
@@ -257,8 +237,12 @@ pub fn max_pool2d_argmax(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32], a
                     &plane[2 * r * width..][..2 * ow],
                     &plane[(2 * r + 1) * width..][..2 * ow],
                 );
-                halve_row(top, bottom, out_row);
-                halve_row_argmax(top, bottom, (2 * r * width, width), arg_row);
+                let arg = ArgRow {
+                    first: 2 * r * width,
+                    width,
+                    arg: arg_row,
+                };
+                halve_row(top, bottom, out_row, Some(arg));
             }
         }
         return;
@@ -337,21 +321,9 @@ pub fn global_avg_pool_grad(dy: &[f32], n: usize, channels: usize, inner: usize,
 /// The mean of each `[inner]` run: `[n, c, h·w]` → `[n, c]`.
 pub fn global_avg_pool(x: &[f32], n: usize, channels: usize, inner: usize, y: &mut [f32]) {
     for (run, out) in x.chunks(inner.max(1)).zip(y.iter_mut()).take(n * channels) {
-        *out = lane_sum(run) / inner.max(1) as f32;
+        // In lanes: a sum in order waits an add's latency per value.
+        *out = (run_sum(run) / inner.max(1) as f64) as f32;
     }
-}
-
-/// The sum of `run` in 16 running sums, one per lane of a vector, added
-/// up at the end: a sum in order waits an add's latency per value (a
-/// global average pool took 3 % of a MobileNet's forward that way).
-fn lane_sum(run: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    let mut chunks = run.chunks_exact(16);
-    for chunk in &mut chunks {
-        lanes.iter_mut().zip(chunk).for_each(|(s, v)| *s += v);
-    }
-    lanes.iter_mut().zip(chunks.remainder()).for_each(|(s, v)| *s += v);
-    lanes.iter().sum()
 }
 
 #[cfg(test)]
@@ -390,14 +362,21 @@ mod tests {
             let top: Vec<f32> = (0..2 * n).map(|_| pick()).collect();
             let bottom: Vec<f32> = (0..2 * n).map(|_| pick()).collect();
             let mut got = vec![7.0; n];
-            halve_row(&top, &bottom, &mut got);
+            halve_row(&top, &bottom, &mut got, None);
             let (first, width) = (1000, 2 * n + 3);
-            let mut arg = vec![0; n];
-            halve_row_argmax(&top, &bottom, (first, width), &mut arg);
+            let (mut got_with_arg, mut arg) = (vec![7.0; n], vec![0; n]);
+            let rows = ArgRow {
+                first,
+                width,
+                arg: &mut arg,
+            };
+            halve_row(&top, &bottom, &mut got_with_arg, Some(rows));
             for q in 0..n {
                 let window = [top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]];
                 let want = max_nan(max_nan(max_nan(window[0], window[1]), window[2]), window[3]);
-                assert_eq!(got[q].to_bits(), want.to_bits(), "n {n}, output {q}");
+                for got in [&got, &got_with_arg] {
+                    assert_eq!(got[q].to_bits(), want.to_bits(), "n {n}, output {q}");
+                }
                 // The first NaN, else the first maximum, in scan order.
                 let best = match window.iter().position(|v| v.is_nan()) {
                     Some(k) => k,

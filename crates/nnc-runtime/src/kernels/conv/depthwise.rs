@@ -18,7 +18,7 @@
 use super::direct::{lane_range, WORK_PER_PART};
 use super::ConvGeometry;
 use crate::kernels::dense::split;
-use crate::kernels::epilogue::{ChannelSteps, Epilogue};
+use crate::kernels::epilogue::{ChannelForm, ChannelSteps, Epilogue};
 use crate::kernels::simd::{low_lanes, Level};
 use crate::team::{Disjoint, Team};
 
@@ -74,6 +74,9 @@ pub(super) struct Depthwise<'a> {
     /// `[channels, kernel²]`.
     weights: &'a [f32],
     epilogue: &'a Epilogue<'a>,
+    /// The epilogue where the kernel takes it on its registers (found
+    /// once: a lookup per plane cost a third of a small map's time).
+    form: Option<ChannelForm<'a>>,
     /// The output's rows and columns.
     out_h: usize,
     out_w: usize,
@@ -117,6 +120,7 @@ impl<'a> Depthwise<'a> {
             g: *g,
             weights,
             epilogue,
+            form: epilogue.channel_form(),
             out_h,
             out_w,
             run_len,
@@ -257,11 +261,11 @@ impl<'a> Depthwise<'a> {
             };
             // What the kernel's registers did not take: the uncommon
             // epilogues, and a residual's sum.
-            if self.epilogue.channel_form().is_some() && self.epilogue.residual.is_none() {
+            if self.form.is_some() && self.epilogue.residual.is_none() {
                 return;
             }
             for (p, plane) in mine.zip(out.chunks_exact_mut(out_plane)) {
-                if self.epilogue.channel_form().is_none() {
+                if self.form.is_none() {
                     self.epilogue.apply_channel(plane, p % c);
                 }
                 self.epilogue.finish_channel(plane, p * out_plane, p % c);
@@ -342,7 +346,6 @@ impl<'a> Depthwise<'a> {
         out: &mut [f32],
     ) {
         let channels = self.g.out_channels;
-        let form = self.epilogue.channel_form();
         let mut p = planes.start;
         while p < planes.end {
             let step = if planes.end - p >= CH { CH } else { 1 };
@@ -350,7 +353,7 @@ impl<'a> Depthwise<'a> {
             // a closure: closures do not take this function's AVX-512, so
             // one is a call, and its result read back stalls).
             let mut steps: [Option<ChannelSteps>; CH] = [None; CH];
-            if let Some(form) = &form {
+            if let Some(form) = &self.form {
                 for (j, s) in steps.iter_mut().enumerate() {
                     *s = Some(form.at((p + j.min(step - 1)) % channels));
                 }

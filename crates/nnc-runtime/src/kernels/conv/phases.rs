@@ -28,9 +28,19 @@ const SAMPLES_PER_THREAD: usize = 4;
 struct Phase {
     py: usize,
     px: usize,
-    /// The residues of the taps that reach it (`ky = ry + s·j`), and the
-    /// grid its correlation runs on; none where no tap reaches it.
-    taps: Option<((usize, usize), Grid)>,
+    /// Its correlation; none where no tap reaches it.
+    taps: Option<Reached>,
+}
+
+/// A phase's correlation: the residues of the taps that reach it (`ky =
+/// ry + s·j`), the grid it runs on, its tile shape, and the floats of its
+/// packed weights.
+#[derive(Clone, Copy)]
+struct Reached {
+    residues: (usize, usize),
+    grid: Grid,
+    shape: Shape,
+    packed_len: usize,
 }
 
 impl ConvGeometry {
@@ -75,20 +85,24 @@ impl ConvGeometry {
                 phase_h: out_h + kh.max(1) - 1,
                 phase_w: out_w + kw.max(1) - 1,
             };
+            let in_group = self.in_channels / self.groups.max(1);
+            let shape = Shape::pick(in_group, &grid);
             Phase {
                 py,
                 px,
-                taps: reached.then_some(((ry, rx), grid)),
+                taps: reached.then(|| Reached {
+                    residues: (ry, rx),
+                    grid,
+                    shape,
+                    packed_len: direct::packed_len(shape, self.groups.max(1), in_group, grid.depth()),
+                }),
             }
         })
     }
 
-    /// The phases' grids, with their tile shapes.
-    fn phase_grids(&self) -> impl Iterator<Item = (Grid, Shape)> + '_ {
-        let in_group = self.in_channels / self.groups.max(1);
-        self.phases()
-            .filter_map(|p| p.taps.map(|(_, grid)| grid))
-            .map(move |grid| (grid, Shape::pick(in_group, &grid)))
+    /// The phases that taps reach.
+    fn reached(&self) -> impl Iterator<Item = Reached> + '_ {
+        self.phases().filter_map(|p| p.taps)
     }
 
     /// Floats of [`grad_input_by_phases`]' scratch: each phase's packed
@@ -96,13 +110,10 @@ impl ConvGeometry {
     /// kernel's scratch per thread.
     pub(super) fn phases_scratch_len(&self, threads: usize) -> usize {
         let (groups, in_group) = (self.groups.max(1), self.in_channels / self.groups.max(1));
-        let packed: usize = self
-            .phase_grids()
-            .map(|(grid, shape)| direct::packed_len(shape, groups, in_group, grid.depth()).next_multiple_of(LINE))
-            .sum();
+        let packed: usize = self.reached().map(|r| r.packed_len.next_multiple_of(LINE)).sum();
         let per_thread = self
-            .phase_grids()
-            .map(|(grid, shape)| Direct::scratch_per_thread(&grid, shape, groups, in_group))
+            .reached()
+            .map(|r| Direct::scratch_per_thread(&r.grid, r.shape, groups, in_group))
             .max()
             .unwrap_or(0);
         packed + self.phase_outputs_len(threads).next_multiple_of(LINE) + threads.max(1) * per_thread
@@ -136,11 +147,7 @@ pub(super) fn grad_input(
         g.in_channels * g.height * g.width,
         g.out_channels * g.out_height() * g.out_width(),
     );
-    let packed_len = |grid: &Grid| direct::packed_len(Shape::pick(in_group, grid), groups, in_group, grid.depth());
-    let packed_total: usize = g
-        .phase_grids()
-        .map(|(grid, _)| packed_len(&grid).next_multiple_of(LINE))
-        .sum();
+    let packed_total: usize = g.reached().map(|r| r.packed_len.next_multiple_of(LINE)).sum();
     let (packs, rest) = scratch.split_at_mut(packed_total);
     let (outputs, work) = rest.split_at_mut(g.phase_outputs_len(team.threads()).next_multiple_of(LINE));
     // Every reached phase's weights, packed once, one after another:
@@ -148,26 +155,22 @@ pub(super) fn grad_input(
     // takes the forward's weight of o on c at the tap (ry + s·(kh − 1 −
     // jy), rx + s·(kw − 1 − jx)).
     let mut at = 0;
-    for phase in g.phases() {
-        let Some(((ry, rx), grid)) = phase.taps else {
-            continue;
-        };
-        let [kh, kw] = grid.kernel;
+    for r in g.reached() {
+        let ((ry, rx), [kh, kw]) = (r.residues, r.grid.kernel);
         let weight = |group: usize, c: usize, d: usize| {
             let (o, tap) = (d / (kh * kw), d % (kh * kw));
             let (ky, kx) = (ry + s * (kh - 1 - tap / kw), rx + s * (kw - 1 - tap % kw));
             w[(((group * out_group + o) * in_group + c) * k + ky) * k + kx]
         };
-        let shape = Shape::pick(in_group, &grid);
         direct::pack(
-            shape,
+            r.shape,
             groups,
             in_group,
-            grid.depth(),
+            r.grid.depth(),
             weight,
-            &mut packs[at..at + packed_len(&grid)],
+            &mut packs[at..at + r.packed_len],
         );
-        at += packed_len(&grid).next_multiple_of(LINE);
+        at += r.packed_len.next_multiple_of(LINE);
     }
     let at_once = SAMPLES_PER_THREAD * team.threads();
     for first in (0..batch).step_by(at_once) {
@@ -176,16 +179,15 @@ pub(super) fn grad_input(
         let dx = &mut dx[first * x_len..(first + n) * x_len];
         let mut at = 0;
         for phase in g.phases() {
-            let Some((_, grid)) = phase.taps else {
+            let Some(r) = phase.taps else {
                 place(g, phase, None, n, dx, team);
                 continue;
             };
-            let shape = Shape::pick(in_group, &grid);
-            let packed = &packs[at..at + packed_len(&grid)];
-            at += packed_len(&grid).next_multiple_of(LINE);
-            let out = &mut outputs[..n * g.in_channels * grid.out_h * grid.out_w];
-            Direct::new(grid, shape, groups, in_group, packed, &Epilogue::NONE).run(dy, n, out, work, team);
-            place(g, phase, Some((&*out, grid)), n, dx, team);
+            let packed = &packs[at..at + r.packed_len];
+            at += r.packed_len.next_multiple_of(LINE);
+            let out = &mut outputs[..n * g.in_channels * r.grid.out_h * r.grid.out_w];
+            Direct::new(r.grid, r.shape, groups, in_group, packed, &Epilogue::NONE).run(dy, n, out, work, team);
+            place(g, phase, Some((&*out, r.grid)), n, dx, team);
         }
     }
 }
