@@ -3,7 +3,7 @@
 //! cache rather than as separate passes over the whole output.
 
 use super::act::{relu, Activation, SELU_ALPHA, SELU_LAMBDA};
-use super::simd::Level;
+use super::simd::{Lanes, Level};
 
 /// One element-wise step of an epilogue, per output channel `o`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -257,31 +257,31 @@ impl ChannelForm<'_> {
 }
 
 impl ChannelSteps {
-    /// The steps on 16 values (ReLU keeps NaN and maps −0 to 0, as
+    /// No steps.
+    pub(crate) const NONE: ChannelSteps = ChannelSteps {
+        bias: None,
+        affine: None,
+        act: Rectifier::None,
+    };
+
+    /// The steps on a vector (ReLU keeps NaN and maps −0 to 0, as
     /// [`relu`]; leaky ReLU scales what is not ≥ 0, as the slice form).
     ///
     /// # Safety
-    /// The CPU has AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    pub(crate) unsafe fn apply_avx512(&self, v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
-        use std::arch::x86_64::*;
+    /// The CPU has `V`'s features.
+    #[inline(always)]
+    pub(crate) unsafe fn apply<V: Lanes>(&self, v: V) -> V {
         let mut v = v;
         if let Some(b) = self.bias {
-            v = _mm512_add_ps(v, _mm512_set1_ps(b));
+            v = V::add(v, V::value(b));
         }
         if let Some((a, b)) = self.affine {
-            v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(a)), _mm512_set1_ps(b));
+            v = V::add(V::mul(v, V::value(a)), V::value(b));
         }
-        let zero = _mm512_setzero_ps();
         match self.act {
             Rectifier::None => v,
-            Rectifier::Relu => _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(v, zero), v),
-            Rectifier::Leaky(slope) => {
-                let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, zero);
-                _mm512_mask_mov_ps(_mm512_mul_ps(v, _mm512_set1_ps(slope)), keep, v)
-            }
+            Rectifier::Relu => v.relu(),
+            Rectifier::Leaky(slope) => v.leaky(slope),
         }
     }
 }
@@ -449,6 +449,9 @@ fn exp_positive(y: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::simd::Portable;
+    #[cfg(target_arch = "x86_64")]
+    use std::arch::x86_64::{__m256, __m512};
 
     #[test]
     fn elu_fast_is_within_a_few_ulp_of_the_f64_formula() {
@@ -590,16 +593,29 @@ mod tests {
                     };
                     let mut want = values.clone();
                     epilogue.apply_channel(&mut want, channel);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    // Every vector width this CPU runs, 8 lanes at a time.
+                    let mut got = values.clone();
+                    for chunk in got.chunks_exact_mut(8) {
+                        // SAFETY: plain Rust lanes.
+                        unsafe { fast.apply(Portable::load(chunk.as_ptr())).store(chunk.as_mut_ptr()) };
+                    }
+                    assert_eq!(bits(&got), bits(&want), "portable {steps:?} {bias:?} channel {channel}");
+                    #[cfg(target_arch = "x86_64")]
+                    if matches!(Level::detect(), Level::Avx2 | Level::Avx512) {
+                        let mut got = values.clone();
+                        for chunk in got.chunks_exact_mut(8) {
+                            // SAFETY: the CPU has AVX2.
+                            unsafe { fast.apply(__m256::load(chunk.as_ptr())).store(chunk.as_mut_ptr()) };
+                        }
+                        assert_eq!(bits(&got), bits(&want), "avx2 {steps:?} {bias:?} channel {channel}");
+                    }
                     #[cfg(target_arch = "x86_64")]
                     if Level::detect() == Level::Avx512 {
-                        let mut got = [0.0f32; 16];
+                        let mut got = values.clone();
                         // SAFETY: the CPU has AVX-512.
-                        unsafe {
-                            use std::arch::x86_64::{_mm512_loadu_ps, _mm512_storeu_ps};
-                            _mm512_storeu_ps(got.as_mut_ptr(), fast.apply_avx512(_mm512_loadu_ps(values.as_ptr())));
-                        }
-                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                        assert_eq!(bits(&got), bits(&want), "{steps:?} {bias:?} channel {channel}");
+                        unsafe { fast.apply(__m512::load(values.as_ptr())).store(got.as_mut_ptr()) };
+                        assert_eq!(bits(&got), bits(&want), "avx512 {steps:?} {bias:?} channel {channel}");
                     }
                 }
             }

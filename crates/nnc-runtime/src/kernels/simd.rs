@@ -112,7 +112,14 @@ pub(crate) trait Lanes: Copy {
     unsafe fn splat(p: *const f32) -> Self;
     unsafe fn fma(a: Self, b: Self, acc: Self) -> Self;
     unsafe fn add(a: Self, b: Self) -> Self;
+    unsafe fn mul(a: Self, b: Self) -> Self;
     unsafe fn store(self, p: *mut f32);
+    /// Every lane `x`.
+    unsafe fn value(x: f32) -> Self;
+    /// ReLU per lane, as [`relu`](super::act::relu): NaN kept, −0 to 0.
+    unsafe fn relu(self) -> Self;
+    /// Leaky ReLU per lane: what is not ≥ 0 (NaN too) times `slope`.
+    unsafe fn leaky(self, slope: f32) -> Self;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -139,8 +146,27 @@ impl Lanes for std::arch::x86_64::__m512 {
         std::arch::x86_64::_mm512_add_ps(a, b)
     }
     #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        std::arch::x86_64::_mm512_mul_ps(a, b)
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         std::arch::x86_64::_mm512_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn value(x: f32) -> Self {
+        std::arch::x86_64::_mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        use std::arch::x86_64::{_mm512_cmp_ps_mask, _mm512_maskz_mov_ps, _mm512_setzero_ps, _CMP_NLE_UQ};
+        _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(self, _mm512_setzero_ps()), self)
+    }
+    #[inline(always)]
+    unsafe fn leaky(self, slope: f32) -> Self {
+        use std::arch::x86_64::{_mm512_cmp_ps_mask, _mm512_mask_mov_ps, _mm512_setzero_ps, _CMP_GE_OQ};
+        let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(self, _mm512_setzero_ps());
+        _mm512_mask_mov_ps(Self::mul(self, Self::value(slope)), keep, self)
     }
 }
 
@@ -168,8 +194,27 @@ impl Lanes for std::arch::x86_64::__m256 {
         std::arch::x86_64::_mm256_add_ps(a, b)
     }
     #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        std::arch::x86_64::_mm256_mul_ps(a, b)
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         std::arch::x86_64::_mm256_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn value(x: f32) -> Self {
+        std::arch::x86_64::_mm256_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        use std::arch::x86_64::{_mm256_and_ps, _mm256_cmp_ps, _mm256_setzero_ps, _CMP_NLE_UQ};
+        _mm256_and_ps(self, _mm256_cmp_ps::<_CMP_NLE_UQ>(self, _mm256_setzero_ps()))
+    }
+    #[inline(always)]
+    unsafe fn leaky(self, slope: f32) -> Self {
+        use std::arch::x86_64::{_mm256_blendv_ps, _mm256_cmp_ps, _mm256_setzero_ps, _CMP_GE_OQ};
+        let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(self, _mm256_setzero_ps());
+        _mm256_blendv_ps(Self::mul(self, Self::value(slope)), self, keep)
     }
 }
 
@@ -201,7 +246,23 @@ impl Lanes for Portable {
         Portable(std::array::from_fn(|i| a.0[i] + b.0[i]))
     }
     #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| a.0[i] * b.0[i]))
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         std::ptr::write_unaligned(p.cast(), self.0)
+    }
+    #[inline(always)]
+    unsafe fn value(x: f32) -> Self {
+        Portable([x; 8])
+    }
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        Portable(self.0.map(super::act::relu))
+    }
+    #[inline(always)]
+    unsafe fn leaky(self, slope: f32) -> Self {
+        Portable(self.0.map(|v| if v >= 0.0 { v } else { v * slope }))
     }
 }

@@ -437,7 +437,7 @@ impl<'a> Depthwise<'a> {
             for (segment, &sum) in t.segments.iter().zip(sums) {
                 let v = match steps {
                     // SAFETY: AVX-512F, as the caller's.
-                    Some(steps) => unsafe { steps.apply_avx512(sum) },
+                    Some(steps) => unsafe { steps.apply(sum) },
                     None => sum,
                 };
                 // Stride 1 holds its outputs in the low lanes already.

@@ -22,7 +22,7 @@ use std::ops::Range;
 
 use super::ConvGeometry;
 use crate::aligned::LINE;
-use crate::kernels::epilogue::Epilogue;
+use crate::kernels::epilogue::{ChannelForm, ChannelSteps, Epilogue};
 use crate::kernels::simd::{low_lanes, Lanes, Level, Portable};
 use crate::team::{Disjoint, Team};
 
@@ -700,6 +700,8 @@ pub(super) struct Direct<'a> {
     out_group: usize,
     packed: &'a [f32],
     epilogue: &'a Epilogue<'a>,
+    /// The epilogue as a few steps per channel, if it has that form.
+    form: Option<ChannelForm<'a>>,
     /// With one source channel per group (a depthwise conv), the groups
     /// run as one, `multiplier` output channels reading each source
     /// channel: a sample's channels are laid out and tiled in one go.
@@ -722,6 +724,7 @@ impl<'a> Direct<'a> {
             out_group,
             packed,
             epilogue,
+            form: epilogue.channel_form(),
             multiplier: None,
         };
         // (When whole strips fit in one source channel's outputs.)
@@ -880,11 +883,14 @@ impl<'a> Direct<'a> {
                     }
                 };
                 if direct {
+                    let stored_final = self.tiles_finish().is_some();
                     for o in channels {
                         let at = group_plane + o * out_plane + rows_at.start;
                         // SAFETY: as above.
                         let out = unsafe { y.piece(at..at + rows_at.len()) };
-                        self.epilogue.apply_channel(out, group * self.out_group + o);
+                        if !stored_final {
+                            self.epilogue.apply_channel(out, group * self.out_group + o);
+                        }
                         self.epilogue.finish_channel(out, at, group * self.out_group + o);
                     }
                     continue;
@@ -963,7 +969,7 @@ impl<'a> Direct<'a> {
                     unsafe {
                         let mut v = _mm512_loadu_ps(tile_row.as_ptr().add(16 * (start + k)));
                         if let Some(steps) = &steps {
-                            v = steps.apply_avx512(v);
+                            v = steps.apply(v);
                         }
                         let n = lanes.count_ones() as usize;
                         _mm512_mask_storeu_ps(to, low_lanes(n), _mm512_maskz_compress_ps(*lanes, v));
@@ -982,6 +988,14 @@ impl<'a> Direct<'a> {
     fn stores_direct(&self) -> bool {
         (self.shape.across || self.grid.out_w.is_multiple_of(self.shape.lanes))
             && self.out_group.is_multiple_of(self.shape.mr)
+    }
+
+    /// The epilogue's steps, when the tiles take them on their way into
+    /// the output (stored straight there, positions in the vectors): a
+    /// separate pass over a pointwise conv's outputs, which leave L1
+    /// before it comes, was a sixth of its time.
+    fn tiles_finish(&self) -> Option<ChannelForm<'a>> {
+        self.form.filter(|_| self.stores_direct() && !self.shape.across)
     }
 
     /// The tiles of strips `at.strips` over output rows `at.rows`, compiled
@@ -1054,6 +1068,7 @@ impl<'a> Direct<'a> {
         // Where vector `v` of tile `t` reads (from the copy's first channel)
         // and writes (channel 0 of the strip, channels `ld` apart).
         let direct = self.stores_direct();
+        let finish = self.tiles_finish();
         let (ld, vectors) = if direct {
             let per_row = grid.out_w / V::N;
             (grid.out_h * grid.out_w, at.rows.len() * per_row)
@@ -1108,13 +1123,21 @@ impl<'a> Direct<'a> {
                             at.source[from..].as_ptr()
                         });
                         let dst = spots.map(|(_, to)| at.out.wrapping_add(strip * MR * ld + to));
+                        // The last block's sums are the outputs.
+                        let mut steps = [ChannelSteps::NONE; MR];
+                        let finish = finish.filter(|_| b + 1 == blocks).map(|form| {
+                            for (i, s) in steps.iter_mut().enumerate() {
+                                *s = form.at(at.group * self.out_group + strip * MR + i);
+                            }
+                            &steps
+                        });
                         // SAFETY: the reads stay inside `source` (its length
                         // has room for a vector and the reach past the last
                         // row), `w` holds the block's `MR · depth`, and the
                         // MR rows of each `dst` are this unit's (in y, or in
                         // the tile buffer, whose rows of `ld` hold every
                         // position).
-                        unsafe { micro::<V, MR, $k>(&reads, src, w.as_ptr(), dst, ld, b > 0) };
+                        unsafe { micro::<V, MR, $k>(&reads, src, w.as_ptr(), dst, ld, b > 0, finish) };
                     }
                 }};
             }
@@ -1278,7 +1301,7 @@ macro_rules! each_tap {
 /// One `MR × NV·lanes` tile: vector `v` of output channel `i` at
 /// `dst[v] + i·ld`, reading from `src[v]`; accumulates every tap of
 /// `reads.channels` channels (onto what the tile holds, with `accumulate`),
-/// then stores the tile.
+/// then stores the tile, channel `i` through `finish[i]` if given.
 ///
 /// # Safety
 /// The CPU has `V`'s features; each `src[v]` holds every tap's read of a
@@ -1292,6 +1315,7 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
     dst: [*mut f32; NV],
     ld: usize,
     accumulate: bool,
+    finish: Option<&[ChannelSteps; MR]>,
 ) {
     let mut acc = [[V::zero(); NV]; MR];
     if accumulate {
@@ -1310,9 +1334,22 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
             }
         }
     });
-    for (i, acc_row) in acc.iter().enumerate() {
-        for (a, d) in acc_row.iter().zip(&dst) {
-            a.store(d.add(i * ld));
+    let Some(steps) = finish else {
+        for (i, acc_row) in acc.iter().enumerate() {
+            for (a, d) in acc_row.iter().zip(&dst) {
+                a.store(d.add(i * ld));
+            }
+        }
+        return;
+    };
+    // The steps' loop on a copy of the sums: LLVM need not unroll it (nor
+    // does, with the steps' branches), and sums it indexed at run time
+    // would be memory all along, spilled inside the loop above at half
+    // the speed.
+    let sums = std::hint::black_box(acc);
+    for (i, row) in sums.iter().enumerate() {
+        for (a, d) in row.iter().zip(&dst) {
+            steps[i].apply(*a).store(d.add(i * ld));
         }
     }
 }
