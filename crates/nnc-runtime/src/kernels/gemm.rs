@@ -71,34 +71,20 @@ pub(crate) fn sgemm(
     beta: f32,
     then: Then<'_>,
 ) {
-    let a = A::Strided(a, sa);
-    product(g, &a, b, sb, c, rsc, beta, then);
+    product(g, (a, sa), b, sb, c, rsc, beta, then);
 }
 
-/// [`sgemm`] with A's rows anywhere in `a`: row `i` is the `k` floats from
-/// `a[start(i)]`. The caller has checked that every row is inside `a`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sgemm_rows(
+fn product(
     g: Gemm,
-    a: &[f32],
-    start: &dyn Fn(usize) -> usize,
+    a: (&[f32], (usize, usize)),
     b: &[f32],
     sb: (usize, usize),
     c: &mut [f32],
     rsc: usize,
     beta: f32,
+    then: Then<'_>,
 ) {
-    product(g, &A::Rows(a, start), b, sb, c, rsc, beta, &|_, _| {});
-}
-
-/// The left operand: given by strides, or as rows that start anywhere.
-enum A<'a> {
-    Strided(&'a [f32], (usize, usize)),
-    Rows(&'a [f32], &'a dyn Fn(usize) -> usize),
-}
-
-#[allow(clippy::too_many_arguments)]
-fn product(g: Gemm, a: &A<'_>, b: &[f32], sb: (usize, usize), c: &mut [f32], rsc: usize, beta: f32, then: Then<'_>) {
     PACKED.with(|packed| {
         let mut packed = packed.borrow_mut();
         let (a_pack, b_pack) = &mut *packed;
@@ -135,7 +121,7 @@ const TILE_MAX: usize = MR_MAX * 32;
 #[allow(clippy::too_many_arguments)]
 fn blocked<const MR: usize, const NR: usize>(
     g: Gemm,
-    a: &A<'_>,
+    (a, sa): (&[f32], (usize, usize)),
     b: &[f32],
     sb: (usize, usize),
     c: &mut [f32],
@@ -157,10 +143,7 @@ fn blocked<const MR: usize, const NR: usize>(
             let keep = if pc == 0 { beta } else { 1.0 };
             for ic in (0..g.m).step_by(MC) {
                 let mc = MC.min(g.m - ic);
-                match *a {
-                    A::Strided(a, sa) => pack_a::<MR>(a, sa, ic, mc, pc, kc, a_pack),
-                    A::Rows(a, start) => pack_rows::<MR>(a, start, ic, mc, pc, kc, a_pack),
-                }
+                pack_a::<MR>(a, sa, ic, mc, pc, kc, a_pack);
                 for (q, jr) in (0..nc).step_by(NR).enumerate() {
                     let nr = NR.min(nc - jr);
                     let b_panel = &b_pack[q * kc * NR..(q + 1) * kc * NR];
@@ -236,34 +219,6 @@ fn pack_a<const MR: usize>(
                         *v = a[at + i * rsa];
                     }
                 }
-            }
-        }
-    }
-}
-
-/// [`pack_a`] for rows that start anywhere: row `i` at `a[start(i)..]`.
-fn pack_rows<const MR: usize>(
-    a: &[f32],
-    start: &dyn Fn(usize) -> usize,
-    ic: usize,
-    mc: usize,
-    pc: usize,
-    kc: usize,
-    out: &mut [f32],
-) {
-    for (p, ir) in (0..mc).step_by(MR).enumerate() {
-        let panel = &mut out[p * kc * MR..(p + 1) * kc * MR];
-        let rows = MR.min(mc - ir);
-        // Past the last row, a row of zeros' worth: row 0 again, multiplied
-        // into rows of C that are never stored.
-        let row = |i: usize| {
-            let at = start(ic + ir + if i < rows { i } else { 0 }) + pc;
-            &a[at..at + kc]
-        };
-        let rows: [&[f32]; MR] = std::array::from_fn(row);
-        for (kk, slot) in panel.chunks_exact_mut(MR).enumerate() {
-            if let Ok(slot) = <&mut [f32; MR]>::try_from(slot) {
-                *slot = std::array::from_fn(|i| rows[i][kk]);
             }
         }
     }

@@ -1424,7 +1424,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
 /// The CPU has AVX-512F; `out + c·ld` holds `n` floats for every `c < 16`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn store_transposed(rows: [std::arch::x86_64::__m512; 8], out: *mut f32, ld: usize, n: usize) {
+pub(super) unsafe fn store_transposed(rows: [std::arch::x86_64::__m512; 8], out: *mut f32, ld: usize, n: usize) {
     use std::arch::x86_64::{
         _mm512_mask_storeu_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
     };

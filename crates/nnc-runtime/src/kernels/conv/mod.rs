@@ -10,8 +10,8 @@
 //! stride² phases of the input a correlation of the output gradient with
 //! the taps that reach it), with dilation on the output gradient spread
 //! out by the stride. The weight gradient is a correlation of
-//! the output gradient with the input, one SGEMM per sample and group over
-//! the unrolled receptive fields (`dy_group · colᵀ`).
+//! the output gradient with the input, per sample and group a product read
+//! in place from the same copy ([`weight_grad`]).
 //!
 //! A depthwise forward (one input and one output channel per group, stride
 //! 1 or 2) on AVX-512 runs [`depthwise`] instead: vectors of one channel's
@@ -20,10 +20,12 @@
 mod depthwise;
 mod direct;
 mod phases;
+mod weight_grad;
 
 use self::depthwise::Depthwise;
 use self::direct::{Direct, Grid, Shape};
-use super::dense::{dot, split, Gemm};
+use self::weight_grad::{transpose, transposed_len, Correlation, PITCH};
+use super::dense::{dot, split};
 use super::epilogue::Epilogue;
 use super::simd::{at_level, leveled};
 use crate::aligned::LINE;
@@ -94,12 +96,18 @@ impl ConvGeometry {
     }
 
     /// The weight gradient's scratch per thread: the copy of a sample's
-    /// group, its output gradient on the copy's row width, and a whole
-    /// `dWᵀ` that the thread's samples add up in.
+    /// group, its output gradient (on the copy's row width for a depthwise
+    /// conv, else transposed, [`weight_grad`]), and the sums of the
+    /// thread's samples (a whole `dW`, or `dWᵀ` with rows `PITCH`-wide).
     fn weight_grad_per_thread(&self) -> usize {
-        let (grid, _) = self.weight_grad_grid();
-        let planes = grid.channels.max(self.out_group());
-        grid.source_len() + planes * self.out_height() * grid.phase_w + self.out_channels * self.col_rows()
+        let (grid, depthwise) = self.weight_grad_grid();
+        if depthwise {
+            let positions = self.out_height() * grid.phase_w;
+            return grid.source_len() + grid.channels * positions + self.out_channels * self.col_rows();
+        }
+        let pitch = self.out_group().next_multiple_of(PITCH);
+        let dy_t = transposed_len(self.out_height() * self.out_width(), pitch);
+        grid.source_len() + dy_t + self.groups.max(1) * self.col_rows() * pitch
     }
 
     /// The copy the weight gradient reads: one group's, or for a depthwise
@@ -343,10 +351,10 @@ pub fn conv2d_grad_input(
 /// Σ_samples` the correlation of `dy` with `x`, and, when given, `db[o] +=
 /// Σ` of `dy` over samples and pixels. Accumulates into the caller's
 /// buffers. Per sample and group, `dWᵀ [in/groups·k², out/groups] += X · dyᵀ`
-/// is one SGEMM over the output positions whose left rows are read in place
-/// from the padded, phased copy of the input the forward reads (row `(c,
-/// tap)` starts at the tap's offset in channel `c`), its right operand the
-/// output gradient on the copy's row width (zeros in the extra columns).
+/// over the output positions, in register tiles ([`weight_grad`]) whose
+/// rows `(c, tap)` are read in place from the padded, phased copy of the
+/// input the forward reads, and whose columns are the output gradient,
+/// transposed.
 /// Samples are shared among the team, each part summing its own `dWᵀ`;
 /// scratch from [`ConvGeometry::grad_scratch_len`].
 #[allow(clippy::too_many_arguments)]
@@ -376,56 +384,64 @@ pub fn conv2d_grad_weight(
         return;
     }
     let (grid, depthwise) = g.weight_grad_grid();
-    let (positions, w_len) = (g.out_height() * grid.phase_w, g.out_channels * k);
     let per_thread = g.weight_grad_per_thread();
     let parts = team.threads().min(batch).max(1);
-    let taps_len = g.kernel * g.kernel;
+    let pitch = out_group.next_multiple_of(PITCH);
+    // A part's sums: dW (depthwise), else dWᵀ per group, rows `pitch` wide.
+    let sums_len = if depthwise { dw.len() } else { groups * k * pitch };
     direct::with_tap_offsets(&grid, |taps| {
         let scratch = Disjoint::new(&mut scratch[..parts * per_thread]);
         team.run(parts, &|t| {
             // SAFETY: each part has its own scratch.
             let own = unsafe { scratch.piece(t * per_thread..(t + 1) * per_thread) };
             let (source, rest) = own.split_at_mut(grid.source_len());
-            let (dy_grid, acc) = rest.split_at_mut(grid.channels.max(out_group) * positions);
-            let acc = &mut acc[..w_len];
-            acc.fill(0.0);
+            let (dy_part, sums) = rest.split_at_mut(rest.len() - sums_len);
+            sums.fill(0.0);
+            // The channels past the group's stay zero from here on.
+            dy_part.fill(0.0);
             for n in split(batch, parts, t, 1) {
                 if depthwise {
                     // Every channel at once: dW[c, tap] += dy_c · (x_c under the tap).
+                    let positions = g.out_height() * grid.phase_w;
                     grid.prepare(&x[n * x_len..(n + 1) * x_len], source);
-                    on_copy_width(&grid, &dy[n * y_len..(n + 1) * y_len], dy_grid);
-                    at_level!(depthwise_taps(source, grid.plane(), taps, dy_grid, positions, acc));
+                    on_copy_width(&grid, &dy[n * y_len..(n + 1) * y_len], dy_part);
+                    at_level!(depthwise_taps(source, grid.plane(), taps, dy_part, positions, sums));
                     continue;
                 }
                 for group in 0..groups {
                     let xg = &x[n * x_len + group * in_group * in_plane..][..in_group * in_plane];
                     grid.prepare(xg, source);
                     let dyg = &dy[n * y_len + group * out_group * out_plane..][..out_group * out_plane];
-                    on_copy_width(&grid, dyg, dy_grid);
-                    let start = |row: usize| (row / taps_len) * grid.plane() + taps[row % taps_len];
-                    let acc_group = &mut acc[group * k * out_group..(group + 1) * k * out_group];
-                    transposed_product(
-                        Gemm {
-                            m: k,
-                            k: positions,
-                            n: out_group,
-                        },
+                    let dy_t = &mut dy_part[..transposed_len(out_plane, pitch)];
+                    transpose(dyg, out_plane, pitch, dy_t);
+                    let product = Correlation {
                         source,
-                        &start,
-                        dy_grid,
-                        acc_group,
-                    );
+                        plane: grid.plane(),
+                        taps,
+                        channels: in_group,
+                        row_pitch: grid.phase_w,
+                        out_h: g.out_height(),
+                        out_w: g.out_width(),
+                        dy_t: &dy_t[..out_plane * pitch],
+                        pitch,
+                    };
+                    product.accumulate(&mut sums[group * k * pitch..(group + 1) * k * pitch]);
                 }
             }
         });
     });
+    let sums = |t: usize| &scratch[(t + 1) * per_thread - sums_len..(t + 1) * per_thread];
+    if depthwise {
+        for t in 0..parts {
+            dw.iter_mut().zip(sums(t)).for_each(|(d, s)| *d += s);
+        }
+        return;
+    }
     // dW[o, (c, tap)] += Σ over parts of dWᵀ[(c, tap), o], group by group.
     for t in 0..parts {
-        let acc = &scratch[t * per_thread + grid.source_len() + grid.channels.max(out_group) * positions..][..w_len];
-        for group in 0..groups {
-            let acc_group = &acc[group * k * out_group..(group + 1) * k * out_group];
-            for (row, d) in acc_group.chunks_exact(out_group).enumerate() {
-                for (o, v) in d.iter().enumerate() {
+        for (group, sums) in sums(t).chunks_exact(k * pitch).enumerate() {
+            for (row, s) in sums.chunks_exact(pitch).enumerate() {
+                for (o, v) in s[..out_group].iter().enumerate() {
                     dw[(group * out_group + o) * k + row] += v;
                 }
             }
@@ -452,21 +468,6 @@ fn on_copy_width(grid: &Grid, dy: &[f32], out: &mut [f32]) {
     let planes = dy.len() / (grid.out_h * grid.out_w).max(1);
     let out = &mut out[..planes * grid.out_h * grid.phase_w];
     Grid::widen(dy, (grid.out_h, grid.out_w), grid.phase_w, out);
-}
-
-/// `c += A · bᵀ` for `c` `[m, n]` row-major: A's row `i` the `g.k` floats
-/// from `a[start(i)]`, `b` `[n, g.k]` row-major.
-fn transposed_product(g: Gemm, a: &[f32], start: &dyn Fn(usize) -> usize, b: &[f32], c: &mut [f32]) {
-    if super::gemm::available() {
-        super::gemm::sgemm_rows(g, a, start, b, (1, g.k), c, g.n, 1.0);
-        return;
-    }
-    for (i, c_row) in c.chunks_exact_mut(g.n).take(g.m).enumerate() {
-        let row = &a[start(i)..start(i) + g.k];
-        for (c, b_row) in c_row.iter_mut().zip(b.chunks_exact(g.k)) {
-            *c += row.iter().zip(b_row).map(|(x, y)| x * y).sum::<f32>();
-        }
-    }
 }
 
 /// `db[o] += Σ` of output channel `o` of `dy` over samples and pixels, in f64.
