@@ -171,16 +171,18 @@ impl Case {
                 let eps = f64::from(label_smoothing);
                 let (c, _) = y.channels_inner();
                 let mut total = 0.0;
-                for (row, &label) in y.data.chunks(c).zip(&self.classes) {
-                    // log-probabilities: of the softmax the model ends with,
-                    // or of its output as logits.
-                    let log_p: Vec<f64> = if matches!(last, Some(Op::Act(Act::Softmax))) {
-                        row.iter().map(|p| p.ln()).collect()
-                    } else {
-                        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                        let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
-                        row.iter().map(|v| v - m - s.ln()).collect()
-                    };
+                // Log-probabilities of the logits: the softmax's argument
+                // when the model ends with one (as nnc and PyTorch fuse
+                // them: its output may round to 0), else the output.
+                let logits = if matches!(last, Some(Op::Act(Act::Softmax))) {
+                    &eval.logits
+                } else {
+                    y
+                };
+                for (row, &label) in logits.data.chunks(c).zip(&self.classes) {
+                    let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
+                    let log_p: Vec<f64> = row.iter().map(|v| v - m - s.ln()).collect();
                     for (k, lp) in log_p.iter().enumerate() {
                         let t = if k == label as usize {
                             1.0 - eps + eps / c as f64
@@ -193,6 +195,12 @@ impl Case {
                 total / self.batch as f64
             }
             Loss::Mse => mean(y, &self.values, |v, t| (v - t).powi(2)),
+            // After a sigmoid, from its argument `z` (BCE with logits, as
+            // nnc fuses them): a sigmoid of 40 is 1.0 in f64, whose log
+            // the clamp below would flatten.
+            Loss::Bce if matches!(last, Some(Op::Act(Act::Sigmoid))) => mean(&eval.logits, &self.values, |z, t| {
+                z.max(0.0) - z * t + (-z.abs()).exp().ln_1p()
+            }),
             Loss::Bce => mean(y, &self.values, |p, t| {
                 -(t * p.ln().max(-100.0) + (1.0 - t) * (1.0 - p).ln().max(-100.0))
             }),
@@ -617,5 +625,23 @@ fn a_zero_gradient_is_rounding_not_a_failure() {
     let text = "model Degenerate { input [1, 1, 1] conv 1 -> 1 k=2 stride=3 pad=4 dilation=3 flatten act softmax }";
     for seed in 0..64 {
         random_case("degenerate", text, seed);
+    }
+}
+
+/// A layer norm over a map that is mostly padding's zeros puts a lone
+/// nonzero value at ~√n (here ~20 for 396 values); the residual and a sigmoid
+/// after it saturate to 1.0 in f64. The loss's reference then takes the
+/// logits (once its log was clamped there, a gradient of zero: found by the
+/// random programs).
+#[test]
+fn a_saturated_sigmoid_has_the_gradient_of_its_logits() {
+    let texts = [
+        "model R { input [1, 3, 1] conv 1 -> 4 k=1 stride=1 pad=4 bias=false residual { act silu norm layer } flatten act sigmoid }",
+        "model R { input [1, 7, 1] maxpool k=1 stride=3 pad=0 conv 1 -> 4 k=1 stride=2 pad=4 act=maxout(3) norm=batch norm_pos=post dropout=0 bias=false residual { residual { act silu norm layer } } flatten act sigmoid }",
+    ];
+    for text in texts {
+        for seed in 0..20 {
+            random_case("saturated", text, seed);
+        }
     }
 }

@@ -42,6 +42,10 @@ pub struct Evaluation {
     /// scale, an f32 computation's error may be than in a well-conditioned
     /// network. 1 when no normalisation sees a nearly constant group.
     pub amplification: f64,
+    /// The last op's argument: a model that ends with a sigmoid or a
+    /// softmax has its logits here, from which a loss is computed without
+    /// the output's rounding (a sigmoid of 40 is 1.0 in f64).
+    pub logits: Tensor,
 }
 
 impl Tensor {
@@ -652,11 +656,16 @@ pub fn evaluate_with(
         }
         values[op.result.0 as usize] = Some(y);
     }
+    let logits = match func.ops.iter().find(|o| o.result == func.output) {
+        Some(last) => values[last.args[0].0 as usize].clone().expect("arguments come first"),
+        None => values[func.output.0 as usize].clone().expect("the output is computed"),
+    };
     let output = values[func.output.0 as usize].take().expect("the output is computed");
     Evaluation {
         output,
         running,
         amplification: amplified,
+        logits,
     }
 }
 
