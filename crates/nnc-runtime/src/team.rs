@@ -76,6 +76,10 @@ impl Team {
     /// a caller that measures or times the first job must not see that.
     pub fn new(threads: usize) -> std::io::Result<Team> {
         let threads = threads.max(1);
+        if threads > 1 {
+            // The members' per-thread buffers, before any part runs.
+            crate::kernels::gemm::reserve();
+        }
         let shared = Arc::new(Shared::new());
         let mut team = Team {
             threads,
@@ -206,6 +210,7 @@ impl Shared {
 
     /// A worker's life: wait for an open job, join it, claim parts, leave.
     fn work(&self) {
+        crate::kernels::gemm::reserve();
         let mut seen = self.epoch.load(SeqCst);
         {
             // The caller of `Team::new` waits on `wake` until all have started.

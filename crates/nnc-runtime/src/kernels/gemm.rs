@@ -74,6 +74,26 @@ pub(crate) fn sgemm(
     product(g, (a, sa), b, sb, c, rsc, beta, then);
 }
 
+/// Grows this thread's packed blocks to the largest, once: later products
+/// allocate nothing. Every member of a [`Team`](crate::team::Team) calls it
+/// when the team starts, since which member runs which part of a product
+/// changes from run to run (a planned step must allocate nothing after its
+/// first, whoever ran the products then).
+pub(crate) fn reserve() {
+    if available() {
+        PACKED.with(|packed| grow(&mut packed.borrow_mut()));
+    }
+}
+
+fn grow((a_pack, b_pack): &mut (Vec<f32>, Vec<f32>)) {
+    if a_pack.len() < MC.next_multiple_of(MR_MAX) * KC {
+        a_pack.resize(MC.next_multiple_of(MR_MAX) * KC, 0.0);
+    }
+    if b_pack.len() < KC * NC {
+        b_pack.resize(KC * NC, 0.0);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn product(
     g: Gemm,
@@ -87,14 +107,8 @@ fn product(
 ) {
     PACKED.with(|packed| {
         let mut packed = packed.borrow_mut();
+        grow(&mut packed);
         let (a_pack, b_pack) = &mut *packed;
-        // The largest blocks, once: later products allocate nothing.
-        if a_pack.len() < MC.next_multiple_of(MR_MAX) * KC {
-            a_pack.resize(MC.next_multiple_of(MR_MAX) * KC, 0.0);
-        }
-        if b_pack.len() < KC * NC {
-            b_pack.resize(KC * NC, 0.0);
-        }
         // Each kernel goes with the level that says the CPU has its features.
         #[cfg(target_arch = "x86_64")]
         match Level::detect() {

@@ -8,7 +8,7 @@ pub mod conv;
 pub mod dense;
 pub mod dropout;
 pub mod epilogue;
-mod gemm;
+pub(crate) mod gemm;
 pub mod loss;
 pub mod norm;
 mod panel;

@@ -109,6 +109,8 @@ pub(crate) trait Lanes: Copy {
     const N: usize;
     unsafe fn zero() -> Self;
     unsafe fn load(p: *const f32) -> Self;
+    /// The first `n < N` floats at `p` (only those are read), zeros after.
+    unsafe fn load_low(p: *const f32, n: usize) -> Self;
     unsafe fn splat(p: *const f32) -> Self;
     unsafe fn fma(a: Self, b: Self, acc: Self) -> Self;
     unsafe fn add(a: Self, b: Self) -> Self;
@@ -132,6 +134,10 @@ impl Lanes for std::arch::x86_64::__m512 {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         std::arch::x86_64::_mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load_low(p: *const f32, n: usize) -> Self {
+        std::arch::x86_64::_mm512_maskz_loadu_ps(low_lanes(n), p)
     }
     #[inline(always)]
     unsafe fn splat(p: *const f32) -> Self {
@@ -180,6 +186,12 @@ impl Lanes for std::arch::x86_64::__m256 {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load_low(p: *const f32, n: usize) -> Self {
+        use std::arch::x86_64::{_mm256_cmpgt_epi32, _mm256_maskload_ps, _mm256_set1_epi32, _mm256_setr_epi32};
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes))
     }
     #[inline(always)]
     unsafe fn splat(p: *const f32) -> Self {
@@ -232,6 +244,10 @@ impl Lanes for Portable {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         Portable(std::ptr::read_unaligned(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn load_low(p: *const f32, n: usize) -> Self {
+        Portable(std::array::from_fn(|i| if i < n { *p.add(i) } else { 0.0 }))
     }
     #[inline(always)]
     unsafe fn splat(p: *const f32) -> Self {

@@ -24,8 +24,8 @@ mod weight_grad;
 
 use self::depthwise::Depthwise;
 use self::direct::{Direct, Grid, Shape};
-use self::weight_grad::{transpose, transposed_len, Correlation, PITCH};
-use super::dense::{dot, split};
+use self::weight_grad::{reduce_lanes, transpose, transposed_len, Correlation, DepthwiseTaps, LANES, PITCH};
+use super::dense::split;
 use super::epilogue::Epilogue;
 use super::simd::{at_level, leveled};
 use crate::aligned::LINE;
@@ -87,7 +87,7 @@ impl ConvGeometry {
                 .phases_scratch_len(threads)
                 .max(threads * self.weight_grad_per_thread());
         }
-        let transposed = Grid::transposed(self);
+        let transposed = self.transposed_grid();
         let in_group = self.in_channels / self.groups.max(1);
         let shape = Shape::pick(in_group, &transposed);
         let dx = direct::packed_len(shape, self.groups.max(1), in_group, transposed.depth())
@@ -102,8 +102,8 @@ impl ConvGeometry {
     fn weight_grad_per_thread(&self) -> usize {
         let (grid, depthwise) = self.weight_grad_grid();
         if depthwise {
-            let positions = self.out_height() * grid.phase_w;
-            return grid.source_len() + grid.channels * positions + self.out_channels * self.col_rows();
+            let positions = grid.out_h * grid.phase_w;
+            return grid.source_len() + grid.channels * positions + self.out_channels * self.col_rows() * LANES;
         }
         let pitch = self.out_group().next_multiple_of(PITCH);
         let dy_t = transposed_len(self.out_height() * self.out_width(), pitch);
@@ -132,20 +132,30 @@ impl ConvGeometry {
         Shape::pick(self.out_group(), &self.forward_grid())
     }
 
-    /// The grid the forward's direct kernel runs on: a pointwise conv
-    /// (1 × 1, stride 1, no padding) reads and writes each plane as one
-    /// row, so that its vectors of positions fill up across the map's
-    /// rows (an 8 × 8 map is four whole vectors, not eight half ones).
+    /// The grid the forward's direct kernel runs on.
     fn forward_grid(&self) -> Grid {
+        Grid::forward(&self.planes_as_rows())
+    }
+
+    /// The grid the input gradient's direct kernel runs on.
+    fn transposed_grid(&self) -> Grid {
+        Grid::transposed(&self.planes_as_rows())
+    }
+
+    /// A pointwise conv (1 × 1, stride 1, no padding) as one on maps of a
+    /// single row: the same product, whose vectors of positions fill up
+    /// across the map's rows (an 8 × 8 map is four whole vectors, not eight
+    /// half ones), forward and backward.
+    fn planes_as_rows(&self) -> ConvGeometry {
         let pointwise = self.kernel == 1 && self.stride == 1 && self.pads == [0; 4];
-        if pointwise {
-            return Grid::forward(&ConvGeometry {
-                height: 1,
-                width: self.height * self.width,
-                ..*self
-            });
+        if !pointwise {
+            return *self;
         }
-        Grid::forward(self)
+        ConvGeometry {
+            height: 1,
+            width: self.height * self.width,
+            ..*self
+        }
     }
 
     /// Floats of a [`ConvWeight`]: the weight packed for this CPU's kernel
@@ -332,7 +342,7 @@ pub fn conv2d_grad_input(
     }
     let groups = g.groups.max(1);
     let (in_group, out_group, k) = (g.in_channels / groups, g.out_group(), g.kernel);
-    let grid = Grid::transposed(g);
+    let grid = g.transposed_grid();
     let shape = Shape::pick(in_group, &grid);
     let depth = grid.depth();
     let (packed, rest) = scratch.split_at_mut(direct::packed_len(shape, groups, in_group, depth));
@@ -378,7 +388,7 @@ pub fn conv2d_grad_weight(
     debug_assert_eq!(dw.len(), g.out_channels * k);
     debug_assert!(scratch.len() >= g.grad_scratch_len(team.threads()));
     if let Some(db) = db {
-        bias_grad(dy, batch, g.out_channels, out_plane, db);
+        at_level!(bias_grad(dy, batch, g.out_channels, out_plane, db));
     }
     if batch == 0 || x_len == 0 || y_len == 0 {
         return;
@@ -387,8 +397,13 @@ pub fn conv2d_grad_weight(
     let per_thread = g.weight_grad_per_thread();
     let parts = team.threads().min(batch).max(1);
     let pitch = out_group.next_multiple_of(PITCH);
-    // A part's sums: dW (depthwise), else dWᵀ per group, rows `pitch` wide.
-    let sums_len = if depthwise { dw.len() } else { groups * k * pitch };
+    // A part's sums: dW lane-wise (depthwise), else dWᵀ per group, rows
+    // `pitch` wide.
+    let sums_len = if depthwise {
+        dw.len() * LANES
+    } else {
+        groups * k * pitch
+    };
     direct::with_tap_offsets(&grid, |taps| {
         let scratch = Disjoint::new(&mut scratch[..parts * per_thread]);
         team.run(parts, &|t| {
@@ -402,10 +417,23 @@ pub fn conv2d_grad_weight(
             for n in split(batch, parts, t, 1) {
                 if depthwise {
                     // Every channel at once: dW[c, tap] += dy_c · (x_c under the tap).
-                    let positions = g.out_height() * grid.phase_w;
                     grid.prepare(&x[n * x_len..(n + 1) * x_len], source);
-                    on_copy_width(&grid, &dy[n * y_len..(n + 1) * y_len], dy_part);
-                    at_level!(depthwise_taps(source, grid.plane(), taps, dy_part, positions, sums));
+                    let positions = grid.out_h * grid.phase_w;
+                    let dy_wide = &mut dy_part[..grid.channels * positions];
+                    Grid::widen(
+                        &dy[n * y_len..(n + 1) * y_len],
+                        (grid.out_h, grid.out_w),
+                        grid.phase_w,
+                        dy_wide,
+                    );
+                    let product = DepthwiseTaps {
+                        source,
+                        plane: grid.plane(),
+                        taps,
+                        dy: dy_wide,
+                        positions,
+                    };
+                    product.accumulate(sums);
                     continue;
                 }
                 for group in 0..groups {
@@ -420,8 +448,8 @@ pub fn conv2d_grad_weight(
                         taps,
                         channels: in_group,
                         row_pitch: grid.phase_w,
-                        out_h: g.out_height(),
-                        out_w: g.out_width(),
+                        out_h: grid.out_h,
+                        out_w: grid.out_w,
                         dy_t: &dy_t[..out_plane * pitch],
                         pitch,
                     };
@@ -433,7 +461,7 @@ pub fn conv2d_grad_weight(
     let sums = |t: usize| &scratch[(t + 1) * per_thread - sums_len..(t + 1) * per_thread];
     if depthwise {
         for t in 0..parts {
-            dw.iter_mut().zip(sums(t)).for_each(|(d, s)| *d += s);
+            reduce_lanes(sums(t), dw);
         }
         return;
     }
@@ -450,47 +478,56 @@ pub fn conv2d_grad_weight(
 }
 
 leveled! {
-    /// A depthwise conv's weight gradient of one sample: `w[c, tap] +=
-    /// dy_c · (x_c under the tap)`, channel `c`'s copy at `c · plane` of
-    /// `source`, its output gradient at `c · positions` of `dy`.
-    fn depthwise_taps(source: &[f32], plane: usize, taps: &[usize], dy: &[f32], positions: usize, w: &mut [f32]) -> () {
-        let chunks = w.chunks_exact_mut(taps.len().max(1)).zip(dy.chunks_exact(positions.max(1)));
-        for (c, (w, dy_c)) in chunks.enumerate() {
-            for (w, tap) in w.iter_mut().zip(taps) {
-                *w += dot(&source[c * plane + tap..][..positions], dy_c);
+    /// `db[o] += Σ` of output channel `o` of `dy` over samples and pixels:
+    /// each plane in 16 f32 lanes (vectors at the CPU's width), the planes'
+    /// lanes in f64.
+    fn bias_grad(dy: &[f32], batch: usize, out_channels: usize, out_plane: usize, db: &mut [f32]) -> () {
+        // Blocks of channels, each sample's run of them read in order (a
+        // channel's planes are a sample's size apart: read channel by
+        // channel, they were a quarter of a depthwise conv's dW). Plain
+        // loops: an iterator's `fold` is a function of its own, not
+        // compiled with the wrapper's vector features.
+        const BLOCK: usize = 64;
+        let channels = out_channels.min(db.len());
+        let db = &mut db[..channels];
+        for (b, db) in db.chunks_mut(BLOCK).enumerate() {
+            // Per channel, 16 lanes of f64 that each plane's f32 lanes are
+            // added to (a reduction across lanes per plane was most of the
+            // time of 8 × 8 maps).
+            let mut sums = [[0.0f64; 16]; BLOCK];
+            for n in 0..batch {
+                let first = (n * out_channels + b * BLOCK) * out_plane;
+                for (sum, plane) in sums.iter_mut().zip(dy[first..].chunks_exact(out_plane).take(db.len())) {
+                    for (s, l) in sum.iter_mut().zip(plane_lanes(plane)) {
+                        *s += f64::from(l);
+                    }
+                }
+            }
+            for (d, sum) in db.iter_mut().zip(&sums) {
+                let mut total = 0.0;
+                for s in sum {
+                    total += s;
+                }
+                *d += total as f32;
             }
         }
     }
 }
 
-/// `dy`'s planes on the copy's row width in `out`, zero past `out_w`.
-fn on_copy_width(grid: &Grid, dy: &[f32], out: &mut [f32]) {
-    let planes = dy.len() / (grid.out_h * grid.out_w).max(1);
-    let out = &mut out[..planes * grid.out_h * grid.phase_w];
-    Grid::widen(dy, (grid.out_h, grid.out_w), grid.phase_w, out);
-}
-
-/// `db[o] += Σ` of output channel `o` of `dy` over samples and pixels, in f64.
-fn bias_grad(dy: &[f32], batch: usize, out_channels: usize, out_plane: usize, db: &mut [f32]) {
-    for (o, d) in db.iter_mut().enumerate().take(out_channels) {
-        let sum: f64 = (0..batch)
-            .map(|n| plane_sum(&dy[(n * out_channels + o) * out_plane..][..out_plane]))
-            .sum();
-        *d += sum as f32;
-    }
-}
-
-/// `Σ plane` in 16 f32 lanes (which vectorise), then in f64.
-fn plane_sum(plane: &[f32]) -> f64 {
+/// `plane`'s floats summed into 16 lanes, `plane[i]` into lane `i mod 16`.
+#[inline(always)]
+fn plane_lanes(plane: &[f32]) -> [f32; 16] {
     let mut lanes = [0.0f32; 16];
     let chunks = plane.chunks_exact(16);
-    let tail: f64 = chunks.remainder().iter().map(|v| f64::from(*v)).sum();
+    for (l, v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l = *v;
+    }
     for chunk in chunks {
         for (l, v) in lanes.iter_mut().zip(chunk) {
             *l += v;
         }
     }
-    lanes.iter().map(|v| f64::from(*v)).sum::<f64>() + tail
+    lanes
 }
 
 #[cfg(test)]
@@ -1093,6 +1130,29 @@ mod tests {
     /// A row placed in a wider or narrower one (padding, cropping, the
     /// tile copy-out) is the definition, element by element, on every
     /// path the CPU has, for vector tails and masks at every offset.
+    /// The bias gradient by blocks of 64 channels and 16 lanes: more
+    /// channels than a block, planes with and without a tail of lanes.
+    #[test]
+    fn bias_gradient_sums_each_channel() {
+        let mut rng = Rng::new(21, 0);
+        for (batch, channels, plane) in [(1, 1, 1), (3, 70, 37), (2, 130, 64), (4, 5, 15)] {
+            let dy = random(&mut rng, batch * channels * plane);
+            let mut db = vec![0.25; channels];
+            at_level!(bias_grad(&dy, batch, channels, plane, &mut db));
+            for (o, d) in db.iter().enumerate() {
+                let want: f64 = 0.25
+                    + (0..batch)
+                        .flat_map(|n| &dy[(n * channels + o) * plane..][..plane])
+                        .map(|v| f64::from(*v))
+                        .sum::<f64>();
+                assert!(
+                    (f64::from(*d) - want).abs() <= 1e-5,
+                    "channel {o} of {channels}: {d} vs {want}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn rows_are_placed_by_definition() {
         let src: Vec<f32> = (1..=40).map(|v| v as f32).collect();

@@ -171,6 +171,114 @@ impl Correlation<'_> {
     }
 }
 
+/// A depthwise conv's weight gradient of one sample (one input and one
+/// output channel per group): `dW[c, t] += Σ_p dy_c[p] · x_c[p + tap t]`
+/// over the positions on the copy's row width (the extra columns' `dy` is
+/// zero). A vector of positions is one load of `dy` and one of the copy per
+/// tap, for a block of up to [`TAP_BLOCK`] taps at once; the sums stay
+/// lane-wise, [`LANES`] floats per channel and tap, so a sample ends with a
+/// vector add rather than a reduction across lanes ([`reduce_lanes`] once
+/// per call).
+pub(super) struct DepthwiseTaps<'a> {
+    /// The zero-padded copy of every channel of the sample.
+    pub source: &'a [f32],
+    /// Floats between two channels of `source`.
+    pub plane: usize,
+    /// Where each tap's reads start in a channel of `source`.
+    pub taps: &'a [usize],
+    /// Each channel's output gradient on the copy's row width, one after
+    /// the other, `positions` floats each.
+    pub dy: &'a [f32],
+    pub positions: usize,
+}
+
+/// Floats of a lane-wise sum: a vector at the widest level.
+pub(super) const LANES: usize = 16;
+/// Taps summed at once: a 3 × 3 kernel's nine in registers.
+const TAP_BLOCK: usize = 9;
+
+impl DepthwiseTaps<'_> {
+    fn channels(&self) -> usize {
+        self.dy.len() / self.positions.max(1)
+    }
+
+    /// `lanes[(c · taps + t) · LANES ..][..LANES] +=` the lane-wise sums.
+    pub fn accumulate(&self, lanes: &mut [f32]) {
+        let (channels, taps) = (self.channels(), self.taps.len());
+        assert_eq!(lanes.len(), channels * taps * LANES);
+        if channels == 0 || taps == 0 || self.positions == 0 {
+            return;
+        }
+        let furthest = self.taps.iter().max().copied().unwrap_or(0);
+        let last = (channels - 1) * self.plane + furthest + self.positions;
+        assert!(last <= self.source.len(), "a weight gradient read past its copy");
+        #[cfg(target_arch = "x86_64")]
+        match Level::detect() {
+            // SAFETY: the CPU has each variant's features; the reads are in
+            // bounds (checked above).
+            Level::Avx512 => return unsafe { self.accumulate_avx512(lanes) },
+            Level::Avx2 => return unsafe { self.accumulate_avx2(lanes) },
+            Level::Base => {}
+        }
+        // SAFETY: as above; `Portable` needs no CPU feature.
+        unsafe { self.channels_at::<Portable>(lanes) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn accumulate_avx512(&self, lanes: &mut [f32]) {
+        self.channels_at::<std::arch::x86_64::__m512>(lanes)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn accumulate_avx2(&self, lanes: &mut [f32]) {
+        self.channels_at::<std::arch::x86_64::__m256>(lanes)
+    }
+
+    /// # Safety
+    /// The CPU has `V`'s features; the reads are within `source`.
+    #[inline(always)]
+    unsafe fn channels_at<V: Lanes>(&self, lanes: &mut [f32]) {
+        let (taps, positions) = (self.taps.len(), self.positions);
+        let (whole, tail) = (positions / V::N * V::N, positions % V::N);
+        for c in 0..self.channels() {
+            let src = self.source.as_ptr().add(c * self.plane);
+            let dy = self.dy.as_ptr().add(c * positions);
+            for first in (0..taps).step_by(TAP_BLOCK) {
+                let count = (taps - first).min(TAP_BLOCK);
+                // Taps past the last repeat it (their sums are dropped).
+                let at: [*const f32; TAP_BLOCK] = std::array::from_fn(|t| src.add(self.taps[first + t.min(count - 1)]));
+                let mut acc = [V::zero(); TAP_BLOCK];
+                for p in (0..whole).step_by(V::N) {
+                    let d = V::load(dy.add(p));
+                    for (a, x) in acc.iter_mut().zip(&at) {
+                        *a = V::fma(V::load(x.add(p)), d, *a);
+                    }
+                }
+                if tail > 0 {
+                    let d = V::load_low(dy.add(whole), tail);
+                    for (a, x) in acc.iter_mut().zip(&at) {
+                        *a = V::fma(V::load_low(x.add(whole), tail), d, *a);
+                    }
+                }
+                let out = lanes.as_mut_ptr().add((c * taps + first) * LANES);
+                for (t, a) in acc.iter().enumerate().take(count) {
+                    let o = out.add(t * LANES);
+                    V::add(V::load(o), *a).store(o);
+                }
+            }
+        }
+    }
+}
+
+/// `out[i] += Σ lanes[i · LANES ..][..LANES]`, in f64.
+pub(super) fn reduce_lanes(lanes: &[f32], out: &mut [f32]) {
+    for (o, l) in out.iter_mut().zip(lanes.chunks_exact(LANES)) {
+        *o += l.iter().map(|v| f64::from(*v)).sum::<f64>() as f32;
+    }
+}
+
 /// Positions a transposition handles at once: its output has room for
 /// whole blocks ([`transposed_len`]).
 const TRANSPOSE_BLOCK: usize = 16;
@@ -317,6 +425,42 @@ mod tests {
                     assert!(
                         (got - want).abs() <= 1e-5 * (1.0 + positions as f64),
                         "row {r} channel {o}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Kernels of 1, 9 and 25 taps (blocks of nine, the last one short)
+    /// against the sums in f64.
+    #[test]
+    fn depthwise_taps_match_the_definition() {
+        let mut rng = Rng::new(13, 0);
+        for (channels, taps, positions) in [(1, 1, 3), (3, 9, 40), (5, 25, 17), (2, 9, 64)] {
+            let plane = positions + 8;
+            let offsets: Vec<usize> = (0..taps).map(|t| (t * 3) % 9).collect();
+            let source = random(&mut rng, channels * plane);
+            let dy = random(&mut rng, channels * positions);
+            let mut lanes = vec![0.0; channels * taps * LANES];
+            let product = DepthwiseTaps {
+                source: &source,
+                plane,
+                taps: &offsets,
+                dy: &dy,
+                positions,
+            };
+            product.accumulate(&mut lanes);
+            product.accumulate(&mut lanes);
+            let mut dw = vec![0.5; channels * taps];
+            reduce_lanes(&lanes, &mut dw);
+            for c in 0..channels {
+                for (t, offset) in offsets.iter().enumerate() {
+                    let at = |p: usize| f64::from(source[c * plane + offset + p]) * f64::from(dy[c * positions + p]);
+                    let want = 0.5 + 2.0 * (0..positions).map(at).sum::<f64>();
+                    let got = f64::from(dw[c * taps + t]);
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + positions as f64),
+                        "channel {c} tap {t}: {got} vs {want}"
                     );
                 }
             }
