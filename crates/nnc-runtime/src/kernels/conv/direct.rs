@@ -112,7 +112,7 @@ impl Grid {
 
     /// Whether the copy is the source as it is: stride 1, no padding, no
     /// spreading out.
-    fn is_plain(&self) -> bool {
+    pub fn is_plain(&self) -> bool {
         (self.stride, self.spread, self.top, self.left) == (1, 1, 0, 0)
             && (self.phase_h, self.phase_w) == (self.src_h, self.src_w)
     }

@@ -438,12 +438,18 @@ pub fn conv2d_grad_weight(
                 }
                 for group in 0..groups {
                     let xg = &x[n * x_len + group * in_group * in_plane..][..in_group * in_plane];
-                    grid.prepare(xg, source);
+                    // An unpadded stride-1 conv reads its input in place.
+                    let read: &[f32] = if grid.is_plain() {
+                        xg
+                    } else {
+                        grid.prepare(xg, source);
+                        source
+                    };
                     let dyg = &dy[n * y_len + group * out_group * out_plane..][..out_group * out_plane];
                     let dy_t = &mut dy_part[..transposed_len(out_plane, pitch)];
                     transpose(dyg, out_plane, pitch, dy_t);
                     let product = Correlation {
-                        source,
+                        source: read,
                         plane: grid.plane(),
                         taps,
                         channels: in_group,
