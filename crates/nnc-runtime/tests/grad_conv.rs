@@ -178,6 +178,11 @@ fn groups_and_depthwise() {
     // (on dy, the kernel flipped), unless a pad is wider than the kernel.
     check(geometry(4, 4, (7, 6), 3, 1, 2, 4, [2, 1, 0, 4]), 2, 27);
     check(geometry(3, 3, (6, 6), 3, 1, 1, 3, [0, 3, 1, 1]), 2, 28);
+    // At stride 2 too, on dy spread out by the stride: odd sizes, uneven
+    // pads, dilation, a 5 × 5 kernel, and more channels than a vector.
+    check(geometry(3, 3, (7, 6), 3, 2, 1, 3, [1, 0, 1, 2]), 2, 29);
+    check(geometry(2, 2, (8, 7), 5, 2, 2, 2, [2, 3, 1, 2]), 2, 30);
+    check(geometry(18, 18, (9, 9), 3, 2, 1, 18, [1; 4]), 2, 34);
 }
 
 /// Small maps with channels in 32s and 64s, forward and input gradient:
