@@ -666,25 +666,33 @@ pub(super) fn packed_len(shape: Shape, groups: usize, out_group: usize, depth: u
     groups * shape.strips(out_group) * shape.mr * depth
 }
 
-/// Packs `weight(group, o, d)` (output channel `o` of the group, depth `d`)
-/// into strips of `mr` channels, depth-major, zero past the last channel.
+/// Packs `weight(group, o, c, t)` (output channel `o` of the group, source
+/// channel `c`, tap `t`: depth `c · taps + t`) into strips of `mr`
+/// channels, depth-major, zero past the last channel. The depth comes as
+/// channel and tap so that no caller divides per weight (an input
+/// gradient's flipped kernel, with four divisions a weight, was a sixth of
+/// the 8 × 8 layers' dX).
 pub(super) fn pack(
     shape: Shape,
     groups: usize,
     out_group: usize,
-    depth: usize,
-    weight: impl Fn(usize, usize, usize) -> f32,
+    (channels, taps): (usize, usize),
+    weight: impl Fn(usize, usize, usize, usize) -> f32,
     out: &mut [f32],
 ) {
     let mr = shape.mr;
-    let strip_len = mr * depth;
+    let strip_len = mr * channels * taps;
     for group in 0..groups {
         for strip in 0..shape.strips(out_group) {
             let at = (group * shape.strips(out_group) + strip) * strip_len;
-            for (d, slot) in out[at..at + strip_len].chunks_exact_mut(mr).enumerate() {
-                for (i, v) in slot.iter_mut().enumerate() {
-                    let o = strip * mr + i;
-                    *v = if o < out_group { weight(group, o, d) } else { 0.0 };
+            let mut slots = out[at..at + strip_len].chunks_exact_mut(mr);
+            for c in 0..channels {
+                for t in 0..taps {
+                    let Some(slot) = slots.next() else { return };
+                    for (i, v) in slot.iter_mut().enumerate() {
+                        let o = strip * mr + i;
+                        *v = if o < out_group { weight(group, o, c, t) } else { 0.0 };
+                    }
                 }
             }
         }

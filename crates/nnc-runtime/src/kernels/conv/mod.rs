@@ -169,9 +169,10 @@ impl ConvGeometry {
 
     /// Packs `weight` `[out, in/groups, k, k]` for the forward into `out`.
     fn pack_forward(&self, weight: &[f32], out: &mut [f32]) {
-        let (out_group, depth) = (self.out_group(), self.col_rows());
-        let w = |group: usize, o: usize, d: usize| weight[(group * out_group + o) * depth + d];
-        direct::pack(self.shape(), self.groups.max(1), out_group, depth, w, out);
+        let (out_group, depth, taps) = (self.out_group(), self.col_rows(), self.kernel * self.kernel);
+        let w = |group: usize, o: usize, c: usize, t: usize| weight[(group * out_group + o) * depth + c * taps + t];
+        let channels = self.in_channels / self.groups.max(1);
+        direct::pack(self.shape(), self.groups.max(1), out_group, (channels, taps), w, out);
     }
 
     /// A depthwise conv's input gradient as a depthwise conv of its own,
@@ -389,14 +390,15 @@ pub fn conv2d_grad_input(
     let shape = Shape::pick(in_group, &grid);
     let depth = grid.depth();
     let (packed, rest) = scratch.split_at_mut(direct::packed_len(shape, groups, in_group, depth));
-    // Output channel c of the transposed conv, depth (o, ki, kj): the
-    // forward's weight of o on c at the flipped tap.
-    let flipped = |group: usize, c: usize, d: usize| {
-        let (o, tap) = (d / (k * k), d % (k * k));
-        let (ki, kj) = (k - 1 - tap / k, k - 1 - tap % k);
-        w[(((group * out_group + o) * in_group + c) * k + ki) * k + kj]
+    // Output channel c of the transposed conv, source channel o, tap t:
+    // the forward's weight of o on c at the flipped tap, (k − 1 − ki,
+    // k − 1 − kj), which is tap k² − 1 − t.
+    let taps = k * k;
+    let flipped = |group: usize, c: usize, o: usize, t: usize| {
+        w[((group * out_group + o) * in_group + c) * taps + (taps - 1 - t)]
     };
-    direct::pack(shape, groups, in_group, depth, flipped, packed);
+    debug_assert_eq!(depth, out_group * taps);
+    direct::pack(shape, groups, in_group, (out_group, taps), flipped, packed);
     Direct::new(grid, shape, groups, in_group, packed, &Epilogue::NONE).run(dy, batch, dx, rest, team);
 }
 

@@ -157,16 +157,16 @@ pub(super) fn grad_input(
     let mut at = 0;
     for r in g.reached() {
         let ((ry, rx), [kh, kw]) = (r.residues, r.grid.kernel);
-        let weight = |group: usize, c: usize, d: usize| {
-            let (o, tap) = (d / (kh * kw), d % (kh * kw));
+        let weight = |group: usize, c: usize, o: usize, tap: usize| {
             let (ky, kx) = (ry + s * (kh - 1 - tap / kw), rx + s * (kw - 1 - tap % kw));
             w[(((group * out_group + o) * in_group + c) * k + ky) * k + kx]
         };
+        debug_assert_eq!(r.grid.depth(), out_group * kh * kw);
         direct::pack(
             r.shape,
             groups,
             in_group,
-            r.grid.depth(),
+            (out_group, kh * kw),
             weight,
             &mut packs[at..at + r.packed_len],
         );
