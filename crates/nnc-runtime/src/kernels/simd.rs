@@ -43,7 +43,8 @@ impl Level {
     fn cpu() -> Level {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            // Every AVX-512 CPU has POPCNT; the copies' masked moves count lanes with it.
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("popcnt") {
                 return Level::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {

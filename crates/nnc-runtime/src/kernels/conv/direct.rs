@@ -17,7 +17,7 @@
 //! The weights are packed per group into strips of `MR` output channels,
 //! depth-major, so a tap's `MR` weights are consecutive broadcasts.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 
 use super::ConvGeometry;
@@ -231,7 +231,7 @@ impl Grid {
 
 impl Grid {
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,popcnt")]
     unsafe fn prepare_plain_avx512(&self, src: &[f32], buf: &mut [f32]) {
         let inside = self.top >= 0
             && self.left >= 0
@@ -366,41 +366,48 @@ impl Grid {
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         let src_w = self.src_w as isize;
-        let planes = src.chunks_exact(src_plane.max(1)).take(self.channels);
-        for (c, channel) in planes.enumerate() {
-            for a in 0..2 {
-                for pr in 0..self.phase_h {
+        let channels = src.len().min(self.channels * src_plane) / src_plane.max(1);
+        assert!(buf.len() >= 4 * phases && channels <= self.channels);
+        // Columns outside, rows inside, so that a column's masks are worked
+        // out once for every row of every channel, and no closure (one is
+        // not compiled with this function's AVX-512, stays a call and
+        // returns its vector through memory: the copy was a seventh of a
+        // stride-2 conv at batch 1, most of it on masks and calls).
+        for t0 in (0..phase_w).step_by(16) {
+            // Phase (a, b) column t0 + l reads source column first + 2l + b.
+            let first = (2 * t0) as isize - self.left;
+            let (low_read, high_read) = (
+                lane_range(-first, src_w - first),
+                lane_range(-first - 16, src_w - first - 16),
+            );
+            let store = low_lanes(phase_w - t0);
+            for c in 0..channels {
+                for row_at in 0..2 * self.phase_h {
+                    let (a, pr) = (row_at / self.phase_h, row_at % self.phase_h);
                     let i = (pr * 2 + a) as isize - self.top;
-                    let row = (0..self.src_h as isize)
-                        .contains(&i)
-                        .then(|| &channel[i as usize * self.src_w..][..self.src_w]);
-                    let at = pr * phase_w;
-                    for t0 in (0..phase_w).step_by(16) {
-                        // Phase (a, b) column t0 + l reads source column
-                        // first + 2l + b.
-                        let first = (2 * t0) as isize - self.left;
-                        let store = low_lanes(phase_w - t0);
-                        let (evens, odds) = match row {
-                            Some(row) => {
-                                let load = |from: isize| {
-                                    let read = lane_range(-from, src_w - from);
-                                    // SAFETY: the lanes read are inside
-                                    // the row; the others are not touched.
-                                    unsafe { _mm512_maskz_loadu_ps(read, row.as_ptr().wrapping_offset(from)) }
-                                };
-                                let (low, high) = (load(first), load(first + 16));
-                                (
-                                    _mm512_permutex2var_ps(low, even, high),
-                                    _mm512_permutex2var_ps(low, odd, high),
-                                )
-                            }
-                            None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+                    let (evens, odds) = if (0..self.src_h as isize).contains(&i) {
+                        let from = src.as_ptr().wrapping_add(c * src_plane + i as usize * self.src_w);
+                        // SAFETY: the lanes read are inside row i of
+                        // channel c; the others are not touched.
+                        let (low, high) = unsafe {
+                            (
+                                _mm512_maskz_loadu_ps(low_read, from.wrapping_offset(first)),
+                                _mm512_maskz_loadu_ps(high_read, from.wrapping_offset(first + 16)),
+                            )
                         };
-                        for (b, v) in [evens, odds].into_iter().enumerate() {
-                            let out = &mut buf[(2 * a + b) * phases + c * plane + at..][..phase_w];
-                            // SAFETY: the store stays inside the phase row.
-                            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(t0), store, v) };
-                        }
+                        (
+                            _mm512_permutex2var_ps(low, even, high),
+                            _mm512_permutex2var_ps(low, odd, high),
+                        )
+                    } else {
+                        (_mm512_setzero_ps(), _mm512_setzero_ps())
+                    };
+                    let at = (2 * a) * phases + c * plane + pr * phase_w + t0;
+                    // SAFETY: the stores stay inside the phase rows (the
+                    // assert above: `at + phases` is in phase (a, 1)).
+                    unsafe {
+                        _mm512_mask_storeu_ps(buf.as_mut_ptr().add(at), store, evens);
+                        _mm512_mask_storeu_ps(buf.as_mut_ptr().add(at + phases), store, odds);
                     }
                 }
             }
@@ -838,8 +845,23 @@ impl<'a> Direct<'a> {
         // An unpadded pointwise conv's copy would be its input: read that
         // in place where no tile reads past the outputs.
         let in_place = grid.is_plain() && self.stores_direct();
+        let sample_len = grid.channels * src_plane;
         team.run(parts, &|t| {
             let mine = crate::kernels::dense::split(units, parts, t, 1);
+            // This unit's share of the source this thread reads next (the
+            // next sample's, where it has one): at batch 64 a layer's
+            // input is out of L2, and its copy waited on each line.
+            let (per_sample, last) = (chunks * row_blocks, mine.end);
+            let ahead = |sample_group: usize, rest: usize| -> &[f32] {
+                let next = sample_group + 1;
+                if next * per_sample >= last || next * sample_len >= src.len() {
+                    return &[];
+                }
+                let share = sample_len.div_ceil(per_sample);
+                let end = ((next + 1) * sample_len).min(src.len());
+                let from = (next * sample_len + rest * share).min(end);
+                &src[from..(from + share).min(end)]
+            };
             // SAFETY: each part has its own scratch.
             let own = unsafe { scratch.piece(t * per_thread..(t + 1) * per_thread) };
             let (source, tiles) = own.split_at_mut(self.copy_len());
@@ -873,6 +895,7 @@ impl<'a> Direct<'a> {
                         tiles.as_mut_ptr()
                     },
                     sums: tiles.as_mut_ptr(),
+                    ahead: Ahead::new(ahead(sample_group, rest)),
                 };
                 self.unit(&unit);
                 let channels = strip_range.start * self.shape.mr..(strip_range.end * self.shape.mr).min(self.out_group);
@@ -937,7 +960,7 @@ impl<'a> Direct<'a> {
     /// stored, the epilogue on the way where
     /// [`ChannelSteps`](crate::kernels::epilogue::ChannelSteps) has it.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,popcnt")]
     unsafe fn copy_out_avx512<'y>(
         &self,
         tiles: &mut [f32],
@@ -1102,6 +1125,7 @@ impl<'a> Direct<'a> {
             Some(_) => 1,
             None => grid.channels.div_ceil(block),
         };
+        at.ahead.spread(blocks * vectors.div_ceil(NV) * at.strips.len());
         // Tiles outside, strips inside: a tile's reads stay in L1 while
         // every strip's weights (a block's worth) pass over them.
         for b in 0..blocks {
@@ -1145,6 +1169,7 @@ impl<'a> Direct<'a> {
                         // MR rows of each `dst` are this unit's (in y, or in
                         // the tile buffer, whose rows of `ld` hold every
                         // position).
+                        at.ahead.step();
                         unsafe { micro::<V, MR, $k>(&reads, src, w.as_ptr(), dst, ld, b > 0, finish) };
                     }
                 }};
@@ -1191,6 +1216,7 @@ impl<'a> Direct<'a> {
                 ((p / grid.out_w) * grid.phase_w + p % grid.out_w, p)
             })
         };
+        at.ahead.spread(at.strips.len() * grid.channels.div_ceil(block) * tiles);
         for strip in at.strips.clone() {
             let w = &self.packed[group_at + strip * strip_len..group_at + (strip + 1) * strip_len];
             for c0 in (0..grid.channels).step_by(block) {
@@ -1213,6 +1239,7 @@ impl<'a> Direct<'a> {
                     // `c0 · taps · mr`), the tile's sums are its own part of
                     // the thread's buffer, and the strip's channels at the
                     // tile's positions are this unit's part of y.
+                    at.ahead.step();
                     unsafe {
                         let w = w.as_ptr().add(c0 * taps * mr);
                         micro_across::<PX, NV>(&reads, src, w, sums, c0 > 0, out.map(|o| (o, out_plane, count)));
@@ -1236,6 +1263,53 @@ struct Unit<'a> {
     strips: std::ops::Range<usize>,
     rows: std::ops::Range<usize>,
     group: usize,
+    ahead: Ahead,
+}
+
+/// Lines of a source to be read soon, fetched into L2 a few at a time
+/// between a unit's tiles, where the load ports have room: the copy of a
+/// sample from L3 otherwise waits on every line (a tenth of a 3 × 3 conv
+/// on a 32 × 32 map at batch 64, a seventh of a stride-2 one).
+struct Ahead {
+    at: Cell<*const f32>,
+    end: *const f32,
+    per_tile: Cell<usize>,
+}
+
+impl Ahead {
+    fn new(lines: &[f32]) -> Ahead {
+        let range = lines.as_ptr_range();
+        Ahead {
+            at: Cell::new(range.start),
+            end: range.end,
+            per_tile: Cell::new(0),
+        }
+    }
+
+    /// Spreads the lines over `tiles` calls of [`Ahead::step`].
+    fn spread(&self, tiles: usize) {
+        let floats = (self.end as usize).saturating_sub(self.at.get() as usize) / 4;
+        self.per_tile.set(floats.div_ceil(LINE).div_ceil(tiles.max(1)));
+    }
+
+    /// Fetches the next few lines.
+    #[inline(always)]
+    fn step(&self) {
+        let mut at = self.at.get();
+        for _ in 0..self.per_tile.get() {
+            if at >= self.end {
+                break;
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch does not fault; `at` is inside the source.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+                _mm_prefetch::<_MM_HINT_T1>(at.cast());
+            }
+            at = at.wrapping_add(LINE);
+        }
+        self.at.set(at);
+    }
 }
 
 /// Where the taps of one output position read, relative to it: channel
@@ -1245,6 +1319,18 @@ struct Reads<'a> {
     channels: usize,
     plane: usize,
     taps: &'a [usize],
+}
+
+impl Reads<'_> {
+    /// The row pitch of a 3 × 3 kernel's taps read in one plane (stride
+    /// and dilation 1: tap `(ki, kj)` at `ki · pitch + kj`), whose nine
+    /// steps then take their offsets from one register and immediates.
+    #[inline(always)]
+    fn pitch(&self) -> Option<usize> {
+        let taps = <&[usize; 9]>::try_from(self.taps).ok()?;
+        let pitch = taps[3];
+        (0..9).all(|t| taps[t] == (t / 3) * pitch + t % 3).then_some(pitch)
+    }
 }
 
 thread_local! {
@@ -1279,12 +1365,28 @@ fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
 /// weights at `w`) for every tap of every channel of `reads`, in depth
 /// order, `width` weights a step; `w` ends past the last. A macro, not a
 /// function taking a closure: a closure is not compiled with the caller's
-/// vector features. A 3 × 3 kernel's nine taps are unrolled: a loop of
-/// nine steps ran the kernel at 60 % of the FMA peak, unrolled at 75–80 %.
+/// vector features. A 3 × 3 kernel's nine taps are unrolled; with `grid`
+/// and taps in one plane at a row pitch ([`Reads::pitch`]), their offsets
+/// are that pitch in a register and immediates rather than a table read a
+/// step (2–3 % on the positions tiles; the channels-in-vectors tiles,
+/// with six positions' pointers live, spill and run 20 % slower so).
 macro_rules! each_tap {
-    ($reads:expr, $w:ident, $width:expr, |$at:ident, $wt:ident| $step:block) => {{
+    (@grid $base:ident, $pitch:ident, $w:ident, $width:ident, |$at:ident, $wt:ident| $step:block, $(($t:literal, $ki:literal, $kj:literal))*) => {
+        $({
+            let ($at, $wt) = ($base + $ki * $pitch + $kj, $w.add($t * $width));
+            $step
+        })*
+    };
+    ($reads:expr, $w:ident, $width:expr, $grid:expr, |$at:ident, $wt:ident| $step:block) => {{
         let width = $width;
-        if let Ok(taps) = <&[usize; 9]>::try_from($reads.taps) {
+        if let Some(pitch) = $reads.pitch().filter(|_| $grid) {
+            for c in 0..$reads.channels {
+                let base = c * $reads.plane;
+                each_tap!(@grid base, pitch, $w, width, |$at, $wt| $step,
+                    (0, 0, 0) (1, 0, 1) (2, 0, 2) (3, 1, 0) (4, 1, 1) (5, 1, 2) (6, 2, 0) (7, 2, 1) (8, 2, 2));
+                $w = $w.add(9 * width);
+            }
+        } else if let Ok(taps) = <&[usize; 9]>::try_from($reads.taps) {
             for c in 0..$reads.channels {
                 let base = c * $reads.plane;
                 for (t, tap) in taps.iter().enumerate() {
@@ -1333,7 +1435,7 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
             }
         }
     }
-    each_tap!(reads, w, MR, |at, weights| {
+    each_tap!(reads, w, MR, true, |at, weights| {
         let xs: [V; NV] = std::array::from_fn(|v| V::load(src[v].add(at)));
         for (i, acc_row) in acc.iter_mut().enumerate() {
             let wi = V::splat(weights.add(i));
@@ -1394,7 +1496,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
             }
         }
     }
-    each_tap!(reads, w, NV * V::N, |at, weights| {
+    each_tap!(reads, w, NV * V::N, false, |at, weights| {
         let ws: [V; NV] = std::array::from_fn(|v| V::load(weights.add(v * V::N)));
         for (i, acc_row) in acc.iter_mut().enumerate() {
             let xi = V::splat(src[i].add(at));
