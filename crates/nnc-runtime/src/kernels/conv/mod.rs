@@ -674,7 +674,7 @@ mod tests {
         ];
         let tanh = [EpilogueStep::Act(Activation::Tanh)];
         let relu = [EpilogueStep::Act(Activation::Relu)];
-        let residual = random(&mut rng, 3 * g.out_channels * g.out_height() * g.out_width());
+        let residual = random(&mut rng, 5 * g.out_channels * g.out_height() * g.out_width());
         let mut epilogue = match tail {
             Tail::Plain => Epilogue::NONE,
             Tail::AffinePrelu => Epilogue {
@@ -694,7 +694,9 @@ mod tests {
             },
         };
         assert!(g.out_height() > 0 && g.out_width() > 0, "{g:?} has an empty output");
-        for batch in [1, 3] {
+        // Five samples: a pointwise conv on an 8 × 8 map runs units of
+        // three (`Direct::span`), here a whole one and a short one.
+        for batch in [1, 5] {
             let x = random(&mut rng, batch * g.in_channels * g.height * g.width);
             if tail == Tail::Residual {
                 let values = &residual[..batch * g.out_channels * g.out_height() * g.out_width()];
