@@ -241,7 +241,17 @@ impl<'a> Epilogue<'a> {
     }
 }
 
-impl ChannelForm<'_> {
+impl<'a> ChannelForm<'a> {
+    /// The biases, where the form is a bias and then ReLU and nothing
+    /// else (a conv with its batch norm folded into its weights): a
+    /// kernel then finishes its tiles in registers.
+    pub(crate) fn bias_relu(&self) -> Option<&'a [f32]> {
+        match (self.bias, self.affine, self.act) {
+            (Some(bias), None, FormAct::Uniform(Rectifier::Relu)) => Some(bias),
+            _ => None,
+        }
+    }
+
     /// The steps of `channel`.
     #[inline(always)]
     pub(crate) fn at(&self, channel: usize) -> ChannelSteps {

@@ -652,6 +652,9 @@ mod tests {
         AffinePrelu,
         /// Bias and tanh: a second pass over the outputs.
         Tanh,
+        /// Bias and ReLU (a batch norm folded into the weights): finished
+        /// on the registers.
+        BiasRelu,
         /// Bias, batch norm and PReLU, then a residual added and ReLU.
         Residual,
     }
@@ -685,6 +688,11 @@ mod tests {
             Tail::Tanh => Epilogue {
                 bias: Some(&bias),
                 steps: &tanh,
+                residual: None,
+            },
+            Tail::BiasRelu => Epilogue {
+                bias: Some(&bias),
+                steps: &relu,
                 residual: None,
             },
             Tail::Residual => Epilogue {
@@ -938,6 +946,51 @@ mod tests {
         ];
         for g in geometries {
             check_tail(g, Tail::Residual);
+        }
+    }
+
+    /// Bias and ReLU, which the positions tiles apply on their registers:
+    /// pointwise (in spans of samples and not), 3 × 3 at stride 1 and 2,
+    /// strips of 8 and of 12 channels, rows of whole vectors and not.
+    #[test]
+    fn bias_and_relu_on_the_registers() {
+        let geometries = [
+            ConvGeometry {
+                height: 8,
+                width: 8,
+                ..geometry(64, 8, 128, 1)
+            },
+            ConvGeometry {
+                height: 16,
+                width: 16,
+                ..geometry(32, 16, 64, 1)
+            },
+            ConvGeometry {
+                height: 16,
+                width: 16,
+                pads: [1; 4],
+                ..geometry(8, 16, 16, 3)
+            },
+            ConvGeometry {
+                height: 16,
+                width: 16,
+                pads: [1; 4],
+                ..geometry(5, 16, 36, 3)
+            },
+            ConvGeometry {
+                height: 32,
+                width: 32,
+                stride: 2,
+                pads: [0, 0, 1, 1],
+                ..geometry(3, 32, 32, 3)
+            },
+            ConvGeometry {
+                pads: [1; 4],
+                ..geometry(4, 7, 12, 3)
+            },
+        ];
+        for g in geometries {
+            check_tail(g, Tail::BiasRelu);
         }
     }
 
