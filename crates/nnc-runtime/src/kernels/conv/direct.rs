@@ -957,7 +957,7 @@ impl<'a> Direct<'a> {
                     }
                 };
                 if direct {
-                    let stored_final = self.tiles_finish().is_some();
+                    let stored_final = self.tiles_finish().is_some() || self.across_bias_relu().is_some();
                     for sample in 0..samples {
                         for o in channels.clone() {
                             let at = group_plane + sample * unit.sample_strides.1 + o * out_plane + rows_at.start;
@@ -1072,6 +1072,14 @@ impl<'a> Direct<'a> {
     /// before it comes, was a sixth of its time.
     fn tiles_finish(&self) -> Option<ChannelForm<'a>> {
         self.form.filter(|_| self.stores_direct() && !self.shape.across)
+    }
+
+    /// The biases, where channels-in-vectors tiles finish a bias + ReLU
+    /// epilogue on their way out (a vector of biases a vector of sums).
+    fn across_bias_relu(&self) -> Option<&'a [f32]> {
+        self.form
+            .filter(|_| self.shape.across && self.stores_direct())
+            .and_then(|form| form.bias_relu())
     }
 
     /// The tiles of strips `at.strips` over output rows `at.rows`, compiled
@@ -1276,6 +1284,7 @@ impl<'a> Direct<'a> {
         // sums in the tile buffer between blocks (as `PX × NV` vectors).
         let block = (ACROSS_BLOCK / (taps.max(1) * mr)).clamp(1, grid.channels.max(1));
         let tiles = outputs.div_ceil(PX);
+        let bias_relu = self.across_bias_relu();
         let spots = |start: usize| -> [(usize, usize); PX] {
             // A last, short tile repeats its last position.
             std::array::from_fn(|i| {
@@ -1301,6 +1310,7 @@ impl<'a> Direct<'a> {
                     // The tile's outputs: consecutive positions from its first.
                     let (to, count) = (spots[0].1, PX.min(outputs - tile * PX));
                     let out = last.then(|| at.out.wrapping_add(strip * mr * out_plane + to));
+                    let bias = bias_relu.map(|bias| bias[at.group * self.out_group + strip * mr..].as_ptr());
                     // SAFETY: as in `tiles`: the reads stay inside `source`,
                     // `w` holds the strip's `mr · depth` (the block's from
                     // `c0 · taps · mr`), the tile's sums are its own part of
@@ -1309,7 +1319,8 @@ impl<'a> Direct<'a> {
                     at.ahead.step();
                     unsafe {
                         let w = w.as_ptr().add(c0 * taps * mr);
-                        micro_across::<PX, NV>(&reads, src, w, sums, c0 > 0, out.map(|o| (o, out_plane, count)));
+                        let out = out.map(|o| (o, out_plane, count, bias));
+                        micro_across::<PX, NV>(&reads, src, w, sums, c0 > 0, out);
                     }
                 }
             }
@@ -1566,14 +1577,15 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
 /// a block of channels: position `i` reads from `src[i]`; the tile starts
 /// from its partial sums at `sums` (with `accumulate`, else from zero),
 /// adds every tap of the block's channels, and either keeps its sums
-/// there or, with `out = (out, ld, count)`, goes to `out + c·ld + i` for
-/// channel `c` of the strip (the first `count` positions), stored
-/// transposed ([`store_transposed`]).
+/// there or, with `out = (out, ld, count, bias)`, goes to `out + c·ld + i`
+/// for channel `c` of the strip (the first `count` positions), stored
+/// transposed ([`store_transposed`]), the strip's biases at `bias` added
+/// and ReLU applied on the way if given.
 ///
 /// # Safety
 /// As [`micro`]'s, with `w` holding `16·NV` weights per depth step,
-/// `sums` `PX · NV · 16` floats, and `out + c·ld` `count` floats for each
-/// of the strip's channels; the CPU has AVX-512F.
+/// `sums` `PX · NV · 16` floats, `out + c·ld` `count` floats for each of
+/// the strip's channels and `bias` `16·NV`; the CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn micro_across<const PX: usize, const NV: usize>(
@@ -1582,7 +1594,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
     mut w: *const f32,
     sums: *mut f32,
     accumulate: bool,
-    out: Option<(*mut f32, usize, usize)>,
+    out: Option<(*mut f32, usize, usize, Option<*const f32>)>,
 ) {
     use std::arch::x86_64::__m512;
     type V = __m512;
@@ -1603,7 +1615,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
             }
         }
     });
-    let Some((out, ld, count)) = out else {
+    let Some((out, ld, count, bias)) = out else {
         for (i, acc_row) in acc.iter().enumerate() {
             for (v, a) in acc_row.iter().enumerate() {
                 a.store(sums.add((i * NV + v) * V::N));
@@ -1613,6 +1625,12 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
     };
     #[allow(clippy::needless_range_loop)] // `v` picks a column of `acc`.
     for v in 0..NV {
+        if let Some(bias) = bias {
+            let b = V::load(bias.add(v * V::N));
+            for acc_row in acc.iter_mut() {
+                acc_row[v] = V::add(acc_row[v], b).relu();
+            }
+        }
         for first in (0..PX).step_by(8) {
             // Eight positions (the last repeated past the tile) of 16 channels.
             let rows: [V; 8] = std::array::from_fn(|i| acc[(first + i).min(PX - 1)][v]);

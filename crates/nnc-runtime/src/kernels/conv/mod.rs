@@ -949,9 +949,10 @@ mod tests {
         }
     }
 
-    /// Bias and ReLU, which the positions tiles apply on their registers:
-    /// pointwise (in spans of samples and not), 3 × 3 at stride 1 and 2,
-    /// strips of 8 and of 12 channels, rows of whole vectors and not.
+    /// Bias and ReLU, which the tiles apply on their registers: pointwise
+    /// (in spans of samples and not), 3 × 3 at stride 1 and 2, strips of 8
+    /// and of 12 channels, rows of whole vectors and not, channels in
+    /// vectors.
     #[test]
     fn bias_and_relu_on_the_registers() {
         let geometries = [
@@ -987,6 +988,19 @@ mod tests {
             ConvGeometry {
                 pads: [1; 4],
                 ..geometry(4, 7, 12, 3)
+            },
+            // Channels in vectors (strips of 64 and of 32).
+            ConvGeometry {
+                height: 8,
+                width: 8,
+                pads: [1; 4],
+                ..geometry(16, 8, 128, 3)
+            },
+            ConvGeometry {
+                height: 6,
+                width: 6,
+                pads: [1; 4],
+                ..geometry(8, 6, 32, 3)
             },
         ];
         for g in geometries {
