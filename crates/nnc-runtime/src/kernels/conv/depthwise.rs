@@ -346,9 +346,20 @@ impl<'a> Depthwise<'a> {
         out: &mut [f32],
     ) {
         let channels = self.g.out_channels;
+        let plane_len = self.g.height * self.g.width;
         let mut p = planes.start;
         while p < planes.end {
             let step = if planes.end - p >= CH { CH } else { 1 };
+            // The input planes two steps on, fetched into L1 while these
+            // run (at batch 64 a layer's input is out of L2).
+            let ahead = (p + 2 * CH - planes.start) * plane_len;
+            for k in (ahead..(ahead + CH * plane_len).min(src.len())).step_by(16) {
+                // SAFETY: a prefetch does not fault; `k` is inside `src`.
+                unsafe {
+                    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                    _mm_prefetch::<_MM_HINT_T0>(src.as_ptr().add(k).cast());
+                }
+            }
             // The planes' epilogues, once for all the blocks (a loop, not
             // a closure: closures do not take this function's AVX-512, so
             // one is a call, and its result read back stalls).
