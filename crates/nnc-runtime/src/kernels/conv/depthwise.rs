@@ -17,6 +17,7 @@
 
 use super::direct::{lane_range, WORK_PER_PART};
 use super::ConvGeometry;
+use crate::aligned::LINE;
 use crate::kernels::dense::split;
 use crate::kernels::epilogue::{ChannelForm, ChannelSteps, Epilogue};
 use crate::kernels::simd::{low_lanes, Level};
@@ -353,7 +354,7 @@ impl<'a> Depthwise<'a> {
             // The input planes two steps on, fetched into L1 while these
             // run (at batch 64 a layer's input is out of L2).
             let ahead = (p + 2 * CH - planes.start) * plane_len;
-            for k in (ahead..(ahead + CH * plane_len).min(src.len())).step_by(16) {
+            for k in (ahead..(ahead + CH * plane_len).min(src.len())).step_by(LINE) {
                 // SAFETY: a prefetch does not fault; `k` is inside `src`.
                 unsafe {
                     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

@@ -844,19 +844,30 @@ impl<'a> Direct<'a> {
     /// 8 × 8 pointwise convs at batch 64).
     fn span(&self, batch: usize, row_blocks: usize) -> usize {
         let grid = &self.grid;
-        let in_place = grid.is_plain() && self.stores_direct();
-        if !in_place || self.shape.across || self.groups != 1 || row_blocks != 1 || self.shape.nv <= 1 {
+        if !self.reads_in_place() || self.shape.across || self.groups != 1 || row_blocks != 1 {
             return 1;
         }
-        let vectors = grid.out_h * grid.out_w / self.shape.lanes;
-        let nv = self.shape.nv;
+        let (vectors, nv) = (grid.out_h * grid.out_w / self.shape.lanes, self.shape.nv);
         // Past a few tiles a sample, the short last one is a small share
-        // (a 16 × 16 map's sixteen vectors ran 2–5 % slower in spans).
-        if vectors >= 4 * nv {
+        // (a 16 × 16 map's sixteen vectors ran 2–5 % slower in spans);
+        // `nv` samples always make whole tiles.
+        if vectors.is_multiple_of(nv) || vectors >= 4 * nv {
             return 1;
         }
-        let span = nv / gcd(vectors.max(1), nv);
-        span.clamp(1, batch.max(1))
+        nv.min(batch.max(1))
+    }
+
+    /// Whether the tiles read the source itself, not a copy: an unpadded
+    /// pointwise conv whose tiles read no further than its outputs.
+    fn reads_in_place(&self) -> bool {
+        self.grid.is_plain() && self.stores_direct()
+    }
+
+    /// Floats between consecutive samples of a unit ([`Direct::span`]):
+    /// in its source (read in place) and in the output.
+    fn sample_strides(&self) -> (usize, usize) {
+        let g = &self.grid;
+        (g.channels * g.plane(), self.out_group * g.out_h * g.out_w)
     }
 
     /// The body of [`Direct::run`]: `units` units of (sample and group,
@@ -876,9 +887,7 @@ impl<'a> Direct<'a> {
         let (out_plane, src_plane) = (grid.out_h * grid.out_w, grid.src_h * grid.src_w);
         let (strips, rows) = (self.shape.strips(self.out_group), self.rows());
         let per_thread = self.own_scratch();
-        // An unpadded pointwise conv's copy would be its input: read that
-        // in place where no tile reads past the outputs.
-        let in_place = grid.is_plain() && self.stores_direct();
+        let in_place = self.reads_in_place();
         // A unit's samples: `span` of them (the last unit's fewer), a
         // sample group each when the conv has groups (then `span` is 1).
         let sample_len = span * grid.channels * src_plane;
@@ -937,7 +946,6 @@ impl<'a> Direct<'a> {
                     sums: tiles.as_mut_ptr(),
                     ahead: Ahead::new(ahead(unit_samples, rest)),
                     samples,
-                    sample_strides: (grid.channels * src_plane, self.out_group * out_plane),
                 };
                 self.unit(&unit);
                 let channels = strip_range.start * self.shape.mr..(strip_range.end * self.shape.mr).min(self.out_group);
@@ -957,10 +965,10 @@ impl<'a> Direct<'a> {
                     }
                 };
                 if direct {
-                    let stored_final = self.tiles_finish().is_some() || self.across_bias_relu().is_some();
+                    let stored_final = self.tiles_finish().is_some();
                     for sample in 0..samples {
                         for o in channels.clone() {
-                            let at = group_plane + sample * unit.sample_strides.1 + o * out_plane + rows_at.start;
+                            let at = group_plane + sample * self.sample_strides().1 + o * out_plane + rows_at.start;
                             // SAFETY: as above.
                             let out = unsafe { y.piece(at..at + rows_at.len()) };
                             if !stored_final {
@@ -1070,16 +1078,17 @@ impl<'a> Direct<'a> {
     /// the output (stored straight there, positions in the vectors): a
     /// separate pass over a pointwise conv's outputs, which leave L1
     /// before it comes, was a sixth of its time.
-    fn tiles_finish(&self) -> Option<ChannelForm<'a>> {
-        self.form.filter(|_| self.stores_direct() && !self.shape.across)
-    }
-
-    /// The biases, where channels-in-vectors tiles finish a bias + ReLU
-    /// epilogue on their way out (a vector of biases a vector of sums).
-    fn across_bias_relu(&self) -> Option<&'a [f32]> {
-        self.form
-            .filter(|_| self.shape.across && self.stores_direct())
-            .and_then(|form| form.bias_relu())
+    /// Positions tiles take any [`ChannelForm`] (a bias and ReLU on the
+    /// registers, the others through a copy of the sums); channels-in-
+    /// vectors tiles a bias and ReLU only (a vector of biases a vector of
+    /// sums).
+    fn tiles_finish(&self) -> Option<TileEpilogue<'a>> {
+        let form = self.form.filter(|_| self.stores_direct())?;
+        match (form.bias_relu(), self.shape.across) {
+            (Some(bias), _) => Some(TileEpilogue::BiasRelu(bias)),
+            (None, false) => Some(TileEpilogue::Steps(form)),
+            (None, true) => None,
+        }
     }
 
     /// The tiles of strips `at.strips` over output rows `at.rows`, compiled
@@ -1153,8 +1162,6 @@ impl<'a> Direct<'a> {
         // and writes (channel 0 of the strip, channels `ld` apart).
         let direct = self.stores_direct();
         let finish = self.tiles_finish();
-        // With whole strips (`stores_direct`), a strip's MR biases are there.
-        let bias_relu = finish.and_then(|form| form.bias_relu());
         let (ld, vectors) = if direct {
             let per_row = grid.out_w / V::N;
             (grid.out_h * grid.out_w, at.samples * at.rows.len() * per_row)
@@ -1167,7 +1174,7 @@ impl<'a> Direct<'a> {
                 let per_sample = at.rows.len() * per_row;
                 let (sample, index) = (index / per_sample, index % per_sample);
                 let (r, q) = (at.rows.start + index / per_row, (index % per_row) * V::N);
-                let (from, to) = at.sample_strides;
+                let (from, to) = self.sample_strides();
                 (sample * from + r * grid.phase_w + q, sample * to + r * grid.out_w + q)
             } else {
                 (at.rows.start * grid.phase_w + index * V::N, index * V::N)
@@ -1184,6 +1191,7 @@ impl<'a> Direct<'a> {
             None => grid.channels.div_ceil(block),
         };
         at.ahead.spread(blocks * vectors.div_ceil(NV) * at.strips.len());
+        let pitch = row_pitch(at.taps);
         // Tiles outside, strips inside: a tile's reads stay in L1 while
         // every strip's weights (a block's worth) pass over them.
         for b in 0..blocks {
@@ -1200,6 +1208,7 @@ impl<'a> Direct<'a> {
                             channels,
                             plane,
                             taps: at.taps,
+                            pitch,
                         };
                         let w_at =
                             group_at + strip * strip_len + (c0 * taps * MR) * usize::from(self.multiplier.is_none());
@@ -1211,34 +1220,34 @@ impl<'a> Direct<'a> {
                                     <= at
                                         .source
                                         .len()
-                                        .min(grid.source_len() + (at.samples - 1) * at.sample_strides.0),
+                                        .min(grid.source_len() + (at.samples - 1) * self.sample_strides().0),
                                 "reads past the copy"
                             );
                             at.source[from..].as_ptr()
                         });
                         let dst = spots.map(|(_, to)| at.out.wrapping_add(strip * MR * ld + to));
-                        // The last block's sums are the outputs.
+                        // The last block's sums are the outputs (with whole
+                        // strips, `stores_direct`, a strip's MR channels are
+                        // there).
+                        let first = at.group * self.out_group + strip * MR;
                         let mut steps = [ChannelSteps::NONE; MR];
-                        let finish = finish.filter(|_| b + 1 == blocks).map(|form| {
-                            for (i, s) in steps.iter_mut().enumerate() {
-                                *s = form.at(at.group * self.out_group + strip * MR + i);
+                        let finish = match finish.filter(|_| b + 1 == blocks) {
+                            None => Finish::Sums,
+                            Some(TileEpilogue::BiasRelu(bias)) => Finish::BiasRelu(bias[first..].as_ptr()),
+                            Some(TileEpilogue::Steps(form)) => {
+                                for (i, s) in steps.iter_mut().enumerate() {
+                                    *s = form.at(first + i);
+                                }
+                                Finish::Steps(&steps)
                             }
-                            &steps
-                        });
+                        };
+                        at.ahead.step();
                         // SAFETY: the reads stay inside `source` (its length
                         // has room for a vector and the reach past the last
                         // row), `w` holds the block's `MR · depth`, and the
                         // MR rows of each `dst` are this unit's (in y, or in
                         // the tile buffer, whose rows of `ld` hold every
                         // position).
-                        at.ahead.step();
-                        let finish = match (finish, bias_relu) {
-                            (None, _) => Finish::Sums,
-                            (Some(_), Some(bias)) => {
-                                Finish::BiasRelu(bias[at.group * self.out_group + strip * MR..].as_ptr())
-                            }
-                            (Some(steps), None) => Finish::Steps(steps),
-                        };
                         unsafe { micro::<V, MR, $k>(&reads, src, w.as_ptr(), dst, ld, b > 0, finish) };
                     }
                 }};
@@ -1284,7 +1293,10 @@ impl<'a> Direct<'a> {
         // sums in the tile buffer between blocks (as `PX × NV` vectors).
         let block = (ACROSS_BLOCK / (taps.max(1) * mr)).clamp(1, grid.channels.max(1));
         let tiles = outputs.div_ceil(PX);
-        let bias_relu = self.across_bias_relu();
+        let bias_relu = match self.tiles_finish() {
+            Some(TileEpilogue::BiasRelu(bias)) => Some(bias),
+            _ => None,
+        };
         let spots = |start: usize| -> [(usize, usize); PX] {
             // A last, short tile repeats its last position.
             std::array::from_fn(|i| {
@@ -1297,10 +1309,13 @@ impl<'a> Direct<'a> {
             let w = &self.packed[group_at + strip * strip_len..group_at + (strip + 1) * strip_len];
             for c0 in (0..grid.channels).step_by(block) {
                 let channels = block.min(grid.channels - c0);
+                // Not the row pitch: with six positions' pointers live,
+                // these tiles spill with it (20 % slower).
                 let reads = Reads {
                     channels,
                     plane,
                     taps: at.taps,
+                    pitch: None,
                 };
                 let last = c0 + channels == grid.channels;
                 for tile in 0..tiles {
@@ -1343,9 +1358,8 @@ struct Unit<'a> {
     group: usize,
     ahead: Ahead,
     /// Samples in the unit (one but for [`Direct::span`]), whose sources
-    /// and outputs are `sample_strides` floats apart.
+    /// and outputs are [`Direct::sample_strides`] apart.
     samples: usize,
-    sample_strides: (usize, usize),
 }
 
 /// Lines of a source to be read soon, fetched into L2 a few at a time
@@ -1401,18 +1415,17 @@ struct Reads<'a> {
     channels: usize,
     plane: usize,
     taps: &'a [usize],
+    /// [`row_pitch`] of `taps`, where [`each_tap!`] is to use it.
+    pitch: Option<usize>,
 }
 
-impl Reads<'_> {
-    /// The row pitch of a 3 × 3 kernel's taps read in one plane (stride
-    /// and dilation 1: tap `(ki, kj)` at `ki · pitch + kj`), whose nine
-    /// steps then take their offsets from one register and immediates.
-    #[inline(always)]
-    fn pitch(&self) -> Option<usize> {
-        let taps = <&[usize; 9]>::try_from(self.taps).ok()?;
-        let pitch = taps[3];
-        (0..9).all(|t| taps[t] == (t / 3) * pitch + t % 3).then_some(pitch)
-    }
+/// The row pitch of a 3 × 3 kernel's taps read in one plane (stride and
+/// dilation 1: tap `(ki, kj)` at `ki · pitch + kj`), whose nine steps then
+/// take their offsets from one register and immediates.
+fn row_pitch(taps: &[usize]) -> Option<usize> {
+    let taps = <&[usize; 9]>::try_from(taps).ok()?;
+    let pitch = taps[3];
+    (0..9).all(|t| taps[t] == (t / 3) * pitch + t % 3).then_some(pitch)
 }
 
 thread_local! {
@@ -1447,11 +1460,10 @@ fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
 /// weights at `w`) for every tap of every channel of `reads`, in depth
 /// order, `width` weights a step; `w` ends past the last. A macro, not a
 /// function taking a closure: a closure is not compiled with the caller's
-/// vector features. A 3 × 3 kernel's nine taps are unrolled; with `grid`
-/// and taps in one plane at a row pitch ([`Reads::pitch`]), their offsets
-/// are that pitch in a register and immediates rather than a table read a
-/// step (2–3 % on the positions tiles; the channels-in-vectors tiles,
-/// with six positions' pointers live, spill and run 20 % slower so).
+/// vector features. A 3 × 3 kernel's nine taps are unrolled; with taps
+/// in one plane at a row pitch ([`Reads::pitch`]), their offsets are that
+/// pitch in a register and immediates rather than a table read a step
+/// (2–3 % on the positions tiles).
 macro_rules! each_tap {
     (@grid $base:ident, $pitch:ident, $w:ident, $width:ident, |$at:ident, $wt:ident| $step:block, $(($t:literal, $ki:literal, $kj:literal))*) => {
         $({
@@ -1459,9 +1471,9 @@ macro_rules! each_tap {
             $step
         })*
     };
-    ($reads:expr, $w:ident, $width:expr, $grid:expr, |$at:ident, $wt:ident| $step:block) => {{
+    ($reads:expr, $w:ident, $width:expr, |$at:ident, $wt:ident| $step:block) => {{
         let width = $width;
-        if let Some(pitch) = $reads.pitch().filter(|_| $grid) {
+        if let Some(pitch) = $reads.pitch {
             for c in 0..$reads.channels {
                 let base = c * $reads.plane;
                 each_tap!(@grid base, pitch, $w, width, |$at, $wt| $step,
@@ -1488,6 +1500,15 @@ macro_rules! each_tap {
             }
         }
     }};
+}
+
+/// The epilogue a conv's tiles apply themselves ([`Direct::tiles_finish`]).
+#[derive(Clone, Copy)]
+enum TileEpilogue<'a> {
+    /// A bias, then ReLU: the biases of every channel.
+    BiasRelu(&'a [f32]),
+    /// Any [`ChannelForm`], through a copy of the sums.
+    Steps(ChannelForm<'a>),
 }
 
 /// How a tile leaves its registers.
@@ -1529,7 +1550,7 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
             }
         }
     }
-    each_tap!(reads, w, MR, true, |at, weights| {
+    each_tap!(reads, w, MR, |at, weights| {
         let xs: [V; NV] = std::array::from_fn(|v| V::load(src[v].add(at)));
         for (i, acc_row) in acc.iter_mut().enumerate() {
             let wi = V::splat(weights.add(i));
@@ -1606,7 +1627,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
             }
         }
     }
-    each_tap!(reads, w, NV * V::N, false, |at, weights| {
+    each_tap!(reads, w, NV * V::N, |at, weights| {
         let ws: [V; NV] = std::array::from_fn(|v| V::load(weights.add(v * V::N)));
         for (i, acc_row) in acc.iter_mut().enumerate() {
             let xi = V::splat(src[i].add(at));
@@ -1693,14 +1714,5 @@ pub(super) unsafe fn store_transposed(rows: [std::arch::x86_64::__m512; 8], out:
             _mm512_mask_storeu_ps(out.add(c0 * ld), mask, z);
             _mm512_mask_storeu_ps(out.add(c1 * ld).wrapping_sub(8), mask << 8, z);
         }
-    }
-}
-
-/// The greatest common divisor of `a` and `b`.
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }

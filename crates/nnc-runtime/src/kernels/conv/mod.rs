@@ -955,54 +955,28 @@ mod tests {
     /// vectors.
     #[test]
     fn bias_and_relu_on_the_registers() {
-        let geometries = [
-            ConvGeometry {
-                height: 8,
-                width: 8,
-                ..geometry(64, 8, 128, 1)
-            },
-            ConvGeometry {
-                height: 16,
-                width: 16,
-                ..geometry(32, 16, 64, 1)
-            },
-            ConvGeometry {
-                height: 16,
-                width: 16,
-                pads: [1; 4],
-                ..geometry(8, 16, 16, 3)
-            },
-            ConvGeometry {
-                height: 16,
-                width: 16,
-                pads: [1; 4],
-                ..geometry(5, 16, 36, 3)
-            },
-            ConvGeometry {
-                height: 32,
-                width: 32,
-                stride: 2,
-                pads: [0, 0, 1, 1],
-                ..geometry(3, 32, 32, 3)
-            },
-            ConvGeometry {
-                pads: [1; 4],
-                ..geometry(4, 7, 12, 3)
-            },
-            // Channels in vectors (strips of 64 and of 32).
-            ConvGeometry {
-                height: 8,
-                width: 8,
-                pads: [1; 4],
-                ..geometry(16, 8, 128, 3)
-            },
-            ConvGeometry {
-                height: 6,
-                width: 6,
-                pads: [1; 4],
-                ..geometry(8, 6, 32, 3)
-            },
+        // (in, size, out, kernel, stride, pads) on square maps; the last
+        // two put channels in the vectors (strips of 64 and of 32).
+        let shapes = [
+            (64, 8, 128, 1, 1, [0; 4]),
+            (32, 16, 64, 1, 1, [0; 4]),
+            (8, 16, 16, 3, 1, [1; 4]),
+            (5, 16, 36, 3, 1, [1; 4]),
+            (3, 32, 32, 3, 2, [0, 0, 1, 1]),
+            (16, 8, 128, 3, 1, [1; 4]),
+            (8, 6, 32, 3, 1, [1; 4]),
         ];
+        let geometries = shapes.map(|(c, size, o, k, stride, pads)| ConvGeometry {
+            width: size,
+            stride,
+            pads,
+            ..geometry(c, size, o, k)
+        });
+        // And one map that is not square (rows not of whole vectors).
+        let geometries = geometries.into_iter().chain([ConvGeometry {
+            pads: [1; 4],
+            ..geometry(4, 7, 12, 3)
+        }]);
         for g in geometries {
             check_tail(g, Tail::BiasRelu);
         }
