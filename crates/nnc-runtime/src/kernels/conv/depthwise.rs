@@ -14,6 +14,10 @@
 //!
 //! The loads' offsets and masks depend on the geometry alone: they are
 //! worked out for a block of vectors at a time and serve every channel.
+//! AVX2 takes another way to plain loads ([`banded`]).
+
+#[cfg(target_arch = "x86_64")]
+mod banded;
 
 use super::direct::{lane_range, WORK_PER_PART};
 use super::ConvGeometry;
@@ -94,16 +98,24 @@ pub(super) struct Depthwise<'a> {
 
 impl<'a> Depthwise<'a> {
     /// Whether this kernel runs `g`: depthwise with stride 1 or 2 and a
-    /// kernel of at most 7 × 7, on a CPU with AVX-512.
+    /// kernel of at most 7 × 7, on a CPU with AVX-512, or with AVX2 where
+    /// a band of the plane fits its copy.
     pub fn applies(g: &ConvGeometry) -> bool {
         let c = g.in_channels;
-        c > 0
+        let depthwise = c > 0
             && g.groups == c
             && g.out_channels == c
             && (1..=2).contains(&g.stride)
-            && g.kernel * g.kernel <= MAX_TAPS
-            && cfg!(target_arch = "x86_64")
-            && Level::detect() == Level::Avx512
+            && (1..=MAX_TAPS).contains(&(g.kernel * g.kernel));
+        #[cfg(target_arch = "x86_64")]
+        return depthwise
+            && match Level::detect() {
+                Level::Avx512 => true,
+                Level::Avx2 => banded::Band::of(g).is_some(),
+                Level::Base => false,
+            };
+        #[cfg(not(target_arch = "x86_64"))]
+        return false;
     }
 
     pub fn new(g: &ConvGeometry, weights: &'a [f32], epilogue: &'a Epilogue<'a>) -> Depthwise<'a> {
@@ -256,9 +268,12 @@ impl<'a> Depthwise<'a> {
             let out = unsafe { y.piece(mine.start * out_plane..mine.end * out_plane) };
             let src = &x[mine.start * g.height * g.width..mine.end * g.height * g.width];
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `applies` checked for AVX-512.
+            // SAFETY: `applies` checked for AVX-512, or AVX2 (and FMA).
             unsafe {
-                self.planes_avx512(src, mine.clone(), out)
+                match Level::detect() {
+                    Level::Avx512 => self.planes_avx512(src, mine.clone(), out),
+                    _ => self.planes_avx2(src, mine.clone(), out),
+                }
             };
             // What the kernel's registers did not take: the uncommon
             // epilogues, and a residual's sum.
