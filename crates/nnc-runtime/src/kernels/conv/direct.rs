@@ -193,6 +193,12 @@ impl Grid {
             unsafe { self.prepare_strided_avx512(src, buf) };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if self.spread == 1 && self.stride == 2 && Level::detect() == Level::Avx2 {
+            // SAFETY: the CPU has AVX2.
+            unsafe { self.prepare_stride2_avx2(src, buf) };
+            return;
+        }
         buf.fill(0.0);
         let (s, plane) = (self.stride, self.plane());
         let phases = self.channels * plane;
@@ -408,6 +414,76 @@ impl Grid {
                     unsafe {
                         _mm512_mask_storeu_ps(buf.as_mut_ptr().add(at), store, evens);
                         _mm512_mask_storeu_ps(buf.as_mut_ptr().add(at + phases), store, odds);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Grid::prepare_stride2_avx512`] in AVX2: 16 source columns a step
+    /// (two masked loads), their even and odd columns by two in-lane
+    /// shuffles and two permutes of 64-bit pairs (the scalar copy was a
+    /// quarter of a stride-2 first conv on a Zen 1).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn prepare_stride2_avx2(&self, src: &[f32], buf: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let (plane, src_plane, phase_w) = (self.plane(), self.src_h * self.src_w, self.phase_w);
+        let phases = self.channels * plane;
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        // The lanes of `from..from + 8` in `0..n`, as a mask.
+        let inside = |from: isize, n: isize| {
+            let at = _mm256_add_epi32(_mm256_set1_epi32(from as i32), lanes);
+            let above = _mm256_cmpgt_epi32(at, _mm256_set1_epi32(-1));
+            _mm256_and_si256(above, _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), at))
+        };
+        // Outputs 0 2 4 6 of `low`, then of `high` (`ODD`: 1 3 5 7).
+        let pick = |low: __m256, high: __m256, odd: bool| {
+            let v = if odd {
+                _mm256_shuffle_ps::<0b11_01_11_01>(low, high)
+            } else {
+                _mm256_shuffle_ps::<0b10_00_10_00>(low, high)
+            };
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+        };
+        let src_w = self.src_w as isize;
+        let channels = src.len().min(self.channels * src_plane) / src_plane.max(1);
+        assert!(buf.len() >= 4 * phases && channels <= self.channels);
+        // Columns outside, rows inside, as the AVX-512 copy.
+        for t0 in (0..phase_w).step_by(8) {
+            let first = (2 * t0) as isize - self.left;
+            let (low_read, high_read) = (inside(first, src_w), inside(first + 8, src_w));
+            let store = inside(0, (phase_w - t0) as isize);
+            let whole = phase_w - t0 >= 8;
+            for c in 0..channels {
+                for row_at in 0..2 * self.phase_h {
+                    let (a, pr) = (row_at / self.phase_h, row_at % self.phase_h);
+                    let i = (pr * 2 + a) as isize - self.top;
+                    let (evens, odds) = if (0..self.src_h as isize).contains(&i) {
+                        let from = src.as_ptr().wrapping_add(c * src_plane + i as usize * self.src_w);
+                        // SAFETY: the lanes read are inside row i of
+                        // channel c; the others are not touched.
+                        let (low, high) = unsafe {
+                            (
+                                _mm256_maskload_ps(from.wrapping_offset(first), low_read),
+                                _mm256_maskload_ps(from.wrapping_offset(first + 8), high_read),
+                            )
+                        };
+                        (pick(low, high, false), pick(low, high, true))
+                    } else {
+                        (_mm256_setzero_ps(), _mm256_setzero_ps())
+                    };
+                    let at = buf.as_mut_ptr().add((2 * a) * phases + c * plane + pr * phase_w + t0);
+                    // SAFETY: the stores stay inside the phase rows (the
+                    // assert above: `at + phases` is in phase (a, 1)).
+                    unsafe {
+                        if whole {
+                            _mm256_storeu_ps(at, evens);
+                            _mm256_storeu_ps(at.add(phases), odds);
+                        } else {
+                            _mm256_maskstore_ps(at, store, evens);
+                            _mm256_maskstore_ps(at.add(phases), store, odds);
+                        }
                     }
                 }
             }
