@@ -170,17 +170,19 @@ impl Depthwise<'_> {
                 let plane = &mut out[i * out_plane..(i + 1) * out_plane];
                 // (Pointers, not slices: bounds checks a row were a tenth
                 // of an 8 × 8 plane's instructions.)
-                debug_assert!(inside.end as isize + top <= g.height as isize && input.len() == in_plane);
-                let mut to = copy.as_mut_ptr().wrapping_add(inside.start * band.pitch + g.pads[1]);
-                let mut from = input
-                    .as_ptr()
-                    .wrapping_add((top + inside.start as isize) as usize * g.width);
-                for _ in inside.clone() {
-                    // SAFETY: AVX2; the rows inside the plane are `width`
-                    // floats of the input, and of the copy after the left
-                    // padding (`Band::of` makes its rows wide enough).
-                    unsafe { copy_floats(to, from, g.width) };
-                    (to, from) = (to.wrapping_add(band.pitch), from.wrapping_add(g.width));
+                if !inside.is_empty() {
+                    debug_assert!(inside.end as isize + top <= g.height as isize);
+                    let mut to = copy.as_mut_ptr().wrapping_add(inside.start * band.pitch + g.pads[1]);
+                    let mut from = input
+                        .as_ptr()
+                        .wrapping_add((top + inside.start as isize) as usize * g.width);
+                    for _ in inside.clone() {
+                        // SAFETY: AVX2; the rows inside the plane are `width`
+                        // floats of the input, and of the copy after the left
+                        // padding (`Band::of` makes its rows wide enough).
+                        unsafe { copy_floats(to, from, g.width) };
+                        (to, from) = (to.wrapping_add(band.pitch), from.wrapping_add(g.width));
+                    }
                 }
                 let finish = match &self.form {
                     None => Finish::Sums,
