@@ -11,6 +11,7 @@
 //! Runtime's time on the depthwise layers of `mobile_mini.nn` on a Zen 1.
 
 use super::Depthwise;
+use crate::kernels::conv::direct::zero_run;
 use crate::kernels::conv::ConvGeometry;
 use crate::kernels::epilogue::ChannelSteps;
 use crate::kernels::simd::Lanes;
@@ -40,7 +41,7 @@ impl Band {
     /// rows fit in the copy (rows of thousands of pixels: the direct kernel
     /// takes those).
     pub fn of(g: &ConvGeometry) -> Option<Band> {
-        let (s, span) = (g.stride.max(1), g.dilation.max(1) * g.kernel.saturating_sub(1) + 1);
+        let (s, span) = (g.stride.max(1), g.span());
         let per_row = g.out_width().div_ceil(8);
         // The last vector of a row reads `s · 8` floats from its first
         // output's first input, plus the kernel's span.
@@ -56,7 +57,7 @@ impl Band {
 
     /// Input rows the copy holds for `rows` output rows.
     fn input_rows(&self, g: &ConvGeometry, rows: usize) -> usize {
-        g.stride.max(1) * (rows - 1) + g.dilation.max(1) * (g.kernel - 1) + 1
+        g.stride.max(1) * (rows - 1) + g.span()
     }
 }
 
@@ -76,10 +77,6 @@ struct Spot {
     from: usize,
     to: usize,
     n: usize,
-}
-
-impl Spot {
-    const ZERO: Spot = Spot { from: 0, to: 0, n: 0 };
 }
 
 /// How a tile leaves its registers.
@@ -138,6 +135,7 @@ impl Depthwise<'_> {
         }
         let tap_at = &tap_at[..taps];
         let per_row = self.out_w.div_ceil(8);
+        let bias_relu = self.form.as_ref().and_then(|form| form.bias_relu());
         // (A short last tile repeats the band's last vector: the same
         // outputs, stored twice.)
         let mut spots = [Spot::default(); BAND_VECTORS + 8];
@@ -151,8 +149,7 @@ impl Depthwise<'_> {
             let last = (g.height as isize - top).clamp(first, input_rows as isize);
             let inside = first as usize..last as usize;
             for i in (0..inside.start).chain(inside.end..input_rows) {
-                // SAFETY: AVX2; the row is `pitch` floats of the copy.
-                unsafe { zero_floats(copy[i * band.pitch..][..band.pitch].as_mut_ptr(), band.pitch) };
+                zero_run(&mut copy[i * band.pitch..(i + 1) * band.pitch]);
             }
             let vectors = rows * per_row;
             for (v, spot) in spots[..vectors + 8].iter_mut().enumerate() {
@@ -169,7 +166,8 @@ impl Depthwise<'_> {
                 let input = &src[i * in_plane..(i + 1) * in_plane];
                 let plane = &mut out[i * out_plane..(i + 1) * out_plane];
                 // (Pointers, not slices: bounds checks a row were a tenth
-                // of an 8 × 8 plane's instructions.)
+                // of an 8 × 8 plane's instructions, and `copy_run`'s per
+                // move 15–20 % of its time.)
                 if !inside.is_empty() {
                     debug_assert!(inside.end as isize + top <= g.height as isize);
                     let mut to = copy.as_mut_ptr().wrapping_add(inside.start * band.pitch + g.pads[1]);
@@ -184,12 +182,10 @@ impl Depthwise<'_> {
                         (to, from) = (to.wrapping_add(band.pitch), from.wrapping_add(g.width));
                     }
                 }
-                let finish = match &self.form {
-                    None => Finish::Sums,
-                    Some(form) => match form.bias_relu() {
-                        Some(bias) => Finish::BiasRelu(bias[channel]),
-                        None => Finish::Steps(form.at(channel)),
-                    },
+                let finish = match (&self.form, bias_relu) {
+                    (None, _) => Finish::Sums,
+                    (_, Some(bias)) => Finish::BiasRelu(bias[channel]),
+                    (Some(form), None) => Finish::Steps(form.at(channel)),
                 };
                 let read = (copy.as_ptr(), tap_at, &self.weights[channel * taps..][..taps], finish);
                 channel = if channel + 1 == channels { 0 } else { channel + 1 };
@@ -198,7 +194,9 @@ impl Depthwise<'_> {
                     macro_rules! tile {
                         ($nv:literal) => {{
                             // (Always whole: the table runs 8 past the band.)
-                            let these = <&[Spot; $nv]>::try_from(&spots[at..at + $nv]).unwrap_or(&[Spot::ZERO; $nv]);
+                            let Some(these) = spots[at..].first_chunk::<$nv>() else {
+                                break;
+                            };
                             // SAFETY: AVX2 and FMA (the caller's promise);
                             // the reads stay in the copy (`Band::of` makes
                             // its rows wide enough for a last vector) and
@@ -286,7 +284,9 @@ unsafe fn tile<const NV: usize, const S2: bool>(
     }
 }
 
-/// `n` floats from `src` to `dst` in vectors, the last few masked.
+/// `n` floats from `src` to `dst` in vectors, the last few masked: the
+/// pointer and AVX2 form of [`copy_run`](crate::kernels::conv::direct::copy_run)
+/// for the copy's hot loop.
 ///
 /// # Safety
 /// The CPU has AVX2; `src` and `dst` hold `n` floats.
@@ -295,33 +295,13 @@ unsafe fn copy_floats(dst: *mut f32, src: *const f32, n: usize) {
     let mut k = 0;
     while k + 8 <= n {
         _mm256_storeu_ps(dst.add(k), _mm256_loadu_ps(src.add(k)));
-        // An empty barrier: LLVM otherwise sees a copy loop and calls
-        // `memcpy`, whose setup on rows of 8 to 32 floats cost a tenth of
-        // an 8 × 8 depthwise conv.
+        // (No `memcpy` call: as in `copy_run`.)
         std::arch::asm!("", options(nomem, nostack, preserves_flags));
         k += 8;
     }
     if k < n {
         let mask = store_mask(n - k);
         _mm256_maskstore_ps(dst.add(k), mask, _mm256_maskload_ps(src.add(k), mask));
-    }
-}
-
-/// `n` zeros from `dst` on, as [`copy_floats`].
-///
-/// # Safety
-/// The CPU has AVX2; `dst` holds `n` floats.
-#[inline(always)]
-unsafe fn zero_floats(dst: *mut f32, n: usize) {
-    let mut k = 0;
-    while k + 8 <= n {
-        _mm256_storeu_ps(dst.add(k), _mm256_setzero_ps());
-        // (Not `memset`, as in `copy_floats`.)
-        std::arch::asm!("", options(nomem, nostack, preserves_flags));
-        k += 8;
-    }
-    if k < n {
-        _mm256_maskstore_ps(dst.add(k), store_mask(n - k), _mm256_setzero_ps());
     }
 }
 
