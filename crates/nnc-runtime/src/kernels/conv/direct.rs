@@ -421,9 +421,12 @@ impl Grid {
     }
 
     /// [`Grid::prepare_stride2_avx512`] in AVX2: 16 source columns a step
-    /// (two masked loads), their even and odd columns by two in-lane
-    /// shuffles and two permutes of 64-bit pairs (the scalar copy was a
-    /// quarter of a stride-2 first conv on a Zen 1).
+    /// (two loads), their even and odd columns by two in-lane shuffles and
+    /// two permutes of 64-bit pairs (the scalar copy was a quarter of a
+    /// stride-2 first conv on a Zen 1). Masked moves only where a vector
+    /// is partly outside the row: on a Zen 1 a masked load or store costs
+    /// several plain ones, and with them at every step the copy was a fifth
+    /// of a 32 → 64 stride-2 conv on a 32 × 32 map.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn prepare_stride2_avx2(&self, src: &[f32], buf: &mut [f32]) {
@@ -446,43 +449,63 @@ impl Grid {
             };
             _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
         };
+        // How much of `from..from + 8` is in a row of `n`.
+        #[derive(Clone, Copy)]
+        enum Cover {
+            All,
+            Part(__m256i),
+            Nothing,
+        }
+        let cover = |from: isize, n: isize| match (from >= 0 && from + 8 <= n, from + 8 <= 0 || from >= n) {
+            (true, _) => Cover::All,
+            (_, true) => Cover::Nothing,
+            _ => Cover::Part(inside(from, n)),
+        };
+        // SAFETY (of the calls): the lanes `cover` says are in the row are.
+        let load = |at: *const f32, cover: Cover| unsafe {
+            match cover {
+                Cover::All => _mm256_loadu_ps(at),
+                Cover::Part(lanes) => _mm256_maskload_ps(at, lanes),
+                Cover::Nothing => _mm256_setzero_ps(),
+            }
+        };
         let src_w = self.src_w as isize;
         let channels = src.len().min(self.channels * src_plane) / src_plane.max(1);
         assert!(buf.len() >= 4 * phases && channels <= self.channels);
         // Columns outside, rows inside, as the AVX-512 copy.
         for t0 in (0..phase_w).step_by(8) {
             let first = (2 * t0) as isize - self.left;
-            let (low_read, high_read) = (inside(first, src_w), inside(first + 8, src_w));
-            let store = inside(0, (phase_w - t0) as isize);
-            let whole = phase_w - t0 >= 8;
+            let (low_read, high_read) = (cover(first, src_w), cover(first + 8, src_w));
+            let (whole, n) = (phase_w - t0 >= 8, (phase_w - t0).min(8));
             for c in 0..channels {
                 for row_at in 0..2 * self.phase_h {
                     let (a, pr) = (row_at / self.phase_h, row_at % self.phase_h);
                     let i = (pr * 2 + a) as isize - self.top;
                     let (evens, odds) = if (0..self.src_h as isize).contains(&i) {
                         let from = src.as_ptr().wrapping_add(c * src_plane + i as usize * self.src_w);
-                        // SAFETY: the lanes read are inside row i of
-                        // channel c; the others are not touched.
-                        let (low, high) = unsafe {
-                            (
-                                _mm256_maskload_ps(from.wrapping_offset(first), low_read),
-                                _mm256_maskload_ps(from.wrapping_offset(first + 8), high_read),
-                            )
-                        };
+                        // The lanes read are inside row i of channel c;
+                        // the others are not touched.
+                        let low = load(from.wrapping_offset(first), low_read);
+                        let high = load(from.wrapping_offset(first + 8), high_read);
                         (pick(low, high, false), pick(low, high, true))
                     } else {
                         (_mm256_setzero_ps(), _mm256_setzero_ps())
                     };
-                    let at = buf.as_mut_ptr().add((2 * a) * phases + c * plane + pr * phase_w + t0);
+                    let to = (2 * a) * phases + c * plane + pr * phase_w + t0;
                     // SAFETY: the stores stay inside the phase rows (the
-                    // assert above: `at + phases` is in phase (a, 1)).
+                    // assert above: `to + phases` is in phase (a, 1)).
                     unsafe {
                         if whole {
+                            let at = buf.as_mut_ptr().add(to);
                             _mm256_storeu_ps(at, evens);
                             _mm256_storeu_ps(at.add(phases), odds);
                         } else {
-                            _mm256_maskstore_ps(at, store, evens);
-                            _mm256_maskstore_ps(at.add(phases), store, odds);
+                            // A row's last few: through the stack.
+                            let mut lanes = [[0.0f32; 8]; 2];
+                            _mm256_storeu_ps(lanes[0].as_mut_ptr(), evens);
+                            _mm256_storeu_ps(lanes[1].as_mut_ptr(), odds);
+                            copy_run(&mut buf[to..to + n], &lanes[0]);
+                            copy_run(&mut buf[to + phases..to + phases + n], &lanes[1]);
                         }
                     }
                 }
