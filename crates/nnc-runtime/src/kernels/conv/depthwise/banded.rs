@@ -4,7 +4,9 @@
 //! beside the plane's reads, so that every tap is a plain load. With
 //! stride 2 a tap loads the 16 inputs under 8 outputs and keeps the even
 //! ones with one in-lane shuffle; the sums stay in the shuffle's order
-//! (outputs 0 1 4 5 2 3 6 7) until one permute on the way out.
+//! (outputs 0 1 4 5 2 3 6 7) until one permute on the way out. A 3 × 3
+//! kernel at stride 1 runs down the band's columns instead ([`column`]):
+//! an input vector loaded once serves the three output rows above it.
 //!
 //! The direct kernel took these convs through a padded copy of a whole
 //! sample read from L2, and its epilogue in a second pass: 2.5–3.7× ONNX
@@ -136,6 +138,8 @@ impl Depthwise<'_> {
         let tap_at = &tap_at[..taps];
         let per_row = self.out_w.div_ceil(8);
         let bias_relu = self.form.as_ref().and_then(|form| form.bias_relu());
+        // A 3 × 3 kernel at stride 1 goes down columns of the band.
+        let columns = (g.kernel, g.stride, d) == (3, 1, 1);
         // (A short last tile repeats the band's last vector: the same
         // outputs, stored twice.)
         let mut spots = [Spot::default(); BAND_VECTORS + 8];
@@ -187,8 +191,35 @@ impl Depthwise<'_> {
                     (_, Some(bias)) => Finish::BiasRelu(bias[channel]),
                     (Some(form), None) => Finish::Steps(form.at(channel)),
                 };
-                let read = (copy.as_ptr(), tap_at, &self.weights[channel * taps..][..taps], finish);
+                let weights = &self.weights[channel * taps..][..taps];
                 channel = if channel + 1 == channels { 0 } else { channel + 1 };
+                if let (true, Ok(weights)) = (columns, <&[f32; 9]>::try_from(weights)) {
+                    for q in (0..self.out_w).step_by(8) {
+                        let mut r = 0;
+                        while r < rows {
+                            let at = Spot {
+                                from: r * band.pitch + q,
+                                to: (r0 + r) * self.out_w + q,
+                                n: 8.min(self.out_w - q),
+                            };
+                            let read = (copy.as_ptr(), weights, finish, band.pitch, self.out_w);
+                            // SAFETY: AVX2 and FMA (the caller's promise);
+                            // the rows read, `r` to `r + R + 1`, are among
+                            // the band's `rows + 2`, their columns inside
+                            // its pitch (as a spot's); the writes in the plane.
+                            r += unsafe {
+                                match rows - r {
+                                    8.. => column::<8>(read, at, plane.as_mut_ptr()),
+                                    4..=7 => column::<4>(read, at, plane.as_mut_ptr()),
+                                    2..=3 => column::<2>(read, at, plane.as_mut_ptr()),
+                                    _ => column::<1>(read, at, plane.as_mut_ptr()),
+                                }
+                            };
+                        }
+                    }
+                    continue;
+                }
+                let read = (copy.as_ptr(), tap_at, weights, finish);
                 let mut at = 0;
                 while at < vectors {
                     macro_rules! tile {
@@ -253,21 +284,7 @@ unsafe fn tile<const NV: usize, const S2: bool>(
             *sum = _mm256_fmadd_ps(x, w, *sum);
         }
     }
-    // The epilogue's branches once a tile, not once a vector.
-    match finish {
-        Finish::Sums => {}
-        Finish::BiasRelu(bias) => {
-            let bias = _mm256_set1_ps(bias);
-            for sum in &mut sums {
-                *sum = _mm256_add_ps(*sum, bias).relu();
-            }
-        }
-        Finish::Steps(steps) => {
-            for sum in &mut sums {
-                *sum = steps.apply(*sum);
-            }
-        }
-    }
+    finish_sums(&mut sums, finish);
     for (&sum, spot) in sums.iter().zip(spots) {
         // Back to the outputs' order: 64-bit pairs 0 2 1 3.
         let v = if S2 {
@@ -275,12 +292,75 @@ unsafe fn tile<const NV: usize, const S2: bool>(
         } else {
             sum
         };
-        let to = out.add(spot.to);
-        if spot.n == 8 {
-            v.store(to);
-        } else {
-            _mm256_maskstore_ps(to, store_mask(spot.n), v);
+        store(v, out.add(spot.to), spot.n);
+    }
+}
+
+/// `R` output vectors one below the other (rows `r … r + R − 1` of a
+/// band, at the same columns) of a 3 × 3 kernel at stride 1: each input
+/// vector of the `R + 2` rows under them is loaded once per kernel column
+/// and feeds the (up to) three outputs whose window holds its row, with
+/// that column's three weights in registers. Returns `R`.
+///
+/// A tile of positions across a row ([`tile`]) loads one vector per
+/// multiply-add; on a Zen 1, whose two 128-bit load ports take a whole
+/// cycle per 256-bit load, that ran at a third of the FMA peak.
+///
+/// # Safety
+/// As [`tile`]'s, for rows `0 … R + 1` below `at.from` (rows `pitch`
+/// apart) and `R` rows of `at.n` outputs from `at.to` (rows `out_w` apart).
+#[inline(always)]
+unsafe fn column<const R: usize>(
+    (copy, weights, finish, pitch, out_w): (*const f32, &[f32; 9], Finish, usize, usize),
+    at: Spot,
+    out: *mut f32,
+) -> usize {
+    let mut sums = [_mm256_setzero_ps(); R];
+    for kj in 0..3 {
+        let w: [__m256; 3] = std::array::from_fn(|ki| _mm256_set1_ps(weights[ki * 3 + kj]));
+        for i in 0..R + 2 {
+            let x = _mm256_loadu_ps(copy.add(at.from + i * pitch + kj));
+            // Output row `i − ki` reads input row `i` under kernel row `ki`.
+            for (ki, w) in w.iter().enumerate() {
+                if let Some(sum) = i.checked_sub(ki).and_then(|o| sums.get_mut(o)) {
+                    *sum = _mm256_fmadd_ps(x, *w, *sum);
+                }
+            }
         }
+    }
+    finish_sums(&mut sums, finish);
+    for (o, &sum) in sums.iter().enumerate() {
+        store(sum, out.add(at.to + o * out_w), at.n);
+    }
+    R
+}
+
+/// The epilogue on a tile's sums, its branches once a tile.
+#[inline(always)]
+unsafe fn finish_sums<const NV: usize>(sums: &mut [__m256; NV], finish: Finish) {
+    match finish {
+        Finish::Sums => {}
+        Finish::BiasRelu(bias) => {
+            let bias = _mm256_set1_ps(bias);
+            for sum in sums {
+                *sum = _mm256_add_ps(*sum, bias).relu();
+            }
+        }
+        Finish::Steps(steps) => {
+            for sum in sums {
+                *sum = steps.apply(*sum);
+            }
+        }
+    }
+}
+
+/// The first `n` lanes of `v` to `to`.
+#[inline(always)]
+unsafe fn store(v: __m256, to: *mut f32, n: usize) {
+    if n == 8 {
+        v.store(to);
+    } else {
+        _mm256_maskstore_ps(to, store_mask(n), v);
     }
 }
 
