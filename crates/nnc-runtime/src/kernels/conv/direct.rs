@@ -476,7 +476,7 @@ impl Grid {
         for t0 in (0..phase_w).step_by(8) {
             let first = (2 * t0) as isize - self.left;
             let (low_read, high_read) = (cover(first, src_w), cover(first + 8, src_w));
-            let (whole, n) = (phase_w - t0 >= 8, (phase_w - t0).min(8));
+            let n = (phase_w - t0).min(8);
             for c in 0..channels {
                 for row_at in 0..2 * self.phase_h {
                     let (a, pr) = (row_at / self.phase_h, row_at % self.phase_h);
@@ -495,7 +495,7 @@ impl Grid {
                     // SAFETY: the stores stay inside the phase rows (the
                     // assert above: `to + phases` is in phase (a, 1)).
                     unsafe {
-                        if whole {
+                        if n == 8 {
                             let at = buf.as_mut_ptr().add(to);
                             _mm256_storeu_ps(at, evens);
                             _mm256_storeu_ps(at.add(phases), odds);

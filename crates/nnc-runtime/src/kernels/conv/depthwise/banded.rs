@@ -156,7 +156,8 @@ impl Depthwise<'_> {
                 zero_run(&mut copy[i * band.pitch..(i + 1) * band.pitch]);
             }
             let vectors = rows * per_row;
-            for (v, spot) in spots[..vectors + 8].iter_mut().enumerate() {
+            // (The column tiles work out their own places.)
+            for (v, spot) in spots[..if columns { 0 } else { vectors + 8 }].iter_mut().enumerate() {
                 let v = v.min(vectors - 1);
                 let (r, q) = (v / per_row, v % per_row * 8);
                 *spot = Spot {
@@ -194,29 +195,11 @@ impl Depthwise<'_> {
                 let weights = &self.weights[channel * taps..][..taps];
                 channel = if channel + 1 == channels { 0 } else { channel + 1 };
                 if let (true, Ok(weights)) = (columns, <&[f32; 9]>::try_from(weights)) {
-                    for q in (0..self.out_w).step_by(8) {
-                        let mut r = 0;
-                        while r < rows {
-                            let at = Spot {
-                                from: r * band.pitch + q,
-                                to: (r0 + r) * self.out_w + q,
-                                n: 8.min(self.out_w - q),
-                            };
-                            let read = (copy.as_ptr(), weights, finish, band.pitch, self.out_w);
-                            // SAFETY: AVX2 and FMA (the caller's promise);
-                            // the rows read, `r` to `r + R + 1`, are among
-                            // the band's `rows + 2`, their columns inside
-                            // its pitch (as a spot's); the writes in the plane.
-                            r += unsafe {
-                                match rows - r {
-                                    8.. => column::<8>(read, at, plane.as_mut_ptr()),
-                                    4..=7 => column::<4>(read, at, plane.as_mut_ptr()),
-                                    2..=3 => column::<2>(read, at, plane.as_mut_ptr()),
-                                    _ => column::<1>(read, at, plane.as_mut_ptr()),
-                                }
-                            };
-                        }
-                    }
+                    let read = (copy.as_ptr(), weights, finish, band.pitch, self.out_w);
+                    // SAFETY: AVX2 and FMA (the caller's promise); the
+                    // band's `rows + 2` input rows are in the copy, the
+                    // plane's rows `r0 … r0 + rows − 1` in `plane`.
+                    unsafe { columns_of_band(read, r0..r0 + rows, plane.as_mut_ptr()) };
                     continue;
                 }
                 let read = (copy.as_ptr(), tap_at, weights, finish);
@@ -293,6 +276,39 @@ unsafe fn tile<const NV: usize, const S2: bool>(
             sum
         };
         store(v, out.add(spot.to), spot.n);
+    }
+}
+
+/// A band's output rows `rows` of a plane by [`column`] tiles: down each
+/// vector of columns, eight rows a tile, then four, two and one.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; the copy holds the band's `rows.len() + 2`
+/// input rows (rows `pitch` apart, each wide enough for a row's last
+/// vector), and `out` the plane's rows of `out_w` outputs.
+#[inline(always)]
+unsafe fn columns_of_band(
+    read: (*const f32, &[f32; 9], Finish, usize, usize),
+    rows: std::ops::Range<usize>,
+    out: *mut f32,
+) {
+    let (pitch, out_w) = (read.3, read.4);
+    for q in (0..out_w).step_by(8) {
+        let mut r = 0;
+        while r < rows.len() {
+            let at = Spot {
+                from: r * pitch + q,
+                to: (rows.start + r) * out_w + q,
+                n: 8.min(out_w - q),
+            };
+            // (Rows `r … r + R + 1` of the copy: among its `rows + 2`.)
+            r += match rows.len() - r {
+                8.. => column::<8>(read, at, out),
+                4..=7 => column::<4>(read, at, out),
+                2..=3 => column::<2>(read, at, out),
+                _ => column::<1>(read, at, out),
+            };
+        }
     }
 }
 
