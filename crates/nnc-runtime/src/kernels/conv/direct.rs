@@ -110,6 +110,26 @@ impl Grid {
         }
     }
 
+    /// The kernel rows `lo..hi` that reach a source row from some output
+    /// row in `first..=last`: the others read padding alone (at 8 × 8 a
+    /// twelfth of a 3 × 3 conv's taps, at 16 × 16 a twenty-fourth).
+    pub fn kernel_rows(&self, first: usize, last: usize) -> (usize, usize) {
+        let (k, d, s) = (
+            self.kernel[0] as isize,
+            self.dilation.max(1) as isize,
+            self.stride as isize,
+        );
+        // Source rows land on padded rows `top ..= top + (src_h − 1)·spread`;
+        // output row `r` reads padded row `r·stride + ki·dilation`.
+        let (top, bottom) = (self.top, self.top + (self.src_h as isize - 1) * self.spread as isize);
+        let below = top - last as isize * s;
+        let lo = if below <= 0 { 0 } else { (below + d - 1) / d };
+        let above = bottom - first as isize * s;
+        let hi = if above < 0 { 0 } else { above / d + 1 };
+        let (lo, hi) = (lo.clamp(0, k) as usize, hi.clamp(0, k) as usize);
+        (lo, hi.max(lo))
+    }
+
     /// Whether the copy is the source as it is: stride 1, no padding, no
     /// spreading out.
     pub fn is_plain(&self) -> bool {
@@ -1298,13 +1318,34 @@ impl<'a> Direct<'a> {
         };
         at.ahead.spread(blocks * vectors.div_ceil(NV) * at.strips.len());
         let pitch = row_pitch(at.taps);
+        // The output rows of vector `index`'s positions, and the kernel
+        // rows that a tile of vectors `from..=to` reads a source row with
+        // (with a pitch: the others are skipped).
+        let rows_of = |index: usize| -> (usize, usize) {
+            if direct {
+                let per_row = grid.out_w / V::N;
+                let r = at.rows.start + index % (at.rows.len() * per_row) / per_row;
+                (r, r)
+            } else {
+                let p = index * V::N;
+                (
+                    at.rows.start + p / grid.phase_w,
+                    at.rows.start + (p + V::N - 1) / grid.phase_w,
+                )
+            }
+        };
+        let kernel_rows = |from: usize, to: usize| match pitch {
+            Some(_) => grid.kernel_rows(rows_of(from).0, rows_of(to).1),
+            None => (0, grid.kernel[0]),
+        };
         // Tiles outside, strips inside: a tile's reads stay in L1 while
         // every strip's weights (a block's worth) pass over them.
         for b in 0..blocks {
             // One tile of K vectors: `spots` are where each reads and writes.
             macro_rules! tile {
-                ($k:tt, $spots:expr) => {{
+                ($k:tt, $spots:expr, $kernel_rows:expr) => {{
                     let spots: [(usize, usize); $k] = $spots;
+                    let kernel_rows = $kernel_rows;
                     for strip in at.strips.clone() {
                         let (c0, channels) = match self.multiplier {
                             Some(m) => (strip * MR / m, 1),
@@ -1315,6 +1356,7 @@ impl<'a> Direct<'a> {
                             plane,
                             taps: at.taps,
                             pitch,
+                            kernel_rows,
                         };
                         let w_at =
                             group_at + strip * strip_len + (c0 * taps * MR) * usize::from(self.multiplier.is_none());
@@ -1369,9 +1411,19 @@ impl<'a> Direct<'a> {
                     2 if NV > 2 => 2,
                     _ => NV,
                 };
+                // A first vector whose kernel rows are cut (a map's top or
+                // bottom row) is a tile of its own when the next is not:
+                // at 8 × 8, one vector a row, its six taps in place of nine.
+                let take = if pitch.is_some() && take > 1 && kernel_rows(first, first) != kernel_rows(first, first + 1)
+                {
+                    1
+                } else {
+                    take
+                };
+                let rows = kernel_rows(first, (first + take).min(vectors) - 1);
                 match take {
-                    1 => tile!(1, [place(first)]),
-                    2 if NV > 2 => tile!(2, [place(first), place(first + 1)]),
+                    1 => tile!(1, [place(first)], rows),
+                    2 if NV > 2 => tile!(2, [place(first), place(first + 1)], rows),
                     _ => {
                         // A short last tile repeats its last vector: the
                         // same sums, stored twice.
@@ -1382,7 +1434,7 @@ impl<'a> Direct<'a> {
                         for (v, spot) in spots.iter_mut().enumerate() {
                             *spot = place((first + v).min(vectors - 1));
                         }
-                        tile!(NV, spots);
+                        tile!(NV, spots, rows);
                     }
                 }
                 first += take;
@@ -1435,6 +1487,7 @@ impl<'a> Direct<'a> {
                     plane,
                     taps: at.taps,
                     pitch: None,
+                    kernel_rows: (0, 3),
                 };
                 let last = c0 + channels == grid.channels;
                 for tile in 0..tiles {
@@ -1536,6 +1589,10 @@ struct Reads<'a> {
     taps: &'a [usize],
     /// [`row_pitch`] of `taps`, where [`each_tap!`] is to use it.
     pitch: Option<usize>,
+    /// With a pitch, the kernel rows that read a source row for some
+    /// output of the tile ([`Grid::kernel_rows`]): the others read only
+    /// padding, and are skipped.
+    kernel_rows: (usize, usize),
 }
 
 /// The row pitch of a 3 × 3 kernel's taps read in one plane (stride and
@@ -1584,6 +1641,13 @@ fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
 /// pitch in a register and immediates rather than a table read a step
 /// (2–3 % on the positions tiles).
 macro_rules! each_tap {
+    (@rows $reads:expr, $pitch:ident, $w:ident, $width:ident, |$at:ident, $wt:ident| $step:block, $($tap:tt)*) => {
+        for c in 0..$reads.channels {
+            let base = c * $reads.plane;
+            each_tap!(@grid base, $pitch, $w, $width, |$at, $wt| $step, $($tap)*);
+            $w = $w.add(9 * $width);
+        }
+    };
     (@grid $base:ident, $pitch:ident, $w:ident, $width:ident, |$at:ident, $wt:ident| $step:block, $(($t:literal, $ki:literal, $kj:literal))*) => {
         $({
             let ($at, $wt) = ($base + $ki * $pitch + $kj, $w.add($t * $width));
@@ -1593,11 +1657,21 @@ macro_rules! each_tap {
     ($reads:expr, $w:ident, $width:expr, |$at:ident, $wt:ident| $step:block) => {{
         let width = $width;
         if let Some(pitch) = $reads.pitch {
-            for c in 0..$reads.channels {
-                let base = c * $reads.plane;
-                each_tap!(@grid base, pitch, $w, width, |$at, $wt| $step,
-                    (0, 0, 0) (1, 0, 1) (2, 0, 2) (3, 1, 0) (4, 1, 1) (5, 1, 2) (6, 2, 0) (7, 2, 1) (8, 2, 2));
-                $w = $w.add(9 * width);
+            match $reads.kernel_rows {
+                (0, 3) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt| $step, (0, 0, 0) (1, 0, 1) (2, 0, 2) (3, 1, 0) (4, 1, 1) (5, 1, 2) (6, 2, 0) (7, 2, 1) (8, 2, 2)),
+                (1, 3) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt| $step, (3, 1, 0) (4, 1, 1) (5, 1, 2) (6, 2, 0) (7, 2, 1) (8, 2, 2)),
+                (0, 2) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt| $step, (0, 0, 0) (1, 0, 1) (2, 0, 2) (3, 1, 0) (4, 1, 1) (5, 1, 2)),
+                (1, 2) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt| $step, (3, 1, 0) (4, 1, 1) (5, 1, 2)),
+                (lo, hi) => {
+                    for c in 0..$reads.channels {
+                        let base = c * $reads.plane;
+                        for t in 3 * lo..3 * hi.max(lo) {
+                            let ($at, $wt) = (base + (t / 3) * pitch + t % 3, $w.add(t * width));
+                            $step
+                        }
+                        $w = $w.add(9 * width);
+                    }
+                }
             }
         } else if let [tap] = $reads.taps {
             // One tap (a pointwise conv): a loop over the channels alone,

@@ -1001,6 +1001,45 @@ mod tests {
         }
     }
 
+    /// 3 × 3 convs at stride 1 whose tiles skip the kernel rows that read
+    /// only padding: square maps of one, two and four vectors a row (one
+    /// a row: the top and bottom rows are tiles of their own), 64 output
+    /// channels on 32 × 32 so that units are blocks of rows (a block's
+    /// first row is not the map's), rows narrower than a vector (tiles
+    /// across rows), padding of two rows (a whole kernel row and more
+    /// in it) and of none at the top, and maps of one or two rows (one
+    /// of whole vectors: only the middle kernel row reads it).
+    #[test]
+    fn padding_rows_skipped() {
+        let square = |c: usize, size: usize, o: usize, pads: [usize; 4]| ConvGeometry {
+            width: size,
+            pads,
+            ..geometry(c, size, o, 3)
+        };
+        let cases = [
+            square(3, 8, 8, [1; 4]),
+            square(2, 16, 4, [1; 4]),
+            square(2, 32, 64, [1; 4]),
+            square(3, 7, 8, [1; 4]),
+            square(2, 10, 4, [2, 1, 2, 1]),
+            square(2, 8, 4, [0, 1, 2, 1]),
+            square(2, 1, 4, [1; 4]),
+            square(2, 2, 8, [2; 4]),
+            // One row of whole vectors: the middle kernel row alone.
+            ConvGeometry {
+                height: 1,
+                width: 16,
+                pads: [1; 4],
+                ..geometry(3, 1, 4, 3)
+            },
+        ];
+        for g in cases {
+            for tail in [Tail::Plain, Tail::BiasRelu, Tail::Residual] {
+                check_tail(g, tail);
+            }
+        }
+    }
+
     #[test]
     fn channels_in_vectors_on_small_maps() {
         for e in [false, true] {
