@@ -586,6 +586,7 @@ mod tests {
     use super::*;
     use crate::kernels::act::Activation;
     use crate::kernels::epilogue::{EpilogueStep, Residual};
+    use crate::kernels::simd::Level;
     use crate::Rng;
 
     fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
@@ -1035,6 +1036,50 @@ mod tests {
         ];
         for g in cases {
             for tail in [Tail::Plain, Tail::BiasRelu, Tail::Residual] {
+                check_tail(g, tail);
+            }
+        }
+    }
+
+    /// Channels-in-vectors tiles (AVX-512, maps whose rows fill vectors
+    /// badly) whose positions share a window of the kernel, the taps that
+    /// read only padding skipped: 8 × 8 maps at 64 and 32 channels a strip
+    /// (tiles of 6 and 12 positions), 7 × 7 (each edge's leftovers merged),
+    /// uneven pads, pads wider than the kernel's reach (positions that
+    /// read nothing), stride 2, dilation 2, a 5 × 5 kernel and groups.
+    #[test]
+    fn channels_in_vectors_skip_padding_taps() {
+        let map = |c: usize, (h, w): (usize, usize), o: usize, k: usize, pads: [usize; 4]| ConvGeometry {
+            height: h,
+            width: w,
+            pads,
+            ..geometry(c, h, o, k)
+        };
+        let cases = [
+            map(9, (8, 8), 64, 3, [1; 4]),
+            map(9, (8, 8), 32, 3, [1; 4]),
+            map(5, (7, 7), 64, 3, [1; 4]),
+            map(4, (6, 9), 64, 3, [2, 1, 0, 2]),
+            map(3, (4, 4), 32, 3, [3, 3, 3, 3]),
+            ConvGeometry {
+                stride: 2,
+                ..map(6, (16, 16), 64, 3, [0, 0, 1, 1])
+            },
+            ConvGeometry {
+                dilation: 2,
+                ..map(3, (8, 8), 32, 3, [2; 4])
+            },
+            map(3, (6, 6), 64, 5, [2; 4]),
+            ConvGeometry {
+                groups: 2,
+                ..map(6, (8, 8), 128, 3, [1; 4])
+            },
+        ];
+        for g in cases {
+            if Level::detect() == Level::Avx512 {
+                assert!(g.shape().across(), "{g:?} does not put channels in vectors");
+            }
+            for tail in [Tail::Plain, Tail::BiasRelu, Tail::AffinePrelu] {
                 check_tail(g, tail);
             }
         }

@@ -332,7 +332,12 @@ unsafe fn transpose_avx512(planes: &[f32], channels: usize, positions: usize, pi
                 let o = o0 + i.min(n - 1);
                 _mm512_maskz_loadu_ps(mask, planes.as_ptr().add(o * positions + p0))
             });
-            super::direct::store_transposed(rows, out.as_mut_ptr().add(p0 * pitch + o0), pitch, n);
+            super::direct::store_transposed(
+                rows,
+                out.as_mut_ptr().add(p0 * pitch + o0),
+                pitch,
+                &[super::direct::Run::first(n)],
+            );
         }
     }
 }
