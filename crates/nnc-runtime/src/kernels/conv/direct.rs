@@ -125,6 +125,15 @@ impl Grid {
         )
     }
 
+    /// The window of taps that read a source pixel from output `(r, c)`.
+    fn window_at(&self, r: usize, c: usize) -> Window {
+        Window {
+            rows: self.kernel_rows(r, r),
+            cols: self.kernel_cols(c, c),
+            width: self.kernel[1],
+        }
+    }
+
     /// [`Grid::kernel_rows`] for columns.
     pub fn kernel_cols(&self, first: usize, last: usize) -> (usize, usize) {
         let cols = (self.left, self.src_w);
@@ -1510,7 +1519,7 @@ impl<'a> Direct<'a> {
         // `with`: a closure is not compiled with this function's vector
         // features (the tiles ran 40 times slower).
         let (mut tiles, mut spare) = ACROSS.take();
-        plan_across(grid, at.rows.clone(), PX, &mut tiles, &mut spare);
+        plan_across(grid, at.rows.clone(), (PX, NV), &mut tiles, &mut spare);
         {
             at.ahead
                 .spread(at.strips.len() * grid.channels.div_ceil(block) * tiles.len());
@@ -1520,7 +1529,10 @@ impl<'a> Direct<'a> {
                 for c0 in (0..grid.channels).step_by(block) {
                     let channels = block.min(grid.channels - c0);
                     let last = c0 + channels == grid.channels;
-                    for (index, tile) in tiles.iter().enumerate() {
+                    // Where each tile keeps its sums: `PX` positions' worth, or
+                    // one for a tile of one.
+                    let mut slot = 0;
+                    for tile in tiles.iter() {
                         // Not the row pitch: with six positions' pointers
                         // live, these tiles spill with it (20 % slower).
                         let reads = Reads {
@@ -1534,7 +1546,8 @@ impl<'a> Direct<'a> {
                         let src: [*const f32; PX] = std::array::from_fn(|i| {
                             at.source[c0 * plane + tile.reads[i.min(tile.count - 1)] as usize..].as_ptr()
                         });
-                        let sums = at.sums.wrapping_add(index * PX * mr);
+                        let sums = at.sums.wrapping_add(slot * mr);
+                        slot += if tile.count == 1 { 1 } else { PX };
                         let positions = &tile.positions[..tile.count];
                         let out =
                             last.then(|| (at.out.wrapping_add(strip * mr * out_plane), out_plane, positions, bias));
@@ -1549,7 +1562,11 @@ impl<'a> Direct<'a> {
                         // tile's positions are this unit's part of y.
                         unsafe {
                             let w = w.as_ptr().add(c0 * taps * mr);
-                            micro_across::<PX, NV>(&reads, src, w, sums, c0 > 0, out);
+                            if tile.count == 1 {
+                                micro_across::<1, NV>(&reads, [src[0]], w, sums, c0 > 0, out);
+                            } else {
+                                micro_across::<PX, NV>(&reads, src, w, sums, c0 > 0, out);
+                            }
                         }
                     }
                 }
@@ -1600,28 +1617,30 @@ fn alike<K: PartialEq>(span: Range<usize>, key: impl Fn(usize) -> K) -> impl Ite
 /// Tiles of `px` positions over the output rows `rows` of `grid`, each of
 /// positions that read alike windows of the kernel: a 3 × 3 conv's 8 × 8
 /// map is an inside of 6 × 6 positions (every tap), four edges of six
-/// (six taps: a padding row or column skipped) and four corners, which
-/// tiles of six compute as 522 position-taps (the corners and two repeats
-/// in one tile of nine taps) in place of 594 for consecutive positions:
-/// 7 % faster at 128 channels on a Zen 4. The positions of each window
-/// are cut into tiles of `px`; what is left of each is put together
-/// into tiles whose windows grow least. That makes as many tiles as `px`
-/// consecutive positions would, all but the last full, so that the tile
-/// buffer holds them.
-fn plan_across(grid: &Grid, rows: Range<usize>, px: usize, tiles: &mut Vec<AcrossTile>, spare: &mut Vec<AcrossTile>) {
+/// (six taps: a padding row or column skipped) and four corners (four
+/// taps, one position a tile), 484 position-taps in place of 594 for
+/// tiles of six consecutive positions: 11 % faster at 128 channels on a
+/// Zen 4. The positions of each window are cut into tiles of `px`; what
+/// is left of each is put together into tiles whose windows grow least,
+/// or split into tiles of one where that computes less. Their sums take
+/// no more room than the tiles of `px` consecutive positions would, so
+/// that the tile buffer holds them.
+fn plan_across(
+    grid: &Grid,
+    rows: Range<usize>,
+    (px, nv): (usize, usize),
+    tiles: &mut Vec<AcrossTile>,
+    spare: &mut Vec<AcrossTile>,
+) {
     tiles.clear();
     spare.clear();
-    for (row_run, kernel_rows) in alike(rows, |r| grid.kernel_rows(r, r)) {
-        for (col_run, kernel_cols) in alike(0..grid.out_w, |c| grid.kernel_cols(c, c)) {
+    for (row_run, _) in alike(rows, |r| grid.kernel_rows(r, r)) {
+        for (col_run, _) in alike(0..grid.out_w, |c| grid.kernel_cols(c, c)) {
             let mut tile = AcrossTile {
                 positions: [0; ACROSS_MAX],
                 reads: [0; ACROSS_MAX],
                 count: 0,
-                window: Window {
-                    rows: kernel_rows,
-                    cols: kernel_cols,
-                    width: grid.kernel[1],
-                },
+                window: grid.window_at(row_run.start, col_run.start),
             };
             for r in row_run.clone() {
                 for c in col_run.clone() {
@@ -1670,7 +1689,25 @@ fn plan_across(grid: &Grid, rows: Range<usize>, px: usize, tiles: &mut Vec<Acros
         for (i, (p, r)) in order[..tile.count].iter().enumerate() {
             (tile.positions[i], tile.reads[i]) = (*p, *r);
         }
-        tiles.push(tile);
+        // Positions whose own windows are much smaller than the tile's
+        // (an 8 × 8 map's four corners: four taps each, nine together) go
+        // one a tile: at a weight vector read per `nv` multiply-adds, the
+        // four corners cost 20 position-taps where a tile of them is 54.
+        let own = |p: u32| grid.window_at(p as usize / grid.out_w, p as usize % grid.out_w);
+        let alone: usize = tile.positions[..tile.count].iter().map(|&p| own(p).taps()).sum();
+        if tile.count > 1 && alone * (nv + 1) < px * tile.window.taps() * nv {
+            for (&p, &read) in tile.positions[..tile.count].iter().zip(&tile.reads) {
+                let mut single = AcrossTile {
+                    count: 1,
+                    window: own(p),
+                    ..tile
+                };
+                (single.positions[0], single.reads[0]) = (p, read);
+                tiles.push(single);
+            }
+        } else {
+            tiles.push(tile);
+        }
     }
 }
 
@@ -2180,16 +2217,6 @@ mod tests {
         })
     }
 
-    /// The window of taps that read a source pixel from output `p` alone.
-    fn own_window(grid: &Grid, p: usize) -> Window {
-        let (r, c) = (p / grid.out_w, p % grid.out_w);
-        Window {
-            rows: grid.kernel_rows(r, r),
-            cols: grid.kernel_cols(c, c),
-            width: grid.kernel[1],
-        }
-    }
-
     fn covers(outer: Window, inner: Window) -> bool {
         inner.taps() == 0
             || (outer.rows.0 <= inner.rows.0
@@ -2199,15 +2226,16 @@ mod tests {
     }
 
     /// Every output of the rows is in one tile, once, whose window covers
-    /// its own; there are as many tiles as consecutive positions make (the
-    /// tile buffer's room); and on an 8 × 8 map tiles of six compute
-    /// 6 · 6 · 9 (inside) + 4 · 6 · 6 (edges) + 6 · 9 (the four corners
-    /// and two repeats) = 522 position-taps.
+    /// its own; the tiles' sums fit where as many tiles as consecutive
+    /// positions make would keep theirs (the tile buffer's room); and on
+    /// an 8 × 8 map tiles of six compute 6 · 6 · 9 (inside) + 4 · 6 · 6
+    /// (edges) + 4 · 4 (corners, one a tile) = 484 position-taps, each
+    /// position's own taps and no more.
     #[test]
     fn across_plan() {
         let (mut tiles, mut spare) = (Vec::new(), Vec::new());
         let cases = [
-            (grid(8, [1; 4], 1), 0..8, 6, Some(522)),
+            (grid(8, [1; 4], 1), 0..8, 6, Some(484)),
             (grid(8, [1; 4], 1), 0..8, 12, None),
             (grid(7, [1; 4], 1), 0..7, 6, None),
             (grid(9, [2, 1, 0, 2], 1), 2..7, 6, None),
@@ -2215,9 +2243,13 @@ mod tests {
             (grid(4, [3; 4], 1), 0..8, 12, None),
         ];
         for (grid, rows, px, computed) in cases {
-            plan_across(&grid, rows.clone(), px, &mut tiles, &mut spare);
+            plan_across(&grid, rows.clone(), (px, 4), &mut tiles, &mut spare);
             let outputs = rows.len() * grid.out_w;
-            assert_eq!(tiles.len(), outputs.div_ceil(px), "{grid:?}");
+            let slots = |t: &AcrossTile| if t.count == 1 { 1 } else { px };
+            assert!(
+                tiles.iter().map(slots).sum::<usize>() <= outputs.div_ceil(px) * px,
+                "{grid:?}"
+            );
             let mut seen = vec![0; grid.out_h * grid.out_w];
             for tile in &tiles {
                 assert!((1..=px).contains(&tile.count));
@@ -2227,7 +2259,8 @@ mod tests {
                     let p = p as usize;
                     assert!(rows.contains(&(p / grid.out_w)));
                     assert_eq!(read as usize, p / grid.out_w * grid.phase_w + p % grid.out_w);
-                    assert!(covers(tile.window, own_window(&grid, p)), "{grid:?}: {p} in {tile:?}");
+                    let own = grid.window_at(p / grid.out_w, p % grid.out_w);
+                    assert!(covers(tile.window, own), "{grid:?}: {p} in {tile:?}");
                     seen[p] += 1;
                 }
             }
@@ -2237,7 +2270,8 @@ mod tests {
                 .all(|(p, &n)| n == usize::from(rows.contains(&(p / grid.out_w))));
             assert!(once, "{grid:?}: {seen:?}");
             if let Some(computed) = computed {
-                assert_eq!(tiles.iter().map(|t| px * t.window.taps()).sum::<usize>(), computed);
+                let taps = |t: &AcrossTile| slots(t) * t.window.taps();
+                assert_eq!(tiles.iter().map(taps).sum::<usize>(), computed);
             }
         }
     }
