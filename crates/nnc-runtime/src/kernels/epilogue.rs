@@ -267,13 +267,6 @@ impl<'a> ChannelForm<'a> {
 }
 
 impl ChannelSteps {
-    /// No steps.
-    pub(crate) const NONE: ChannelSteps = ChannelSteps {
-        bias: None,
-        affine: None,
-        act: Rectifier::None,
-    };
-
     /// The steps on a vector (ReLU keeps NaN and maps −0 to 0, as
     /// [`relu`]; leaky ReLU scales what is not ≥ 0, as the slice form).
     ///

@@ -1427,14 +1427,14 @@ impl<'a> Direct<'a> {
                         // strips, `stores_direct`, a strip's MR channels are
                         // there).
                         let first = at.group * self.out_group + strip * MR;
-                        let mut steps = [ChannelSteps::NONE; MR];
+                        // Filled only where the tile applies them (stores of
+                        // MR steps per tile otherwise).
+                        let steps: [ChannelSteps; MR];
                         let finish = match finish.filter(|_| b + 1 == blocks) {
                             None => Finish::Sums,
                             Some(TileEpilogue::BiasRelu(bias)) => Finish::BiasRelu(bias[first..].as_ptr()),
                             Some(TileEpilogue::Steps(form)) => {
-                                for (i, s) in steps.iter_mut().enumerate() {
-                                    *s = form.at(first + i);
-                                }
+                                steps = std::array::from_fn(|i| form.at(first + i));
                                 Finish::Steps(&steps)
                             }
                         };
