@@ -207,6 +207,24 @@ enum FormAct<'a> {
 }
 
 impl<'a> Epilogue<'a> {
+    /// The biases, the residual and whether ReLU follows, where the
+    /// epilogue is a bias, then the residual added, then ReLU or nothing
+    /// (a residual block's last conv with its batch norm folded into its
+    /// weights): a kernel then adds the residual on its tiles' way out,
+    /// not in a second pass over the outputs.
+    pub(crate) fn bias_residual(&self) -> Option<(&'a [f32], &'a [f32], bool)> {
+        let residual = self.residual.as_ref()?;
+        let relu = match residual.then {
+            [] => false,
+            [EpilogueStep::Act(Activation::Relu)] => true,
+            _ => return None,
+        };
+        match (self.bias, self.steps) {
+            (Some(bias), []) => Some((bias, residual.values, relu)),
+            _ => None,
+        }
+    }
+
     /// The epilogue as [`ChannelForm`], if it has that form.
     pub(crate) fn channel_form(&self) -> Option<ChannelForm<'a>> {
         let mut form = ChannelForm {

@@ -1115,6 +1115,12 @@ impl<'a> Direct<'a> {
                         tiles.as_mut_ptr()
                     },
                     sums: tiles.as_mut_ptr(),
+                    residual: match self.tiles_finish() {
+                        Some(TileEpilogue::BiasResidual { residual, .. }) => {
+                            residual.as_ptr().wrapping_add(group_plane)
+                        }
+                        _ => std::ptr::null(),
+                    },
                     ahead: Ahead::new(ahead(unit_samples, rest)),
                     samples,
                 };
@@ -1136,13 +1142,16 @@ impl<'a> Direct<'a> {
                     }
                 };
                 if direct {
-                    let stored_final = self.tiles_finish().is_some();
+                    let finish = self.tiles_finish();
+                    if matches!(finish, Some(TileEpilogue::BiasResidual { .. })) {
+                        continue;
+                    }
                     for sample in 0..samples {
                         for o in channels.clone() {
                             let at = group_plane + sample * self.sample_strides().1 + o * out_plane + rows_at.start;
                             // SAFETY: as above.
                             let out = unsafe { y.piece(at..at + rows_at.len()) };
-                            if !stored_final {
+                            if finish.is_none() {
                                 self.epilogue.apply_channel(out, group * self.out_group + o);
                             }
                             self.epilogue.finish_channel(out, at, group * self.out_group + o);
@@ -1254,6 +1263,11 @@ impl<'a> Direct<'a> {
     /// vectors tiles a bias and ReLU only (a vector of biases a vector of
     /// sums).
     fn tiles_finish(&self) -> Option<TileEpilogue<'a>> {
+        if let (Some((bias, residual, relu)), true, false) =
+            (self.epilogue.bias_residual(), self.stores_direct(), self.shape.across)
+        {
+            return Some(TileEpilogue::BiasResidual { bias, residual, relu });
+        }
         let form = self.form.filter(|_| self.stores_direct())?;
         match (form.bias_relu(), self.shape.across) {
             (Some(bias), _) => Some(TileEpilogue::BiasRelu(bias)),
@@ -1387,6 +1401,7 @@ impl<'a> Direct<'a> {
         // Units of whole maps: the next unit (the thread's next sample)
         // writes where the tiles' places run on past this one's.
         let whole_maps = at.rows.len() == grid.out_h;
+        let residual = matches!(finish, Some(TileEpilogue::BiasResidual { .. }));
         // Tiles outside, strips inside: a tile's reads stay in L1 while
         // every strip's weights (a block's worth) pass over them.
         for b in 0..blocks {
@@ -1439,6 +1454,11 @@ impl<'a> Direct<'a> {
                         let finish = match finish.filter(|_| b + 1 == blocks) {
                             None => Finish::Sums,
                             Some(TileEpilogue::BiasRelu(bias)) => Finish::BiasRelu(bias[first..].as_ptr()),
+                            Some(TileEpilogue::BiasResidual { bias, relu, .. }) => Finish::BiasResidual {
+                                bias: bias[first..].as_ptr(),
+                                residual: spots.map(|(_, to)| at.residual.wrapping_add(strip * MR * ld + to)),
+                                relu,
+                            },
                             Some(TileEpilogue::Steps(form)) => {
                                 steps = std::array::from_fn(|i| form.at(first + i));
                                 Finish::Steps(&steps)
@@ -1456,6 +1476,9 @@ impl<'a> Direct<'a> {
                                 if let Some(to) = spots_ahead[v] {
                                     for i in 0..MR {
                                         write_soon(at.out.wrapping_add((strip * MR + i) * ld + to));
+                                        if residual {
+                                            read_soon(at.residual.wrapping_add((strip * MR + i) * ld + to));
+                                        }
                                     }
                                 }
                             }
@@ -1732,6 +1755,17 @@ fn plan_across(
     }
 }
 
+/// Fetches the line at `at` into cache, to be read.
+#[inline(always)]
+fn read_soon(at: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch does not fault.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast());
+    }
+}
+
 /// Fetches the line at `at` into cache, to be written.
 #[inline(always)]
 fn write_soon(at: *mut f32) {
@@ -1753,6 +1787,9 @@ struct Unit<'a> {
     /// The thread's tile buffer (where channels-in-vectors tiles keep
     /// their partial sums between blocks of channels).
     sums: *mut f32,
+    /// Where `out` is in the residual, where the tiles add it
+    /// ([`TileEpilogue::BiasResidual`]).
+    residual: *const f32,
     strips: std::ops::Range<usize>,
     rows: std::ops::Range<usize>,
     group: usize,
@@ -1979,13 +2016,19 @@ macro_rules! each_tap {
 enum TileEpilogue<'a> {
     /// A bias, then ReLU: the biases of every channel.
     BiasRelu(&'a [f32]),
+    /// A bias, then the residual (laid out as y) added, then ReLU if `relu`.
+    BiasResidual {
+        bias: &'a [f32],
+        residual: &'a [f32],
+        relu: bool,
+    },
     /// Any [`ChannelForm`], through a copy of the sums.
     Steps(ChannelForm<'a>),
 }
 
 /// How a tile leaves its registers.
 #[derive(Clone, Copy)]
-enum Finish<'s, const MR: usize> {
+enum Finish<'s, const MR: usize, const NV: usize> {
     /// As they are: partial sums, or outputs whose epilogue runs later.
     Sums,
     /// Through each channel's steps.
@@ -1993,6 +2036,14 @@ enum Finish<'s, const MR: usize> {
     /// Plus the strip's `MR` biases from the pointer, then ReLU: the
     /// epilogue of a conv whose batch norm is folded into its weights.
     BiasRelu(*const f32),
+    /// Plus the strip's biases from `bias`, plus the residual at `residual`
+    /// (as `dst`: vector `v` of channel `i` at `residual[v] + i·ld`), then
+    /// ReLU if `relu`.
+    BiasResidual {
+        bias: *const f32,
+        residual: [*const f32; NV],
+        relu: bool,
+    },
 }
 
 /// One `MR × NV·lanes` tile: vector `v` of output channel `i` at
@@ -2012,7 +2063,7 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
     dst: [*mut f32; NV],
     ld: usize,
     accumulate: bool,
-    finish: Finish<'_, MR>,
+    finish: Finish<'_, MR, NV>,
 ) {
     let mut acc = [[V::zero(); NV]; MR];
     if accumulate {
@@ -2048,6 +2099,25 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
                 let b = V::splat(bias.add(i));
                 for v in 0..NV {
                     V::add(acc[i][v], b).relu().store(dst[v].add(i * ld));
+                }
+            }
+            return;
+        }
+        Finish::BiasResidual { bias, residual, relu } => {
+            // Straight-line code on the registers, as for `BiasRelu`.
+            #[allow(clippy::needless_range_loop)] // `i` picks a bias too.
+            for i in 0..MR {
+                let b = V::splat(bias.add(i));
+                for v in 0..NV {
+                    let sum = V::add(V::add(acc[i][v], b), V::load(residual[v].add(i * ld)));
+                    acc[i][v] = sum;
+                }
+            }
+            #[allow(clippy::needless_range_loop)]
+            for i in 0..MR {
+                for v in 0..NV {
+                    let out = if relu { acc[i][v].relu() } else { acc[i][v] };
+                    out.store(dst[v].add(i * ld));
                 }
             }
             return;

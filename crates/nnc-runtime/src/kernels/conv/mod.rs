@@ -658,6 +658,11 @@ mod tests {
         BiasRelu,
         /// Bias, batch norm and PReLU, then a residual added and ReLU.
         Residual,
+        /// Bias, then a residual added and ReLU (a batch norm folded into
+        /// the weights): added on the registers.
+        BiasResidualRelu,
+        /// Bias, then a residual added, nothing after.
+        BiasResidual,
     }
 
     fn check_tail(g: ConvGeometry, tail: Tail) {
@@ -701,15 +706,21 @@ mod tests {
                 steps: &steps,
                 residual: None,
             },
+            Tail::BiasResidualRelu | Tail::BiasResidual => Epilogue {
+                bias: Some(&bias),
+                steps: &[],
+                residual: None,
+            },
         };
+        let then: &[EpilogueStep] = if tail == Tail::BiasResidual { &[] } else { &relu };
         assert!(g.out_height() > 0 && g.out_width() > 0, "{g:?} has an empty output");
         // Five samples: a pointwise conv on an 8 × 8 map runs units of
         // three (`Direct::span`), here a whole one and a short one.
         for batch in [1, 5] {
             let x = random(&mut rng, batch * g.in_channels * g.height * g.width);
-            if tail == Tail::Residual {
+            if matches!(tail, Tail::Residual | Tail::BiasResidualRelu | Tail::BiasResidual) {
                 let values = &residual[..batch * g.out_channels * g.out_height() * g.out_width()];
-                epilogue.residual = Some(Residual { values, then: &relu });
+                epilogue.residual = Some(Residual { values, then });
             }
             let want = reference(&x, batch, &g, &w, &epilogue);
             for threads in [1, 2] {
@@ -946,7 +957,9 @@ mod tests {
             },
         ];
         for g in geometries {
-            check_tail(g, Tail::Residual);
+            for tail in [Tail::Residual, Tail::BiasResidualRelu, Tail::BiasResidual] {
+                check_tail(g, tail);
+            }
         }
     }
 
@@ -979,7 +992,9 @@ mod tests {
             ..geometry(4, 7, 12, 3)
         }]);
         for g in geometries {
-            check_tail(g, Tail::BiasRelu);
+            for tail in [Tail::BiasRelu, Tail::BiasResidualRelu, Tail::BiasResidual] {
+                check_tail(g, tail);
+            }
         }
     }
 
@@ -1035,7 +1050,13 @@ mod tests {
             },
         ];
         for g in cases {
-            for tail in [Tail::Plain, Tail::BiasRelu, Tail::Residual] {
+            for tail in [
+                Tail::Plain,
+                Tail::BiasRelu,
+                Tail::Residual,
+                Tail::BiasResidualRelu,
+                Tail::BiasResidual,
+            ] {
                 check_tail(g, tail);
             }
         }
