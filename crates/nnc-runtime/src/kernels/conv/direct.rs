@@ -1755,14 +1755,15 @@ fn plan_across(
     }
 }
 
-/// Fetches the line at `at` into cache, to be read.
+/// Fetches the line at `at` into L2, to be read (into L1 it was 2 %
+/// slower: the lines of 16 planes 4 KB apart share a set of L1).
 #[inline(always)]
 fn read_soon(at: *const f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch does not fault.
     unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(at.cast());
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(at.cast());
     }
 }
 
