@@ -183,6 +183,11 @@ fn groups_and_depthwise() {
     check(geometry(3, 3, (7, 6), 3, 2, 1, 3, [1, 0, 1, 2]), 2, 29);
     check(geometry(2, 2, (8, 7), 5, 2, 2, 2, [2, 3, 1, 2]), 2, 30);
     check(geometry(18, 18, (9, 9), 3, 2, 1, 18, [1; 4]), 2, 34);
+    // 3 × 3 at stride 1 with a pixel of padding on rows of whole vectors:
+    // the forward and the input gradient take the kernel's rows-of-vectors
+    // path (blocks of eight rows and a short one).
+    check(geometry(3, 3, (9, 16), 3, 1, 1, 3, [1; 4]), 2, 35);
+    check(geometry(2, 2, (17, 32), 3, 1, 1, 2, [1; 4]), 1, 36);
 }
 
 /// Small maps with channels in 32s and 64s, forward and input gradient:

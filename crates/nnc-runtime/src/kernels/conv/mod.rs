@@ -1186,6 +1186,38 @@ mod tests {
         }
     }
 
+    /// Depthwise 3 × 3 convs at stride 1 with a pixel of padding on rows of
+    /// whole vectors (AVX-512's rows-of-vectors path): one, two and three
+    /// vectors a row, heights that make whole blocks of eight rows, short
+    /// ones and one row, and every tail (on the registers, after them, and
+    /// a residual).
+    #[test]
+    fn depthwise_rows_of_vectors() {
+        for (channels, height, width) in [(3, 16, 16), (2, 9, 32), (1, 1, 48), (5, 2, 16), (2, 17, 16), (1, 7, 32)] {
+            let g = ConvGeometry {
+                in_channels: channels,
+                height,
+                width,
+                out_channels: channels,
+                kernel: 3,
+                stride: 1,
+                dilation: 1,
+                groups: channels,
+                pads: [1; 4],
+            };
+            for tail in [
+                Tail::Plain,
+                Tail::AffinePrelu,
+                Tail::Tanh,
+                Tail::BiasRelu,
+                Tail::Residual,
+                Tail::BiasResidualRelu,
+            ] {
+                check_tail(g, tail);
+            }
+        }
+    }
+
     /// Depthwise convs (one input and one output channel per group), which
     /// AVX-512 reads in place with masked loads: maps whose rows are as
     /// wide as the output's (vectors run on into the next rows) or not,
