@@ -188,6 +188,7 @@ fn groups_and_depthwise() {
     // path (blocks of eight rows and a short one).
     check(geometry(3, 3, (9, 16), 3, 1, 1, 3, [1; 4]), 2, 35);
     check(geometry(2, 2, (17, 32), 3, 1, 1, 2, [1; 4]), 1, 36);
+    check(geometry(3, 3, (10, 16), 3, 2, 1, 3, [0, 0, 1, 1]), 2, 37); // stride 2 on rows of 16
 }
 
 /// Small maps with channels in 32s and 64s, forward and input gradient:

@@ -724,7 +724,10 @@ mod tests {
             }
             let want = reference(&x, batch, &g, &w, &epilogue);
             for threads in [1, 2] {
-                let mut y = vec![f32::NAN; want.len()];
+                // A guard after y: a kernel's store past its last plane
+                // (a masked store's lanes past the end) lands there.
+                const GUARD: usize = 64;
+                let mut y_and_guard = vec![f32::NAN; want.len() + GUARD];
                 let mut scratch = vec![f32::NAN; g.scratch_len(threads)];
                 conv2d(
                     &x,
@@ -732,10 +735,12 @@ mod tests {
                     &g,
                     &w,
                     &epilogue,
-                    &mut y,
+                    &mut y_and_guard[..want.len()],
                     &mut scratch,
                     &crate::Team::new(threads).unwrap(),
                 );
+                let (y, guard) = y_and_guard.split_at(want.len());
+                assert!(guard.iter().all(|v| v.is_nan()), "{g:?} batch {batch}: a store past y");
                 // Rounding errors of f32 sums grow as √depth, like a random walk.
                 let depth_scale = (g.col_rows() as f64 / 64.0).sqrt().max(1.0);
                 for (i, (got, want)) in y.iter().zip(&want).enumerate() {
@@ -1189,21 +1194,26 @@ mod tests {
     /// Depthwise 3 × 3 convs at stride 1 with a pixel of padding on rows of
     /// whole vectors (AVX-512's rows-of-vectors path): one, two and three
     /// vectors a row, heights that make whole blocks of eight rows, short
-    /// ones and one row, and every tail (on the registers, after them, and
-    /// a residual).
+    /// ones and one row; and at stride 2 on rows of a vector (the halving
+    /// path); every tail (on the registers, after them, and a residual).
     #[test]
     fn depthwise_rows_of_vectors() {
-        for (channels, height, width) in [(3, 16, 16), (2, 9, 32), (1, 1, 48), (5, 2, 16), (2, 17, 16), (1, 7, 32)] {
+        let one = [(3, 16, 16), (2, 9, 32), (1, 1, 48), (5, 2, 16), (2, 17, 16), (1, 7, 32)].map(|m| (m, 1, [1; 4]));
+        // And at stride 2 on rows of 16 (SAME: a pixel at the bottom and
+        // right): whole blocks of four vectors, a short one, an odd
+        // number of output rows, one output row.
+        let two = [(3, 16, 16), (2, 10, 16), (1, 2, 16), (2, 20, 16)].map(|m| (m, 2, [0, 0, 1, 1]));
+        for ((channels, height, width), stride, pads) in one.into_iter().chain(two) {
             let g = ConvGeometry {
                 in_channels: channels,
                 height,
                 width,
                 out_channels: channels,
                 kernel: 3,
-                stride: 1,
+                stride,
                 dilation: 1,
                 groups: channels,
-                pads: [1; 4],
+                pads,
             };
             for tail in [
                 Tail::Plain,
