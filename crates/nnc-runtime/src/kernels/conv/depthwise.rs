@@ -96,6 +96,22 @@ pub(super) struct Depthwise<'a> {
     runs: usize,
 }
 
+/// Channel `c`'s nine weights of a 3 × 3 kernel, each in every lane, and
+/// its epilogue's steps where the registers take them: a macro, in the
+/// caller's body, not a function returning them (10 % slower on a
+/// 16 × 16 map).
+#[cfg(target_arch = "x86_64")]
+macro_rules! three_by_three {
+    ($dw:expr, $c:expr) => {{
+        let c = $c;
+        let mut weights = [_mm512_setzero_ps(); 9];
+        for (wt, &tap) in weights.iter_mut().zip(&$dw.weights[c * 9..][..9]) {
+            *wt = _mm512_set1_ps(tap);
+        }
+        (weights, $dw.form.map(|form| form.at(c)))
+    }};
+}
+
 impl<'a> Depthwise<'a> {
     /// Whether this kernel runs `g`: depthwise with stride 1 or 2 and a
     /// kernel of at most 7 × 7, on a CPU with AVX-512, or with AVX2 where
@@ -387,12 +403,7 @@ impl<'a> Depthwise<'a> {
         for (k, p) in planes.enumerate() {
             let input = &src[k * plane_len..(k + 1) * plane_len];
             let output = &mut out[k * plane_len..(k + 1) * plane_len];
-            let taps = &self.weights[p % channels * 9..][..9];
-            let mut weights = [_mm512_setzero_ps(); 9];
-            for (wt, &tap) in weights.iter_mut().zip(taps) {
-                *wt = _mm512_set1_ps(tap);
-            }
-            let steps = self.form.map(|form| form.at(p % channels));
+            let (weights, steps) = three_by_three!(self, p % channels);
             // Blocks of `ROWS` output rows (a vector each): every input row
             // under the block loaded once, its three vectors serving up to
             // three output rows, whose sums (in registers: the indices are
@@ -496,14 +507,7 @@ impl<'a> Depthwise<'a> {
         for (k, p) in planes.enumerate() {
             let input = &src[k * plane_len..(k + 1) * plane_len];
             let output = &mut out[k * out_plane..(k + 1) * out_plane];
-            // (Written out in each, not a function returning them: that
-            // was 10 % slower on a 16 × 16 map.)
-            let taps = &self.weights[p % channels * 9..][..9];
-            let mut weights = [_mm512_setzero_ps(); 9];
-            for (wt, &tap) in weights.iter_mut().zip(taps) {
-                *wt = _mm512_set1_ps(tap);
-            }
-            let steps = self.form.map(|form| form.at(p % channels));
+            let (weights, steps) = three_by_three!(self, p % channels);
             let row = |r: usize| {
                 if r < h {
                     _mm512_loadu_ps(input[r * 16..r * 16 + 16].as_ptr())

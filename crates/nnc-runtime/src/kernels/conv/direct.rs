@@ -1063,6 +1063,8 @@ impl<'a> Direct<'a> {
         // sample group each when the conv has groups (then `span` is 1).
         let sample_len = span * grid.channels * src_plane;
         let sample_groups = batch * self.groups;
+        // What the tiles apply on their way out; the rest runs on each unit.
+        let tile_finish = self.tiles_finish();
         team.run(parts, &|t| {
             let mine = crate::kernels::dense::split(units, parts, t, 1);
             // This unit's share of the source this thread reads next (the
@@ -1115,7 +1117,7 @@ impl<'a> Direct<'a> {
                         tiles.as_mut_ptr()
                     },
                     sums: tiles.as_mut_ptr(),
-                    residual: match self.tiles_finish() {
+                    residual: match tile_finish {
                         Some(TileEpilogue::BiasResidual { residual, .. }) => {
                             residual.as_ptr().wrapping_add(group_plane)
                         }
@@ -1142,8 +1144,7 @@ impl<'a> Direct<'a> {
                     }
                 };
                 if direct {
-                    let finish = self.tiles_finish();
-                    if matches!(finish, Some(TileEpilogue::BiasResidual { .. })) {
+                    if matches!(tile_finish, Some(TileEpilogue::BiasResidual { .. })) {
                         continue;
                     }
                     for sample in 0..samples {
@@ -1151,7 +1152,7 @@ impl<'a> Direct<'a> {
                             let at = group_plane + sample * self.sample_strides().1 + o * out_plane + rows_at.start;
                             // SAFETY: as above.
                             let out = unsafe { y.piece(at..at + rows_at.len()) };
-                            if finish.is_none() {
+                            if tile_finish.is_none() {
                                 self.epilogue.apply_channel(out, group * self.out_group + o);
                             }
                             self.epilogue.finish_channel(out, at, group * self.out_group + o);
@@ -1410,8 +1411,11 @@ impl<'a> Direct<'a> {
                 ($k:tt, $spots:expr, $kernel_rows:expr, $first:expr) => {{
                     let spots: [(usize, usize); $k] = $spots;
                     let kernel_rows = $kernel_rows;
+                    // Where the tile two tiles on stores, where this block's
+                    // tiles store into y (the last block's, stored direct).
                     let spots_ahead: [Option<usize>; $k] = std::array::from_fn(|v| {
-                        ($first + 2 * NV + v < vectors || whole_maps).then(|| place($first + 2 * NV + v).1)
+                        let ahead = $first + 2 * NV + v;
+                        (direct && b + 1 == blocks && (ahead < vectors || whole_maps)).then(|| place(ahead).1)
                     });
                     for strip in at.strips.clone() {
                         let (c0, channels) = match self.multiplier {
@@ -1465,21 +1469,17 @@ impl<'a> Direct<'a> {
                             }
                         };
                         at.ahead.step();
-                        if direct && b + 1 == blocks {
-                            // The strip's lines of y two tiles on, fetched
-                            // for writing: at batch 64 they are out of
-                            // cache, and the tile's stores, each to a line
-                            // of its own, waited on them (a tenth of a
-                            // 3 × 3 conv on a 32 × 32 map; fetched a few a
-                            // strip, not all at once, or the fetches wait).
-                            for v in 0..$k {
-                                if let Some(to) = spots_ahead[v] {
-                                    for i in 0..MR {
-                                        write_soon(at.out.wrapping_add((strip * MR + i) * ld + to));
-                                        if residual {
-                                            read_soon(at.residual.wrapping_add((strip * MR + i) * ld + to));
-                                        }
-                                    }
+                        // The strip's lines of y two tiles on, fetched for
+                        // writing: at batch 64 they are out of cache, and
+                        // the tile's stores, each to a line of its own,
+                        // waited on them (a tenth of a 3 × 3 conv on a
+                        // 32 × 32 map; fetched a few a strip, not all at
+                        // once, or the fetches wait).
+                        for &to in spots_ahead.iter().flatten() {
+                            for i in 0..MR {
+                                write_soon(at.out.wrapping_add((strip * MR + i) * ld + to));
+                                if residual {
+                                    read_soon(at.residual.wrapping_add((strip * MR + i) * ld + to));
                                 }
                             }
                         }
@@ -1564,53 +1564,56 @@ impl<'a> Direct<'a> {
         // features (the tiles ran 40 times slower).
         let (mut tiles, mut spare) = ACROSS.take();
         plan_across(grid, at.rows.clone(), (PX, NV), &mut tiles, &mut spare);
-        {
-            at.ahead
-                .spread(at.strips.len() * grid.channels.div_ceil(block) * tiles.len());
-            for strip in at.strips.clone() {
-                let w = &self.packed[group_at + strip * strip_len..group_at + (strip + 1) * strip_len];
-                let bias = bias_relu.map(|bias| bias[at.group * self.out_group + strip * mr..].as_ptr());
-                for c0 in (0..grid.channels).step_by(block) {
-                    let channels = block.min(grid.channels - c0);
-                    let last = c0 + channels == grid.channels;
-                    // Where each tile keeps its sums: `PX` positions' worth, or
-                    // one for a tile of one.
-                    let mut slot = 0;
-                    for tile in tiles.iter() {
-                        // Not the row pitch: with six positions' pointers
-                        // live, these tiles spill with it (20 % slower).
-                        let reads = Reads {
-                            channels,
-                            plane,
-                            taps: at.taps,
-                            pitch: None,
-                            window: tile.window,
-                        };
-                        // A short tile repeats its last position.
-                        let src: [*const f32; PX] = std::array::from_fn(|i| {
-                            at.source[c0 * plane + tile.reads[i.min(tile.count - 1)] as usize..].as_ptr()
-                        });
-                        let sums = at.sums.wrapping_add(slot * mr);
-                        slot += if tile.count == 1 { 1 } else { PX };
-                        let positions = &tile.positions[..tile.count];
-                        let out =
-                            last.then(|| (at.out.wrapping_add(strip * mr * out_plane), out_plane, positions, bias));
-                        at.ahead.step();
-                        // SAFETY: as in `tiles`: the reads stay inside
-                        // `source` (every tap of a position is in its
-                        // padded plane), `w` holds the strip's `mr · depth`
-                        // (the block's from `c0 · taps · mr`), the tile's
-                        // sums are its own part of the thread's buffer
-                        // (there are as many tiles as `PX` consecutive
-                        // positions make), and the strip's channels at the
-                        // tile's positions are this unit's part of y.
-                        unsafe {
-                            let w = w.as_ptr().add(c0 * taps * mr);
-                            if tile.count == 1 {
-                                micro_across::<1, NV>(&reads, [src[0]], w, sums, c0 > 0, out);
-                            } else {
-                                micro_across::<PX, NV>(&reads, src, w, sums, c0 > 0, out);
-                            }
+        at.ahead
+            .spread(at.strips.len() * grid.channels.div_ceil(block) * tiles.len());
+        for strip in at.strips.clone() {
+            let w = &self.packed[group_at + strip * strip_len..group_at + (strip + 1) * strip_len];
+            let bias = bias_relu.map(|bias| bias[at.group * self.out_group + strip * mr..].as_ptr());
+            for c0 in (0..grid.channels).step_by(block) {
+                let channels = block.min(grid.channels - c0);
+                let last = c0 + channels == grid.channels;
+                // Where each tile keeps its sums: `PX` positions' worth, or
+                // one for a tile of one.
+                let mut slot = 0;
+                for tile in tiles.iter() {
+                    // Not the row pitch: with six positions' pointers
+                    // live, these tiles spill with it (20 % slower).
+                    let reads = Reads {
+                        channels,
+                        plane,
+                        taps: at.taps,
+                        pitch: None,
+                        window: tile.window,
+                    };
+                    // A short tile repeats its last position.
+                    let src: [*const f32; PX] = std::array::from_fn(|i| {
+                        at.source[c0 * plane + tile.reads[i.min(tile.count - 1)] as usize..].as_ptr()
+                    });
+                    let sums = at.sums.wrapping_add(slot * mr);
+                    slot += if tile.count == 1 { 1 } else { PX };
+                    let out = last.then(|| {
+                        (
+                            at.out.wrapping_add(strip * mr * out_plane),
+                            out_plane,
+                            &tile.stores,
+                            bias,
+                        )
+                    });
+                    at.ahead.step();
+                    // SAFETY: as in `tiles`: the reads stay inside
+                    // `source` (every tap of a position is in its
+                    // padded plane), `w` holds the strip's `mr · depth`
+                    // (the block's from `c0 · taps · mr`), the tile's
+                    // sums are its own part of the thread's buffer
+                    // (there are as many tiles as `PX` consecutive
+                    // positions make), and the strip's channels at the
+                    // tile's positions are this unit's part of y.
+                    unsafe {
+                        let w = w.as_ptr().add(c0 * taps * mr);
+                        if tile.count == 1 {
+                            micro_across::<1, NV>(&reads, [src[0]], w, sums, c0 > 0, out);
+                        } else {
+                            micro_across::<PX, NV>(&reads, src, w, sums, c0 > 0, out);
                         }
                     }
                 }
@@ -1625,14 +1628,53 @@ const ACROSS_MAX: usize = 12;
 
 /// One tile of [`Direct::tiles_across`]: `count` output positions of a
 /// sample (`row · out_w + column`, ascending), where in the copy each
-/// reads (`row · phase_w + column`), and the window of taps they read a
-/// source pixel with.
+/// reads (`row · phase_w + column`), the window of taps they read a
+/// source pixel with, and where their outputs go.
 #[derive(Clone, Copy, Debug)]
 struct AcrossTile {
     positions: [u32; ACROSS_MAX],
     reads: [u32; ACROSS_MAX],
     count: usize,
     window: Window,
+    stores: Stores,
+}
+
+/// Groups of eight positions in a tile.
+const GROUPS: usize = ACROSS_MAX.div_ceil(8);
+
+/// Where a channels-in-vectors tile's outputs go: each eight positions'
+/// runs of consecutive ones ([`store_transposed`]), worked out once with
+/// the tile, not at each of its stores.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stores {
+    runs: [[Run; 8]; GROUPS],
+    counts: [usize; GROUPS],
+}
+
+impl Stores {
+    /// The runs of `positions` (ascending), eight at a time.
+    fn of(positions: &[u32]) -> Stores {
+        let mut stores = Stores::default();
+        for (i, &p) in positions.iter().enumerate() {
+            let (group, lane) = (i / 8, i % 8);
+            let n = &mut stores.counts[group];
+            if *n > 0 && lane > 0 && positions[i - 1] + 1 == p {
+                stores.runs[group][*n - 1].lanes |= 1 << lane;
+            } else {
+                stores.runs[group][*n] = Run {
+                    lanes: 1 << lane,
+                    at: p as usize - lane,
+                };
+                *n += 1;
+            }
+        }
+        stores
+    }
+
+    /// The runs of positions `8g..8g + 8`.
+    fn group(&self, g: usize) -> &[Run] {
+        &self.runs[g][..self.counts[g]]
+    }
 }
 
 thread_local! {
@@ -1678,13 +1720,18 @@ fn plan_across(
 ) {
     tiles.clear();
     spare.clear();
-    for (row_run, _) in alike(rows, |r| grid.kernel_rows(r, r)) {
-        for (col_run, _) in alike(0..grid.out_w, |c| grid.kernel_cols(c, c)) {
+    for (row_run, kernel_rows) in alike(rows, |r| grid.kernel_rows(r, r)) {
+        for (col_run, kernel_cols) in alike(0..grid.out_w, |c| grid.kernel_cols(c, c)) {
             let mut tile = AcrossTile {
                 positions: [0; ACROSS_MAX],
                 reads: [0; ACROSS_MAX],
                 count: 0,
-                window: grid.window_at(row_run.start, col_run.start),
+                window: Window {
+                    rows: kernel_rows,
+                    cols: kernel_cols,
+                    width: grid.kernel[1],
+                },
+                stores: Stores::default(),
             };
             for r in row_run.clone() {
                 for c in col_run.clone() {
@@ -1752,6 +1799,9 @@ fn plan_across(
         } else {
             tiles.push(tile);
         }
+    }
+    for tile in tiles.iter_mut() {
+        tile.stores = Stores::of(&tile.positions[..tile.count]);
     }
 }
 
@@ -1834,12 +1884,7 @@ impl Ahead {
             if at >= self.end {
                 break;
             }
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: a prefetch does not fault; `at` is inside the source.
-            unsafe {
-                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-                _mm_prefetch::<_MM_HINT_T1>(at.cast());
-            }
+            read_soon(at);
             at = at.wrapping_add(LINE);
         }
         self.at.set(at);
@@ -2105,7 +2150,9 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
             return;
         }
         Finish::BiasResidual { bias, residual, relu } => {
-            // Straight-line code on the registers, as for `BiasRelu`.
+            // Straight-line code on the registers, as for `BiasRelu`, in
+            // two passes: one, choosing ReLU at each store, left the sums
+            // in memory, stored after each multiply-add (twice as slow).
             #[allow(clippy::needless_range_loop)] // `i` picks a bias too.
             for i in 0..MR {
                 let b = V::splat(bias.add(i));
@@ -2141,10 +2188,10 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
 /// a block of channels: position `i` reads from `src[i]`; the tile starts
 /// from its partial sums at `sums` (with `accumulate`, else from zero),
 /// adds every tap of the block's channels, and either keeps its sums
-/// there or, with `out = (out, ld, positions, bias)`, goes to
-/// `out + c·ld + positions[i]` for channel `c` of the strip (the first
-/// `positions.len()`, ascending), stored transposed ([`store_transposed`]),
-/// the strip's biases at `bias` added and ReLU applied on the way if given.
+/// there or, with `out = (out, ld, stores, bias)`, goes to `out + c·ld` and
+/// on for channel `c` of the strip, at the places of `stores`, stored
+/// transposed ([`store_transposed`]), the strip's biases at `bias` added
+/// and ReLU applied on the way if given.
 ///
 /// # Safety
 /// As [`micro`]'s, with `w` holding `16·NV` weights per depth step,
@@ -2158,7 +2205,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
     mut w: *const f32,
     sums: *mut f32,
     accumulate: bool,
-    out: Option<(*mut f32, usize, &[u32], Option<*const f32>)>,
+    out: Option<(*mut f32, usize, &Stores, Option<*const f32>)>,
 ) {
     use std::arch::x86_64::__m512;
     type V = __m512;
@@ -2179,7 +2226,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
             }
         }
     });
-    let Some((out, ld, positions, bias)) = out else {
+    let Some((out, ld, stores, bias)) = out else {
         for (i, acc_row) in acc.iter().enumerate() {
             for (v, a) in acc_row.iter().enumerate() {
                 a.store(sums.add((i * NV + v) * V::N));
@@ -2191,22 +2238,6 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
     // or the sums would be memory all along, stored after each
     // multiply-add (2.3 times slower).
     let mut acc = std::hint::black_box(acc);
-    // Each eight positions' runs of consecutive ones.
-    let mut runs = [[Run::default(); 8]; ACROSS_MAX.div_ceil(8)];
-    let mut counts = [0; ACROSS_MAX.div_ceil(8)];
-    for (i, &p) in positions.iter().enumerate() {
-        let (group, lane) = (i / 8, i % 8);
-        let n = &mut counts[group];
-        if *n > 0 && lane > 0 && positions[i - 1] + 1 == p {
-            runs[group][*n - 1].lanes |= 1 << lane;
-        } else {
-            runs[group][*n] = Run {
-                lanes: 1 << lane,
-                at: p as usize - lane,
-            };
-            *n += 1;
-        }
-    }
     #[allow(clippy::needless_range_loop)] // `v` picks a column of `acc`.
     for v in 0..NV {
         if let Some(bias) = bias {
@@ -2219,7 +2250,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
             let group = first / 8;
             // Eight positions (the last repeated past the tile) of 16 channels.
             let rows: [V; 8] = std::array::from_fn(|i| acc[(first + i).min(PX - 1)][v]);
-            store_transposed(rows, out.wrapping_add(v * 16 * ld), ld, &runs[group][..counts[group]]);
+            store_transposed(rows, out.wrapping_add(v * 16 * ld), ld, stores.group(group));
         }
     }
 }
