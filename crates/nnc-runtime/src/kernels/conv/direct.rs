@@ -995,16 +995,40 @@ impl<'a> Direct<'a> {
         let parts = team.threads().min(units).min(work / WORK_PER_PART).max(1);
         let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
         with_tap_offsets(grid, |taps| {
-            self.run_units(
-                src,
-                (batch, span),
-                (units, parts, chunks, row_blocks),
-                taps,
-                y,
-                scratch,
-                team,
-            )
+            self.with_across_plan(row_blocks, |across| {
+                self.run_units(
+                    src,
+                    (batch, span),
+                    (units, parts, chunks, row_blocks),
+                    (taps, across),
+                    y,
+                    scratch,
+                    team,
+                )
+            })
         });
+    }
+
+    /// `f(plan)` with the calling thread's [`AcrossPlan`] for this conv's
+    /// `row_blocks` blocks of rows (empty for positions tiles).
+    fn with_across_plan<R>(&self, row_blocks: usize, f: impl FnOnce(&AcrossPlan) -> R) -> R {
+        ACROSS.with(|plan| {
+            let mut plan = plan.borrow_mut();
+            let AcrossPlan { tiles, starts, spare } = &mut *plan;
+            tiles.clear();
+            starts.clear();
+            if self.shape.across {
+                let (px, nv) = (self.shape.nv, self.shape.mr / self.shape.lanes);
+                let rows = self.rows();
+                for block in 0..row_blocks {
+                    starts.push(tiles.len());
+                    let block_rows = block * rows..((block + 1) * rows).min(self.grid.out_h);
+                    plan_across(&self.grid, block_rows, (px, nv), tiles, spare);
+                }
+                starts.push(tiles.len());
+            }
+            f(&plan)
+        })
     }
 
     /// Samples per unit: one, or for a conv read in place whose samples'
@@ -1049,7 +1073,7 @@ impl<'a> Direct<'a> {
         src: &[f32],
         (batch, span): (usize, usize),
         (units, parts, chunks, row_blocks): (usize, usize, usize, usize),
-        taps: &[usize],
+        (taps, across): (&[usize], &AcrossPlan),
         y: Disjoint<'_>,
         scratch: Disjoint<'_>,
         team: &Team,
@@ -1106,6 +1130,7 @@ impl<'a> Direct<'a> {
                 let unit = Unit {
                     source,
                     taps,
+                    across: across.block(block),
                     strips: strip_range.clone(),
                     rows: row_range.clone(),
                     group,
@@ -1562,8 +1587,7 @@ impl<'a> Direct<'a> {
         // Out of the thread's table and back, not in a closure given to
         // `with`: a closure is not compiled with this function's vector
         // features (the tiles ran 40 times slower).
-        let (mut tiles, mut spare) = ACROSS.take();
-        plan_across(grid, at.rows.clone(), (PX, NV), &mut tiles, &mut spare);
+        let tiles = at.across;
         at.ahead
             .spread(at.strips.len() * grid.channels.div_ceil(block) * tiles.len());
         for strip in at.strips.clone() {
@@ -1619,7 +1643,6 @@ impl<'a> Direct<'a> {
                 }
             }
         }
-        ACROSS.set((tiles, spare));
     }
 }
 
@@ -1677,11 +1700,39 @@ impl Stores {
     }
 }
 
+/// The tiles of [`Direct::tiles_across`] for each block of output rows,
+/// planned by the thread that runs the conv before its team starts, and
+/// room for the tiles' leftovers while it plans.
+pub(super) struct AcrossPlan {
+    tiles: Vec<AcrossTile>,
+    /// Where each block's tiles start in `tiles`, and where the last ends.
+    starts: Vec<usize>,
+    spare: Vec<AcrossTile>,
+}
+
+impl AcrossPlan {
+    /// The tiles of block `block`: none for a conv of positions tiles.
+    fn block(&self, block: usize) -> &[AcrossTile] {
+        match self.starts.get(block..block + 2) {
+            Some(&[start, end]) => &self.tiles[start..end],
+            _ => &[],
+        }
+    }
+}
+
 thread_local! {
-    /// The calling thread's tiles of [`Direct::tiles_across`] for its
-    /// current unit, and room for the tiles' leftovers while it plans:
-    /// grown once, so that a planned step allocates nothing after its first.
-    static ACROSS: RefCell<(Vec<AcrossTile>, Vec<AcrossTile>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The calling thread's [`AcrossPlan`]: grown to its largest conv, so
+    /// that a planned step allocates nothing after its first. On the
+    /// calling thread, not each of the team's: which units a team thread
+    /// takes differs from call to call, and a thread's first unit of a
+    /// conv would have grown its own plan on a later step.
+    static ACROSS: RefCell<AcrossPlan> = const {
+        RefCell::new(AcrossPlan {
+            tiles: Vec::new(),
+            starts: Vec::new(),
+            spare: Vec::new(),
+        })
+    };
 }
 
 /// The runs of `span` alike in `key`, with it: rows (or columns) of
@@ -1700,9 +1751,9 @@ fn alike<K: PartialEq>(span: Range<usize>, key: impl Fn(usize) -> K) -> impl Ite
     })
 }
 
-/// Tiles of `px` positions over the output rows `rows` of `grid`, each of
-/// positions that read alike windows of the kernel: a 3 × 3 conv's 8 × 8
-/// map is an inside of 6 × 6 positions (every tap), four edges of six
+/// Appends to `tiles` tiles of `px` positions over the output rows `rows`
+/// of `grid`, each of positions that read alike windows of the kernel: a
+/// 3 × 3 conv's 8 × 8 map is an inside of 6 × 6 positions (every tap), four edges of six
 /// (six taps: a padding row or column skipped) and four corners (four
 /// taps, one position a tile), 484 position-taps in place of 594 for
 /// tiles of six consecutive positions: 11 % faster at 128 channels on a
@@ -1718,7 +1769,6 @@ fn plan_across(
     tiles: &mut Vec<AcrossTile>,
     spare: &mut Vec<AcrossTile>,
 ) {
-    tiles.clear();
     spare.clear();
     for (row_run, kernel_rows) in alike(rows, |r| grid.kernel_rows(r, r)) {
         for (col_run, kernel_cols) in alike(0..grid.out_w, |c| grid.kernel_cols(c, c)) {
@@ -1832,6 +1882,8 @@ fn write_soon(at: *mut f32) {
 struct Unit<'a> {
     source: &'a [f32],
     taps: &'a [usize],
+    /// The tiles of a channels-in-vectors conv over the unit's rows.
+    across: &'a [AcrossTile],
     /// Where the group's (or the tile buffer's) channel 0 is: the tiles
     /// of strip `s` go `s · MR` channels on.
     out: *mut f32,
@@ -2377,6 +2429,7 @@ mod tests {
             (grid(4, [3; 4], 1), 0..8, 12, None),
         ];
         for (grid, rows, px, computed) in cases {
+            tiles.clear();
             plan_across(&grid, rows.clone(), (px, 4), &mut tiles, &mut spare);
             let outputs = rows.len() * grid.out_w;
             let slots = |t: &AcrossTile| if t.count == 1 { 1 } else { px };
