@@ -1194,16 +1194,19 @@ mod tests {
     /// Depthwise 3 × 3 convs at stride 1 with a pixel of padding on rows of
     /// whole vectors (AVX-512's rows-of-vectors path): one, two and three
     /// vectors a row, heights that make whole blocks of eight rows, short
-    /// ones and one row; and at stride 2 on rows of a vector (the halving
-    /// path); every tail (on the registers, after them, and a residual).
+    /// ones and one row; on rows of 8, every height up to 8 (the row-pairs
+    /// path: odd heights end on a half vector); and at stride 2 on rows of
+    /// a vector (the halving path); every tail (on the registers, after
+    /// them, and a residual).
     #[test]
     fn depthwise_rows_of_vectors() {
+        let pairs = (1..=8).map(|height| ((1 + height % 3, height, 8), 1, [1; 4]));
         let one = [(3, 16, 16), (2, 9, 32), (1, 1, 48), (5, 2, 16), (2, 17, 16), (1, 7, 32)].map(|m| (m, 1, [1; 4]));
         // And at stride 2 on rows of 16 (SAME: a pixel at the bottom and
         // right): whole blocks of four vectors, a short one, an odd
         // number of output rows, one output row.
         let two = [(3, 16, 16), (2, 10, 16), (1, 2, 16), (2, 20, 16)].map(|m| (m, 2, [0, 0, 1, 1]));
-        for ((channels, height, width), stride, pads) in one.into_iter().chain(two) {
+        for ((channels, height, width), stride, pads) in one.into_iter().chain(pairs).chain(two) {
             let g = ConvGeometry {
                 in_channels: channels,
                 height,
