@@ -23,7 +23,7 @@ use super::direct::{lane_range, WORK_PER_PART};
 use super::ConvGeometry;
 use crate::aligned::LINE;
 use crate::kernels::dense::split;
-use crate::kernels::epilogue::{ChannelForm, ChannelSteps, Epilogue};
+use crate::kernels::epilogue::{ChannelForm, ChannelSteps, Epilogue, LaneSteps};
 use crate::kernels::simd::{low_lanes, Level};
 use crate::team::{Disjoint, Team};
 
@@ -108,7 +108,12 @@ macro_rules! three_by_three {
         for (wt, &tap) in weights.iter_mut().zip(&$dw.weights[c * 9..][..9]) {
             *wt = _mm512_set1_ps(tap);
         }
-        (weights, $dw.form.map(|form| form.at(c)))
+        // Not `map`: a closure does not take the caller's AVX-512.
+        let steps: Option<LaneSteps<__m512>> = match &$dw.form {
+            Some(form) => Some(form.at(c).in_lanes()),
+            None => None,
+        };
+        (weights, steps)
     }};
 }
 
@@ -550,83 +555,54 @@ impl<'a> Depthwise<'a> {
     }
 
     /// The planes `planes` of a [`Depthwise::halving_rows_of_a_vector`]
-    /// conv: a vector holds output rows `2m` and `2m + 1`; for each kernel
-    /// row, the two input rows under them are loaded whole (a vector each)
-    /// and each kernel column's inputs, every other one, are picked from
-    /// both by one permute (the column past the row's end masked to zero),
-    /// in place of two masked loads and a permute per tap with the masks
-    /// read from a table (mobile_mini's stride-2 depthwise conv ran at a
-    /// third of ONNX Runtime's speed that way on a Zen 4). Four vectors'
-    /// sums at a time.
+    /// conv, a block of up to 8 output rows at a time. The block's input
+    /// rows are first split by one permute per two rows into four 8-wide
+    /// maps in a buffer: the even and the odd columns, each of the even
+    /// and of the odd rows. Kernel column 0 then reads the even columns,
+    /// 1 the odd ones, 2 the even ones a column on (the column past the
+    /// row's end masked); kernel row 0 reads the even rows, 1 the odd ones,
+    /// 2 the even ones a row on; and a vector of two output rows reads each
+    /// of its nine inputs with one load, 16 floats in a row of one map:
+    /// 18 permutes for 36 multiply-adds where one permute a multiply-add
+    /// picked them from the input rows (the tables' way took two masked
+    /// loads and a permute for each, a third of ONNX Runtime's speed on
+    /// mobile_mini's stride-2 conv on a Zen 4).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn planes_halved_avx512(&self, src: &[f32], planes: std::ops::Range<usize>, out: &mut [f32]) {
         use std::arch::x86_64::*;
-        const VECTORS: usize = 4;
+        /// Output rows a block, and input rows of each parity it reads.
+        const ROWS: usize = 8;
         let g = &self.g;
         let (h, channels) = (g.height, g.out_channels);
-        let (plane_len, out_plane, out_h) = (h * 16, h / 2 * 8, h / 2);
-        let vectors = out_h.div_ceil(2);
-        // Lane l < 8 takes column 2l + kj of the first row, lane 8 + l of
-        // the second; column 16 (kernel column 2 at lane 7 or 15) is padding.
-        let picks: [__m512i; 3] = std::array::from_fn(|kj| {
-            let kj = kj as i32;
-            _mm512_setr_epi32(
-                kj,
-                kj + 2,
-                kj + 4,
-                kj + 6,
-                kj + 8,
-                kj + 10,
-                kj + 12,
-                kj + 14,
-                16 + kj,
-                16 + kj + 2,
-                16 + kj + 4,
-                16 + kj + 6,
-                16 + kj + 8,
-                16 + kj + 10,
-                16 + kj + 12,
-                16 + kj + 14,
-            )
-        });
-        const INSIDE: [u16; 3] = [0xFFFF, 0xFFFF, 0x7F7F];
+        let (plane_len, out_h) = (h * 16, h / 2);
+        let out_plane = out_h * 8;
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        // Columns (even, odd) of the block's rows (even, then odd): row
+        // `i` of a map at `8 i`; the even rows' maps hold a row more (the
+        // one under the block's last, read by kernel row 2) and room for
+        // a store of two rows from it.
+        let mut maps = [[0.0f32; (ROWS + 2) * 8]; 4];
         for (k, p) in planes.enumerate() {
             let input = &src[k * plane_len..(k + 1) * plane_len];
             let output = &mut out[k * out_plane..(k + 1) * out_plane];
             let (weights, steps) = three_by_three!(self, p % channels);
-            let row = |r: usize| {
-                if r < h {
-                    _mm512_loadu_ps(input[r * 16..r * 16 + 16].as_ptr())
-                } else {
-                    _mm512_setzero_ps()
-                }
-            };
-            for m0 in (0..vectors).step_by(VECTORS) {
-                let mut sums = [_mm512_setzero_ps(); VECTORS];
-                for (i, sum) in sums.iter_mut().enumerate() {
-                    // Output rows 2m and 2m + 1 read input rows 4m + ki and
-                    // 4m + 2 + ki (past the last: the bottom padding, or a
-                    // vector past the plane's, whose outputs are not stored).
-                    let m = m0 + i;
-                    for ki in 0..3 {
-                        let (first, second) = (row(4 * m + ki), row(4 * m + 2 + ki));
-                        for kj in 0..3 {
-                            let x = _mm512_maskz_permutex2var_ps(INSIDE[kj], first, picks[kj], second);
-                            *sum = _mm512_fmadd_ps(x, weights[3 * ki + kj], *sum);
-                        }
+            for o0 in (0..out_h).step_by(ROWS) {
+                let block = (input, &mut output[8 * o0..], &mut maps, o0);
+                let (w, steps) = (&weights, &steps);
+                // SAFETY: as the caller's; the block's loops unrolled.
+                unsafe {
+                    match out_h - o0 {
+                        1 => halved_block::<1>(block, (w, steps), [evens, odds]),
+                        2 => halved_block::<2>(block, (w, steps), [evens, odds]),
+                        3 => halved_block::<3>(block, (w, steps), [evens, odds]),
+                        4 => halved_block::<4>(block, (w, steps), [evens, odds]),
+                        5 => halved_block::<5>(block, (w, steps), [evens, odds]),
+                        6 => halved_block::<6>(block, (w, steps), [evens, odds]),
+                        7 => halved_block::<7>(block, (w, steps), [evens, odds]),
+                        _ => halved_block::<ROWS>(block, (w, steps), [evens, odds]),
                     }
-                }
-                for (i, &sum) in sums.iter().enumerate().take(vectors - m0) {
-                    let sum = match &steps {
-                        // SAFETY: AVX-512F, as the caller's.
-                        Some(steps) => unsafe { steps.apply(sum) },
-                        None => sum,
-                    };
-                    let at = 16 * (m0 + i);
-                    let lanes = if at + 16 <= out_plane { 0xFFFF } else { 0x00FF };
-                    // SAFETY: the mask stores only positions of the plane.
-                    unsafe { _mm512_mask_storeu_ps(output.as_mut_ptr().add(at), lanes, sum) };
                 }
             }
         }
@@ -766,3 +742,81 @@ impl<'a> Depthwise<'a> {
 
 /// The even lanes of 16.
 const EVEN: u16 = 0x5555;
+
+/// Output rows `o0..o0 + R` of a [`Depthwise::planes_halved_avx512`]
+/// plane: its `input` rows split into the four `maps`, then the nine
+/// loads and multiply-adds of each vector of two output rows, stored from
+/// `output` on (the block's first row).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::type_complexity)]
+unsafe fn halved_block<const R: usize>(
+    (input, output, maps, o0): (&[f32], &mut [f32], &mut [[f32; 80]; 4], usize),
+    (weights, steps): (
+        &[std::arch::x86_64::__m512; 9],
+        &Option<LaneSteps<std::arch::x86_64::__m512>>,
+    ),
+    [evens, odds]: [std::arch::x86_64::__m512i; 2],
+) {
+    use std::arch::x86_64::*;
+    let h = input.len() / 16;
+    let row = |r: usize| {
+        if r < h {
+            _mm512_loadu_ps(input[r * 16..r * 16 + 16].as_ptr())
+        } else {
+            _mm512_setzero_ps()
+        }
+    };
+    let [even_even, odd_even, even_odd, odd_odd] = maps;
+    // Map row `i` is input row `2 (o0 + i)` (even rows) or the one under
+    // it (odd rows): two of them a permute.
+    for i in (0..=R).step_by(2) {
+        let r = 2 * (o0 + i);
+        let (a, b) = (row(r), row(r + 2));
+        _mm512_storeu_ps(
+            even_even[8 * i..][..16].as_mut_ptr(),
+            _mm512_permutex2var_ps(a, evens, b),
+        );
+        _mm512_storeu_ps(odd_even[8 * i..][..16].as_mut_ptr(), _mm512_permutex2var_ps(a, odds, b));
+        if i < R {
+            let (a, b) = (row(r + 1), row(r + 3));
+            _mm512_storeu_ps(
+                even_odd[8 * i..][..16].as_mut_ptr(),
+                _mm512_permutex2var_ps(a, evens, b),
+            );
+            _mm512_storeu_ps(odd_odd[8 * i..][..16].as_mut_ptr(), _mm512_permutex2var_ps(a, odds, b));
+        }
+    }
+    for m in 0..R.div_ceil(2) {
+        let mut sum = [_mm512_setzero_ps(); 3];
+        for ki in 0..3 {
+            let (evens, odds) = if ki == 1 {
+                (&*even_odd, &*odd_odd)
+            } else {
+                (&*even_even, &*odd_even)
+            };
+            // Kernel row `ki` of output rows `o0 + 2m` and the next.
+            let from = 16 * m + 8 * (ki / 2);
+            let x = [
+                _mm512_loadu_ps(evens[from..][..16].as_ptr()),
+                _mm512_loadu_ps(odds[from..][..16].as_ptr()),
+                // SAFETY: lanes 7 and 15 (past each row's end) are
+                // masked: the 15 others are in the map.
+                unsafe { _mm512_maskz_loadu_ps(0x7F7F, evens[from + 1..].as_ptr()) },
+            ];
+            for kj in 0..3 {
+                sum[kj] = _mm512_fmadd_ps(x[kj], weights[3 * ki + kj], sum[kj]);
+            }
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), sum[2]);
+        let sum = match steps {
+            // SAFETY: AVX-512F, as the caller's.
+            Some(steps) => unsafe { steps.apply(sum) },
+            None => sum,
+        };
+        let lanes = if 2 * m + 1 < R { 0xFFFF } else { 0x00FF };
+        // SAFETY: the mask stores only positions of the plane.
+        unsafe { _mm512_mask_storeu_ps(output.as_mut_ptr().add(16 * m), lanes, sum) };
+    }
+}

@@ -1203,9 +1203,13 @@ mod tests {
         let pairs = (1..=8).map(|height| ((1 + height % 3, height, 8), 1, [1; 4]));
         let one = [(3, 16, 16), (2, 9, 32), (1, 1, 48), (5, 2, 16), (2, 17, 16), (1, 7, 32)].map(|m| (m, 1, [1; 4]));
         // And at stride 2 on rows of 16 (SAME: a pixel at the bottom and
-        // right): whole blocks of four vectors, a short one, an odd
-        // number of output rows, one output row.
-        let two = [(3, 16, 16), (2, 10, 16), (1, 2, 16), (2, 20, 16)].map(|m| (m, 2, [0, 0, 1, 1]));
+        // right): blocks of every number of output rows up to eight, and
+        // maps of several blocks, the last short.
+        let two = (2..=16)
+            .step_by(2)
+            .map(|height| (1 + height % 3, height, 16))
+            .chain([(2, 20, 16), (1, 34, 16)])
+            .map(|m| (m, 2, [0, 0, 1, 1]));
         for ((channels, height, width), stride, pads) in one.into_iter().chain(pairs).chain(two) {
             let g = ConvGeometry {
                 in_channels: channels,
