@@ -1105,7 +1105,16 @@ mod tests {
             if Level::detect() == Level::Avx512 {
                 assert!(g.shape().across(), "{g:?} does not put channels in vectors");
             }
-            for tail in [Tail::Plain, Tail::BiasRelu, Tail::AffinePrelu] {
+            // And the residual tails, which these tiles leave to a pass
+            // over the unit's outputs (with ReLU after the sum or not).
+            for tail in [
+                Tail::Plain,
+                Tail::BiasRelu,
+                Tail::AffinePrelu,
+                Tail::BiasResidualRelu,
+                Tail::BiasResidual,
+                Tail::Residual,
+            ] {
                 check_tail(g, tail);
             }
         }
