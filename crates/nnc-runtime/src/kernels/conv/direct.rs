@@ -34,9 +34,11 @@ pub(super) const WORK_PER_PART: usize = if cfg!(test) { 1 } else { 1 << 20 };
 /// Floats of a unit's output tiles per thread: the unit's rows are chosen
 /// to fit (at least one), so the tiles are copied out while in L2.
 const OUT_CAP: usize = 32 * 1024;
-/// Depth steps (channels × taps) per block: a block's weights (8 strips'
-/// worth at most) and reads stay in L1 across a strip's tiles.
-const DEPTH_BLOCK: usize = 512;
+/// Depth steps (channels × taps) per block: a tile's reads of a block
+/// stay in L1 while the strips' weights pass over them. A 3 × 3 conv over
+/// 64 channels (576) is one block, not two whose partial sums go through
+/// memory (2–3 % faster on a 16 × 16 map on a Zen 4, AVX-512 and AVX2).
+pub(super) const DEPTH_BLOCK: usize = 1024;
 /// Floats of a strip's weights per block of channels in the
 /// channels-in-vectors tiles (24 KiB: half of a 48 KiB L1).
 const ACROSS_BLOCK: usize = 6 * 1024;

@@ -1067,6 +1067,31 @@ mod tests {
         }
     }
 
+    /// Positions tiles over more channels than a block of depth holds
+    /// (`DEPTH_BLOCK`): the tiles' sums go on from one block to the next,
+    /// stored straight into y (rows of whole vectors) or into the tile
+    /// buffer, and the epilogue runs once, after the last.
+    #[test]
+    fn positions_tiles_over_blocks_of_depth() {
+        let cases = [
+            (120, (16, 16), 16, 3, [1; 4]),
+            (48, (12, 20), 24, 5, [2; 4]),
+            (130, (9, 7), 8, 3, [0; 4]),
+        ];
+        for (c, (h, w), o, k, pads) in cases {
+            let g = ConvGeometry {
+                height: h,
+                width: w,
+                pads,
+                ..geometry(c, h, o, k)
+            };
+            assert!(g.in_channels * k * k > direct::DEPTH_BLOCK, "{g:?}");
+            for tail in [Tail::Plain, Tail::BiasRelu, Tail::AffinePrelu, Tail::BiasResidualRelu] {
+                check_tail(g, tail);
+            }
+        }
+    }
+
     /// Channels-in-vectors tiles (AVX-512, maps whose rows fill vectors
     /// badly) whose positions share a window of the kernel, the taps that
     /// read only padding skipped: 8 × 8 maps at 64 and 32 channels a strip
