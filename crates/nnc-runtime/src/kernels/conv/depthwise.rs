@@ -555,18 +555,22 @@ impl<'a> Depthwise<'a> {
     }
 
     /// The planes `planes` of a [`Depthwise::halving_rows_of_a_vector`]
-    /// conv, a block of up to 8 output rows at a time. The block's input
-    /// rows are first split by one permute per two rows into four 8-wide
-    /// maps in a buffer: the even and the odd columns, each of the even
-    /// and of the odd rows. Kernel column 0 then reads the even columns,
-    /// 1 the odd ones, 2 the even ones a column on (the column past the
-    /// row's end masked); kernel row 0 reads the even rows, 1 the odd ones,
-    /// 2 the even ones a row on; and a vector of two output rows reads each
-    /// of its nine inputs with one load, 16 floats in a row of one map:
-    /// 18 permutes for 36 multiply-adds where one permute a multiply-add
-    /// picked them from the input rows (the tables' way took two masked
-    /// loads and a permute for each, a third of ONNX Runtime's speed on
-    /// mobile_mini's stride-2 conv on a Zen 4).
+    /// conv, a block of up to 8 output rows at a time ([`halved_block`]).
+    /// A vector holds output rows `2m` and `2m + 1`. Kernel column 0 reads
+    /// the even input columns, 1 the odd ones, 2 the even ones a column on
+    /// (the column past the row's end is padding); kernel row 0 reads input
+    /// rows `4m` and `4m + 2`, 1 the rows under those, 2 the rows `4m + 2`
+    /// and `4m + 4`. Input rows `4m` and `4m + 2` give their even columns
+    /// (and their odd ones) in one permute; the rows under them likewise;
+    /// kernel row 2's are the high half of vector `m`'s and the low half of
+    /// vector `m + 1`'s (one lane shift), and kernel column 2's are kernel
+    /// column 0's a lane on: 4 two-row permutes and 5 one-vector shuffles
+    /// for 9 multiply-adds, all in registers. The tables' way took two
+    /// masked loads and a permute for each (a third of ONNX Runtime's speed
+    /// on mobile_mini's stride-2 conv on a Zen 4); picking each kernel
+    /// column from two rows by its own permute ran at 13 G multiply-adds/s,
+    /// and splitting the rows into maps in memory to load them whole, 15
+    /// (its loads waited on the stores under them); this way 19–20.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn planes_halved_avx512(&self, src: &[f32], planes: std::ops::Range<usize>, out: &mut [f32]) {
@@ -579,17 +583,12 @@ impl<'a> Depthwise<'a> {
         let out_plane = out_h * 8;
         let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        // Columns (even, odd) of the block's rows (even, then odd): row
-        // `i` of a map at `8 i`; the even rows' maps hold a row more (the
-        // one under the block's last, read by kernel row 2) and room for
-        // a store of two rows from it.
-        let mut maps = [[0.0f32; (ROWS + 2) * 8]; 4];
         for (k, p) in planes.enumerate() {
             let input = &src[k * plane_len..(k + 1) * plane_len];
             let output = &mut out[k * out_plane..(k + 1) * out_plane];
             let (weights, steps) = three_by_three!(self, p % channels);
             for o0 in (0..out_h).step_by(ROWS) {
-                let block = (input, &mut output[8 * o0..], &mut maps, o0);
+                let block = (input, &mut output[8 * o0..], o0);
                 let (w, steps) = (&weights, &steps);
                 // SAFETY: as the caller's; the block's loops unrolled.
                 unsafe {
@@ -744,15 +743,14 @@ impl<'a> Depthwise<'a> {
 const EVEN: u16 = 0x5555;
 
 /// Output rows `o0..o0 + R` of a [`Depthwise::planes_halved_avx512`]
-/// plane: its `input` rows split into the four `maps`, then the nine
-/// loads and multiply-adds of each vector of two output rows, stored from
-/// `output` on (the block's first row).
+/// plane, stored from `output` on (the block's first row): `evens` and
+/// `odds` pick a pair of rows' even and odd columns.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::type_complexity)]
 unsafe fn halved_block<const R: usize>(
-    (input, output, maps, o0): (&[f32], &mut [f32], &mut [[f32; 80]; 4], usize),
+    (input, output, o0): (&[f32], &mut [f32], usize),
     (weights, steps): (
         &[std::arch::x86_64::__m512; 9],
         &Option<LaneSteps<std::arch::x86_64::__m512>>,
@@ -768,47 +766,41 @@ unsafe fn halved_block<const R: usize>(
             _mm512_setzero_ps()
         }
     };
-    let [even_even, odd_even, even_odd, odd_odd] = maps;
-    // Map row `i` is input row `2 (o0 + i)` (even rows) or the one under
-    // it (odd rows): two of them a permute.
-    for i in (0..=R).step_by(2) {
-        let r = 2 * (o0 + i);
-        let (a, b) = (row(r), row(r + 2));
-        _mm512_storeu_ps(
-            even_even[8 * i..][..16].as_mut_ptr(),
+    // A lane on in each half (lanes 7 and 15, the padding column, zeroed).
+    let column_on = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0, 9, 10, 11, 12, 13, 14, 15, 0);
+    // Even and odd columns of input rows `r` and `r + 2`, then of the rows
+    // under them.
+    let pair = |r: usize| {
+        let (a, b, c, d) = (row(r), row(r + 2), row(r + 1), row(r + 3));
+        [
             _mm512_permutex2var_ps(a, evens, b),
-        );
-        _mm512_storeu_ps(odd_even[8 * i..][..16].as_mut_ptr(), _mm512_permutex2var_ps(a, odds, b));
-        if i < R {
-            let (a, b) = (row(r + 1), row(r + 3));
-            _mm512_storeu_ps(
-                even_odd[8 * i..][..16].as_mut_ptr(),
-                _mm512_permutex2var_ps(a, evens, b),
-            );
-            _mm512_storeu_ps(odd_odd[8 * i..][..16].as_mut_ptr(), _mm512_permutex2var_ps(a, odds, b));
-        }
-    }
+            _mm512_permutex2var_ps(a, odds, b),
+            _mm512_permutex2var_ps(c, evens, d),
+            _mm512_permutex2var_ps(c, odds, d),
+        ]
+    };
+    // The high half of `a`, then the low half of `b`.
+    let halves = |a: __m512, b: __m512| {
+        _mm512_castsi512_ps(_mm512_alignr_epi32::<8>(_mm512_castps_si512(b), _mm512_castps_si512(a)))
+    };
+    let mut now = pair(2 * o0);
     for m in 0..R.div_ceil(2) {
+        let next = pair(2 * o0 + 4 * m + 4);
+        let [even, odd, even_under, odd_under] = now;
+        // Kernel row `ki`'s even and odd columns.
+        let rows = [
+            (even, odd),
+            (even_under, odd_under),
+            (halves(even, next[0]), halves(odd, next[1])),
+        ];
         let mut sum = [_mm512_setzero_ps(); 3];
-        for ki in 0..3 {
-            let (evens, odds) = if ki == 1 {
-                (&*even_odd, &*odd_odd)
-            } else {
-                (&*even_even, &*odd_even)
-            };
-            // Kernel row `ki` of output rows `o0 + 2m` and the next.
-            let from = 16 * m + 8 * (ki / 2);
-            let x = [
-                _mm512_loadu_ps(evens[from..][..16].as_ptr()),
-                _mm512_loadu_ps(odds[from..][..16].as_ptr()),
-                // SAFETY: lanes 7 and 15 (past each row's end) are
-                // masked: the 15 others are in the map.
-                unsafe { _mm512_maskz_loadu_ps(0x7F7F, evens[from + 1..].as_ptr()) },
-            ];
+        for (ki, &(evens, odds)) in rows.iter().enumerate() {
+            let x = [evens, odds, _mm512_maskz_permutexvar_ps(0x7F7F, column_on, evens)];
             for kj in 0..3 {
                 sum[kj] = _mm512_fmadd_ps(x[kj], weights[3 * ki + kj], sum[kj]);
             }
         }
+        now = next;
         let sum = _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), sum[2]);
         let sum = match steps {
             // SAFETY: AVX-512F, as the caller's.
