@@ -300,6 +300,18 @@ pub(crate) struct LaneSteps<V> {
 }
 
 impl<V: Lanes> LaneSteps<V> {
+    /// `v` through `steps`, where a kernel has some to apply.
+    ///
+    /// # Safety
+    /// The CPU has `V`'s features.
+    #[inline(always)]
+    pub(crate) unsafe fn apply_some(steps: &Option<Self>, v: V) -> V {
+        match steps {
+            Some(steps) => steps.apply(v),
+            None => v,
+        }
+    }
+
     /// `act((v + bias) · scale + shift)`.
     ///
     /// # Safety

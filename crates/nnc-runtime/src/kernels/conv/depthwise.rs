@@ -459,11 +459,8 @@ impl<'a> Depthwise<'a> {
                         }
                     }
                     for (o, &sum) in sums.iter().enumerate().take(h - r0) {
-                        let sum = match &steps {
-                            // SAFETY: AVX-512F, as the caller's.
-                            Some(steps) => unsafe { steps.apply(sum) },
-                            None => sum,
-                        };
+                        // SAFETY: AVX-512F, as the caller's.
+                        let sum = unsafe { LaneSteps::apply_some(&steps, sum) };
                         let at = (r0 + o) * w + 16 * v;
                         _mm512_storeu_ps(output[at..at + 16].as_mut_ptr(), sum);
                     }
@@ -532,11 +529,8 @@ impl<'a> Depthwise<'a> {
             }
             for (m, &[left, middle, right]) in sums.iter().enumerate().take(vectors) {
                 let sum = _mm512_add_ps(_mm512_add_ps(left, middle), right);
-                let sum = match &steps {
-                    // SAFETY: AVX-512F, as the caller's.
-                    Some(steps) => unsafe { steps.apply(sum) },
-                    None => sum,
-                };
+                // SAFETY: AVX-512F, as the caller's.
+                let sum = unsafe { LaneSteps::apply_some(&steps, sum) };
                 let lanes = if 2 * m + 1 < H { 0xFFFF } else { 0x00FF };
                 // SAFETY: the mask stores only positions of the plane.
                 unsafe { _mm512_mask_storeu_ps(output.as_mut_ptr().add(16 * m), lanes, sum) };
@@ -575,7 +569,7 @@ impl<'a> Depthwise<'a> {
     #[target_feature(enable = "avx512f")]
     unsafe fn planes_halved_avx512(&self, src: &[f32], planes: std::ops::Range<usize>, out: &mut [f32]) {
         use std::arch::x86_64::*;
-        /// Output rows a block, and input rows of each parity it reads.
+        /// Output rows a block ([`halved_block`]'s loops unrolled for each).
         const ROWS: usize = 8;
         let g = &self.g;
         let (h, channels) = (g.height, g.out_channels);
@@ -802,11 +796,8 @@ unsafe fn halved_block<const R: usize>(
         }
         now = next;
         let sum = _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), sum[2]);
-        let sum = match steps {
-            // SAFETY: AVX-512F, as the caller's.
-            Some(steps) => unsafe { steps.apply(sum) },
-            None => sum,
-        };
+        // SAFETY: AVX-512F, as the caller's.
+        let sum = unsafe { LaneSteps::apply_some(steps, sum) };
         let lanes = if 2 * m + 1 < R { 0xFFFF } else { 0x00FF };
         // SAFETY: the mask stores only positions of the plane.
         unsafe { _mm512_mask_storeu_ps(output.as_mut_ptr().add(16 * m), lanes, sum) };

@@ -1589,9 +1589,7 @@ impl<'a> Direct<'a> {
             Some(TileEpilogue::BiasRelu(bias)) => Some(bias),
             _ => None,
         };
-        // Out of the thread's table and back, not in a closure given to
-        // `with`: a closure is not compiled with this function's vector
-        // features (the tiles ran 40 times slower).
+        // Planned by the conv's calling thread ([`AcrossPlan`]).
         let tiles = at.across;
         at.ahead
             .spread(at.strips.len() * grid.channels.div_ceil(block) * tiles.len());
@@ -1758,15 +1756,15 @@ fn alike<K: PartialEq>(span: Range<usize>, key: impl Fn(usize) -> K) -> impl Ite
 
 /// Appends to `tiles` tiles of `px` positions over the output rows `rows`
 /// of `grid`, each of positions that read alike windows of the kernel: a
-/// 3 × 3 conv's 8 × 8 map is an inside of 6 × 6 positions (every tap), four edges of six
-/// (six taps: a padding row or column skipped) and four corners (four
-/// taps, one position a tile), 484 position-taps in place of 594 for
-/// tiles of six consecutive positions: 11 % faster at 128 channels on a
-/// Zen 4. The positions of each window are cut into tiles of `px`; what
-/// is left of each is put together into tiles whose windows grow least,
-/// or split into tiles of one where that computes less. Their sums take
-/// no more room than the tiles of `px` consecutive positions would, so
-/// that the tile buffer holds them.
+/// 3 × 3 conv's 8 × 8 map is an inside of 6 × 6 positions (every tap),
+/// four edges of six (six taps: a padding row or column skipped) and four
+/// corners (four taps, one position a tile), 484 position-taps in place
+/// of 594 for tiles of six consecutive positions: 11 % faster at 128
+/// channels on a Zen 4. The positions of each window are cut into tiles
+/// of `px`; what is left of each is put together into tiles whose windows
+/// grow least, or split into tiles of one where that computes less. Their
+/// sums take no more room than the tiles of `px` consecutive positions
+/// would, so that the tile buffer holds them.
 fn plan_across(
     grid: &Grid,
     rows: Range<usize>,
