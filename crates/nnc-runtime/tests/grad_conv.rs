@@ -189,6 +189,15 @@ fn groups_and_depthwise() {
     check(geometry(3, 3, (9, 16), 3, 1, 1, 3, [1; 4]), 2, 35);
     check(geometry(2, 2, (17, 32), 3, 1, 1, 2, [1; 4]), 1, 36);
     check(geometry(3, 3, (10, 16), 3, 2, 1, 3, [0, 0, 1, 1]), 2, 37); // stride 2 on rows of 16
+                                                                      // With AVX-512 the weight gradient walks the forward's way on those
+                                                                      // shapes and on rows of 8 (two rows a vector: odd and even heights),
+                                                                      // and the stride-2 input gradient spreads dy in registers: a block of
+                                                                      // eight output rows and one of one, samples split between threads.
+    check(geometry(3, 3, (7, 8), 3, 1, 1, 3, [1; 4]), 3, 38);
+    check(geometry(2, 2, (8, 8), 3, 1, 1, 2, [1; 4]), 2, 39);
+    check(geometry(2, 2, (1, 8), 3, 1, 1, 2, [1; 4]), 3, 40);
+    check(geometry(2, 2, (18, 16), 3, 2, 1, 2, [0, 0, 1, 1]), 3, 41);
+    check(geometry(17, 17, (2, 16), 3, 2, 1, 17, [0, 0, 1, 1]), 2, 42);
 }
 
 /// Small maps with channels in 32s and 64s, forward and input gradient:
@@ -248,4 +257,76 @@ fn an_empty_output_gives_a_zero_input_gradient() {
     let mut dw = vec![1.0; 25];
     conv2d_grad_weight(&[1.0; 4], &[], 1, &g, &mut dw, None, &mut scratch, &Team::single());
     assert_eq!(dw, vec![1.0; 25]);
+}
+
+/// `dW` of a depthwise conv from the definition in f64, a NaN included:
+/// `Σ_{n, r, q} x[n, c, r·s + ki − top, q·s + kj − left] · dy[n, c, r, q]`
+/// over the outputs, taps in the padding reading nothing.
+fn depthwise_weight_grad_f64(x: &[f32], dy: &[f32], batch: usize, g: &ConvGeometry) -> Vec<f64> {
+    let (oh, ow, k, c) = (g.out_height(), g.out_width(), g.kernel, g.in_channels);
+    let mut dw = vec![0.0; c * k * k];
+    for n in 0..batch {
+        for ch in 0..c {
+            for ki in 0..k {
+                for kj in 0..k {
+                    for r in 0..oh {
+                        for q in 0..ow {
+                            let ih = (r * g.stride + ki) as isize - g.pads[0] as isize;
+                            let iw = (q * g.stride + kj) as isize - g.pads[1] as isize;
+                            if ih < 0 || iw < 0 || ih >= g.height as isize || iw >= g.width as isize {
+                                continue;
+                            }
+                            let xi = ((n * c + ch) * g.height + ih as usize) * g.width + iw as usize;
+                            let yi = ((n * c + ch) * oh + r) * ow + q;
+                            dw[(ch * k + ki) * k + kj] += f64::from(x[xi]) * f64::from(dy[yi]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dw
+}
+
+/// A NaN in the input reaches the weight gradient of the taps that read it
+/// under some output, and no other (as in PyTorch): near the last rows,
+/// where a vector of outputs runs past the plane's rows, on every shape
+/// the depthwise kernel walks in registers.
+#[test]
+fn depthwise_weight_gradient_keeps_a_nan_to_its_taps() {
+    for (size, stride, pads) in [
+        ((9, 16), 1, [1; 4]),
+        ((7, 8), 1, [1; 4]),
+        ((5, 8), 1, [1; 4]),
+        ((10, 16), 2, [0, 0, 1, 1]),
+        ((6, 6), 1, [1; 4]),
+    ] {
+        let g = geometry(3, 3, size, 3, stride, 1, 3, pads);
+        let batch = 2;
+        let mut rng = Xorshift::new(43);
+        let mut x = rng.vec(batch * 3 * size.0 * size.1);
+        let dy = rng.vec(batch * 3 * g.out_height() * g.out_width());
+        for (row, col) in [(size.0 - 1, 0), (size.0 - 2, size.1 - 1)] {
+            let mut x = x.clone();
+            x[(3 + 1) * size.0 * size.1 + row * size.1 + col] = f32::NAN;
+            let want = depthwise_weight_grad_f64(&x, &dy, batch, &g);
+            let mut dw = vec![0.0; want.len()];
+            let mut scratch = vec![0.0; g.grad_scratch_len(1)];
+            conv2d_grad_weight(&x, &dy, batch, &g, &mut dw, None, &mut scratch, &Team::single());
+            for (i, (got, want)) in dw.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    got.is_nan(),
+                    want.is_nan(),
+                    "{g:?}, NaN at ({row}, {col}): dw[{i}] {got} against {want}"
+                );
+                if !want.is_nan() {
+                    assert!(
+                        (f64::from(*got) - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{g:?}: dw[{i}] {got} against {want}"
+                    );
+                }
+            }
+        }
+        x.clear();
+    }
 }

@@ -18,6 +18,10 @@
 
 #[cfg(target_arch = "x86_64")]
 mod banded;
+#[cfg(target_arch = "x86_64")]
+pub(super) mod grad;
+#[cfg(target_arch = "x86_64")]
+pub(super) mod walks;
 
 use super::direct::{lane_range, WORK_PER_PART};
 use super::ConvGeometry;
@@ -26,6 +30,8 @@ use crate::kernels::dense::split;
 use crate::kernels::epilogue::{ChannelForm, ChannelSteps, Epilogue, LaneSteps};
 use crate::kernels::simd::{low_lanes, Level};
 use crate::team::{Disjoint, Team};
+#[cfg(target_arch = "x86_64")]
+use walks::{halved_taps, row_pair_taps, rows_taps, Walk, ROWS};
 
 /// Taps the tables hold: kernels up to 7 × 7.
 const MAX_TAPS: usize = 49;
@@ -115,6 +121,15 @@ macro_rules! three_by_three {
         };
         (weights, steps)
     }};
+}
+
+/// The [`Walk`] of a depthwise conv of geometry `g` on this CPU (with
+/// AVX-512), if it has one.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn walk_of(g: &ConvGeometry) -> Option<Walk> {
+    (Level::detect() == Level::Avx512 && Depthwise::applies(g))
+        .then(|| Walk::of(g))
+        .flatten()
 }
 
 impl<'a> Depthwise<'a> {
@@ -318,28 +333,28 @@ impl<'a> Depthwise<'a> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn planes_avx512(&self, src: &[f32], planes: std::ops::Range<usize>, out: &mut [f32]) {
-        if self.rows_of_vectors() {
+        // The commonest 3 × 3 shapes walk in registers, without the tables.
+        match Walk::of(&self.g) {
             // SAFETY: the CPU has AVX-512F (the caller's promise).
-            return unsafe { self.planes_of_rows_avx512(src, planes, out) };
-        }
-        if self.row_pairs() {
+            Some(Walk::Rows) => return unsafe { self.planes_of_rows_avx512(src, planes, out) },
             // SAFETY: as above.
-            return unsafe {
-                match self.g.height {
-                    1 => self.planes_of_row_pairs::<1>(src, planes, out),
-                    2 => self.planes_of_row_pairs::<2>(src, planes, out),
-                    3 => self.planes_of_row_pairs::<3>(src, planes, out),
-                    4 => self.planes_of_row_pairs::<4>(src, planes, out),
-                    5 => self.planes_of_row_pairs::<5>(src, planes, out),
-                    6 => self.planes_of_row_pairs::<6>(src, planes, out),
-                    7 => self.planes_of_row_pairs::<7>(src, planes, out),
-                    _ => self.planes_of_row_pairs::<8>(src, planes, out),
+            Some(Walk::RowPairs) => {
+                return unsafe {
+                    match self.g.height {
+                        1 => self.planes_of_row_pairs::<1>(src, planes, out),
+                        2 => self.planes_of_row_pairs::<2>(src, planes, out),
+                        3 => self.planes_of_row_pairs::<3>(src, planes, out),
+                        4 => self.planes_of_row_pairs::<4>(src, planes, out),
+                        5 => self.planes_of_row_pairs::<5>(src, planes, out),
+                        6 => self.planes_of_row_pairs::<6>(src, planes, out),
+                        7 => self.planes_of_row_pairs::<7>(src, planes, out),
+                        _ => self.planes_of_row_pairs::<8>(src, planes, out),
+                    }
                 }
-            };
-        }
-        if self.halving_rows_of_a_vector() {
+            }
             // SAFETY: as above.
-            return unsafe { self.planes_halved_avx512(src, planes, out) };
+            Some(Walk::Halved) => return unsafe { self.planes_halved_avx512(src, planes, out) },
+            None => {}
         }
         let segments = self.segments();
         // Vectors per block, and planes per step: eight sums in flight
@@ -393,23 +408,8 @@ impl<'a> Depthwise<'a> {
         }
     }
 
-    /// Whether the planes run [`Depthwise::planes_of_rows_avx512`]: a 3 × 3
-    /// kernel at stride 1 with a pixel of padding all round, on rows of
-    /// whole vectors.
-    fn rows_of_vectors(&self) -> bool {
-        let g = &self.g;
-        (g.kernel, g.stride, g.dilation.max(1), g.pads) == (3, 1, 1, [1; 4])
-            && g.width.is_multiple_of(16)
-            && g.width * g.height > 0
-    }
-
-    /// The planes `planes` of a [`Depthwise::rows_of_vectors`] conv: a
-    /// vector of 16 outputs from the input rows above, at and below it,
-    /// each input row's vectors under the kernel's three columns (at the
-    /// outputs, a column left, a column right: the masks leave out the
-    /// columns past the row's ends and are the same for every row) loaded
-    /// once per block of eight output rows and used by each of the up to
-    /// three rows that read them. No table is read: the tables' way read
+    /// The planes `planes` of a [`Walk::Rows`] conv, a block of eight
+    /// output rows at a time ([`rows_taps`]). No table is read: the tables' way read
     /// a mask and did a masked load for each multiply-add, with short
     /// chains between stores (17.5 G multiply-adds/s on a 16 × 16 map on a
     /// Zen 4, 30 % of its peak; this way 29–30, ahead of ONNX Runtime's).
@@ -424,40 +424,15 @@ impl<'a> Depthwise<'a> {
             let input = &src[k * plane_len..(k + 1) * plane_len];
             let output = &mut out[k * plane_len..(k + 1) * plane_len];
             let (weights, steps) = three_by_three!(self, p % channels);
-            // Blocks of `ROWS` output rows (a vector each): every input row
-            // under the block loaded once, its three vectors serving up to
-            // three output rows, whose sums (in registers: the indices are
-            // fixed once the loops unroll) are eight chains at once.
-            const ROWS: usize = 8;
+            // Blocks of `ROWS` output rows (a vector each), whose sums (in
+            // registers: the indices are fixed once the loops unroll) are
+            // eight chains at once.
             for v in 0..per_row {
-                let first = if v == 0 { 0xFFFE } else { 0xFFFF };
-                let last = if v + 1 == per_row { 0x7FFF } else { 0xFFFF };
                 for r0 in (0..h).step_by(ROWS) {
                     let mut sums = [_mm512_setzero_ps(); ROWS];
-                    for j in 0..ROWS + 2 {
-                        // Input row `r0 + j − 1`, if inside the plane.
-                        let row = (r0 + j).wrapping_sub(1);
-                        if row >= h {
-                            continue;
-                        }
-                        let at = input[row * w + 16 * v..][..16].as_ptr();
-                        // Lane l: input column l − 1, l, then l + 1 (the
-                        // masks leave out the columns past the row's ends).
-                        let columns = [
-                            _mm512_maskz_loadu_ps(first, at.wrapping_sub(1)),
-                            _mm512_loadu_ps(at),
-                            _mm512_maskz_loadu_ps(last, at.wrapping_add(1)),
-                        ];
-                        // Output row `r0 + o` reads it with kernel row `j − o`.
-                        for ki in 0..3 {
-                            if j >= ki && j - ki < ROWS {
-                                let o = j - ki;
-                                for (kj, x) in columns.iter().enumerate() {
-                                    sums[o] = _mm512_fmadd_ps(*x, weights[3 * ki + kj], sums[o]);
-                                }
-                            }
-                        }
-                    }
+                    rows_taps!((input, (h, w), v, r0), rows: ROWS, outside: skipped, |o, tap, x| {
+                        sums[o] = _mm512_fmadd_ps(x, weights[tap], sums[o]);
+                    });
                     for (o, &sum) in sums.iter().enumerate().take(h - r0) {
                         // SAFETY: AVX-512F, as the caller's.
                         let sum = unsafe { LaneSteps::apply_some(&steps, sum) };
@@ -469,22 +444,8 @@ impl<'a> Depthwise<'a> {
         }
     }
 
-    /// Whether the planes run [`Depthwise::planes_of_row_pairs`]: a 3 × 3
-    /// kernel at stride 1 with a pixel of padding all round, on rows of 8
-    /// and at most 8 of them.
-    fn row_pairs(&self) -> bool {
-        let g = &self.g;
-        (g.kernel, g.stride, g.dilation.max(1), g.pads, g.width) == (3, 1, 1, [1; 4], 8) && (1..=8).contains(&g.height)
-    }
-
-    /// The planes `planes` of a [`Depthwise::row_pairs`] conv of `H` rows:
-    /// a vector holds output rows `2m` and `2m + 1`, and kernel row `ki`
-    /// reads them from the two input rows from `2m + ki − 1`, 16 floats in
-    /// a row in memory: one load for each kernel column, a column on
-    /// either side masked where it falls past a row's end, and the rows
-    /// past the plane's masked too. The two rows from an odd row serve
-    /// two vectors (kernel rows 2 and 0), so an 8 × 8 plane takes 27 loads
-    /// for 36 multiply-adds. The tables' way took a mask and a base from a
+    /// The planes `planes` of a [`Walk::RowPairs`] conv of `H` rows
+    /// ([`row_pair_taps`]). The tables' way took a mask and a base from a
     /// table for each multiply-add (15–17 G multiply-adds/s on a Zen 4).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
@@ -493,40 +454,15 @@ impl<'a> Depthwise<'a> {
         let channels = self.g.out_channels;
         let plane_len = H * 8;
         let vectors = H.div_ceil(2);
-        let inside = |r: isize| (0..H as isize).contains(&r);
         for (k, p) in planes.enumerate() {
             let input = src[k * plane_len..(k + 1) * plane_len].as_ptr();
             let output = &mut out[k * plane_len..(k + 1) * plane_len];
             let (weights, steps) = three_by_three!(self, p % channels);
             // A chain of sums per vector and kernel column, twelve at once.
             let mut sums = [[_mm512_setzero_ps(); 3]; 4];
-            for r in -1..2 * vectors as isize {
-                // Rows `r` and `r + 1`, each where it is in the plane.
-                let low: u16 = if inside(r) { 0x00FF } else { 0 };
-                let rows = low | if inside(r + 1) { 0xFF00 } else { 0 };
-                if rows == 0 {
-                    continue;
-                }
-                let at = input.wrapping_offset(8 * r);
-                // SAFETY: the masks load only floats of the plane (a
-                // masked-off lane does not fault).
-                let columns = unsafe {
-                    [
-                        _mm512_maskz_loadu_ps(rows & 0xFEFE, at.wrapping_sub(1)),
-                        _mm512_maskz_loadu_ps(rows, at),
-                        _mm512_maskz_loadu_ps(rows & 0x7F7F, at.wrapping_add(1)),
-                    ]
-                };
-                // Vector `m` reads them with kernel row `r + 1 − 2m`.
-                for (m, sum) in sums.iter_mut().enumerate().take(vectors) {
-                    let ki = r + 1 - 2 * m as isize;
-                    if (0..3).contains(&ki) {
-                        for (kj, x) in columns.iter().enumerate() {
-                            sum[kj] = _mm512_fmadd_ps(*x, weights[3 * ki as usize + kj], sum[kj]);
-                        }
-                    }
-                }
-            }
+            row_pair_taps!((input, H), |m, tap, x| {
+                sums[m][tap % 3] = _mm512_fmadd_ps(x, weights[tap], sums[m][tap % 3]);
+            });
             for (m, &[left, middle, right]) in sums.iter().enumerate().take(vectors) {
                 let sum = _mm512_add_ps(_mm512_add_ps(left, middle), right);
                 // SAFETY: AVX-512F, as the caller's.
@@ -538,63 +474,40 @@ impl<'a> Depthwise<'a> {
         }
     }
 
-    /// Whether the planes run [`Depthwise::planes_halved_avx512`]: a 3 × 3
-    /// kernel at stride 2 on rows of 16 with SAME padding (a pixel at the
-    /// bottom and right), an even number of rows: outputs of 8 × h/2.
-    fn halving_rows_of_a_vector(&self) -> bool {
-        let g = &self.g;
-        (g.kernel, g.stride, g.dilation.max(1), g.pads, g.width) == (3, 2, 1, [0, 0, 1, 1], 16)
-            && g.height > 0
-            && g.height.is_multiple_of(2)
-    }
-
-    /// The planes `planes` of a [`Depthwise::halving_rows_of_a_vector`]
-    /// conv, a block of up to 8 output rows at a time ([`halved_block`]).
-    /// A vector holds output rows `2m` and `2m + 1`. Kernel column 0 reads
-    /// the even input columns, 1 the odd ones, 2 the even ones a column on
-    /// (the column past the row's end is padding); kernel row 0 reads input
-    /// rows `4m` and `4m + 2`, 1 the rows under those, 2 the rows `4m + 2`
-    /// and `4m + 4`. Input rows `4m` and `4m + 2` give their even columns
-    /// (and their odd ones) in one permute; the rows under them likewise;
-    /// kernel row 2's are the high half of vector `m`'s and the low half of
-    /// vector `m + 1`'s (one lane shift), and kernel column 2's are kernel
-    /// column 0's a lane on: 4 two-row permutes and 5 one-vector shuffles
-    /// for 9 multiply-adds, all in registers. The tables' way took two
-    /// masked loads and a permute for each (a third of ONNX Runtime's speed
-    /// on mobile_mini's stride-2 conv on a Zen 4); picking each kernel
-    /// column from two rows by its own permute ran at 13 G multiply-adds/s,
-    /// and splitting the rows into maps in memory to load them whole, 15
-    /// (its loads waited on the stores under them); this way 19–20.
+    /// The planes `planes` of a [`Walk::Halved`] conv, a block of up to 8
+    /// output rows at a time ([`halved_block`]). The tables' way took two
+    /// masked loads and a permute for each multiply-add (a third of ONNX
+    /// Runtime's speed on mobile_mini's stride-2 conv on a Zen 4); picking
+    /// each kernel column from two rows by its own permute ran at 13 G
+    /// multiply-adds/s, and splitting the rows into maps in memory to load
+    /// them whole, 15 (its loads waited on the stores under them); the
+    /// walk in registers 19–20.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn planes_halved_avx512(&self, src: &[f32], planes: std::ops::Range<usize>, out: &mut [f32]) {
         use std::arch::x86_64::*;
-        /// Output rows a block ([`halved_block`]'s loops unrolled for each).
-        const ROWS: usize = 8;
         let g = &self.g;
         let (h, channels) = (g.height, g.out_channels);
         let (plane_len, out_h) = (h * 16, h / 2);
         let out_plane = out_h * 8;
-        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         for (k, p) in planes.enumerate() {
             let input = &src[k * plane_len..(k + 1) * plane_len];
             let output = &mut out[k * out_plane..(k + 1) * out_plane];
             let (weights, steps) = three_by_three!(self, p % channels);
-            for o0 in (0..out_h).step_by(ROWS) {
+            for o0 in (0..out_h).step_by(8) {
                 let block = (input, &mut output[8 * o0..], o0);
                 let (w, steps) = (&weights, &steps);
                 // SAFETY: as the caller's; the block's loops unrolled.
                 unsafe {
                     match out_h - o0 {
-                        1 => halved_block::<1>(block, (w, steps), [evens, odds]),
-                        2 => halved_block::<2>(block, (w, steps), [evens, odds]),
-                        3 => halved_block::<3>(block, (w, steps), [evens, odds]),
-                        4 => halved_block::<4>(block, (w, steps), [evens, odds]),
-                        5 => halved_block::<5>(block, (w, steps), [evens, odds]),
-                        6 => halved_block::<6>(block, (w, steps), [evens, odds]),
-                        7 => halved_block::<7>(block, (w, steps), [evens, odds]),
-                        _ => halved_block::<ROWS>(block, (w, steps), [evens, odds]),
+                        1 => halved_block::<1>(block, (w, steps)),
+                        2 => halved_block::<2>(block, (w, steps)),
+                        3 => halved_block::<3>(block, (w, steps)),
+                        4 => halved_block::<4>(block, (w, steps)),
+                        5 => halved_block::<5>(block, (w, steps)),
+                        6 => halved_block::<6>(block, (w, steps)),
+                        7 => halved_block::<7>(block, (w, steps)),
+                        _ => halved_block::<8>(block, (w, steps)),
                     }
                 }
             }
@@ -736,9 +649,8 @@ impl<'a> Depthwise<'a> {
 /// The even lanes of 16.
 const EVEN: u16 = 0x5555;
 
-/// Output rows `o0..o0 + R` of a [`Depthwise::planes_halved_avx512`]
-/// plane, stored from `output` on (the block's first row): `evens` and
-/// `odds` pick a pair of rows' even and odd columns.
+/// Output rows `o0..o0 + R` of a [`Walk::Halved`] plane
+/// ([`halved_taps`]), stored from `output` on (the block's first row).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -749,57 +661,23 @@ unsafe fn halved_block<const R: usize>(
         &[std::arch::x86_64::__m512; 9],
         &Option<LaneSteps<std::arch::x86_64::__m512>>,
     ),
-    [evens, odds]: [std::arch::x86_64::__m512i; 2],
 ) {
     use std::arch::x86_64::*;
-    let h = input.len() / 16;
-    let row = |r: usize| {
-        if r < h {
-            _mm512_loadu_ps(input[r * 16..r * 16 + 16].as_ptr())
-        } else {
-            _mm512_setzero_ps()
+    // A chain of sums per vector and kernel column.
+    let mut sums = [[_mm512_setzero_ps(); 3]; 4];
+    halved_taps!(
+        (input, o0, R),
+        |m, tap, x| {
+            sums[m][tap % 3] = _mm512_fmadd_ps(x, weights[tap], sums[m][tap % 3]);
+        },
+        |m| {
+            let [left, middle, right] = sums[m];
+            let sum = _mm512_add_ps(_mm512_add_ps(left, middle), right);
+            // SAFETY: AVX-512F, as the caller's.
+            let sum = unsafe { LaneSteps::apply_some(steps, sum) };
+            let lanes = if 2 * m + 1 < R { 0xFFFF } else { 0x00FF };
+            // SAFETY: the mask stores only positions of the plane.
+            unsafe { _mm512_mask_storeu_ps(output.as_mut_ptr().add(16 * m), lanes, sum) };
         }
-    };
-    // A lane on in each half (lanes 7 and 15, the padding column, zeroed).
-    let column_on = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0, 9, 10, 11, 12, 13, 14, 15, 0);
-    // Even and odd columns of input rows `r` and `r + 2`, then of the rows
-    // under them.
-    let pair = |r: usize| {
-        let (a, b, c, d) = (row(r), row(r + 2), row(r + 1), row(r + 3));
-        [
-            _mm512_permutex2var_ps(a, evens, b),
-            _mm512_permutex2var_ps(a, odds, b),
-            _mm512_permutex2var_ps(c, evens, d),
-            _mm512_permutex2var_ps(c, odds, d),
-        ]
-    };
-    // The high half of `a`, then the low half of `b`.
-    let halves = |a: __m512, b: __m512| {
-        _mm512_castsi512_ps(_mm512_alignr_epi32::<8>(_mm512_castps_si512(b), _mm512_castps_si512(a)))
-    };
-    let mut now = pair(2 * o0);
-    for m in 0..R.div_ceil(2) {
-        let next = pair(2 * o0 + 4 * m + 4);
-        let [even, odd, even_under, odd_under] = now;
-        // Kernel row `ki`'s even and odd columns.
-        let rows = [
-            (even, odd),
-            (even_under, odd_under),
-            (halves(even, next[0]), halves(odd, next[1])),
-        ];
-        let mut sum = [_mm512_setzero_ps(); 3];
-        for (ki, &(evens, odds)) in rows.iter().enumerate() {
-            let x = [evens, odds, _mm512_maskz_permutexvar_ps(0x7F7F, column_on, evens)];
-            for kj in 0..3 {
-                sum[kj] = _mm512_fmadd_ps(x[kj], weights[3 * ki + kj], sum[kj]);
-            }
-        }
-        now = next;
-        let sum = _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), sum[2]);
-        // SAFETY: AVX-512F, as the caller's.
-        let sum = unsafe { LaneSteps::apply_some(steps, sum) };
-        let lanes = if 2 * m + 1 < R { 0xFFFF } else { 0x00FF };
-        // SAFETY: the mask stores only positions of the plane.
-        unsafe { _mm512_mask_storeu_ps(output.as_mut_ptr().add(16 * m), lanes, sum) };
-    }
+    );
 }

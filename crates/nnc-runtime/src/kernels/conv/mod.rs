@@ -348,6 +348,11 @@ pub fn conv2d_grad_input(
     if batch == 0 || x_len == 0 {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if depthwise::walk_of(g) == Some(depthwise::walks::Walk::Halved) {
+        // SAFETY: the CPU has AVX-512F and `g` walks halved (`walk_of`).
+        return unsafe { depthwise::grad::grad_input_halved(dy, batch, g, w, dx, team) };
+    }
     if let Some(t) = g.depthwise_transposed() {
         // The kernel flipped, as the depthwise kernel's `[channels, k²]`.
         let taps = g.kernel * g.kernel;
@@ -432,6 +437,11 @@ pub fn conv2d_grad_weight(
     debug_assert_eq!(dy.len(), batch * y_len);
     debug_assert_eq!(dw.len(), g.out_channels * k);
     debug_assert!(scratch.len() >= g.grad_scratch_len(team.threads()));
+    #[cfg(target_arch = "x86_64")]
+    if let Some(walk) = depthwise::walk_of(g) {
+        // The bias's gradient on the way (`depthwise::grad`).
+        return depthwise_walked(walk, (x, dy), batch, g, (dw, db), scratch, team);
+    }
     if let Some(db) = db {
         at_level!(bias_grad(dy, batch, g.out_channels, out_plane, db));
     }
@@ -477,6 +487,8 @@ pub fn conv2d_grad_weight(
                         taps,
                         dy: dy_wide,
                         positions,
+                        row_pitch: grid.phase_w,
+                        out_w: grid.out_w,
                     };
                     product.accumulate(sums);
                     continue;
@@ -524,6 +536,41 @@ pub fn conv2d_grad_weight(
                     dw[(group * out_group + o) * k + row] += v;
                 }
             }
+        }
+    }
+}
+
+/// [`conv2d_grad_weight`] of a depthwise conv that walks in registers
+/// (`depthwise::walk_of`): each part of the samples sums `dW` and `db` in
+/// its own scratch, then the parts are added.
+#[cfg(target_arch = "x86_64")]
+fn depthwise_walked(
+    walk: depthwise::walks::Walk,
+    (x, dy): (&[f32], &[f32]),
+    batch: usize,
+    g: &ConvGeometry,
+    (dw, mut db): (&mut [f32], Option<&mut [f32]>),
+    scratch: &mut [f32],
+    team: &Team,
+) {
+    let channels = g.in_channels;
+    let parts = team.threads().min(batch).max(1);
+    let per_part = dw.len() + channels;
+    let sums = Disjoint::new(&mut scratch[..parts * per_part]);
+    team.run(parts, &|t| {
+        // SAFETY: each part has its own sums.
+        let (dw, db) = unsafe { sums.piece(t * per_part..(t + 1) * per_part) }.split_at_mut(channels * 9);
+        dw.fill(0.0);
+        db.fill(0.0);
+        // SAFETY: the CPU has AVX-512F and `g` is depthwise with this walk
+        // (`walk_of`).
+        unsafe { depthwise::grad::weight_grad(walk, g, (x, dy), split(batch, parts, t, 1), (dw, db)) };
+    });
+    for part in scratch[..parts * per_part].chunks_exact(per_part) {
+        let (dw_part, db_part) = part.split_at(channels * 9);
+        dw.iter_mut().zip(dw_part).for_each(|(dw, s)| *dw += s);
+        if let Some(db) = db.as_deref_mut() {
+            db.iter_mut().zip(db_part).for_each(|(db, s)| *db += s);
         }
     }
 }

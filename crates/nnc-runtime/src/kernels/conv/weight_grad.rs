@@ -190,6 +190,11 @@ pub(super) struct DepthwiseTaps<'a> {
     /// the other, `positions` floats each.
     pub dy: &'a [f32],
     pub positions: usize,
+    /// Floats between two rows of `dy` (and of `source`'s phase), of which
+    /// the first `out_w` are outputs: the others, zeros in `dy`, are
+    /// skipped, not multiplied (by an input that may be NaN).
+    pub row_pitch: usize,
+    pub out_w: usize,
 }
 
 /// Floats of a lane-wise sum: a vector at the widest level.
@@ -241,7 +246,8 @@ impl DepthwiseTaps<'_> {
     #[inline(always)]
     unsafe fn channels_at<V: Lanes>(&self, lanes: &mut [f32]) {
         let (taps, positions) = (self.taps.len(), self.positions);
-        let (whole, tail) = (positions / V::N * V::N, positions % V::N);
+        let (whole, tail) = (self.out_w / V::N * V::N, self.out_w % V::N);
+        let rows = (0..positions / self.row_pitch.max(1)).map(|r| r * self.row_pitch);
         for c in 0..self.channels() {
             let src = self.source.as_ptr().add(c * self.plane);
             let dy = self.dy.as_ptr().add(c * positions);
@@ -250,16 +256,18 @@ impl DepthwiseTaps<'_> {
                 // Taps past the last repeat it (their sums are dropped).
                 let at: [*const f32; TAP_BLOCK] = std::array::from_fn(|t| src.add(self.taps[first + t.min(count - 1)]));
                 let mut acc = [V::zero(); TAP_BLOCK];
-                for p in (0..whole).step_by(V::N) {
-                    let d = V::load(dy.add(p));
-                    for (a, x) in acc.iter_mut().zip(&at) {
-                        *a = V::fma(V::load(x.add(p)), d, *a);
+                for row in rows.clone() {
+                    for p in (row..row + whole).step_by(V::N) {
+                        let d = V::load(dy.add(p));
+                        for (a, x) in acc.iter_mut().zip(&at) {
+                            *a = V::fma(V::load(x.add(p)), d, *a);
+                        }
                     }
-                }
-                if tail > 0 {
-                    let d = V::load_low(dy.add(whole), tail);
-                    for (a, x) in acc.iter_mut().zip(&at) {
-                        *a = V::fma(V::load_low(x.add(whole), tail), d, *a);
+                    if tail > 0 {
+                        let d = V::load_low(dy.add(row + whole), tail);
+                        for (a, x) in acc.iter_mut().zip(&at) {
+                            *a = V::fma(V::load_low(x.add(row + whole), tail), d, *a);
+                        }
                     }
                 }
                 let out = lanes.as_mut_ptr().add((c * taps + first) * LANES);
@@ -453,6 +461,9 @@ mod tests {
                 taps: &offsets,
                 dy: &dy,
                 positions,
+                // One row, every position an output.
+                row_pitch: positions,
+                out_w: positions,
             };
             product.accumulate(&mut lanes);
             product.accumulate(&mut lanes);
