@@ -157,7 +157,7 @@ pub(super) fn grad_input(
     let mut at = 0;
     for r in g.reached() {
         let ((ry, rx), [kh, kw]) = (r.residues, r.grid.kernel);
-        let weight = |group: usize, c: usize, o: usize, tap: usize| {
+        let weight = move |group: usize, c: usize, o: usize, tap: usize| {
             let (ky, kx) = (ry + s * (kh - 1 - tap / kw), rx + s * (kw - 1 - tap % kw));
             w[(((group * out_group + o) * in_group + c) * k + ky) * k + kx]
         };
