@@ -42,11 +42,11 @@ impl<'a> Planes<'a> {
 
 /// `dw[c · 9 + t] += Σ x under tap t · dy` and `db[c] += Σ dy` over the
 /// samples `samples` of `x` `[batch, channels, h, w]` and `dy` (a [`Walk`]
-/// conv of geometry `g`): channel by channel, the forward's walk over each sample's plane
-/// with each tap's inputs multiplied by the output gradient under them,
-/// nine sums in registers across the samples, then each summed across its
-/// lanes. (Lane-wise sums kept in memory cost a pass to zero them and one
-/// to sum them, which at batch 1 took 2–4× the walks.)
+/// conv of geometry `g`): channel by channel, the forward's walk over each
+/// sample's plane with each tap's inputs multiplied by the output gradient
+/// under them, the sums in registers across the samples, then each summed
+/// across its lanes. (Lane-wise sums kept in memory cost a pass to zero
+/// them and one to sum them, which at batch 1 took 2–4× the walks.)
 ///
 /// # Safety
 /// The CPU has AVX-512F; `walk` is `g`'s and `g` is depthwise.
