@@ -330,3 +330,80 @@ fn depthwise_weight_gradient_keeps_a_nan_to_its_taps() {
         x.clear();
     }
 }
+
+/// `dx` of a depthwise conv from the definition in f64: every output's
+/// gradient times each tap's weight, onto the input it read.
+fn depthwise_input_grad_f64(dy: &[f32], w: &[f32], batch: usize, g: &ConvGeometry) -> Vec<f64> {
+    let (oh, ow, k, c) = (g.out_height(), g.out_width(), g.kernel, g.in_channels);
+    let mut dx = vec![0.0; batch * c * g.height * g.width];
+    for n in 0..batch {
+        for ch in 0..c {
+            for r in 0..oh {
+                for q in 0..ow {
+                    let d = f64::from(dy[((n * c + ch) * oh + r) * ow + q]);
+                    for ki in 0..k {
+                        for kj in 0..k {
+                            let ih = (r * g.stride + ki) as isize - g.pads[0] as isize;
+                            let iw = (q * g.stride + kj) as isize - g.pads[1] as isize;
+                            if ih < 0 || iw < 0 || ih >= g.height as isize || iw >= g.width as isize {
+                                continue;
+                            }
+                            let xi = ((n * c + ch) * g.height + ih as usize) * g.width + iw as usize;
+                            dx[xi] += f64::from(w[(ch * k + ki) * k + kj]) * d;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Random depthwise 3 × 3 geometries of the shapes the AVX-512 kernel walks
+/// in registers (stride 1 on rows of 8, 16 and 32 with 1–18 rows, stride 2
+/// on rows of 16 with 2–20 rows) and their neighbours that do not walk
+/// (rows of 24, odd stride-2 heights), at batches 1–5 on one and two
+/// threads: dx, dW and db against the definition in f64.
+#[test]
+fn depthwise_backward_of_random_geometries_against_the_definition() {
+    let mut rng = Xorshift::new(77);
+    for case in 0..60 {
+        let stride = 1 + rng.below(2);
+        let width = [8, 16, 32, 24][rng.below(4)];
+        let (height, pads) = if stride == 1 {
+            (1 + rng.below(18), [1; 4])
+        } else {
+            (2 + rng.below(19), [0, 0, 1, 1])
+        };
+        let width = if stride == 2 && rng.below(3) > 0 { 16 } else { width };
+        let channels = 1 + rng.below(5);
+        let g = geometry(channels, channels, (height, width), 3, stride, 1, channels, pads);
+        let batch = 1 + rng.below(5);
+        let x = rng.vec(batch * channels * height * width);
+        let w = rng.vec(channels * 9);
+        let dy = rng.vec(batch * channels * g.out_height() * g.out_width());
+        let what = format!("case {case}: {g:?} batch {batch}");
+        let want_dx = depthwise_input_grad_f64(&dy, &w, batch, &g);
+        let want_dw = depthwise_weight_grad_f64(&x, &dy, batch, &g);
+        let want_db: Vec<f64> = (0..channels)
+            .map(|c| {
+                (0..batch)
+                    .flat_map(|n| dy.chunks_exact(g.out_height() * g.out_width()).nth(n * channels + c))
+                    .flatten()
+                    .map(|v| f64::from(*v))
+                    .sum()
+            })
+            .collect();
+        for threads in [1, 2] {
+            let team = Team::new(threads).unwrap();
+            let mut scratch = vec![f32::NAN; g.grad_scratch_len(threads)];
+            let mut dx = vec![f32::NAN; x.len()];
+            conv2d_grad_input(&dy, batch, &g, &w, &mut dx, &mut scratch, &team);
+            assert_grad(&format!("{what}: dx, {threads} threads"), &dx, &want_dx, 1e-4);
+            let (mut dw, mut db) = (vec![0.0; w.len()], vec![0.0; channels]);
+            conv2d_grad_weight(&x, &dy, batch, &g, &mut dw, Some(&mut db), &mut scratch, &team);
+            assert_grad(&format!("{what}: dw, {threads} threads"), &dw, &want_dw, 1e-4);
+            assert_grad(&format!("{what}: db, {threads} threads"), &db, &want_db, 1e-4);
+        }
+    }
+}
