@@ -259,18 +259,18 @@ fn an_empty_output_gives_a_zero_input_gradient() {
     assert_eq!(dw, vec![1.0; 25]);
 }
 
-/// `dW` of a depthwise conv from the definition in f64, a NaN included:
-/// `Σ_{n, r, q} x[n, c, r·s + ki − top, q·s + kj − left] · dy[n, c, r, q]`
-/// over the outputs, taps in the padding reading nothing.
-fn depthwise_weight_grad_f64(x: &[f32], dy: &[f32], batch: usize, g: &ConvGeometry) -> Vec<f64> {
+/// Every (input, output, weight) index triple of a depthwise conv's
+/// definition: output `(n, c, r, q)` reads input `(n, c, r·s + ki − top,
+/// q·s + kj − left)` with weight `(c, ki, kj)`, taps in the padding reading
+/// nothing.
+fn depthwise_taps(batch: usize, g: &ConvGeometry, mut visit: impl FnMut(usize, usize, usize)) {
     let (oh, ow, k, c) = (g.out_height(), g.out_width(), g.kernel, g.in_channels);
-    let mut dw = vec![0.0; c * k * k];
     for n in 0..batch {
         for ch in 0..c {
-            for ki in 0..k {
-                for kj in 0..k {
-                    for r in 0..oh {
-                        for q in 0..ow {
+            for r in 0..oh {
+                for q in 0..ow {
+                    for ki in 0..k {
+                        for kj in 0..k {
                             let ih = (r * g.stride + ki) as isize - g.pads[0] as isize;
                             let iw = (q * g.stride + kj) as isize - g.pads[1] as isize;
                             if ih < 0 || iw < 0 || ih >= g.height as isize || iw >= g.width as isize {
@@ -278,13 +278,20 @@ fn depthwise_weight_grad_f64(x: &[f32], dy: &[f32], batch: usize, g: &ConvGeomet
                             }
                             let xi = ((n * c + ch) * g.height + ih as usize) * g.width + iw as usize;
                             let yi = ((n * c + ch) * oh + r) * ow + q;
-                            dw[(ch * k + ki) * k + kj] += f64::from(x[xi]) * f64::from(dy[yi]);
+                            visit(xi, yi, (ch * k + ki) * k + kj);
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// `dW` of a depthwise conv from the definition in f64, a NaN included:
+/// `Σ x · dy` over the outputs reading each input with each weight.
+fn depthwise_weight_grad_f64(x: &[f32], dy: &[f32], batch: usize, g: &ConvGeometry) -> Vec<f64> {
+    let mut dw = vec![0.0; g.in_channels * g.kernel * g.kernel];
+    depthwise_taps(batch, g, |xi, yi, wi| dw[wi] += f64::from(x[xi]) * f64::from(dy[yi]));
     dw
 }
 
@@ -334,28 +341,8 @@ fn depthwise_weight_gradient_keeps_a_nan_to_its_taps() {
 /// `dx` of a depthwise conv from the definition in f64: every output's
 /// gradient times each tap's weight, onto the input it read.
 fn depthwise_input_grad_f64(dy: &[f32], w: &[f32], batch: usize, g: &ConvGeometry) -> Vec<f64> {
-    let (oh, ow, k, c) = (g.out_height(), g.out_width(), g.kernel, g.in_channels);
-    let mut dx = vec![0.0; batch * c * g.height * g.width];
-    for n in 0..batch {
-        for ch in 0..c {
-            for r in 0..oh {
-                for q in 0..ow {
-                    let d = f64::from(dy[((n * c + ch) * oh + r) * ow + q]);
-                    for ki in 0..k {
-                        for kj in 0..k {
-                            let ih = (r * g.stride + ki) as isize - g.pads[0] as isize;
-                            let iw = (q * g.stride + kj) as isize - g.pads[1] as isize;
-                            if ih < 0 || iw < 0 || ih >= g.height as isize || iw >= g.width as isize {
-                                continue;
-                            }
-                            let xi = ((n * c + ch) * g.height + ih as usize) * g.width + iw as usize;
-                            dx[xi] += f64::from(w[(ch * k + ki) * k + kj]) * d;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let mut dx = vec![0.0; batch * g.in_channels * g.height * g.width];
+    depthwise_taps(batch, g, |xi, yi, wi| dx[xi] += f64::from(w[wi]) * f64::from(dy[yi]));
     dx
 }
 

@@ -31,7 +31,7 @@ use crate::kernels::epilogue::{ChannelForm, ChannelSteps, Epilogue, LaneSteps};
 use crate::kernels::simd::{low_lanes, Level};
 use crate::team::{Disjoint, Team};
 #[cfg(target_arch = "x86_64")]
-use walks::{halved_taps, row_pair_taps, rows_taps, Walk, ROWS};
+use walks::{halved_taps, row_pair_taps, rows_taps, up_to_eight, Walk, ROWS};
 
 /// Taps the tables hold: kernels up to 7 × 7.
 const MAX_TAPS: usize = 49;
@@ -339,18 +339,7 @@ impl<'a> Depthwise<'a> {
             Some(Walk::Rows) => return unsafe { self.planes_of_rows_avx512(src, planes, out) },
             // SAFETY: as above.
             Some(Walk::RowPairs) => {
-                return unsafe {
-                    match self.g.height {
-                        1 => self.planes_of_row_pairs::<1>(src, planes, out),
-                        2 => self.planes_of_row_pairs::<2>(src, planes, out),
-                        3 => self.planes_of_row_pairs::<3>(src, planes, out),
-                        4 => self.planes_of_row_pairs::<4>(src, planes, out),
-                        5 => self.planes_of_row_pairs::<5>(src, planes, out),
-                        6 => self.planes_of_row_pairs::<6>(src, planes, out),
-                        7 => self.planes_of_row_pairs::<7>(src, planes, out),
-                        _ => self.planes_of_row_pairs::<8>(src, planes, out),
-                    }
-                }
+                return unsafe { up_to_eight!(self.g.height, H => self.planes_of_row_pairs::<H>(src, planes, out)) };
             }
             // SAFETY: as above.
             Some(Walk::Halved) => return unsafe { self.planes_halved_avx512(src, planes, out) },
@@ -498,18 +487,7 @@ impl<'a> Depthwise<'a> {
                 let block = (input, &mut output[8 * o0..], o0);
                 let (w, steps) = (&weights, &steps);
                 // SAFETY: as the caller's; the block's loops unrolled.
-                unsafe {
-                    match out_h - o0 {
-                        1 => halved_block::<1>(block, (w, steps)),
-                        2 => halved_block::<2>(block, (w, steps)),
-                        3 => halved_block::<3>(block, (w, steps)),
-                        4 => halved_block::<4>(block, (w, steps)),
-                        5 => halved_block::<5>(block, (w, steps)),
-                        6 => halved_block::<6>(block, (w, steps)),
-                        7 => halved_block::<7>(block, (w, steps)),
-                        _ => halved_block::<8>(block, (w, steps)),
-                    }
-                }
+                unsafe { up_to_eight!(out_h - o0, R => halved_block::<R>(block, (w, steps))) }
             }
         }
     }

@@ -11,7 +11,7 @@
 
 use super::super::direct::WORK_PER_PART;
 use super::super::ConvGeometry;
-use super::walks::{halved_taps, row_pair_taps, rows_taps, Walk, ROWS};
+use super::walks::{halved_taps, row_pair_taps, rows_taps, up_to_eight, Walk, ROWS};
 use crate::kernels::dense::split;
 use crate::team::{Disjoint, Team};
 use std::arch::x86_64::*;
@@ -77,16 +77,7 @@ pub(in crate::kernels::conv) unsafe fn weight_grad(
         let sums = unsafe {
             match walk {
                 Walk::Rows => rows(&planes, (h, w), sums),
-                Walk::RowPairs => match h {
-                    1 => row_pairs::<1>(&planes, sums),
-                    2 => row_pairs::<2>(&planes, sums),
-                    3 => row_pairs::<3>(&planes, sums),
-                    4 => row_pairs::<4>(&planes, sums),
-                    5 => row_pairs::<5>(&planes, sums),
-                    6 => row_pairs::<6>(&planes, sums),
-                    7 => row_pairs::<7>(&planes, sums),
-                    _ => row_pairs::<8>(&planes, sums),
-                },
+                Walk::RowPairs => up_to_eight!(h, H => row_pairs::<H>(&planes, sums)),
                 Walk::Halved => halved(&planes, h / 2, sums),
             }
         };
@@ -115,18 +106,7 @@ unsafe fn rows(planes: &Planes, (h, w): (usize, usize), mut sums: [__m512; SUMS]
             for r0 in (0..h).step_by(ROWS) {
                 let block = (input, dy, (h, w), (v, r0));
                 // SAFETY: AVX-512F, as this function's; the block's loops unrolled.
-                unsafe {
-                    match h - r0 {
-                        1 => rows_block::<1>(block, &mut sums),
-                        2 => rows_block::<2>(block, &mut sums),
-                        3 => rows_block::<3>(block, &mut sums),
-                        4 => rows_block::<4>(block, &mut sums),
-                        5 => rows_block::<5>(block, &mut sums),
-                        6 => rows_block::<6>(block, &mut sums),
-                        7 => rows_block::<7>(block, &mut sums),
-                        _ => rows_block::<ROWS>(block, &mut sums),
-                    }
-                }
+                unsafe { up_to_eight!(h - r0, R => rows_block::<R>(block, &mut sums)) }
             }
         }
     }
@@ -186,18 +166,7 @@ unsafe fn halved(planes: &Planes, out_h: usize, mut sums: [__m512; SUMS]) -> [__
         for o0 in (0..out_h).step_by(8) {
             let block = (input, dy, o0);
             // SAFETY: AVX-512F, as this function's; the block's loops unrolled.
-            unsafe {
-                match out_h - o0 {
-                    1 => halved_block::<1>(block, &mut sums),
-                    2 => halved_block::<2>(block, &mut sums),
-                    3 => halved_block::<3>(block, &mut sums),
-                    4 => halved_block::<4>(block, &mut sums),
-                    5 => halved_block::<5>(block, &mut sums),
-                    6 => halved_block::<6>(block, &mut sums),
-                    7 => halved_block::<7>(block, &mut sums),
-                    _ => halved_block::<8>(block, &mut sums),
-                }
-            }
+            unsafe { up_to_eight!(out_h - o0, R => halved_block::<R>(block, &mut sums)) }
         }
     }
     sums

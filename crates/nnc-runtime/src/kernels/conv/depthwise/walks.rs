@@ -47,6 +47,28 @@ impl Walk {
     }
 }
 
+/// `$body` with `$n` (1 to 8; more is 8) as the constant `$N`: the walks
+/// unroll their blocks' loops for a given number of rows.
+macro_rules! up_to_eight {
+    ($n:expr, $N:ident => $body:expr) => {
+        match $n {
+            1 => up_to_eight!(@at 1, $N => $body),
+            2 => up_to_eight!(@at 2, $N => $body),
+            3 => up_to_eight!(@at 3, $N => $body),
+            4 => up_to_eight!(@at 4, $N => $body),
+            5 => up_to_eight!(@at 5, $N => $body),
+            6 => up_to_eight!(@at 6, $N => $body),
+            7 => up_to_eight!(@at 7, $N => $body),
+            _ => up_to_eight!(@at 8, $N => $body),
+        }
+    };
+    (@at $value:literal, $N:ident => $body:expr) => {{
+        const $N: usize = $value;
+        $body
+    }};
+}
+pub(super) use up_to_eight;
+
 /// Output rows a block of the forward's [`rows_taps`]: eight chains of
 /// sums at once.
 pub(super) const ROWS: usize = 8;
@@ -62,9 +84,15 @@ pub(super) const ROWS: usize = 8;
 /// `outside: zeros` (loaded as zeros: no branch, where the branches made
 /// LLVM keep a sum on the stack).
 macro_rules! rows_taps {
-    (($input:expr, ($h:expr, $w:expr), $v:expr, $r0:expr), rows: $rows:expr, outside: $outside:ident, |$o:ident, $tap:ident, $x:ident| $take:block) => {{
+    ($at:tt, rows: $rows:expr, outside: skipped, $($take:tt)*) => {
+        rows_taps!(@walk $at, $rows, true, $($take)*)
+    };
+    ($at:tt, rows: $rows:expr, outside: zeros, $($take:tt)*) => {
+        rows_taps!(@walk $at, $rows, false, $($take)*)
+    };
+    (@walk ($input:expr, ($h:expr, $w:expr), $v:expr, $r0:expr), $rows:expr, $skip:expr, |$o:ident, $tap:ident, $x:ident| $take:block) => {{
         let (input, h, w, v, r0): (&[f32], usize, usize, usize, usize) = ($input, $h, $w, $v, $r0);
-        let (block, skip): (usize, bool) = ($rows, stringify!($outside) == "skipped");
+        let (block, skip): (usize, bool) = ($rows, $skip);
         let first: u16 = if v == 0 { 0xFFFE } else { 0xFFFF };
         let last: u16 = if v + 1 == w / 16 { 0x7FFF } else { 0xFFFF };
         for j in 0..block + 2 {
