@@ -1532,30 +1532,36 @@ impl<'a> Direct<'a> {
                 let take = match vectors - first {
                     1 => 1,
                     2 if NV > 2 => 2,
-                    _ => NV,
+                    left => left.min(NV),
                 };
-                // A first vector whose kernel rows are cut (a map's top or
-                // bottom row) is a tile of its own when the next is not:
-                // at 8 × 8, one vector a row, its six taps in place of nine.
-                let take = if pitch.is_some() && take > 1 && kernel_rows(first, first) != kernel_rows(first, first + 1)
-                {
-                    1
-                } else {
-                    take
+                // Only vectors that read the same kernel rows go together,
+                // so that a map's top and bottom rows (their kernel rows
+                // cut) skip the taps that read padding: at 8 × 8, one
+                // vector a row, six taps in place of nine; at 32 × 32 the
+                // two vectors of each edge row are a tile of their own.
+                let take = match pitch {
+                    Some(_) => {
+                        let own = kernel_rows(first, first);
+                        (1..take)
+                            .find(|&v| kernel_rows(first + v, first + v) != own)
+                            .unwrap_or(take)
+                    }
+                    None => take,
                 };
-                let rows = kernel_rows(first, (first + take).min(vectors) - 1);
+                let rows = kernel_rows(first, first + take - 1);
                 match take {
                     1 => tile!(1, [place(first)], rows, first),
                     2 if NV > 2 => tile!(2, [place(first), place(first + 1)], rows, first),
                     _ => {
-                        // A short last tile repeats its last vector: the
-                        // same sums, stored twice.
+                        // A short tile (the last, or one cut before an
+                        // edge row) repeats its last vector: the same
+                        // sums, stored twice.
                         // Filled in a loop: a closure given to
                         // `array::from_fn` stays a call per tile (2 % of a
                         // 27-deep first conv).
                         let mut spots = [(0, 0); NV];
                         for (v, spot) in spots.iter_mut().enumerate() {
-                            *spot = place((first + v).min(vectors - 1));
+                            *spot = place(first + v.min(take - 1));
                         }
                         tile!(NV, spots, rows, first);
                     }
