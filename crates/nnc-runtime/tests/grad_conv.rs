@@ -166,6 +166,16 @@ fn same_padding_and_padding_wider_than_the_map() {
     check(geometry(2, 3, (3, 4), 1, 1, 1, 1, [1, 0, 0, 1]), 2, 19);
 }
 
+/// The input gradient of 3 × 3 stride-1 convs on rows of whole vectors,
+/// which AVX-512 reads from the output gradient in place, the padding as
+/// masked lanes: rows of one and two vectors, the top padded by 1 and 2.
+#[test]
+fn same_padding_on_rows_of_whole_vectors() {
+    check(geometry(8, 3, (3, 16), 3, 1, 1, 1, [1; 4]), 2, 41);
+    check(geometry(16, 2, (2, 32), 3, 1, 1, 1, [1; 4]), 1, 42);
+    check(geometry(8, 2, (4, 16), 3, 1, 1, 1, [2, 1, 0, 1]), 2, 43);
+}
+
 #[test]
 fn groups_and_depthwise() {
     check(geometry(4, 6, (5, 5), 3, 1, 1, 2, [1; 4]), 2, 21);

@@ -112,6 +112,9 @@ pub(crate) trait Lanes: Copy {
     unsafe fn load(p: *const f32) -> Self;
     /// The first `n < N` floats at `p` (only those are read), zeros after.
     unsafe fn load_low(p: *const f32, n: usize) -> Self;
+    /// The floats at `p + l` for each lane `l` set in `lanes` (only those
+    /// are read: `p` itself may be outside the slice), zeros elsewhere.
+    unsafe fn load_lanes(p: *const f32, lanes: u16) -> Self;
     unsafe fn splat(p: *const f32) -> Self;
     unsafe fn fma(a: Self, b: Self, acc: Self) -> Self;
     unsafe fn add(a: Self, b: Self) -> Self;
@@ -139,6 +142,10 @@ impl Lanes for std::arch::x86_64::__m512 {
     #[inline(always)]
     unsafe fn load_low(p: *const f32, n: usize) -> Self {
         std::arch::x86_64::_mm512_maskz_loadu_ps(low_lanes(n), p)
+    }
+    #[inline(always)]
+    unsafe fn load_lanes(p: *const f32, lanes: u16) -> Self {
+        std::arch::x86_64::_mm512_maskz_loadu_ps(lanes, p)
     }
     #[inline(always)]
     unsafe fn splat(p: *const f32) -> Self {
@@ -195,6 +202,10 @@ impl Lanes for std::arch::x86_64::__m256 {
         _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes))
     }
     #[inline(always)]
+    unsafe fn load_lanes(p: *const f32, lanes: u16) -> Self {
+        std::mem::transmute::<[f32; 8], Self>(Portable::load_lanes(p, lanes).0)
+    }
+    #[inline(always)]
     unsafe fn splat(p: *const f32) -> Self {
         std::arch::x86_64::_mm256_broadcast_ss(&*p)
     }
@@ -249,6 +260,16 @@ impl Lanes for Portable {
     #[inline(always)]
     unsafe fn load_low(p: *const f32, n: usize) -> Self {
         Portable(std::array::from_fn(|i| if i < n { *p.add(i) } else { 0.0 }))
+    }
+    #[inline(always)]
+    unsafe fn load_lanes(p: *const f32, lanes: u16) -> Self {
+        Portable(std::array::from_fn(|i| {
+            if lanes >> i & 1 == 1 {
+                *p.wrapping_add(i)
+            } else {
+                0.0
+            }
+        }))
     }
     #[inline(always)]
     unsafe fn splat(p: *const f32) -> Self {

@@ -897,6 +897,9 @@ pub(super) struct Direct<'a> {
     /// run as one, `multiplier` output channels reading each source
     /// channel: a sample's channels are laid out and tiled in one go.
     multiplier: Option<usize>,
+    /// Whether the tiles read a 3 × 3 conv's padded source in place,
+    /// masking the lanes that fall in the padding ([`Direct::edges`]).
+    edges: bool,
 }
 
 impl<'a> Direct<'a> {
@@ -917,7 +920,14 @@ impl<'a> Direct<'a> {
             epilogue,
             form: epilogue.channel_form(),
             multiplier: None,
+            edges: false,
         };
+        if direct.reads_padding_in_place() {
+            // The tiles read the source's own rows, not a padded copy's.
+            direct.grid.phase_h = grid.src_h;
+            direct.grid.phase_w = grid.src_w;
+            direct.edges = true;
+        }
         // (When whole strips fit in one source channel's outputs.)
         if grid.channels == 1 && groups > 1 && out_group.is_multiple_of(shape.mr) {
             direct.grid.channels = groups;
@@ -973,7 +983,10 @@ impl<'a> Direct<'a> {
     /// copy, rounded to whole cache lines so that the tiles (and the next
     /// thread's scratch) start on one when the scratch does.
     fn copy_len(&self) -> usize {
-        self.grid.source_len().next_multiple_of(LINE)
+        match self.reads_in_place() {
+            true => 0,
+            false => self.grid.source_len().next_multiple_of(LINE),
+        }
     }
 
     /// `y` (`[batch, groups·out_group, out_h, out_w]`) from `src`
@@ -1044,7 +1057,7 @@ impl<'a> Direct<'a> {
     /// 8 × 8 pointwise convs at batch 64).
     fn span(&self, batch: usize, row_blocks: usize) -> usize {
         let grid = &self.grid;
-        if !self.reads_in_place() || self.shape.across || self.groups != 1 || row_blocks != 1 {
+        if !self.reads_in_place() || self.edges || self.shape.across || self.groups != 1 || row_blocks != 1 {
             return 1;
         }
         let (vectors, nv) = (grid.out_h * grid.out_w / self.shape.lanes, self.shape.nv);
@@ -1058,9 +1071,30 @@ impl<'a> Direct<'a> {
     }
 
     /// Whether the tiles read the source itself, not a copy: an unpadded
-    /// pointwise conv whose tiles read no further than its outputs.
+    /// pointwise conv whose tiles read no further than its outputs, or
+    /// a padded 3 × 3 one read with [`Direct::edges`].
     fn reads_in_place(&self) -> bool {
-        self.grid.is_plain() && self.stores_direct()
+        self.edges || (self.grid.is_plain() && self.stores_direct())
+    }
+
+    /// Whether the tiles can read a 3 × 3 stride-1 conv's source (or an
+    /// input gradient's, the output gradient) in place, with AVX-512's
+    /// masked loads taking zeros for the padding columns and the kernel
+    /// rows that read padding skipped ([`Grid::kernel_rows`]), so that
+    /// there is no padded copy to make: a 32 × 32 map's copy was 3–4 %
+    /// of its conv at batch 64. The tiles must store straight into the
+    /// output with each vector in one row (an output row a whole number
+    /// of vectors, as wide as the source's).
+    fn reads_padding_in_place(&self) -> bool {
+        let g = &self.grid;
+        Level::detect() == Level::Avx512
+            && !self.shape.across
+            && self.shape.mr > 1
+            && self.stores_direct()
+            && (g.kernel, g.stride, g.dilation, g.spread) == ([3, 3], 1, 1, 1)
+            && (g.out_h, g.out_w) == (g.src_h, g.src_w)
+            && (0..=2).contains(&g.top)
+            && g.left == 1
     }
 
     /// Floats between consecutive samples of a unit ([`Direct::span`]):
@@ -1318,8 +1352,8 @@ impl<'a> Direct<'a> {
             Level::Base => {}
         }
         match (self.shape.mr, self.shape.nv) {
-            (1, _) => self.tiles::<Portable, 1, 4>(at),
-            _ => self.tiles::<Portable, 4, 2>(at),
+            (1, _) => self.tiles::<Portable, 1, 4, false>(at),
+            _ => self.tiles::<Portable, 4, 2, false>(at),
         }
     }
 
@@ -1338,16 +1372,18 @@ impl<'a> Direct<'a> {
     unsafe fn unit_positions_avx512(&self, at: &Unit, mr: usize, nv: usize) {
         use std::arch::x86_64::__m512;
         match (mr, nv) {
-            (1, 1) => self.tiles::<__m512, 1, 1>(at),
-            (1, 2) => self.tiles::<__m512, 1, 2>(at),
-            (1, 3) => self.tiles::<__m512, 1, 3>(at),
-            (1, 4) => self.tiles::<__m512, 1, 4>(at),
-            (1, 5) => self.tiles::<__m512, 1, 5>(at),
-            (1, 6) => self.tiles::<__m512, 1, 6>(at),
-            (1, 7) => self.tiles::<__m512, 1, 7>(at),
-            (1, _) => self.tiles::<__m512, 1, 8>(at),
-            (8, _) => self.tiles::<__m512, 8, 3>(at),
-            _ => self.tiles::<__m512, 12, 2>(at),
+            (1, 1) => self.tiles::<__m512, 1, 1, false>(at),
+            (1, 2) => self.tiles::<__m512, 1, 2, false>(at),
+            (1, 3) => self.tiles::<__m512, 1, 3, false>(at),
+            (1, 4) => self.tiles::<__m512, 1, 4, false>(at),
+            (1, 5) => self.tiles::<__m512, 1, 5, false>(at),
+            (1, 6) => self.tiles::<__m512, 1, 6, false>(at),
+            (1, 7) => self.tiles::<__m512, 1, 7, false>(at),
+            (1, _) => self.tiles::<__m512, 1, 8, false>(at),
+            (8, _) if self.edges => self.tiles::<__m512, 8, 3, true>(at),
+            (8, _) => self.tiles::<__m512, 8, 3, false>(at),
+            _ if self.edges => self.tiles::<__m512, 12, 2, true>(at),
+            _ => self.tiles::<__m512, 12, 2, false>(at),
         }
     }
 
@@ -1356,24 +1392,26 @@ impl<'a> Direct<'a> {
     unsafe fn unit_avx2(&self, at: &Unit) {
         use std::arch::x86_64::__m256;
         match (self.shape.mr, self.shape.nv) {
-            (1, 1) => self.tiles::<__m256, 1, 1>(at),
-            (1, 2) => self.tiles::<__m256, 1, 2>(at),
-            (1, 3..=4) => self.tiles::<__m256, 1, 4>(at),
-            (1, _) => self.tiles::<__m256, 1, 8>(at),
-            (4, _) => self.tiles::<__m256, 4, 2>(at),
-            _ => self.tiles::<__m256, 2, 4>(at),
+            (1, 1) => self.tiles::<__m256, 1, 1, false>(at),
+            (1, 2) => self.tiles::<__m256, 1, 2, false>(at),
+            (1, 3..=4) => self.tiles::<__m256, 1, 4, false>(at),
+            (1, _) => self.tiles::<__m256, 1, 8, false>(at),
+            (4, _) => self.tiles::<__m256, 4, 2, false>(at),
+            _ => self.tiles::<__m256, 2, 4, false>(at),
         }
     }
 
     /// The body of [`Direct::unit`] for vectors `V` and `MR × NV` tiles.
     #[inline(always)]
-    fn tiles<V: Lanes, const MR: usize, const NV: usize>(&self, at: &Unit) {
+    fn tiles<V: Lanes, const MR: usize, const NV: usize, const EDGES: bool>(&self, at: &Unit) {
         let grid = &self.grid;
         let (depth, plane) = (self.depth(), grid.plane());
         let strip_len = MR * depth;
         let group_at = at.group * self.shape.strips(self.out_group) * strip_len;
         let s = grid.stride;
         let last = (s * s - 1) * grid.channels * plane + grid.reach() * (grid.phase_w + 1);
+        // How far before an output its tap (0, 0) reads, read in place.
+        let padding = (grid.top * grid.phase_w as isize + grid.left) as usize;
         // Where vector `v` of tile `t` reads (from the copy's first channel)
         // and writes (channel 0 of the strip, channels `ld` apart).
         let direct = self.stores_direct();
@@ -1441,6 +1479,20 @@ impl<'a> Direct<'a> {
                 ($k:tt, $spots:expr, $kernel_rows:expr, $first:expr) => {{
                     let spots: [(usize, usize); $k] = $spots;
                     let kernel_rows = $kernel_rows;
+                    // Each vector's lanes that read the source under each
+                    // kernel column (with `EDGES`): the others are in the
+                    // padding left or right of its row. Filled in a loop,
+                    // as `spots`.
+                    let mut edges = [[0u16; 3]; $k];
+                    if EDGES {
+                        for (lanes, (from, _)) in edges.iter_mut().zip(&spots) {
+                            let q = (from % grid.phase_w) as isize;
+                            for (kj, l) in lanes.iter_mut().enumerate() {
+                                let lo = grid.left - kj as isize - q;
+                                *l = lane_range(lo, lo + grid.src_w as isize);
+                            }
+                        }
+                    }
                     // Where the tile two tiles on stores, where this block's
                     // tiles store into y (the last block's, stored direct).
                     let spots_ahead: [Option<usize>; $k] = std::array::from_fn(|v| {
@@ -1467,6 +1519,12 @@ impl<'a> Direct<'a> {
                         let w = &self.packed[w_at..w_at + channels * taps * MR];
                         let src = spots.map(|(from, _)| {
                             let from = from + c0 * plane;
+                            if EDGES {
+                                // Where tap (0, 0) would read, in the
+                                // padding: only lanes and kernel rows that
+                                // land in the source are read from it.
+                                return at.source.as_ptr().wrapping_add(from).wrapping_sub(padding);
+                            }
                             debug_assert!(
                                 from + last + (channels - 1) * plane + V::N
                                     <= at
@@ -1513,13 +1571,15 @@ impl<'a> Direct<'a> {
                                 }
                             }
                         }
-                        // SAFETY: the reads stay inside `source` (its length
-                        // has room for a vector and the reach past the last
-                        // row), `w` holds the block's `MR · depth`, and the
+                        // SAFETY: the reads stay inside `source` (a copy's
+                        // length has room for a vector and the reach past
+                        // the last row; read in place, the window's kernel
+                        // rows are the source's and `edges` the lanes in
+                        // its rows), `w` holds the block's `MR · depth`, and the
                         // MR rows of each `dst` are this unit's (in y, or in
                         // the tile buffer, whose rows of `ld` hold every
                         // position).
-                        unsafe { micro::<V, MR, $k>(&reads, src, w.as_ptr(), dst, ld, b > 0, finish) };
+                        unsafe { micro::<V, MR, $k, EDGES>(&reads, src, &edges, w.as_ptr(), dst, ld, b > 0, finish) };
                     }
                 }};
             }
@@ -2038,8 +2098,8 @@ fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
     }));
 }
 
-/// Runs `step` (`|at, w|`: the read `at` floats into the sources, the
-/// weights at `w`) for every tap of every channel of `reads`, in depth
+/// Runs `step` (`|at, w, kj|`: the read `at` floats into the sources, the
+/// weights at `w`, the tap's kernel column `kj`) for every tap of every channel of `reads`, in depth
 /// order, `width` weights a step; `w` ends past the last. A macro, not a
 /// function taking a closure: a closure is not compiled with the caller's
 /// vector features. A 3 × 3 kernel's nine taps are unrolled; with taps
@@ -2047,35 +2107,35 @@ fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
 /// pitch in a register and immediates rather than a table read a step
 /// (2–3 % on the positions tiles).
 macro_rules! each_tap {
-    (@rows $reads:expr, $pitch:ident, $w:ident, $width:ident, |$at:ident, $wt:ident| $step:block, $($tap:tt)*) => {
+    (@rows $reads:expr, $pitch:ident, $w:ident, $width:ident, |$at:ident, $wt:ident, $kjv:ident| $step:block, $($tap:tt)*) => {
         for c in 0..$reads.channels {
             let base = c * $reads.plane;
-            each_tap!(@grid base, $pitch, $w, $width, |$at, $wt| $step, $($tap)*);
+            each_tap!(@grid base, $pitch, $w, $width, |$at, $wt, $kjv| $step, $($tap)*);
             $w = $w.add(9 * $width);
         }
     };
-    (@grid $base:ident, $pitch:ident, $w:ident, $width:ident, |$at:ident, $wt:ident| $step:block, $(($t:literal, $ki:literal, $kj:literal))*) => {
+    (@grid $base:ident, $pitch:ident, $w:ident, $width:ident, |$at:ident, $wt:ident, $kjv:ident| $step:block, $(($t:literal, $ki:literal, $kj:literal))*) => {
         $({
-            let ($at, $wt) = ($base + $ki * $pitch + $kj, $w.add($t * $width));
+            let ($at, $wt, $kjv) = ($base + $ki * $pitch + $kj, $w.add($t * $width), $kj);
             $step
         })*
     };
-    ($reads:expr, $w:ident, $width:expr, |$at:ident, $wt:ident| $step:block) => {{
+    ($reads:expr, $w:ident, $width:expr, |$at:ident, $wt:ident, $kjv:ident| $step:block) => {{
         let width = $width;
         let window = $reads.window;
         let whole = window.taps() == $reads.taps.len();
         if let Some(pitch) = $reads.pitch {
             debug_assert_eq!(window.cols, (0, 3), "a pitch skips kernel rows alone");
             match window.rows {
-                (0, 3) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt| $step, (0, 0, 0) (1, 0, 1) (2, 0, 2) (3, 1, 0) (4, 1, 1) (5, 1, 2) (6, 2, 0) (7, 2, 1) (8, 2, 2)),
-                (1, 3) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt| $step, (3, 1, 0) (4, 1, 1) (5, 1, 2) (6, 2, 0) (7, 2, 1) (8, 2, 2)),
-                (0, 2) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt| $step, (0, 0, 0) (1, 0, 1) (2, 0, 2) (3, 1, 0) (4, 1, 1) (5, 1, 2)),
-                (1, 2) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt| $step, (3, 1, 0) (4, 1, 1) (5, 1, 2)),
+                (0, 3) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt, $kjv| $step, (0, 0, 0) (1, 0, 1) (2, 0, 2) (3, 1, 0) (4, 1, 1) (5, 1, 2) (6, 2, 0) (7, 2, 1) (8, 2, 2)),
+                (1, 3) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt, $kjv| $step, (3, 1, 0) (4, 1, 1) (5, 1, 2) (6, 2, 0) (7, 2, 1) (8, 2, 2)),
+                (0, 2) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt, $kjv| $step, (0, 0, 0) (1, 0, 1) (2, 0, 2) (3, 1, 0) (4, 1, 1) (5, 1, 2)),
+                (1, 2) => each_tap!(@rows $reads, pitch, $w, width, |$at, $wt, $kjv| $step, (3, 1, 0) (4, 1, 1) (5, 1, 2)),
                 (lo, hi) => {
                     for c in 0..$reads.channels {
                         let base = c * $reads.plane;
                         for t in 3 * lo..3 * hi.max(lo) {
-                            let ($at, $wt) = (base + (t / 3) * pitch + t % 3, $w.add(t * width));
+                            let ($at, $wt, $kjv) = (base + (t / 3) * pitch + t % 3, $w.add(t * width), t % 3);
                             $step
                         }
                         $w = $w.add(9 * width);
@@ -2087,7 +2147,7 @@ macro_rules! each_tap {
             // not one of a tap inside each (5–7 % on 8 × 8 maps).
             let tap = *tap;
             for c in 0..$reads.channels {
-                let ($at, $wt) = (c * $reads.plane + tap, $w);
+                let ($at, $wt, $kjv) = (c * $reads.plane + tap, $w, 0);
                 $step
                 $w = $w.add(width);
             }
@@ -2095,7 +2155,7 @@ macro_rules! each_tap {
             for c in 0..$reads.channels {
                 let base = c * $reads.plane;
                 for (t, tap) in taps.iter().enumerate() {
-                    let ($at, $wt) = (base + tap, $w.add(t * width));
+                    let ($at, $wt, $kjv) = (base + tap, $w.add(t * width), t % 3);
                     $step
                 }
                 $w = $w.add(9 * width);
@@ -2108,7 +2168,7 @@ macro_rules! each_tap {
                 for ki in window.rows.0..window.rows.1 {
                     for kj in window.cols.0..window.cols.1 {
                         let t = ki * window.width + kj;
-                        let ($at, $wt) = (base + taps[t], $w.add(t * width));
+                        let ($at, $wt, $kjv) = (base + taps[t], $w.add(t * width), kj);
                         $step
                     }
                 }
@@ -2156,16 +2216,21 @@ enum Finish<'s, const MR: usize, const NV: usize> {
 /// One `MR × NV·lanes` tile: vector `v` of output channel `i` at
 /// `dst[v] + i·ld`, reading from `src[v]`; accumulates every tap of
 /// `reads.channels` channels (onto what the tile holds, with `accumulate`),
-/// then stores the tile as `finish` says.
+/// then stores the tile as `finish` says. With `EDGES` (a 3 × 3 kernel
+/// read from the unpadded source), vector `v` reads under kernel column
+/// `kj` only the lanes of `edges[v][kj]`, zeros in the others: the
+/// padding left and right of its row.
 ///
 /// # Safety
 /// The CPU has `V`'s features; each `src[v]` holds every tap's read of a
-/// vector, `w` `MR · depth` floats, and each `dst[v]` `MR` rows of a vector
-/// at stride `ld`.
+/// vector (with `EDGES`, of its lanes in `edges`), `w` `MR · depth`
+/// floats, and each `dst[v]` `MR` rows of a vector at stride `ld`.
 #[inline(always)]
-unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro<V: Lanes, const MR: usize, const NV: usize, const EDGES: bool>(
     reads: &Reads<'_>,
     src: [*const f32; NV],
+    edges: &[[u16; 3]; NV],
     mut w: *const f32,
     dst: [*mut f32; NV],
     ld: usize,
@@ -2180,8 +2245,15 @@ unsafe fn micro<V: Lanes, const MR: usize, const NV: usize>(
             }
         }
     }
-    each_tap!(reads, w, MR, |at, weights| {
-        let xs: [V; NV] = std::array::from_fn(|v| V::load(src[v].add(at)));
+    debug_assert!(!EDGES || reads.pitch.is_some(), "edges are a 3 × 3 kernel's");
+    each_tap!(reads, w, MR, |at, weights, kj| {
+        // The middle column reads inside the row (`EDGES` pads it by one
+        // on either side): a plain load, not a masked one (3 % of a
+        // 32 × 32 map's conv).
+        let xs: [V; NV] = std::array::from_fn(|v| match EDGES && kj != 1 {
+            true => V::load_lanes(src[v].wrapping_add(at), edges[v][kj.min(2)]),
+            false => V::load(src[v].wrapping_add(at)),
+        });
         for (i, acc_row) in acc.iter_mut().enumerate() {
             let wi = V::splat(weights.add(i));
             for (a, xv) in acc_row.iter_mut().zip(&xs) {
@@ -2278,7 +2350,7 @@ unsafe fn micro_across<const PX: usize, const NV: usize>(
             }
         }
     }
-    each_tap!(reads, w, NV * V::N, |at, weights| {
+    each_tap!(reads, w, NV * V::N, |at, weights, _kj| {
         let ws: [V; NV] = std::array::from_fn(|v| V::load(weights.add(v * V::N)));
         for (i, acc_row) in acc.iter_mut().enumerate() {
             let xi = V::splat(src[i].add(at));

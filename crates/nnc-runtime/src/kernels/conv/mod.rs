@@ -1131,6 +1131,39 @@ mod tests {
         }
     }
 
+    /// 3 × 3 convs padded one column either side on rows of whole
+    /// vectors, which AVX-512 reads in place, taking zeros for the padding
+    /// through masked loads (`Direct::edges`): rows of one to four vectors
+    /// (a vector at both edges, at one, at neither), one to seventeen rows
+    /// with the top padded by 0, 1 or 2, depth in one block and in two
+    /// (130 channels: the second block adds onto the first's sums), and
+    /// the epilogues stored on the registers and after them. A mask that
+    /// let a lane read its neighbour row's pixel, or the middle column's
+    /// plain load on a map padded otherwise, fails here.
+    #[test]
+    fn padded_source_read_in_place() {
+        let cases = [
+            (3, 16, 1, [1, 1, 1, 1], 8),
+            (5, 32, 5, [1, 1, 1, 1], 24),
+            (2, 48, 3, [0, 1, 2, 1], 8),
+            (4, 64, 2, [2, 1, 0, 1], 16),
+            (130, 16, 4, [1, 1, 1, 1], 8),
+            (9, 32, 17, [1, 1, 1, 1], 8),
+            (3, 16, 6, [1, 1, 1, 1], 12),
+        ];
+        for (c, width, height, pads, o) in cases {
+            let g = ConvGeometry {
+                height,
+                width,
+                pads,
+                ..geometry(c, height, o, 3)
+            };
+            for tail in [Tail::Plain, Tail::AffinePrelu, Tail::BiasRelu, Tail::BiasResidualRelu] {
+                check_tail(g, tail);
+            }
+        }
+    }
+
     /// Positions tiles over more channels than a block of depth holds
     /// (`DEPTH_BLOCK`): the tiles' sums go on from one block to the next,
     /// stored straight into y (rows of whole vectors) or into the tile
