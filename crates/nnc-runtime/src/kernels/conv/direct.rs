@@ -1358,47 +1358,57 @@ impl<'a> Direct<'a> {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
     unsafe fn unit_avx512(&self, at: &Unit) {
         match (self.shape.across, self.shape.mr, self.shape.nv) {
-            (true, 64, _) => self.tiles_across::<6, 4>(at),
-            (true, _, _) => self.tiles_across::<12, 2>(at),
-            (_, mr, nv) => self.unit_positions_avx512(at, mr, nv),
+            (true, 64, _) => self.across_avx512::<6, 4>(at),
+            (true, _, _) => self.across_avx512::<12, 2>(at),
+            (_, 1, 1) => self.tiles_avx512::<1, 1, false>(at),
+            (_, 1, 2) => self.tiles_avx512::<1, 2, false>(at),
+            (_, 1, 3) => self.tiles_avx512::<1, 3, false>(at),
+            (_, 1, 4) => self.tiles_avx512::<1, 4, false>(at),
+            (_, 1, 5) => self.tiles_avx512::<1, 5, false>(at),
+            (_, 1, 6) => self.tiles_avx512::<1, 6, false>(at),
+            (_, 1, 7) => self.tiles_avx512::<1, 7, false>(at),
+            (_, 1, _) => self.tiles_avx512::<1, 8, false>(at),
+            (_, 8, _) if self.edges => self.tiles_avx512::<8, 3, true>(at),
+            (_, 8, _) => self.tiles_avx512::<8, 3, false>(at),
+            _ if self.edges => self.tiles_avx512::<12, 2, true>(at),
+            _ => self.tiles_avx512::<12, 2, false>(at),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn unit_positions_avx512(&self, at: &Unit, mr: usize, nv: usize) {
-        use std::arch::x86_64::__m512;
-        match (mr, nv) {
-            (1, 1) => self.tiles::<__m512, 1, 1, false>(at),
-            (1, 2) => self.tiles::<__m512, 1, 2, false>(at),
-            (1, 3) => self.tiles::<__m512, 1, 3, false>(at),
-            (1, 4) => self.tiles::<__m512, 1, 4, false>(at),
-            (1, 5) => self.tiles::<__m512, 1, 5, false>(at),
-            (1, 6) => self.tiles::<__m512, 1, 6, false>(at),
-            (1, 7) => self.tiles::<__m512, 1, 7, false>(at),
-            (1, _) => self.tiles::<__m512, 1, 8, false>(at),
-            (8, _) if self.edges => self.tiles::<__m512, 8, 3, true>(at),
-            (8, _) => self.tiles::<__m512, 8, 3, false>(at),
-            _ if self.edges => self.tiles::<__m512, 12, 2, true>(at),
-            _ => self.tiles::<__m512, 12, 2, false>(at),
+    unsafe fn unit_avx2(&self, at: &Unit) {
+        match (self.shape.mr, self.shape.nv) {
+            (1, 1) => self.tiles_avx2::<1, 1>(at),
+            (1, 2) => self.tiles_avx2::<1, 2>(at),
+            (1, 3..=4) => self.tiles_avx2::<1, 4>(at),
+            (1, _) => self.tiles_avx2::<1, 8>(at),
+            (4, _) => self.tiles_avx2::<4, 2>(at),
+            _ => self.tiles_avx2::<2, 4>(at),
         }
+    }
+
+    // Each shape's tiles in a function of their own, not all inlined into
+    // one dispatch: unoptimised, their locals together outgrew a test
+    // thread's 2 MiB stack.
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tiles_avx512<const MR: usize, const NV: usize, const EDGES: bool>(&self, at: &Unit) {
+        self.tiles::<std::arch::x86_64::__m512, MR, NV, EDGES>(at)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn across_avx512<const PX: usize, const NV: usize>(&self, at: &Unit) {
+        self.tiles_across::<PX, NV>(at)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn unit_avx2(&self, at: &Unit) {
-        use std::arch::x86_64::__m256;
-        match (self.shape.mr, self.shape.nv) {
-            (1, 1) => self.tiles::<__m256, 1, 1, false>(at),
-            (1, 2) => self.tiles::<__m256, 1, 2, false>(at),
-            (1, 3..=4) => self.tiles::<__m256, 1, 4, false>(at),
-            (1, _) => self.tiles::<__m256, 1, 8, false>(at),
-            (4, _) => self.tiles::<__m256, 4, 2, false>(at),
-            _ => self.tiles::<__m256, 2, 4, false>(at),
-        }
+    unsafe fn tiles_avx2<const MR: usize, const NV: usize>(&self, at: &Unit) {
+        self.tiles::<std::arch::x86_64::__m256, MR, NV, false>(at)
     }
 
     /// The body of [`Direct::unit`] for vectors `V` and `MR × NV` tiles.
