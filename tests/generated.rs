@@ -397,3 +397,41 @@ inline_models! {
     nan_rectifiers: model NanRectifiers { input [2, 3, 3] act prelu act rrelu(0.1, 0.3) norm instance norm batch act elu conv 2 -> 2 k=1 act=prelu }
     nan_rest: model NanRest { input 8 dense 8 -> 8 act=gelu norm=layer act silu act softplus act selu act sigmoid }
 }
+
+// Maps whose activations take a third of a pass's room or more: the
+// forward goes one sample a thread at a time (`nnc_ir::samples_per_pass`),
+// at batch 7 whole passes and a short one, on one thread and on two.
+inline_models! {
+    large_maps_in_passes_equal_the_interpreter by check:
+    large_maps: model Large { input [3, 64, 64] conv 3 -> 16 k=3 pad=same act=relu norm=batch residual { conv 16 -> 16 k=3 pad=same norm=batch } act relu maxpool k=2 globalavgpool dense 16 -> 4 act=softmax }
+}
+
+/// Which inference passes go a sample or two a thread at a time (a model
+/// of 64 × 64 maps), and which whole (training; the MLPs; CNNs of small
+/// maps); and a pass of one sample gives what the sample alone gives.
+#[test]
+fn large_maps_go_a_sample_at_a_time() {
+    let large = "model Large { input [3, 64, 64] conv 3 -> 16 k=3 pad=same act=relu norm=batch \
+        residual { conv 16 -> 16 k=3 pad=same norm=batch } act relu maxpool k=2 globalavgpool dense 16 -> 4 act=softmax }";
+    let per_pass = |text: &str, mode: Mode| {
+        let m = module(text, mode, Stage::Optimized);
+        let func = m.function(mode).unwrap();
+        nnc_ir::samples_per_pass(&m, func, &nnc_ir::BufferPlan::new(func).unwrap())
+    };
+    assert_eq!(per_pass(large, Mode::Infer), Some(1));
+    assert_eq!(per_pass(large, Mode::Train), None, "in training");
+    for file in ["digits_cnn", "residual_cnn", "digits_mlp", "seed_elu_bn_dropout"] {
+        let text = std::fs::read_to_string(format!("{}/models/{file}.nn", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert_eq!(per_pass(&text, Mode::Infer), None, "{file}");
+    }
+    let m = module(large, Mode::Infer, Stage::Optimized);
+    let weights = init_weights(&module(large, Mode::Infer, Stage::Lowered), 3);
+    let mut it = Interpreter::new(&m, Mode::Infer, &weights).unwrap();
+    let per_in = 3 * 64 * 64;
+    let x = input(per_in, 5, 21);
+    let passes = it.run(&x, 5, 1, 0).unwrap();
+    for (n, sample) in x.chunks(per_in).enumerate() {
+        let alone = it.run(sample, 1, 1, 0).unwrap();
+        assert_eq!(&passes[n * 4..n * 4 + 4], &alone[..], "sample {n}");
+    }
+}

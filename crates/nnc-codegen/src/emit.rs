@@ -30,11 +30,17 @@ pub(crate) struct Buffers {
     home: BTreeMap<ValueId, usize>,
     /// Per-sample floats of each buffer.
     pub(crate) lens: Vec<usize>,
+    /// Samples a thread an inference pass takes through every op at a
+    /// time, if not the whole batch ([`nnc_ir::samples_per_pass`]).
+    pub(crate) per_pass: Option<usize>,
 }
 
 impl Buffers {
-    pub(crate) fn new(func: &Function) -> Result<Buffers, Error> {
-        Buffers::keeping(func, &[])
+    pub(crate) fn new(module: &Module, func: &Function) -> Result<Buffers, Error> {
+        let mut buffers = Buffers::keeping(func, &[])?;
+        let plan = BufferPlan::new(func).ok_or_else(|| Error::Malformed("an op reads an undefined value".into()))?;
+        buffers.per_pass = nnc_ir::samples_per_pass(module, func, &plan);
+        Ok(buffers)
     }
 
     /// The buffers of a training forward pass: `kept` values (what the
@@ -56,7 +62,11 @@ impl Buffers {
             });
             home.insert(op.result, buffer);
         }
-        Ok(Buffers { home, lens })
+        Ok(Buffers {
+            home,
+            lens,
+            per_pass: None,
+        })
     }
 
     pub(crate) fn home(&self, func: &Function, v: ValueId) -> Home {
@@ -81,7 +91,7 @@ pub(crate) fn model(
     let type_name = type_name(&module.name);
     let name = Ident::new(&type_name, Span::call_site());
     let fields = Fields::new(module, func, true)?;
-    let buffers = Buffers::new(func)?;
+    let buffers = Buffers::new(module, func)?;
     let input_dims = &func.value_type(func.input).dims;
     let output_dims = &func.value_type(func.output).dims;
 
@@ -302,6 +312,36 @@ fn forward(
             quote!(x.shape().get(1..) == Some(Self::INPUT)),
         )
     };
+    let body = quote! {
+        let scratch_len = Self::scratch_len(ws.threads());
+        #[allow(unused_imports)]
+        use #rt::kernels::{act, conv, dense, epilogue, norm, pool};
+        let ([#(#names),*], #scratch_name, #team_name) = ws.split(Self::BUFFERS, batch, scratch_len);
+        #(#blocks)*
+        #finish
+    };
+    // A pass of a few samples a thread at a time, where the plan says so.
+    let (run, pass_fn, pass_batch) = match buffers.per_pass {
+        None => (body, quote!(), quote!(batch)),
+        Some(k) => {
+            let k = usize_lit(k);
+            let run = quote! {
+                // A few samples a thread at a time, so that their
+                // activations stay in L2 from one layer to the next.
+                let pass = (#k * ws.threads()).min(batch).max(1);
+                for (x, out) in x.chunks(pass * #input_numel).zip(out.chunks_mut(pass * #output_numel)) {
+                    self.pass(x, x.len() / #input_numel, out, ws);
+                }
+            };
+            let pass_fn = quote! {
+                /// The forward pass on `batch` samples of `x` into `out`.
+                fn pass(&self, x: &[f32], batch: usize, out: &mut [f32], ws: &mut #rt::Workspace) {
+                    #body
+                }
+            };
+            (run, pass_fn, quote!(batch.min(#k * threads)))
+        }
+    };
     let (out_array, new_out) = if func.value_type(func.output).dims.len() == 1 {
         (
             quote!(#nd::Array2<f32>),
@@ -329,7 +369,7 @@ fn forward(
         /// threads: `forward_into` with it allocates nothing.
         pub fn workspace(batch: usize, threads: usize) -> ::std::io::Result<#rt::Workspace> {
             let mut ws = #rt::Workspace::new(threads)?;
-            ws.reserve(Self::BUFFERS.iter().sum(), batch, Self::scratch_len(threads));
+            ws.reserve(Self::BUFFERS.iter().sum(), #pass_batch, Self::scratch_len(threads));
             Ok(ws)
         }
 
@@ -353,13 +393,9 @@ fn forward(
         pub fn forward_into(&self, x: &[f32], batch: usize, out: &mut [f32], ws: &mut #rt::Workspace) {
             assert_eq!(x.len(), batch * #input_numel, "forward_into: the input does not hold {} samples", batch);
             assert_eq!(out.len(), batch * #output_numel, "forward_into: the output does not hold {} samples", batch);
-            let scratch_len = Self::scratch_len(ws.threads());
-            #[allow(unused_imports)]
-            use #rt::kernels::{act, conv, dense, epilogue, norm, pool};
-            let ([#(#names),*], #scratch_name, #team_name) = ws.split(Self::BUFFERS, batch, scratch_len);
-            #(#blocks)*
-            #finish
+            #run
         }
+        #pass_fn
     })
 }
 

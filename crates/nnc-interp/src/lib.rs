@@ -52,6 +52,9 @@ pub struct Interpreter {
     /// no forward pass starts a thread.
     team: Team,
     plan: Plan,
+    /// Samples a thread an inference pass takes through every op at a
+    /// time, if not the whole batch ([`nnc_ir::samples_per_pass`]).
+    per_pass: Option<usize>,
     /// Buffers for `planned_batch` samples (scratch also for the team's
     /// thread count); one per plan slot.
     buffers: Vec<nnc_runtime::AlignedBuf>,
@@ -165,6 +168,7 @@ impl Interpreter {
         let func = module.function(mode).ok_or(Error::NoFunction(mode))?.clone();
         let params = param_values(module, weights)?;
         let plan = Plan::keeping(&func, kept)?;
+        let per_pass = plan.samples_per_pass(module, &func);
         let mut laid_out = vec![None; params.len()];
         // A training step reads the weights as stored (they change every
         // step, as in the generated `<Model>Train`); inference lays them
@@ -195,6 +199,7 @@ impl Interpreter {
             names,
             team: Team::single(),
             plan,
+            per_pass,
             buffers: Vec::new(),
             scratch: nnc_runtime::AlignedBuf::default(),
             planned_batch: 0,
@@ -249,8 +254,15 @@ impl Interpreter {
                 out.len()
             )));
         }
-        self.prepare(batch, threads)?;
-        self.forward(input, batch, seed, out)
+        // A few samples a thread at a time, where the plan says so; the
+        // buffers are those of a pass.
+        let pass = self.per_pass.map_or(batch, |k| k * threads.max(1)).min(batch);
+        self.prepare(pass, threads)?;
+        let (in_len, out_len) = (input.len() / batch, out.len() / batch);
+        for (x, y) in input.chunks(pass * in_len).zip(out.chunks_mut(pass * out_len)) {
+            self.forward(x, x.len() / in_len, seed, y)?;
+        }
+        Ok(())
     }
 
     /// `input` holds `batch` (≥ 1) whole samples.

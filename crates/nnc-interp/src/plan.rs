@@ -24,6 +24,12 @@ impl Plan {
         Ok(Plan { slots })
     }
 
+    /// Samples a thread an inference pass takes at a time
+    /// ([`nnc_ir::samples_per_pass`]).
+    pub(crate) fn samples_per_pass(&self, module: &nnc_ir::Module, func: &Function) -> Option<usize> {
+        nnc_ir::samples_per_pass(module, func, &self.slots)
+    }
+
     pub(crate) fn slot(&self, value: ValueId) -> usize {
         self.slots.slot(value)
     }

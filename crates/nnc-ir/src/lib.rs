@@ -35,5 +35,5 @@ pub mod verify;
 pub use module::{Function, Mode, Module, OpData, OpId, Producers, ValueId};
 pub use op::{window_output, Act, ConvGeometry, Epilogue, EpilogueStep, Op, PoolGeometry, ShapeError};
 pub use param::{BinaryOp, Derivation, Dist, Init, ParamData, ParamId, ParamRole, ParamSource};
-pub use plan::{BufferPlan, GradientPlan};
+pub use plan::{samples_per_pass, BufferPlan, GradientPlan};
 pub use types::ValueType;
