@@ -37,17 +37,26 @@ pub(crate) struct Buffers {
 
 impl Buffers {
     pub(crate) fn new(module: &Module, func: &Function) -> Result<Buffers, Error> {
-        let mut buffers = Buffers::keeping(func, &[])?;
-        let plan = BufferPlan::new(func).ok_or_else(|| Error::Malformed("an op reads an undefined value".into()))?;
-        buffers.per_pass = nnc_ir::samples_per_pass(module, func, &plan);
-        Ok(buffers)
+        let plan = Buffers::plan(func, &[])?;
+        Ok(Buffers {
+            per_pass: nnc_ir::samples_per_pass(module, func, &plan),
+            ..Buffers::of_plan(func, &plan)
+        })
     }
 
     /// The buffers of a training forward pass: `kept` values (what the
     /// backward reads) are never overwritten.
     pub(crate) fn keeping(func: &Function, kept: &[ValueId]) -> Result<Buffers, Error> {
-        let plan =
-            BufferPlan::keeping(func, kept).ok_or_else(|| Error::Malformed("an op reads an undefined value".into()))?;
+        Ok(Buffers::of_plan(func, &Buffers::plan(func, kept)?))
+    }
+
+    fn plan(func: &Function, kept: &[ValueId]) -> Result<BufferPlan, Error> {
+        BufferPlan::keeping(func, kept).ok_or_else(|| Error::Malformed("an op reads an undefined value".into()))
+    }
+
+    /// The slots of `plan` that some op writes, renumbered from 0; the
+    /// whole batch at once.
+    fn of_plan(func: &Function, plan: &BufferPlan) -> Buffers {
         let mut renumber = BTreeMap::new();
         let mut home = BTreeMap::new();
         let mut lens = Vec::new();
@@ -62,11 +71,11 @@ impl Buffers {
             });
             home.insert(op.result, buffer);
         }
-        Ok(Buffers {
+        Buffers {
             home,
             lens,
             per_pass: None,
-        })
+        }
     }
 
     pub(crate) fn home(&self, func: &Function, v: ValueId) -> Home {
