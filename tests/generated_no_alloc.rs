@@ -1,6 +1,9 @@
-//! The generated training step allocates nothing once its workspace is
-//! planned: a counting global allocator watches a second `grad_into` of a
-//! CNN and of the model with every training op, on one and two threads.
+//! The generated training step and forward pass allocate nothing once
+//! their workspace is planned: a counting global allocator watches a
+//! second `grad_into` of a CNN and of the model with every training op, and
+//! a second `forward_into` of a CNN and of a model of large maps (which
+//! goes in passes, on two threads in a lane per thread), on one and two
+//! threads.
 //! (Where the CPU lacks AVX2, products run on matrixmultiply, which
 //! allocates per product: not checked there.)
 
@@ -42,6 +45,61 @@ mod every_op {
     nnc::model!(train, file = "tests/train/every_op.nn");
 }
 
+mod cnn_infer {
+    nnc::model!(file = "models/digits_cnn.nn");
+}
+
+mod large {
+    nnc::model! {
+        model Large {
+            input [3, 64, 64]
+            conv 3 -> 16 k=3 pad=same act=relu norm=batch
+            residual { conv 16 -> 16 k=3 pad=same norm=batch }
+            act relu maxpool k=2 globalavgpool dense 16 -> 4 act=softmax
+        }
+    }
+}
+
+/// Allocations during the second of two forward passes from a workspace
+/// of the model's own `workspace(batch, threads)`.
+macro_rules! second_forward_allocations {
+    ($model:ty, $batch:expr, $threads:expr) => {{
+        let (batch, threads) = ($batch, $threads);
+        let model = <$model>::init(3);
+        let mut ws = <$model>::workspace(batch, threads).unwrap();
+        let per_in: usize = <$model>::INPUT.iter().product();
+        let per_out: usize = <$model>::OUTPUT.iter().product();
+        let x: Vec<f32> = (0..batch * per_in).map(|i| (i % 11) as f32 * 0.1 - 0.5).collect();
+        let mut out = vec![0.0; batch * per_out];
+        model.forward_into(&x, batch, &mut out, &mut ws);
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        model.forward_into(&x, batch, &mut out, &mut ws);
+        let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert!(out.iter().all(|v| v.is_finite()));
+        allocated
+    }};
+}
+
+/// One test: the count is the process's, and tests run side by side.
+#[test]
+fn planned_generated_code_allocates_nothing() {
+    a_planned_generated_forward_allocates_nothing();
+    a_planned_generated_step_allocates_nothing();
+}
+
+fn a_planned_generated_forward_allocates_nothing() {
+    if !products_allocate_nothing() {
+        eprintln!("no AVX2 here: not checked");
+        return;
+    }
+    for (batch, threads) in [(1, 1), (3, 1), (1, 2), (5, 2)] {
+        let n = second_forward_allocations!(cnn_infer::DigitNet, batch, threads);
+        assert_eq!(n, 0, "digits_cnn batch {batch} threads {threads}");
+        let n = second_forward_allocations!(large::Large, batch, threads);
+        assert_eq!(n, 0, "large maps batch {batch} threads {threads}");
+    }
+}
+
 /// Allocations during the second of two steps, for `batch` and `threads`.
 macro_rules! second_step_allocations {
     ($train:ty, $grads:ty, $batch:expr, $threads:expr) => {{
@@ -67,7 +125,6 @@ macro_rules! second_step_allocations {
     }};
 }
 
-#[test]
 fn a_planned_generated_step_allocates_nothing() {
     if !products_allocate_nothing() {
         eprintln!("no AVX2 here: not checked");

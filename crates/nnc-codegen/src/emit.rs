@@ -330,17 +330,16 @@ fn forward(
         #finish
     };
     // A pass of a few samples a thread at a time, where the plan says so.
-    let (run, pass_fn, pass_batch) = match buffers.per_pass {
-        None => (body, quote!(), quote!(batch)),
+    let (run, pass_fn, pass_batch, reserve_lanes) = match buffers.per_pass {
+        None => (body, quote!(), quote!(batch), quote!()),
         Some(k) => {
             let k = usize_lit(k);
             let run = quote! {
                 // A few samples a thread at a time, so that their
-                // activations stay in L2 from one layer to the next.
-                let pass = (#k * ws.threads()).min(batch).max(1);
-                for (x, out) in x.chunks(pass * #input_numel).zip(out.chunks_mut(pass * #output_numel)) {
-                    self.pass(x, x.len() / #input_numel, out, ws);
-                }
+                // activations stay in L2 from one layer to the next; on
+                // several threads, each thread's through every op alone.
+                let lane = (Self::BUFFERS.iter().sum(), Self::scratch_len(1));
+                ws.in_passes(x, batch, #k, out, lane, &|ws, x, n, out| self.pass(x, n, out, ws));
             };
             let pass_fn = quote! {
                 /// The forward pass on `batch` samples of `x` into `out`.
@@ -348,7 +347,10 @@ fn forward(
                     #body
                 }
             };
-            (run, pass_fn, quote!(batch.min(#k * threads)))
+            let reserve_lanes = quote! {
+                ws.reserve_lanes(Self::BUFFERS.iter().sum(), #k, Self::scratch_len(1));
+            };
+            (run, pass_fn, quote!(batch.min(#k)), reserve_lanes)
         }
     };
     let (out_array, new_out) = if func.value_type(func.output).dims.len() == 1 {
@@ -379,6 +381,7 @@ fn forward(
         pub fn workspace(batch: usize, threads: usize) -> ::std::io::Result<#rt::Workspace> {
             let mut ws = #rt::Workspace::new(threads)?;
             ws.reserve(Self::BUFFERS.iter().sum(), #pass_batch, Self::scratch_len(threads));
+            #reserve_lanes
             Ok(ws)
         }
 

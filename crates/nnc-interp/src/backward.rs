@@ -124,6 +124,7 @@ impl Gradients {
     /// arg-maxes: masks, RReLU's slopes, a norm's statistics.
     pub fn record(&self, index: usize) -> Option<&[f32]> {
         self.forward
+            .state
             .records
             .get(index)
             .filter(|r| !r.is_empty())
@@ -143,7 +144,15 @@ impl Gradients {
         self.output.resize(out_len, 0.0);
         self.forward.check_input(input, batch)?;
         self.forward.prepare(batch, threads)?;
-        self.forward.forward(input, batch, seed, &mut self.output)?;
+        crate::forward(
+            &self.forward.model,
+            crate::Params::Write(&mut self.forward.params),
+            &mut self.forward.state,
+            input,
+            batch,
+            seed,
+            &mut self.output,
+        )?;
         Ok(&self.output)
     }
 
@@ -160,7 +169,7 @@ impl Gradients {
     ) -> Result<f64, Error> {
         self.check_targets(targets, batch)?;
         self.train_forward(input, batch, threads, seed)?;
-        if self.planned_batch != batch || self.planned_threads != self.forward.team.threads() {
+        if self.planned_batch != batch || self.planned_threads != self.forward.state.team.threads() {
             self.buffers = self
                 .slot_len
                 .iter()
@@ -168,7 +177,7 @@ impl Gradients {
                 .collect();
             self.scratch = nnc_runtime::AlignedBuf::zeroed(self.scratch_len(batch));
             self.planned_batch = batch;
-            self.planned_threads = self.forward.team.threads();
+            self.planned_threads = self.forward.state.team.threads();
         }
         for id in &self.trained {
             self.grads[id.0 as usize].fill(0.0);
@@ -194,12 +203,13 @@ impl Gradients {
     /// weights and their gradient, a conv's columns, a norm's unneeded dx.
     fn scratch_len(&self, batch: usize) -> usize {
         let f = &self.forward;
-        let threads = f.team.threads();
-        f.func
+        let threads = f.state.team.threads();
+        f.model
+            .func
             .ops
             .iter()
             .map(|op| {
-                let x = f.func.value_type(op.args[0]);
+                let x = f.model.func.value_type(op.args[0]);
                 let w_len = |w: &ParamId| f.params.get(w.0 as usize).map_or(0, Vec::len);
                 match &op.op {
                     Op::Linear {
@@ -213,7 +223,7 @@ impl Gradients {
                         dropconnect,
                         ..
                     } => {
-                        let g = conv_geometry(x, geometry, f.func.value_type(op.result));
+                        let g = conv_geometry(x, geometry, f.model.func.value_type(op.result));
                         g.grad_scratch_len(threads) + dropconnect.map_or(0, |_| 2 * w_len(weight))
                     }
                     Op::Act(Act::Prelu { .. })
@@ -232,11 +242,11 @@ impl Gradients {
     /// A saved forward value, batch-major.
     fn saved<'a>(&'a self, input: &'a [f32], v: ValueId, batch: usize) -> &'a [f32] {
         let f = &self.forward;
-        let len = batch * f.func.value_type(v).numel();
-        if v == f.func.input {
+        let len = batch * f.model.func.value_type(v).numel();
+        if v == f.model.func.input {
             &input[..len]
         } else {
-            &f.buffers[f.plan.slot(v)][..len]
+            &f.state.buffers[f.model.plan.slot(v)][..len]
         }
     }
 
@@ -323,7 +333,10 @@ impl Gradients {
         let acts = self.then_acts(then, input, batch, &mut acts)?;
         // A dense VJP applies the activations to each tile of dX it has
         // just computed; any other applies them after.
-        let in_product = matches!(self.forward.func.ops[index].op, Op::Linear { dropconnect: None, .. });
+        let in_product = matches!(
+            self.forward.model.func.ops[index].op,
+            Op::Linear { dropconnect: None, .. }
+        );
         let mut dx = dx;
         let fused = if in_product { acts } else { &[] };
         self.op_vjp(index, input, batch, dy, dx.as_deref_mut(), fused, acc)?;
@@ -350,11 +363,11 @@ impl Gradients {
         for (slot, v) in out.iter_mut().zip(then) {
             let i = self.producers.index(*v);
             let i = i.ok_or_else(|| Error::Unsupported(format!("a fused VJP of %{}", v.0)))?;
-            let op = &self.forward.func.ops[i];
+            let op = &self.forward.model.func.ops[i];
             let Op::Act(act) = &op.op else {
                 return Err(Error::Unsupported(format!("a fused {}", op.op.name())));
             };
-            let ty = self.forward.func.value_type(op.result);
+            let ty = self.forward.model.func.value_type(op.result);
             let (from, value) = match self.rules[i].reads.first() {
                 Some(Read::Output) => (From::Output, op.result),
                 _ => (From::Input, op.args[0]),
@@ -385,16 +398,16 @@ impl Gradients {
         acc: &mut Accumulators,
     ) -> Result<(), Error> {
         let f = &self.forward;
-        let op = &f.func.ops[index];
+        let op = &f.model.func.ops[index];
         let rule = &self.rules[index];
-        let x_ty = f.func.value_type(op.args[0]);
-        let y_ty = f.func.value_type(op.result);
+        let x_ty = f.model.func.value_type(op.args[0]);
+        let y_ty = f.model.func.value_type(op.result);
         let (channels, inner) = (x_ty.channels(), x_ty.inner());
         let p = |id: &ParamId| f.params[id.0 as usize].as_slice();
         let saved = |read: Read| match read {
             Read::Input => self.saved(input, op.args[0], batch),
             Read::Output => self.saved(input, op.result, batch),
-            Read::Record => f.records[index].as_slice(),
+            Read::Record => f.state.records[index].as_slice(),
         };
         match &op.op {
             Op::Linear {
@@ -411,9 +424,9 @@ impl Gradients {
                     None => {
                         if let Some(dx) = dx {
                             let then = |first_row: usize, rows: &mut [f32]| apply_then(acts, first_row, rows);
-                            dense_grad_input_then(dy, batch, p(weight), n_out, n_in, dx, &then, &f.team);
+                            dense_grad_input_then(dy, batch, p(weight), n_out, n_in, dx, &then, &f.state.team);
                         }
-                        dense_grad_weight(x, dy, batch, n_in, n_out, dw, db, &f.team);
+                        dense_grad_weight(x, dy, batch, n_in, n_out, dw, db, &f.state.team);
                     }
                     Some(_) => {
                         // The forward used W·mask: so does dX, and dW is the
@@ -424,10 +437,10 @@ impl Gradients {
                             *m = w * k;
                         }
                         if let Some(dx) = dx {
-                            dense_grad_input(dy, batch, masked, n_out, n_in, dx, &f.team);
+                            dense_grad_input(dy, batch, masked, n_out, n_in, dx, &f.state.team);
                         }
                         dmasked.fill(0.0);
-                        dense_grad_weight(x, dy, batch, n_in, n_out, dmasked, db, &f.team);
+                        dense_grad_weight(x, dy, batch, n_in, n_out, dmasked, db, &f.state.team);
                         for ((g, d), k) in dw.iter_mut().zip(dmasked.iter()).zip(mask) {
                             *g += d * k;
                         }
@@ -484,14 +497,14 @@ impl Gradients {
                 let x = saved(Read::Input);
                 let w_len = p(weight).len();
                 let (dw, db, scratch) = acc.pair(*weight, *bias)?;
-                let work = g.grad_scratch_len(f.team.threads());
+                let work = g.grad_scratch_len(f.state.team.threads());
                 match dropconnect {
                     None => {
                         let scratch = &mut scratch[..work];
                         if let Some(dx) = dx {
-                            conv2d_grad_input(dy, batch, &g, p(weight), dx, scratch, &f.team);
+                            conv2d_grad_input(dy, batch, &g, p(weight), dx, scratch, &f.state.team);
                         }
-                        conv2d_grad_weight(x, dy, batch, &g, dw, db, scratch, &f.team);
+                        conv2d_grad_weight(x, dy, batch, &g, dw, db, scratch, &f.state.team);
                     }
                     Some(_) => {
                         let mask = saved(Read::Record);
@@ -501,10 +514,10 @@ impl Gradients {
                             *m = w * k;
                         }
                         if let Some(dx) = dx {
-                            conv2d_grad_input(dy, batch, &g, masked, dx, work, &f.team);
+                            conv2d_grad_input(dy, batch, &g, masked, dx, work, &f.state.team);
                         }
                         dmasked.fill(0.0);
-                        conv2d_grad_weight(x, dy, batch, &g, dmasked, db, work, &f.team);
+                        conv2d_grad_weight(x, dy, batch, &g, dmasked, db, work, &f.state.team);
                         for ((gr, d), k) in dw.iter_mut().zip(dmasked.iter()).zip(mask) {
                             *gr += d * k;
                         }
@@ -514,7 +527,7 @@ impl Gradients {
             }
             Op::MaxPool(g) => {
                 if let Some(dx) = dx {
-                    max_pool2d_grad(dy, &f.argmax[index], batch, &pool_geometry(x_ty, g), dx);
+                    max_pool2d_grad(dy, &f.state.argmax[index], batch, &pool_geometry(x_ty, g), dx);
                 }
                 Ok(())
             }
@@ -545,9 +558,19 @@ impl Gradients {
                 };
                 let gamma = p(weight);
                 match &op.op {
-                    Op::BatchNorm { .. } => {
-                        batch_norm_grad(x, dy, batch, channels, inner, gamma, stats, dx, dgamma, dbeta, &f.team)
-                    }
+                    Op::BatchNorm { .. } => batch_norm_grad(
+                        x,
+                        dy,
+                        batch,
+                        channels,
+                        inner,
+                        gamma,
+                        stats,
+                        dx,
+                        dgamma,
+                        dbeta,
+                        &f.state.team,
+                    ),
                     Op::LayerNorm { .. } => {
                         layer_norm_grad(x, dy, batch, x_ty.numel(), gamma, stats, dx, dgamma, dbeta)
                     }

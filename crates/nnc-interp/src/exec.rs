@@ -2,7 +2,7 @@
 //! `nnc_ir::Op` onto `nnc_runtime` calls.
 
 use crate::plan::{conv_geometry, pool_geometry};
-use crate::{Error, Interpreter, LaidOut};
+use crate::{Error, LaidOut, Model, Params, State};
 use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId, ValueId, ValueType};
 use nnc_runtime::kernels::act::{maxout, softmax, Activation};
 use nnc_runtime::kernels::conv::{conv2d, conv2d_packed};
@@ -19,31 +19,41 @@ use nnc_runtime::Rng;
 /// The longest epilogue the interpreter runs without allocating.
 const MAX_STEPS: usize = 16;
 
-/// Runs op `index` of the interpreter's function.
-pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: usize, seed: u64) -> Result<(), Error> {
-    let train = it.func.mode == Mode::Train;
-    let op = &it.func.ops[index];
-    let x_ty = it.func.value_type(op.args[0]);
-    let y_ty = it.func.value_type(op.result);
+/// Runs op `index` of the model's function on `batch` samples, in `it`'s
+/// buffers.
+pub(crate) fn run_op(
+    m: &Model,
+    mut params: Params<'_>,
+    it: &mut State,
+    input: &[f32],
+    index: usize,
+    batch: usize,
+    seed: u64,
+) -> Result<(), Error> {
+    let train = m.func.mode == Mode::Train;
+    let op = &m.func.ops[index];
+    let x_ty = m.func.value_type(op.args[0]);
+    let y_ty = m.func.value_type(op.result);
     let (channels, inner) = (x_ty.channels(), x_ty.inner());
     let x_len = batch * x_ty.numel();
     let y_len = batch * y_ty.numel();
     // The output buffer leaves the table while the op writes it, so the
     // inputs can be borrowed from the table at the same time (no copy: an
     // empty Vec does not allocate).
-    let out_slot = it.plan.slot(op.result);
+    let out_slot = m.plan.slot(op.result);
     let mut out = std::mem::take(&mut it.buffers[out_slot]);
     let y = &mut out[..y_len];
     // The function's input is read where the caller holds it, not copied in.
     let read = |v: ValueId| {
-        if v == it.func.input {
+        if v == m.func.input {
             &input[..x_len]
         } else {
-            &it.buffers[it.plan.slot(v)][..x_len]
+            &it.buffers[m.plan.slot(v)][..x_len]
         }
     };
     let x = read(op.args[0]);
-    let p = |id: &ParamId| it.params[id.0 as usize].as_slice();
+    let values = params.values();
+    let p = |id: &ParamId| values[id.0 as usize].as_slice();
     // What the op records for a backward: empty unless the interpreter
     // runs for one (the `_save` kernels then record nothing).
     let record: &mut [f32] = it.records.get_mut(index).map_or(&mut [], |r| r.as_mut_slice());
@@ -51,9 +61,9 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
     let rng = || Rng::new(seed, (1 << 63) | index as u64);
     if !train && op.op.shared_by_samples() {
         // Inference: the op's samples are independent; share them.
-        let (params, failed) = (&it.params, std::sync::Mutex::new(None));
+        let failed = std::sync::Mutex::new(None);
         it.team.per_samples(batch, x, y, &|x, n, y| {
-            if let Err(e) = sample_op(&op.op, params, x_ty, x, n, y) {
+            if let Err(e) = sample_op(&op.op, values, x_ty, x, n, y) {
                 *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
             }
         });
@@ -72,13 +82,13 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
         } => {
             let (n_out, n_in) = (y_ty.channels(), x_ty.numel());
             let mut steps = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
-            let n = epilogue_steps(&epilogue.steps, &it.params, &mut steps)?;
+            let n = epilogue_steps(&epilogue.steps, values, &mut steps)?;
             let ep = Epilogue {
                 bias: bias.as_ref().map(p),
                 steps: &steps[..n],
                 residual: None,
             };
-            match (drop, &it.laid_out[weight.0 as usize]) {
+            match (drop, &m.laid_out[weight.0 as usize]) {
                 (Some(rate), _) if train => {
                     // A fresh mask each pass, so the masked weight is used once, as rows.
                     let masked = &mut it.scratch[..p(weight).len()];
@@ -101,12 +111,12 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             let (before, after) = epilogue.split_at_sum();
             let mut steps = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
             let mut then = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
-            let n = epilogue_steps(before, &it.params, &mut steps)?;
-            let m = epilogue_steps(after.unwrap_or(&[]), &it.params, &mut then)?;
+            let n = epilogue_steps(before, values, &mut steps)?;
+            let n_then = epilogue_steps(after.unwrap_or(&[]), values, &mut then)?;
             // The residual is of the output's type (the shape rule).
             let residual = match (after, op.args.get(1)) {
-                (Some(_), Some(r)) if *r == it.func.input => Some(&input[..y_len]),
-                (Some(_), Some(r)) => Some(&it.buffers[it.plan.slot(*r)][..y_len]),
+                (Some(_), Some(r)) if *r == m.func.input => Some(&input[..y_len]),
+                (Some(_), Some(r)) => Some(&it.buffers[m.plan.slot(*r)][..y_len]),
                 _ => None,
             };
             let ep = Epilogue {
@@ -114,11 +124,11 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
                 steps: &steps[..n],
                 residual: residual.map(|values| Residual {
                     values,
-                    then: &then[..m],
+                    then: &then[..n_then],
                 }),
             };
             let threads = it.team.threads();
-            match (drop, &it.laid_out[weight.0 as usize]) {
+            match (drop, &m.laid_out[weight.0 as usize]) {
                 (Some(rate), _) if train => {
                     // A fresh mask each pass, applied to the weight as stored.
                     let (masked, cols) = it.scratch.split_at_mut(p(weight).len());
@@ -160,7 +170,7 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             y.copy_from_slice(x);
             Ok(())
         }
-        Op::Act(act) => run_act(act, x, batch, channels, inner, &it.params, train, rng, y, record),
+        Op::Act(act) => run_act(act, x, batch, channels, inner, values, train, rng, y, record),
         Op::BatchNorm {
             weight,
             bias,
@@ -169,25 +179,25 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
             eps,
             momentum,
         } if train => {
-            {
-                // The running statistics leave the table while the kernel
-                // updates them; γ and β are read from it meanwhile.
-                let mut mean = std::mem::take(&mut it.params[running_mean.0 as usize]);
-                let mut var = std::mem::take(&mut it.params[running_var.0 as usize]);
-                let (gamma, beta) = (&it.params[weight.0 as usize], &it.params[bias.0 as usize]);
-                if record.is_empty() {
-                    batch_norm_train(
-                        x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y, &it.team,
-                    );
-                } else {
-                    batch_norm_train_save(
-                        x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y, record,
-                        &it.team,
-                    );
-                }
-                it.params[running_mean.0 as usize] = mean;
-                it.params[running_var.0 as usize] = var;
+            let Params::Write(params) = &mut params else {
+                return Err(Error::Unsupported("a training batch norm on shared parameters".into()));
+            };
+            // The running statistics leave the table while the kernel
+            // updates them; γ and β are read from it meanwhile.
+            let mut mean = std::mem::take(&mut params[running_mean.0 as usize]);
+            let mut var = std::mem::take(&mut params[running_var.0 as usize]);
+            let (gamma, beta) = (&params[weight.0 as usize], &params[bias.0 as usize]);
+            if record.is_empty() {
+                batch_norm_train(
+                    x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y, &it.team,
+                );
+            } else {
+                batch_norm_train_save(
+                    x, batch, channels, inner, gamma, beta, &mut mean, &mut var, *eps, *momentum, y, record, &it.team,
+                );
             }
+            params[running_mean.0 as usize] = mean;
+            params[running_var.0 as usize] = var;
             Ok(())
         }
         // The recording forms of the per-sample norms.
@@ -217,7 +227,7 @@ pub(crate) fn run_op(it: &mut Interpreter, input: &[f32], index: usize, batch: u
         | Op::InstanceNorm { .. }
         | Op::GroupNorm { .. }
         | Op::Lrn { .. }
-        | Op::Affine { .. } => sample_op(&op.op, &it.params, x_ty, x, batch, y),
+        | Op::Affine { .. } => sample_op(&op.op, values, x_ty, x, batch, y),
         Op::Dropout { p: rate } if train => {
             dropout_save(x, *rate, &mut rng(), y, record);
             Ok(())

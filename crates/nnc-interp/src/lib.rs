@@ -41,22 +41,38 @@ enum LaidOut {
 
 /// A function ready to run, with its parameters and buffers.
 pub struct Interpreter {
-    func: Function,
+    model: Model,
     /// Every parameter's values, indexed by `ParamId`.
     params: Vec<Vec<f32>>,
-    /// Weights laid out for this CPU's kernel, indexed by `ParamId`
-    /// (`None` for parameters that are not a dense or conv layer's weight).
-    laid_out: Vec<Option<LaidOut>>,
     names: Vec<String>,
-    /// The threads of the planned thread count, kept between runs so that
-    /// no forward pass starts a thread.
-    team: Team,
-    plan: Plan,
     /// Samples a thread an inference pass takes through every op at a
     /// time, if not the whole batch ([`nnc_ir::samples_per_pass`]).
     per_pass: Option<usize>,
-    /// Buffers for `planned_batch` samples (scratch also for the team's
-    /// thread count); one per plan slot.
+    /// Whether ops record for a backward.
+    recording: bool,
+    /// The calling thread's team (of the planned thread count, kept between
+    /// runs so that no forward pass starts a thread) and buffers.
+    state: State,
+    /// Where an inference goes in passes on several threads, a lane per
+    /// thread: each takes its passes through every op alone
+    /// ([`Team::per_lane`]), in buffers of its own.
+    lanes: Vec<State>,
+}
+
+/// What every lane of a forward pass reads.
+pub(crate) struct Model {
+    func: Function,
+    plan: Plan,
+    /// Weights laid out for this CPU's kernel, indexed by `ParamId`
+    /// (`None` for parameters that are not a dense or conv layer's weight).
+    laid_out: Vec<Option<LaidOut>>,
+}
+
+/// What a forward pass writes: its team, its buffers for `planned_batch`
+/// samples (one per plan slot; scratch also for the team's thread count)
+/// and, when it runs for a backward, what each op records.
+pub(crate) struct State {
+    team: Team,
     buffers: Vec<nnc_runtime::AlignedBuf>,
     scratch: nnc_runtime::AlignedBuf,
     planned_batch: usize,
@@ -65,8 +81,31 @@ pub struct Interpreter {
     records: Vec<Vec<f32>>,
     /// Per op, a max pool's arg-maxes for a backward.
     argmax: Vec<Vec<u32>>,
-    /// Whether ops record for a backward.
-    recording: bool,
+}
+
+/// The parameters as the ops of a pass read them: shared by the lanes of
+/// an inference, writable in training (where a batch norm moves its
+/// running statistics).
+pub(crate) enum Params<'a> {
+    Read(&'a [Vec<f32>]),
+    Write(&'a mut [Vec<f32>]),
+}
+
+impl Params<'_> {
+    fn values(&self) -> &[Vec<f32>] {
+        match self {
+            Params::Read(values) => values,
+            Params::Write(values) => values,
+        }
+    }
+
+    /// The same parameters for a shorter borrow.
+    fn reborrow(&mut self) -> Params<'_> {
+        match self {
+            Params::Read(values) => Params::Read(values),
+            Params::Write(values) => Params::Write(values),
+        }
+    }
 }
 
 /// The first place a forward pass holds non-finite values.
@@ -193,30 +232,26 @@ impl Interpreter {
         }
         let names = module.params.iter().map(|p| p.name.clone()).collect();
         Ok(Interpreter {
-            func,
+            model: Model { func, plan, laid_out },
             params,
-            laid_out,
             names,
-            team: Team::single(),
-            plan,
             per_pass,
-            buffers: Vec::new(),
-            scratch: nnc_runtime::AlignedBuf::default(),
-            planned_batch: 0,
-            records: Vec::new(),
-            argmax: Vec::new(),
             recording,
+            state: State::new(Team::single()),
+            lanes: Vec::new(),
         })
     }
 
     /// The per-sample input shape.
     pub fn input_shape(&self) -> &[usize] {
-        &self.func.value_type(self.func.input).dims
+        let func = &self.model.func;
+        &func.value_type(func.input).dims
     }
 
     /// The per-sample output shape.
     pub fn output_shape(&self) -> &[usize] {
-        &self.func.value_type(self.func.output).dims
+        let func = &self.model.func;
+        &func.value_type(func.output).dims
     }
 
     /// A parameter's current values (running statistics move in train mode).
@@ -254,15 +289,59 @@ impl Interpreter {
                 out.len()
             )));
         }
-        // A few samples a thread at a time, where the plan says so; the
-        // buffers are those of a pass.
+        if let Some(per_pass) = self.per_pass.filter(|_| threads > 1 && batch > 1 && !self.recording) {
+            return self.run_in_lanes(input, batch, per_pass, threads, seed, out);
+        }
+        // A few samples at a time, where the plan says so; the buffers are
+        // those of a pass.
         let pass = self.per_pass.map_or(batch, |k| k * threads.max(1)).min(batch);
         self.prepare(pass, threads)?;
         let (in_len, out_len) = (input.len() / batch, out.len() / batch);
+        let mut params = Params::Write(&mut self.params);
         for (x, y) in input.chunks(pass * in_len).zip(out.chunks_mut(pass * out_len)) {
-            self.forward(x, x.len() / in_len, seed, y)?;
+            forward(
+                &self.model,
+                params.reborrow(),
+                &mut self.state,
+                x,
+                x.len() / in_len,
+                seed,
+                y,
+            )?;
         }
         Ok(())
+    }
+
+    /// An inference of large samples on several threads: each takes
+    /// `per_pass` samples at a time through every op, in a lane of its own.
+    fn run_in_lanes(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        per_pass: usize,
+        threads: usize,
+        seed: u64,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.start_team(threads)?;
+        if self.lanes.len() != threads {
+            self.lanes = (0..threads).map(|_| State::new(Team::single())).collect();
+        }
+        for lane in &mut self.lanes {
+            lane.plan(&self.model, &self.params, per_pass, false);
+        }
+        let (model, params, failed) = (&self.model, &self.params, std::sync::Mutex::new(None));
+        self.state
+            .team
+            .per_lane(&mut self.lanes, batch, per_pass, input, out, &|lane, x, n, y| {
+                if let Err(e) = forward(model, Params::Read(params), lane, x, n, seed, y) {
+                    *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                }
+            });
+        failed
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map_or(Ok(()), Err)
     }
 
     /// `input` holds `batch` (≥ 1) whole samples.
@@ -280,41 +359,19 @@ impl Interpreter {
     /// Starts the team and plans the buffers for `batch` and `threads`,
     /// unless already done.
     fn prepare(&mut self, batch: usize, threads: usize) -> Result<(), Error> {
+        self.start_team(threads)?;
+        self.state.plan(&self.model, &self.params, batch, self.recording);
+        Ok(())
+    }
+
+    /// A team of `threads` threads, unless it is already that.
+    fn start_team(&mut self, threads: usize) -> Result<(), Error> {
         let threads = threads.max(1);
-        if self.team.threads() != threads {
-            self.team =
+        if self.state.team.threads() != threads {
+            let team =
                 Team::new(threads).map_err(|e| Error::Threads(format!("cannot start {threads} threads: {e}")))?;
             // Conv scratch is per thread: plan again.
-            self.planned_batch = 0;
-        }
-        if self.planned_batch != batch {
-            self.buffers = self.plan.allocate(batch);
-            let params = &self.params;
-            let param_len = |id: nnc_ir::ParamId| params[id.0 as usize].len();
-            self.scratch =
-                nnc_runtime::AlignedBuf::zeroed(self.plan.scratch_len(&self.func, &param_len, batch, threads));
-            if self.recording {
-                let lens = self
-                    .func
-                    .ops
-                    .iter()
-                    .map(|op| plan::record_len(&self.func, op, &param_len, batch));
-                let is_max_pool = |op: &nnc_ir::OpData| matches!(op.op, Op::MaxPool(_));
-                self.records = lens
-                    .zip(&self.func.ops)
-                    .map(|(len, op)| if is_max_pool(op) { Vec::new() } else { vec![0.0; len] })
-                    .collect();
-                let lens = self
-                    .func
-                    .ops
-                    .iter()
-                    .map(|op| plan::record_len(&self.func, op, &param_len, batch));
-                self.argmax = lens
-                    .zip(&self.func.ops)
-                    .map(|(len, op)| if is_max_pool(op) { vec![0; len] } else { Vec::new() })
-                    .collect();
-            }
-            self.planned_batch = batch;
+            self.state = State::new(team);
         }
         Ok(())
     }
@@ -340,11 +397,12 @@ impl Interpreter {
             }));
         }
         self.prepare(batch, threads)?;
-        for index in 0..self.func.ops.len() {
-            exec::run_op(self, input, index, batch, seed)?;
-            let op = &self.func.ops[index];
-            let len = batch * self.func.value_type(op.result).numel();
-            let count = non_finite(&self.buffers[self.plan.slot(op.result)][..len]);
+        let (model, state) = (&self.model, &mut self.state);
+        for index in 0..model.func.ops.len() {
+            exec::run_op(model, Params::Write(&mut self.params), state, input, index, batch, seed)?;
+            let op = &model.func.ops[index];
+            let len = batch * model.func.value_type(op.result).numel();
+            let count = non_finite(&state.buffers[model.plan.slot(op.result)][..len]);
             if count > 0 {
                 return Ok(Some(NonFinite {
                     origin: footprint::describe(op),
@@ -355,18 +413,75 @@ impl Interpreter {
         }
         Ok(None)
     }
+}
 
-    /// The forward pass into `out`, with buffers already planned.
-    fn forward(&mut self, input: &[f32], batch: usize, seed: u64, out: &mut [f32]) -> Result<(), Error> {
-        for index in 0..self.func.ops.len() {
-            exec::run_op(self, input, index, batch, seed)?;
+impl State {
+    fn new(team: Team) -> State {
+        State {
+            team,
+            buffers: Vec::new(),
+            scratch: nnc_runtime::AlignedBuf::default(),
+            planned_batch: 0,
+            records: Vec::new(),
+            argmax: Vec::new(),
         }
-        if self.func.output == self.func.input {
-            out.copy_from_slice(input);
-        } else {
-            let output_slot = self.plan.slot(self.func.output);
-            out.copy_from_slice(&self.buffers[output_slot][..out.len()]);
-        }
-        Ok(())
     }
+
+    /// Buffers (and, when `recording`, records) for `batch` samples on the
+    /// team's threads, unless already planned.
+    fn plan(&mut self, model: &Model, params: &[Vec<f32>], batch: usize, recording: bool) {
+        if self.planned_batch == batch {
+            return;
+        }
+        let func = &model.func;
+        self.buffers = model.plan.allocate(batch);
+        let param_len = |id: nnc_ir::ParamId| params[id.0 as usize].len();
+        self.scratch =
+            nnc_runtime::AlignedBuf::zeroed(model.plan.scratch_len(func, &param_len, batch, self.team.threads()));
+        if recording {
+            let is_max_pool = |op: &nnc_ir::OpData| matches!(op.op, Op::MaxPool(_));
+            let len = |op| plan::record_len(func, op, &param_len, batch);
+            self.records = func
+                .ops
+                .iter()
+                .map(|op| {
+                    if is_max_pool(op) {
+                        Vec::new()
+                    } else {
+                        vec![0.0; len(op)]
+                    }
+                })
+                .collect();
+            self.argmax = func
+                .ops
+                .iter()
+                .map(|op| if is_max_pool(op) { vec![0; len(op)] } else { Vec::new() })
+                .collect();
+        }
+        self.planned_batch = batch;
+    }
+}
+
+/// The forward pass of `batch` samples into `out`, with `state`'s buffers
+/// already planned.
+fn forward(
+    model: &Model,
+    mut params: Params<'_>,
+    state: &mut State,
+    input: &[f32],
+    batch: usize,
+    seed: u64,
+    out: &mut [f32],
+) -> Result<(), Error> {
+    let func = &model.func;
+    for index in 0..func.ops.len() {
+        exec::run_op(model, params.reborrow(), state, input, index, batch, seed)?;
+    }
+    if func.output == func.input {
+        out.copy_from_slice(input);
+    } else {
+        let output_slot = model.plan.slot(func.output);
+        out.copy_from_slice(&state.buffers[output_slot][..out.len()]);
+    }
+    Ok(())
 }

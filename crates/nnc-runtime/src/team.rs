@@ -180,6 +180,88 @@ impl Team {
     }
 }
 
+/// A whole pass on a run of samples, in a lane of its own: `(lane, x,
+/// samples, y)`.
+pub type LaneFn<'a, L> = dyn Fn(&mut L, &[f32], usize, &mut [f32]) + Sync + 'a;
+
+impl Team {
+    /// Runs `f(lane, x, n, y)` on passes of up to `per_pass` consecutive
+    /// samples of a batch of `batch` (`x` and `y` hold `batch` samples
+    /// each), every member of the team in a lane of its own (`lanes` holds
+    /// at least one per member: its buffers, its scratch, its team of one)
+    /// and claiming the next pass as it finishes one. For an inference of
+    /// large samples: each member takes its samples through every op, so
+    /// no op waits for the other members, and a member the machine slows
+    /// down takes fewer passes. The results must not depend on which lane
+    /// ran a pass.
+    pub fn per_lane<L: Send>(
+        &self,
+        lanes: &mut [L],
+        batch: usize,
+        per_pass: usize,
+        x: &[f32],
+        y: &mut [f32],
+        f: &LaneFn<'_, L>,
+    ) {
+        assert!(lanes.len() >= self.threads(), "a lane for each of the team's threads");
+        if batch == 0 {
+            return;
+        }
+        let (x_per, y_per) = (x.len() / batch, y.len() / batch);
+        let per_pass = per_pass.max(1);
+        let passes = batch.div_ceil(per_pass);
+        let members = self.threads().min(passes);
+        let next = AtomicUsize::new(0);
+        let out = Disjoint::new(y);
+        let lanes = DisjointLanes::new(lanes);
+        self.run(members, &|member| {
+            // SAFETY: each member of `run` takes a different part number.
+            let lane = unsafe { lanes.lane(member) };
+            loop {
+                let pass = next.fetch_add(1, SeqCst);
+                if pass >= passes {
+                    return;
+                }
+                let samples = pass * per_pass..((pass + 1) * per_pass).min(batch);
+                // SAFETY: each pass is claimed once, and passes are disjoint runs of samples.
+                let y = unsafe { out.piece(samples.start * y_per..samples.end * y_per) };
+                f(lane, &x[samples.start * x_per..samples.end * x_per], samples.len(), y);
+            }
+        });
+    }
+}
+
+/// Lanes that the parts of one [`Team::run`] take one each.
+struct DisjointLanes<'a, L> {
+    ptr: *mut L,
+    len: usize,
+    _borrow: std::marker::PhantomData<&'a mut [L]>,
+}
+
+// SAFETY: parts only take different lanes (the contract of `lane`), and a
+// lane moves to the part's thread, so `L` must be `Send`.
+unsafe impl<L: Send> Sync for DisjointLanes<'_, L> {}
+
+impl<'a, L> DisjointLanes<'a, L> {
+    fn new(lanes: &'a mut [L]) -> DisjointLanes<'a, L> {
+        DisjointLanes {
+            ptr: lanes.as_mut_ptr(),
+            len: lanes.len(),
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// Lane `i`.
+    ///
+    /// # Safety
+    /// No two live borrows may be of the same lane.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn lane(&self, i: usize) -> &'a mut L {
+        assert!(i < self.len);
+        &mut *self.ptr.add(i)
+    }
+}
+
 impl Shared {
     fn new() -> Shared {
         Shared {
@@ -344,6 +426,33 @@ mod tests {
                         counts.iter().all(|c| c.load(SeqCst) == 1),
                         "{threads} threads, {parts} parts"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_sample_passes_once_through_one_lane() {
+        for threads in [1, 2, 3] {
+            let team = Team::new(threads).unwrap();
+            for (batch, per_pass) in [(1, 1), (2, 1), (7, 2), (64, 1), (5, 8)] {
+                // Each lane counts the samples it ran; a lane borrowed by
+                // two members at once would miscount (or trip Miri).
+                let mut lanes = vec![0usize; threads];
+                let x: Vec<f32> = (0..batch * 3).map(|i| i as f32).collect();
+                let mut y = vec![0.0; batch * 2];
+                team.per_lane(&mut lanes, batch, per_pass, &x, &mut y, &|lane, x, n, y| {
+                    assert!(n >= 1 && n <= per_pass && x.len() == n * 3 && y.len() == n * 2);
+                    *lane += n;
+                    for (x, y) in x.chunks(3).zip(y.chunks_mut(2)) {
+                        y[0] = x[0];
+                        y[1] += x[1] + x[2];
+                    }
+                });
+                assert_eq!(lanes.iter().sum::<usize>(), batch, "{threads} threads, batch {batch}");
+                for s in 0..batch {
+                    let first = (s * 3) as f32;
+                    assert_eq!(y[s * 2..s * 2 + 2], [first, 2.0 * first + 3.0], "sample {s}");
                 }
             }
         }

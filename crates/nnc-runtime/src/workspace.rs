@@ -16,7 +16,14 @@ pub struct Workspace {
     /// The most buffers a split has cut the arena into: each starts on a
     /// cache line, so the arena has room for that many lines of padding.
     regions: usize,
+    /// Where an inference goes in passes on several threads, a workspace
+    /// of one thread for each ([`Workspace::in_passes`]).
+    lanes: Vec<Workspace>,
 }
+
+/// A whole forward pass of a model on a run of samples, in a workspace:
+/// `(ws, x, samples, out)`.
+pub type PassFn<'a> = dyn Fn(&mut Workspace, &[f32], usize, &mut [f32]) + Sync + 'a;
 
 impl Workspace {
     /// A workspace whose kernels run on `threads` threads (the caller and
@@ -27,6 +34,7 @@ impl Workspace {
             arena: Vec::new(),
             indices: Vec::new(),
             regions: 0,
+            lanes: Vec::new(),
         })
     }
 
@@ -37,6 +45,7 @@ impl Workspace {
             arena: Vec::new(),
             indices: Vec::new(),
             regions: 0,
+            lanes: Vec::new(),
         }
     }
 
@@ -56,6 +65,50 @@ impl Workspace {
         if self.arena.len() < want {
             self.arena.resize(want, 0.0);
         }
+    }
+
+    /// On several threads, a lane for each with room for `per_sample`
+    /// floats of `per_pass` samples plus `scratch` more (its team of one's
+    /// scratch); a no-op (no allocation) when they are there.
+    pub fn reserve_lanes(&mut self, per_sample: usize, per_pass: usize, scratch: usize) {
+        if self.threads() < 2 {
+            return;
+        }
+        self.lanes.resize_with(self.threads(), Workspace::single);
+        for lane in &mut self.lanes {
+            lane.reserve(per_sample, per_pass, scratch);
+        }
+    }
+
+    /// Runs `pass` over a batch of `batch` samples (`x` and `out` hold
+    /// that many each), `per_pass` samples a thread at a time: on one
+    /// thread, or a batch of one, in this workspace (whose team shares
+    /// each op of a pass); otherwise each thread takes its passes through
+    /// every op alone, in a lane of its own ([`Team::per_lane`]), whose
+    /// buffers [`Workspace::reserve_lanes`] sized with `lane` =
+    /// `(per_sample, scratch)`.
+    pub fn in_passes(
+        &mut self,
+        x: &[f32],
+        batch: usize,
+        per_pass: usize,
+        out: &mut [f32],
+        lane: (usize, usize),
+        pass: &PassFn<'_>,
+    ) {
+        if batch == 0 {
+            return;
+        }
+        if self.threads() < 2 || batch == 1 {
+            let n = per_pass.clamp(1, batch);
+            let (x_per, out_per) = (x.len() / batch, out.len() / batch);
+            for (x, out) in x.chunks(n * x_per).zip(out.chunks_mut(n * out_per)) {
+                pass(self, x, x.len() / x_per, out);
+            }
+            return;
+        }
+        self.reserve_lanes(lane.0, per_pass, lane.1);
+        self.team.per_lane(&mut self.lanes, batch, per_pass, x, out, pass);
     }
 
     /// The arena cut into `N` buffers of `lens[i] · batch` floats and a
@@ -140,6 +193,7 @@ impl std::fmt::Debug for Workspace {
         f.debug_struct("Workspace")
             .field("threads", &self.team.threads())
             .field("floats", &self.arena.len())
+            .field("lanes", &self.lanes.len())
             .finish()
     }
 }
