@@ -104,8 +104,33 @@ impl ConvGeometry {
             return grid.source_len() + grid.channels * positions + self.out_channels * self.col_rows() * LANES;
         }
         let pitch = self.out_group().next_multiple_of(PITCH);
+        // Swapped, `x` transposed fits where `dy` would (the same positions, fewer channels).
         let dy_t = transposed_len(self.out_height() * self.out_width(), pitch);
-        grid.source_len() + dy_t + self.groups.max(1) * self.col_rows() * pitch
+        let (rows, pitch) = self.weight_grad_sums();
+        grid.source_len() + dy_t + self.groups.max(1) * rows * pitch
+    }
+
+    /// Whether the weight gradient's product runs with its operands
+    /// swapped: for a pointwise conv (1 × 1, stride 1, unpadded) with
+    /// fewer input channels than output channels, `dW[o, c] = Σ_p dy[o, p]
+    /// · x[c, p]` is the same product with `dy` as the rows and `x`
+    /// transposed, the smaller of the two (32 → 64 on 16 × 16: 8 K floats a
+    /// sample, not 16 K), and its sums come out in `dW`'s own layout.
+    fn weight_grad_swapped(&self) -> bool {
+        let (grid, depthwise) = self.weight_grad_grid();
+        let in_group = self.in_channels / self.groups.max(1);
+        !depthwise && self.kernel == 1 && grid.is_plain() && in_group < self.out_group()
+    }
+
+    /// A group's weight-gradient sums: `(rows, pitch)` of `dWᵀ` (rows an
+    /// input channel and a tap, `pitch` the output channels rounded up to
+    /// whole vectors), or swapped, of `dW` (rows the output channels).
+    fn weight_grad_sums(&self) -> (usize, usize) {
+        let in_group = self.in_channels / self.groups.max(1);
+        match self.weight_grad_swapped() {
+            true => (self.out_group(), in_group.next_multiple_of(PITCH)),
+            false => (self.col_rows(), self.out_group().next_multiple_of(PITCH)),
+        }
     }
 
     /// The copy the weight gradient reads: one group's, or for a depthwise
@@ -452,13 +477,14 @@ pub fn conv2d_grad_weight(
     let (grid, depthwise) = g.weight_grad_grid();
     let per_thread = g.weight_grad_per_thread();
     let parts = team.threads().min(batch).max(1);
-    let pitch = out_group.next_multiple_of(PITCH);
-    // A part's sums: dW lane-wise (depthwise), else dWᵀ per group, rows
-    // `pitch` wide.
+    let swapped = g.weight_grad_swapped();
+    let (rows, pitch) = g.weight_grad_sums();
+    // A part's sums: dW lane-wise (depthwise), else dWᵀ (or swapped, dW)
+    // per group, rows `pitch` wide.
     let sums_len = if depthwise {
         dw.len() * LANES
     } else {
-        groups * k * pitch
+        groups * rows * pitch
     };
     direct::with_tap_offsets(&grid, |taps| {
         let scratch = Disjoint::new(&mut scratch[..parts * per_thread]);
@@ -496,6 +522,25 @@ pub fn conv2d_grad_weight(
                 }
                 for group in 0..groups {
                     let xg = &x[n * x_len + group * in_group * in_plane..][..in_group * in_plane];
+                    let dyg = &dy[n * y_len + group * out_group * out_plane..][..out_group * out_plane];
+                    let group_sums = &mut sums[group * rows * pitch..(group + 1) * rows * pitch];
+                    if swapped {
+                        let x_t = &mut dy_part[..transposed_len(in_plane, pitch)];
+                        transpose(xg, in_plane, pitch, x_t);
+                        let product = Correlation {
+                            source: dyg,
+                            plane: out_plane,
+                            taps,
+                            channels: out_group,
+                            row_pitch: g.out_width(),
+                            out_h: g.out_height(),
+                            out_w: g.out_width(),
+                            dy_t: &x_t[..in_plane * pitch],
+                            pitch,
+                        };
+                        product.accumulate(group_sums);
+                        continue;
+                    }
                     // An unpadded stride-1 conv reads its input in place.
                     let read: &[f32] = if grid.is_plain() {
                         xg
@@ -503,7 +548,6 @@ pub fn conv2d_grad_weight(
                         grid.prepare(xg, source);
                         source
                     };
-                    let dyg = &dy[n * y_len + group * out_group * out_plane..][..out_group * out_plane];
                     let dy_t = &mut dy_part[..transposed_len(out_plane, pitch)];
                     transpose(dyg, out_plane, pitch, dy_t);
                     let product = Correlation {
@@ -517,7 +561,7 @@ pub fn conv2d_grad_weight(
                         dy_t: &dy_t[..out_plane * pitch],
                         pitch,
                     };
-                    product.accumulate(&mut sums[group * k * pitch..(group + 1) * k * pitch]);
+                    product.accumulate(group_sums);
                 }
             }
         });
@@ -529,11 +573,20 @@ pub fn conv2d_grad_weight(
         }
         return;
     }
-    // dW[o, (c, tap)] += Σ over parts of dWᵀ[(c, tap), o], group by group.
+    // dW[o, (c, tap)] += Σ over parts of dWᵀ[(c, tap), o] (or swapped, of
+    // dW's rows), group by group.
     for t in 0..parts {
-        for (group, sums) in sums(t).chunks_exact(k * pitch).enumerate() {
+        for (group, sums) in sums(t).chunks_exact(rows * pitch).enumerate() {
             let dw = &mut dw[group * out_group * k..(group + 1) * out_group * k];
-            add_transposed(sums, pitch, (out_group, k), dw);
+            if swapped {
+                for (dw_row, sums_row) in dw.chunks_exact_mut(k).zip(sums.chunks_exact(pitch)) {
+                    for (d, s) in dw_row.iter_mut().zip(sums_row) {
+                        *d += s;
+                    }
+                }
+            } else {
+                add_transposed(sums, pitch, (out_group, k), dw);
+            }
         }
     }
 }
