@@ -17,6 +17,8 @@ use super::ConvGeometry;
 use crate::aligned::LINE;
 use crate::kernels::dense::split;
 use crate::kernels::epilogue::Epilogue;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::simd::Level;
 use crate::team::{Disjoint, Team};
 
 /// Samples a phase runs on at once, per thread: enough units to share,
@@ -119,10 +121,21 @@ impl ConvGeometry {
         packed + self.phase_outputs_len(threads).next_multiple_of(LINE) + threads.max(1) * per_thread
     }
 
-    /// Floats of the largest phase's outputs for the samples run at once.
+    /// Floats of the phase outputs held at once: the largest phase's for
+    /// the samples run at once, in [`ConvGeometry::phase_slots`] slots.
     fn phase_outputs_len(&self, threads: usize) -> usize {
         let phase = self.height.div_ceil(self.stride) * self.width.div_ceil(self.stride);
-        SAMPLES_PER_THREAD * threads.max(1) * self.in_channels * phase
+        self.phase_slots() * SAMPLES_PER_THREAD * threads.max(1) * self.in_channels * phase
+    }
+
+    /// Phases whose outputs are held at once: at stride 2 a row's two
+    /// ([`place_pair`]), else one.
+    fn phase_slots(&self) -> usize {
+        if self.stride == 2 {
+            2
+        } else {
+            1
+        }
     }
 }
 
@@ -173,22 +186,99 @@ pub(super) fn grad_input(
         at += r.packed_len.next_multiple_of(LINE);
     }
     let at_once = SAMPLES_PER_THREAD * team.threads();
+    let pairs = g.phase_slots() == 2;
+    let slot_len = g.phase_outputs_len(team.threads()) / g.phase_slots();
+    let (left_slot, right_slot) = outputs.split_at_mut(slot_len);
     for first in (0..batch).step_by(at_once) {
         let n = at_once.min(batch - first);
         let dy = &dy[first * y_len..(first + n) * y_len];
         let dx = &mut dx[first * x_len..(first + n) * x_len];
         let mut at = 0;
+        // At stride 2, a row's left phase waits for its right one.
+        let mut left = None;
         for phase in g.phases() {
-            let Some(r) = phase.taps else {
-                place(g, phase, None, n, dx, team);
-                continue;
-            };
-            let packed = &packs[at..at + r.packed_len];
-            at += r.packed_len.next_multiple_of(LINE);
-            let out = &mut outputs[..n * g.in_channels * r.grid.out_h * r.grid.out_w];
-            Direct::new(r.grid, r.shape, groups, in_group, packed, &Epilogue::NONE).run(dy, n, out, work, team);
-            place(g, phase, Some((&*out, r.grid)), n, dx, team);
+            let slot: &mut [f32] = if pairs && phase.px == 1 { right_slot } else { left_slot };
+            let grid = phase.taps.map(|r| {
+                let packed = &packs[at..at + r.packed_len];
+                at += r.packed_len.next_multiple_of(LINE);
+                let out = &mut slot[..n * g.in_channels * r.grid.out_h * r.grid.out_w];
+                Direct::new(r.grid, r.shape, groups, in_group, packed, &Epilogue::NONE).run(dy, n, out, work, team);
+                r.grid
+            });
+            if !pairs {
+                place(g, phase, grid.map(|grid| (&*left_slot, grid)), n, dx, team);
+            } else if phase.px == 0 {
+                left = Some(grid);
+            } else {
+                let left = left.take().flatten().map(|grid| (&*left_slot, grid));
+                place_pair(g, phase.py, [left, grid.map(|grid| (&*right_slot, grid))], n, dx, team);
+            }
         }
+    }
+}
+
+/// At stride 2, puts a row of phases (`py`, `px` 0 and 1; each its outputs
+/// and grid, or zeros where no tap reaches it) into `dx`: with AVX-512 the
+/// two interleaved in registers and each row of `dx` stored whole, where
+/// the phases a float at a time were an eighth of the 64 → 128 stride-2
+/// layer's input gradient (and masked stores of every other lane slower
+/// still); otherwise a phase at a time.
+fn place_pair(g: &ConvGeometry, py: usize, phases: [Option<(&[f32], Grid)>; 2], n: usize, dx: &mut [f32], team: &Team) {
+    #[cfg(target_arch = "x86_64")]
+    if Level::detect() == Level::Avx512 {
+        let (h, w) = (g.height, g.width);
+        let rows = h.saturating_sub(py).div_ceil(2);
+        let planes = n * g.in_channels;
+        let parts = team.threads().min(planes).max(1);
+        let dx = Disjoint::new(dx);
+        team.run(parts, &|t| {
+            let mine = split(planes, parts, t, 1);
+            // SAFETY: the parts place disjoint planes.
+            let dx = unsafe { dx.piece(mine.start * h * w..mine.end * h * w) };
+            for (p, plane) in mine.zip(dx.chunks_exact_mut(h * w)) {
+                for a in 0..rows {
+                    let row = &mut plane[(py + 2 * a) * w..][..w];
+                    let from = phases.map(|phase| {
+                        phase.map(|(outputs, grid)| &outputs[(p * grid.out_h + a) * grid.out_w..][..grid.out_w])
+                    });
+                    // SAFETY: the CPU has AVX-512; each phase's row holds
+                    // its columns of `row` (`w.div_ceil(2)` and `w / 2`).
+                    unsafe { interleave_row_avx512(row, from) };
+                }
+            }
+        });
+        return;
+    }
+    for (px, phase) in phases.into_iter().enumerate() {
+        place(g, Phase { py, px, taps: None }, phase, n, dx, team);
+    }
+}
+
+/// `row[2j] = even[j]`, `row[2j + 1] = odd[j]` (zeros for a phase that is
+/// `None`), sixteen at a time: two loads, a two-source permute, a store.
+///
+/// # Safety
+/// The CPU has AVX-512F; `even` holds `row.len().div_ceil(2)` floats and
+/// `odd` `row.len() / 2`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn interleave_row_avx512(row: &mut [f32], [even, odd]: [Option<&[f32]>; 2]) {
+    use crate::kernels::simd::low_lanes;
+    use std::arch::x86_64::{
+        _mm512_loadu_si512, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_setzero_ps,
+    };
+    let w = row.len();
+    debug_assert!(even.is_none_or(|e| e.len() == w.div_ceil(2)) && odd.is_none_or(|o| o.len() == w / 2));
+    // Lane 2i from the first source's lane i, lane 2i + 1 from the second's.
+    const ZIP: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+    let zip = _mm512_loadu_si512(ZIP.as_ptr().cast());
+    let load = |phase: Option<&[f32]>, j: usize| match phase {
+        Some(from) => _mm512_maskz_loadu_ps(low_lanes(from.len().saturating_sub(j).min(8)), from.as_ptr().add(j)),
+        None => _mm512_setzero_ps(),
+    };
+    for j in (0..w.div_ceil(2)).step_by(8) {
+        let v = _mm512_permutex2var_ps(load(even, j), zip, load(odd, j));
+        _mm512_mask_storeu_ps(row.as_mut_ptr().add(2 * j), low_lanes(w - 2 * j), v);
     }
 }
 
