@@ -226,26 +226,12 @@ pub(super) fn grad_input(
 fn place_pair(g: &ConvGeometry, py: usize, phases: [Option<(&[f32], Grid)>; 2], n: usize, dx: &mut [f32], team: &Team) {
     #[cfg(target_arch = "x86_64")]
     if Level::detect() == Level::Avx512 {
-        let (h, w) = (g.height, g.width);
-        let rows = h.saturating_sub(py).div_ceil(2);
-        let planes = n * g.in_channels;
-        let parts = team.threads().min(planes).max(1);
-        let dx = Disjoint::new(dx);
-        team.run(parts, &|t| {
-            let mine = split(planes, parts, t, 1);
-            // SAFETY: the parts place disjoint planes.
-            let dx = unsafe { dx.piece(mine.start * h * w..mine.end * h * w) };
-            for (p, plane) in mine.zip(dx.chunks_exact_mut(h * w)) {
-                for a in 0..rows {
-                    let row = &mut plane[(py + 2 * a) * w..][..w];
-                    let from = phases.map(|phase| {
-                        phase.map(|(outputs, grid)| &outputs[(p * grid.out_h + a) * grid.out_w..][..grid.out_w])
-                    });
-                    // SAFETY: the CPU has AVX-512; each phase's row holds
-                    // its columns of `row` (`w.div_ceil(2)` and `w / 2`).
-                    unsafe { interleave_row_avx512(row, from) };
-                }
-            }
+        each_row(g, py, n, dx, team, &|p, a, row| {
+            let from = phases
+                .map(|phase| phase.map(|(outputs, grid)| &outputs[(p * grid.out_h + a) * grid.out_w..][..grid.out_w]));
+            // SAFETY: the CPU has AVX-512; each phase's row holds its
+            // columns of `row` (`w.div_ceil(2)` and `w / 2`).
+            unsafe { interleave_row_avx512(row, from) };
         });
         return;
     }
@@ -295,6 +281,31 @@ fn place(g: &ConvGeometry, phase: Phase, outputs: Option<(&[f32], Grid)>, n: usi
         // A phase past the map's edge (a map narrower than the stride).
         return;
     }
+    each_row(g, phase.py, n, dx, team, &|p, a, row| {
+        let to = row[phase.px..].iter_mut().step_by(s).take(cols);
+        match outputs {
+            Some((outputs, grid)) => {
+                let from = &outputs[(p * grid.out_h + a) * grid.out_w..][..cols];
+                to.zip(from).for_each(|(d, v)| *d = *v);
+            }
+            None => to.for_each(|d| *d = 0.0),
+        }
+    });
+}
+
+/// `f(p, a, row)` for each row `py + s·a` of every plane `p` of `dx`'s `n`
+/// samples (`a` from 0 while the row is in the map), the planes shared
+/// among the team.
+fn each_row(
+    g: &ConvGeometry,
+    py: usize,
+    n: usize,
+    dx: &mut [f32],
+    team: &Team,
+    f: &(dyn Fn(usize, usize, &mut [f32]) + Sync),
+) {
+    let (s, (h, w)) = (g.stride, (g.height, g.width));
+    let rows = h.saturating_sub(py).div_ceil(s);
     let planes = n * g.in_channels;
     let parts = team.threads().min(planes).max(1);
     let dx = Disjoint::new(dx);
@@ -304,15 +315,7 @@ fn place(g: &ConvGeometry, phase: Phase, outputs: Option<(&[f32], Grid)>, n: usi
         let dx = unsafe { dx.piece(mine.start * h * w..mine.end * h * w) };
         for (p, plane) in mine.zip(dx.chunks_exact_mut(h * w)) {
             for a in 0..rows {
-                let row = &mut plane[(phase.py + s * a) * w..][..w];
-                let to = row[phase.px..].iter_mut().step_by(s).take(cols);
-                match outputs {
-                    Some((outputs, grid)) => {
-                        let from = &outputs[(p * grid.out_h + a) * grid.out_w..][..cols];
-                        to.zip(from).for_each(|(d, v)| *d = *v);
-                    }
-                    None => to.for_each(|d| *d = 0.0),
-                }
+                f(p, a, &mut plane[(py + s * a) * w..][..w]);
             }
         }
     });
