@@ -292,9 +292,9 @@ impl Interpreter {
         if let Some(per_pass) = self.per_pass.filter(|_| threads > 1 && batch > 1 && !self.recording) {
             return self.run_in_lanes(input, batch, per_pass, threads, seed, out);
         }
-        // A few samples at a time, where the plan says so; the buffers are
-        // those of a pass.
-        let pass = self.per_pass.map_or(batch, |k| k * threads.max(1)).min(batch);
+        // A few samples at a time, where the plan says so (here on one
+        // thread, or a batch of one); the buffers are those of a pass.
+        let pass = self.per_pass.unwrap_or(batch).min(batch);
         self.prepare(pass, threads)?;
         let (in_len, out_len) = (input.len() / batch, out.len() / batch);
         let mut params = Params::Write(&mut self.params);
