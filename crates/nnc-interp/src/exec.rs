@@ -2,7 +2,7 @@
 //! `nnc_ir::Op` onto `nnc_runtime` calls.
 
 use crate::plan::{conv_geometry, pool_geometry};
-use crate::{Error, LaidOut, Model, Params, State};
+use crate::{Error, Failed, LaidOut, Model, Params, State};
 use nnc_ir::{Act, EpilogueStep as IrStep, Mode, Op, ParamId, ValueId, ValueType};
 use nnc_runtime::kernels::act::{maxout, softmax, Activation};
 use nnc_runtime::kernels::conv::{conv2d, conv2d_packed};
@@ -61,17 +61,12 @@ pub(crate) fn run_op(
     let rng = || Rng::new(seed, (1 << 63) | index as u64);
     if !train && op.op.shared_by_samples() {
         // Inference: the op's samples are independent; share them.
-        let failed = std::sync::Mutex::new(None);
+        let failed = Failed::default();
         it.team.per_samples(batch, x, y, &|x, n, y| {
-            if let Err(e) = sample_op(&op.op, values, x_ty, x, n, y) {
-                *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
-            }
+            failed.keep(sample_op(&op.op, values, x_ty, x, n, y));
         });
         it.buffers[out_slot] = out;
-        return failed
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .map_or(Ok(()), Err);
+        return failed.result();
     }
     let result = match &op.op {
         Op::Linear {

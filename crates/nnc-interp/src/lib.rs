@@ -108,6 +108,25 @@ impl Params<'_> {
     }
 }
 
+/// The first error of work shared among threads (the other parts run on).
+#[derive(Default)]
+pub(crate) struct Failed(std::sync::Mutex<Option<Error>>);
+
+impl Failed {
+    fn keep(&self, result: Result<(), Error>) {
+        if let Err(e) = result {
+            *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+        }
+    }
+
+    fn result(self) -> Result<(), Error> {
+        self.0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map_or(Ok(()), Err)
+    }
+}
+
 /// The first place a forward pass holds non-finite values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NonFinite {
@@ -330,18 +349,13 @@ impl Interpreter {
         for lane in &mut self.lanes {
             lane.plan(&self.model, &self.params, per_pass, false);
         }
-        let (model, params, failed) = (&self.model, &self.params, std::sync::Mutex::new(None));
+        let (model, params, failed) = (&self.model, &self.params, Failed::default());
         self.state
             .team
             .per_lane(&mut self.lanes, batch, per_pass, input, out, &|lane, x, n, y| {
-                if let Err(e) = forward(model, Params::Read(params), lane, x, n, seed, y) {
-                    *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
-                }
+                failed.keep(forward(model, Params::Read(params), lane, x, n, seed, y));
             });
-        failed
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .map_or(Ok(()), Err)
+        failed.result()
     }
 
     /// `input` holds `batch` (≥ 1) whole samples.

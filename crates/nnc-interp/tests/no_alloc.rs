@@ -83,8 +83,6 @@ fn a_planned_forward_pass_allocates_nothing() {
     for path in &models {
         for mode in [Mode::Infer, Mode::Train] {
             let mut it = interpreter(path, mode);
-            let per_sample: usize = it.input_shape().iter().product();
-            let out_len: usize = it.output_shape().iter().product();
             // Without AVX2, products run on matrixmultiply, which
             // allocates its packing buffers per product.
             let panels = DenseWeight::has_panels() || products_allocate_nothing();
@@ -98,22 +96,29 @@ fn a_planned_forward_pass_allocates_nothing() {
                 &[(1, 1), (3, 2)]
             };
             for &(batch, threads) in sizes {
-                let x: Vec<f32> = (0..batch * per_sample).map(|i| (i % 7) as f32 * 0.1).collect();
-                let mut y = vec![0.0; batch * out_len];
-                it.run_into(&x, batch, threads, 1, &mut y).unwrap();
-                // Several steps: which team thread takes which part
-                // changes from step to step, and a buffer a thread grows
-                // on its first part of some kernel shows on a later one.
-                let before = ALLOCATIONS.load(Ordering::SeqCst);
-                for step in 2..5 {
-                    it.run_into(&x, batch, threads, step, &mut y).unwrap();
-                }
-                let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+                let (allocated, y) = later_runs_allocations(&mut it, batch, threads);
                 assert_eq!(allocated, 0, "{path} {mode:?} batch {batch} threads {threads}");
                 assert!(y.iter().all(|v| v.is_finite()), "{path} {mode:?}");
             }
         }
     }
+}
+
+/// Allocations during runs 2–4 of `batch` samples on `threads` threads,
+/// after a first that plans the buffers, and the last run's output.
+/// Several runs: which team thread takes which part changes from run to
+/// run, and a buffer a thread grows on its first part of some kernel shows
+/// on a later one.
+fn later_runs_allocations(it: &mut Interpreter, batch: usize, threads: usize) -> (usize, Vec<f32>) {
+    let per_sample: usize = it.input_shape().iter().product();
+    let x: Vec<f32> = (0..batch * per_sample).map(|i| (i % 7) as f32 * 0.1).collect();
+    let mut y = vec![0.0; batch * it.output_shape().iter().product::<usize>()];
+    it.run_into(&x, batch, threads, 1, &mut y).unwrap();
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for step in 2..5 {
+        it.run_into(&x, batch, threads, step, &mut y).unwrap();
+    }
+    (ALLOCATIONS.load(Ordering::SeqCst) - before, y)
 }
 
 /// A model of 64 × 64 maps, whose inference on two threads goes a sample
@@ -128,14 +133,7 @@ fn passes_in_lanes_allocate_nothing() {
         residual { conv 16 -> 16 k=3 pad=same norm=batch } act relu maxpool k=2 globalavgpool dense 16 -> 4 act=softmax }";
     let mut it = interpreter_of("large.nn", large, Mode::Infer);
     for (batch, threads) in [(1, 2), (5, 2), (2, 2), (3, 1)] {
-        let x: Vec<f32> = (0..batch * 3 * 64 * 64).map(|i| (i % 7) as f32 * 0.1).collect();
-        let mut y = vec![0.0; batch * 4];
-        it.run_into(&x, batch, threads, 1, &mut y).unwrap();
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
-        for step in 2..5 {
-            it.run_into(&x, batch, threads, step, &mut y).unwrap();
-        }
-        let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        let (allocated, _) = later_runs_allocations(&mut it, batch, threads);
         assert_eq!(allocated, 0, "batch {batch} threads {threads}");
     }
 }

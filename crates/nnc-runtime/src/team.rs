@@ -213,10 +213,10 @@ impl Team {
         let members = self.threads().min(passes);
         let next = AtomicUsize::new(0);
         let out = Disjoint::new(y);
-        let lanes = DisjointLanes::new(lanes);
+        let lanes = Disjoint::new(lanes);
         self.run(members, &|member| {
             // SAFETY: each member of `run` takes a different part number.
-            let lane = unsafe { lanes.lane(member) };
+            let lane = unsafe { &mut lanes.piece(member..member + 1)[0] };
             loop {
                 let pass = next.fetch_add(1, SeqCst);
                 if pass >= passes {
@@ -228,37 +228,6 @@ impl Team {
                 f(lane, &x[samples.start * x_per..samples.end * x_per], samples.len(), y);
             }
         });
-    }
-}
-
-/// Lanes that the parts of one [`Team::run`] take one each.
-struct DisjointLanes<'a, L> {
-    ptr: *mut L,
-    len: usize,
-    _borrow: std::marker::PhantomData<&'a mut [L]>,
-}
-
-// SAFETY: parts only take different lanes (the contract of `lane`), and a
-// lane moves to the part's thread, so `L` must be `Send`.
-unsafe impl<L: Send> Sync for DisjointLanes<'_, L> {}
-
-impl<'a, L> DisjointLanes<'a, L> {
-    fn new(lanes: &'a mut [L]) -> DisjointLanes<'a, L> {
-        DisjointLanes {
-            ptr: lanes.as_mut_ptr(),
-            len: lanes.len(),
-            _borrow: std::marker::PhantomData,
-        }
-    }
-
-    /// Lane `i`.
-    ///
-    /// # Safety
-    /// No two live borrows may be of the same lane.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn lane(&self, i: usize) -> &'a mut L {
-        assert!(i < self.len);
-        &mut *self.ptr.add(i)
     }
 }
 
@@ -359,20 +328,22 @@ impl Drop for Team {
 }
 
 /// A mutable slice that the parts of one [`Team::run`] write in disjoint
-/// pieces (which a closure shared by all parts cannot borrow otherwise).
+/// pieces (which a closure shared by all parts cannot borrow otherwise):
+/// floats, or a lane per part ([`Team::per_lane`]).
 #[derive(Clone, Copy)]
-pub(crate) struct Disjoint<'a> {
-    ptr: *mut f32,
+pub(crate) struct Disjoint<'a, T = f32> {
+    ptr: *mut T,
     len: usize,
-    _borrow: std::marker::PhantomData<&'a mut [f32]>,
+    _borrow: std::marker::PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: parts only form non-overlapping pieces (the contract of `piece`).
-unsafe impl Send for Disjoint<'_> {}
-unsafe impl Sync for Disjoint<'_> {}
+// SAFETY: parts only form non-overlapping pieces (the contract of `piece`),
+// and a piece moves to the part's thread, so `T` must be `Send`.
+unsafe impl<T: Send> Send for Disjoint<'_, T> {}
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
 
-impl<'a> Disjoint<'a> {
-    pub(crate) fn new(slice: &'a mut [f32]) -> Disjoint<'a> {
+impl<'a, T> Disjoint<'a, T> {
+    pub(crate) fn new(slice: &'a mut [T]) -> Disjoint<'a, T> {
         Disjoint {
             ptr: slice.as_mut_ptr(),
             len: slice.len(),
@@ -386,7 +357,7 @@ impl<'a> Disjoint<'a> {
 
     /// The whole slice as a pointer, for kernels whose pieces are not
     /// contiguous (column blocks of a row-major matrix).
-    pub(crate) fn as_mut_ptr(&self) -> *mut f32 {
+    pub(crate) fn as_mut_ptr(&self) -> *mut T {
         self.ptr
     }
 
@@ -394,7 +365,7 @@ impl<'a> Disjoint<'a> {
     ///
     /// # Safety
     /// No two live pieces (of any part) may overlap.
-    pub(crate) unsafe fn piece(&self, range: std::ops::Range<usize>) -> &'a mut [f32] {
+    pub(crate) unsafe fn piece(&self, range: std::ops::Range<usize>) -> &'a mut [T] {
         let end = range.end.min(self.len);
         let start = range.start.min(end);
         std::slice::from_raw_parts_mut(self.ptr.add(start), end - start)

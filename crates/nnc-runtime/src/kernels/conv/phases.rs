@@ -206,7 +206,14 @@ pub(super) fn grad_input(
                 r.grid
             });
             if !pairs {
-                place(g, phase, grid.map(|grid| (&*left_slot, grid)), n, dx, team);
+                place(
+                    g,
+                    (phase.py, phase.px),
+                    grid.map(|grid| (&*left_slot, grid)),
+                    n,
+                    dx,
+                    team,
+                );
             } else if phase.px == 0 {
                 left = Some(grid);
             } else {
@@ -236,7 +243,7 @@ fn place_pair(g: &ConvGeometry, py: usize, phases: [Option<(&[f32], Grid)>; 2], 
         return;
     }
     for (px, phase) in phases.into_iter().enumerate() {
-        place(g, Phase { py, px, taps: None }, phase, n, dx, team);
+        place(g, (py, px), phase, n, dx, team);
     }
 }
 
@@ -271,18 +278,22 @@ unsafe fn interleave_row_avx512(row: &mut [f32], [even, odd]: [Option<&[f32]>; 2
 /// Puts a phase's outputs (`[n, in_channels, out_h, out_w]`, or zeros
 /// where no tap reaches it) at its positions of `dx`, `s` apart; the
 /// samples shared among the team.
-fn place(g: &ConvGeometry, phase: Phase, outputs: Option<(&[f32], Grid)>, n: usize, dx: &mut [f32], team: &Team) {
+fn place(
+    g: &ConvGeometry,
+    (py, px): (usize, usize),
+    outputs: Option<(&[f32], Grid)>,
+    n: usize,
+    dx: &mut [f32],
+    team: &Team,
+) {
     let (s, (h, w)) = (g.stride, (g.height, g.width));
-    let (rows, cols) = (
-        h.saturating_sub(phase.py).div_ceil(s),
-        w.saturating_sub(phase.px).div_ceil(s),
-    );
+    let (rows, cols) = (h.saturating_sub(py).div_ceil(s), w.saturating_sub(px).div_ceil(s));
     if rows * cols == 0 {
         // A phase past the map's edge (a map narrower than the stride).
         return;
     }
-    each_row(g, phase.py, n, dx, team, &|p, a, row| {
-        let to = row[phase.px..].iter_mut().step_by(s).take(cols);
+    each_row(g, py, n, dx, team, &|p, a, row| {
+        let to = row[px..].iter_mut().step_by(s).take(cols);
         match outputs {
             Some((outputs, grid)) => {
                 let from = &outputs[(p * grid.out_h + a) * grid.out_w..][..cols];
