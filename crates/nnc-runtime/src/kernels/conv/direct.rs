@@ -306,7 +306,17 @@ impl Grid {
         for (channel, out) in planes.zip(buf.chunks_exact_mut(plane)) {
             let (mut from, mut to) = (channel.as_ptr(), out.as_mut_ptr());
             for start in (0..lanes_of.vectors()).step_by(CHUNK) {
-                let chunk = if start == 0 { first } else { lanes_of.chunk(start) };
+                // Borrowed, not copied: a channel's copy of the masks and
+                // the loads of each mask from it stalled store-to-load
+                // forwarding (a third of an input gradient's padded
+                // copies of `dy` on Zen 4).
+                let later;
+                let chunk = if start == 0 {
+                    &first
+                } else {
+                    later = lanes_of.chunk(start);
+                    &later
+                };
                 for (k, lanes) in chunk.iter().take(lanes_of.vectors() - start).enumerate() {
                     let n = lanes.count_ones() as usize;
                     let at = (start + k) * 16;
@@ -849,33 +859,41 @@ pub(super) fn packed_len(shape: Shape, groups: usize, out_group: usize, depth: u
     groups * shape.strips(out_group) * shape.mr * depth
 }
 
-/// Packs `weight(group, o, c, t)` (output channel `o` of the group, source
-/// channel `c`, tap `t`: depth `c · taps + t`) into strips of `mr`
-/// channels, depth-major, zero past the last channel. The depth comes as
-/// channel and tap so that no caller divides per weight (an input
-/// gradient's flipped kernel, with four divisions a weight, was a sixth of
-/// the 8 × 8 layers' dX).
+/// Packs the weights into strips of `mr` output channels, depth-major,
+/// zero past the last channel: output channel `o` of a group on source
+/// channel `c` at tap `t` (depth `c · taps + t`) is `weights[at(group, c,
+/// t) + o · o_stride]`. The depth comes as channel and tap, and the output
+/// channel as a stride, so that a strip's slot is a strided run read with
+/// one offset computed (an input gradient's flipped kernel, with four
+/// divisions a weight, was a sixth of the 8 × 8 layers' dX, and the
+/// offsets of every weight 4 % of a stride-2 layer's).
 pub(super) fn pack(
     shape: Shape,
     groups: usize,
     out_group: usize,
     (channels, taps): (usize, usize),
-    weight: impl Fn(usize, usize, usize, usize) -> f32,
+    (weights, o_stride, at): (&[f32], usize, impl Fn(usize, usize, usize) -> usize),
     out: &mut [f32],
 ) {
     let mr = shape.mr;
     let strip_len = mr * channels * taps;
     for group in 0..groups {
         for strip in 0..shape.strips(out_group) {
-            let at = (group * shape.strips(out_group) + strip) * strip_len;
-            let mut slots = out[at..at + strip_len].chunks_exact_mut(mr);
+            let first = strip * mr;
+            let n = mr.min(out_group - first);
+            let from = |c: usize, t: usize| {
+                weights[at(group, c, t) + first * o_stride..]
+                    .iter()
+                    .step_by(o_stride.max(1))
+            };
+            let at_strip = (group * shape.strips(out_group) + strip) * strip_len;
+            let mut slots = out[at_strip..at_strip + strip_len].chunks_exact_mut(mr);
             for c in 0..channels {
                 for t in 0..taps {
                     let Some(slot) = slots.next() else { return };
-                    for (i, v) in slot.iter_mut().enumerate() {
-                        let o = strip * mr + i;
-                        *v = if o < out_group { weight(group, o, c, t) } else { 0.0 };
-                    }
+                    let (kept, past) = slot.split_at_mut(n);
+                    kept.iter_mut().zip(from(c, t)).for_each(|(v, w)| *v = *w);
+                    past.fill(0.0);
                 }
             }
         }
@@ -1298,7 +1316,13 @@ impl<'a> Direct<'a> {
             }
             let mut to = out.as_mut_ptr();
             for start in (0..lanes_of.vectors()).step_by(CHUNK) {
-                let chunk = if start == 0 { first } else { lanes_of.chunk(start) };
+                let later;
+                let chunk = if start == 0 {
+                    &first
+                } else {
+                    later = lanes_of.chunk(start);
+                    &later
+                };
                 for (k, lanes) in chunk.iter().take(lanes_of.vectors() - start).enumerate() {
                     // SAFETY: the load is inside the tile row; the lanes
                     // kept number the outputs of this vector, the next

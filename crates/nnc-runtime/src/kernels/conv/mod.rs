@@ -195,10 +195,16 @@ impl ConvGeometry {
     /// Packs `weight` `[out, in/groups, k, k]` for the forward into `out`.
     fn pack_forward(&self, weight: &[f32], out: &mut [f32]) {
         let (out_group, depth, taps) = (self.out_group(), self.col_rows(), self.kernel * self.kernel);
-        let w =
-            move |group: usize, o: usize, c: usize, t: usize| weight[(group * out_group + o) * depth + c * taps + t];
+        let at = move |group: usize, c: usize, t: usize| group * out_group * depth + c * taps + t;
         let channels = self.in_channels / self.groups.max(1);
-        direct::pack(self.shape(), self.groups.max(1), out_group, (channels, taps), w, out);
+        direct::pack(
+            self.shape(),
+            self.groups.max(1),
+            out_group,
+            (channels, taps),
+            (weight, depth, at),
+            out,
+        );
     }
 
     /// A depthwise conv's input gradient as a depthwise conv of its own,
@@ -425,11 +431,9 @@ pub fn conv2d_grad_input(
     // the forward's weight of o on c at the flipped tap, (k − 1 − ki,
     // k − 1 − kj), which is tap k² − 1 − t.
     let taps = k * k;
-    let flipped = move |group: usize, c: usize, o: usize, t: usize| {
-        w[((group * out_group + o) * in_group + c) * taps + (taps - 1 - t)]
-    };
+    let flipped = move |group: usize, o: usize, t: usize| (group * out_group + o) * in_group * taps + (taps - 1 - t);
     debug_assert_eq!(depth, out_group * taps);
-    direct::pack(shape, groups, in_group, (out_group, taps), flipped, packed);
+    direct::pack(shape, groups, in_group, (out_group, taps), (w, taps, flipped), packed);
     Direct::new(grid, shape, groups, in_group, packed, &Epilogue::NONE).run(dy, batch, dx, rest, team);
 }
 

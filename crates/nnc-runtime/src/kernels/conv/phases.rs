@@ -170,9 +170,9 @@ pub(super) fn grad_input(
     let mut at = 0;
     for r in g.reached() {
         let ((ry, rx), [kh, kw]) = (r.residues, r.grid.kernel);
-        let weight = move |group: usize, c: usize, o: usize, tap: usize| {
+        let offset = move |group: usize, o: usize, tap: usize| {
             let (ky, kx) = (ry + s * (kh - 1 - tap / kw), rx + s * (kw - 1 - tap % kw));
-            w[(((group * out_group + o) * in_group + c) * k + ky) * k + kx]
+            ((group * out_group + o) * in_group * k + ky) * k + kx
         };
         debug_assert_eq!(r.grid.depth(), out_group * kh * kw);
         direct::pack(
@@ -180,7 +180,7 @@ pub(super) fn grad_input(
             groups,
             in_group,
             (out_group, kh * kw),
-            weight,
+            (w, k * k, offset),
             &mut packs[at..at + r.packed_len],
         );
         at += r.packed_len.next_multiple_of(LINE);
@@ -233,12 +233,13 @@ pub(super) fn grad_input(
 fn place_pair(g: &ConvGeometry, py: usize, phases: [Option<(&[f32], Grid)>; 2], n: usize, dx: &mut [f32], team: &Team) {
     #[cfg(target_arch = "x86_64")]
     if Level::detect() == Level::Avx512 {
-        each_row(g, py, n, dx, team, &|p, a, row| {
-            let from = phases
-                .map(|phase| phase.map(|(outputs, grid)| &outputs[(p * grid.out_h + a) * grid.out_w..][..grid.out_w]));
-            // SAFETY: the CPU has AVX-512; each phase's row holds its
-            // columns of `row` (`w.div_ceil(2)` and `w / 2`).
-            unsafe { interleave_row_avx512(row, from) };
+        let rows = g.height.saturating_sub(py).div_ceil(2);
+        each_plane(g, n, dx, team, &|p, plane| {
+            let from =
+                phases.map(|phase| phase.map(|(outputs, grid)| (&outputs[p * grid.out_h * grid.out_w..], grid.out_w)));
+            // SAFETY: the CPU has AVX-512; each phase's plane holds `rows`
+            // rows of its columns of `dx` (`w.div_ceil(2)` and `w / 2`).
+            unsafe { interleave_rows_avx512(plane, (py, rows, g.width), from) };
         });
         return;
     }
@@ -247,31 +248,46 @@ fn place_pair(g: &ConvGeometry, py: usize, phases: [Option<(&[f32], Grid)>; 2], 
     }
 }
 
-/// `row[2j] = even[j]`, `row[2j + 1] = odd[j]` (zeros for a phase that is
-/// `None`), sixteen at a time: two loads, a two-source permute, a store.
+/// Rows `py + 2a` (`a < rows`) of a `w`-wide plane of `dx` from row `a`
+/// of each phase's plane (its outputs and row length; zeros for a phase
+/// that is `None`): `row[2j] = even[j]`, `row[2j + 1] = odd[j]`, sixteen
+/// at a time (two loads, a two-source permute, a store). A plane a call:
+/// a row a call cost as much again in calls as in the moves (an 8-wide
+/// phase row is a single permute).
 ///
 /// # Safety
-/// The CPU has AVX-512F; `even` holds `row.len().div_ceil(2)` floats and
-/// `odd` `row.len() / 2`.
+/// The CPU has AVX-512F; `plane` holds `py + 2·(rows − 1) + 1` rows of
+/// `w`; each phase holds `rows` rows of its row length, `w.div_ceil(2)`
+/// for the even phase and `w / 2` for the odd.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn interleave_row_avx512(row: &mut [f32], [even, odd]: [Option<&[f32]>; 2]) {
+unsafe fn interleave_rows_avx512(
+    plane: &mut [f32],
+    (py, rows, w): (usize, usize, usize),
+    [even, odd]: [Option<(&[f32], usize)>; 2],
+) {
     use crate::kernels::simd::low_lanes;
     use std::arch::x86_64::{
         _mm512_loadu_si512, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_setzero_ps,
     };
-    let w = row.len();
-    debug_assert!(even.is_none_or(|e| e.len() == w.div_ceil(2)) && odd.is_none_or(|o| o.len() == w / 2));
+    debug_assert!(even.is_none_or(|(_, len)| len == w.div_ceil(2)) && odd.is_none_or(|(_, len)| len == w / 2));
+    debug_assert!(rows == 0 || plane.len() >= (py + 2 * (rows - 1) + 1) * w);
     // Lane 2i from the first source's lane i, lane 2i + 1 from the second's.
     const ZIP: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
     let zip = _mm512_loadu_si512(ZIP.as_ptr().cast());
-    let load = |phase: Option<&[f32]>, j: usize| match phase {
-        Some(from) => _mm512_maskz_loadu_ps(low_lanes(from.len().saturating_sub(j).min(8)), from.as_ptr().add(j)),
+    let load = |phase: Option<(&[f32], usize)>, a: usize, j: usize| match phase {
+        Some((from, len)) => {
+            let row = &from[a * len..][..len];
+            _mm512_maskz_loadu_ps(low_lanes(len.saturating_sub(j).min(8)), row.as_ptr().add(j))
+        }
         None => _mm512_setzero_ps(),
     };
-    for j in (0..w.div_ceil(2)).step_by(8) {
-        let v = _mm512_permutex2var_ps(load(even, j), zip, load(odd, j));
-        _mm512_mask_storeu_ps(row.as_mut_ptr().add(2 * j), low_lanes(w - 2 * j), v);
+    for a in 0..rows {
+        let row = &mut plane[(py + 2 * a) * w..][..w];
+        for j in (0..w.div_ceil(2)).step_by(8) {
+            let v = _mm512_permutex2var_ps(load(even, a, j), zip, load(odd, a, j));
+            _mm512_mask_storeu_ps(row.as_mut_ptr().add(2 * j), low_lanes(w - 2 * j), v);
+        }
     }
 }
 
@@ -292,42 +308,33 @@ fn place(
         // A phase past the map's edge (a map narrower than the stride).
         return;
     }
-    each_row(g, py, n, dx, team, &|p, a, row| {
-        let to = row[px..].iter_mut().step_by(s).take(cols);
-        match outputs {
-            Some((outputs, grid)) => {
-                let from = &outputs[(p * grid.out_h + a) * grid.out_w..][..cols];
-                to.zip(from).for_each(|(d, v)| *d = *v);
+    each_plane(g, n, dx, team, &|p, plane| {
+        for a in 0..rows {
+            let to = plane[(py + s * a) * w + px..].iter_mut().step_by(s).take(cols);
+            match outputs {
+                Some((outputs, grid)) => {
+                    let from = &outputs[(p * grid.out_h + a) * grid.out_w..][..cols];
+                    to.zip(from).for_each(|(d, v)| *d = *v);
+                }
+                None => to.for_each(|d| *d = 0.0),
             }
-            None => to.for_each(|d| *d = 0.0),
         }
     });
 }
 
-/// `f(p, a, row)` for each row `py + s·a` of every plane `p` of `dx`'s `n`
-/// samples (`a` from 0 while the row is in the map), the planes shared
-/// among the team.
-fn each_row(
-    g: &ConvGeometry,
-    py: usize,
-    n: usize,
-    dx: &mut [f32],
-    team: &Team,
-    f: &(dyn Fn(usize, usize, &mut [f32]) + Sync),
-) {
-    let (s, (h, w)) = (g.stride, (g.height, g.width));
-    let rows = h.saturating_sub(py).div_ceil(s);
+/// `f(p, plane)` for every plane `p` of `dx`'s `n` samples, the planes
+/// shared among the team.
+fn each_plane(g: &ConvGeometry, n: usize, dx: &mut [f32], team: &Team, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    let plane_len = g.height * g.width;
     let planes = n * g.in_channels;
     let parts = team.threads().min(planes).max(1);
     let dx = Disjoint::new(dx);
     team.run(parts, &|t| {
         let mine = split(planes, parts, t, 1);
         // SAFETY: the parts place disjoint planes.
-        let dx = unsafe { dx.piece(mine.start * h * w..mine.end * h * w) };
-        for (p, plane) in mine.zip(dx.chunks_exact_mut(h * w)) {
-            for a in 0..rows {
-                f(p, a, &mut plane[(py + s * a) * w..][..w]);
-            }
+        let dx = unsafe { dx.piece(mine.start * plane_len..mine.end * plane_len) };
+        for (p, plane) in mine.zip(dx.chunks_exact_mut(plane_len)) {
+            f(p, plane);
         }
     });
 }
