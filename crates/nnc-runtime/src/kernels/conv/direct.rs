@@ -305,34 +305,21 @@ impl Grid {
         let planes = src.chunks_exact(src_plane).take(self.channels);
         for (channel, out) in planes.zip(buf.chunks_exact_mut(plane)) {
             let (mut from, mut to) = (channel.as_ptr(), out.as_mut_ptr());
-            for start in (0..lanes_of.vectors()).step_by(CHUNK) {
-                // Borrowed, not copied: a channel's copy of the masks and
-                // the loads of each mask from it stalled store-to-load
-                // forwarding (a third of an input gradient's padded
-                // copies of `dy` on Zen 4).
-                let later;
-                let chunk = if start == 0 {
-                    &first
-                } else {
-                    later = lanes_of.chunk(start);
-                    &later
-                };
-                for (k, lanes) in chunk.iter().take(lanes_of.vectors() - start).enumerate() {
-                    let n = lanes.count_ones() as usize;
-                    let at = (start + k) * 16;
-                    let store = low_lanes(plane - at);
-                    // SAFETY: the interior lanes of the plane, counted
-                    // from its first vector, number exactly the source
-                    // plane's floats, so `from` reads inside `channel`;
-                    // the stores stay inside `out`.
-                    unsafe {
-                        let v = _mm512_maskz_loadu_ps(low_lanes(n), from);
-                        _mm512_mask_storeu_ps(to, store, _mm512_maskz_expand_ps(*lanes, v));
-                        from = from.add(n);
-                        to = to.add(16);
-                    }
+            lanes_of.each(&first, |k, lanes| {
+                let n = lanes.count_ones() as usize;
+                let at = k * 16;
+                let store = low_lanes(plane - at);
+                // SAFETY: the interior lanes of the plane, counted from its
+                // first vector, number exactly the source plane's floats,
+                // so `from` reads inside `channel`; the stores stay inside
+                // `out`.
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(low_lanes(n), from);
+                    _mm512_mask_storeu_ps(to, store, _mm512_maskz_expand_ps(lanes, v));
+                    from = from.add(n);
+                    to = to.add(16);
                 }
-            }
+            });
         }
     }
 
@@ -649,6 +636,28 @@ impl LaneMasks {
             }
         }
         lanes
+    }
+
+    /// `f(k, mask)` for every vector `k` in order, the masks a chunk at a
+    /// time, the first (`first`, from [`LaneMasks::chunk`] at 0, made once
+    /// for every channel) borrowed: a copy of it a channel, and the
+    /// 2-byte loads of each mask from that copy, stalled store-to-load
+    /// forwarding (a third of an input gradient's padded copies of `dy`
+    /// on Zen 4).
+    #[inline(always)]
+    fn each(&self, first: &[u16; CHUNK], mut f: impl FnMut(usize, u16)) {
+        for start in (0..self.vectors()).step_by(CHUNK) {
+            let later;
+            let chunk = if start == 0 {
+                first
+            } else {
+                later = self.chunk(start);
+                &later
+            };
+            for (k, lanes) in chunk.iter().take(self.vectors() - start).enumerate() {
+                f(start + k, *lanes);
+            }
+        }
     }
 }
 
@@ -1315,29 +1324,19 @@ impl<'a> Direct<'a> {
                 self.epilogue.apply_channel(&mut tile_row[..positions], channel);
             }
             let mut to = out.as_mut_ptr();
-            for start in (0..lanes_of.vectors()).step_by(CHUNK) {
-                let later;
-                let chunk = if start == 0 {
-                    &first
-                } else {
-                    later = lanes_of.chunk(start);
-                    &later
-                };
-                for (k, lanes) in chunk.iter().take(lanes_of.vectors() - start).enumerate() {
-                    // SAFETY: the load is inside the tile row; the lanes
-                    // kept number the outputs of this vector, the next
-                    // ones of `out`.
-                    unsafe {
-                        let mut v = _mm512_loadu_ps(tile_row.as_ptr().add(16 * (start + k)));
-                        if let Some(steps) = &steps {
-                            v = steps.apply(v);
-                        }
-                        let n = lanes.count_ones() as usize;
-                        _mm512_mask_storeu_ps(to, low_lanes(n), _mm512_maskz_compress_ps(*lanes, v));
-                        to = to.add(n);
+            lanes_of.each(&first, |k, lanes| {
+                // SAFETY: the load is inside the tile row; the lanes kept
+                // number the outputs of this vector, the next ones of `out`.
+                unsafe {
+                    let mut v = _mm512_loadu_ps(tile_row.as_ptr().add(16 * k));
+                    if let Some(steps) = &steps {
+                        v = steps.apply(v);
                     }
+                    let n = lanes.count_ones() as usize;
+                    _mm512_mask_storeu_ps(to, low_lanes(n), _mm512_maskz_compress_ps(lanes, v));
+                    to = to.add(n);
                 }
-            }
+            });
         }
     }
 
