@@ -471,8 +471,18 @@ pub(crate) fn op_block(
     conv_geometry: Option<&Ident>,
     train: Option<&TrainOp>,
 ) -> Result<TokenStream, Error> {
-    let x_ty = func.value_type(op.args[0]);
     let y_ty = func.value_type(op.result);
+    // An inference op that the team shares runs on its units (a pool's
+    // planes), so the call is written for a unit's type.
+    let shared = train.is_none() && op.op.shared_by_samples();
+    let input_ty = func.value_type(op.args[0]);
+    let per_sample = if shared { op.op.units_per_sample(input_ty) } else { 1 };
+    let unit_ty = match per_sample {
+        1 => input_ty.clone(),
+        // A channel plane.
+        _ => nnc_ir::ValueType::new([1, input_ty.height(), input_ty.width()]),
+    };
+    let x_ty = &unit_ty;
     let (channels, inner) = (usize_lit(x_ty.channels()), usize_lit(x_ty.inner()));
     let read = |v: ValueId| {
         let n = usize_lit(func.value_type(v).numel());
@@ -695,17 +705,24 @@ pub(crate) fn op_block(
             }});
         }
     };
-    if train.is_none() && op.op.shared_by_samples() {
-        // Inference: the op's samples are independent; the team shares
-        // them (the interpreter's `exec.rs` does the same).
-        let n = if call.to_string().split_whitespace().any(|t| t == "batch") {
+    if shared {
+        // Inference: the op's samples (a pool's planes) are independent;
+        // the team shares them (the interpreter's `exec.rs` does the same).
+        let n = if mentions(&call, "batch") {
             quote!(batch)
         } else {
             quote!(_)
         };
+        let units = match per_sample {
+            1 => quote!(batch),
+            planes => {
+                let planes = usize_lit(planes);
+                quote!(batch * #planes)
+            }
+        };
         return Ok(quote! {{
             let (x, y) = (#x, #y);
-            team.per_samples(batch, x, y, &|x, #n, y| { #call });
+            team.per_samples(#units, x, y, &|x, #n, y| { #call });
         }});
     }
     if let Some(residual) = op.args.get(1) {
@@ -721,6 +738,18 @@ pub(crate) fn op_block(
         let (x, y) = (#x, #y);
         #call
     }})
+}
+
+/// Whether `tokens` use the identifier `name` anywhere, inside groups too.
+/// (Not a search of their text: a proc macro's tokens print with other
+/// spacing than proc-macro2's, `(x, batch, &g, y)` against `(x , batch ,
+/// & g , y)`, and the word search missed `batch` in the macro's expansion.)
+fn mentions(tokens: &TokenStream, name: &str) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        proc_macro2::TokenTree::Ident(ident) => ident == name,
+        proc_macro2::TokenTree::Group(group) => mentions(&group.stream(), name),
+        _ => false,
+    })
 }
 
 /// The runtime's `PoolGeometry` of a pool on input `x`, as a literal (the

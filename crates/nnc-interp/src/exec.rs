@@ -13,7 +13,7 @@ use nnc_runtime::kernels::norm::{
     add, affine, batch_norm_infer, batch_norm_train, batch_norm_train_save, group_norm, group_norm_save, instance_norm,
     instance_norm_save, layer_norm, layer_norm_save, lrn,
 };
-use nnc_runtime::kernels::pool::{avg_pool2d, global_avg_pool, max_pool2d, max_pool2d_argmax};
+use nnc_runtime::kernels::pool::{avg_pool2d, global_avg_pool, max_pool2d, max_pool2d_argmax, PoolGeometry};
 use nnc_runtime::Rng;
 
 /// The longest epilogue the interpreter runs without allocating.
@@ -60,10 +60,12 @@ pub(crate) fn run_op(
     // Only ops that draw (in training) build their generator.
     let rng = || Rng::new(seed, (1 << 63) | index as u64);
     if !train && op.op.shared_by_samples() {
-        // Inference: the op's samples are independent; share them.
+        // Inference: the op's samples (a pool's planes) are independent;
+        // share them.
+        let units = op.op.units_per_sample(x_ty);
         let failed = Failed::default();
-        it.team.per_samples(batch, x, y, &|x, n, y| {
-            failed.keep(sample_op(&op.op, values, x_ty, x, n, y));
+        it.team.per_samples(batch * units, x, y, &|x, n, y| {
+            failed.keep(sample_op(&op.op, values, (x_ty, units), x, n, y));
         });
         it.buffers[out_slot] = out;
         return failed.result();
@@ -222,7 +224,7 @@ pub(crate) fn run_op(
         | Op::InstanceNorm { .. }
         | Op::GroupNorm { .. }
         | Op::Lrn { .. }
-        | Op::Affine { .. } => sample_op(&op.op, values, x_ty, x, batch, y),
+        | Op::Affine { .. } => sample_op(&op.op, values, (x_ty, 1), x, batch, y),
         Op::Dropout { p: rate } if train => {
             dropout_save(x, *rate, &mut rng(), y, record);
             Ok(())
@@ -258,20 +260,26 @@ pub(crate) fn run_op(
 }
 
 /// The forms of the ops [`Op::shared_by_samples`] that record nothing (inference, or
-/// a training forward that keeps no record), on `batch` samples.
+/// a training forward that keeps no record), on `batch` units of
+/// [`Op::units_per_sample`] (`units` a sample of `x_ty`: a unit's
+/// channels are the sample's over `units`).
 fn sample_op(
     op: &Op,
     params: &[Vec<f32>],
-    x_ty: &ValueType,
+    (x_ty, units): (&ValueType, usize),
     x: &[f32],
     batch: usize,
     y: &mut [f32],
 ) -> Result<(), Error> {
     let p = |id: &ParamId| params[id.0 as usize].as_slice();
-    let (channels, inner) = (x_ty.channels(), x_ty.inner());
+    let (channels, inner) = (x_ty.channels() / units.max(1), x_ty.inner());
+    let pool = |g| PoolGeometry {
+        channels,
+        ..pool_geometry(x_ty, g)
+    };
     match op {
-        Op::MaxPool(g) => max_pool2d(x, batch, &pool_geometry(x_ty, g), y),
-        Op::AvgPool(g) => avg_pool2d(x, batch, &pool_geometry(x_ty, g), y),
+        Op::MaxPool(g) => max_pool2d(x, batch, &pool(g), y),
+        Op::AvgPool(g) => avg_pool2d(x, batch, &pool(g), y),
         Op::GlobalAvgPool => global_avg_pool(x, batch, channels, inner, y),
         Op::Act(act) => {
             let no_rng = || Rng::new(0, 0);

@@ -150,9 +150,13 @@ impl Team {
 }
 
 /// Output floats a part must write for [`Team::per_samples`] to share a
-/// batch: waking a thread costs a few microseconds, what a pool or a norm
-/// takes over ~32 K values.
-const SAMPLE_WORK: usize = 1 << 15;
+/// batch. Between the ops of a forward pass the workers spin, so a job
+/// costs about a microsecond, not a wake-up; and a pool's planes shared
+/// are read by the thread whose conv wrote them, where one thread would
+/// read the other core's half: cifar_vgg's 2 × 2 pools at batch 1 (4 K
+/// and 2 K outputs) took 10 µs on one of two threads and 5.5 shared,
+/// which a bar of 32 K outputs had kept from sharing.
+const SAMPLE_WORK: usize = 1 << 11;
 
 /// An op on a run of samples: `(x, samples, y)`.
 pub type SampleFn<'a> = dyn Fn(&[f32], usize, &mut [f32]) + Sync + 'a;
