@@ -26,12 +26,15 @@ use crate::kernels::epilogue::{ChannelForm, ChannelSteps, Epilogue};
 use crate::kernels::simd::{low_lanes, Lanes, Level, Portable};
 use crate::team::{Disjoint, Team};
 
-/// Multiply-adds a part must have for a conv to share its work (two parts
-/// from 2^20): waking a thread costs more than half of a 3 → 32 conv on a
-/// 32 × 32 map (0.9 M multiply-adds, slower on two threads than on one),
-/// while a 1 × 1 conv over 128 channels on an 8 × 8 map (1 M) gains
-/// (mobile_mini at batch 1 on two threads 6 % faster than with parts of
-/// 2^20). The unit tests split everything, to reach the split paths on
+/// Multiply-adds a part should have for a conv to share its work, parts
+/// rounded to the nearest (two parts from 0.75 M). Below that a split
+/// loses in the windows where this VM's two vCPUs are slow to reach each
+/// other (mobile_mini's 0.5 M pointwise convs at batch 1: 0.048 ms in fast
+/// windows either way, 0.075 → 0.104 in slow ones when split), while a 3
+/// → 32 conv on a 32 × 32 map (0.9 M, cifar_vgg's first) shared gains
+/// even there, now that its pools share their planes: cifar_vgg at batch 1
+/// on two threads 0.375 → 0.364 ms, resnet_mini 0.640 → 0.628, mobile_mini
+/// unchanged. The unit tests split everything, to reach the split paths on
 /// small shapes.
 pub(super) const WORK_PER_PART: usize = if cfg!(test) { 1 } else { 1 << 19 };
 /// Floats of a unit's output tiles per thread: the unit's rows are chosen
@@ -1037,7 +1040,11 @@ impl<'a> Direct<'a> {
         let work = [self.groups, self.out_group, grid.out_h, grid.out_w, self.depth()]
             .iter()
             .fold(batch, |w, n| w.saturating_mul(*n));
-        let parts = team.threads().min(units).min(work / WORK_PER_PART).max(1);
+        let parts = team
+            .threads()
+            .min(units)
+            .min((work + WORK_PER_PART / 2) / WORK_PER_PART)
+            .max(1);
         let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
         with_tap_offsets(grid, |taps| {
             self.with_across_plan(row_blocks, |across| {
