@@ -8,9 +8,14 @@ the interpreter benchmark use), exports them with `nnc export`, times ONNX
 Runtime on that file with ../shared/bench/ort_time.py, then runs nnc's divan
 benchmarks of the same models: the generated code (benches/generated.rs,
 through `nnc::model!`) and the interpreter (crates/nnc-interp/benches/
-forward.rs), at batch 1 and 64 with 1 and 2 threads. Runs the three in turn,
---rounds times, and prints each cell's median over the rounds and the
-ratios nnc / ONNX Runtime as a Markdown table (below 1 means nnc is faster).
+forward.rs), at batch 1 and 64 with 1 and 2 threads. Each round measures
+one model at a time with all three, in turn (ONNX Runtime first in odd
+rounds, last in even ones), so that a model's three figures come from the
+same minute: on a shared virtual machine the speed of both cores moves by
+a fifth or more from one minute to the next, and a round that timed every
+model on ONNX Runtime and then every model on nnc compared different
+minutes. Prints each cell's median over --rounds rounds and the ratios nnc
+/ ONNX Runtime as a Markdown table (below 1 means nnc is faster).
 
 Usage (from the repository root):
     python3 -m venv target/venv-bench
@@ -74,12 +79,22 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         files = onnx_files(workdir)
         rounds = {"ort": [], "generated": [], "interpreted": []}
-        filters = [m + "_forward" for m in MODELS]
         for r in range(max(args.rounds, 1)):
             print(f"round {r + 1} of {args.rounds}", file=sys.stderr)
-            rounds["ort"].append(ort(args.ort_time, files))
-            rounds["generated"].append(divan(["--bench", "generated", "--", *filters]))
-            rounds["interpreted"].append(divan(["-p", "nnc-interp", "--bench", "forward", "--", *filters]))
+            for source in rounds.values():
+                source.append({})
+            for model, onnx in files.items():
+                # The model's benchmark alone (no model's name is part of another's).
+                only = f"{model}_forward"
+                turns = [
+                    ("ort", lambda: ort(args.ort_time, {model: onnx})),
+                    ("generated", lambda: divan(["--bench", "generated", "--", only])),
+                    ("interpreted", lambda: divan(["-p", "nnc-interp", "--bench", "forward", "--", only])),
+                ]
+                if r % 2 == 1:
+                    turns.reverse()
+                for source, measure in turns:
+                    rounds[source][-1].update(measure())
 
     def cell(source, key):
         values = [times[key] for times in rounds[source] if key in times]
