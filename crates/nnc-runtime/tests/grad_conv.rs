@@ -141,12 +141,14 @@ fn plain_strided_and_dilated() {
     check(geometry(2, 3, (5, 6), 3, 1, 1, 1, [1; 4]), 1, 2);
     check(geometry(3, 2, (6, 5), 1, 1, 1, 1, [0; 4]), 3, 3); // pointwise
     check(geometry(3, 2, (6, 5), 1, 2, 1, 1, [0; 4]), 2, 4); // strided 1×1
-                                                             // Pointwise with fewer inputs than outputs: the weight gradient's
-                                                             // product swapped (x transposed, dW's rows); grouped, and with more
-                                                             // channels than a vector on both sides.
+
+    // Pointwise with fewer inputs than outputs: the weight gradient's
+    // product swapped (x transposed, dW's rows); grouped, and with more
+    // channels than a vector on both sides.
     check(geometry(2, 5, (6, 5), 1, 1, 1, 1, [0; 4]), 3, 11);
     check(geometry(4, 6, (3, 7), 1, 1, 1, 2, [0; 4]), 2, 12);
     check(geometry(17, 40, (4, 5), 1, 1, 1, 1, [0; 4]), 2, 13);
+
     check(geometry(1, 2, (7, 7), 2, 2, 1, 1, [0; 4]), 2, 5);
     check(geometry(2, 2, (7, 6), 3, 3, 1, 1, [1, 0, 1, 2]), 2, 6);
     check(geometry(2, 2, (7, 7), 3, 1, 2, 1, [2; 4]), 1, 7);

@@ -1043,7 +1043,7 @@ impl<'a> Direct<'a> {
         let parts = team
             .threads()
             .min(units)
-            .min((work + WORK_PER_PART / 2) / WORK_PER_PART)
+            .min(work.saturating_add(WORK_PER_PART / 2) / WORK_PER_PART)
             .max(1);
         let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
         with_tap_offsets(grid, |taps| {

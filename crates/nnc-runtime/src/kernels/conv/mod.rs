@@ -103,9 +103,11 @@ impl ConvGeometry {
             let positions = grid.out_h * grid.phase_w;
             return grid.source_len() + grid.channels * positions + self.out_channels * self.col_rows() * LANES;
         }
-        let pitch = self.out_group().next_multiple_of(PITCH);
         // Swapped, `x` transposed fits where `dy` would (the same positions, fewer channels).
-        let dy_t = transposed_len(self.out_height() * self.out_width(), pitch);
+        let dy_t = transposed_len(
+            self.out_height() * self.out_width(),
+            self.out_group().next_multiple_of(PITCH),
+        );
         let (rows, pitch) = self.weight_grad_sums();
         grid.source_len() + dy_t + self.groups.max(1) * rows * pitch
     }
@@ -528,41 +530,30 @@ pub fn conv2d_grad_weight(
                     let xg = &x[n * x_len + group * in_group * in_plane..][..in_group * in_plane];
                     let dyg = &dy[n * y_len + group * out_group * out_plane..][..out_group * out_plane];
                     let group_sums = &mut sums[group * rows * pitch..(group + 1) * rows * pitch];
-                    if swapped {
-                        let x_t = &mut dy_part[..transposed_len(in_plane, pitch)];
-                        transpose(xg, in_plane, pitch, x_t);
-                        let product = Correlation {
-                            source: dyg,
-                            plane: out_plane,
-                            taps,
-                            channels: out_group,
-                            row_pitch: g.out_width(),
-                            out_h: g.out_height(),
-                            out_w: g.out_width(),
-                            dy_t: &x_t[..in_plane * pitch],
-                            pitch,
-                        };
-                        product.accumulate(group_sums);
-                        continue;
-                    }
-                    // An unpadded stride-1 conv reads its input in place.
-                    let read: &[f32] = if grid.is_plain() {
-                        xg
+                    // The product's rows and the operand it reads
+                    // transposed: swapped, `dy` and `x` (a pointwise
+                    // conv's grid is as much `dy`'s as `x`'s); else `x`
+                    // (read in place where unpadded at stride 1, else its
+                    // copy) and `dy`.
+                    let (rows_of, transposed, channels) = if swapped {
+                        (dyg, xg, out_group)
+                    } else if grid.is_plain() {
+                        (xg, dyg, in_group)
                     } else {
                         grid.prepare(xg, source);
-                        source
+                        (&*source, dyg, in_group)
                     };
-                    let dy_t = &mut dy_part[..transposed_len(out_plane, pitch)];
-                    transpose(dyg, out_plane, pitch, dy_t);
+                    let t = &mut dy_part[..transposed_len(out_plane, pitch)];
+                    transpose(transposed, out_plane, pitch, t);
                     let product = Correlation {
-                        source: read,
+                        source: rows_of,
                         plane: grid.plane(),
                         taps,
-                        channels: in_group,
+                        channels,
                         row_pitch: grid.phase_w,
                         out_h: grid.out_h,
                         out_w: grid.out_w,
-                        dy_t: &dy_t[..out_plane * pitch],
+                        dy_t: &t[..out_plane * pitch],
                         pitch,
                     };
                     product.accumulate(group_sums);
