@@ -43,6 +43,11 @@ fn fuse_residual() {
 }
 
 #[test]
+fn fuse_pool() {
+    run_folder("fuse-pool");
+}
+
+#[test]
 fn drop_redundant_bias() {
     run_folder("drop-redundant-bias");
 }

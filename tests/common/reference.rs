@@ -585,7 +585,17 @@ pub fn evaluate_with(
                         amplified *= cancellation(&y, &sum);
                         apply_epilogue(sum, then, &param)
                     }
-                    None => y,
+                    None => match epilogue.pool_window() {
+                        Some(window) => max_pool2d(
+                            &y,
+                            &nnc_ir::PoolGeometry {
+                                kernel: window,
+                                stride: window,
+                                pads: [0; 4],
+                            },
+                        ),
+                        None => y,
+                    },
                 }
             }
             Op::MaxPool(g) => max_pool2d(x, g),
@@ -720,7 +730,9 @@ fn apply_epilogue(mut y: Tensor, steps: &[EpilogueStep], param: &dyn Fn(ParamId)
                 let slopes: Vec<f64> = act.params().into_iter().flat_map(param).collect();
                 activation(&y, act, &slopes)
             }
-            EpilogueStep::Add => panic!("the conv splits its steps at the residual's sum"),
+            EpilogueStep::Add | EpilogueStep::MaxPool { .. } => {
+                panic!("the conv splits its steps at the residual's sum and pools after them")
+            }
         };
     }
     y

@@ -190,7 +190,7 @@ fn ir_after_a_pass_dumps_under_a_banner() {
     let all = stdout(&nnc(&["ir", "models/seed_elu_bn_dropout.nn", "--after-all"]));
     assert_eq!(
         all.matches("// nnc ir · SeedEluBn · infer · after ").count(),
-        6,
+        7,
         "{all}"
     );
     let chosen = stdout(&nnc(&[
@@ -215,13 +215,16 @@ fn passes_lists_every_pass_and_the_pipelines() {
         "fold-batchnorm",
         "fuse-activation",
         "fuse-residual",
+        "fuse-pool",
         "drop-redundant-bias",
         "dce",
     ] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
     assert!(
-        text.contains("infer: eliminate-dropout, fold-batchnorm, fuse-activation, fuse-residual, fuse-activation, dce"),
+        text.contains(
+            "infer: eliminate-dropout, fold-batchnorm, fuse-activation, fuse-residual, fuse-activation, fuse-pool, dce"
+        ),
         "{text}"
     );
 }

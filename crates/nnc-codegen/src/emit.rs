@@ -417,17 +417,21 @@ pub(crate) fn conv_geometries(func: &Function, rt: &TokenStream) -> Vec<(usize, 
         .into_iter()
         .filter_map(|(index, name)| {
             let op = &func.ops[index];
-            let Op::Conv2d { geometry: g, .. } = &op.op else {
+            let Op::Conv2d {
+                geometry: g, epilogue, ..
+            } = &op.op
+            else {
                 return None;
             };
             let (x, y) = (func.value_type(op.args[0]), func.value_type(op.result));
             let [c, h, w, o] = [x.channels(), x.height(), x.width(), y.channels()].map(usize_lit);
             let [k, s, dl, gr] = [g.kernel, g.stride, g.dilation, g.groups].map(|v| usize_lit(v as usize));
+            let pool = usize_lit(epilogue.pool_window().map_or(1, |p| p as usize));
             let pads = dims(&g.pads.map(|p| p as usize));
             let literal = quote! {
                 #rt::kernels::conv::ConvGeometry {
                     in_channels: #c, height: #h, width: #w, out_channels: #o,
-                    kernel: #k, stride: #s, dilation: #dl, groups: #gr, pads: #pads,
+                    kernel: #k, stride: #s, dilation: #dl, groups: #gr, pads: #pads, pool: #pool,
                 }
             };
             Some((index, name, literal))
@@ -793,6 +797,7 @@ pub(crate) fn epilogue_tokens(
                     Ok(quote!(epilogue::EpilogueStep::Act(#a)))
                 }
                 EpilogueStep::Add => Err(Error::Malformed("two residual sums in one epilogue".into())),
+                EpilogueStep::MaxPool { .. } => Err(Error::Malformed("a pool among the epilogue's steps".into())),
             })
             .collect::<Result<Vec<_>, Error>>()
     };
@@ -998,6 +1003,7 @@ fn op_summary(op: &OpData) -> String {
             EpilogueStep::Affine { .. } => "affine",
             EpilogueStep::Act(a) => a.name(),
             EpilogueStep::Add => "add",
+            EpilogueStep::MaxPool { .. } => "maxpool",
         });
     }
     s

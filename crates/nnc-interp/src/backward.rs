@@ -223,7 +223,7 @@ impl Gradients {
                         dropconnect,
                         ..
                     } => {
-                        let g = conv_geometry(x, geometry, f.model.func.value_type(op.result));
+                        let g = conv_geometry(x, geometry, f.model.func.value_type(op.result), None);
                         g.grad_scratch_len(threads) + dropconnect.map_or(0, |_| 2 * w_len(weight))
                     }
                     Op::Act(Act::Prelu { .. })
@@ -493,7 +493,7 @@ impl Gradients {
                 dropconnect,
                 ..
             } => {
-                let g = conv_geometry(x_ty, geometry, y_ty);
+                let g = conv_geometry(x_ty, geometry, y_ty, None);
                 let x = saved(Read::Input);
                 let w_len = p(weight).len();
                 let (dw, db, scratch) = acc.pair(*weight, *bias)?;

@@ -104,7 +104,7 @@ pub(crate) fn run_op(
             dropconnect: drop,
             epilogue,
         } => {
-            let g = conv_geometry(x_ty, geometry, y_ty);
+            let g = conv_geometry(x_ty, geometry, y_ty, epilogue.pool_window());
             let (before, after) = epilogue.split_at_sum();
             let mut steps = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
             let mut then = [EpilogueStep::Act(Activation::Identity); MAX_STEPS];
@@ -391,8 +391,11 @@ fn epilogue_steps<'p>(
                 shift: &params[shift.0 as usize],
             },
             IrStep::Act(act) => EpilogueStep::Act(activation(act, params)?),
-            // The caller splits the steps at the residual's sum.
-            IrStep::Add => return Err(Error::Unsupported("a residual's sum among the steps".into())),
+            // The caller splits the steps at the residual's sum, and
+            // leaves out a pool (the kernel's geometry).
+            IrStep::Add | IrStep::MaxPool { .. } => {
+                return Err(Error::Unsupported(format!("{step:?} among the steps")))
+            }
         };
     }
     Ok(steps.len())

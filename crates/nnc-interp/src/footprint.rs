@@ -45,9 +45,10 @@ impl Footprint {
             .iter()
             .filter_map(|op| match &op.op {
                 Op::Linear { weight, .. } => Some(Bytes::of_f32(param_len(*weight))),
-                Op::Conv2d { geometry, .. } => {
+                Op::Conv2d { geometry, epilogue, .. } => {
                     let (x, y) = (func.value_type(op.args[0]), func.value_type(op.result));
-                    Some(Bytes::of_f32(conv_geometry(x, geometry, y).packed_weight_len()))
+                    let g = conv_geometry(x, geometry, y, epilogue.pool_window());
+                    Some(Bytes::of_f32(g.packed_weight_len()))
                 }
                 _ => None,
             })

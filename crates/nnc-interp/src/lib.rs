@@ -240,9 +240,14 @@ impl Interpreter {
                         LaidOut::Dense(DenseWeight::new(&params[weight.0 as usize], out, n_in)),
                     )
                 }
-                Op::Conv2d { weight, geometry, .. } => {
+                Op::Conv2d {
+                    weight,
+                    geometry,
+                    epilogue,
+                    ..
+                } => {
                     let (x, y) = (func.value_type(op.args[0]), func.value_type(op.result));
-                    let g = plan::conv_geometry(x, geometry, y);
+                    let g = plan::conv_geometry(x, geometry, y, epilogue.pool_window());
                     (*weight, LaidOut::Conv(ConvWeight::new(&params[weight.0 as usize], &g)))
                 }
                 _ => continue,

@@ -79,9 +79,10 @@ pub(crate) fn op_scratch_len(
             geometry,
             weight,
             dropconnect,
+            epilogue,
             ..
         } => {
-            let g = conv_geometry(x, geometry, func.value_type(op.result));
+            let g = conv_geometry(x, geometry, func.value_type(op.result), epilogue.pool_window());
             g.scratch_len(threads) + dropconnect.map_or(0, |_| param_len(*weight))
         }
         Op::Linear {
@@ -113,7 +114,12 @@ pub(crate) fn pool_geometry(input: &ValueType, g: &nnc_ir::PoolGeometry) -> Pool
 }
 
 /// The runtime's view of a conv op: input `[C, H, W]`, output `[O, ..]`.
-pub(crate) fn conv_geometry(input: &ValueType, g: &nnc_ir::ConvGeometry, output: &ValueType) -> ConvGeometry {
+pub(crate) fn conv_geometry(
+    input: &ValueType,
+    g: &nnc_ir::ConvGeometry,
+    output: &ValueType,
+    pool: Option<u32>,
+) -> ConvGeometry {
     ConvGeometry {
         in_channels: input.channels(),
         height: input.height(),
@@ -124,5 +130,6 @@ pub(crate) fn conv_geometry(input: &ValueType, g: &nnc_ir::ConvGeometry, output:
         dilation: g.dilation as usize,
         groups: g.groups as usize,
         pads: g.pads.map(|p| p as usize),
+        pool: pool.map_or(1, |p| p as usize),
     }
 }

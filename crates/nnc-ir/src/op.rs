@@ -133,6 +133,10 @@ pub enum EpilogueStep {
     /// Adds the op's second argument, a value of the op's own type (the
     /// other branch of a residual block): a conv's only.
     Add,
+    /// A `window × window` max pool at stride `window`, unpadded (floor
+    /// mode), over each channel's plane: a conv's only, its last step, in
+    /// an epilogue without a residual. The conv's result is the pooled map.
+    MaxPool { window: u32 },
 }
 
 /// Convolution geometry. `pads` are `[top, left, bottom, right]`.
@@ -242,7 +246,7 @@ impl Epilogue {
             .flat_map(|s| match s {
                 EpilogueStep::Affine { scale, shift } => vec![*scale, *shift],
                 EpilogueStep::Act(a) => a.params(),
-                EpilogueStep::Add => Vec::new(),
+                EpilogueStep::Add | EpilogueStep::MaxPool { .. } => Vec::new(),
             })
             .collect()
     }
@@ -253,7 +257,7 @@ impl Epilogue {
             .flat_map(|s| match s {
                 EpilogueStep::Affine { scale, shift } => vec![scale, shift],
                 EpilogueStep::Act(a) => a.params_mut(),
-                EpilogueStep::Add => Vec::new(),
+                EpilogueStep::Add | EpilogueStep::MaxPool { .. } => Vec::new(),
             })
             .collect()
     }
@@ -275,12 +279,43 @@ impl Epilogue {
                     }
                 }
                 EpilogueStep::Add => {}
+                EpilogueStep::MaxPool { window } if *window < 2 => {
+                    bail!("a fused max pool's window must be at least 2, got {window}")
+                }
+                EpilogueStep::MaxPool { .. } => {}
             }
         }
         if self.steps.iter().filter(|s| **s == EpilogueStep::Add).count() > 1 {
             bail!("an epilogue adds one residual at most");
         }
+        let pools = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s, EpilogueStep::MaxPool { .. }))
+            .count();
+        if pools > 1 || (pools == 1 && self.pool_window().is_none()) {
+            bail!("a fused max pool is an epilogue's last step, and its only one");
+        }
+        if pools == 1 && self.adds() {
+            bail!("an epilogue that adds a residual cannot pool");
+        }
         Ok(())
+    }
+
+    /// The window of the max pool that ends the epilogue, if one does.
+    pub fn pool_window(&self) -> Option<u32> {
+        match self.steps.last() {
+            Some(EpilogueStep::MaxPool { window }) => Some(*window),
+            _ => None,
+        }
+    }
+
+    /// The steps that map each output on its own: all but a final pool.
+    fn elementwise_steps(&self) -> &[EpilogueStep] {
+        match self.pool_window() {
+            Some(_) => &self.steps[..self.steps.len() - 1],
+            None => &self.steps,
+        }
     }
 
     /// Whether a step adds the op's second argument.
@@ -288,13 +323,15 @@ impl Epilogue {
         self.split_at_sum().1.is_some()
     }
 
-    /// The steps before the residual's sum (all of them without one), and
-    /// those after it if there is one: what a kernel applies to its tiles,
-    /// and what follows the residual.
+    /// The element-wise steps before the residual's sum (all of them
+    /// without one), and those after it if there is one: what a kernel
+    /// applies to its tiles, and what follows the residual. A final pool
+    /// is in neither (the kernel's geometry).
     pub fn split_at_sum(&self) -> (&[EpilogueStep], Option<&[EpilogueStep]>) {
-        match self.steps.iter().position(|s| *s == EpilogueStep::Add) {
-            Some(at) => (&self.steps[..at], Some(&self.steps[at + 1..])),
-            None => (&self.steps, None),
+        let steps = self.elementwise_steps();
+        match steps.iter().position(|s| *s == EpilogueStep::Add) {
+            Some(at) => (&steps[..at], Some(&steps[at + 1..])),
+            None => (steps, None),
         }
     }
 }
@@ -481,8 +518,8 @@ impl Op {
                 }
                 check_probability(*dropconnect)?;
                 epilogue.check(*out, params)?;
-                if epilogue.adds() {
-                    bail!("only a conv2d's epilogue adds a residual");
+                if epilogue.adds() || epilogue.pool_window().is_some() {
+                    bail!("only a conv2d's epilogue adds a residual or pools");
                 }
                 Ok(ValueType::new([*out]))
             }
@@ -511,6 +548,10 @@ impl Op {
                 let g = geometry;
                 let ho = window_output(h, g.pads[0] + g.pads[2], g.kernel, g.stride, g.dilation)?;
                 let wo = window_output(wd, g.pads[1] + g.pads[3], g.kernel, g.stride, g.dilation)?;
+                let (ho, wo) = match epilogue.pool_window() {
+                    Some(p) => (window_output(ho, 0, p, p, 1)?, window_output(wo, 0, p, p, 1)?),
+                    None => (ho, wo),
+                };
                 let y = ValueType::new([*out, ho, wo]);
                 if let Some(residual) = args.get(1).filter(|r| **r != &y) {
                     bail!("conv2d adds a residual of its output's type {y}, got {residual}");

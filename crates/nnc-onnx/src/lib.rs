@@ -492,6 +492,13 @@ impl Graph<'_> {
                         .ok_or_else(|| ExportError::Malformed("a residual sum without its value".into()))?;
                     self.node("Add", vec![cur, r], next.clone(), Vec::new());
                 }
+                EpilogueStep::MaxPool { window } => {
+                    let attrs = vec![
+                        attr_ints("kernel_shape", &[i64::from(*window); 2]),
+                        attr_ints("strides", &[i64::from(*window); 2]),
+                    ];
+                    self.node("MaxPool", vec![cur], next.clone(), attrs);
+                }
             }
             cur = next;
         }

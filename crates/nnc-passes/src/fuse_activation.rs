@@ -16,6 +16,8 @@
 //!   is the function's output: that reader needs the value before the step;
 //! - on `softmax` (mixes all features of a sample) and `maxout` (takes the max
 //!   over groups and changes the shape): neither is element-wise;
+//! - on a conv whose epilogue ends in a pool (`fuse-pool`): its steps run
+//!   before the pool;
 //! - in train mode, where the backward pass needs the intermediate values.
 //!
 //! ```text
@@ -55,9 +57,12 @@ pub fn fuse_activation(module: &mut Module, mode: Mode) -> bool {
 /// Absorbs the one reader of the result of the op at `index` into its
 /// epilogue, if both allow it.
 fn fuse_next(f: &mut Function, sweep: &mut Sweep, index: usize) -> bool {
-    // Only a linear or a conv has an epilogue.
-    if !matches!(f.ops[index].op, Op::Linear { .. } | Op::Conv2d { .. }) {
-        return false;
+    // Only a linear or a conv has an epilogue; a step after a fused pool
+    // would run before it.
+    match &f.ops[index].op {
+        Op::Linear { .. } => {}
+        Op::Conv2d { epilogue, .. } if epilogue.pool_window().is_none() => {}
+        _ => return false,
     }
     // Another reader (or the output) needs the value before the step.
     let Some(user) = sweep.sole_user(f, f.ops[index].result) else {

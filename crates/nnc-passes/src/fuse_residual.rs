@@ -16,8 +16,8 @@
 //!   output (that reader needs the value before the sum);
 //! - when the other summand is defined after the conv (the conv would read
 //!   it before it exists);
-//! - on a conv whose epilogue adds already, or on a linear (only the conv
-//!   kernels add a residual);
+//! - on a conv whose epilogue adds already, or pools, or on a linear (only
+//!   the conv kernels add a residual);
 //! - in train mode, where the backward pass needs the intermediate values.
 //!
 //! ```text
@@ -57,7 +57,7 @@ fn fuse_sum(f: &mut Function, sweep: &mut Sweep, index: usize) {
     let Op::Conv2d { epilogue, .. } = &f.ops[index].op else {
         return;
     };
-    if epilogue.adds() || sweep.is_removed(index) {
+    if epilogue.adds() || epilogue.pool_window().is_some() || sweep.is_removed(index) {
         return;
     }
     let result = f.ops[index].result;

@@ -5,7 +5,7 @@
 
 use crate::{
     dce, dce_backward, drop_redundant_bias, eliminate_dropout, fold_batchnorm, fuse_activation,
-    fuse_activation_backward, fuse_residual,
+    fuse_activation_backward, fuse_pool, fuse_residual,
 };
 use nnc_ir::{Mode, Module};
 
@@ -50,6 +50,12 @@ pub static PASSES: &[PassInfo] = &[
         run: fuse_residual,
     },
     PassInfo {
+        name: "fuse-pool",
+        summary: "move a max pool with kernel = stride and no padding into the conv before it",
+        modes: &[Mode::Infer],
+        run: fuse_pool,
+    },
+    PassInfo {
         name: "drop-redundant-bias",
         summary: "remove a bias that the batch norm right after it cancels",
         modes: &[Mode::Train, Mode::Infer],
@@ -83,13 +89,15 @@ pub fn lookup(name: &str) -> Option<&'static PassInfo> {
 /// The default pipeline of a mode, by pass name, in order.
 pub fn pipeline(mode: Mode) -> &'static [&'static str] {
     match mode {
-        // fuse-activation again: the ReLU after a residual's sum.
+        // fuse-activation again: the ReLU after a residual's sum; then
+        // a pool closes the epilogue.
         Mode::Infer => &[
             "eliminate-dropout",
             "fold-batchnorm",
             "fuse-activation",
             "fuse-residual",
             "fuse-activation",
+            "fuse-pool",
             "dce",
         ],
         Mode::Train => &["drop-redundant-bias", "dce"],

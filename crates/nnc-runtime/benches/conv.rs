@@ -57,6 +57,7 @@ fn geometry(name: &str) -> ConvGeometry {
         dilation: 1,
         groups,
         pads: [before, before, after, after],
+        pool: 1,
     }
 }
 

@@ -132,6 +132,7 @@ fn geometry(
         dilation,
         groups,
         pads,
+        pool: 1,
     }
 }
 

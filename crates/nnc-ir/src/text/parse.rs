@@ -655,6 +655,10 @@ impl<'r, 'i> Body<'r, 'i> {
                 }
             } else if name == "add" {
                 EpilogueStep::Add
+            } else if name == "maxpool" {
+                EpilogueStep::MaxPool {
+                    window: attrs.u32("window")?,
+                }
             } else {
                 let slope = match name {
                     "prelu" => Some(attrs.param("weight", self.reader)?),

@@ -575,5 +575,6 @@ fn step_text(module: &Module, step: &EpilogueStep) -> String {
             text
         }
         EpilogueStep::Add => "add".to_string(),
+        EpilogueStep::MaxPool { window } => format!("maxpool window={window}"),
     }
 }

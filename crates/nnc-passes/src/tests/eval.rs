@@ -143,6 +143,7 @@ pub fn run(m: &Module, f: &Function, x: &Tensor) -> Tensor {
                         EpilogueStep::Affine { scale, shift } => affine(m, &y, *scale, *shift),
                         EpilogueStep::Act(a) => panic!("no evaluator for {}", a.name()),
                         EpilogueStep::Add => panic!("no evaluator for a residual's sum"),
+                        EpilogueStep::MaxPool { .. } => panic!("no evaluator for a pool"),
                     };
                 }
                 y

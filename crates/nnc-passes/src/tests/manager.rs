@@ -44,6 +44,7 @@ fn registry_names_are_unique_kebab_case_and_pipelines_resolve() {
             "fuse-activation",
             "fuse-residual",
             "fuse-activation",
+            "fuse-pool",
             "dce"
         ]
     );
@@ -64,6 +65,7 @@ fn runs_the_infer_pipeline_and_reports_each_pass() {
             // An MLP has no residual sum, and nothing left to fuse after it.
             ("fuse-residual", false),
             ("fuse-activation", false),
+            ("fuse-pool", false),
             // Nothing is dead: folded parameters still read the originals.
             ("dce", false)
         ]

@@ -8,6 +8,7 @@ mod eliminate_dropout;
 mod eval;
 mod fold_batchnorm;
 mod fuse_activation;
+mod fuse_pool;
 mod manager;
 
 use nnc_ir::{

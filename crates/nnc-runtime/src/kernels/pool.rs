@@ -110,6 +110,33 @@ pub fn max_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
     }
 }
 
+/// A `window × window` max pool at stride `window` (unpadded, floor mode)
+/// of one channel's `rows × cols` outputs, their rows `pitch` apart in
+/// `src`, into `out` (`rows / window` rows of `cols / window`): what a
+/// conv with a fused pool runs on each block of rows it has computed,
+/// while they are in cache. The same folds, in the same order, as
+/// [`max_pool2d`].
+pub fn max_pool_rows(src: &[f32], (rows, cols, pitch): (usize, usize, usize), window: usize, out: &mut [f32]) {
+    let window = window.max(1);
+    let (oh, ow) = (rows / window, cols / window);
+    debug_assert!(out.len() >= oh * ow && (oh == 0 || src.len() >= (oh * window - 1) * pitch + ow * window));
+    for (r, out_row) in out.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
+        let top = r * window * pitch;
+        if window == 2 {
+            halve_row(&src[top..][..2 * ow], &src[top + pitch..][..2 * ow], out_row, None);
+            continue;
+        }
+        for (q, o) in out_row.iter_mut().enumerate() {
+            let mut m = f32::NEG_INFINITY;
+            for ky in 0..window {
+                let at = top + ky * pitch + q * window;
+                m = src[at..at + window].iter().fold(m, |m, v| max_nan(m, *v));
+            }
+            *o = m;
+        }
+    }
+}
+
 /// Where a row's arg-max indices go: `arg[q]` is the index in the plane
 /// (`first + 2q + d`, `d` one of `0, 1, width, width + 1` for the top pair
 /// then the bottom pair) of the window's first maximum in that order, or

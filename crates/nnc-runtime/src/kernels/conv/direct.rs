@@ -23,6 +23,7 @@ use std::ops::Range;
 use super::ConvGeometry;
 use crate::aligned::LINE;
 use crate::kernels::epilogue::{ChannelForm, ChannelSteps, Epilogue};
+use crate::kernels::pool::max_pool_rows;
 use crate::kernels::simd::{low_lanes, Lanes, Level, Portable};
 use crate::team::{Disjoint, Team};
 
@@ -856,7 +857,6 @@ impl Shape {
     }
 
     /// Whether the tiles put channels in the vectors.
-    #[cfg(test)]
     pub fn across(&self) -> bool {
         self.across
     }
@@ -930,6 +930,10 @@ pub(super) struct Direct<'a> {
     /// Whether the tiles read a 3 × 3 conv's padded source in place,
     /// masking the lanes that fall in the padding ([`Direct::edges`]).
     edges: bool,
+    /// The window of the max pool fused after the epilogue (1: none): each
+    /// unit's outputs go into the thread's tile buffer, and from there,
+    /// pooled, into `y` ([`Direct::pool_unit`]).
+    pool: usize,
 }
 
 impl<'a> Direct<'a> {
@@ -951,6 +955,7 @@ impl<'a> Direct<'a> {
             form: epilogue.channel_form(),
             multiplier: None,
             edges: false,
+            pool: 1,
         };
         if direct.reads_padding_in_place() {
             // The tiles read the source's own rows, not a padded copy's.
@@ -978,6 +983,14 @@ impl<'a> Direct<'a> {
         direct
     }
 
+    /// With a `window × window` max pool fused after the epilogue (1 for
+    /// none; not with a residual or channels-in-vectors tiles).
+    pub fn pooled(mut self, window: usize) -> Direct<'a> {
+        debug_assert!(window <= 1 || (self.epilogue.residual.is_none() && !self.shape.across));
+        self.pool = window.max(1);
+        self
+    }
+
     /// Floats of the weights' depth per output channel.
     fn depth(&self) -> usize {
         match self.multiplier {
@@ -991,7 +1004,18 @@ impl<'a> Direct<'a> {
         let channels = self.shape.strips(self.out_group) * self.shape.mr;
         let most = (OUT_CAP / (channels * self.grid.phase_w).max(1)).clamp(1, self.grid.out_h.max(1));
         // Blocks of even size: 16 + 16 rows, not 30 + 2.
-        self.grid.out_h.div_ceil(self.grid.out_h.div_ceil(most).max(1)).max(1)
+        let rows = self.grid.out_h.div_ceil(self.grid.out_h.div_ceil(most).max(1)).max(1);
+        // A pool's windows do not straddle two units.
+        rows.next_multiple_of(self.pool).min(self.grid.out_h.max(1))
+    }
+
+    /// Floats between the output channels where the tiles store direct:
+    /// `y`'s planes, or with a fused pool, the tile buffer's rows.
+    fn direct_ld(&self) -> usize {
+        match self.pool {
+            1 => self.grid.out_h * self.grid.out_w,
+            _ => self.out_stride(),
+        }
     }
 
     /// Floats between the rows of the tile buffer (one per channel).
@@ -1000,8 +1024,9 @@ impl<'a> Direct<'a> {
     }
 
     /// Scratch per thread: the source copy and the unit's output tiles.
-    pub fn scratch_per_thread(grid: &Grid, shape: Shape, groups: usize, out_group: usize) -> usize {
-        Direct::new(*grid, shape, groups, out_group, &[], &Epilogue::NONE).own_scratch()
+    pub fn scratch_per_thread(grid: &Grid, shape: Shape, groups: usize, out_group: usize, pool: usize) -> usize {
+        let direct = Direct::new(*grid, shape, groups, out_group, &[], &Epilogue::NONE);
+        direct.pooled(pool).own_scratch()
     }
 
     fn own_scratch(&self) -> usize {
@@ -1099,7 +1124,8 @@ impl<'a> Direct<'a> {
     /// 8 × 8 pointwise convs at batch 64).
     fn span(&self, batch: usize, row_blocks: usize) -> usize {
         let grid = &self.grid;
-        if !self.reads_in_place() || self.edges || self.shape.across || self.groups != 1 || row_blocks != 1 {
+        let pools = self.pool > 1;
+        if !self.reads_in_place() || self.edges || self.shape.across || self.groups != 1 || row_blocks != 1 || pools {
             return 1;
         }
         let (vectors, nv) = (grid.out_h * grid.out_w / self.shape.lanes, self.shape.nv);
@@ -1217,10 +1243,11 @@ impl<'a> Direct<'a> {
                     group,
                     // SAFETY (of the unit's writes): units write disjoint
                     // (sample, channel, rows) pieces of y.
-                    out: if direct {
-                        y.as_mut_ptr().wrapping_add(group_plane)
-                    } else {
-                        tiles.as_mut_ptr()
+                    out: match (direct, self.pool) {
+                        (true, 1) => y.as_mut_ptr().wrapping_add(group_plane),
+                        // The unit's first row at the buffer's start.
+                        (true, _) => tiles.as_mut_ptr().wrapping_sub(row_range.start * grid.out_w),
+                        (false, _) => tiles.as_mut_ptr(),
                     },
                     sums: tiles.as_mut_ptr(),
                     residual: match tile_finish {
@@ -1234,6 +1261,12 @@ impl<'a> Direct<'a> {
                 };
                 self.unit(&unit);
                 let channels = strip_range.start * self.shape.mr..(strip_range.end * self.shape.mr).min(self.out_group);
+                if self.pool > 1 {
+                    let applied = direct && tile_finish.is_some();
+                    let first = (n * self.groups + group) * self.out_group;
+                    self.pool_unit(tiles, (first, group), channels, row_range, applied, y);
+                    continue;
+                }
                 let rows_at = row_range.start * grid.out_w..row_range.end * grid.out_w;
                 // A residual is added once the unit's outputs are final, while
                 // they are in cache (in the loop over them, where there is one).
@@ -1291,6 +1324,41 @@ impl<'a> Direct<'a> {
                 finish(channels);
             }
         });
+    }
+
+    /// A unit's outputs, which its tiles left in the tile buffer (rows of
+    /// channel `o` of the group at `o · out_stride`, on the output width
+    /// stored direct, else on the phase width), pooled into `y`
+    /// (`first` the group's first channel in the batch), the epilogue
+    /// applied first unless the tiles `applied` it.
+    fn pool_unit(
+        &self,
+        tiles: &mut [f32],
+        (first, group): (usize, usize),
+        channels: Range<usize>,
+        rows: Range<usize>,
+        applied: bool,
+        y: Disjoint<'_>,
+    ) {
+        let grid = &self.grid;
+        let (p, ld) = (self.pool, self.out_stride());
+        let pitch = match self.stores_direct() {
+            true => grid.out_w,
+            false => grid.phase_w,
+        };
+        let (pooled_w, pooled_plane) = (grid.out_w / p, (grid.out_h / p) * (grid.out_w / p));
+        debug_assert!(rows.start.is_multiple_of(p));
+        let pooled_rows = rows.start / p..rows.end / p;
+        for o in channels {
+            let outputs = &mut tiles[o * ld..o * ld + rows.len() * pitch];
+            if !applied {
+                self.epilogue.apply_channel(outputs, group * self.out_group + o);
+            }
+            let at = (first + o) * pooled_plane + pooled_rows.start * pooled_w;
+            // SAFETY: units pool disjoint (sample, channel, rows) pieces of y.
+            let out = unsafe { y.piece(at..at + pooled_rows.len() * pooled_w) };
+            max_pool_rows(outputs, (rows.len(), grid.out_w, pitch), p, out);
+        }
     }
 
     /// The copy-out of a unit's tiles (`rows` rows on the phase width, the
@@ -1466,7 +1534,7 @@ impl<'a> Direct<'a> {
         let finish = self.tiles_finish();
         let (ld, vectors) = if direct {
             let per_row = grid.out_w / V::N;
-            (grid.out_h * grid.out_w, at.samples * at.rows.len() * per_row)
+            (self.direct_ld(), at.samples * at.rows.len() * per_row)
         } else {
             (self.out_stride(), (at.rows.len() * grid.phase_w).div_ceil(V::N))
         };
@@ -1517,7 +1585,7 @@ impl<'a> Direct<'a> {
         let all = Window::all(grid);
         // Units of whole maps: the next unit (the thread's next sample)
         // writes where the tiles' places run on past this one's.
-        let whole_maps = at.rows.len() == grid.out_h;
+        let whole_maps = at.rows.len() == grid.out_h && self.pool == 1;
         let residual = matches!(finish, Some(TileEpilogue::BiasResidual { .. }));
         // Tiles outside, strips inside: a tile's reads stay in L1 while
         // every strip's weights (a block's worth) pass over them.
@@ -2533,6 +2601,7 @@ mod tests {
             dilation: 1,
             groups: 1,
             pads,
+            pool: 1,
         })
     }
 

@@ -26,7 +26,8 @@ use self::depthwise::Depthwise;
 use self::direct::{Direct, Grid, Shape};
 use self::weight_grad::{reduce_lanes, transpose, transposed_len, Correlation, DepthwiseTaps, LANES, PITCH};
 use super::dense::split;
-use super::epilogue::Epilogue;
+use super::epilogue::{Epilogue, Residual};
+use super::pool::{max_pool2d, PoolGeometry};
 use super::simd::{at_level, leveled};
 use crate::aligned::LINE;
 use crate::team::{Disjoint, Team};
@@ -45,6 +46,10 @@ pub struct ConvGeometry {
     pub groups: usize,
     /// top, left, bottom, right
     pub pads: [usize; 4],
+    /// The window (and stride) of a max pool over each output plane,
+    /// fused after the epilogue, unpadded and in floor mode: 1 for none.
+    /// The forward only; `y` is then the pooled map.
+    pub pool: usize,
 }
 
 impl ConvGeometry {
@@ -56,6 +61,30 @@ impl ConvGeometry {
         out_size(self.width, self.pads[1] + self.pads[3], self.span(), self.stride)
     }
 
+    /// The height of `y`: the conv's outputs, pooled where it pools.
+    pub fn pooled_height(&self) -> usize {
+        self.out_height() / self.pool.max(1)
+    }
+
+    /// The width of `y`: the conv's outputs, pooled where it pools.
+    pub fn pooled_width(&self) -> usize {
+        self.out_width() / self.pool.max(1)
+    }
+
+    /// Whether the direct kernel pools each unit's outputs as it finishes
+    /// them (from its tile buffer); otherwise a fused pool runs a sample at
+    /// a time after the conv, on a copy of its outputs
+    /// ([`forward_then_pool`]): after a depthwise conv, a channels-in-
+    /// vectors one, or one that adds a residual.
+    fn pools_in_units(&self, epilogue: &Epilogue) -> bool {
+        self.pool > 1 && !Depthwise::applies(self) && !self.shape().across() && epilogue.residual.is_none()
+    }
+
+    /// Without its pool.
+    fn unpooled(&self) -> ConvGeometry {
+        ConvGeometry { pool: 1, ..*self }
+    }
+
     /// f32s of scratch [`conv2d`] needs for `threads` threads (the
     /// weights packed once per call, and each thread's copy of a sample and
     /// its output tiles); [`conv2d_packed`] needs [`Self::packed_scratch_len`].
@@ -64,12 +93,30 @@ impl ConvGeometry {
     }
 
     /// f32s of scratch [`conv2d_packed`] needs for `threads` threads.
+    /// A pool fused after the conv is given room for one sample's outputs
+    /// (which a unit of a conv that does not pool in its units would need:
+    /// the epilogue is not known here).
     pub fn packed_scratch_len(&self, threads: usize) -> usize {
+        if self.pool > 1 {
+            let sample = self.out_channels * self.out_height() * self.out_width();
+            let after = sample.next_multiple_of(LINE) + self.unpooled().packed_scratch_len(threads);
+            let in_units = !Depthwise::applies(self) && !self.shape().across();
+            return match in_units {
+                true => after.max(self.unit_scratch_len(threads)),
+                false => after,
+            };
+        }
         if Depthwise::applies(self) {
             return 0;
         }
+        self.unit_scratch_len(threads)
+    }
+
+    /// The direct kernel's scratch for `threads` threads.
+    fn unit_scratch_len(&self, threads: usize) -> usize {
         let groups = self.groups.max(1);
-        threads.max(1) * Direct::scratch_per_thread(&self.forward_grid(), self.shape(), groups, self.out_group())
+        let grid = self.forward_grid();
+        threads.max(1) * Direct::scratch_per_thread(&grid, self.shape(), groups, self.out_group(), self.pool)
     }
 
     /// f32s of scratch [`conv2d_grad_input`] and [`conv2d_grad_weight`]
@@ -89,7 +136,7 @@ impl ConvGeometry {
         let in_group = self.in_channels / self.groups.max(1);
         let shape = Shape::pick(in_group, &transposed);
         let dx = direct::packed_len(shape, self.groups.max(1), in_group, transposed.depth())
-            + threads * Direct::scratch_per_thread(&transposed, shape, self.groups.max(1), in_group);
+            + threads * Direct::scratch_per_thread(&transposed, shape, self.groups.max(1), in_group, 1);
         dx.max(threads * self.weight_grad_per_thread())
     }
 
@@ -170,10 +217,11 @@ impl ConvGeometry {
     /// A pointwise conv (1 × 1, stride 1, no padding) as one on maps of a
     /// single row: the same product, whose vectors of positions fill up
     /// across the map's rows (an 8 × 8 map is four whole vectors, not eight
-    /// half ones), forward and backward.
+    /// half ones), forward and backward. Not with a fused pool, which
+    /// pools the map's own rows.
     fn planes_as_rows(&self) -> ConvGeometry {
         let pointwise = self.kernel == 1 && self.stride == 1 && self.pads == [0; 4];
-        if !pointwise {
+        if !pointwise || self.pool > 1 {
             return *self;
         }
         ConvGeometry {
@@ -338,17 +386,62 @@ fn forward(
     team: &Team,
 ) {
     let groups = g.groups.max(1);
-    let (in_plane, out_plane) = (g.height * g.width, g.out_height() * g.out_width());
+    let (in_plane, out_plane) = (g.height * g.width, g.pooled_height() * g.pooled_width());
     debug_assert_eq!((g.in_channels % groups, g.out_channels % groups), (0, 0));
     debug_assert_eq!(x.len(), batch * g.in_channels * in_plane);
     debug_assert_eq!(y.len(), batch * g.out_channels * out_plane);
     debug_assert!(scratch.len() >= g.packed_scratch_len(team.threads()));
     debug_assert!(epilogue.fits(g.out_channels));
+    if g.pool > 1 && !g.pools_in_units(epilogue) {
+        return forward_then_pool(x, batch, g, packed, epilogue, y, scratch, team);
+    }
     if Depthwise::applies(g) {
         // (The packed weight of a depthwise conv is `[channels, k²]`.)
         return Depthwise::new(g, packed, epilogue).forward(x, batch, y, team);
     }
-    Direct::new(g.forward_grid(), g.shape(), groups, g.out_group(), packed, epilogue).run(x, batch, y, scratch, team);
+    Direct::new(g.forward_grid(), g.shape(), groups, g.out_group(), packed, epilogue)
+        .pooled(g.pool)
+        .run(x, batch, y, scratch, team);
+}
+
+/// A conv with a fused pool that its kernel does not pool unit by unit:
+/// each sample's conv into the scratch, then its pool into `y`.
+#[allow(clippy::too_many_arguments)]
+fn forward_then_pool(
+    x: &[f32],
+    batch: usize,
+    g: &ConvGeometry,
+    packed: &[f32],
+    epilogue: &Epilogue,
+    y: &mut [f32],
+    scratch: &mut [f32],
+    team: &Team,
+) {
+    let conv = g.unpooled();
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let sample_in = g.in_channels * g.height * g.width;
+    let sample_out = g.out_channels * oh * ow;
+    let pooled = g.out_channels * g.pooled_height() * g.pooled_width();
+    let (outputs, rest) = scratch.split_at_mut(sample_out.next_multiple_of(LINE));
+    let outputs = &mut outputs[..sample_out];
+    let pool = PoolGeometry {
+        channels: g.out_channels,
+        height: oh,
+        width: ow,
+        kernel: g.pool,
+        stride: g.pool,
+        pads: [0; 4],
+    };
+    for n in 0..batch {
+        let residual = epilogue.residual.map(|r| Residual {
+            values: &r.values[n * sample_out..(n + 1) * sample_out],
+            ..r
+        });
+        let sample = Epilogue { residual, ..*epilogue };
+        let x = &x[n * sample_in..(n + 1) * sample_in];
+        forward(x, 1, &conv, packed, &sample, outputs, rest, team);
+        max_pool2d(outputs, 1, &pool, &mut y[n * pooled..(n + 1) * pooled]);
+    }
 }
 
 /// The input gradient of [`conv2d`] (without epilogue): the transposed
@@ -706,8 +799,23 @@ mod tests {
     }
 
     /// The definition, in f64: every output position sums its kernel taps
-    /// over the group's input channels, skipping taps in the padding.
+    /// over the group's input channels, skipping taps in the padding; a
+    /// fused pool is the max of each window of those outputs.
     fn reference(x: &[f32], batch: usize, g: &ConvGeometry, w: &[f32], e: &Epilogue) -> Vec<f64> {
+        let y = unpooled_reference(x, batch, g, w, e);
+        let (p, oh, ow) = (g.pool, g.out_height(), g.out_width());
+        let (ph, pw) = (oh / p, ow / p);
+        let mut pooled = vec![f64::NEG_INFINITY; batch * g.out_channels * ph * pw];
+        for (at, m) in pooled.iter_mut().enumerate() {
+            let (plane, r, q) = (at / (ph * pw), at / pw % ph, at % pw);
+            for (i, j) in (0..p).flat_map(|i| (0..p).map(move |j| (i, j))) {
+                *m = m.max(y[(plane * oh + r * p + i) * ow + q * p + j]);
+            }
+        }
+        pooled
+    }
+
+    fn unpooled_reference(x: &[f32], batch: usize, g: &ConvGeometry, w: &[f32], e: &Epilogue) -> Vec<f64> {
         let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
         let (icg, ocg) = (g.in_channels / g.groups, g.out_channels / g.groups);
         let mut y = vec![0.0f64; batch * g.out_channels * oh * ow];
@@ -877,6 +985,7 @@ mod tests {
             dilation: 1,
             groups: 1,
             pads: [0; 4],
+            pool: 1,
         }
     }
 
@@ -932,6 +1041,7 @@ mod tests {
                 dilation: 1,
                 groups,
                 pads: [1, 1, 1, 1],
+                pool: 1,
             };
             for e in [false, true] {
                 check(g, e);
@@ -1400,6 +1510,7 @@ mod tests {
                 dilation: 1,
                 groups: channels,
                 pads,
+                pool: 1,
             };
             for tail in [
                 Tail::Plain,
@@ -1448,6 +1559,7 @@ mod tests {
                         dilation,
                         groups: channels,
                         pads,
+                        pool: 1,
                     };
                     if g.out_height() == 0 || g.out_width() == 0 {
                         continue;
@@ -1465,6 +1577,67 @@ mod tests {
     /// Every small geometry, with the padding up to twice the map (taps
     /// wholly in the padding: issue 11, `k=5 pad=2` on a 1-pixel map
     /// panicked), symmetric and SAME_UPPER-like, against the definition.
+    /// A max pool fused after the epilogue, against the definition's
+    /// outputs pooled: pooled unit by unit from tiles stored direct (a
+    /// 3 × 3 conv read in place; a pointwise one, in spans of samples and
+    /// not), from tiles on the phase width (28 and 7 wide, stride 2), on
+    /// blocks of rows (26 rows in two blocks, rounded to the window), with
+    /// outputs the pool's floor leaves out, and a sample at a time after
+    /// the conv where the kernel does not pool its units (depthwise,
+    /// channels in vectors, a residual).
+    #[test]
+    fn fused_max_pool() {
+        let square = |in_channels, size, out_channels, kernel, pads| ConvGeometry {
+            height: size,
+            width: size,
+            pads,
+            ..geometry(in_channels, size, out_channels, kernel)
+        };
+        let cases = [
+            (square(3, 32, 32, 3, [1; 4]), 2),
+            (square(32, 16, 32, 3, [1; 4]), 2),
+            (square(16, 32, 64, 3, [1; 4]), 2),
+            (square(16, 26, 64, 3, [1; 4]), 2),
+            (square(16, 26, 64, 3, [1; 4]), 3),
+            (square(1, 28, 16, 3, [1; 4]), 2),
+            (square(4, 7, 12, 3, [1; 4]), 2),
+            (square(5, 9, 8, 3, [0; 4]), 3),
+            (
+                ConvGeometry {
+                    stride: 2,
+                    ..square(8, 17, 16, 3, [1; 4])
+                },
+                2,
+            ),
+            (square(16, 8, 32, 1, [0; 4]), 2),
+            (square(16, 16, 32, 1, [0; 4]), 2),
+            (
+                ConvGeometry {
+                    groups: 16,
+                    ..square(16, 16, 16, 3, [1; 4])
+                },
+                2,
+            ),
+            (square(64, 8, 64, 3, [1; 4]), 2),
+        ];
+        for (g, pool) in cases {
+            let g = ConvGeometry { pool, ..g };
+            // The larger maps with an epilogue applied on the tiles' way
+            // out and one applied before the pool (fewer tails: unoptimised,
+            // the definition is slow).
+            let tails = match g.out_channels * g.height * g.width * g.col_rows() > 1 << 21 {
+                true => &[Tail::Tanh, Tail::BiasRelu][..],
+                false => &[Tail::Plain, Tail::AffinePrelu, Tail::Tanh, Tail::BiasRelu],
+            };
+            for tail in tails {
+                check_tail(g, *tail);
+            }
+        }
+        for (g, pool) in [cases[1], cases[4], cases[10]] {
+            check_tail(ConvGeometry { pool, ..g }, Tail::Residual);
+        }
+    }
+
     #[test]
     fn exhaustive_small_geometries_against_the_definition() {
         let teams = [crate::Team::new(1).unwrap(), crate::Team::new(2).unwrap()];
@@ -1477,7 +1650,7 @@ mod tests {
                 for pads in (0..=4).flat_map(|p| [[p; 4], [p, p, p + 1, p + 1], [p, 0, p, 4 - p]]) {
                     // Plain, two groups with two outputs each, depthwise.
                     for (groups, out_channels) in [(1, 2), (2, 4), (2, 2)] {
-                        let g = ConvGeometry {
+                        let mut g = ConvGeometry {
                             in_channels: 2,
                             height,
                             width,
@@ -1487,9 +1660,16 @@ mod tests {
                             dilation,
                             groups,
                             pads,
+                            pool: 1,
                         };
                         if g.out_height() == 0 || g.out_width() == 0 {
                             continue;
+                        }
+                        // A third of the sweep pools by 2, a third by 3,
+                        // where the outputs have a window.
+                        let pool = 1 + checked % 3;
+                        if g.out_height().min(g.out_width()) >= pool {
+                            g.pool = pool;
                         }
                         let w = random(&mut rng, g.out_channels * g.col_rows());
                         let bias = random(&mut rng, g.out_channels);
@@ -1540,6 +1720,7 @@ mod tests {
                 dilation,
                 groups: 1,
                 pads,
+                pool: 1,
             };
             let x: Vec<f32> = (1..=height * width).map(|v| v as f32).collect();
             let w = vec![1.0; kernel * kernel];

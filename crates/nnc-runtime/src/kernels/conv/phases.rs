@@ -115,7 +115,7 @@ impl ConvGeometry {
         let packed: usize = self.reached().map(|r| r.packed_len.next_multiple_of(LINE)).sum();
         let per_thread = self
             .reached()
-            .map(|r| Direct::scratch_per_thread(&r.grid, r.shape, groups, in_group))
+            .map(|r| Direct::scratch_per_thread(&r.grid, r.shape, groups, in_group, 1))
             .max()
             .unwrap_or(0);
         packed + self.phase_outputs_len(threads).next_multiple_of(LINE) + threads.max(1) * per_thread
