@@ -1,7 +1,10 @@
 //! The conv kernels on the 3×3 layers of `../shared/bench/models/cifar_vgg.nn`
 //! (a stride-2 layer of `resnet_mini.nn`, and every conv of
 //! `mobile_mini.nn`): forward with the weight packed once, and the backward (input
-//! gradient, weight gradient), at batch 1 and 64 with 1 and 2 threads.
+//! gradient, weight gradient), at batch 1 and 64 with 1 and 2 threads; and
+//! cifar_vgg's two convs that a 2 × 2 max pool follows, with the pool fused
+//! (`pooled::fused`) and as the op after the conv (`pooled::then_pool`, its
+//! planes shared among the threads as the interpreter shares them).
 //! Divan's throughput column is multiply-adds per second: twice that is
 //! GFLOP/s, to compare with `fma_peak`, a loop of register-only fused
 //! multiply-adds (this core's ceiling).
@@ -13,6 +16,7 @@ use divan::Bencher;
 use nnc_runtime::kernels::act::Activation;
 use nnc_runtime::kernels::conv::{conv2d_grad_input, conv2d_grad_weight, conv2d_packed, ConvGeometry, ConvWeight};
 use nnc_runtime::kernels::epilogue::{Epilogue, EpilogueStep};
+use nnc_runtime::kernels::pool::{max_pool2d, PoolGeometry};
 use nnc_runtime::{Rng, Team};
 
 fn main() {
@@ -78,7 +82,23 @@ fn multiply_adds(g: &ConvGeometry, batch: usize) -> u64 {
 }
 
 fn forward(bencher: Bencher, name: &str, batch: usize, threads: usize) {
-    let g = geometry(name);
+    forward_pooled(bencher, name, batch, threads, Pool::None);
+}
+
+/// A 2 × 2 max pool after the conv, or none.
+#[derive(Clone, Copy, PartialEq)]
+enum Pool {
+    None,
+    Fused,
+    After,
+}
+
+fn forward_pooled(bencher: Bencher, name: &str, batch: usize, threads: usize, pool: Pool) {
+    let conv = geometry(name);
+    let g = ConvGeometry {
+        pool: if pool == Pool::Fused { 2 } else { 1 },
+        ..conv
+    };
     let mut rng = Rng::new(3, 0);
     let x = random(&mut rng, batch * g.in_channels * g.height * g.width);
     let w = ConvWeight::new(
@@ -95,8 +115,17 @@ fn forward(bencher: Bencher, name: &str, batch: usize, threads: usize) {
         steps: &steps,
         residual: None,
     };
-    let mut y = vec![0.0; batch * g.out_channels * g.out_height() * g.out_width()];
+    let mut y = vec![0.0; batch * g.out_channels * g.pooled_height() * g.pooled_width()];
     let mut scratch = vec![0.0; g.packed_scratch_len(threads)];
+    let window = PoolGeometry {
+        channels: 1,
+        height: g.out_height(),
+        width: g.out_width(),
+        kernel: 2,
+        stride: 2,
+        pads: [0; 4],
+    };
+    let mut pooled = vec![0.0; batch * g.out_channels * window.out_height() * window.out_width()];
     let team = team(threads);
     bencher
         .counter(ItemsCount::new(multiply_adds(&g, batch)))
@@ -110,7 +139,12 @@ fn forward(bencher: Bencher, name: &str, batch: usize, threads: usize) {
                 &mut y,
                 &mut scratch,
                 &team,
-            )
+            );
+            if pool == Pool::After {
+                team.per_samples(batch * g.out_channels, &y, &mut pooled, &|x, n, y| {
+                    max_pool2d(x, n, &window, y)
+                });
+            }
         });
 }
 
@@ -180,6 +214,30 @@ macro_rules! layer_benches {
             )*
         }
     };
+}
+
+mod pooled {
+    use super::*;
+
+    #[divan::bench(args = BATCHES, consts = THREADS)]
+    fn fused_vgg2_32x32x32<const T: usize>(bencher: Bencher, batch: usize) {
+        forward_pooled(bencher, "vgg2_32x32x32", batch, T, Pool::Fused);
+    }
+
+    #[divan::bench(args = BATCHES, consts = THREADS)]
+    fn then_pool_vgg2_32x32x32<const T: usize>(bencher: Bencher, batch: usize) {
+        forward_pooled(bencher, "vgg2_32x32x32", batch, T, Pool::After);
+    }
+
+    #[divan::bench(args = BATCHES, consts = THREADS)]
+    fn fused_vgg4_64x16x16<const T: usize>(bencher: Bencher, batch: usize) {
+        forward_pooled(bencher, "vgg4_64x16x16", batch, T, Pool::Fused);
+    }
+
+    #[divan::bench(args = BATCHES, consts = THREADS)]
+    fn then_pool_vgg4_64x16x16<const T: usize>(bencher: Bencher, batch: usize) {
+        forward_pooled(bencher, "vgg4_64x16x16", batch, T, Pool::After);
+    }
 }
 
 layer_benches!(

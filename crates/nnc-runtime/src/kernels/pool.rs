@@ -93,15 +93,8 @@ pub fn max_pool2d(x: &[f32], n: usize, g: &PoolGeometry, y: &mut [f32]) {
     if g.kernel == 2 && g.stride == 2 && g.pads == [0; 4] {
         // The usual 2×2 halving, in the general fold's order (the first
         // fold, from −∞, is the identity), without its bounds per tap.
-        let (ow, width) = (g.out_width(), g.width);
         for (plane, out) in g.planes(x, n, y) {
-            for (r, out_row) in out.chunks_exact_mut(ow.max(1)).enumerate() {
-                let (top, bottom) = (
-                    &plane[2 * r * width..][..2 * ow],
-                    &plane[(2 * r + 1) * width..][..2 * ow],
-                );
-                halve_row(top, bottom, out_row, None);
-            }
+            max_pool_rows(plane, (g.height, g.width, g.width), 2, out);
         }
         return;
     }
@@ -120,12 +113,23 @@ pub fn max_pool_rows(src: &[f32], (rows, cols, pitch): (usize, usize, usize), wi
     let window = window.max(1);
     let (oh, ow) = (rows / window, cols / window);
     debug_assert!(out.len() >= oh * ow && (oh == 0 || src.len() >= (oh * window - 1) * pitch + ow * window));
+    if window == 2 {
+        assert!(oh == 0 || src.len() >= (2 * oh - 1) * pitch + 2 * ow);
+        let out = &mut out[..oh * ow];
+        #[cfg(target_arch = "x86_64")]
+        if super::simd::Level::detect() == super::simd::Level::Avx512 {
+            // SAFETY: the CPU has AVX-512F; the rows read are in `src` (the
+            // assert) and `out` holds the outputs.
+            return unsafe { halve_rows_avx512(src, (oh, ow, pitch), out) };
+        }
+        for (r, out_row) in out.chunks_exact_mut(ow.max(1)).enumerate() {
+            let top = 2 * r * pitch;
+            halve_row(&src[top..][..2 * ow], &src[top + pitch..][..2 * ow], out_row, None);
+        }
+        return;
+    }
     for (r, out_row) in out.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
         let top = r * window * pitch;
-        if window == 2 {
-            halve_row(&src[top..][..2 * ow], &src[top + pitch..][..2 * ow], out_row, None);
-            continue;
-        }
         for (q, o) in out_row.iter_mut().enumerate() {
             let mut m = f32::NEG_INFINITY;
             for ky in 0..window {
@@ -228,6 +232,44 @@ unsafe fn halve_row_avx512(top: &[f32], bottom: &[f32], out: &mut [f32], mut arg
             let base = _mm512_add_epi32(_mm512_set1_epi32((*first + 2 * q) as i32), evens);
             let at = _mm512_add_epi32(base, offset);
             _mm512_mask_storeu_epi32(arg.as_mut_ptr().add(q).cast(), low_lanes(count), at);
+        }
+    }
+}
+
+/// [`max_pool_rows`] by 2 × 2 windows, `oh` rows of `ow` outputs, in one
+/// loop: a call of [`halve_row_avx512`] per output row (one vector, on a
+/// 32-wide map) cost more than its loads and permutes.
+///
+/// # Safety
+/// The CPU has AVX-512F; `src` holds `2·oh` rows of `2·ow` values, `pitch`
+/// apart, and `out` `oh·ow` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn halve_rows_avx512(src: &[f32], (oh, ow, pitch): (usize, usize, usize), out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    let odds = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    let max_nan = |a: __m512, b: __m512| {
+        let a_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a);
+        _mm512_mask_mov_ps(_mm512_max_ps(a, b), a_nan, a)
+    };
+    for r in 0..oh {
+        for q in (0..ow).step_by(16) {
+            let count = (ow - q).min(16);
+            let (low, high) = (low_lanes(2 * count), low_lanes((2 * count).saturating_sub(16)));
+            // SAFETY: the enabled lanes are the 2·count inputs from 2q of
+            // rows 2r and 2r + 1, and the count outputs from q of row r.
+            unsafe {
+                let row = |p: *const f32| {
+                    let (a, b) = (_mm512_maskz_loadu_ps(low, p), _mm512_maskz_loadu_ps(high, p.add(16)));
+                    (_mm512_permutex2var_ps(a, evens, b), _mm512_permutex2var_ps(a, odds, b))
+                };
+                let top = src.as_ptr().add(2 * r * pitch + 2 * q);
+                let (t0, t1) = row(top);
+                let (b0, b1) = row(top.add(pitch));
+                let v = max_nan(max_nan(max_nan(t0, t1), b0), b1);
+                _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * ow + q), low_lanes(count), v);
+            }
         }
     }
 }
