@@ -12,6 +12,7 @@ use super::act::max_nan;
 use super::norm::run_sum;
 #[cfg(target_arch = "x86_64")]
 use super::simd::low_lanes;
+use super::simd::{at_level, leveled};
 
 /// A pooling window. `pads` are `[top, left, bottom, right]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -389,9 +390,19 @@ pub fn global_avg_pool_grad(dy: &[f32], n: usize, channels: usize, inner: usize,
 
 /// The mean of each `[inner]` run: `[n, c, h·w]` → `[n, c]`.
 pub fn global_avg_pool(x: &[f32], n: usize, channels: usize, inner: usize, y: &mut [f32]) {
-    for (run, out) in x.chunks(inner.max(1)).zip(y.iter_mut()).take(n * channels) {
-        // In lanes: a sum in order waits an add's latency per value.
-        *out = (run_sum(run) / inner.max(1) as f64) as f32;
+    at_level!(plane_means(x, n * channels, inner, y))
+}
+
+leveled! {
+    /// The mean of each of `planes` runs of `inner` values, compiled for
+    /// the CPU's vectors: the runs' lanes are vectors then (mobile_mini's
+    /// 8 192 planes of 64 at batch 64 took 109 µs built for the baseline,
+    /// against ONNX Runtime's 44).
+    fn plane_means(x: &[f32], planes: usize, inner: usize, y: &mut [f32]) -> () {
+        for (run, out) in x.chunks(inner.max(1)).zip(y.iter_mut()).take(planes) {
+            // In lanes: a sum in order waits an add's latency per value.
+            *out = (run_sum(run) / inner.max(1) as f64) as f32;
+        }
     }
 }
 
