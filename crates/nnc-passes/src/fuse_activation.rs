@@ -33,45 +33,24 @@
 //! %3: f32[N,4] = softmax[layer1] %2 loc(3:1)
 //! ```
 
-use crate::rewrite::Sweep;
+use crate::rewrite::{push_step, sweep_infer, Sweep};
 use nnc_ir::{EpilogueStep, Function, Mode, Module, Op};
 
 /// Fuses affines and element-wise activations into the linear or conv before
 /// them in the `mode` function; true if anything changed.
 pub fn fuse_activation(module: &mut Module, mode: Mode) -> bool {
-    // Training keeps the intermediate values for the backward pass.
-    if mode != Mode::Infer {
-        return false;
-    }
-    let Some(f) = module.function_mut(mode) else {
-        return false;
-    };
-    let mut sweep = Sweep::new(f);
-    for index in 0..f.ops.len() {
+    sweep_infer(module, mode, |f, sweep, index| {
         // Each step absorbed exposes the next op of the chain.
-        while !sweep.is_removed(index) && fuse_next(f, &mut sweep, index) {}
-    }
-    sweep.finish(f)
+        while fuse_next(f, sweep, index) {}
+    })
 }
 
 /// Absorbs the one reader of the result of the op at `index` into its
 /// epilogue, if both allow it.
 fn fuse_next(f: &mut Function, sweep: &mut Sweep, index: usize) -> bool {
-    // Only a linear or a conv has an epilogue; a step after a fused pool
-    // would run before it.
-    match &f.ops[index].op {
-        Op::Linear { .. } => {}
-        Op::Conv2d { epilogue, .. } if epilogue.pool_window().is_none() => {}
-        _ => return false,
-    }
-    // Another reader (or the output) needs the value before the step.
-    let Some(user) = sweep.sole_user(f, f.ops[index].result) else {
+    let Some(user) = sweep.epilogue_reader(f, index) else {
         return false;
     };
-    // A reader before its producer is broken IR, the verifier's to report.
-    if user <= index {
-        return false;
-    }
     let step = match &f.ops[user].op {
         Op::Affine { scale, shift } => EpilogueStep::Affine {
             scale: *scale,
@@ -81,14 +60,9 @@ fn fuse_next(f: &mut Function, sweep: &mut Sweep, index: usize) -> bool {
         // Softmax and maxout are not element-wise; anything else is no step.
         _ => return false,
     };
-    let Some(absorbed) = sweep.remove_forwarding(f, user) else {
+    if sweep.remove_forwarding(f, user).is_none() {
         return false;
-    };
-    let locs = absorbed.locs.clone();
-    let fused = &mut f.ops[index];
-    if let Op::Linear { epilogue, .. } | Op::Conv2d { epilogue, .. } = &mut fused.op {
-        epilogue.steps.push(step);
     }
-    fused.absorb_locs(&locs);
+    push_step(f, index, user, step);
     true
 }

@@ -35,24 +35,13 @@
 //! %1: f32[N,8,3,3] = conv2d[layer0] %0, @layer0.weight, @layer0.bias kernel=3 stride=1 dilation=1 groups=1 pads=[1,1,1,1] epilogue(relu, maxpool window=2) loc(2:5, 3:5)
 //! ```
 
-use crate::rewrite::Sweep;
+use crate::rewrite::{push_step, sweep_infer, Sweep};
 use nnc_ir::{EpilogueStep, Function, Mode, Module, Op};
 
 /// Fuses each max pool into the conv before it in the `mode` function;
 /// true if anything changed.
 pub fn fuse_pool(module: &mut Module, mode: Mode) -> bool {
-    // Training keeps the map for the backward pass.
-    if mode != Mode::Infer {
-        return false;
-    }
-    let Some(f) = module.function_mut(mode) else {
-        return false;
-    };
-    let mut sweep = Sweep::new(f);
-    for index in 0..f.ops.len() {
-        fuse_next_pool(f, &mut sweep, index);
-    }
-    sweep.finish(f)
+    sweep_infer(module, mode, fuse_next_pool)
 }
 
 /// Absorbs the max pool that is the only reader of the conv at `index`, if
@@ -61,17 +50,13 @@ fn fuse_next_pool(f: &mut Function, sweep: &mut Sweep, index: usize) {
     let Op::Conv2d { epilogue, .. } = &f.ops[index].op else {
         return;
     };
-    if epilogue.adds() || epilogue.pool_window().is_some() || sweep.is_removed(index) {
+    if epilogue.adds() {
         return;
     }
     let result = f.ops[index].result;
-    let Some(user) = sweep.sole_user(f, result) else {
+    let Some(user) = sweep.epilogue_reader(f, index) else {
         return;
     };
-    // A reader before its producer is broken IR, the verifier's to report.
-    if user <= index {
-        return;
-    }
     let Op::MaxPool(g) = &f.ops[user].op else {
         return;
     };
@@ -79,15 +64,10 @@ fn fuse_next_pool(f: &mut Function, sweep: &mut Sweep, index: usize) {
         return;
     }
     let (window, pooled) = (g.kernel, f.ops[user].result);
-    let Some(absorbed) = sweep.remove_replacing(f, user, result) else {
+    if sweep.remove_replacing(f, user, result).is_none() {
         return;
-    };
-    let locs = absorbed.locs.clone();
+    }
     // The conv's only reader was the pool: its result is the pooled map now.
     f.values[result.0 as usize] = f.values[pooled.0 as usize].clone();
-    let fused = &mut f.ops[index];
-    if let Op::Conv2d { epilogue, .. } = &mut fused.op {
-        epilogue.steps.push(EpilogueStep::MaxPool { window });
-    }
-    fused.absorb_locs(&locs);
+    push_step(f, index, user, EpilogueStep::MaxPool { window });
 }

@@ -31,24 +31,13 @@
 //! %3: f32[N,8,6,6] = relu[layer3] %2 loc(8:5)
 //! ```
 
-use crate::rewrite::Sweep;
+use crate::rewrite::{push_step, sweep_infer, Sweep};
 use nnc_ir::{EpilogueStep, Function, Mode, Module, Op};
 
 /// Fuses each residual block's closing sum into the conv before it in the
 /// `mode` function; true if anything changed.
 pub fn fuse_residual(module: &mut Module, mode: Mode) -> bool {
-    // Training keeps the intermediate values for the backward pass.
-    if mode != Mode::Infer {
-        return false;
-    }
-    let Some(f) = module.function_mut(mode) else {
-        return false;
-    };
-    let mut sweep = Sweep::new(f);
-    for index in 0..f.ops.len() {
-        fuse_sum(f, &mut sweep, index);
-    }
-    sweep.finish(f)
+    sweep_infer(module, mode, fuse_sum)
 }
 
 /// Absorbs the `add` that is the only reader of the conv at `index`, if
@@ -57,15 +46,14 @@ fn fuse_sum(f: &mut Function, sweep: &mut Sweep, index: usize) {
     let Op::Conv2d { epilogue, .. } = &f.ops[index].op else {
         return;
     };
-    if epilogue.adds() || epilogue.pool_window().is_some() || sweep.is_removed(index) {
+    if epilogue.adds() {
         return;
     }
     let result = f.ops[index].result;
-    let Some(user) = sweep.sole_user(f, result) else {
+    let Some(user) = sweep.epilogue_reader(f, index) else {
         return;
     };
-    // A reader before its producer is broken IR, the verifier's to report.
-    if user <= index || f.ops[user].op != Op::Add {
+    if f.ops[user].op != Op::Add {
         return;
     }
     let (Some(a), Some(b)) = (sweep.arg(f, user, 0), sweep.arg(f, user, 1)) else {
@@ -77,14 +65,9 @@ fn fuse_sum(f: &mut Function, sweep: &mut Sweep, index: usize) {
     if !earlier || f.value_type(other) != f.value_type(result) {
         return;
     }
-    let Some(absorbed) = sweep.remove_replacing(f, user, result) else {
+    if sweep.remove_replacing(f, user, result).is_none() {
         return;
-    };
-    let locs = absorbed.locs.clone();
-    sweep.push_arg(f, index, other);
-    let fused = &mut f.ops[index];
-    if let Op::Conv2d { epilogue, .. } = &mut fused.op {
-        epilogue.steps.push(EpilogueStep::Add);
     }
-    fused.absorb_locs(&locs);
+    sweep.push_arg(f, index, other);
+    push_step(f, index, user, EpilogueStep::Add);
 }

@@ -3,7 +3,9 @@
 //! linear in the function, adding derived parameters under fresh names.
 
 use foldhash::HashSet;
-use nnc_ir::{Derivation, Epilogue, Function, Mode, Module, Op, OpData, ParamData, ParamId, ParamRole, ValueId};
+use nnc_ir::{
+    Derivation, Epilogue, EpilogueStep, Function, Mode, Module, Op, OpData, ParamData, ParamId, ParamRole, ValueId,
+};
 
 /// One pass's walk over a function, with every query and removal in
 /// constant or amortised-constant time, so a pass stays linear in the
@@ -41,6 +43,39 @@ pub(crate) fn with_function(
     let changed = rewrite(module, &mut function);
     module.functions.insert(index, function);
     changed
+}
+
+/// Runs `visit(f, sweep, index)` on each op of the `mode` function in
+/// order, then applies the sweep: true if an op was removed. Nothing
+/// outside infer mode, where the backward pass reads the values that the
+/// fusions keep in registers.
+pub(crate) fn sweep_infer(
+    module: &mut Module,
+    mode: Mode,
+    mut visit: impl FnMut(&mut Function, &mut Sweep, usize),
+) -> bool {
+    if mode != Mode::Infer {
+        return false;
+    }
+    let Some(f) = module.function_mut(mode) else {
+        return false;
+    };
+    let mut sweep = Sweep::new(f);
+    for index in 0..f.ops.len() {
+        visit(f, &mut sweep, index);
+    }
+    sweep.finish(f)
+}
+
+/// Appends `step` to the epilogue of the linear or conv at `index`, which
+/// takes the locations of the op at `absorbed` (removed by the sweep).
+pub(crate) fn push_step(f: &mut Function, index: usize, absorbed: usize, step: EpilogueStep) {
+    let locs = f.ops[absorbed].locs.clone();
+    let fused = &mut f.ops[index];
+    if let Op::Linear { epilogue, .. } | Op::Conv2d { epilogue, .. } = &mut fused.op {
+        epilogue.steps.push(step);
+    }
+    fused.absorb_locs(&locs);
 }
 
 impl Sweep {
@@ -107,6 +142,24 @@ impl Sweep {
             return None;
         }
         self.readers.first(value.0 as usize)
+    }
+
+    /// The op that alone reads the result of the linear or conv at `index`,
+    /// after it, while that op's epilogue can take another step: what a
+    /// fusion pass absorbs. An epilogue that ends in a pool takes none (a
+    /// step after it would run before it); another reader, or the
+    /// function's output, needs the value before the step; and a reader
+    /// before its producer is broken IR, the verifier's to report.
+    pub(crate) fn epilogue_reader(&self, f: &Function, index: usize) -> Option<usize> {
+        match &f.ops[index].op {
+            Op::Linear { .. } => {}
+            Op::Conv2d { epilogue, .. } if epilogue.pool_window().is_none() => {}
+            _ => return None,
+        }
+        if self.is_removed(index) {
+            return None;
+        }
+        self.sole_user(f, f.ops[index].result).filter(|&user| user > index)
     }
 
     /// Removes the op at `index` and makes every reader of its result read

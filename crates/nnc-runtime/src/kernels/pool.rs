@@ -196,28 +196,13 @@ unsafe fn halve_row_avx512(top: &[f32], bottom: &[f32], out: &mut [f32], mut arg
     if let Some(a) = &arg {
         n = n.min(a.arg.len());
     }
-    // Lane l takes input 2l (and 2l + 1): its output's offset in the row.
-    let evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    let odds = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    let max_nan = |a: __m512, b: __m512| {
-        let a_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a);
-        _mm512_mask_mov_ps(_mm512_max_ps(a, b), a_nan, a)
-    };
     for q in (0..n).step_by(16) {
         let count = (n - q).min(16);
-        // The masks of the 2·count inputs in two vectors of 16.
-        let low = low_lanes(2 * count);
-        let high = low_lanes((2 * count).saturating_sub(16));
-        // SAFETY: the enabled lanes are the 2·count inputs from 2q, in
-        // both rows; the stored ones the count outputs from q.
+        // SAFETY: the window's 2·count inputs from 2q are in both rows;
+        // the stored lanes are the count outputs from q.
         unsafe {
-            let row = |p: *const f32| {
-                let (a, b) = (_mm512_maskz_loadu_ps(low, p), _mm512_maskz_loadu_ps(high, p.add(16)));
-                (_mm512_permutex2var_ps(a, evens, b), _mm512_permutex2var_ps(a, odds, b))
-            };
-            let (t0, t1) = row(top.as_ptr().add(2 * q));
-            let (b0, b1) = row(bottom.as_ptr().add(2 * q));
-            let v = max_nan(max_nan(max_nan(t0, t1), b0), b1);
+            let (t0, t1, b0, b1) = window_pairs(top.as_ptr().add(2 * q), bottom.as_ptr().add(2 * q), count);
+            let v = max_nan_lanes(max_nan_lanes(max_nan_lanes(t0, t1), b0), b1);
             _mm512_mask_storeu_ps(out.as_mut_ptr().add(q), low_lanes(count), v);
             let Some(ArgRow { first, width, arg }) = &mut arg else {
                 continue;
@@ -230,7 +215,7 @@ unsafe fn halve_row_avx512(top: &[f32], bottom: &[f32], out: &mut [f32], mut arg
                 best = _mm512_mask_mov_ps(best, take, v);
                 offset = _mm512_mask_mov_epi32(offset, take, _mm512_set1_epi32(d as i32));
             }
-            let base = _mm512_add_epi32(_mm512_set1_epi32((*first + 2 * q) as i32), evens);
+            let base = _mm512_add_epi32(_mm512_set1_epi32((*first + 2 * q) as i32), even_lanes());
             let at = _mm512_add_epi32(base, offset);
             _mm512_mask_storeu_epi32(arg.as_mut_ptr().add(q).cast(), low_lanes(count), at);
         }
@@ -247,31 +232,81 @@ unsafe fn halve_row_avx512(top: &[f32], bottom: &[f32], out: &mut [f32], mut arg
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn halve_rows_avx512(src: &[f32], (oh, ow, pitch): (usize, usize, usize), out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    let odds = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    let max_nan = |a: __m512, b: __m512| {
-        let a_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a);
-        _mm512_mask_mov_ps(_mm512_max_ps(a, b), a_nan, a)
-    };
+    use std::arch::x86_64::_mm512_mask_storeu_ps;
     for r in 0..oh {
         for q in (0..ow).step_by(16) {
             let count = (ow - q).min(16);
-            let (low, high) = (low_lanes(2 * count), low_lanes((2 * count).saturating_sub(16)));
-            // SAFETY: the enabled lanes are the 2·count inputs from 2q of
-            // rows 2r and 2r + 1, and the count outputs from q of row r.
+            // SAFETY: the window's 2·count inputs from 2q are in rows 2r
+            // and 2r + 1; the stored lanes are the count outputs from q of
+            // row r.
             unsafe {
-                let row = |p: *const f32| {
-                    let (a, b) = (_mm512_maskz_loadu_ps(low, p), _mm512_maskz_loadu_ps(high, p.add(16)));
-                    (_mm512_permutex2var_ps(a, evens, b), _mm512_permutex2var_ps(a, odds, b))
-                };
                 let top = src.as_ptr().add(2 * r * pitch + 2 * q);
-                let (t0, t1) = row(top);
-                let (b0, b1) = row(top.add(pitch));
-                let v = max_nan(max_nan(max_nan(t0, t1), b0), b1);
+                let (t0, t1, b0, b1) = window_pairs(top, top.add(pitch), count);
+                let v = max_nan_lanes(max_nan_lanes(max_nan_lanes(t0, t1), b0), b1);
                 _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * ow + q), low_lanes(count), v);
             }
         }
+    }
+}
+
+/// Lane `l` takes input `2l` (and `2l + 1`): as indices, also `l`'s
+/// output's offset in its row.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn even_lanes() -> std::arch::x86_64::__m512i {
+    // SAFETY: the caller's.
+    unsafe { std::arch::x86_64::_mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0) }
+}
+
+/// The 2 × 2 windows of `count` outputs (up to 16): the even and odd
+/// inputs of the `2·count` from `top` and from `bottom` (two permutes a
+/// row), as `(top even, top odd, bottom even, bottom odd)`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `2·count` floats are readable from both.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn window_pairs(
+    top: *const f32,
+    bottom: *const f32,
+    count: usize,
+) -> (
+    std::arch::x86_64::__m512,
+    std::arch::x86_64::__m512,
+    std::arch::x86_64::__m512,
+    std::arch::x86_64::__m512,
+) {
+    use std::arch::x86_64::*;
+    let (low, high) = (low_lanes(2 * count), low_lanes((2 * count).saturating_sub(16)));
+    // SAFETY: the caller's.
+    unsafe {
+        let (evens, odds) = (even_lanes(), _mm512_add_epi32(even_lanes(), _mm512_set1_epi32(1)));
+        let row = |p: *const f32| {
+            let (a, b) = (_mm512_maskz_loadu_ps(low, p), _mm512_maskz_loadu_ps(high, p.add(16)));
+            (_mm512_permutex2var_ps(a, evens, b), _mm512_permutex2var_ps(a, odds, b))
+        };
+        let ((t0, t1), (b0, b1)) = (row(top), row(bottom));
+        (t0, t1, b0, b1)
+    }
+}
+
+/// `max_nan` on vectors: a vector max (which gives its second operand
+/// where either is NaN or they are equal, as `max_nan` does) with the
+/// first operand's NaNs put back.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn max_nan_lanes(a: std::arch::x86_64::__m512, b: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's.
+    unsafe {
+        let a_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a);
+        _mm512_mask_mov_ps(_mm512_max_ps(a, b), a_nan, a)
     }
 }
 

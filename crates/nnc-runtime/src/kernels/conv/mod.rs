@@ -72,12 +72,13 @@ impl ConvGeometry {
     }
 
     /// Whether the direct kernel pools each unit's outputs as it finishes
-    /// them (from its tile buffer); otherwise a fused pool runs a sample at
-    /// a time after the conv, on a copy of its outputs
-    /// ([`forward_then_pool`]): after a depthwise conv, a channels-in-
-    /// vectors one, or one that adds a residual.
-    fn pools_in_units(&self, epilogue: &Epilogue) -> bool {
-        self.pool > 1 && !Depthwise::applies(self) && !self.shape().across() && epilogue.residual.is_none()
+    /// them (from its tile buffer), given that the epilogue adds no
+    /// residual; otherwise a fused pool runs a sample at a time after the
+    /// conv, on a copy of its outputs ([`forward_then_pool`]): after a
+    /// depthwise conv, a channels-in-vectors one, or one that adds a
+    /// residual.
+    fn pools_in_units(&self) -> bool {
+        self.pool > 1 && !Depthwise::applies(self) && !self.shape().across()
     }
 
     /// Without its pool.
@@ -93,15 +94,15 @@ impl ConvGeometry {
     }
 
     /// f32s of scratch [`conv2d_packed`] needs for `threads` threads.
-    /// A pool fused after the conv is given room for one sample's outputs
-    /// (which a unit of a conv that does not pool in its units would need:
-    /// the epilogue is not known here).
+    /// A conv with a fused pool also has room to run a sample at a time
+    /// and pool after it ([`forward_then_pool`], one sample's outputs and
+    /// the conv's own scratch), which it does with a residual: whether the
+    /// epilogue adds one is not known here.
     pub fn packed_scratch_len(&self, threads: usize) -> usize {
         if self.pool > 1 {
             let sample = self.out_channels * self.out_height() * self.out_width();
             let after = sample.next_multiple_of(LINE) + self.unpooled().packed_scratch_len(threads);
-            let in_units = !Depthwise::applies(self) && !self.shape().across();
-            return match in_units {
+            return match self.pools_in_units() {
                 true => after.max(self.unit_scratch_len(threads)),
                 false => after,
             };
@@ -392,7 +393,7 @@ fn forward(
     debug_assert_eq!(y.len(), batch * g.out_channels * out_plane);
     debug_assert!(scratch.len() >= g.packed_scratch_len(team.threads()));
     debug_assert!(epilogue.fits(g.out_channels));
-    if g.pool > 1 && !g.pools_in_units(epilogue) {
+    if g.pool > 1 && !(g.pools_in_units() && epilogue.residual.is_none()) {
         return forward_then_pool(x, batch, g, packed, epilogue, y, scratch, team);
     }
     if Depthwise::applies(g) {
@@ -1574,9 +1575,6 @@ mod tests {
         assert!(checked >= 95, "{checked} geometries");
     }
 
-    /// Every small geometry, with the padding up to twice the map (taps
-    /// wholly in the padding: issue 11, `k=5 pad=2` on a 1-pixel map
-    /// panicked), symmetric and SAME_UPPER-like, against the definition.
     /// A max pool fused after the epilogue, against the definition's
     /// outputs pooled: pooled unit by unit from tiles stored direct (a
     /// 3 × 3 conv read in place; a pointwise one, in spans of samples and
@@ -1638,6 +1636,9 @@ mod tests {
         }
     }
 
+    /// Every small geometry, with the padding up to twice the map (taps
+    /// wholly in the padding: issue 11, `k=5 pad=2` on a 1-pixel map
+    /// panicked), symmetric and SAME_UPPER-like, against the definition.
     #[test]
     fn exhaustive_small_geometries_against_the_definition() {
         let teams = [crate::Team::new(1).unwrap(), crate::Team::new(2).unwrap()];
