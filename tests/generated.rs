@@ -105,6 +105,7 @@ generated_models! {
     seed_tanh_normal: SeedTanhNormal from "models/seed_tanh_normal.nn";
     seed_tanh_xavier: SeedTanhXavier from "models/seed_tanh_xavier.nn";
     selu_lecun_alpha: SelfNormalizing from "models/selu_lecun_alpha.nn";
+    wide_cnn: WideCnn from "models/wide_cnn.nn";
 }
 
 /// A model named with a Rust keyword, through the macro.

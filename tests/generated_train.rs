@@ -169,6 +169,7 @@ generated_models! {
     seed_tanh_normal: SeedTanhNormalTrain, SeedTanhNormalGrads from "models/seed_tanh_normal.nn";
     seed_tanh_xavier: SeedTanhXavierTrain, SeedTanhXavierGrads from "models/seed_tanh_xavier.nn";
     selu_lecun_alpha: SelfNormalizingTrain, SelfNormalizingGrads from "models/selu_lecun_alpha.nn";
+    wide_cnn: WideCnnTrain, WideCnnGrads from "models/wide_cnn.nn";
 }
 
 generated_model!(every_op: EveryOpTrain, EveryOpGrads from "tests/train/every_op.nn");

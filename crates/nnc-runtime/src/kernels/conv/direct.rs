@@ -861,7 +861,7 @@ impl Shape {
         self.across
     }
 
-    fn strips(&self, out_group: usize) -> usize {
+    pub(super) fn strips(&self, out_group: usize) -> usize {
         out_group.div_ceil(self.mr)
     }
 }

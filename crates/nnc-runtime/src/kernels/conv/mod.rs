@@ -13,6 +13,12 @@
 //! the output gradient with the input, per sample and group a product read
 //! in place from the same copy ([`weight_grad`]).
 //!
+//! A 3 × 3 stride-1 forward with many channels in and out (128 → 128)
+//! runs as Winograd's F(2 × 2, 3 × 3) instead ([`winograd`]): transformed
+//! input tiles, a product of 16 groups on the direct kernel, and the
+//! outputs transformed back, 16 multiplies a tile and channel where the
+//! direct conv has 36.
+//!
 //! A depthwise forward (one input and one output channel per group, stride
 //! 1 or 2) on AVX-512 runs [`depthwise`] instead: vectors of one channel's
 //! outputs read in place with masked loads, no copy, no tile buffer.
@@ -21,6 +27,7 @@ mod depthwise;
 mod direct;
 mod phases;
 mod weight_grad;
+mod winograd;
 
 use self::depthwise::Depthwise;
 use self::direct::{Direct, Grid, Shape};
@@ -78,7 +85,7 @@ impl ConvGeometry {
     /// depthwise conv, a channels-in-vectors one, or one that adds a
     /// residual.
     fn pools_in_units(&self) -> bool {
-        self.pool > 1 && !Depthwise::applies(self) && !self.shape().across()
+        self.pool > 1 && !Depthwise::applies(self) && !winograd::applies(self) && !self.shape().across()
     }
 
     /// Without its pool.
@@ -109,6 +116,9 @@ impl ConvGeometry {
         }
         if Depthwise::applies(self) {
             return 0;
+        }
+        if winograd::applies(self) {
+            return winograd::Plan::new(self).scratch_len(threads);
         }
         self.unit_scratch_len(threads)
     }
@@ -240,11 +250,17 @@ impl ConvGeometry {
 
     /// Floats of the forward's packed weights.
     fn packed_len(&self) -> usize {
+        if winograd::applies(self) {
+            return winograd::Plan::new(self).packed_len();
+        }
         direct::packed_len(self.shape(), self.groups.max(1), self.out_group(), self.col_rows())
     }
 
     /// Packs `weight` `[out, in/groups, k, k]` for the forward into `out`.
     fn pack_forward(&self, weight: &[f32], out: &mut [f32]) {
+        if winograd::applies(self) {
+            return winograd::Plan::new(self).pack(weight, out);
+        }
         let (out_group, depth, taps) = (self.out_group(), self.col_rows(), self.kernel * self.kernel);
         let at = move |group: usize, c: usize, t: usize| group * out_group * depth + c * taps + t;
         let channels = self.in_channels / self.groups.max(1);
@@ -399,6 +415,9 @@ fn forward(
     if Depthwise::applies(g) {
         // (The packed weight of a depthwise conv is `[channels, k²]`.)
         return Depthwise::new(g, packed, epilogue).forward(x, batch, y, team);
+    }
+    if winograd::applies(g) {
+        return winograd::forward(x, batch, &winograd::Plan::new(g), packed, epilogue, y, scratch, team);
     }
     Direct::new(g.forward_grid(), g.shape(), groups, g.out_group(), packed, epilogue)
         .pooled(g.pool)
@@ -1224,6 +1243,49 @@ mod tests {
                 check_tail(g, tail);
             }
         }
+    }
+
+    /// 3 × 3 stride-1 convs with channels enough (`in · out ≥ 64 · (in +
+    /// out)`) to run as Winograd's F(2 × 2, 3 × 3): maps of odd sizes (a
+    /// last tile half outside), of one pixel, of several blocks of tile
+    /// rows (14 × 14: 6 + 1 tile rows) and of one block (8 × 8: at batch
+    /// 1, fewer units than threads), padding none, one, two, and
+    /// SAME_UPPER's odd one, channels not a multiple of a vector, a
+    /// residual, a folded norm with PReLU, and a fused pool (after the
+    /// conv, a sample at a time).
+    #[test]
+    fn winograd_tiles_against_the_definition() {
+        let map = |c: usize, (h, w): (usize, usize), o: usize, pads: [usize; 4]| ConvGeometry {
+            height: h,
+            width: w,
+            pads,
+            ..geometry(c, h, o, 3)
+        };
+        let cases = [
+            map(128, (8, 8), 128, [1; 4]),
+            map(130, (5, 7), 136, [1; 4]),
+            map(144, (3, 4), 132, [0; 4]),
+            map(128, (1, 1), 128, [1; 4]),
+            map(129, (5, 3), 160, [2, 1, 2, 1]),
+            map(128, (4, 4), 129, [0, 0, 1, 1]),
+        ];
+        assert!(!winograd::applies(&map(64, (8, 8), 128, [1; 4])));
+        for g in cases {
+            assert!(winograd::applies(&g), "{g:?}");
+            // The epilogue runs on each block's output rows, the same calls
+            // for every tail: a residual checks where they land.
+            for tail in [Tail::Plain, Tail::Residual] {
+                check_tail(g, tail);
+            }
+        }
+        let blocks = map(128, (14, 14), 128, [1; 4]);
+        assert!(winograd::Plan::new(&blocks).blocks() > 1);
+        check_tail(blocks, Tail::BiasResidualRelu);
+        // Rows that end inside the loads of a tile's last two columns
+        // and inside the second store of an output row (24 wide: 12 tiles).
+        check_tail(map(128, (2, 24), 128, [1; 4]), Tail::AffinePrelu);
+        check_tail(ConvGeometry { pool: 2, ..cases[0] }, Tail::BiasRelu);
+        check_tail(ConvGeometry { pool: 3, ..cases[1] }, Tail::BiasRelu);
     }
 
     /// Pointwise convs run on each plane as one row: maps of whole
