@@ -13,11 +13,11 @@
 //! the output gradient with the input, per sample and group a product read
 //! in place from the same copy ([`weight_grad`]).
 //!
-//! A 3 × 3 stride-1 forward with many channels in and out (128 → 128)
-//! runs as Winograd's F(2 × 2, 3 × 3) instead ([`winograd`]): transformed
-//! input tiles, a product of 16 groups on the direct kernel, and the
-//! outputs transformed back, 16 multiplies a tile and channel where the
-//! direct conv has 36.
+//! A 3 × 3 stride-1 forward with channels enough for its map (64 → 64 on
+//! 16 × 16, 128 → 128 on 8 × 8) runs on AVX-512 as Winograd's F(2 × 2,
+//! 3 × 3) instead ([`winograd`]): transformed input tiles, a product of
+//! 16 groups on the direct kernel, and the outputs transformed back, 16
+//! multiplies a tile and channel pair where the direct conv has 36.
 //!
 //! A depthwise forward (one input and one output channel per group, stride
 //! 1 or 2) on AVX-512 runs [`depthwise`] instead: vectors of one channel's
@@ -906,6 +906,17 @@ mod tests {
     }
 
     fn check_tail(g: ConvGeometry, tail: Tail) {
+        check_tail_of(g, tail, &|x, batch, g, w, epilogue, y, team| {
+            let mut scratch = vec![f32::NAN; g.scratch_len(team.threads())];
+            conv2d(x, batch, g, w, epilogue, y, &mut scratch, team);
+        });
+    }
+
+    /// A conv's forward as [`conv2d`] takes it (the scratch its own).
+    type Forward = dyn Fn(&[f32], usize, &ConvGeometry, &[f32], &Epilogue, &mut [f32], &crate::Team);
+
+    /// [`check_tail`] of the forward `forward`.
+    fn check_tail_of(g: ConvGeometry, tail: Tail, forward: &Forward) {
         let mut rng = Rng::new(11, (g.in_channels * 7919 + g.kernel * 31 + g.groups) as u64);
         let w = random(&mut rng, g.out_channels * g.col_rows());
         let (bias, scale, shift, slopes) = (
@@ -968,17 +979,8 @@ mod tests {
                 // (a masked store's lanes past the end) lands there.
                 const GUARD: usize = 64;
                 let mut y_and_guard = vec![f32::NAN; want.len() + GUARD];
-                let mut scratch = vec![f32::NAN; g.scratch_len(threads)];
-                conv2d(
-                    &x,
-                    batch,
-                    &g,
-                    &w,
-                    &epilogue,
-                    &mut y_and_guard[..want.len()],
-                    &mut scratch,
-                    &crate::Team::new(threads).unwrap(),
-                );
+                let team = crate::Team::new(threads).unwrap();
+                forward(&x, batch, &g, &w, &epilogue, &mut y_and_guard[..want.len()], &team);
                 let (y, guard) = y_and_guard.split_at(want.len());
                 assert!(guard.iter().all(|v| v.is_nan()), "{g:?} batch {batch}: a store past y");
                 // Rounding errors of f32 sums grow as √depth, like a random walk.
@@ -1245,16 +1247,27 @@ mod tests {
         }
     }
 
-    /// 3 × 3 stride-1 convs with channels enough (`in · out ≥ 64 · (in +
-    /// out)`) to run as Winograd's F(2 × 2, 3 × 3): maps of odd sizes (a
-    /// last tile half outside), of one pixel, of several blocks of tile
-    /// rows (14 × 14: 6 + 1 tile rows) and of one block (8 × 8: at batch
-    /// 1, fewer units than threads), padding none, one, two, and
-    /// SAME_UPPER's odd one, channels not a multiple of a vector, a
-    /// residual, a folded norm with PReLU, and a fused pool (after the
-    /// conv, a sample at a time).
+    /// Winograd's F(2 × 2, 3 × 3), run directly whatever the channels
+    /// (where the CPU has AVX-512): maps of odd sizes (a last tile half
+    /// outside), of one pixel, of several blocks of tile rows (14 × 14:
+    /// 6 + 1) and of one block (8 × 8: at batch 1, fewer units than
+    /// threads), padding none, one, two, and SAME_UPPER's odd one, rows of
+    /// 1–4, 7, 8 and 12 tiles (two rows of tiles a vector up to 4 and at
+    /// 8, an odd row last), channels not a multiple of a vector, a
+    /// residual, a folded norm with PReLU; and through [`conv2d`], where
+    /// it applies, with a fused pool (after the conv, a sample at a time).
     #[test]
     fn winograd_tiles_against_the_definition() {
+        if Level::detect() != Level::Avx512 {
+            return;
+        }
+        let winograd: &Forward = &|x, batch, g, w, epilogue, y, team| {
+            let plan = winograd::Plan::new(g);
+            let mut packed = vec![0.0; plan.packed_len()];
+            plan.pack(w, &mut packed);
+            let mut scratch = vec![f32::NAN; plan.scratch_len(team.threads())];
+            winograd::forward(x, batch, &plan, &packed, epilogue, y, &mut scratch, team);
+        };
         let map = |c: usize, (h, w): (usize, usize), o: usize, pads: [usize; 4]| ConvGeometry {
             height: h,
             width: w,
@@ -1262,30 +1275,31 @@ mod tests {
             ..geometry(c, h, o, 3)
         };
         let cases = [
-            map(128, (8, 8), 128, [1; 4]),
-            map(130, (5, 7), 136, [1; 4]),
-            map(144, (3, 4), 132, [0; 4]),
-            map(128, (1, 1), 128, [1; 4]),
-            map(129, (5, 3), 160, [2, 1, 2, 1]),
-            map(128, (4, 4), 129, [0, 0, 1, 1]),
+            map(16, (8, 8), 16, [1; 4]),
+            map(20, (5, 7), 24, [1; 4]),
+            map(33, (3, 4), 17, [0; 4]),
+            map(16, (1, 1), 16, [1; 4]),
+            map(17, (5, 3), 40, [2, 1, 2, 1]),
+            map(16, (4, 4), 20, [0, 0, 1, 1]),
+            map(24, (3, 16), 16, [1; 4]),
+            map(16, (14, 14), 16, [1; 4]),
+            map(16, (2, 24), 32, [1; 4]),
         ];
-        assert!(!winograd::applies(&map(64, (8, 8), 128, [1; 4])));
         for g in cases {
-            assert!(winograd::applies(&g), "{g:?}");
             // The epilogue runs on each block's output rows, the same calls
             // for every tail: a residual checks where they land.
-            for tail in [Tail::Plain, Tail::Residual] {
-                check_tail(g, tail);
+            for tail in [Tail::Plain, Tail::Residual, Tail::AffinePrelu] {
+                check_tail_of(g, tail, winograd);
             }
         }
+        // Several blocks of tile rows: a map whose `V` and `M` outgrow a block.
         let blocks = map(128, (14, 14), 128, [1; 4]);
         assert!(winograd::Plan::new(&blocks).blocks() > 1);
-        check_tail(blocks, Tail::BiasResidualRelu);
-        // Rows that end inside the loads of a tile's last two columns
-        // and inside the second store of an output row (24 wide: 12 tiles).
-        check_tail(map(128, (2, 24), 128, [1; 4]), Tail::AffinePrelu);
-        check_tail(ConvGeometry { pool: 2, ..cases[0] }, Tail::BiasRelu);
-        check_tail(ConvGeometry { pool: 3, ..cases[1] }, Tail::BiasRelu);
+        check_tail_of(blocks, Tail::BiasResidualRelu, winograd);
+        // Where it applies (128 → 128 on 8 × 8), through conv2d, pooled.
+        let wide = map(128, (8, 8), 128, [1; 4]);
+        assert!(winograd::applies(&wide) && !winograd::applies(&map(64, (8, 8), 128, [1; 4])));
+        check_tail(ConvGeometry { pool: 2, ..wide }, Tail::BiasRelu);
     }
 
     /// Pointwise convs run on each plane as one row: maps of whole

@@ -21,7 +21,7 @@ use super::direct::{self, lane_range, Direct, Grid, Shape};
 use super::ConvGeometry;
 use crate::aligned::LINE;
 use crate::kernels::epilogue::Epilogue;
-use crate::kernels::simd::{at_level, leveled, low_lanes, Level};
+use crate::kernels::simd::{low_lanes, Level};
 use crate::team::{Disjoint, Team};
 
 /// Positions of a transformed block (4 × 4): the groups of the product.
@@ -34,20 +34,35 @@ const BLOCK_CAP: usize = 192 * 1024;
 const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
 
 /// Whether a conv runs as Winograd: 3 × 3, stride 1, undilated, one
-/// group, with enough channels in and out that the product, not the
-/// transforms (whose work grows as `in + out` where the product's grows
-/// as `in · out`), is most of the work: `in · out ≥ 64 · (in + out)`,
-/// 128 → 128 and up. In the conv bench on a Zen 4, cifar_vgg's layers
-/// at batch 1 and 64, one and two threads: 128 → 128 on 8 × 8 ran
-/// 1.1–1.3 × faster than the direct kernel in every cell; 64 → 64 on 16
-/// × 16 and 64 → 128 on 8 × 8 won some cells and lost others; 32 → 32
-/// on 32 × 32 and 32 → 64 on 16 × 16 lost every cell (to 1.5 × slower).
+/// group, on AVX-512, with channels enough that the product saved pays
+/// for the transforms. The product's work falls by `in · out` a tile,
+/// the transforms' grows as `in + out` a vector of tiles, so the rule is
+/// `in · out · lane_use ≥ 32 · (in + out)`, `lane_use` the share of a
+/// vector's lanes the transforms fill ([`lane_use`]). It is drawn from
+/// cifar_vgg's layers in the conv bench on a Zen 4 (batch 1 and 64, one
+/// and two threads): 128 → 128 on 8 × 8 (at the line) ran 1.1–1.3 × and
+/// 64 → 64 on 16 × 16 (at the line) 1.1–1.26 × faster than the direct
+/// kernel, where 64 → 128 on 8 × 8 (21 against 32) lost at batch 64,
+/// and 32 → 32 on 32 × 32 and 32 → 64 on 16 × 16 lost everywhere (to
+/// 1.5 × slower). On AVX2 the same transforms in 8 lanes made 128 → 128
+/// on 8 × 8 slower than the direct kernel (293 against 197 µs).
 pub(super) fn applies(g: &ConvGeometry) -> bool {
-    let (cin, cout) = (g.in_channels, g.out_channels);
+    let (cin, cout, ow) = (g.in_channels, g.out_channels, g.out_width());
     (g.kernel, g.stride.max(1), g.dilation.max(1), g.groups.max(1)) == (3, 1, 1, 1)
-        && cin.saturating_mul(cout) >= 64 * (cin + cout)
+        && Level::detect() == Level::Avx512
         && g.out_height() > 0
-        && g.out_width() > 0
+        && ow > 0
+        && (cin.saturating_mul(cout) as f64) * lane_use(ow.div_ceil(2)) >= (32 * (cin + cout)) as f64
+}
+
+/// The share of the 16 lanes of the transforms' vectors that hold tiles,
+/// for rows of `tiles_w` tiles: two rows a vector where [`in_pairs`].
+fn lane_use(tiles_w: usize) -> f64 {
+    let (tiles, vectors) = match in_pairs(tiles_w) {
+        true => ((2 * tiles_w).min(16), 1),
+        false => (tiles_w, tiles_w.div_ceil(16)),
+    };
+    tiles as f64 / (16 * vectors) as f64
 }
 
 /// How a conv's samples are tiled, blocked and multiplied.
@@ -179,26 +194,15 @@ impl Plan {
         XI * self.cout * self.tb
     }
 
-    /// Floats of a thread's rows for the transforms.
-    fn rows_len(&self) -> usize {
-        let pw = self.padded_w();
-        (8 * pw + 2 * (self.tiles_w + 1) + 8 * self.tiles_w + 2 * pw).next_multiple_of(LINE)
-    }
-
     /// Floats of the direct kernel's scratch, a thread's.
     fn direct_len(&self) -> usize {
         Direct::scratch_per_thread(&self.grid, self.shape, XI, self.cout, 1).next_multiple_of(LINE)
     }
 
-    /// Scratch for `threads` threads: each thread's `V`, `M`, rows and
-    /// the direct kernel's scratch.
+    /// Scratch for `threads` threads: each thread's `V` and `M` and the
+    /// direct kernel's scratch.
     pub(super) fn scratch_len(&self, threads: usize) -> usize {
-        threads.max(1) * (self.v_len() + self.m_len() + self.rows_len() + self.direct_len())
-    }
-
-    /// A padded source row: the tiles' columns and the two past them.
-    fn padded_w(&self) -> usize {
-        2 * self.tiles_w + 2
+        threads.max(1) * (self.v_len() + self.m_len() + self.direct_len())
     }
 }
 
@@ -221,10 +225,11 @@ pub(super) fn forward(
     team: &Team,
 ) {
     let threads = team.threads();
-    let (v_len, m_len, rows_len, direct_len) = (plan.v_len(), plan.m_len(), plan.rows_len(), plan.direct_len());
-    let (vm, rest) = scratch.split_at_mut(threads * (v_len + m_len));
-    let (rows, directs) = rest.split_at_mut(threads * rows_len);
-    let (vm, rows, directs) = (Disjoint::new(vm), Disjoint::new(rows), Disjoint::new(directs));
+    // The transforms are AVX-512's alone (`applies`).
+    assert_eq!(Level::detect(), Level::Avx512, "Winograd's transforms need AVX-512");
+    let (v_len, m_len, direct_len) = (plan.v_len(), plan.m_len(), plan.direct_len());
+    let (vm, directs) = scratch.split_at_mut(threads * (v_len + m_len));
+    let (vm, directs) = (Disjoint::new(vm), Disjoint::new(directs));
     let y = Disjoint::new(y);
     let product = Direct::new(plan.grid, plan.shape, XI, plan.cout, packed, &Epilogue::NONE);
     let (sample_in, blocks) = (plan.cin * plan.h * plan.w, plan.blocks());
@@ -234,10 +239,9 @@ pub(super) fn forward(
         let parts = threads.min(units);
         team.run(parts, &|t| {
             // SAFETY: each part has its own scratch.
-            let (own_vm, own_rows, own_direct) = unsafe {
+            let (own_vm, own_direct) = unsafe {
                 (
                     vm.piece(t * (v_len + m_len)..(t + 1) * (v_len + m_len)),
-                    rows.piece(t * rows_len..(t + 1) * rows_len),
                     directs.piece(t * direct_len..(t + 1) * direct_len),
                 )
             };
@@ -246,9 +250,9 @@ pub(super) fn forward(
             for unit in crate::kernels::dense::split(units, parts, t, 1) {
                 let (n, block) = (unit / blocks, unit % blocks);
                 let x = &x[n * sample_in..(n + 1) * sample_in];
-                transform_inputs(x, plan, block, 0..plan.cin, &Disjoint::new(v), own_rows);
+                transform_inputs(x, plan, block, 0..plan.cin, &Disjoint::new(v));
                 ALONE.with(|alone| product.run(v, 1, m, own_direct, alone));
-                output_block(m, plan, (n, block), 0..plan.cout, epilogue, &y, own_rows);
+                output_block(m, plan, (n, block), 0..plan.cout, epilogue, &y);
             }
         });
         return;
@@ -266,37 +270,45 @@ pub(super) fn forward(
         let x = &x[n * sample_in..(n + 1) * sample_in];
         let v_parts = Disjoint::new(v);
         team.run(threads, &|t| {
-            // SAFETY: each part has its own rows.
-            let own_rows = unsafe { rows.piece(t * rows_len..(t + 1) * rows_len) };
             let channels = crate::kernels::dense::split(plan.cin, threads, t, 1);
-            transform_inputs(x, plan, block, channels, &v_parts, own_rows);
+            transform_inputs(x, plan, block, channels, &v_parts);
         });
         product.run(v, 1, m, direct_all, team);
         let m: &[f32] = m;
         team.run(threads, &|t| {
-            // SAFETY: each part has its own rows.
-            let own_rows = unsafe { rows.piece(t * rows_len..(t + 1) * rows_len) };
             let channels = crate::kernels::dense::split(plan.cout, threads, t, 1);
-            output_block(m, plan, (n, block), channels, epilogue, &y, own_rows);
+            output_block(m, plan, (n, block), channels, epilogue, &y);
         });
     }
 }
 
-/// [`input_block`], in AVX-512 where the CPU has it.
-fn transform_inputs(x: &[f32], plan: &Plan, block: usize, channels: Range<usize>, v: &Disjoint<'_>, rows: &mut [f32]) {
+/// `V_ξ` of block `block`'s tiles, for source channels `channels` (a
+/// part's own) of sample `x`, into `v` (`[ξ, cin, tb]`): `Bᵀ d B` of each
+/// tile's 4 × 4 inputs.
+fn transform_inputs(x: &[f32], plan: &Plan, block: usize, channels: Range<usize>, v: &Disjoint<'_>) {
     #[cfg(target_arch = "x86_64")]
-    if Level::detect() == Level::Avx512 {
-        // SAFETY: the CPU has AVX-512; the caller's channels are its own.
-        return unsafe { input_block_avx512(x, plan, block, channels, v) };
-    }
-    at_level!(input_block(x, plan, block, channels, v, rows))
+    // SAFETY: the CPU has AVX-512 (`forward`'s assert); the channels' runs
+    // of `v` are the caller's alone.
+    unsafe {
+        input_block_avx512(x, plan, block, channels, v)
+    };
 }
 
-/// [`input_block`] in AVX-512, 16 tiles of a tile row a vector: each of
-/// the tile's 4 input rows loaded (masked to the source row: zeros in
-/// the padding) as its columns 2j, 2j + 1, 2j + 2 and 2j + 3 by two
-/// permutes of two loads, shifted by two for the last two, then the
-/// transform on the 16 vectors.
+/// Whether the AVX-512 transforms take two tile rows a vector (a row's
+/// tiles in lanes 0–7, the next row's in lanes 8–15), for maps of a few
+/// tiles across: an 8 × 8 map's four tiles a row would fill a quarter of
+/// a vector. (At 5–7 tiles a row, the next row's outputs would straddle
+/// two vectors of the interleaved output.)
+fn in_pairs(tiles_w: usize) -> bool {
+    tiles_w <= 4 || tiles_w == 8
+}
+
+/// [`transform_inputs`] in AVX-512, 16 tiles a vector (of one tile row, or of
+/// two, [`in_pairs`]): each of a tile's 4 input rows loaded (masked to
+/// the source row: zeros in the padding) and split into the tiles'
+/// columns 2j, 2j + 1 by a permute of two loads (a row's two halves, or
+/// two rows), and 2j + 2, 2j + 3 by the same on loads two further on;
+/// then the transform on the 16 vectors.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn input_block_avx512(x: &[f32], plan: &Plan, block: usize, channels: Range<usize>, v: &Disjoint<'_>) {
@@ -308,29 +320,55 @@ unsafe fn input_block_avx512(x: &[f32], plan: &Plan, block: usize, channels: Ran
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let w_i = w as isize;
+    let pairs = in_pairs(tw);
+    let (step, tile_rows) = (1 + pairs as usize, plan.rows_of(block));
     assert!(channels.end <= cin && x.len() >= cin * h * w && v.len() >= XI * cin * tb);
     for t0 in (0..tw).step_by(16) {
         // Lane l of the first load reads source column `first + l`.
         let first = (2 * t0) as isize - plan.left as isize;
         let masks = [0, 16, 2, 18].map(|shift| lane_range(-first - shift, w_i - first - shift));
-        let store = low_lanes(tw - t0);
         for c in channels.clone() {
             let plane = x.as_ptr().add(c * h * w);
-            for (r, ti) in plan.rows_of(block).enumerate() {
+            for r in (0..tile_rows.len()).step_by(step) {
+                let ti = tile_rows.start + r;
+                let second = pairs && r + 1 < tile_rows.len();
                 // d[a][k]: column k of each tile's row a.
                 let mut d = [[_mm512_setzero_ps(); 4]; 4];
                 for (a, da) in d.iter_mut().enumerate() {
-                    let Some(i) = (2 * ti + a).checked_sub(plan.top).filter(|&i| i < h) else {
-                        continue;
+                    let row_of = |ti: usize| {
+                        let i = (2 * ti + a).checked_sub(plan.top).filter(|&i| i < h)?;
+                        Some(plane.add(i * w).wrapping_offset(first))
                     };
-                    let row = plane.add(i * w).wrapping_offset(first);
-                    // SAFETY: the lanes read are inside row i (the masks).
-                    let (lo, hi, lo2, hi2) = (
-                        _mm512_maskz_loadu_ps(masks[0], row),
-                        _mm512_maskz_loadu_ps(masks[1], row.wrapping_add(16)),
-                        _mm512_maskz_loadu_ps(masks[2], row.wrapping_add(2)),
-                        _mm512_maskz_loadu_ps(masks[3], row.wrapping_add(18)),
-                    );
+                    let (low, high) = match (row_of(ti), pairs) {
+                        (low, false) => (low, low.map(|row| row.wrapping_add(16))),
+                        (low, true) => (low, row_of(ti + 1).filter(|_| second)),
+                    };
+                    if low.is_none() && high.is_none() {
+                        continue;
+                    }
+                    // A missing row is zeros, not loaded (a load of no
+                    // lanes from a bad address costs an assist).
+                    let (mut lo, mut lo2) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                    if let Some(p) = low {
+                        // SAFETY: the lanes read are inside the row (the masks).
+                        (lo, lo2) = (
+                            _mm512_maskz_loadu_ps(masks[0], p),
+                            _mm512_maskz_loadu_ps(masks[2], p.wrapping_add(2)),
+                        );
+                    }
+                    let (mut hi, mut hi2) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                    if let Some(p) = high {
+                        let high_masks = if pairs {
+                            [masks[0], masks[2]]
+                        } else {
+                            [masks[1], masks[3]]
+                        };
+                        // SAFETY: as above.
+                        (hi, hi2) = (
+                            _mm512_maskz_loadu_ps(high_masks[0], p),
+                            _mm512_maskz_loadu_ps(high_masks[1], p.wrapping_add(2)),
+                        );
+                    }
                     *da = [
                         _mm512_permutex2var_ps(lo, even, hi),
                         _mm512_permutex2var_ps(lo, odd, hi),
@@ -338,8 +376,8 @@ unsafe fn input_block_avx512(x: &[f32], plan: &Plan, block: usize, channels: Ran
                         _mm512_permutex2var_ps(lo2, odd, hi2),
                     ];
                 }
-                // (No closures: one is not compiled with this function's
-                // AVX-512, and stays a call.)
+                // (No closures on vectors: one is not compiled with this
+                // function's AVX-512, and stays a call.)
                 let mut s = [[_mm512_setzero_ps(); 4]; 4];
                 for (k, sk) in s.iter_mut().enumerate() {
                     *sk = [
@@ -360,9 +398,15 @@ unsafe fn input_block_avx512(x: &[f32], plan: &Plan, block: usize, channels: Ran
                         _mm512_sub_ps(s1, s3),
                     ];
                     for (k, value) in out.into_iter().enumerate() {
-                        let at = ((4 * i + k) * cin + c) * tb + r * tw + t0;
-                        // SAFETY: a run of channel c (this part's), inside v (the assert).
-                        _mm512_mask_storeu_ps(v.as_mut_ptr().add(at), store, value);
+                        let run = v.as_mut_ptr().add(((4 * i + k) * cin + c) * tb);
+                        // SAFETY: runs of channel c (this part's), inside v
+                        // (the assert): row r's tiles, and in pairs row r +
+                        // 1's from lane 8 (its pointer 8 before them).
+                        _mm512_mask_storeu_ps(run.add(r * tw + t0), low_lanes(tw - t0), value);
+                        if second {
+                            let at = run.add((r + 1) * tw).wrapping_sub(8);
+                            _mm512_mask_storeu_ps(at, low_lanes(tw) << 8, value);
+                        }
                     }
                 }
             }
@@ -370,8 +414,11 @@ unsafe fn input_block_avx512(x: &[f32], plan: &Plan, block: usize, channels: Ran
     }
 }
 
-/// [`untransform_channel`] in AVX-512, 16 tiles a vector, the two
-/// columns of each tile interleaved by two permutes.
+/// Output channel `o` of the tile rows `tiles` (a block) from `M` into
+/// `out` (the block's output rows), `Aᵀ M A` of each tile: 16 tiles a
+/// vector (of one tile row, or two, [`in_pairs`]), along the columns of
+/// the 4 × 4 first, then along its rows; the two columns of each tile
+/// interleaved by two permutes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn untransform_channel_avx512(m: &[f32], plan: &Plan, tiles: Range<usize>, o: usize, out: &mut [f32]) {
@@ -382,12 +429,18 @@ unsafe fn untransform_channel_avx512(m: &[f32], plan: &Plan, tiles: Range<usize>
     let (tw, tb, cout, ow) = (plan.tiles_w, plan.tb, plan.cout, plan.ow);
     let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    let first = tiles.start;
-    assert!(m.len() >= XI * cout * tb && o < cout);
-    for ti in tiles {
-        let r = ti - first;
+    let pairs = in_pairs(tw);
+    let step = 1 + pairs as usize;
+    // Output rows of the block (its last tile row may have one).
+    let rows = (plan.oh - 2 * tiles.start).min(2 * tiles.len());
+    assert!(m.len() >= XI * cout * tb && o < cout && out.len() >= rows * ow);
+    for r in (0..tiles.len()).step_by(step) {
+        let second = pairs && r + 1 < tiles.len();
         for t0 in (0..tw).step_by(16) {
-            let lanes = low_lanes(tw - t0);
+            let lanes = match second {
+                true => low_lanes(2 * tw),
+                false => low_lanes(tw - t0),
+            };
             let at = m.as_ptr().add(o * tb + r * tw + t0);
             let mut q = [[_mm512_setzero_ps(); 2]; 4];
             for (i, qi) in q.iter_mut().enumerate() {
@@ -400,10 +453,6 @@ unsafe fn untransform_channel_avx512(m: &[f32], plan: &Plan, tiles: Range<usize>
                 ];
             }
             for a in 0..2 {
-                let row = 2 * r + a;
-                if 2 * first + row >= plan.oh {
-                    break;
-                }
                 let (y0, y1) = match a {
                     0 => (
                         _mm512_add_ps(_mm512_add_ps(q[0][0], q[1][0]), q[2][0]),
@@ -414,82 +463,33 @@ unsafe fn untransform_channel_avx512(m: &[f32], plan: &Plan, tiles: Range<usize>
                         _mm512_sub_ps(_mm512_sub_ps(q[1][1], q[2][1]), q[3][1]),
                     ),
                 };
-                let col = 2 * t0;
-                let at = out.as_mut_ptr().add(row * ow + col);
-                let cols = ow as isize - col as isize;
-                debug_assert!((row + 1) * ow <= out.len());
-                // SAFETY: the lanes stored are columns of the output row.
-                _mm512_mask_storeu_ps(at, lane_range(0, cols), _mm512_permutex2var_ps(y0, low, y1));
-                _mm512_mask_storeu_ps(
-                    at.add(16),
-                    lane_range(0, cols - 16),
+                let (first, next) = (
+                    _mm512_permutex2var_ps(y0, low, y1),
                     _mm512_permutex2var_ps(y0, high, y1),
                 );
-            }
-        }
-    }
-}
-
-leveled! {
-    /// `V_ξ` of block `block`'s tiles, for source channels `channels` of
-    /// sample `x`, into `v` (`[ξ, cin, tb]`): `Bᵀ d B` of each tile's 4 × 4
-    /// inputs, along the rows first (on whole padded rows, in vectors),
-    /// then along the columns (each row split into its even and odd
-    /// columns: a tile's four are e[j], o[j], e[j + 1], o[j + 1]).
-    /// A part writes only its channels' runs of `v`.
-    fn input_block(x: &[f32], plan: &Plan, block: usize, channels: Range<usize>, v: &Disjoint<'_>, rows: &mut [f32]) -> () {
-        let (tw, pw, tb, cin) = (plan.tiles_w, plan.padded_w(), plan.tb, plan.cin);
-        let (h, w) = (plan.h, plan.w);
-        let (d, rest) = rows.split_at_mut(4 * pw);
-        let (s, rest) = rest.split_at_mut(4 * pw);
-        let (e, rest) = rest.split_at_mut(tw + 1);
-        let o = &mut rest[..tw + 1];
-        d.fill(0.0);
-        for c in channels {
-            let plane = &x[c * h * w..(c + 1) * h * w];
-            for (r, ti) in plan.rows_of(block).enumerate() {
-                for (a, row) in d.chunks_exact_mut(pw).enumerate() {
-                    let i = (2 * ti + a).checked_sub(plan.top).filter(|&i| i < h);
-                    let inside = &mut row[plan.left..plan.left + w];
-                    match i {
-                        Some(i) => inside.copy_from_slice(&plane[i * w..(i + 1) * w]),
-                        None => inside.fill(0.0),
+                let col = 2 * t0;
+                let cols = ow as isize - col as isize;
+                // SAFETY (of the stores): the lanes stored are columns of
+                // output rows of the block (`rows`, the assert).
+                let row = 2 * r + a;
+                if row < rows {
+                    let to = out.as_mut_ptr().add(row * ow + col);
+                    _mm512_mask_storeu_ps(to, lane_range(0, cols), first);
+                    if !pairs {
+                        _mm512_mask_storeu_ps(to.add(16), lane_range(0, cols - 16), next);
                     }
                 }
-                let (d01, d23) = d.split_at(2 * pw);
-                let (d0, d1) = d01.split_at(pw);
-                let (d2, d3) = d23.split_at(pw);
-                let (s01, s23) = s.split_at_mut(2 * pw);
-                let (s0, s1) = s01.split_at_mut(pw);
-                let (s2, s3) = s23.split_at_mut(pw);
-                for j in 0..pw {
-                    s0[j] = d0[j] - d2[j];
-                    s1[j] = d1[j] + d2[j];
-                    s2[j] = d2[j] - d1[j];
-                    s3[j] = d1[j] - d3[j];
-                }
-                for (i, srow) in s.chunks_exact(pw).enumerate() {
-                    for j in 0..=tw {
-                        e[j] = srow[2 * j];
-                        o[j] = srow[2 * j + 1];
-                    }
-                    // SAFETY: runs of channel c, which is this part's.
-                    let run = |k: usize| unsafe {
-                        let at = ((4 * i + k) * cin + c) * tb + r * tw;
-                        v.piece(at..at + tw)
-                    };
-                    let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
-                    for (j, out) in run(0).iter_mut().enumerate() {
-                        *out = e0[j] - e1[j];
-                    }
-                    for (j, out) in run(1).iter_mut().enumerate() {
-                        *out = o0[j] + e1[j];
-                    }
-                    for (j, out) in run(2).iter_mut().enumerate() {
-                        *out = e1[j] - o0[j];
-                    }
-                    for (j, out) in run(3).iter_mut().enumerate() {
-                        *out = o0[j] - o1[j];
+                let row = row + 2;
+                if second && row < rows {
+                    // The next tile row's interleaved outputs from lane 2·tw.
+                    let to = out.as_mut_ptr().add(row * ow);
+                    match tw {
+                        8 => _mm512_mask_storeu_ps(to, lane_range(0, cols), next),
+                        _ => _mm512_mask_storeu_ps(
+                            to.wrapping_sub(2 * tw),
+                            lane_range(2 * tw as isize, (2 * tw + ow) as isize),
+                            first,
+                        ),
                     }
                 }
             }
@@ -507,7 +507,6 @@ fn output_block(
     channels: Range<usize>,
     epilogue: &Epilogue,
     y: &Disjoint<'_>,
-    rows: &mut [f32],
 ) {
     let tiles = plan.rows_of(block);
     let out_rows = 2 * tiles.start..(2 * tiles.end).min(plan.oh);
@@ -517,60 +516,11 @@ fn output_block(
         // SAFETY: units write disjoint (sample, channel, rows) pieces of y.
         let out = unsafe { y.piece(at..at + out_rows.len() * plan.ow) };
         #[cfg(target_arch = "x86_64")]
-        if Level::detect() == Level::Avx512 {
-            // SAFETY: the CPU has AVX-512.
-            unsafe { untransform_channel_avx512(m, plan, tiles.clone(), o, out) };
-            epilogue.apply_channel(out, o);
-            epilogue.finish_channel(out, at, o);
-            continue;
-        }
-        at_level!(untransform_channel(m, plan, tiles.clone(), o, out, rows));
+        // SAFETY: the CPU has AVX-512 (`forward`'s assert).
+        unsafe {
+            untransform_channel_avx512(m, plan, tiles.clone(), o, out)
+        };
         epilogue.apply_channel(out, o);
         epilogue.finish_channel(out, at, o);
-    }
-}
-
-leveled! {
-    /// Output channel `o` of the tile rows `tiles` (a block) from `M`
-    /// into `out` (the block's output rows): along the columns of each
-    /// tile's 4 × 4 first, then along its rows, in vectors of tiles; the
-    /// two columns of a tile then interleaved into the output row.
-    fn untransform_channel(m: &[f32], plan: &Plan, tiles: Range<usize>, o: usize, out: &mut [f32], rows: &mut [f32]) -> () {
-        let (tw, tb, cout, ow) = (plan.tiles_w, plan.tb, plan.cout, plan.ow);
-        let (q, rest) = rows.split_at_mut(8 * tw);
-        let wide = &mut rest[..2 * tw];
-        let first = tiles.start;
-        for ti in tiles {
-            let r = ti - first;
-            let m_at = |xi: usize| &m[(xi * cout + o) * tb + r * tw..][..tw];
-            for i in 0..4 {
-                let (m0, m1, m2, m3) = (m_at(4 * i), m_at(4 * i + 1), m_at(4 * i + 2), m_at(4 * i + 3));
-                let (q0, q1) = q[2 * i * tw..(2 * i + 2) * tw].split_at_mut(tw);
-                for j in 0..tw {
-                    q0[j] = m0[j] + m1[j] + m2[j];
-                    q1[j] = m1[j] - m2[j] - m3[j];
-                }
-            }
-            let q_at = |k: usize| &q[k * tw..(k + 1) * tw];
-            for a in 0..2 {
-                let row = 2 * r + a;
-                if 2 * first + row >= plan.oh {
-                    break;
-                }
-                for b in 0..2 {
-                    let (q0, q1, q2, q3) = (q_at(b), q_at(2 + b), q_at(4 + b), q_at(6 + b));
-                    if a == 0 {
-                        for j in 0..tw {
-                            wide[2 * j + b] = q0[j] + q1[j] + q2[j];
-                        }
-                    } else {
-                        for j in 0..tw {
-                            wide[2 * j + b] = q1[j] - q2[j] - q3[j];
-                        }
-                    }
-                }
-                out[row * ow..(row + 1) * ow].copy_from_slice(&wide[..ow]);
-            }
-        }
     }
 }
