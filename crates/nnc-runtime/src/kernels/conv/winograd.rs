@@ -65,6 +65,23 @@ fn lane_use(tiles_w: usize) -> f64 {
     tiles as f64 / (16 * vectors) as f64
 }
 
+/// The product's grid: a pointwise conv of 16 groups, `cin` → `cout`
+/// each, on a row of `tb` positions.
+fn product_grid(cin: usize, cout: usize, tb: usize) -> Grid {
+    Grid::forward(&ConvGeometry {
+        in_channels: XI * cin,
+        height: 1,
+        width: tb,
+        out_channels: XI * cout,
+        kernel: 1,
+        stride: 1,
+        dilation: 1,
+        groups: XI,
+        pads: [0; 4],
+        pool: 1,
+    })
+}
+
 /// How a conv's samples are tiled, blocked and multiplied.
 pub(super) struct Plan {
     cin: usize,
@@ -93,31 +110,15 @@ impl Plan {
         let (oh, ow) = (g.out_height(), g.out_width());
         let (tiles_h, tiles_w) = (oh.div_ceil(2), ow.div_ceil(2));
         let (cin, cout) = (g.in_channels, g.out_channels);
-        // Blocks whose tiles fill the product's register tiles (48
-        // positions on AVX-512), where that fits; else as many rows as fit.
-        let tile = match Level::detect() {
-            Level::Avx512 => 96,
-            _ => 16,
-        };
+        // Blocks whose tiles fill two of the product's register tiles
+        // (of 48 positions), where that fits; else as many rows as fit.
         let fits = |rows: usize| rows == 1 || XI * (cin + cout) * rows * tiles_w <= BLOCK_CAP;
         let block_rows = (1..=tiles_h)
-            .find(|&r| (r * tiles_w).is_multiple_of(tile) || r == tiles_h)
+            .find(|&r| (r * tiles_w).is_multiple_of(96) || r == tiles_h)
             .filter(|&r| fits(r))
             .unwrap_or_else(|| (1..=tiles_h).take_while(|&r| fits(r)).last().unwrap_or(1));
         let tb = block_rows * tiles_w;
-        let product = ConvGeometry {
-            in_channels: XI * cin,
-            height: 1,
-            width: tb,
-            out_channels: XI * cout,
-            kernel: 1,
-            stride: 1,
-            dilation: 1,
-            groups: XI,
-            pads: [0; 4],
-            pool: 1,
-        };
-        let grid = Grid::forward(&product);
+        let grid = product_grid(cin, cout, tb);
         Plan {
             cin,
             cout,
