@@ -1254,8 +1254,9 @@ mod tests {
     /// threads), padding none, one, two, and SAME_UPPER's odd one, rows of
     /// 1–4, 7, 8 and 12 tiles (two rows of tiles a vector up to 4 and at
     /// 8, an odd row last), channels not a multiple of a vector, a
-    /// residual, a folded norm with PReLU; and through [`conv2d`], where
-    /// it applies, with a fused pool (after the conv, a sample at a time).
+    /// residual, a folded norm with PReLU, and 24 random small geometries;
+    /// and through [`conv2d`], where it applies, with a fused pool (after
+    /// the conv, a sample at a time).
     #[test]
     fn winograd_tiles_against_the_definition() {
         if Level::detect() != Level::Avx512 {
@@ -1286,10 +1287,25 @@ mod tests {
             map(16, (2, 24), 32, [1; 4]),
         ];
         for g in cases {
-            // The epilogue runs on each block's output rows, the same calls
-            // for every tail: a residual checks where they land.
-            for tail in [Tail::Plain, Tail::Residual, Tail::AffinePrelu] {
+            // The epilogue on the outputs' way out (a residual: where its
+            // values are read), or after them (tanh).
+            for tail in [Tail::Plain, Tail::Residual, Tail::AffinePrelu, Tail::Tanh] {
                 check_tail_of(g, tail, winograd);
+            }
+        }
+        // Random small geometries: maps 1–12 a side, each pad 0–2, channels
+        // 1–20 in and out.
+        let mut rng = Rng::new(17, 3);
+        let mut draw = |n: usize| (rng.uniform() * n as f32) as usize % n;
+        for _ in 0..24 {
+            let (h, w, cin, cout) = (1 + draw(12), 1 + draw(12), 1 + draw(20), 1 + draw(20));
+            let pads = [draw(3), draw(3), draw(3), draw(3)];
+            let g = ConvGeometry {
+                out_channels: cout,
+                ..map(cin, (h, w), cout, pads)
+            };
+            if g.out_height() > 0 && g.out_width() > 0 {
+                check_tail_of(g, Tail::Residual, winograd);
             }
         }
         // Several blocks of tile rows: a map whose `V` and `M` outgrow a block.
