@@ -288,7 +288,7 @@ fn channel_parts(team: &Team, channels: usize, values: usize) -> usize {
 
 /// Lanes of the runs' partial sums: the loops vectorise without
 /// reassociating, and each lane adds few enough values for f32.
-const RUN_LANES: usize = 16;
+pub(crate) const RUN_LANES: usize = 16;
 
 /// `Σ xs`, in f32 lanes, then in f64.
 #[inline(always)]
@@ -318,8 +318,22 @@ fn run_fold2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32, g: impl Fn(f32, 
             lanes_g[l] += g(ca[l], cb[l]);
         }
     }
-    let total = |lanes: [f32; RUN_LANES]| lanes.iter().map(|v| f64::from(*v)).sum::<f64>();
-    (total(lanes_f) + tail_f, total(lanes_g) + tail_g)
+    (lanes_total(lanes_f) + tail_f, lanes_total(lanes_g) + tail_g)
+}
+
+/// The lanes' sum in f64, halving: four dependent adds, not sixteen, for
+/// runs of a few vectors (a global average pool's 8 × 8 planes).
+#[inline(always)]
+pub(crate) fn lanes_total(lanes: [f32; RUN_LANES]) -> f64 {
+    let mut wide = lanes.map(f64::from);
+    let mut width = RUN_LANES / 2;
+    while width > 0 {
+        for l in 0..width {
+            wide[l] += wide[l + width];
+        }
+        width /= 2;
+    }
+    wide[0]
 }
 
 /// `Σ f(a, b)` over a pair of runs, in lanes.
@@ -338,7 +352,7 @@ fn run_fold(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
             lanes[l] += f(ca[l], cb[l]);
         }
     }
-    lanes.iter().map(|v| f64::from(*v)).sum::<f64>() + tail
+    lanes_total(lanes) + tail
 }
 
 /// The backward of training-mode batch norm through its batch statistics
