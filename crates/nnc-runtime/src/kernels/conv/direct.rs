@@ -49,6 +49,16 @@ pub(super) const DEPTH_BLOCK: usize = 1024;
 /// Floats of a strip's weights per block of channels in the
 /// channels-in-vectors tiles (24 KiB: half of a 48 KiB L1).
 const ACROSS_BLOCK: usize = 6 * 1024;
+/// Depth steps (channels × taps) from which a tile fetches, for writing,
+/// the lines of `y` that the tile two on stores to: at batch 64 they are
+/// out of cache, and a 3 × 3 conv over 32 channels on a 32 × 32 map
+/// waited on them (a tenth of its time, before it read its source in
+/// place; 0.6 % now). A shallower tile has few multiply-adds to hide the
+/// fetches behind, and their 24 instructions a tile cost more than they
+/// saved: pointwise convs over 32, 64 and 128 channels at batch 64 on a
+/// Zen 4 ran 3, 1.5 and 1.2 % faster without them, a 3 → 32 stride-2
+/// first layer 3–5 %.
+const WRITE_AHEAD_DEPTH: usize = 256;
 /// The widest tile, in floats (8 vectors of 16).
 const TILE_MAX: usize = 128;
 
@@ -1587,6 +1597,8 @@ impl<'a> Direct<'a> {
         // writes where the tiles' places run on past this one's.
         let whole_maps = at.rows.len() == grid.out_h && self.pool == 1;
         let residual = matches!(finish, Some(TileEpilogue::BiasResidual { .. }));
+        // Whether the tiles fetch their lines of `y` ahead ([`WRITE_AHEAD_DEPTH`]).
+        let writes_ahead = direct && depth >= WRITE_AHEAD_DEPTH;
         // Tiles outside, strips inside: a tile's reads stay in L1 while
         // every strip's weights (a block's worth) pass over them.
         for b in 0..blocks {
@@ -1613,7 +1625,7 @@ impl<'a> Direct<'a> {
                     // tiles store into y (the last block's, stored direct).
                     let spots_ahead: [Option<usize>; $k] = std::array::from_fn(|v| {
                         let ahead = $first + 2 * NV + v;
-                        (direct && b + 1 == blocks && (ahead < vectors || whole_maps)).then(|| place(ahead).1)
+                        (writes_ahead && b + 1 == blocks && (ahead < vectors || whole_maps)).then(|| place(ahead).1)
                     });
                     for strip in at.strips.clone() {
                         let (c0, channels) = match self.multiplier {
