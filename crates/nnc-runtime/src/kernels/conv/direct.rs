@@ -862,7 +862,7 @@ impl Shape {
         outputs as f64 / computed.max(1) as f64
     }
 
-    fn tile(&self) -> usize {
+    pub(super) fn tile(&self) -> usize {
         self.nv * self.lanes
     }
 
@@ -1721,9 +1721,15 @@ impl<'a> Direct<'a> {
                 // computing some twice (a 32 × 32 map's 3 × 3 conv has
                 // units of 32 vectors: a tenth of its tiles were a third
                 // wasted, 3–4 % of its time).
+                // Four left of tiles of three: two tiles of two, not
+                // three and a tile of one, whose eight multiply-adds a
+                // step wait on nine loads (a product of four vectors of
+                // Winograd tiles, 64 → 64 on 16 × 16, ran at half the FMA
+                // peak on a Xeon).
                 let take = match vectors - first {
                     1 => 1,
                     2 if NV > 2 => 2,
+                    4 if NV == 3 => 2,
                     left => left.min(NV),
                 };
                 // Only vectors that read the same kernel rows go together,

@@ -1285,7 +1285,13 @@ mod tests {
             map(24, (3, 16), 16, [1; 4]),
             map(16, (14, 14), 16, [1; 4]),
             map(16, (2, 24), 32, [1; 4]),
+            // 12 tiles a sample, four samples a unit (`Plan::samples`): at
+            // batch 5 a last unit of one, 12 positions, not whole vectors.
+            map(16, (8, 6), 24, [1; 4]),
         ];
+        // 8 × 8: 16 tiles a sample, three samples a unit.
+        assert_eq!(winograd::Plan::new(&cases[0]).samples(), 3);
+        assert_eq!(winograd::Plan::new(&cases[9]).samples(), 4);
         for g in cases {
             // The epilogue on the outputs' way out (a residual: where its
             // values are read), or after them (tanh).

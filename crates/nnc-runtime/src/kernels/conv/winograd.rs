@@ -100,11 +100,14 @@ pub(super) struct Plan {
     /// Tiles down and across (2 × 2 outputs each).
     tiles_h: usize,
     tiles_w: usize,
-    /// Tile rows per block, and tiles (positions of the product) per block.
+    /// Tile rows per block, and tiles per block.
     block_rows: usize,
     tb: usize,
-    /// The product: a pointwise conv of 16 groups on a row of `tb` positions.
-    grid: Grid,
+    /// Samples whose blocks a unit multiplies together, side by side in
+    /// the rows of `V` and `M` (`samples · tb` positions a row), where a
+    /// sample is one block too small for whole register tiles.
+    samples: usize,
+    /// The product's register tiles, on rows of `samples · tb` positions.
     shape: Shape,
 }
 
@@ -115,13 +118,24 @@ impl Plan {
         let (cin, cout) = (g.in_channels, g.out_channels);
         // Blocks whose tiles fill two of the product's register tiles
         // (of 48 positions), where that fits; else as many rows as fit.
-        let fits = |rows: usize| rows == 1 || XI * (cin + cout) * rows * tiles_w <= BLOCK_CAP;
+        let fits = |tiles: usize| XI * (cin + cout) * tiles <= BLOCK_CAP;
         let block_rows = (1..=tiles_h)
             .find(|&r| (r * tiles_w).is_multiple_of(96) || r == tiles_h)
-            .filter(|&r| fits(r))
-            .unwrap_or_else(|| (1..=tiles_h).take_while(|&r| fits(r)).last().unwrap_or(1));
+            .filter(|&r| r == 1 || fits(r * tiles_w))
+            .unwrap_or_else(|| (1..=tiles_h).take_while(|&r| fits(r * tiles_w)).last().unwrap_or(1));
         let tb = block_rows * tiles_w;
-        let grid = product_grid(cin, cout, tb);
+        let shape = Shape::pick(cout, &product_grid(cin, cout, tb));
+        // A small map's tiles (an 8 × 8 map's 16, one vector) leave the
+        // register tile of 8 channels by 3 vectors one vector wide, 8
+        // multiply-adds to 9 loads, which ran the product at half the FMA
+        // peak on a Xeon: a unit takes as many samples as fill whole
+        // tiles, where they fit.
+        let samples = match block_rows == tiles_h {
+            true => (1..=12)
+                .find(|&s| (s * tb).is_multiple_of(shape.tile()) && fits(s * tb))
+                .unwrap_or(1),
+            false => 1,
+        };
         Plan {
             cin,
             cout,
@@ -135,9 +149,14 @@ impl Plan {
             tiles_w,
             block_rows,
             tb,
-            grid,
-            shape: Shape::pick(cout, &grid),
+            samples,
+            shape,
         }
+    }
+
+    #[cfg(test)]
+    pub(super) fn samples(&self) -> usize {
+        self.samples
     }
 
     pub(super) fn blocks(&self) -> usize {
@@ -191,16 +210,31 @@ impl Plan {
     }
 
     fn v_floats(&self) -> usize {
-        XI * self.cin * self.tb
+        XI * self.cin * self.samples * self.tb
     }
 
     fn m_floats(&self) -> usize {
-        XI * self.cout * self.tb
+        XI * self.cout * self.samples * self.tb
     }
 
-    /// Floats of the direct kernel's scratch, a thread's.
+    /// The product of `samples` samples' blocks.
+    fn product<'a>(&self, samples: usize, packed: &'a [f32]) -> Direct<'a> {
+        let grid = product_grid(self.cin, self.cout, samples * self.tb);
+        Direct::new(grid, self.shape, XI, self.cout, packed, &Epilogue::NONE)
+    }
+
+    /// Floats of the direct kernel's scratch, a thread's: the most any
+    /// unit's product needs (a last unit of fewer samples may not store
+    /// whole vectors, and so needs a buffer where the others do not).
     fn direct_len(&self) -> usize {
-        Direct::scratch_per_thread(&self.grid, self.shape, XI, self.cout, 1).next_multiple_of(LINE)
+        (1..=self.samples)
+            .map(|k| {
+                let grid = product_grid(self.cin, self.cout, k * self.tb);
+                Direct::scratch_per_thread(&grid, self.shape, XI, self.cout, 1)
+            })
+            .max()
+            .unwrap_or(0)
+            .next_multiple_of(LINE)
     }
 
     /// Scratch for `threads` threads: each thread's `V` and `M` and the
@@ -235,10 +269,12 @@ pub(super) fn forward(
     let (vm, directs) = scratch.split_at_mut(threads * (v_len + m_len));
     let (vm, directs) = (Disjoint::new(vm), Disjoint::new(directs));
     let y = Disjoint::new(y);
-    let product = Direct::new(plan.grid, plan.shape, XI, plan.cout, packed, &Epilogue::NONE);
     let (sample_in, blocks) = (plan.cin * plan.h * plan.w, plan.blocks());
-    let units = batch * blocks;
+    // Samples a unit, as many as leave a unit for each thread.
+    let samples = plan.samples.min(batch.div_ceil(threads)).max(1);
+    let units = batch.div_ceil(samples) * blocks;
     if units >= threads {
+        let product = plan.product(samples, packed);
         // Each part its own units, start to end.
         let parts = threads.min(units);
         team.run(parts, &|t| {
@@ -250,13 +286,23 @@ pub(super) fn forward(
                 )
             };
             let (v, m) = own_vm.split_at_mut(v_len);
-            let (v, m) = (&mut v[..plan.v_floats()], &mut m[..plan.m_floats()]);
             for unit in crate::kernels::dense::split(units, parts, t, 1) {
-                let (n, block) = (unit / blocks, unit % blocks);
-                let x = &x[n * sample_in..(n + 1) * sample_in];
-                transform_inputs(x, plan, block, 0..plan.cin, &Disjoint::new(v));
-                ALONE.with(|alone| product.run(v, 1, m, own_direct, alone));
-                output_block(m, plan, (n, block), 0..plan.cout, epilogue, &y);
+                let (first, block) = (unit / blocks * samples, unit % blocks);
+                let k = samples.min(batch - first);
+                let ld = k * plan.tb;
+                let (v, m) = (&mut v[..XI * plan.cin * ld], &mut m[..XI * plan.cout * ld]);
+                let v_parts = Disjoint::new(v);
+                for (j, n) in (first..first + k).enumerate() {
+                    let x = &x[n * sample_in..(n + 1) * sample_in];
+                    transform_inputs(x, plan, block, 0..plan.cin, (&v_parts, j * plan.tb));
+                }
+                match k == samples {
+                    true => ALONE.with(|alone| product.run(v, 1, m, own_direct, alone)),
+                    false => ALONE.with(|alone| plan.product(k, packed).run(v, 1, m, own_direct, alone)),
+                }
+                for (j, n) in (first..first + k).enumerate() {
+                    output_block((m, j * plan.tb), plan, (n, block), 0..plan.cout, epilogue, &y);
+                }
             }
         });
         return;
@@ -266,7 +312,8 @@ pub(super) fn forward(
     // the product by its groups.
     // SAFETY: part 0's `V` and `M`; the other parts' go unused.
     let (v, m) = unsafe { vm.piece(0..v_len + m_len) }.split_at_mut(v_len);
-    let (v, m) = (&mut v[..plan.v_floats()], &mut m[..plan.m_floats()]);
+    let (v, m) = (&mut v[..XI * plan.cin * plan.tb], &mut m[..XI * plan.cout * plan.tb]);
+    let product = plan.product(1, packed);
     // SAFETY: the direct kernel's scratch, every thread's.
     let direct_all = unsafe { directs.piece(0..threads * direct_len) };
     for unit in 0..units {
@@ -275,26 +322,27 @@ pub(super) fn forward(
         let v_parts = Disjoint::new(v);
         team.run(threads, &|t| {
             let channels = crate::kernels::dense::split(plan.cin, threads, t, 1);
-            transform_inputs(x, plan, block, channels, &v_parts);
+            transform_inputs(x, plan, block, channels, (&v_parts, 0));
         });
         product.run(v, 1, m, direct_all, team);
         let m: &[f32] = m;
         team.run(threads, &|t| {
             let channels = crate::kernels::dense::split(plan.cout, threads, t, 1);
-            output_block(m, plan, (n, block), channels, epilogue, &y);
+            output_block((m, 0), plan, (n, block), channels, epilogue, &y);
         });
     }
 }
 
 /// `V_ξ` of block `block`'s tiles, for source channels `channels` (a
-/// part's own) of sample `x`, into `v` (`[ξ, cin, tb]`): `Bᵀ d B` of each
-/// tile's 4 × 4 inputs.
-fn transform_inputs(x: &[f32], plan: &Plan, block: usize, channels: Range<usize>, v: &Disjoint<'_>) {
+/// part's own) of sample `x`, into `v` (`[ξ, cin, ld]`, the block's
+/// `tb` tiles from position `at` of its rows): `Bᵀ d B` of each tile's
+/// 4 × 4 inputs.
+fn transform_inputs(x: &[f32], plan: &Plan, block: usize, channels: Range<usize>, (v, at): (&Disjoint<'_>, usize)) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512 (`forward`'s assert); the channels' runs
     // of `v` are the caller's alone.
     unsafe {
-        input_block_avx512(x, plan, block, channels, v)
+        input_block_avx512(x, plan, block, channels, (v, at))
     };
 }
 
@@ -315,18 +363,25 @@ fn in_pairs(tiles_w: usize) -> bool {
 /// then the transform on the 16 vectors.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn input_block_avx512(x: &[f32], plan: &Plan, block: usize, channels: Range<usize>, v: &Disjoint<'_>) {
+unsafe fn input_block_avx512(
+    x: &[f32],
+    plan: &Plan,
+    block: usize,
+    channels: Range<usize>,
+    (v, at): (&Disjoint<'_>, usize),
+) {
     use std::arch::x86_64::{
         __m512, _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_setr_epi32,
         _mm512_setzero_ps, _mm512_sub_ps,
     };
     let (tw, tb, cin, h, w) = (plan.tiles_w, plan.tb, plan.cin, plan.h, plan.w);
+    let ld = v.len() / (XI * cin);
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let w_i = w as isize;
     let pairs = in_pairs(tw);
     let (step, tile_rows) = (1 + pairs as usize, plan.rows_of(block));
-    assert!(channels.end <= cin && x.len() >= cin * h * w && v.len() >= XI * cin * tb);
+    assert!(channels.end <= cin && x.len() >= cin * h * w && v.len() == XI * cin * ld && at + tb <= ld);
     for t0 in (0..tw).step_by(16) {
         // Lane l of the first load reads source column `first + l`.
         let first = (2 * t0) as isize - plan.left as isize;
@@ -402,7 +457,7 @@ unsafe fn input_block_avx512(x: &[f32], plan: &Plan, block: usize, channels: Ran
                         _mm512_sub_ps(s1, s3),
                     ];
                     for (k, value) in out.into_iter().enumerate() {
-                        let run = v.as_mut_ptr().add(((4 * i + k) * cin + c) * tb);
+                        let run = v.as_mut_ptr().add(((4 * i + k) * cin + c) * ld + at);
                         // SAFETY: runs of channel c (this part's), inside v
                         // (the assert): row r's tiles, and in pairs row r +
                         // 1's from lane 8 (its pointer 8 before them).
@@ -418,15 +473,16 @@ unsafe fn input_block_avx512(x: &[f32], plan: &Plan, block: usize, channels: Ran
     }
 }
 
-/// Output channel `o` of the tile rows `tiles` (a block) from `M` into
-/// `out` (the block's output rows), `Aᵀ M A` of each tile: 16 tiles a
+/// Output channel `o` of the tile rows `tiles` (a block) from `M` (its
+/// tiles from position `start` of `M`'s rows) into `out` (the block's
+/// output rows), `Aᵀ M A` of each tile: 16 tiles a
 /// vector (of one tile row, or two, [`in_pairs`]), along the columns of
 /// the 4 × 4 first, then along its rows; the two columns of each tile
 /// interleaved by two permutes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn untransform_channel_avx512(
-    m: &[f32],
+    (m, start): (&[f32], usize),
     plan: &Plan,
     tiles: Range<usize>,
     o: usize,
@@ -451,13 +507,14 @@ unsafe fn untransform_channel_avx512(
         None => None,
     };
     let (tw, tb, cout, ow) = (plan.tiles_w, plan.tb, plan.cout, plan.ow);
+    let ld = m.len() / (XI * cout);
     let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     let pairs = in_pairs(tw);
     let step = 1 + pairs as usize;
     // Output rows of the block (its last tile row may have one).
     let rows = (plan.oh - 2 * tiles.start).min(2 * tiles.len());
-    assert!(m.len() >= XI * cout * tb && o < cout && out.len() >= rows * ow);
+    assert!(m.len() == XI * cout * ld && start + tb <= ld && o < cout && out.len() >= rows * ow);
     for r in (0..tiles.len()).step_by(step) {
         let second = pairs && r + 1 < tiles.len();
         for t0 in (0..tw).step_by(16) {
@@ -465,12 +522,12 @@ unsafe fn untransform_channel_avx512(
                 true => low_lanes(2 * tw),
                 false => low_lanes(tw - t0),
             };
-            let at = m.as_ptr().add(o * tb + r * tw + t0);
+            let from = m.as_ptr().add(o * ld + start + r * tw + t0);
             let mut q = [[_mm512_setzero_ps(); 2]; 4];
             for (i, qi) in q.iter_mut().enumerate() {
                 // SAFETY: the lanes read are tiles of the block, inside m.
                 let [m0, m1, m2, m3] =
-                    [0, 1, 2, 3].map(|k| _mm512_maskz_loadu_ps(lanes, at.add((4 * i + k) * cout * tb)));
+                    [0, 1, 2, 3].map(|k| _mm512_maskz_loadu_ps(lanes, from.add((4 * i + k) * cout * ld)));
                 *qi = [
                     _mm512_add_ps(_mm512_add_ps(m0, m1), m2),
                     _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3),
@@ -526,10 +583,10 @@ unsafe fn untransform_channel_avx512(
 }
 
 /// Output channels `channels` of block `block` of sample `n` from `M`
-/// (`[ξ, cout, tb]`): `Aᵀ M A` of each tile into `y`, then the epilogue
+/// (`[ξ, cout, ld]`, the block's tiles from the position given): `Aᵀ M A` of each tile into `y`, then the epilogue
 /// on the block's rows of each channel.
 fn output_block(
-    m: &[f32],
+    m: (&[f32], usize),
     plan: &Plan,
     (n, block): (usize, usize),
     channels: Range<usize>,
