@@ -944,6 +944,9 @@ pub(super) struct Direct<'a> {
     /// unit's outputs go into the thread's tile buffer, and from there,
     /// pooled, into `y` ([`Direct::pool_unit`]).
     pool: usize,
+    /// Floats between one group's planes and the next's, in the source
+    /// and in the output, past its channels' own ([`Direct::with_gaps`]).
+    gaps: [usize; 2],
 }
 
 impl<'a> Direct<'a> {
@@ -966,6 +969,7 @@ impl<'a> Direct<'a> {
             multiplier: None,
             edges: false,
             pool: 1,
+            gaps: [0; 2],
         };
         if direct.reads_padding_in_place() {
             // The tiles read the source's own rows, not a padded copy's.
@@ -991,6 +995,27 @@ impl<'a> Direct<'a> {
             direct.shape.nv = vectors.clamp(1, 8);
         }
         direct
+    }
+
+    /// With `gaps` floats between a group's planes and the next group's,
+    /// in the source and in the output: a group's planes a multiple of
+    /// 4 KiB long put the same place of every group in one set of L1's
+    /// (Winograd's transforms write and read all 16 groups at once).
+    /// Not with a fused pool.
+    pub fn with_gaps(mut self, gaps: [usize; 2]) -> Direct<'a> {
+        debug_assert!(self.pool == 1 || gaps == [0; 2]);
+        if gaps == [0; 2] {
+            return self;
+        }
+        // Groups with gaps between them are not one run of channels: the
+        // groups of one channel each run as groups again.
+        if let Some(multiplier) = self.multiplier.take() {
+            self.groups = self.grid.channels;
+            self.grid.channels = 1;
+            self.out_group = multiplier;
+        }
+        self.gaps = gaps;
+        self
     }
 
     /// With a `window × window` max pool fused after the epilogue (1 for
@@ -1235,8 +1260,8 @@ impl<'a> Direct<'a> {
                 let (chunk, block) = (rest / row_blocks, rest % row_blocks);
                 let sample_group = unit_samples * span;
                 let samples = span.min(sample_groups - sample_group);
-                let planes =
-                    sample_group * grid.channels * src_plane..(sample_group + samples) * grid.channels * src_plane;
+                let from = sample_group * (grid.channels * src_plane + self.gaps[0]);
+                let planes = from..from + samples * grid.channels * src_plane;
                 if prepared != Some(sample_group) && !in_place {
                     grid.prepare(&src[planes.clone()], source);
                     prepared = Some(sample_group);
@@ -1246,7 +1271,7 @@ impl<'a> Direct<'a> {
                 let row_range = block * rows..((block + 1) * rows).min(grid.out_h);
                 let group = sample_group % self.groups;
                 let n = sample_group / self.groups;
-                let group_plane = (n * self.groups + group) * self.out_group * out_plane;
+                let group_plane = (n * self.groups + group) * (self.out_group * out_plane + self.gaps[1]);
                 let direct = self.stores_direct();
                 let unit = Unit {
                     source,

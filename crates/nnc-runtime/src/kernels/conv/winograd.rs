@@ -32,6 +32,27 @@ const XI: usize = 16;
 /// Floats of a block's `V` and `M` together at most: a block is as many
 /// tile rows as fit (at least one), so that both stay in L2.
 const BLOCK_CAP: usize = 192 * 1024;
+/// Floats after each group of `V` and of `M` (a line): the groups' rows
+/// are a multiple of 4 KiB long where the channels are a power of two,
+/// and the transforms, which write (and read) the same place of all 16
+/// groups at once, then had all 16 in one set of L1's.
+const GAP: usize = LINE;
+
+/// Where a unit's tiles are in `V` (or `M`): a row of `ld` positions per
+/// channel, a group's rows then [`GAP`] floats, one sample's block from
+/// position `at` of the rows.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    ld: usize,
+    at: usize,
+}
+
+impl Place {
+    /// Floats from a group's first row to the next group's.
+    fn group(self, channels: usize) -> usize {
+        channels * self.ld + GAP
+    }
+}
 
 /// `G`, which takes a kernel row (or column) of 3 to the 4 of a block.
 const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
@@ -210,17 +231,17 @@ impl Plan {
     }
 
     fn v_floats(&self) -> usize {
-        XI * self.cin * self.samples * self.tb
+        XI * (self.cin * self.samples * self.tb + GAP)
     }
 
     fn m_floats(&self) -> usize {
-        XI * self.cout * self.samples * self.tb
+        XI * (self.cout * self.samples * self.tb + GAP)
     }
 
     /// The product of `samples` samples' blocks.
     fn product<'a>(&self, samples: usize, packed: &'a [f32]) -> Direct<'a> {
         let grid = product_grid(self.cin, self.cout, samples * self.tb);
-        Direct::new(grid, self.shape, XI, self.cout, packed, &Epilogue::NONE)
+        Direct::new(grid, self.shape, XI, self.cout, packed, &Epilogue::NONE).with_gaps([GAP; 2])
     }
 
     /// Floats of the direct kernel's scratch, a thread's: the most any
@@ -290,18 +311,22 @@ pub(super) fn forward(
                 let (first, block) = (unit / blocks * samples, unit % blocks);
                 let k = samples.min(batch - first);
                 let ld = k * plan.tb;
-                let (v, m) = (&mut v[..XI * plan.cin * ld], &mut m[..XI * plan.cout * ld]);
+                let place = |j: usize| Place { ld, at: j * plan.tb };
+                let (v, m) = (
+                    &mut v[..XI * place(0).group(plan.cin)],
+                    &mut m[..XI * place(0).group(plan.cout)],
+                );
                 let v_parts = Disjoint::new(v);
                 for (j, n) in (first..first + k).enumerate() {
                     let x = &x[n * sample_in..(n + 1) * sample_in];
-                    transform_inputs(x, plan, block, 0..plan.cin, (&v_parts, j * plan.tb));
+                    transform_inputs(x, plan, block, 0..plan.cin, (&v_parts, place(j)));
                 }
                 match k == samples {
                     true => ALONE.with(|alone| product.run(v, 1, m, own_direct, alone)),
                     false => ALONE.with(|alone| plan.product(k, packed).run(v, 1, m, own_direct, alone)),
                 }
                 for (j, n) in (first..first + k).enumerate() {
-                    output_block((m, j * plan.tb), plan, (n, block), 0..plan.cout, epilogue, &y);
+                    output_block((m, place(j)), plan, (n, block), 0..plan.cout, epilogue, &y);
                 }
             }
         });
@@ -312,7 +337,11 @@ pub(super) fn forward(
     // the product by its groups.
     // SAFETY: part 0's `V` and `M`; the other parts' go unused.
     let (v, m) = unsafe { vm.piece(0..v_len + m_len) }.split_at_mut(v_len);
-    let (v, m) = (&mut v[..XI * plan.cin * plan.tb], &mut m[..XI * plan.cout * plan.tb]);
+    let place = Place { ld: plan.tb, at: 0 };
+    let (v, m) = (
+        &mut v[..XI * place.group(plan.cin)],
+        &mut m[..XI * place.group(plan.cout)],
+    );
     let product = plan.product(1, packed);
     // SAFETY: the direct kernel's scratch, every thread's.
     let direct_all = unsafe { directs.piece(0..threads * direct_len) };
@@ -322,27 +351,26 @@ pub(super) fn forward(
         let v_parts = Disjoint::new(v);
         team.run(threads, &|t| {
             let channels = crate::kernels::dense::split(plan.cin, threads, t, 1);
-            transform_inputs(x, plan, block, channels, (&v_parts, 0));
+            transform_inputs(x, plan, block, channels, (&v_parts, place));
         });
         product.run(v, 1, m, direct_all, team);
         let m: &[f32] = m;
         team.run(threads, &|t| {
             let channels = crate::kernels::dense::split(plan.cout, threads, t, 1);
-            output_block((m, 0), plan, (n, block), channels, epilogue, &y);
+            output_block((m, place), plan, (n, block), channels, epilogue, &y);
         });
     }
 }
 
 /// `V_ξ` of block `block`'s tiles, for source channels `channels` (a
-/// part's own) of sample `x`, into `v` (`[ξ, cin, ld]`, the block's
-/// `tb` tiles from position `at` of its rows): `Bᵀ d B` of each tile's
-/// 4 × 4 inputs.
-fn transform_inputs(x: &[f32], plan: &Plan, block: usize, channels: Range<usize>, (v, at): (&Disjoint<'_>, usize)) {
+/// part's own) of sample `x`, into `v` (`[ξ, cin, ld]` at `place`):
+/// `Bᵀ d B` of each tile's 4 × 4 inputs.
+fn transform_inputs(x: &[f32], plan: &Plan, block: usize, channels: Range<usize>, (v, place): (&Disjoint<'_>, Place)) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512 (`forward`'s assert); the channels' runs
     // of `v` are the caller's alone.
     unsafe {
-        input_block_avx512(x, plan, block, channels, (v, at))
+        input_block_avx512(x, plan, block, channels, (v, place))
     };
 }
 
@@ -368,20 +396,20 @@ unsafe fn input_block_avx512(
     plan: &Plan,
     block: usize,
     channels: Range<usize>,
-    (v, at): (&Disjoint<'_>, usize),
+    (v, place): (&Disjoint<'_>, Place),
 ) {
     use std::arch::x86_64::{
         __m512, _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_setr_epi32,
         _mm512_setzero_ps, _mm512_sub_ps,
     };
     let (tw, tb, cin, h, w) = (plan.tiles_w, plan.tb, plan.cin, plan.h, plan.w);
-    let ld = v.len() / (XI * cin);
+    let (ld, at, group) = (place.ld, place.at, place.group(cin));
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let w_i = w as isize;
     let pairs = in_pairs(tw);
     let (step, tile_rows) = (1 + pairs as usize, plan.rows_of(block));
-    assert!(channels.end <= cin && x.len() >= cin * h * w && v.len() == XI * cin * ld && at + tb <= ld);
+    assert!(channels.end <= cin && x.len() >= cin * h * w && v.len() >= XI * group && at + tb <= ld);
     for t0 in (0..tw).step_by(16) {
         // Lane l of the first load reads source column `first + l`.
         let first = (2 * t0) as isize - plan.left as isize;
@@ -457,7 +485,7 @@ unsafe fn input_block_avx512(
                         _mm512_sub_ps(s1, s3),
                     ];
                     for (k, value) in out.into_iter().enumerate() {
-                        let run = v.as_mut_ptr().add(((4 * i + k) * cin + c) * ld + at);
+                        let run = v.as_mut_ptr().add((4 * i + k) * group + c * ld + at);
                         // SAFETY: runs of channel c (this part's), inside v
                         // (the assert): row r's tiles, and in pairs row r +
                         // 1's from lane 8 (its pointer 8 before them).
@@ -474,7 +502,7 @@ unsafe fn input_block_avx512(
 }
 
 /// Output channel `o` of the tile rows `tiles` (a block) from `M` (its
-/// tiles from position `start` of `M`'s rows) into `out` (the block's
+/// tiles at `place`) into `out` (the block's
 /// output rows), `Aᵀ M A` of each tile: 16 tiles a
 /// vector (of one tile row, or two, [`in_pairs`]), along the columns of
 /// the 4 × 4 first, then along its rows; the two columns of each tile
@@ -482,7 +510,7 @@ unsafe fn input_block_avx512(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn untransform_channel_avx512(
-    (m, start): (&[f32], usize),
+    (m, place): (&[f32], Place),
     plan: &Plan,
     tiles: Range<usize>,
     o: usize,
@@ -507,14 +535,14 @@ unsafe fn untransform_channel_avx512(
         None => None,
     };
     let (tw, tb, cout, ow) = (plan.tiles_w, plan.tb, plan.cout, plan.ow);
-    let ld = m.len() / (XI * cout);
+    let (ld, group) = (place.ld, place.group(cout));
     let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     let pairs = in_pairs(tw);
     let step = 1 + pairs as usize;
     // Output rows of the block (its last tile row may have one).
     let rows = (plan.oh - 2 * tiles.start).min(2 * tiles.len());
-    assert!(m.len() == XI * cout * ld && start + tb <= ld && o < cout && out.len() >= rows * ow);
+    assert!(m.len() >= XI * group && place.at + tb <= ld && o < cout && out.len() >= rows * ow);
     for r in (0..tiles.len()).step_by(step) {
         let second = pairs && r + 1 < tiles.len();
         for t0 in (0..tw).step_by(16) {
@@ -522,12 +550,12 @@ unsafe fn untransform_channel_avx512(
                 true => low_lanes(2 * tw),
                 false => low_lanes(tw - t0),
             };
-            let from = m.as_ptr().add(o * ld + start + r * tw + t0);
+            let from = m.as_ptr().add(o * ld + place.at + r * tw + t0);
             let mut q = [[_mm512_setzero_ps(); 2]; 4];
             for (i, qi) in q.iter_mut().enumerate() {
                 // SAFETY: the lanes read are tiles of the block, inside m.
                 let [m0, m1, m2, m3] =
-                    [0, 1, 2, 3].map(|k| _mm512_maskz_loadu_ps(lanes, from.add((4 * i + k) * cout * ld)));
+                    [0, 1, 2, 3].map(|k| _mm512_maskz_loadu_ps(lanes, from.add((4 * i + k) * group)));
                 *qi = [
                     _mm512_add_ps(_mm512_add_ps(m0, m1), m2),
                     _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3),
@@ -583,10 +611,10 @@ unsafe fn untransform_channel_avx512(
 }
 
 /// Output channels `channels` of block `block` of sample `n` from `M`
-/// (`[ξ, cout, ld]`, the block's tiles from the position given): `Aᵀ M A` of each tile into `y`, then the epilogue
+/// (`[ξ, cout, ld]`, the block's tiles at the place given): `Aᵀ M A` of each tile into `y`, then the epilogue
 /// on the block's rows of each channel.
 fn output_block(
-    m: (&[f32], usize),
+    m: (&[f32], Place),
     plan: &Plan,
     (n, block): (usize, usize),
     channels: Range<usize>,
