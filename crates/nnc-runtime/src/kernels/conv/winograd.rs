@@ -7,7 +7,8 @@
 //! transformed block: `M_ξ[o, t] = Σ_c U_ξ[o, c] · V_ξ[c, t]` over the
 //! tiles `t`, which the direct kernel runs as a pointwise conv of 16
 //! groups (`U`, the transformed weights, packed once as its weights).
-//! A sample's tiles go a block of tile rows at a time: its inputs
+//! A sample's tiles go a block of tile rows at a time (a small map's, a
+//! few samples' whole maps at a time, side by side): its inputs
 //! transformed (`V`), the product (`M`), its outputs transformed back
 //! into `y` with the epilogue, all in a thread's scratch, in L2.
 //!
