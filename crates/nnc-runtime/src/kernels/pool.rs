@@ -455,51 +455,15 @@ unsafe fn plane_means_avx512(x: &[f32], planes: usize, inner: usize, y: &mut [f3
     // plane's own lanes added one by one took some 30 instructions a
     // plane: mobile_mini's 8 192 planes of 64 at batch 64 took 44 µs,
     // now 28). The totals are sums in f32, as ONNX Runtime's (the other
-    // levels add their lanes in f64). At level k, a vector holds 2^k
-    // planes' partials, 16 / 2^k lanes each; two of them make one holding
-    // each plane's in half as many, the first vector's planes first.
-    let mut firsts = [[0i32; 16]; 4];
-    let mut seconds = [[0i32; 16]; 4];
-    for (k, (first, second)) in firsts.iter_mut().zip(&mut seconds).enumerate() {
-        let width = 16 >> (k + 1);
-        for l in 0..16 {
-            let (plane, offset) = (l / width, l % width);
-            let half = 1 << k;
-            let from = if plane < half {
-                plane * 2 * width
-            } else {
-                16 + (plane - half) * 2 * width
-            };
-            first[l] = (from + offset) as i32;
-            second[l] = (from + width + offset) as i32;
-        }
-    }
+    // levels add their lanes in f64).
     let idx = |v: &[i32; 16]| _mm512_loadu_si512(v.as_ptr().cast());
-    let (firsts, seconds) = (firsts.map(|v| idx(&v)), seconds.map(|v| idx(&v)));
-    let whole = inner / 16 * 16;
+    let (firsts, seconds) = (FOLD.0.map(|v| idx(&v)), FOLD.1.map(|v| idx(&v)));
     let count = _mm512_set1_ps(inner as f32);
     for p0 in (0..planes).step_by(16) {
         let n = (planes - p0).min(16);
         let mut level: [__m512; 16] = [_mm512_setzero_ps(); 16];
         for (p, sum) in level.iter_mut().enumerate().take(n) {
-            let run = x.as_ptr().add((p0 + p) * inner);
-            let mut sums = [_mm512_setzero_ps(); 4];
-            let mut i = 0;
-            while i + 64 <= whole {
-                for (k, s) in sums.iter_mut().enumerate() {
-                    *s = _mm512_add_ps(*s, std::arch::x86_64::_mm512_loadu_ps(run.add(i + 16 * k)));
-                }
-                i += 64;
-            }
-            while i < whole {
-                sums[0] = _mm512_add_ps(sums[0], std::arch::x86_64::_mm512_loadu_ps(run.add(i)));
-                i += 16;
-            }
-            if whole < inner {
-                let tail = std::arch::x86_64::_mm512_maskz_loadu_ps(low_lanes(inner - whole), run.add(whole));
-                sums[1] = _mm512_add_ps(sums[1], tail);
-            }
-            *sum = _mm512_add_ps(_mm512_add_ps(sums[0], sums[1]), _mm512_add_ps(sums[2], sums[3]));
+            *sum = run_sums(x.as_ptr().add((p0 + p) * inner), inner);
         }
         let mut len = 16;
         for k in 0..4 {
@@ -523,36 +487,71 @@ unsafe fn plane_means_avx2(x: &[f32], planes: usize, inner: usize, y: &mut [f32]
     plane_means::<std::arch::x86_64::__m256>(x, planes, inner, y)
 }
 
-/// The mean of each of `planes` runs of `inner` values, in vectors
+/// The permutes of [`plane_means_avx512`]'s fold, four levels of
+/// (first, second) lane indices into a pair of vectors. At level k a
+/// vector holds 2^k planes' partial sums, 16 / 2^k lanes each; adding
+/// the two permutes of a pair gives one vector holding each of its
+/// planes' in half as many lanes, the first vector's planes first.
+const FOLD: ([[i32; 16]; 4], [[i32; 16]; 4]) = {
+    let (mut firsts, mut seconds) = ([[0i32; 16]; 4], [[0i32; 16]; 4]);
+    let mut k = 0;
+    while k < 4 {
+        let (width, half) = (16 >> (k + 1), 1 << k);
+        let mut l = 0;
+        while l < 16 {
+            let (plane, offset) = (l / width, l % width);
+            let from = match plane < half {
+                true => plane * 2 * width,
+                false => 16 + (plane - half) * 2 * width,
+            };
+            firsts[k][l] = (from + offset) as i32;
+            seconds[k][l] = (from + width + offset) as i32;
+            l += 1;
+        }
+        k += 1;
+    }
+    (firsts, seconds)
+};
+
+/// A run's `inner` values summed into a vector's lanes, in vectors
 /// written out: a loop over lanes in an array was vectorised two floats
 /// at a time (mobile_mini's 8 192 planes of 64 at batch 64 took 74 µs,
-/// ONNX Runtime's 35). Four sums a run, so that a long run (a 32 × 32
-/// plane) is not bound by the adds' latency; the lanes are added in f64.
+/// ONNX Runtime's 35). Four sums, so that a long run (a 32 × 32 plane)
+/// is not bound by the adds' latency; a partial last vector masked.
+///
+/// # Safety
+/// The CPU has `V`'s features; `run` holds `inner` values.
+#[inline(always)]
+unsafe fn run_sums<V: Lanes>(run: *const f32, inner: usize) -> V {
+    let whole = inner / V::N * V::N;
+    let mut sums = [V::zero(); 4];
+    let mut i = 0;
+    while i + 4 * V::N <= whole {
+        for (k, sum) in sums.iter_mut().enumerate() {
+            *sum = V::add(*sum, V::load(run.add(i + k * V::N)));
+        }
+        i += 4 * V::N;
+    }
+    while i < whole {
+        sums[0] = V::add(sums[0], V::load(run.add(i)));
+        i += V::N;
+    }
+    if whole < inner {
+        sums[1] = V::add(sums[1], V::load_low(run.add(whole), inner - whole));
+    }
+    V::add(V::add(sums[0], sums[1]), V::add(sums[2], sums[3]))
+}
+
+/// The mean of each of `planes` runs of `inner` values, the lanes of
+/// each run's [`run_sums`] added in f64.
 ///
 /// # Safety
 /// The CPU has `V`'s features; `x` holds `planes · inner` values and `y`
 /// `planes`.
 #[inline(always)]
 unsafe fn plane_means<V: Lanes>(x: &[f32], planes: usize, inner: usize, y: &mut [f32]) {
-    let whole = inner / V::N * V::N;
     for (p, out) in y.iter_mut().enumerate().take(planes) {
-        let run = x.as_ptr().add(p * inner);
-        let mut sums = [V::zero(); 4];
-        let mut i = 0;
-        while i + 4 * V::N <= whole {
-            for (k, sum) in sums.iter_mut().enumerate() {
-                *sum = V::add(*sum, V::load(run.add(i + k * V::N)));
-            }
-            i += 4 * V::N;
-        }
-        while i < whole {
-            sums[0] = V::add(sums[0], V::load(run.add(i)));
-            i += V::N;
-        }
-        if whole < inner {
-            sums[1] = V::add(sums[1], V::load_low(run.add(whole), inner - whole));
-        }
-        let total = V::add(V::add(sums[0], sums[1]), V::add(sums[2], sums[3]));
+        let total: V = run_sums(x.as_ptr().add(p * inner), inner);
         let mut lanes = [0.0f32; RUN_LANES];
         total.store(lanes.as_mut_ptr());
         *out = (lanes_total(lanes) / inner as f64) as f32;

@@ -945,7 +945,7 @@ pub(super) struct Direct<'a> {
     /// pooled, into `y` ([`Direct::pool_unit`]).
     pool: usize,
     /// Floats between one group's planes and the next's, in the source
-    /// and in the output, past its channels' own ([`Direct::with_gaps`]).
+    /// and in the output, past its channels' own ([`Direct::gapped`]).
     gaps: [usize; 2],
 }
 
@@ -958,6 +958,32 @@ impl<'a> Direct<'a> {
         packed: &'a [f32],
         epilogue: &'a Epilogue<'a>,
     ) -> Direct<'a> {
+        Direct::laid_out(grid, shape, (groups, out_group), packed, epilogue, [0; 2])
+    }
+
+    /// A conv with no epilogue whose groups lie `gaps` floats apart past
+    /// their channels' planes, in the source and in the output: a group's
+    /// planes a multiple of 4 KiB long put the same place of every group
+    /// in one set of L1's (Winograd's transforms write and read all 16
+    /// groups at once).
+    pub fn gapped(
+        grid: Grid,
+        shape: Shape,
+        (groups, out_group): (usize, usize),
+        packed: &'a [f32],
+        gaps: [usize; 2],
+    ) -> Direct<'a> {
+        Direct::laid_out(grid, shape, (groups, out_group), packed, &Epilogue::NONE, gaps)
+    }
+
+    fn laid_out(
+        grid: Grid,
+        shape: Shape,
+        (groups, out_group): (usize, usize),
+        packed: &'a [f32],
+        epilogue: &'a Epilogue<'a>,
+        gaps: [usize; 2],
+    ) -> Direct<'a> {
         let mut direct = Direct {
             grid,
             shape,
@@ -969,7 +995,7 @@ impl<'a> Direct<'a> {
             multiplier: None,
             edges: false,
             pool: 1,
-            gaps: [0; 2],
+            gaps,
         };
         if direct.reads_padding_in_place() {
             // The tiles read the source's own rows, not a padded copy's.
@@ -977,8 +1003,9 @@ impl<'a> Direct<'a> {
             direct.grid.phase_w = grid.src_w;
             direct.edges = true;
         }
-        // (When whole strips fit in one source channel's outputs.)
-        if grid.channels == 1 && groups > 1 && out_group.is_multiple_of(shape.mr) {
+        // (When whole strips fit in one source channel's outputs, and the
+        // groups are one run of channels, with no gaps between them.)
+        if grid.channels == 1 && groups > 1 && out_group.is_multiple_of(shape.mr) && gaps == [0; 2] {
             direct.grid.channels = groups;
             direct.groups = 1;
             direct.out_group = groups * out_group;
@@ -997,31 +1024,10 @@ impl<'a> Direct<'a> {
         direct
     }
 
-    /// With `gaps` floats between a group's planes and the next group's,
-    /// in the source and in the output: a group's planes a multiple of
-    /// 4 KiB long put the same place of every group in one set of L1's
-    /// (Winograd's transforms write and read all 16 groups at once).
-    /// Not with a fused pool.
-    pub fn with_gaps(mut self, gaps: [usize; 2]) -> Direct<'a> {
-        debug_assert!(self.pool == 1 || gaps == [0; 2]);
-        if gaps == [0; 2] {
-            return self;
-        }
-        // Groups with gaps between them are not one run of channels: the
-        // groups of one channel each run as groups again.
-        if let Some(multiplier) = self.multiplier.take() {
-            self.groups = self.grid.channels;
-            self.grid.channels = 1;
-            self.out_group = multiplier;
-        }
-        self.gaps = gaps;
-        self
-    }
-
     /// With a `window × window` max pool fused after the epilogue (1 for
     /// none; not with a residual or channels-in-vectors tiles).
     pub fn pooled(mut self, window: usize) -> Direct<'a> {
-        debug_assert!(window <= 1 || (self.epilogue.residual.is_none() && !self.shape.across));
+        debug_assert!(window <= 1 || (self.epilogue.residual.is_none() && !self.shape.across && self.gaps == [0; 2]));
         self.pool = window.max(1);
         self
     }

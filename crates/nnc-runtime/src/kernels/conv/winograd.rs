@@ -53,6 +53,11 @@ impl Place {
     fn group(self, channels: usize) -> usize {
         channels * self.ld + GAP
     }
+
+    /// Floats of all 16 groups.
+    fn len(self, channels: usize) -> usize {
+        XI * self.group(channels)
+    }
 }
 
 /// `G`, which takes a kernel row (or column) of 3 to the 4 of a block.
@@ -231,18 +236,26 @@ impl Plan {
         self.m_floats().next_multiple_of(LINE)
     }
 
+    /// Where a unit of `samples` samples' blocks lies, its `j`th block.
+    fn place(&self, samples: usize, j: usize) -> Place {
+        Place {
+            ld: samples * self.tb,
+            at: j * self.tb,
+        }
+    }
+
     fn v_floats(&self) -> usize {
-        XI * (self.cin * self.samples * self.tb + GAP)
+        self.place(self.samples, 0).len(self.cin)
     }
 
     fn m_floats(&self) -> usize {
-        XI * (self.cout * self.samples * self.tb + GAP)
+        self.place(self.samples, 0).len(self.cout)
     }
 
     /// The product of `samples` samples' blocks.
     fn product<'a>(&self, samples: usize, packed: &'a [f32]) -> Direct<'a> {
         let grid = product_grid(self.cin, self.cout, samples * self.tb);
-        Direct::new(grid, self.shape, XI, self.cout, packed, &Epilogue::NONE).with_gaps([GAP; 2])
+        Direct::gapped(grid, self.shape, (XI, self.cout), packed, [GAP; 2])
     }
 
     /// Floats of the direct kernel's scratch, a thread's: the most any
@@ -311,12 +324,8 @@ pub(super) fn forward(
             for unit in crate::kernels::dense::split(units, parts, t, 1) {
                 let (first, block) = (unit / blocks * samples, unit % blocks);
                 let k = samples.min(batch - first);
-                let ld = k * plan.tb;
-                let place = |j: usize| Place { ld, at: j * plan.tb };
-                let (v, m) = (
-                    &mut v[..XI * place(0).group(plan.cin)],
-                    &mut m[..XI * place(0).group(plan.cout)],
-                );
+                let place = |j: usize| plan.place(k, j);
+                let (v, m) = (&mut v[..place(0).len(plan.cin)], &mut m[..place(0).len(plan.cout)]);
                 let v_parts = Disjoint::new(v);
                 for (j, n) in (first..first + k).enumerate() {
                     let x = &x[n * sample_in..(n + 1) * sample_in];
@@ -338,11 +347,8 @@ pub(super) fn forward(
     // the product by its groups.
     // SAFETY: part 0's `V` and `M`; the other parts' go unused.
     let (v, m) = unsafe { vm.piece(0..v_len + m_len) }.split_at_mut(v_len);
-    let place = Place { ld: plan.tb, at: 0 };
-    let (v, m) = (
-        &mut v[..XI * place.group(plan.cin)],
-        &mut m[..XI * place.group(plan.cout)],
-    );
+    let place = plan.place(1, 0);
+    let (v, m) = (&mut v[..place.len(plan.cin)], &mut m[..place.len(plan.cout)]);
     let product = plan.product(1, packed);
     // SAFETY: the direct kernel's scratch, every thread's.
     let direct_all = unsafe { directs.piece(0..threads * direct_len) };
@@ -410,7 +416,7 @@ unsafe fn input_block_avx512(
     let w_i = w as isize;
     let pairs = in_pairs(tw);
     let (step, tile_rows) = (1 + pairs as usize, plan.rows_of(block));
-    assert!(channels.end <= cin && x.len() >= cin * h * w && v.len() >= XI * group && at + tb <= ld);
+    assert!(channels.end <= cin && x.len() >= cin * h * w && v.len() >= place.len(cin) && at + tb <= ld);
     for t0 in (0..tw).step_by(16) {
         // Lane l of the first load reads source column `first + l`.
         let first = (2 * t0) as isize - plan.left as isize;
@@ -543,7 +549,7 @@ unsafe fn untransform_channel_avx512(
     let step = 1 + pairs as usize;
     // Output rows of the block (its last tile row may have one).
     let rows = (plan.oh - 2 * tiles.start).min(2 * tiles.len());
-    assert!(m.len() >= XI * group && place.at + tb <= ld && o < cout && out.len() >= rows * ow);
+    assert!(m.len() >= place.len(cout) && place.at + tb <= ld && o < cout && out.len() >= rows * ow);
     for r in (0..tiles.len()).step_by(step) {
         let second = pairs && r + 1 < tiles.len();
         for t0 in (0..tw).step_by(16) {
