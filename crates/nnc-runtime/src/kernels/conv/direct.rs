@@ -153,6 +153,23 @@ impl Grid {
         }
     }
 
+    /// Where output `(r, c)`'s tap (0, 0) reads: in the copy, or
+    /// `in_place` in the source itself, where it is before the plane's
+    /// first float (or past its row's end) if that tap reads padding.
+    fn read_at(&self, in_place: bool, r: usize, c: usize) -> i32 {
+        let at = match in_place {
+            true => {
+                let (i, j) = (
+                    (r * self.stride) as isize - self.top,
+                    (c * self.stride) as isize - self.left,
+                );
+                i * self.src_w as isize + j
+            }
+            false => (r * self.phase_w + c) as isize,
+        };
+        at as i32
+    }
+
     /// [`Grid::kernel_rows`] for columns.
     pub fn kernel_cols(&self, first: usize, last: usize) -> (usize, usize) {
         let cols = (self.left, self.src_w);
@@ -940,6 +957,11 @@ pub(super) struct Direct<'a> {
     /// Whether the tiles read a 3 × 3 conv's padded source in place,
     /// masking the lanes that fall in the padding ([`Direct::edges`]).
     edges: bool,
+    /// Whether channels-in-vectors tiles read the source itself, at any
+    /// stride and padding: each of their positions takes its own taps
+    /// and no others ([`plan_across`] with `in_place`), so none reads
+    /// padding, and a strided conv needs no copy split into phases.
+    across_in_place: bool,
     /// The window of the max pool fused after the epilogue (1: none): each
     /// unit's outputs go into the thread's tile buffer, and from there,
     /// pooled, into `y` ([`Direct::pool_unit`]).
@@ -994,6 +1016,7 @@ impl<'a> Direct<'a> {
             form: epilogue.channel_form(),
             multiplier: None,
             edges: false,
+            across_in_place: shape.across && grid.spread == 1,
             pool: 1,
             gaps,
         };
@@ -1112,7 +1135,7 @@ impl<'a> Direct<'a> {
             .min(work.saturating_add(WORK_PER_PART / 2) / WORK_PER_PART)
             .max(1);
         let (y, scratch) = (Disjoint::new(y), Disjoint::new(scratch));
-        with_tap_offsets(grid, |taps| {
+        with_tap_offsets(grid, self.across_in_place, |taps| {
             self.with_across_plan(row_blocks, |across| {
                 self.run_units(
                     src,
@@ -1149,7 +1172,7 @@ impl<'a> Direct<'a> {
                 for block in 0..row_blocks {
                     starts.push(tiles.len());
                     let block_rows = block * rows..((block + 1) * rows).min(self.grid.out_h);
-                    plan_across(&self.grid, block_rows, (px, nv), tiles, spare);
+                    plan_across(&self.grid, block_rows, (px, nv), self.across_in_place, tiles, spare);
                 }
                 starts.push(tiles.len());
             }
@@ -1183,7 +1206,7 @@ impl<'a> Direct<'a> {
     /// pointwise conv whose tiles read no further than its outputs, or
     /// a padded 3 × 3 one read with [`Direct::edges`].
     fn reads_in_place(&self) -> bool {
-        self.edges || (self.grid.is_plain() && self.stores_direct())
+        self.edges || self.across_in_place || (self.grid.is_plain() && self.stores_direct())
     }
 
     /// Whether the tiles can read a 3 × 3 stride-1 conv's source (or an
@@ -1809,7 +1832,11 @@ impl<'a> Direct<'a> {
     fn tiles_across<const PX: usize, const NV: usize>(&self, at: &Unit) {
         type V = std::arch::x86_64::__m512;
         let grid = &self.grid;
-        let (depth, plane, mr) = (self.depth(), grid.plane(), NV * V::N);
+        let plane = match self.across_in_place {
+            true => grid.src_h * grid.src_w,
+            false => grid.plane(),
+        };
+        let (depth, mr) = (self.depth(), NV * V::N);
         let strip_len = mr * depth;
         let group_at = at.group * self.shape.strips(self.out_group) * strip_len;
         let out_plane = grid.out_h * grid.out_w;
@@ -1819,21 +1846,24 @@ impl<'a> Direct<'a> {
         // of a 3 × 3 kernel over 128 input channels is 295 KB, streamed
         // from L2 once per tile otherwise. The tiles keep their partial
         // sums in the tile buffer between blocks (as `PX × NV` vectors).
-        let block = (ACROSS_BLOCK / (taps.max(1) * mr)).clamp(1, grid.channels.max(1));
+        // The blocks are as alike as they can be: a short last one is the
+        // tiles' loads and stores of their sums for little work.
+        let most = (ACROSS_BLOCK / (taps.max(1) * mr)).clamp(1, grid.channels.max(1));
+        let blocks = grid.channels.div_ceil(most);
         let bias_relu = match self.tiles_finish() {
             Some(TileEpilogue::BiasRelu(bias)) => Some(bias),
             _ => None,
         };
         // Planned by the conv's calling thread ([`AcrossPlan`]).
         let tiles = at.across;
-        at.ahead
-            .spread(at.strips.len() * grid.channels.div_ceil(block) * tiles.len());
+        at.ahead.spread(at.strips.len() * blocks * tiles.len());
         for strip in at.strips.clone() {
             let w = &self.packed[group_at + strip * strip_len..group_at + (strip + 1) * strip_len];
             let bias = bias_relu.map(|bias| bias[at.group * self.out_group + strip * mr..].as_ptr());
-            for c0 in (0..grid.channels).step_by(block) {
-                let channels = block.min(grid.channels - c0);
-                let last = c0 + channels == grid.channels;
+            for block in 0..blocks {
+                let c0 = block * grid.channels / blocks;
+                let channels = (block + 1) * grid.channels / blocks - c0;
+                let last = block + 1 == blocks;
                 // Where each tile keeps its sums: `PX` positions' worth, or
                 // one for a tile of one.
                 let mut slot = 0;
@@ -1848,8 +1878,12 @@ impl<'a> Direct<'a> {
                         window: tile.window,
                     };
                     // A short tile repeats its last position.
+                    // (Read in place, a position by the padding is read
+                    // from before the source's first float: by its taps
+                    // that reach past the padding alone.)
                     let src: [*const f32; PX] = std::array::from_fn(|i| {
-                        at.source[c0 * plane + tile.reads[i.min(tile.count - 1)] as usize..].as_ptr()
+                        let read = tile.reads[i.min(tile.count - 1)] as isize;
+                        at.source.as_ptr().wrapping_add(c0 * plane).wrapping_offset(read)
                     });
                     let sums = at.sums.wrapping_add(slot * mr);
                     slot += if tile.count == 1 { 1 } else { PX };
@@ -1888,13 +1922,13 @@ impl<'a> Direct<'a> {
 const ACROSS_MAX: usize = 12;
 
 /// One tile of [`Direct::tiles_across`]: `count` output positions of a
-/// sample (`row · out_w + column`, ascending), where in the copy each
-/// reads (`row · phase_w + column`), the window of taps they read a
-/// source pixel with, and where their outputs go.
+/// sample (`row · out_w + column`, ascending), where each reads its tap
+/// (0, 0) ([`Grid::read_at`]), the window of taps they read a source
+/// pixel with, and where their outputs go.
 #[derive(Clone, Copy, Debug)]
 struct AcrossTile {
     positions: [u32; ACROSS_MAX],
-    reads: [u32; ACROSS_MAX],
+    reads: [i32; ACROSS_MAX],
     count: usize,
     window: Window,
     stores: Stores,
@@ -2004,14 +2038,22 @@ fn alike<K: PartialEq>(span: Range<usize>, key: impl Fn(usize) -> K) -> impl Ite
 /// grow least, or split into tiles of one where that computes less. Their
 /// sums take no more room than the tiles of `px` consecutive positions
 /// would, so that the tile buffer holds them.
+///
+/// Tiles that read the source `in_place` take each position's own window:
+/// a wider one would read, for its taps over the padding, floats of the
+/// next row or channel. What is left of each window then goes together
+/// only with what is left of the same window, and is a tile of its own
+/// while there is room for its sums, then tiles of one.
 fn plan_across(
     grid: &Grid,
     rows: Range<usize>,
     (px, nv): (usize, usize),
+    in_place: bool,
     tiles: &mut Vec<AcrossTile>,
     spare: &mut Vec<AcrossTile>,
 ) {
     spare.clear();
+    let (first_tile, room) = (tiles.len(), (rows.len() * grid.out_w).div_ceil(px) * px);
     for (row_run, kernel_rows) in alike(rows, |r| grid.kernel_rows(r, r)) {
         for (col_run, kernel_cols) in alike(0..grid.out_w, |c| grid.kernel_cols(c, c)) {
             let mut tile = AcrossTile {
@@ -2028,7 +2070,7 @@ fn plan_across(
             for r in row_run.clone() {
                 for c in col_run.clone() {
                     tile.positions[tile.count] = (r * grid.out_w + c) as u32;
-                    tile.reads[tile.count] = (r * grid.phase_w + c) as u32;
+                    tile.reads[tile.count] = grid.read_at(in_place, r, c);
                     tile.count += 1;
                     if tile.count == px {
                         tiles.push(tile);
@@ -2046,7 +2088,8 @@ fn plan_across(
     while let Some(first) = (0..spare.len()).max_by_key(|&i| (spare[i].count, spare[i].window.taps())) {
         let mut tile = spare.swap_remove(first);
         while tile.count < px {
-            let Some(next) = (0..spare.len()).min_by_key(|&j| {
+            let alike = (0..spare.len()).filter(|&j| !in_place || spare[j].window == tile.window);
+            let Some(next) = alike.min_by_key(|&j| {
                 (
                     tile.window.union(spare[j].window).taps(),
                     std::cmp::Reverse(spare[j].count),
@@ -2067,7 +2110,7 @@ fn plan_across(
             }
         }
         // Ascending, so that the stores find runs of consecutive positions.
-        let mut order: [(u32, u32); ACROSS_MAX] = std::array::from_fn(|i| (tile.positions[i], tile.reads[i]));
+        let mut order: [(u32, i32); ACROSS_MAX] = std::array::from_fn(|i| (tile.positions[i], tile.reads[i]));
         order[..tile.count].sort_unstable();
         for (i, (p, r)) in order[..tile.count].iter().enumerate() {
             (tile.positions[i], tile.reads[i]) = (*p, *r);
@@ -2078,7 +2121,14 @@ fn plan_across(
         // four corners cost 20 position-taps where a tile of them is 54.
         let own = |p: u32| grid.window_at(p as usize / grid.out_w, p as usize % grid.out_w);
         let alone: usize = tile.positions[..tile.count].iter().map(|&p| own(p).taps()).sum();
-        if tile.count > 1 && alone * (nv + 1) < px * tile.window.taps() * nv {
+        let slots: usize = tiles[first_tile..]
+            .iter()
+            .map(|t| if t.count == 1 { 1 } else { px })
+            .sum();
+        // The leftovers still to place, as tiles of one at least.
+        let after: usize = spare.iter().map(|t| t.count).sum();
+        let no_room = slots + px + after > room;
+        if tile.count > 1 && (alone * (nv + 1) < px * tile.window.taps() * nv || no_room) {
             for (&p, &read) in tile.positions[..tile.count].iter().zip(&tile.reads) {
                 let mut single = AcrossTile {
                     count: 1,
@@ -2252,22 +2302,27 @@ thread_local! {
 
 /// `f(taps)` with the offsets of `grid`'s `kernel²` taps, in the calling
 /// thread's table.
-pub(super) fn with_tap_offsets<R>(grid: &Grid, f: impl FnOnce(&[usize]) -> R) -> R {
+pub(super) fn with_tap_offsets<R>(grid: &Grid, in_place: bool, f: impl FnOnce(&[usize]) -> R) -> R {
     TAPS.with(|taps| {
         let mut taps = taps.borrow_mut();
-        tap_offsets(grid, &mut taps);
+        tap_offsets(grid, in_place, &mut taps);
         f(&taps)
     })
 }
 
-/// Fills `taps` with the offsets of `grid`'s `kernel²` taps.
-fn tap_offsets(grid: &Grid, taps: &mut Vec<usize>) {
+/// Fills `taps` with the offsets of `grid`'s `kernel²` taps from a
+/// position's tap (0, 0): in the copy's phases, or `in_place` in the
+/// source's rows.
+fn tap_offsets(grid: &Grid, in_place: bool, taps: &mut Vec<usize>) {
     let (s, d, kw) = (grid.stride, grid.dilation, grid.kernel[1]);
     let phases = grid.channels * grid.plane();
     taps.clear();
     taps.extend((0..grid.taps()).map(|t| {
         let (ki, kj) = ((t / kw) * d, (t % kw) * d);
-        ((ki % s) * s + kj % s) * phases + (ki / s) * grid.phase_w + kj / s
+        match in_place {
+            true => ki * grid.src_w + kj,
+            false => ((ki % s) * s + kj % s) * phases + (ki / s) * grid.phase_w + kj / s,
+        }
     }));
 }
 
@@ -2683,9 +2738,12 @@ mod tests {
             (grid(16, [0, 0, 1, 1], 2), 0..8, 6, None),
             (grid(4, [3; 4], 1), 0..8, 12, None),
         ];
-        for (grid, rows, px, computed) in cases {
+        let cases = cases
+            .iter()
+            .flat_map(|case| [(case.clone(), false), (case.clone(), true)]);
+        for ((grid, rows, px, computed), in_place) in cases {
             tiles.clear();
-            plan_across(&grid, rows.clone(), (px, 4), &mut tiles, &mut spare);
+            plan_across(&grid, rows.clone(), (px, 4), in_place, &mut tiles, &mut spare);
             let outputs = rows.len() * grid.out_w;
             let slots = |t: &AcrossTile| if t.count == 1 { 1 } else { px };
             assert!(
@@ -2700,9 +2758,18 @@ mod tests {
                 for (&p, &read) in positions.iter().zip(&tile.reads) {
                     let p = p as usize;
                     assert!(rows.contains(&(p / grid.out_w)));
-                    assert_eq!(read as usize, p / grid.out_w * grid.phase_w + p % grid.out_w);
-                    let own = grid.window_at(p / grid.out_w, p % grid.out_w);
+                    let (r, c) = (p / grid.out_w, p % grid.out_w);
+                    let (s, top, left) = (grid.stride as isize, grid.top, grid.left);
+                    let want = match in_place {
+                        true => (r as isize * s - top) * grid.src_w as isize + c as isize * s - left,
+                        false => (r * grid.phase_w + c) as isize,
+                    };
+                    assert_eq!(read as isize, want);
+                    let own = grid.window_at(r, c);
                     assert!(covers(tile.window, own), "{grid:?}: {p} in {tile:?}");
+                    // Read in place, a tap past a position's own window
+                    // would read a float of the next row or channel.
+                    assert!(!in_place || tile.window == own, "{grid:?}: {p} in {tile:?}");
                     seen[p] += 1;
                 }
             }
@@ -2711,7 +2778,7 @@ mod tests {
                 .enumerate()
                 .all(|(p, &n)| n == usize::from(rows.contains(&(p / grid.out_w))));
             assert!(once, "{grid:?}: {seen:?}");
-            if let Some(computed) = computed {
+            if let (Some(computed), false) = (computed, in_place) {
                 let taps = |t: &AcrossTile| slots(t) * t.window.taps();
                 assert_eq!(tiles.iter().map(taps).sum::<usize>(), computed);
             }

@@ -605,7 +605,7 @@ pub fn conv2d_grad_weight(
     } else {
         groups * rows * pitch
     };
-    direct::with_tap_offsets(&grid, |taps| {
+    direct::with_tap_offsets(&grid, false, |taps| {
         let scratch = Disjoint::new(&mut scratch[..parts * per_thread]);
         team.run(parts, &|t| {
             // SAFETY: each part has its own scratch.
