@@ -97,7 +97,8 @@ impl BufferPlan {
 ///
 /// The rule is by measurement on a Zen 4 (1 MiB of L2 a core): cifar_vgg
 /// and resnet_mini (a 32-channel 32 × 32 map is 128 KiB a sample) one
-/// sample a pass, 2–4 % faster at batch 64 on one thread.
+/// sample a pass, 2–4 % faster at batch 64 on one thread; and on a Xeon
+/// (2 MiB) for mobile_mini, four (below).
 pub fn samples_per_pass(module: &Module, func: &Function, plan: &BufferPlan) -> Option<usize> {
     if func.mode != Mode::Infer {
         return None;
@@ -112,11 +113,14 @@ pub fn samples_per_pass(module: &Module, func: &Function, plan: &BufferPlan) -> 
         .sum();
     let per_sample = plan.slot_len.iter().sum::<usize>() + func.value_type(func.input).numel();
     let samples = (PASS_FLOATS / per_sample.max(1)).max(1);
-    // Only samples that take a third of the room or more: each pass wakes
-    // the team once an op, and passes of a few small samples (mobile_mini's
-    // four a thread, 8 passes of 14 ops at batch 64) were a third slower on
-    // two threads than the whole batch.
-    (weights <= PASS_WEIGHTS && samples <= 2).then_some(samples)
+    // Only samples that take a quarter of the room or more. Since the
+    // passes run in a lane per thread, mobile_mini's four samples a pass
+    // at batch 64 are 12–15 % faster than the whole batch on one thread
+    // and 7–10 % on two (on a Xeon with 2 MiB of L2; before the lanes,
+    // each pass woke the team once an op, and they were a third slower
+    // on two threads); digits_cnn's nine were 7–10 % slower on two
+    // threads, the seed MLP's 55 2–6 % on either.
+    (weights <= PASS_WEIGHTS && samples <= 4).then_some(samples)
 }
 
 /// Which buffer each gradient value of a backward lives in: a slot is
