@@ -1253,7 +1253,8 @@ mod tests {
     /// 6 + 1) and of one block (8 × 8: at batch 1, fewer units than
     /// threads), padding none, one, two, and SAME_UPPER's odd one, rows of
     /// 1–4, 7, 8 and 12 tiles (two rows of tiles a vector up to 4 and at
-    /// 8, an odd row last), channels not a multiple of a vector, a
+    /// 8, an odd row last), a sample's one block in two at batch 1 on two
+    /// threads, channels not a multiple of a vector, a
     /// residual, a folded norm with PReLU, and 24 random small geometries;
     /// and through [`conv2d`], where it applies, with a fused pool (after
     /// the conv, a sample at a time).
@@ -1288,7 +1289,19 @@ mod tests {
             // 12 tiles a sample, four samples a unit (`Plan::samples`): at
             // batch 5 a last unit of one, 12 positions, not whole vectors.
             map(16, (8, 6), 24, [1; 4]),
+            // One block a sample, shared at batch 1 on two threads as a
+            // block of rows for each (`Plan::shared`): 4 + 4 tile rows,
+            // and 5 + 4.
+            map(16, (16, 16), 16, [1; 4]),
+            map(16, (18, 20), 24, [1; 4]),
         ];
+        for g in &cases[10..] {
+            let plan = winograd::Plan::new(g);
+            assert!(
+                plan.blocks() == 1 && plan.shared(1, 2).is_some_and(|p| p.blocks() == 2),
+                "{g:?}"
+            );
+        }
         // 8 × 8: 16 tiles a sample, three samples a unit.
         assert_eq!(winograd::Plan::new(&cases[0]).samples(), 3);
         assert_eq!(winograd::Plan::new(&cases[9]).samples(), 4);

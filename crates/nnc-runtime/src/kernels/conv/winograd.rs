@@ -113,6 +113,7 @@ fn product_grid(cin: usize, cout: usize, tb: usize) -> Grid {
 }
 
 /// How a conv's samples are tiled, blocked and multiplied.
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Plan {
     cin: usize,
     cout: usize,
@@ -184,6 +185,24 @@ impl Plan {
     #[cfg(test)]
     pub(super) fn samples(&self) -> usize {
         self.samples
+    }
+
+    /// Where a batch has fewer blocks than `threads`, the plan with a
+    /// sample's map in a block for each thread, so that each thread
+    /// transforms, multiplies and writes out its own rows of tiles, its
+    /// `V` and `M` its own; if each block still fills two vectors.
+    pub(super) fn shared(&self, batch: usize, threads: usize) -> Option<Plan> {
+        if batch * self.blocks() >= threads || self.samples > 1 && batch > 1 {
+            return None;
+        }
+        let block_rows = self.tiles_h.div_ceil(threads);
+        let tb = block_rows * self.tiles_w;
+        (tb >= 2 * self.shape.lanes() && block_rows < self.block_rows).then_some(Plan {
+            block_rows,
+            tb,
+            samples: 1,
+            ..*self
+        })
     }
 
     pub(super) fn blocks(&self) -> usize {
@@ -304,6 +323,11 @@ pub(super) fn forward(
     let (vm, directs) = scratch.split_at_mut(threads * (v_len + m_len));
     let (vm, directs) = (Disjoint::new(vm), Disjoint::new(directs));
     let y = Disjoint::new(y);
+    let mut plan = plan;
+    let shared = plan.shared(batch, threads);
+    if let Some(shared) = &shared {
+        plan = shared;
+    }
     let (sample_in, blocks) = (plan.cin * plan.h * plan.w, plan.blocks());
     // Samples a unit, as many as leave a unit for each thread.
     let samples = plan.samples.min(batch.div_ceil(threads)).max(1);
