@@ -16,6 +16,10 @@
 //!
 //! The weights are packed per group into strips of `MR` output channels,
 //! depth-major, so a tap's `MR` weights are consecutive broadcasts.
+//!
+//! Tiles with channels in the vectors ([`Shape::across`]) broadcast each
+//! position's source value, so they read any stride in place; each takes
+//! only its positions' own taps ([`plan_across`]), so they need no copy.
 
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
@@ -877,6 +881,10 @@ impl Shape {
         };
         let computed = (vectors / self.nv * self.nv + last) * self.lanes;
         outputs as f64 / computed.max(1) as f64
+    }
+
+    pub(super) fn lanes(&self) -> usize {
+        self.lanes
     }
 
     pub(super) fn tile(&self) -> usize {
