@@ -413,3 +413,66 @@ fn depthwise_backward_of_random_geometries_against_the_definition() {
         }
     }
 }
+
+/// `dx` of a 3 × 3 stride-1 conv by its definition, in f64: `dx[c][i][j]
+/// = Σ_o Σ_taps dy[o][i + top − ki][j + left − kj] · w[o][c][ki][kj]`.
+fn input_grad_3x3_f64(dy: &[f32], w: &[f32], batch: usize, g: &ConvGeometry) -> Vec<f64> {
+    let (h, wd, oh, ow) = (g.height, g.width, g.out_height(), g.out_width());
+    let (cin, cout) = (g.in_channels, g.out_channels);
+    let (top, left) = (g.pads[0] as isize, g.pads[1] as isize);
+    let mut dx = vec![0.0f64; batch * cin * h * wd];
+    for n in 0..batch {
+        for o in 0..cout {
+            for c in 0..cin {
+                for ki in 0..3isize {
+                    for kj in 0..3isize {
+                        let wv = f64::from(w[((o * cin + c) * 3 + ki as usize) * 3 + kj as usize]);
+                        for i in 0..h as isize {
+                            let p = i + top - ki;
+                            if !(0..oh as isize).contains(&p) {
+                                continue;
+                            }
+                            for j in 0..wd as isize {
+                                let q = j + left - kj;
+                                if (0..ow as isize).contains(&q) {
+                                    let d = f64::from(dy[((n * cout + o) * oh + p as usize) * ow + q as usize]);
+                                    dx[((n * cin + c) * h + i as usize) * wd + j as usize] += d * wv;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// The input gradient of the 3 × 3 stride-1 convs whose forward runs as
+/// Winograd (64 → 64 on 16 × 16, 128 → 128 on 8 × 8, where AVX-512 has
+/// it; elsewhere the direct kernel), padding 1, and uneven, at batches
+/// large enough for Winograd's input gradient and at batch 1, which is
+/// not: against its definition, on one and two threads.
+#[test]
+fn input_gradient_of_winograd_sized_convs() {
+    let cases = [
+        (64, 16, [1; 4], 16),
+        (128, 8, [1; 4], 64),
+        (64, 16, [2, 1, 0, 1], 16),
+        (64, 16, [1; 4], 1),
+    ];
+    for (c, size, pads, batch) in cases {
+        let g = geometry(c, c, (size, size), 3, 1, 1, 1, pads);
+        let mut rng = Xorshift::new(c as u64 + 7);
+        let w = rng.vec(g.out_channels * g.in_channels * 9);
+        let dy = rng.vec(batch * g.out_channels * g.out_height() * g.out_width());
+        let want = input_grad_3x3_f64(&dy, &w, batch, &g);
+        for threads in [1, 2] {
+            let team = Team::new(threads).unwrap();
+            let mut scratch = vec![f32::NAN; g.grad_scratch_len(threads)];
+            let mut dx = vec![f32::NAN; batch * g.in_channels * size * size];
+            conv2d_grad_input(&dy, batch, &g, &w, &mut dx, &mut scratch, &team);
+            assert_grad(&format!("{g:?} batch {batch}: dx, {threads} threads"), &dx, &want, 1e-4);
+        }
+    }
+}
