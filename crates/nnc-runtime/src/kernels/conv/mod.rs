@@ -142,9 +142,7 @@ impl ConvGeometry {
         // direct kernel's below that.
         let winograd = self.winograd_transposed().map_or(0, |t| {
             let plan = winograd::Plan::new(&t);
-            self.flipped_len().next_multiple_of(LINE)
-                + plan.packed_len().next_multiple_of(LINE)
-                + plan.scratch_len(threads)
+            plan.packed_len().next_multiple_of(LINE) + plan.scratch_len(threads)
         });
         if self.grad_input_by_phases() {
             return self
@@ -182,11 +180,6 @@ impl ConvGeometry {
             ..*self
         };
         (winograd::applies(&t) && (t.out_height(), t.out_width()) == (self.height, self.width)).then_some(t)
-    }
-
-    /// Floats of the weights flipped for [`ConvGeometry::winograd_transposed`].
-    fn flipped_len(&self) -> usize {
-        self.in_channels * self.out_channels * 9
     }
 
     /// The weight gradient's scratch per thread: the copy of a sample's
@@ -581,21 +574,14 @@ pub fn conv2d_grad_input(
     }
     let outputs = batch.saturating_mul(g.out_height() * g.out_width());
     if let Some(t) = g.winograd_transposed().filter(|_| outputs >= WINOGRAD_DX_OUTPUTS) {
-        // Output channel c of the transposed conv on source channel o, tap
-        // t: the forward's weight of o on c at tap 8 − t (the kernel
-        // turned half a turn), packed as Winograd's U, a step's weights.
+        // Output channel c of the transposed conv on source channel o: the
+        // forward's kernel of o on c turned half a turn, packed as
+        // Winograd's U, a step's weights.
         let plan = winograd::Plan::new(&t);
-        let (flipped, rest) = scratch.split_at_mut(g.flipped_len().next_multiple_of(LINE));
-        let flipped = &mut flipped[..g.flipped_len()];
-        for (c, to) in flipped.chunks_exact_mut(g.out_channels * 9).enumerate() {
-            for (o, taps) in to.chunks_exact_mut(9).enumerate() {
-                let from = &w[(o * g.in_channels + c) * 9..][..9];
-                taps.iter_mut().zip(from.iter().rev()).for_each(|(t, w)| *t = *w);
-            }
-        }
-        let (packed, rest) = rest.split_at_mut(plan.packed_len().next_multiple_of(LINE));
+        let (packed, rest) = scratch.split_at_mut(plan.packed_len().next_multiple_of(LINE));
         let packed = &mut packed[..plan.packed_len()];
-        plan.pack(flipped, packed);
+        let cin = g.in_channels;
+        plan.pack_taps(|c, o| &w[(o * cin + c) * 9..][..9], true, packed);
         return winograd::forward(dy, batch, &plan, packed, &Epilogue::NONE, dx, rest, team);
     }
     if g.grad_input_by_phases() {

@@ -222,18 +222,28 @@ impl Plan {
     /// Packs `weight` `[out, in, 3, 3]` as `U_ξ = G g Gᵀ`, the product's
     /// weights (group ξ, its output channel `o` on input channel `c`).
     pub(super) fn pack(&self, weight: &[f32], out: &mut [f32]) {
+        let cin = self.cin;
+        self.pack_taps(|o, c| &weight[(o * cin + c) * 9..][..9], false, out);
+    }
+
+    /// [`Plan::pack`] on the kernel `taps(o, c)` of output channel `o` on
+    /// input channel `c`, its 9 taps turned half a turn where `flipped`
+    /// (an input gradient's kernel).
+    pub(super) fn pack_taps<'w>(&self, taps: impl Fn(usize, usize) -> &'w [f32], flipped: bool, out: &mut [f32]) {
         let (cin, cout, mr) = (self.cin, self.cout, self.shape.mr);
         let strips = self.shape.strips(cout);
         let out = &mut out[..self.packed_len()];
         // Strip slots past the last channel stay zero.
         out.fill(0.0);
-        for (o, filters) in weight.chunks_exact(cin * 9).take(cout).enumerate() {
-            for (c, g) in filters.chunks_exact(9).enumerate() {
+        for o in 0..cout {
+            for c in 0..cin {
+                let g = taps(o, c);
+                let g = |t: usize| g[if flipped { 8 - t } else { t }];
                 // G g (4 × 3), then (G g) Gᵀ (4 × 4), in f64.
                 let mut gg = [[0.0f64; 3]; 4];
                 for (i, row) in gg.iter_mut().enumerate() {
                     for (b, v) in row.iter_mut().enumerate() {
-                        *v = (0..3).map(|a| G[i][a] * g[a * 3 + b] as f64).sum();
+                        *v = (0..3).map(|a| G[i][a] * g(a * 3 + b) as f64).sum();
                     }
                 }
                 for xi in 0..XI {
@@ -323,11 +333,8 @@ pub(super) fn forward(
     let (vm, directs) = scratch.split_at_mut(threads * (v_len + m_len));
     let (vm, directs) = (Disjoint::new(vm), Disjoint::new(directs));
     let y = Disjoint::new(y);
-    let mut plan = plan;
     let shared = plan.shared(batch, threads);
-    if let Some(shared) = &shared {
-        plan = shared;
-    }
+    let plan = shared.as_ref().unwrap_or(plan);
     let (sample_in, blocks) = (plan.cin * plan.h * plan.w, plan.blocks());
     // Samples a unit, as many as leave a unit for each thread.
     let samples = plan.samples.min(batch.div_ceil(threads)).max(1);
